@@ -1,0 +1,146 @@
+//! Running an agent: storage and raft, the HTTP listener, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::http::{self, AppState};
+use crate::raft::node::{RaftNode, RaftOptions, RaftStartError};
+use crate::state::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Raft(#[from] RaftStartError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("node id file {path}: {source}")]
+    NodeId {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The node's UUID: kept in the data dir so it survives restarts.
+fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
+    let Some(dir) = data_dir else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let path = dir.join("node-id");
+    let err = |source| AgentError::NodeId {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if uuid::Uuid::parse_str(s.trim()).is_ok() => Ok(s.trim().to_string()),
+        _ => {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            crate::fsutil::write_atomic(&path, id.as_bytes()).map_err(err)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Run the agent until `shutdown` is cancelled; then stop accepting, let
+/// in-flight requests finish (parked blocking queries answer at once), and
+/// flush the raft log.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    if !config.server {
+        return Err(AgentError::Unsupported(
+            "client agents need servers to join, which this build does not support yet: \
+             run with -dev or -server -bootstrap-expect 1 -data-dir DIR"
+                .into(),
+        ));
+    }
+    let config = Arc::new(config);
+    let node_id = node_id(config.data_dir.as_deref())?;
+    let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
+    // Raft ids are u64; the first half of the node UUID is unique enough and stable.
+    let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
+    let store = Store::new();
+    let server_port = if config.ports.server > 0 {
+        config.ports.server
+    } else {
+        8300
+    };
+    let raft_addr = format!("{}:{}", config.bind_addr, server_port);
+    let node = RaftNode::start(
+        RaftOptions {
+            id: raft_id,
+            addr: raft_addr,
+            data_dir: config.data_dir.clone(),
+            raft_multiplier: config.raft_multiplier,
+            bootstrap: config.bootstrap_expect == Some(1),
+        },
+        store.clone(),
+    )
+    .await?;
+    tracing::info!(
+        node = %config.node_name,
+        datacenter = %config.datacenter,
+        server = config.server,
+        dev = config.dev,
+        data_dir = ?config.data_dir,
+        "agent starting"
+    );
+
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        store,
+        raft: node.raft.clone(),
+        raft_id,
+        leadership: node.leadership.clone(),
+        node_id,
+        shutdown: shutdown.clone(),
+        started: Instant::now(),
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.ports.http >= 0 {
+        let addr = SocketAddr::new(config.client_addr, config.ports.http as u16);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AgentError::Bind {
+                what: "HTTP API",
+                addr,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(AgentError::Serve)?;
+        tracing::info!("HTTP API listening on http://{bound}");
+        let app = http::router(state.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .map_err(AgentError::Serve)
+        });
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with error"),
+            Err(e) => tracing::warn!(error = %e, "listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    node.shutdown().await;
+    tracing::info!("agent stopped");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! `tribune agent`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AgentConfig, Flags};
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Development mode: in-memory single server, UI on, nothing persisted.
+    #[arg(long)]
+    pub dev: bool,
+    /// Run as a server (raft voter).
+    #[arg(long)]
+    pub server: bool,
+    /// Servers to expect before bootstrapping (this build: 1).
+    #[arg(long = "bootstrap-expect")]
+    pub bootstrap_expect: Option<u32>,
+    /// Directory for the raft log and state snapshots.
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Node name (default: hostname).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Datacenter name (default dc1).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Cluster (raft, gossip) bind address.
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    /// Address for client interfaces: HTTP, DNS (default 127.0.0.1).
+    #[arg(long)]
+    pub client: Option<IpAddr>,
+    /// HTTP API port (default 8500; 0 = any free port; -1 = off).
+    #[arg(long = "http-port")]
+    pub http_port: Option<i32>,
+    /// DNS port (default 8600; -1 = off).
+    #[arg(long = "dns-port")]
+    pub dns_port: Option<i32>,
+    /// Directory of *.json / *.hcl config files (repeatable).
+    #[arg(long = "config-dir")]
+    pub config_dir: Vec<PathBuf>,
+    /// A config file (repeatable).
+    #[arg(long = "config-file")]
+    pub config_file: Vec<PathBuf>,
+    /// trace, debug, info, warn, err.
+    #[arg(long = "log-level")]
+    pub log_level: Option<String>,
+    /// Allow script health checks (off by default: remote code execution risk).
+    #[arg(long = "enable-script-checks")]
+    pub enable_script_checks: bool,
+    /// Serve the web UI.
+    #[arg(long)]
+    pub ui: bool,
+}
+
+fn init_tracing(level: &str) -> Result<(), String> {
+    let ours = match level.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "err" | "error" => "error",
+        other => {
+            return Err(format!(
+                "invalid -log-level {other:?}: use trace, debug, info, warn or err"
+            ))
+        }
+    };
+    let raft = if matches!(ours, "trace" | "debug") {
+        ours
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("{ours},openraft={raft}"));
+    let ansi = unsafe { libc::isatty(2) == 1 };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+    Ok(())
+}
+
+pub fn run(a: AgentArgs) -> ExitCode {
+    let flags = Flags {
+        dev: a.dev,
+        server: a.server,
+        bootstrap_expect: a.bootstrap_expect,
+        data_dir: a.data_dir,
+        node: a.node,
+        datacenter: a.datacenter,
+        bind: a.bind,
+        client: a.client,
+        http_port: a.http_port,
+        dns_port: a.dns_port,
+        config_dir: a.config_dir,
+        config_file: a.config_file,
+        log_level: a.log_level,
+        enable_script_checks: a.enable_script_checks,
+        ui: a.ui,
+    };
+    let config = match AgentConfig::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("==> Error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = init_tracing(&config.log_level) {
+        eprintln!("==> Error: {e}");
+        return ExitCode::from(1);
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("==> Error: starting runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            stop.cancel();
+        });
+        crate::agent::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("==> Error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the agent still stops when killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("caught SIGTERM"),
+        _ = int.recv() => tracing::info!("caught SIGINT"),
+    }
+}

@@ -1,0 +1,113 @@
+//! A small blocking HTTP client for CLI commands.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+use reqwest::Method;
+
+use super::HttpOpts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("Error querying agent at {addr}: {source}")]
+    Transport {
+        addr: String,
+        source: reqwest::Error,
+    },
+    #[error("Unexpected response code: {status} ({body})")]
+    Status { status: u16, body: String },
+}
+
+pub struct Api {
+    client: Client,
+    base: String,
+    opts: HttpOpts,
+}
+
+impl Api {
+    pub fn new(opts: &HttpOpts) -> Self {
+        let addr = opts.http_addr.trim_end_matches('/');
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let client = Client::builder()
+            .timeout(Duration::from_secs(660))
+            .build()
+            .unwrap_or_else(|_| Client::new());
+        Self {
+            client,
+            base,
+            opts: opts.clone(),
+        }
+    }
+
+    /// Send a request to `/v1/<path>` with query pairs; returns the raw response.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let mut q: Vec<(&str, String)> = query.to_vec();
+        if let Some(dc) = &self.opts.datacenter {
+            q.push(("dc", dc.clone()));
+        }
+        if self.opts.stale && method == Method::GET {
+            q.push(("stale", String::new()));
+        }
+        let mut req = self
+            .client
+            .request(method, format!("{}/v1/{path}", self.base))
+            .query(&q);
+        if let Some(t) = &self.opts.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        req.send().map_err(|source| ClientError::Transport {
+            addr: self.base.clone(),
+            source,
+        })
+    }
+
+    /// Like [`send`](Self::send) but any non-2xx answer except 404 is an error.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let resp = self.send(method, path, query, body)?;
+        let status = resp.status();
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        let bytes = resp.bytes().map_err(|source| ClientError::Transport {
+            addr: self.base.clone(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).trim().to_string(),
+            });
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+}
+
+/// Percent-encode a key for a URL path, keeping `/`.
+pub fn key_path(key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(key, SET).to_string()
+}

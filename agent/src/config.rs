@@ -1,0 +1,404 @@
+//! Agent configuration: defaults, then config files (`-config-file`, then
+//! `*.json`/`*.hcl` of `-config-dir` in name order), then command-line flags.
+//! Keys tribune does not know are reported as warnings, never fatal.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("invalid value for {key}: {msg}")]
+    Invalid { key: String, msg: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Listener ports; -1 disables one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub http: i32,
+    pub dns: i32,
+    pub server: i32,
+    pub serf_lan: i32,
+    pub serf_wan: i32,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            http: 8500,
+            dns: 8600,
+            server: 8300,
+            serf_lan: 8301,
+            serf_wan: 8302,
+        }
+    }
+}
+
+/// The resolved agent configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub dev: bool,
+    pub server: bool,
+    pub bootstrap_expect: Option<u32>,
+    pub data_dir: Option<PathBuf>,
+    pub node_name: String,
+    pub datacenter: String,
+    pub bind_addr: IpAddr,
+    pub client_addr: IpAddr,
+    pub ports: Ports,
+    pub raft_multiplier: u64,
+    pub enable_script_checks: bool,
+    pub ui: bool,
+    pub log_level: String,
+    /// Problems worth a warning (unknown keys...), logged once tracing is up.
+    pub warnings: Vec<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            dev: false,
+            server: false,
+            bootstrap_expect: None,
+            data_dir: None,
+            node_name: hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "tribune".into()),
+            datacenter: "dc1".into(),
+            bind_addr: IpAddr::from([127, 0, 0, 1]),
+            client_addr: IpAddr::from([127, 0, 0, 1]),
+            ports: Ports::default(),
+            raft_multiplier: 5,
+            enable_script_checks: false,
+            ui: false,
+            log_level: "info".into(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Values given on the command line (all optional: they override files).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub dev: bool,
+    pub server: bool,
+    pub bootstrap_expect: Option<u32>,
+    pub data_dir: Option<PathBuf>,
+    pub node: Option<String>,
+    pub datacenter: Option<String>,
+    pub bind: Option<IpAddr>,
+    pub client: Option<IpAddr>,
+    pub http_port: Option<i32>,
+    pub dns_port: Option<i32>,
+    pub config_dir: Vec<PathBuf>,
+    pub config_file: Vec<PathBuf>,
+    pub log_level: Option<String>,
+    pub enable_script_checks: bool,
+    pub ui: bool,
+}
+
+impl AgentConfig {
+    /// Resolve defaults, files and flags into one configuration.
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let mut c = AgentConfig::default();
+        if flags.dev {
+            c.dev = true;
+            c.server = true;
+            c.bootstrap_expect = Some(1);
+            c.ui = true;
+            c.raft_multiplier = 1;
+        }
+        let mut files = flags.config_file.clone();
+        for dir in &flags.config_dir {
+            files.extend(config_dir_files(dir)?);
+        }
+        for f in &files {
+            let v = read_file(f)?;
+            c.merge_file(f, &v)?;
+        }
+        c.apply_flags(flags);
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_flags(&mut self, f: &Flags) {
+        if f.server {
+            self.server = true;
+        }
+        if f.bootstrap_expect.is_some() {
+            self.bootstrap_expect = f.bootstrap_expect;
+        }
+        if let Some(d) = &f.data_dir {
+            self.data_dir = Some(d.clone());
+        }
+        if let Some(n) = &f.node {
+            self.node_name = n.clone();
+        }
+        if let Some(d) = &f.datacenter {
+            self.datacenter = d.clone();
+        }
+        if let Some(b) = f.bind {
+            self.bind_addr = b;
+        }
+        if let Some(c) = f.client {
+            self.client_addr = c;
+        }
+        if let Some(p) = f.http_port {
+            self.ports.http = p;
+        }
+        if let Some(p) = f.dns_port {
+            self.ports.dns = p;
+        }
+        if let Some(l) = &f.log_level {
+            self.log_level = l.clone();
+        }
+        if f.enable_script_checks {
+            self.enable_script_checks = true;
+        }
+        if f.ui {
+            self.ui = true;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: &str| ConfigError::Invalid {
+            key: key.into(),
+            msg: msg.into(),
+        };
+        if self.node_name.trim().is_empty() {
+            return Err(bad("node_name", "must not be empty"));
+        }
+        if self.datacenter.is_empty()
+            || !self
+                .datacenter
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad("datacenter", "use letters, digits, '-' and '_'"));
+        }
+        for (name, p) in [
+            ("ports.http", self.ports.http),
+            ("ports.dns", self.ports.dns),
+            ("ports.server", self.ports.server),
+            ("ports.serf_lan", self.ports.serf_lan),
+            ("ports.serf_wan", self.ports.serf_wan),
+        ] {
+            if !(-1..=65535).contains(&p) {
+                return Err(bad(name, "must be -1 (off) or 0..65535"));
+            }
+        }
+        if !(1..=10).contains(&self.raft_multiplier) {
+            return Err(bad(
+                "performance.raft_multiplier",
+                "must be between 1 and 10",
+            ));
+        }
+        if self.server && !self.dev && self.data_dir.is_none() {
+            return Err(bad("data_dir", "a server needs -data-dir (or use -dev)"));
+        }
+        if self.dev && self.data_dir.is_some() {
+            return Err(ConfigError::Conflict(
+                "-dev keeps everything in memory: drop -data-dir, or use -server -data-dir".into(),
+            ));
+        }
+        if let Some(n) = self.bootstrap_expect {
+            if !self.server {
+                return Err(ConfigError::Conflict(
+                    "-bootstrap-expect requires -server".into(),
+                ));
+            }
+            if n != 1 {
+                return Err(bad(
+                    "bootstrap_expect",
+                    "this build forms single-server clusters only: use 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_file(&mut self, path: &Path, v: &Value) -> Result<(), ConfigError> {
+        let Value::Object(map) = v else {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                msg: "top level must be an object".into(),
+            });
+        };
+        let invalid = |key: &str, want: &str| ConfigError::Invalid {
+            key: format!("{key} in {}", path.display()),
+            msg: format!("expected {want}"),
+        };
+        let s = |key: &str, v: &Value| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| invalid(key, "a string"))
+        };
+        let b = |key: &str, v: &Value| v.as_bool().ok_or_else(|| invalid(key, "true or false"));
+        let ip = |key: &str, v: &Value| {
+            v.as_str()
+                .and_then(|x| x.parse::<IpAddr>().ok())
+                .ok_or_else(|| invalid(key, "an IP address"))
+        };
+        for (key, val) in map {
+            match key.as_str() {
+                "datacenter" => self.datacenter = s(key, val)?,
+                "node_name" => self.node_name = s(key, val)?,
+                "data_dir" => self.data_dir = Some(PathBuf::from(s(key, val)?)),
+                "client_addr" => self.client_addr = ip(key, val)?,
+                "bind_addr" => self.bind_addr = ip(key, val)?,
+                "server" => self.server = b(key, val)?,
+                "ui" => self.ui = b(key, val)?,
+                "enable_script_checks" => self.enable_script_checks = b(key, val)?,
+                "log_level" => self.log_level = s(key, val)?,
+                "bootstrap_expect" => {
+                    self.bootstrap_expect = Some(
+                        val.as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .ok_or_else(|| invalid(key, "a number"))?,
+                    )
+                }
+                "ports" => {
+                    let obj = val.as_object().ok_or_else(|| invalid(key, "an object"))?;
+                    for (p, pv) in obj {
+                        let n = pv
+                            .as_i64()
+                            .and_then(|n| i32::try_from(n).ok())
+                            .ok_or_else(|| invalid(&format!("ports.{p}"), "a number"))?;
+                        match p.as_str() {
+                            "http" => self.ports.http = n,
+                            "dns" => self.ports.dns = n,
+                            "server" => self.ports.server = n,
+                            "serf_lan" => self.ports.serf_lan = n,
+                            "serf_wan" => self.ports.serf_wan = n,
+                            other => self.warnings.push(format!(
+                                "{}: unknown key ports.{other} ignored",
+                                path.display()
+                            )),
+                        }
+                    }
+                }
+                "performance" => {
+                    let obj = val.as_object().ok_or_else(|| invalid(key, "an object"))?;
+                    for (p, pv) in obj {
+                        match p.as_str() {
+                            "raft_multiplier" => {
+                                self.raft_multiplier = pv.as_u64().ok_or_else(|| {
+                                    invalid("performance.raft_multiplier", "a number")
+                                })?
+                            }
+                            other => self.warnings.push(format!(
+                                "{}: unknown key performance.{other} ignored",
+                                path.display()
+                            )),
+                        }
+                    }
+                }
+                other => self
+                    .warnings
+                    .push(format!("{}: unknown key {other:?} ignored", path.display())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+        path: dir.into(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "hcl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Read a JSON or HCL config file into a JSON value.
+pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let parse_err = |msg: String| ConfigError::Parse {
+        path: path.into(),
+        msg,
+    };
+    if path.extension().and_then(|e| e.to_str()) == Some("hcl") {
+        hcl::from_str::<Value>(&text).map_err(|e| parse_err(e.to_string()))
+    } else {
+        serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files set values, flags override them, unknown keys only warn.
+    #[test]
+    fn files_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.json"),
+            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"mystery":1}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.hcl"),
+            "node_name = \"from-hcl\"\nports { server = 9300 }\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            dev: true,
+            config_dir: vec![dir.path().into()],
+            http_port: Some(0),
+            ..Default::default()
+        };
+        let c = AgentConfig::load(&flags).unwrap();
+        assert_eq!(c.datacenter, "east");
+        assert_eq!(c.node_name, "from-hcl");
+        assert_eq!(c.ports.http, 0);
+        assert_eq!(c.ports.dns, -1);
+        assert_eq!(c.ports.server, 9300);
+        assert_eq!(c.raft_multiplier, 1);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    /// Bad values are errors naming the key.
+    #[test]
+    fn bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.json");
+        std::fs::write(&f, r#"{"ports":{"http":"x"}}"#).unwrap();
+        let flags = Flags {
+            dev: true,
+            config_file: vec![f],
+            ..Default::default()
+        };
+        let e = AgentConfig::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("ports.http"), "{e}");
+        let e = AgentConfig::load(&Flags {
+            server: true,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("data-dir"), "{e}");
+    }
+}

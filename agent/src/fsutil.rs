@@ -1,0 +1,33 @@
+//! Durable file replacement: write a sibling temp file, fsync it, rename it
+//! over the target, fsync the directory.
+
+use std::io::Write;
+use std::path::Path;
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir)?;
+    tmp.1.write_all(bytes)?;
+    tmp.1.sync_all()?;
+    std::fs::rename(&tmp.0, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    for n in 0..100u32 {
+        let p = dir.join(format!(".tribune-tmp-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("could not create a temp file"))
+}

@@ -1,0 +1,51 @@
+//! HTTP errors, mapped to Consul's status codes and plain-text bodies in one place.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("No path to datacenter")]
+    NoPathToDatacenter,
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoPathToDatacenter | Self::NoLeader | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if matches!(self, Self::Internal(_) | Self::NoLeader) {
+            tracing::warn!(error = %self, "request failed");
+        }
+        (
+            self.status(),
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.to_string(),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,251 @@
+//! `/v1/kv/<key>`: GET (single, recurse, keys, raw, blocking), PUT, DELETE.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+
+use super::params::{check_dc, Query, ReadOpts};
+use super::{json, ApiError, Shared, MAX_BODY};
+use crate::state::{Command, KvCommand, KvEntry, KvOutcome, Outcome, WatchTarget};
+
+/// One entry as Consul renders it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KvJson<'a> {
+    pub lock_index: u64,
+    pub key: &'a str,
+    pub flags: u64,
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<&'a str>,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl<'a> KvJson<'a> {
+    pub fn new(key: &'a str, e: &'a KvEntry, with_value: bool) -> Self {
+        Self {
+            lock_index: e.lock_index,
+            key,
+            flags: e.flags,
+            // Consul sends null for an empty value.
+            value: (with_value && !e.value.is_empty())
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&e.value)),
+            session: e.session.as_deref(),
+            create_index: e.create_index,
+            modify_index: e.modify_index,
+        }
+    }
+}
+
+/// Reject only what Consul rejects: `..` segments and surrounding whitespace.
+pub fn validate_key(key: &str) -> Result<(), ApiError> {
+    if key.trim() != key {
+        return Err(ApiError::bad(
+            "Invalid key: leading or trailing whitespace is not allowed",
+        ));
+    }
+    if key.split('/').any(|seg| seg == "..") {
+        return Err(ApiError::bad(
+            "Invalid key: \"..\" path segments are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+fn key_from_uri(uri: &Uri) -> Result<String, ApiError> {
+    let raw = uri.path().strip_prefix("/v1/kv").unwrap_or("");
+    let raw = raw.strip_prefix('/').unwrap_or(raw);
+    let key = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad("Invalid key: not valid UTF-8"))?
+        .into_owned();
+    validate_key(&key)?;
+    Ok(key)
+}
+
+pub fn body_too_large(len: Option<usize>) -> ApiError {
+    match len {
+        Some(n) => ApiError::TooLarge(format!(
+            "Request body({n} bytes) too large, max size: {MAX_BODY} bytes"
+        )),
+        None => ApiError::TooLarge(format!(
+            "Request body too large, max size: {MAX_BODY} bytes"
+        )),
+    }
+}
+
+/// Map a body-extraction failure to Consul's answer.
+pub fn body_or_error(
+    body: Result<Bytes, BytesRejection>,
+    declared: Option<usize>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            body_too_large(declared)
+        } else {
+            ApiError::bad(format!("Failed to read body: {r}"))
+        }
+    })
+}
+
+pub async fn handle(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let q = Query::parse(uri.query());
+    let res = match key_from_uri(&uri) {
+        Err(e) => Err(e),
+        Ok(key) => match method {
+            Method::GET => get(&s, key, &q).await,
+            Method::PUT => match body_or_error(body, declared) {
+                Ok(b) => put(&s, key, &q, b).await,
+                Err(e) => Err(e),
+            },
+            _ => delete(&s, key, &q).await,
+        },
+    };
+    res.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
+    let opts = ReadOpts::parse(q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    if q.has("keys") {
+        let sep = q
+            .get("separator")
+            .or_else(|| q.get("seperator"))
+            .unwrap_or("")
+            .to_string();
+        s.block(&opts, WatchTarget::Prefix(key.clone()), |t| {
+            t.kv.prefix_index(&key)
+        })
+        .await;
+        let (index, keys) = {
+            let t = s.store.read();
+            (t.kv.prefix_index(&key), t.kv.keys(&key, &sep))
+        };
+        let mut resp = json(StatusCode::OK, &keys, opts.pretty);
+        s.meta(&mut resp, index, opts.consistency);
+        return Ok(resp);
+    }
+    if q.has("recurse") {
+        s.block(&opts, WatchTarget::Prefix(key.clone()), |t| {
+            t.kv.prefix_index(&key)
+        })
+        .await;
+        let (index, body) = {
+            let t = s.store.read();
+            let list: Vec<KvJson> =
+                t.kv.list(&key)
+                    .map(|(k, e)| KvJson::new(k, e, true))
+                    .collect();
+            let body = if list.is_empty() {
+                None
+            } else {
+                Some(json(StatusCode::OK, &list, opts.pretty))
+            };
+            (t.kv.prefix_index(&key), body)
+        };
+        let mut resp = body.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
+        s.meta(&mut resp, index, opts.consistency);
+        return Ok(resp);
+    }
+    s.block(&opts, WatchTarget::Key(key.clone()), |t| {
+        t.kv.key_index(&key)
+    })
+    .await;
+    let raw = q.has("raw");
+    let (index, mut resp) = {
+        let t = s.store.read();
+        let resp = match t.kv.get(&key) {
+            None => StatusCode::NOT_FOUND.into_response(),
+            Some(e) if raw => (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
+                e.value.clone(),
+            )
+                .into_response(),
+            Some(e) => json(StatusCode::OK, &[KvJson::new(&key, e, true)], opts.pretty),
+        };
+        (t.kv.key_index(&key), resp)
+    };
+    s.meta(&mut resp, index, opts.consistency);
+    Ok(resp)
+}
+
+fn bool_outcome(o: Outcome) -> Result<Response, ApiError> {
+    match o {
+        Outcome::Kv(KvOutcome::Bool(b)) => Ok(json(StatusCode::OK, &b, false)),
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn put(s: &Shared, key: String, q: &Query, body: Bytes) -> Result<Response, ApiError> {
+    check_dc(q, &s.config.datacenter)?;
+    if key.is_empty() {
+        return Err(ApiError::bad("Missing key name"));
+    }
+    q.conflicting(&["cas", "acquire", "release"])?;
+    if q.has("acquire") || q.has("release") {
+        return Err(ApiError::bad(
+            "?acquire and ?release need sessions, which this build does not provide yet",
+        ));
+    }
+    let flags = q
+        .u64("flags", "Invalid flags: must be an unsigned integer")?
+        .unwrap_or(0);
+    let cas = q.u64("cas", "Invalid cas index: must be an unsigned integer")?;
+    let cmd = Command::Kv(KvCommand::Set {
+        key,
+        value: body.to_vec(),
+        flags,
+        cas,
+    });
+    let (_, outcome) = s.write(cmd).await?;
+    bool_outcome(outcome)
+}
+
+async fn delete(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
+    check_dc(q, &s.config.datacenter)?;
+    q.conflicting(&["recurse", "cas"])?;
+    let recurse = q.has("recurse");
+    if key.is_empty() && !recurse {
+        return Err(ApiError::bad("Missing key name"));
+    }
+    let cas = q.u64("cas", "Invalid cas index: must be an unsigned integer")?;
+    let (_, outcome) = s
+        .write(Command::Kv(KvCommand::Delete { key, recurse, cas }))
+        .await?;
+    bool_outcome(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rules() {
+        for ok in ["a", "a/b/", "x.json", "ключ", "a/./b", "a..b", "..a/b.."] {
+            assert!(validate_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["../x", "a/../b", "a/..", " a", "a ", "a\n"] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}

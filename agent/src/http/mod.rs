@@ -1,0 +1,167 @@
+//! The Consul-compatible HTTP API (axum).
+//!
+//! One route table ([`router`]), one file per API area, and the pieces every
+//! read shares: consistency gating, the `X-Consul-*` headers and the generic
+//! blocking-query wait ([`AppState::block`]).
+
+pub mod error;
+pub mod kv;
+pub mod params;
+pub mod status;
+pub mod txn;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use openraft::error::{ClientWriteError, RaftError};
+use rand::Rng;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::raft::node::Leadership;
+use crate::raft::{NodeId, Raft};
+use crate::state::{Command, Outcome, Store, Tables, WatchTarget};
+pub use error::ApiError;
+use params::{Consistency, ReadOpts};
+
+/// Largest request body accepted (Consul's kv_max_value_size / txn_max_req_len).
+pub const MAX_BODY: usize = 524_288;
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub config: Arc<AgentConfig>,
+    pub store: Arc<Store>,
+    pub raft: Raft,
+    pub raft_id: NodeId,
+    pub leadership: Arc<Leadership>,
+    pub node_id: String,
+    pub shutdown: CancellationToken,
+    pub started: Instant,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The route table: every endpoint tribune serves.
+pub fn router(state: Shared) -> Router {
+    let kv = get(kv::handle).put(kv::handle).delete(kv::handle);
+    Router::new()
+        .route("/v1/kv", kv.clone())
+        .route("/v1/kv/", kv.clone())
+        .route("/v1/kv/{*key}", kv)
+        .route("/v1/txn", put(txn::handle))
+        .route("/v1/status/leader", get(status::leader))
+        .route("/v1/status/peers", get(status::peers))
+        .route("/v1/agent/self", get(status::agent_self))
+        .route("/v1/catalog/datacenters", get(status::datacenters))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+static X_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+static X_KNOWN_LEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
+static X_LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+static X_CONSISTENCY: HeaderName = HeaderName::from_static("x-consul-effective-consistency");
+
+impl AppState {
+    /// Make sure a read with this consistency may be answered here.
+    pub async fn gate(&self, c: Consistency) -> Result<(), ApiError> {
+        match c {
+            Consistency::Stale => Ok(()),
+            Consistency::Default if self.leadership.ready() => Ok(()),
+            Consistency::Default => Err(ApiError::NoLeader),
+            Consistency::Consistent => {
+                self.raft
+                    .ensure_linearizable()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        tracing::debug!(error = %e, "consistent read refused");
+                        ApiError::NoLeader
+                    })
+            }
+        }
+    }
+
+    /// Park until the resource's index passes `opts.index`, the wait (plus
+    /// jitter up to wait/16) ends, or the agent shuts down.
+    pub async fn block(
+        &self,
+        opts: &ReadOpts,
+        target: WatchTarget,
+        index_of: impl Fn(&Tables) -> u64,
+    ) {
+        if opts.index == 0 {
+            return;
+        }
+        let jitter_max = opts.wait.as_millis() as u64 / 16;
+        let jitter = if jitter_max > 0 {
+            rand::thread_rng().gen_range(0..=jitter_max)
+        } else {
+            0
+        };
+        let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
+        let guard = self.store.watches.watch(target);
+        loop {
+            let notified = guard.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if index_of(&self.store.read()) > opts.index {
+                return;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Submit a write through raft; returns the log index and the outcome.
+    pub async fn write(&self, cmd: Command) -> Result<(u64, Outcome), ApiError> {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok((r.log_id.index, r.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ApiError::NoLeader)
+            }
+            Err(e) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
+        }
+    }
+
+    /// Add the read headers every Consul client expects (on 404s too).
+    pub fn meta(&self, resp: &mut Response, index: u64, c: Consistency) {
+        let h = resp.headers_mut();
+        h.insert(X_INDEX.clone(), HeaderValue::from(index.max(1)));
+        h.insert(
+            X_KNOWN_LEADER.clone(),
+            HeaderValue::from_static(if self.leadership.known() {
+                "true"
+            } else {
+                "false"
+            }),
+        );
+        h.insert(
+            X_LAST_CONTACT.clone(),
+            HeaderValue::from(self.leadership.last_contact_ms()),
+        );
+        h.insert(X_CONSISTENCY.clone(), HeaderValue::from_static(c.header()));
+    }
+}
+
+/// Serialize `v` as a JSON response (`?pretty` indents).
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T, pretty: bool) -> Response {
+    let body = if pretty {
+        serde_json::to_vec_pretty(v)
+    } else {
+        serde_json::to_vec(v)
+    };
+    match body {
+        Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
+    }
+}

@@ -1,0 +1,119 @@
+//! `/v1/status/*`, `/v1/agent/self`, `/v1/catalog/datacenters`.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use super::params::{check_dc, Query};
+use super::{json, ApiError, Shared};
+
+pub async fn leader(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.leadership.leader_addr(),
+        q.has("pretty"),
+    ))
+}
+
+pub async fn peers(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    Ok(json(StatusCode::OK, &s.leadership.peers(), q.has("pretty")))
+}
+
+pub async fn datacenters(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    json(StatusCode::OK, &[&s.config.datacenter], q.has("pretty"))
+}
+
+pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    let c = &s.config;
+    let version = env!("CARGO_PKG_VERSION");
+    let metrics = s.raft.metrics().borrow().clone();
+    let (kv_keys, kv_index) = {
+        let t = s.store.read();
+        (t.kv.len(), t.kv.table_index())
+    };
+    let bind = c.bind_addr.to_string();
+    let body = json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "PrimaryDatacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "NodeID": s.node_id,
+            "Server": c.server,
+            "Revision": "",
+            "Version": version,
+            "BuildDate": "",
+        },
+        "DebugConfig": {
+            "Datacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "NodeID": s.node_id,
+            "ServerMode": c.server,
+            "DevMode": c.dev,
+            "BootstrapExpect": c.bootstrap_expect.unwrap_or(0),
+            "DataDir": c.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            "BindAddr": bind,
+            "ClientAddrs": [c.client_addr.to_string()],
+            "HTTPPort": c.ports.http,
+            "DNSPort": c.ports.dns,
+            "ServerPort": c.ports.server,
+            "SerfPortLAN": c.ports.serf_lan,
+            "SerfPortWAN": c.ports.serf_wan,
+            "RaftMultiplier": c.raft_multiplier,
+            "EnableScriptChecks": c.enable_script_checks,
+            "UIConfig": { "Enabled": c.ui },
+            "LogLevel": c.log_level,
+        },
+        "Coord": { "Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5 },
+        "Member": {
+            "Name": c.node_name,
+            "Addr": bind,
+            "Port": c.ports.serf_lan,
+            "Tags": {
+                "role": if c.server { "consul" } else { "node" },
+                "dc": c.datacenter,
+                "id": s.node_id,
+                "port": c.ports.server.to_string(),
+                "vsn": "2",
+                "build": format!("{version}:tribune"),
+            },
+            "Status": 1,
+            "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+            "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+        },
+        "Meta": { "consul-network-segment": "" },
+        "Stats": {
+            "agent": { "check_monitors": "0", "checks": "0", "services": "0" },
+            "build": { "prerelease": "", "revision": "", "version": version },
+            "consul": {
+                "server": c.server.to_string(),
+                "leader": (metrics.state == openraft::ServerState::Leader).to_string(),
+                "leader_addr": s.leadership.leader_addr(),
+                "known_datacenters": "1",
+            },
+            "raft": {
+                "state": format!("{:?}", metrics.state),
+                "term": metrics.current_term.to_string(),
+                "last_log_index": metrics.last_log_index.unwrap_or(0).to_string(),
+                "applied_index": metrics.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
+                "last_snapshot_index": metrics.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
+                "num_peers": (s.leadership.peers().len().saturating_sub(1)).to_string(),
+            },
+            "kv": { "keys": kv_keys.to_string(), "index": kv_index.to_string() },
+            "runtime": {
+                "arch": std::env::consts::ARCH,
+                "os": std::env::consts::OS,
+                "uptime_s": s.started.elapsed().as_secs().to_string(),
+                "blocking_watch_targets": s.store.watches.targets().to_string(),
+            },
+        },
+        "xDS": { "SupportedProxies": {}, "Port": -1, "Ports": {} },
+    });
+    json(StatusCode::OK, &body, q.has("pretty"))
+}

@@ -1,0 +1,164 @@
+//! `PUT /v1/txn`: atomic multi-key KV operations.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{json as j, Map, Value};
+
+use super::kv::{body_or_error, validate_key, KvJson};
+use super::params::{check_dc, Consistency, Query};
+use super::{json, ApiError, Shared};
+use crate::state::{Command, KvCommand, KvOutcome, KvVerb, Outcome, TxnOp, TxnOutcome};
+
+/// Consul's limit on operations per transaction.
+pub const MAX_OPS: usize = 128;
+
+/// Case-insensitive field lookup (Go's JSON decoding is case-insensitive).
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
+fn parse_op(i: usize, v: &Value) -> Result<TxnOp, ApiError> {
+    let bad = |msg: String| ApiError::bad(format!("Invalid operation {i}: {msg}"));
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("expected an object".into()))?;
+    let Some(kv) = field(obj, "KV") else {
+        let kind = obj.keys().next().cloned().unwrap_or_default();
+        return Err(bad(format!(
+            "only KV operations are supported (got {kind:?})"
+        )));
+    };
+    let kv = kv
+        .as_object()
+        .ok_or_else(|| bad("KV must be an object".into()))?;
+    let s = |name: &str| -> Result<String, ApiError> {
+        match field(kv, name) {
+            None => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(bad(format!("{name} must be a string"))),
+        }
+    };
+    let n = |name: &str| -> Result<u64, ApiError> {
+        match field(kv, name) {
+            None => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad(format!("{name} must be an unsigned integer"))),
+        }
+    };
+    let verb_s = s("Verb")?;
+    let verb = KvVerb::parse(&verb_s).ok_or_else(|| bad(format!("unknown KV verb {verb_s:?}")))?;
+    let key = s("Key")?;
+    validate_key(&key)?;
+    if key.is_empty() && !matches!(verb, KvVerb::GetTree | KvVerb::DeleteTree) {
+        return Err(bad("Missing key name".into()));
+    }
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(s("Value")?)
+        .map_err(|e| bad(format!("Value is not valid base64: {e}")))?;
+    Ok(TxnOp {
+        verb,
+        key,
+        value,
+        flags: n("Flags")?,
+        index: n("Index")?,
+        session: s("Session")?,
+    })
+}
+
+fn render(outcome: TxnOutcome, pretty: bool) -> Response {
+    match outcome {
+        TxnOutcome::Committed(results) => {
+            let results: Vec<Value> = results
+                .iter()
+                .map(|r| j!({ "KV": KvJson::new(&r.key, &r.entry, r.with_value) }))
+                .collect();
+            json(
+                StatusCode::OK,
+                &j!({ "Results": results, "Errors": null }),
+                pretty,
+            )
+        }
+        TxnOutcome::RolledBack(errors) => {
+            let errors: Vec<Value> = errors
+                .iter()
+                .map(|e| j!({ "OpIndex": e.op_index, "What": e.what }))
+                .collect();
+            json(
+                StatusCode::CONFLICT,
+                &j!({ "Results": null, "Errors": errors }),
+                pretty,
+            )
+        }
+    }
+}
+
+pub async fn handle(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(s, q, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn run(
+    s: Shared,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = body_or_error(body, declared)?;
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
+    let list = doc.as_array().ok_or_else(|| {
+        ApiError::bad("Failed to parse body: expected a JSON array of operations")
+    })?;
+    if list.len() > MAX_OPS {
+        return Err(ApiError::TooLarge(format!(
+            "Transaction contains too many operations ({} > {MAX_OPS})",
+            list.len()
+        )));
+    }
+    let ops = list
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_op(i, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pretty = q.has("pretty");
+    if ops.iter().all(|o| o.verb.is_read()) {
+        // Read-only: answer from local state, like Consul.
+        let consistency = if q.has("stale") {
+            Consistency::Stale
+        } else {
+            Consistency::Default
+        };
+        s.gate(consistency).await?;
+        let (index, outcome) = {
+            let t = s.store.read();
+            (t.kv.table_index(), t.kv.read_txn(&ops))
+        };
+        let mut resp = render(outcome, pretty);
+        s.meta(&mut resp, index, consistency);
+        return Ok(resp);
+    }
+    match s.write(Command::Kv(KvCommand::Txn(ops))).await? {
+        (_, Outcome::Kv(KvOutcome::Txn(outcome))) => Ok(render(outcome, pretty)),
+        (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}

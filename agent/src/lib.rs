@@ -1,0 +1,20 @@
+//! tribune: a Consul-compatible service-discovery and configuration agent.
+//!
+//! # Layout
+//! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
+//! - [`agent`]: running an agent — raft, listeners, graceful shutdown.
+//! - [`state`]: the replicated tables (KV, ...) and per-key/prefix watchers.
+//! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
+//!   state machine with snapshots, peer network, leadership tracking.
+//! - [`http`]: the Consul HTTP API — route table, one file per area,
+//!   blocking queries, Consul's error mapping.
+//! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
+//! - [`fsutil`]: atomic, fsynced file replacement.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod http;
+pub mod raft;
+pub mod state;

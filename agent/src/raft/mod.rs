@@ -1,0 +1,64 @@
+//! Consensus: every write goes through openraft, even on a single server.
+//!
+//! - [`log_store`]: the raft log — in memory for `-dev`, in redb under the data
+//!   dir for servers, with group commit (many entries, one fsync).
+//! - [`state_machine`]: applies committed entries to [`crate::state::Store`];
+//!   snapshots are kept in redb next to the log.
+//! - [`network`]: raft RPC between servers.
+//! - [`node`]: building and starting a raft node, leadership tracking.
+
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod state_machine;
+
+use std::io::Cursor;
+
+use crate::state::{Command, Outcome};
+
+pub type NodeId = u64;
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// Raft type configuration of tribune.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = Node,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Storage-level failures (redb, encoding), converted to openraft's error at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redb: {0}")]
+    Redb(String),
+    #[error("encoding: {0}")]
+    Codec(#[from] bincode::Error),
+    #[error("log writer stopped")]
+    WriterGone,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! redb_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Redb(e.to_string()) }
+        }
+    )*};
+}
+redb_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

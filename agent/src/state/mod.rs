@@ -1,0 +1,87 @@
+//! Replicated state: the tables every server holds, stamped with raft indexes,
+//! and the watcher registry that wakes blocking queries.
+//!
+//! The state machine (`crate::raft::state_machine`) is the only writer: it
+//! applies committed raft entries here. HTTP handlers only read.
+
+pub mod kv;
+pub mod watch;
+
+use std::sync::Arc;
+
+use openraft::{LogId, StoredMembership};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{Node, NodeId};
+pub use kv::{KvCommand, KvEntry, KvOutcome, KvTable, KvVerb, TxnOp, TxnOutcome};
+pub use watch::{WatchGuard, WatchTarget, Watches};
+
+/// A replicated write (the raft log's application data).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    Kv(KvCommand),
+}
+
+/// What applying a [`Command`] produced (the raft response).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Blank and membership entries.
+    None,
+    Kv(KvOutcome),
+}
+
+/// Everything the state machine holds; this is what a snapshot contains.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Tables {
+    pub kv: KvTable,
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, Node>,
+}
+
+/// Tables behind a lock, plus the watchers to wake after each apply.
+pub struct Store {
+    tables: RwLock<Tables>,
+    pub watches: Arc<Watches>,
+}
+
+impl Store {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            tables: RwLock::new(Tables::default()),
+            watches: Watches::new(),
+        })
+    }
+
+    /// Read access for handlers; keep the guard short-lived.
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, Tables> {
+        self.tables.read()
+    }
+
+    pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, Tables> {
+        self.tables.write()
+    }
+
+    /// Replace everything (snapshot install) and wake every watcher.
+    pub(crate) fn replace(&self, tables: Tables) {
+        let keys: Vec<String> = {
+            let mut t = self.tables.write();
+            let mut keys: Vec<String> = t.kv.list("").map(|(k, _)| k.clone()).collect();
+            keys.extend(tables.kv.list("").map(|(k, _)| k.clone()));
+            *t = tables;
+            keys
+        };
+        self.watches.kv_changed(keys.iter().map(String::as_str));
+        // The root prefix covers keys present in neither map (pure tombstones).
+        self.watches.kv_changed([""]);
+    }
+}
+
+impl Tables {
+    /// Apply one command at `index`; changed KV keys are pushed to `changed`.
+    pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Vec<String>) -> Outcome {
+        match cmd {
+            Command::Kv(c) => Outcome::Kv(self.kv.apply(index, c, changed)),
+        }
+    }
+}
