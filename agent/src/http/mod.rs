@@ -18,13 +18,13 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use openraft::error::{ClientWriteError, RaftError};
 use rand::Rng;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::raft::node::Leadership;
+use crate::raft::proposer::{Proposer, WriteError};
 use crate::raft::{NodeId, Raft};
 use crate::state::{Command, Outcome, Store, Tables, WatchTarget};
 pub use error::ApiError;
@@ -38,6 +38,7 @@ pub struct AppState {
     pub config: Arc<AgentConfig>,
     pub store: Arc<Store>,
     pub raft: Raft,
+    pub proposer: Proposer,
     pub raft_id: NodeId,
     pub leadership: Arc<Leadership>,
     pub node_id: String,
@@ -124,13 +125,10 @@ impl AppState {
 
     /// Submit a write through raft; returns the log index and the outcome.
     pub async fn write(&self, cmd: Command) -> Result<(u64, Outcome), ApiError> {
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok((r.log_id.index, r.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ApiError::NoLeader)
-            }
-            Err(e) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
-        }
+        self.proposer.write(cmd).await.map_err(|e| match e {
+            WriteError::NoLeader => ApiError::NoLeader,
+            other => ApiError::Internal(other.to_string()),
+        })
     }
 
     /// Add the read headers every Consul client expects (on 404s too).

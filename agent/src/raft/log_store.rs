@@ -216,7 +216,13 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        let t0 = std::time::Instant::now();
         let res = write_batch(&db, &batch).map_err(|e| e.to_string());
+        tracing::trace!(
+            ops = batch.len(),
+            micros = t0.elapsed().as_micros() as u64,
+            "raft log batch committed"
+        );
         if let Err(e) = &res {
             tracing::error!(error = %e, ops = batch.len(), "raft log write failed");
         }

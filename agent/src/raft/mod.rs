@@ -5,11 +5,13 @@
 //! - [`state_machine`]: applies committed entries to [`crate::state::Store`];
 //!   snapshots are kept in redb next to the log.
 //! - [`network`]: raft RPC between servers.
+//! - [`proposer`]: group commit — concurrent writes share one raft entry.
 //! - [`node`]: building and starting a raft node, leadership tracking.
 
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod state_machine;
 
 use std::io::Cursor;

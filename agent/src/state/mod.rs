@@ -21,6 +21,8 @@ pub use watch::{WatchGuard, WatchTarget, Watches};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
     Kv(KvCommand),
+    /// Several writes committed in one raft entry (group commit), applied in order.
+    Batch(Vec<Command>),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -29,6 +31,7 @@ pub enum Outcome {
     /// Blank and membership entries.
     None,
     Kv(KvOutcome),
+    Batch(Vec<Outcome>),
 }
 
 /// Everything the state machine holds; this is what a snapshot contains.
@@ -82,6 +85,9 @@ impl Tables {
     pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Vec<String>) -> Outcome {
         match cmd {
             Command::Kv(c) => Outcome::Kv(self.kv.apply(index, c, changed)),
+            Command::Batch(cmds) => {
+                Outcome::Batch(cmds.iter().map(|c| self.apply(index, c, changed)).collect())
+            }
         }
     }
 }

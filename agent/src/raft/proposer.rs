@@ -1,0 +1,149 @@
+//! Group commit in front of raft.
+//!
+//! openraft 0.9 appends and fsyncs one client write at a time, so durable
+//! throughput would be one fsync per write. The proposer instead keeps one
+//! raft entry in flight; writes that arrive meanwhile are submitted together
+//! as the next entry — one fsync for all of them. Each write's index is the
+//! raft log index of the entry that carried it (shared within a batch, as the
+//! ops of a txn share theirs).
+//!
+//! Soundness of CAS: a batch never holds two writes to the same key, so an
+//! index handed to a client always identifies exactly one value of a key.
+//! Txns and recursive deletes touch many keys and travel alone.
+
+use std::collections::HashSet;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Raft;
+use crate::state::{Command, KvCommand, Outcome};
+
+/// Most writes folded into one raft entry, and their total payload bound.
+const MAX_BATCH: usize = 1024;
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("raft write failed: {0}")]
+    Raft(String),
+    #[error("agent is shutting down")]
+    Stopped,
+}
+
+struct Pending {
+    cmd: Command,
+    reply: oneshot::Sender<Result<(u64, Outcome), WriteError>>,
+}
+
+/// Submits writes to raft with group commit. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Proposer {
+    pub fn start(raft: Raft) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Self { tx }
+    }
+
+    /// Replicate `cmd`; returns its raft index and outcome once durable and applied.
+    pub async fn write(&self, cmd: Command) -> Result<(u64, Outcome), WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { cmd, reply })
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+/// The single key a command writes, if it may share an entry.
+fn batch_key(cmd: &Command) -> Option<&str> {
+    match cmd {
+        Command::Kv(KvCommand::Set { key, .. }) => Some(key),
+        Command::Kv(KvCommand::Delete {
+            key,
+            recurse: false,
+            ..
+        }) => Some(key),
+        _ => None,
+    }
+}
+
+fn size_of(cmd: &Command) -> usize {
+    match cmd {
+        Command::Kv(KvCommand::Set { key, value, .. }) => key.len() + value.len(),
+        _ => 64,
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let mut carry: Option<Pending> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        if let Some(k) = batch_key(&batch[0].cmd) {
+            let mut keys: HashSet<String> = HashSet::from([k.to_string()]);
+            let mut bytes = size_of(&batch[0].cmd);
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                let Ok(p) = rx.try_recv() else { break };
+                match batch_key(&p.cmd) {
+                    Some(k) if keys.insert(k.to_string()) => {
+                        bytes += size_of(&p.cmd);
+                        batch.push(p);
+                    }
+                    _ => {
+                        carry = Some(p);
+                        break;
+                    }
+                }
+            }
+        }
+        submit(&raft, batch).await;
+    }
+}
+
+async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
+    let cmd = if batch.len() == 1 {
+        batch[0].cmd.clone()
+    } else {
+        Command::Batch(batch.iter().map(|p| p.cmd.clone()).collect())
+    };
+    let result = match raft.client_write(cmd).await {
+        Ok(r) => Ok((r.log_id.index, r.data)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
+        Err(e) => Err(WriteError::Raft(e.to_string())),
+    };
+    match result {
+        Err(e) => {
+            for p in batch {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+        }
+        Ok((index, outcome)) if batch.len() == 1 => {
+            let p = batch.pop().expect("one pending write");
+            let _ = p.reply.send(Ok((index, outcome)));
+        }
+        Ok((index, Outcome::Batch(outcomes))) if outcomes.len() == batch.len() => {
+            for (p, o) in batch.into_iter().zip(outcomes) {
+                let _ = p.reply.send(Ok((index, o)));
+            }
+        }
+        Ok((_, other)) => {
+            let e = WriteError::Raft(format!("unexpected outcome for a batch: {other:?}"));
+            for p in batch {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
