@@ -16,7 +16,7 @@ use crate::state::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("{0}")]
-    Raft(#[from] RaftStartError),
+    Raft(Box<RaftStartError>),
     #[error("binding {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -32,6 +32,12 @@ pub enum AgentError {
     Unsupported(String),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
+}
+
+impl From<RaftStartError> for AgentError {
+    fn from(e: RaftStartError) -> Self {
+        Self::Raft(Box::new(e))
+    }
 }
 
 /// The node's UUID: kept in the data dir so it survives restarts.
@@ -84,6 +90,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             addr: raft_addr,
             data_dir: config.data_dir.clone(),
             raft_multiplier: config.raft_multiplier,
+            snapshot_threshold: config.raft_snapshot_threshold,
             bootstrap: config.bootstrap_expect == Some(1),
         },
         store.clone(),

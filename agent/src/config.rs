@@ -57,6 +57,8 @@ pub struct AgentConfig {
     pub client_addr: IpAddr,
     pub ports: Ports,
     pub raft_multiplier: u64,
+    /// Raft entries between snapshots (Consul's `raft_snapshot_threshold`).
+    pub raft_snapshot_threshold: u64,
     pub enable_script_checks: bool,
     pub ui: bool,
     pub log_level: String,
@@ -81,6 +83,7 @@ impl Default for AgentConfig {
             client_addr: IpAddr::from([127, 0, 0, 1]),
             ports: Ports::default(),
             raft_multiplier: 5,
+            raft_snapshot_threshold: 8192,
             enable_script_checks: false,
             ui: false,
             log_level: "info".into(),
@@ -262,6 +265,12 @@ impl AgentConfig {
                 "ui" => self.ui = b(key, val)?,
                 "enable_script_checks" => self.enable_script_checks = b(key, val)?,
                 "log_level" => self.log_level = s(key, val)?,
+                "raft_snapshot_threshold" => {
+                    self.raft_snapshot_threshold = val
+                        .as_u64()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| invalid(key, "a positive number"))?
+                }
                 "bootstrap_expect" => {
                     self.bootstrap_expect = Some(
                         val.as_u64()

@@ -1,1 +1,109 @@
-fn main() {}
+//! `tribune-bench`: load generators for the blocking-query figures of BENCHMARKS.md.
+//!
+//! Throughput (PUT/GET) is measured with `wrk` by `bench/run.sh`; this binary measures
+//! what `wrk` cannot: how fast parked blocking queries are woken, how many can be
+//! parked at once, and what each one costs the server. Every request goes over plain
+//! HTTP/1.1 keep-alive connections (hyper's low-level client, `TCP_NODELAY`), one
+//! request in flight per connection, to a loopback address only.
+//!
+//! # Subcommands
+//!
+//! * `wake --addr 127.0.0.1:PORT [--parked 10000] [--samples 200]` —
+//!   writes `bench/idle/<i>` for `i < parked`, then parks one blocking query on each
+//!   (its own connection: read the key to learn its index, then
+//!   `GET /v1/kv/bench/idle/<i>?index=<that>&wait=5m`). Then, `samples` times: read the
+//!   index of `bench/hot`, park one blocking query on it, `PUT bench/hot`, and time the
+//!   watcher's answer from the PUT's acknowledgement (response received; negative
+//!   when the watcher answered first) and from the moment the PUT was sent. Reports
+//!   p50/p90/p99 in microseconds and the number of idle queries that returned during
+//!   the run (`wake_spurious`, must be 0: nothing ever writes the idle keys).
+//! * `fanout --addr ... [--watchers 1000] [--rounds 20]` — parks `watchers` blocking
+//!   queries on the prefix `bench/fan/` (`?recurse&index=N&wait=5m`), writes one key
+//!   under it and times the moment the *last* watcher has its answer, from the PUT's
+//!   acknowledgement. Reports p50 and max over the rounds (milliseconds).
+//! * `memory --addr ... --pid PID [--parked 10000]` — writes `bench/mem/<i>`, reads the
+//!   server's `VmRSS` (from `/proc/PID/status`), opens `parked` connections that each
+//!   read their key once, reads it again, parks one blocking query per connection and
+//!   reads it a third time. Reports KiB per parked query, split into connection state
+//!   and the parked query itself.
+//!
+//! Common options: `--wait 5m` (the blocking queries' `wait`), `--settle-ms` (pause
+//! between parking and writing), `--limit-s` (hard bound on the whole subcommand).
+//! The process needs one file descriptor per parked query: raise `ulimit -n` first.
+//!
+//! Output: progress on stderr; results on stdout as `RESULT key=value` lines, which
+//! `bench/run.sh` collects into its table.
+
+mod args;
+mod fanout;
+mod http;
+mod kv;
+mod memory;
+mod park;
+mod stats;
+mod wake;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::args::Args;
+
+const USAGE: &str = "usage: tribune-bench <wake|fanout|memory> --addr 127.0.0.1:PORT [options]
+  wake   [--parked 10000] [--samples 200] [--settle-ms 20]
+  fanout [--watchers 1000] [--rounds 20] [--settle-ms 300]
+  memory --pid PID [--parked 10000]
+  common: [--wait 5m] [--concurrency 256] [--limit-s 240]";
+
+fn main() -> Result<()> {
+    let mut argv = std::env::args().skip(1);
+    let Some(cmd) = argv.next() else {
+        bail!("{USAGE}");
+    };
+    if cmd == "-h" || cmd == "--help" || cmd == "help" {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let mut args = Args::parse(argv)?;
+    let limit = Duration::from_secs(args.get("limit-s", 240u64)?);
+    let cmd = match cmd.as_str() {
+        "wake" => Cmd::Wake(wake::Opts::from_args(&mut args)?),
+        "fanout" => Cmd::Fanout(fanout::Opts::from_args(&mut args)?),
+        "memory" => Cmd::Memory(memory::Opts::from_args(&mut args)?),
+        other => bail!("unknown subcommand {other:?}\n{USAGE}"),
+    };
+    args.finish()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let run = async {
+            match cmd {
+                Cmd::Wake(o) => wake::run(o).await,
+                Cmd::Fanout(o) => fanout::run(o).await,
+                Cmd::Memory(o) => memory::run(o).await,
+            }
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| anyhow!("did not finish within --limit-s {}", limit.as_secs()))?
+    })
+}
+
+enum Cmd {
+    Wake(wake::Opts),
+    Fanout(fanout::Opts),
+    Memory(memory::Opts),
+}
+
+/// Print one machine-readable result line.
+pub fn result(key: &str, value: impl std::fmt::Display) {
+    println!("RESULT {key}={value}");
+}
+
+/// Progress for humans, on stderr.
+#[macro_export]
+macro_rules! progress {
+    ($($arg:tt)*) => { eprintln!("[tribune-bench] {}", format_args!($($arg)*)) };
+}

@@ -1,1 +1,232 @@
+//! Shared helpers for the integration tests: build and spawn the real
+//! `tribune` / `tribune-template` binaries on free ports, read the bound
+//! address from their "listening on" log line, and kill them on drop.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+static BUILD: Once = Once::new();
+
+/// Workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Build the binaries once per test process so tests never run stale ones.
+fn build() {
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bins", "-p", "tribune", "-p", "tribune-template"])
+            .current_dir(root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+    });
+}
+
+/// Path of a built binary (`tribune`, `tribune-template`).
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("TRIBUNE_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
+    build();
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join(name)
+}
+
+/// A running agent process.
+pub struct Agent {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub addr: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Spawn a process and wait for its "<marker>http://ADDR" log line.
+pub fn spawn_logged(mut cmd: Command, marker: &str) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    cmd.stderr(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawning binary");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stdout.take().unwrap()),
+    ] {
+        let log = log.clone();
+        let tx = tx.clone();
+        let marker = marker.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find(&marker) {
+                    let _ = tx.send(line[i + marker.len()..].trim().to_string());
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => (child, addr, log),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "process did not log {marker:?} within 30s; log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        }
+    }
+}
+
+impl Agent {
+    /// `tribune agent -dev` on a free port, plus `extra` flags.
+    pub fn dev(extra: &[&str]) -> Agent {
+        let mut args = vec!["agent", "-dev", "-http-port", "0", "-dns-port", "-1"];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, None)
+    }
+
+    /// A durable single server with its data in `dir`.
+    pub fn server(dir: &Path, extra: &[&str]) -> Agent {
+        let d = dir.to_str().unwrap();
+        let mut args = vec![
+            "agent",
+            "-server",
+            "-bootstrap-expect",
+            "1",
+            "-data-dir",
+            d,
+            "-http-port",
+            "0",
+            "-dns-port",
+            "-1",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, Some(dir.to_path_buf()))
+    }
+
+    pub fn spawn(args: &[&str], data_dir: Option<PathBuf>) -> Agent {
+        let mut cmd = Command::new(bin("tribune"));
+        cmd.args(args).env_remove("CONSUL_HTTP_ADDR");
+        let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
+        let agent = Agent {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+            log,
+            data_dir,
+        };
+        agent.wait_leader();
+        agent
+    }
+
+    /// Wait until the agent answers default-consistency reads.
+    pub fn wait_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let c = client();
+        while Instant::now() < deadline {
+            if let Ok(r) = c.get(format!("{}/v1/kv/__leader_probe__", self.url)).send() {
+                if r.status() == 404 || r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent had no leader within 20s; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Send a signal and wait for exit; returns the exit code.
+    pub fn signal_and_wait(&mut self, sig: i32) -> Option<i32> {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent did not exit after signal {sig}");
+    }
+
+    /// Run the `tribune` CLI against this agent.
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
+        run_cli(&self.addr, args, stdin)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run_cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
+    use std::io::Write;
+    let mut child = Command::new(bin("tribune"))
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", addr)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tribune cli");
+    {
+        let mut si = child.stdin.take().unwrap();
+        if let Some(b) = stdin {
+            si.write_all(b).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// `X-Consul-Index` of a response.
+pub fn index_of(r: &reqwest::blocking::Response) -> u64 {
+    r.headers()
+        .get("x-consul-index")
+        .expect("X-Consul-Index header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

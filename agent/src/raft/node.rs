@@ -22,9 +22,15 @@ pub enum RaftStartError {
     #[error("raft config: {0}")]
     Config(#[from] openraft::ConfigError),
     #[error("raft: {0}")]
-    Fatal(#[from] openraft::error::Fatal<NodeId>),
+    Fatal(Box<openraft::error::Fatal<NodeId>>),
     #[error("raft initialize: {0}")]
     Init(String),
+}
+
+impl From<openraft::error::Fatal<NodeId>> for RaftStartError {
+    fn from(e: openraft::error::Fatal<NodeId>) -> Self {
+        Self::Fatal(Box::new(e))
+    }
 }
 
 pub struct RaftOptions {
@@ -34,6 +40,7 @@ pub struct RaftOptions {
     /// `None` = in-memory (`-dev`).
     pub data_dir: Option<PathBuf>,
     pub raft_multiplier: u64,
+    pub snapshot_threshold: u64,
     /// Form a one-voter cluster if none exists yet.
     pub bootstrap: bool,
 }
@@ -85,8 +92,8 @@ impl RaftNode {
             heartbeat_interval: 50 * m,
             election_timeout_min: 300 * m,
             election_timeout_max: 600 * m,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(8192),
-            max_in_snapshot_log_to_keep: 1024,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold.max(1)),
+            max_in_snapshot_log_to_keep: 1024.min(opts.snapshot_threshold),
             ..Default::default()
         }
         .validate()?;
