@@ -8,8 +8,11 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Flags};
 use crate::http::{self, AppState};
+use crate::local::defs::{parse_service, parse_standalone_check};
+use crate::local::sync::NodeInfo;
+use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
 use crate::raft::node::{RaftNode, RaftOptions, RaftStartError};
 use crate::state::Store;
 
@@ -30,6 +33,8 @@ pub enum AgentError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("config: {0}")]
+    Definition(String),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
 }
@@ -64,7 +69,49 @@ fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
 /// Run the agent until `shutdown` is cancelled; then stop accepting, let
 /// in-flight requests finish (parked blocking queries answer at once), and
 /// flush the raft log.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+/// Parse the service and check definitions of the config files.
+pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
+    let services = c
+        .service_defs
+        .iter()
+        .map(|v| {
+            parse_service(v, c.enable_script_checks).map_err(|e| format!("service definition: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let checks = c
+        .check_defs
+        .iter()
+        .map(|v| {
+            parse_standalone_check(v, c.enable_script_checks)
+                .map_err(|e| format!("check definition: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((services, checks))
+}
+
+/// Re-read the config files and apply their service and check definitions
+/// (SIGHUP, `PUT /v1/agent/reload`, `tribune reload`). Nothing is applied
+/// when any file is invalid.
+pub fn reload(state: &AppState) -> Result<(), String> {
+    let c = AgentConfig::load(&state.flags).map_err(|e| e.to_string())?;
+    let (services, checks) = config_definitions(&c)?;
+    for w in &c.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        services = services.len(),
+        checks = checks.len(),
+        "reloading configuration"
+    );
+    state.local.reload(services, checks);
+    Ok(())
+}
+
+pub async fn run(
+    config: AgentConfig,
+    flags: Flags,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     if !config.server {
         return Err(AgentError::Unsupported(
             "client agents need servers to join, which this build does not support yet: \
@@ -77,6 +124,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
     // Raft ids are u64; the first half of the node UUID is unique enough and stable.
     let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
+    let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
     let store = Store::new();
     let server_port = if config.ports.server > 0 {
         config.ports.server
@@ -105,17 +153,55 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         "agent starting"
     );
 
+    let address = config
+        .advertise_addr
+        .unwrap_or(config.bind_addr)
+        .to_string();
+    let node_info = NodeInfo {
+        node: config.node_name.clone(),
+        id: node_id.clone(),
+        address: if address == "0.0.0.0" || address == "::" {
+            "127.0.0.1".into()
+        } else {
+            address
+        },
+        datacenter: config.datacenter.clone(),
+        meta: config.node_meta.clone(),
+        server_port: config.server.then_some(server_port as u16),
+    };
+    let local = LocalAgent::new(config.enable_script_checks, shutdown.clone());
+    for s in services {
+        local.add_service(s, Source::Config, true);
+    }
+    for c in checks {
+        local
+            .add_check(c, Source::Config)
+            .map_err(|e| AgentError::Definition(e.to_string()))?;
+    }
+    let proposer = crate::raft::proposer::Proposer::start(node.raft.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         store,
         raft: node.raft.clone(),
-        proposer: crate::raft::proposer::Proposer::start(node.raft.clone()),
+        proposer: proposer.clone(),
         raft_id,
         leadership: node.leadership.clone(),
         node_id,
+        node: node_info.clone(),
+        local: local.clone(),
+        flags,
         shutdown: shutdown.clone(),
         started: Instant::now(),
     });
+
+    tokio::spawn(crate::local::sync::run(
+        local.clone(),
+        node_info,
+        state.store.clone(),
+        proposer,
+        shutdown.clone(),
+    ));
+    tokio::spawn(reload_on_sighup(state.clone()));
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.ports.http >= 0 {
@@ -139,6 +225,23 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         });
     }
 
+    if config.ports.dns >= 0 {
+        let addr = SocketAddr::new(config.client_addr, config.ports.dns as u16);
+        let handler = crate::dns::ConsulDns::new(
+            state.store.clone(),
+            config.datacenter.clone(),
+            config.dns.clone(),
+        );
+        let (bound, task) = crate::dns::serve(addr, handler, shutdown.clone())
+            .await
+            .map_err(|e| AgentError::Unsupported(e.to_string()))?;
+        tracing::info!("DNS listening on dns://{bound} (udp and tcp)");
+        tasks.spawn(async move {
+            let _ = task.await;
+            Ok(())
+        });
+    }
+
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing in-flight requests");
     while let Some(r) = tasks.join_next().await {
@@ -151,4 +254,21 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     node.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+async fn reload_on_sighup(state: Arc<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            r = hup.recv() => if r.is_none() { return },
+            _ = state.shutdown.cancelled() => return,
+        }
+        tracing::info!("caught SIGHUP");
+        if let Err(e) = reload(&state) {
+            tracing::error!(error = %e, "reload failed; configuration unchanged");
+        }
+    }
 }

@@ -2,8 +2,12 @@
 //! `*.json`/`*.hcl` of `-config-dir` in name order), then command-line flags.
 //! Keys tribune does not know are reported as warnings, never fatal.
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::http::params::parse_duration;
 
 use serde_json::Value;
 
@@ -44,6 +48,46 @@ impl Default for Ports {
     }
 }
 
+/// DNS interface settings (`dns_config`, `recursors`, `domain`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsConfig {
+    pub domain: String,
+    pub node_ttl: Duration,
+    /// Per-service TTL; key `*` is the default.
+    pub service_ttl: BTreeMap<String, Duration>,
+    pub recursors: Vec<SocketAddr>,
+    pub only_passing: bool,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            domain: "consul".into(),
+            node_ttl: Duration::ZERO,
+            service_ttl: BTreeMap::new(),
+            recursors: Vec::new(),
+            only_passing: false,
+        }
+    }
+}
+
+impl DnsConfig {
+    pub fn service_ttl(&self, name: &str) -> Duration {
+        self.service_ttl
+            .get(name)
+            .or_else(|| self.service_ttl.get("*"))
+            .copied()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Parse a recursor address; port 53 when none is given.
+pub fn parse_recursor(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
 /// The resolved agent configuration.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -62,6 +106,13 @@ pub struct AgentConfig {
     pub enable_script_checks: bool,
     pub ui: bool,
     pub log_level: String,
+    pub advertise_addr: Option<IpAddr>,
+    pub node_meta: BTreeMap<String, String>,
+    /// Raw `service`/`services` and `check`/`checks` definitions from files,
+    /// parsed (and validated) when the agent applies them.
+    pub service_defs: Vec<Value>,
+    pub check_defs: Vec<Value>,
+    pub dns: DnsConfig,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -87,6 +138,11 @@ impl Default for AgentConfig {
             enable_script_checks: false,
             ui: false,
             log_level: "info".into(),
+            advertise_addr: None,
+            node_meta: BTreeMap::new(),
+            service_defs: Vec::new(),
+            check_defs: Vec::new(),
+            dns: DnsConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -110,6 +166,8 @@ pub struct Flags {
     pub log_level: Option<String>,
     pub enable_script_checks: bool,
     pub ui: bool,
+    pub recursors: Vec<String>,
+    pub advertise: Option<IpAddr>,
 }
 
 impl AgentConfig {
@@ -132,6 +190,13 @@ impl AgentConfig {
             c.merge_file(f, &v)?;
         }
         c.apply_flags(flags);
+        for r in &flags.recursors {
+            let addr = parse_recursor(r).ok_or_else(|| ConfigError::Invalid {
+                key: "-recursor".into(),
+                msg: format!("{r:?} is not an IP address or ip:port"),
+            })?;
+            c.dns.recursors.push(addr);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -172,6 +237,9 @@ impl AgentConfig {
         }
         if f.ui {
             self.ui = true;
+        }
+        if let Some(a) = f.advertise {
+            self.advertise_addr = Some(a);
         }
     }
 
@@ -309,6 +377,69 @@ impl AgentConfig {
                             }
                             other => self.warnings.push(format!(
                                 "{}: unknown key performance.{other} ignored",
+                                path.display()
+                            )),
+                        }
+                    }
+                }
+                "service" => self.service_defs.push(val.clone()),
+                "services" => match val {
+                    Value::Array(a) => self.service_defs.extend(a.iter().cloned()),
+                    _ => return Err(invalid(key, "a list of service definitions")),
+                },
+                "check" => self.check_defs.push(val.clone()),
+                "checks" => match val {
+                    Value::Array(a) => self.check_defs.extend(a.iter().cloned()),
+                    _ => return Err(invalid(key, "a list of check definitions")),
+                },
+                "advertise_addr" => self.advertise_addr = Some(ip(key, val)?),
+                "node_meta" => {
+                    let obj = val
+                        .as_object()
+                        .ok_or_else(|| invalid(key, "an object of strings"))?;
+                    for (k, v) in obj {
+                        let v = v
+                            .as_str()
+                            .ok_or_else(|| invalid(key, "an object of strings"))?;
+                        self.node_meta.insert(k.clone(), v.to_string());
+                    }
+                }
+                "domain" => self.dns.domain = s(key, val)?.trim_matches('.').to_string(),
+                "recursors" => {
+                    let list = val
+                        .as_array()
+                        .ok_or_else(|| invalid(key, "a list of addresses"))?;
+                    for r in list {
+                        let r = r
+                            .as_str()
+                            .ok_or_else(|| invalid(key, "a list of addresses"))?;
+                        self.dns.recursors.push(
+                            parse_recursor(r)
+                                .ok_or_else(|| invalid(key, "IP addresses or ip:port"))?,
+                        );
+                    }
+                }
+                "dns_config" => {
+                    let obj = val.as_object().ok_or_else(|| invalid(key, "an object"))?;
+                    let dur = |k: &str, v: &Value| {
+                        v.as_str().and_then(parse_duration).ok_or_else(|| {
+                            invalid(&format!("dns_config.{k}"), "a duration like \"5s\"")
+                        })
+                    };
+                    for (k, v) in obj {
+                        match k.as_str() {
+                            "node_ttl" => self.dns.node_ttl = dur(k, v)?,
+                            "service_ttl" => {
+                                let m = v.as_object().ok_or_else(|| {
+                                    invalid("dns_config.service_ttl", "an object")
+                                })?;
+                                for (name, d) in m {
+                                    self.dns.service_ttl.insert(name.clone(), dur(k, d)?);
+                                }
+                            }
+                            "only_passing" => self.dns.only_passing = b(k, v)?,
+                            other => self.warnings.push(format!(
+                                "{}: unknown key dns_config.{other} ignored",
                                 path.display()
                             )),
                         }

@@ -6,15 +6,20 @@
 //! - [`state`]: the replicated tables (KV, ...) and per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
 //!   state machine with snapshots, peer network, leadership tracking.
+//! - [`local`]: this agent's services and checks — definitions, probes,
+//!   anti-entropy sync into the catalog.
 //! - [`http`]: the Consul HTTP API — route table, one file per area,
 //!   blocking queries, Consul's error mapping.
+//! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
 
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod fsutil;
 pub mod http;
+pub mod local;
 pub mod raft;
 pub mod state;

@@ -56,6 +56,12 @@ pub struct AgentArgs {
     /// Serve the web UI.
     #[arg(long)]
     pub ui: bool,
+    /// Upstream DNS server for names outside the consul domain (repeatable).
+    #[arg(long)]
+    pub recursor: Vec<String>,
+    /// Address advertised to other nodes and in the catalog.
+    #[arg(long)]
+    pub advertise: Option<IpAddr>,
 }
 
 fn init_tracing(level: &str) -> Result<(), String> {
@@ -103,6 +109,8 @@ pub fn run(a: AgentArgs) -> ExitCode {
         log_level: a.log_level,
         enable_script_checks: a.enable_script_checks,
         ui: a.ui,
+        recursors: a.recursor,
+        advertise: a.advertise,
     };
     let config = match AgentConfig::load(&flags) {
         Ok(c) => c,
@@ -135,7 +143,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
             wait_for_signal().await;
             stop.cancel();
         });
-        crate::agent::run(config, shutdown).await
+        crate::agent::run(config, flags, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod client;
 pub mod kv;
+pub mod services;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -30,6 +31,14 @@ pub enum Cmd {
     Agent(agent::AgentArgs),
     /// Work with the key/value store.
     Kv(kv::KvArgs),
+    /// Register and deregister services.
+    Services(services::ServicesArgs),
+    /// Reload the agent's configuration files.
+    Reload(services::SimpleArgs),
+    /// List the members of the cluster.
+    Members(services::SimpleArgs),
+    /// List catalog services, nodes and datacenters.
+    Catalog(services::CatalogArgs),
     /// Print the version.
     Version,
 }
@@ -157,6 +166,10 @@ pub fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Agent(a) => agent::run(a),
         Cmd::Kv(k) => kv::run(k),
+        Cmd::Services(a) => services::run(a),
+        Cmd::Reload(a) => services::reload(a),
+        Cmd::Members(a) => services::members(a),
+        Cmd::Catalog(a) => services::catalog(a),
         Cmd::Version => {
             println!("tribune v{}", env!("CARGO_PKG_VERSION"));
             println!("Consul HTTP API and DNS compatible agent");

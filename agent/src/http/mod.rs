@@ -4,9 +4,13 @@
 //! read shares: consistency gating, the `X-Consul-*` headers and the generic
 //! blocking-query wait ([`AppState::block`]).
 
+pub mod agent_api;
+pub mod catalog;
 pub mod error;
+pub mod health;
 pub mod kv;
 pub mod params;
+pub mod render;
 pub mod status;
 pub mod txn;
 
@@ -42,6 +46,11 @@ pub struct AppState {
     pub raft_id: NodeId,
     pub leadership: Arc<Leadership>,
     pub node_id: String,
+    /// This node as registered in the catalog.
+    pub node: crate::local::sync::NodeInfo,
+    pub local: Arc<crate::local::LocalAgent>,
+    /// The command-line flags, re-applied over the files on reload.
+    pub flags: crate::config::Flags,
     pub shutdown: CancellationToken,
     pub started: Instant,
 }
@@ -60,6 +69,51 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/status/peers", get(status::peers))
         .route("/v1/agent/self", get(status::agent_self))
         .route("/v1/catalog/datacenters", get(status::datacenters))
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{name}", get(catalog::service))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/node/{name}", get(catalog::node))
+        .route("/v1/health/service/{name}", get(health::service))
+        .route("/v1/health/checks/{name}", get(health::checks))
+        .route("/v1/health/node/{name}", get(health::node))
+        .route("/v1/health/state/{state}", get(health::state))
+        .route("/v1/agent/services", get(agent_api::services))
+        .route("/v1/agent/service/{id}", get(agent_api::service))
+        .route("/v1/agent/checks", get(agent_api::checks))
+        .route("/v1/agent/members", get(agent_api::members))
+        .route(
+            "/v1/agent/service/register",
+            put(agent_api::register_service),
+        )
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            put(agent_api::deregister_service),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent_api::service_maintenance),
+        )
+        .route("/v1/agent/check/register", put(agent_api::register_check))
+        .route(
+            "/v1/agent/check/deregister/{*id}",
+            put(agent_api::deregister_check),
+        )
+        .route("/v1/agent/check/pass/{*id}", put(agent_api::pass))
+        .route("/v1/agent/check/warn/{*id}", put(agent_api::warn))
+        .route("/v1/agent/check/fail/{*id}", put(agent_api::fail))
+        .route("/v1/agent/check/update/{*id}", put(agent_api::update))
+        .route("/v1/agent/maintenance", put(agent_api::node_maintenance))
+        .route(
+            "/v1/agent/health/service/name/{name}",
+            get(agent_api::health_by_name),
+        )
+        .route(
+            "/v1/agent/health/service/id/{id}",
+            get(agent_api::health_by_id),
+        )
+        .route("/v1/agent/reload", put(agent_api::reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

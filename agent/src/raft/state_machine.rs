@@ -14,7 +14,7 @@ use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, LogId, Node, NodeId, StorageError, StoreError, TypeConfig};
-use crate::state::{Outcome, Store, Tables};
+use crate::state::{Changes, Outcome, Store, Tables};
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
@@ -137,7 +137,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let mut out = Vec::new();
-        let mut changed = Vec::new();
+        let mut changed = Changes::default();
         {
             let mut t = self.store.write();
             for e in entries {
@@ -155,9 +155,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Wake watchers outside the lock so they can read right away.
         if !changed.is_empty() {
-            self.store
-                .watches
-                .kv_changed(changed.iter().map(String::as_str));
+            self.store.wake(&changed);
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@
 //! The state machine (`crate::raft::state_machine`) is the only writer: it
 //! applies committed raft entries here. HTTP handlers only read.
 
+pub mod catalog;
 pub mod kv;
 pub mod watch;
 
@@ -14,6 +15,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::{Node, NodeId};
+pub use catalog::{CatalogCommand, CatalogOutcome, Health};
 pub use kv::{KvCommand, KvEntry, KvOutcome, KvTable, KvVerb, TxnOp, TxnOutcome};
 pub use watch::{WatchGuard, WatchTarget, Watches};
 
@@ -21,6 +23,7 @@ pub use watch::{WatchGuard, WatchTarget, Watches};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
     Kv(KvCommand),
+    Catalog(CatalogCommand),
     /// Several writes committed in one raft entry (group commit), applied in order.
     Batch(Vec<Command>),
 }
@@ -31,6 +34,7 @@ pub enum Outcome {
     /// Blank and membership entries.
     None,
     Kv(KvOutcome),
+    Catalog(CatalogOutcome),
     Batch(Vec<Outcome>),
 }
 
@@ -38,6 +42,7 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Tables {
     pub kv: KvTable,
+    pub catalog: catalog::Catalog,
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, Node>,
 }
@@ -67,24 +72,62 @@ impl Store {
 
     /// Replace everything (snapshot install) and wake every watcher.
     pub(crate) fn replace(&self, tables: Tables) {
-        let keys: Vec<String> = {
+        let (keys, named) = {
             let mut t = self.tables.write();
             let mut keys: Vec<String> = t.kv.list("").map(|(k, _)| k.clone()).collect();
             keys.extend(tables.kv.list("").map(|(k, _)| k.clone()));
+            let mut named: Vec<String> = vec![
+                catalog::NODES.into(),
+                catalog::SERVICES.into(),
+                catalog::CHECKS.into(),
+            ];
+            for c in [&t.catalog, &tables.catalog] {
+                named.extend(c.service_names().map(|(n, _)| catalog::svc_target(n)));
+                named.extend(c.nodes().map(|n| catalog::node_target(&n.node)));
+            }
             *t = tables;
-            keys
+            (keys, named)
         };
         self.watches.kv_changed(keys.iter().map(String::as_str));
         // The root prefix covers keys present in neither map (pure tombstones).
         self.watches.kv_changed([""]);
+        self.watches.named_changed(named.iter().map(String::as_str));
+    }
+
+    /// Wake the watchers of everything in `changes`.
+    pub(crate) fn wake(&self, changes: &Changes) {
+        if !changes.kv.is_empty() {
+            self.watches
+                .kv_changed(changes.kv.iter().map(String::as_str));
+        }
+        if !changes.named.is_empty() {
+            self.watches
+                .named_changed(changes.named.iter().map(String::as_str));
+        }
+    }
+}
+
+/// What an apply changed: KV keys and named resources, for wake-ups.
+#[derive(Default)]
+pub struct Changes {
+    pub kv: Vec<String>,
+    pub named: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty() && self.named.is_empty()
     }
 }
 
 impl Tables {
-    /// Apply one command at `index`; changed KV keys are pushed to `changed`.
-    pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Vec<String>) -> Outcome {
+    /// Apply one command at `index`, recording what changed.
+    pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Changes) -> Outcome {
         match cmd {
-            Command::Kv(c) => Outcome::Kv(self.kv.apply(index, c, changed)),
+            Command::Kv(c) => Outcome::Kv(self.kv.apply(index, c, &mut changed.kv)),
+            Command::Catalog(c) => {
+                Outcome::Catalog(self.catalog.apply(index, c, &mut changed.named))
+            }
             Command::Batch(cmds) => {
                 Outcome::Batch(cmds.iter().map(|c| self.apply(index, c, changed)).collect())
             }

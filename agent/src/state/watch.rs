@@ -21,8 +21,8 @@ pub enum WatchTarget {
     Key(String),
     /// Every KV key starting with this string (`""` = the whole KV table).
     Prefix(String),
-    /// A named non-KV table (catalog, sessions, ...), woken as a whole.
-    Table(&'static str),
+    /// A named non-KV resource: `svc:<name>`, `node:<name>`, `tbl:<table>`.
+    Named(String),
 }
 
 #[derive(Default)]
@@ -35,7 +35,7 @@ struct Slot {
 struct Maps {
     exact: HashMap<String, Slot>,
     prefix: HashMap<String, Slot>,
-    tables: HashMap<&'static str, Slot>,
+    named: HashMap<String, Slot>,
 }
 
 impl Maps {
@@ -43,14 +43,14 @@ impl Maps {
         match target {
             WatchTarget::Key(k) => self.exact.get_mut(k),
             WatchTarget::Prefix(p) => self.prefix.get_mut(p),
-            WatchTarget::Table(t) => self.tables.get_mut(t),
+            WatchTarget::Named(t) => self.named.get_mut(t),
         }
     }
     fn remove(&mut self, target: &WatchTarget) {
         match target {
             WatchTarget::Key(k) => self.exact.remove(k),
             WatchTarget::Prefix(p) => self.prefix.remove(p),
-            WatchTarget::Table(t) => self.tables.remove(t),
+            WatchTarget::Named(t) => self.named.remove(t),
         };
     }
 }
@@ -99,7 +99,7 @@ impl Watches {
         let slot = match &target {
             WatchTarget::Key(k) => maps.exact.entry(k.clone()).or_default(),
             WatchTarget::Prefix(p) => maps.prefix.entry(p.clone()).or_default(),
-            WatchTarget::Table(t) => maps.tables.entry(t).or_default(),
+            WatchTarget::Named(t) => maps.named.entry(t.clone()).or_default(),
         };
         slot.watchers += 1;
         let notify = slot.notify.clone();
@@ -136,17 +136,23 @@ impl Watches {
         }
     }
 
-    /// Wake the watchers of a whole table.
-    pub fn table_changed(&self, table: &'static str) {
-        if let Some(slot) = self.maps.lock().tables.get(table) {
-            slot.notify.notify_waiters();
+    /// Wake the watchers of named resources.
+    pub fn named_changed<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let maps = self.maps.lock();
+        if maps.named.is_empty() {
+            return;
+        }
+        for n in names {
+            if let Some(slot) = maps.named.get(n) {
+                slot.notify.notify_waiters();
+            }
         }
     }
 
     /// Number of distinct watched targets (for stats and tests).
     pub fn targets(&self) -> usize {
         let m = self.maps.lock();
-        m.exact.len() + m.prefix.len() + m.tables.len()
+        m.exact.len() + m.prefix.len() + m.named.len()
     }
 }
 

@@ -1,0 +1,334 @@
+//! `tribune services register|deregister`, `tribune reload`,
+//! `tribune members`, `tribune catalog services|nodes|datacenters`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::Api;
+use super::HttpOpts;
+use crate::local::defs::normalize;
+
+#[derive(Args, Debug)]
+pub struct ServicesArgs {
+    #[command(subcommand)]
+    pub cmd: ServicesCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServicesCmd {
+    /// Register services from a definition file, or one service from flags.
+    Register(RegisterArgs),
+    /// Deregister a service by -id, or the services of a definition file.
+    Deregister(DeregisterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    address: Option<String>,
+    #[arg(long)]
+    port: Option<u16>,
+    /// Tag (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// key=value (repeatable).
+    #[arg(long)]
+    meta: Vec<String>,
+    /// Definition files (`{"service": {...}}` or `{"services": [...]}`, JSON or HCL).
+    files: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeregisterArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    #[arg(long)]
+    id: Option<String>,
+    files: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SimpleArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct CatalogArgs {
+    #[command(subcommand)]
+    pub cmd: CatalogCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCmd {
+    /// List services.
+    Services(CatalogListArgs),
+    /// List nodes.
+    Nodes(SimpleArgs),
+    /// List datacenters.
+    Datacenters(SimpleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CatalogListArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    /// Show tags too.
+    #[arg(long)]
+    tags: bool,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{msg}");
+    ExitCode::from(1)
+}
+
+/// Service definitions in a file: `service`, `services`, or a bare definition.
+fn file_services(path: &str) -> Result<Vec<Value>, String> {
+    let v = crate::config::read_file(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    let n = normalize(&v);
+    let obj = n
+        .as_object()
+        .ok_or_else(|| format!("{path}: expected an object"))?;
+    if let Some(s) = obj.get("service") {
+        return Ok(vec![s.clone()]);
+    }
+    if let Some(Value::Array(a)) = obj.get("services") {
+        return Ok(a.clone());
+    }
+    if obj.contains_key("name") {
+        return Ok(vec![n.clone()]);
+    }
+    Err(format!(
+        "{path}: no \"service\" or \"services\" definition found"
+    ))
+}
+
+pub fn run(a: ServicesArgs) -> ExitCode {
+    match a.cmd {
+        ServicesCmd::Register(r) => register(r),
+        ServicesCmd::Deregister(d) => deregister(d),
+    }
+}
+
+fn register(r: RegisterArgs) -> ExitCode {
+    let mut defs = Vec::new();
+    for f in &r.files {
+        match file_services(f) {
+            Ok(v) => defs.extend(v),
+            Err(e) => return fail(format!("Error! {e}")),
+        }
+    }
+    if let Some(name) = &r.name {
+        let mut meta = BTreeMap::new();
+        for m in &r.meta {
+            let Some((k, v)) = m.split_once('=') else {
+                return fail(format!("Error! -meta {m:?} must be key=value"));
+            };
+            meta.insert(k.to_string(), v.to_string());
+        }
+        defs.push(json!({
+            "name": name, "id": r.id.clone().unwrap_or_default(), "address": r.address.clone().unwrap_or_default(),
+            "port": r.port.unwrap_or(0), "tags": r.tag, "meta": meta,
+        }));
+    }
+    if defs.is_empty() {
+        return fail("Error! Give a definition file or -name");
+    }
+    // Validate every definition before registering any.
+    for d in &defs {
+        if let Err(e) = crate::local::defs::parse_service(d, true) {
+            return fail(format!("Error! Invalid service definition: {e}"));
+        }
+    }
+    let api = Api::new(&r.http);
+    for d in defs {
+        let name = d
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let body = serde_json::to_vec(&d).unwrap_or_default();
+        if let Err(e) = api.call(Method::PUT, "agent/service/register", &[], Some(body)) {
+            return fail(format!("Error registering service {name:?}: {e}"));
+        }
+        println!("Registered service: {name}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn deregister(d: DeregisterArgs) -> ExitCode {
+    let mut ids = Vec::new();
+    if let Some(id) = &d.id {
+        ids.push(id.clone());
+    }
+    for f in &d.files {
+        match file_services(f) {
+            Ok(v) => {
+                for s in v {
+                    match crate::local::defs::parse_service(&s, true) {
+                        Ok(def) => ids.push(def.id),
+                        Err(e) => {
+                            return fail(format!("Error! Invalid service definition in {f}: {e}"))
+                        }
+                    }
+                }
+            }
+            Err(e) => return fail(format!("Error! {e}")),
+        }
+    }
+    if ids.is_empty() {
+        return fail("Error! Give -id or a definition file");
+    }
+    let api = Api::new(&d.http);
+    for id in ids {
+        let path = format!("agent/service/deregister/{}", super::client::key_path(&id));
+        if let Err(e) = api.call(Method::PUT, &path, &[], None) {
+            return fail(format!("Error deregistering service {id:?}: {e}"));
+        }
+        println!("Deregistered service: {id}");
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn reload(a: SimpleArgs) -> ExitCode {
+    match Api::new(&a.http).call(Method::PUT, "agent/reload", &[], None) {
+        Ok(_) => {
+            println!("Configuration reload triggered");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error reloading: {e}")),
+    }
+}
+
+fn get_json(api: &Api, path: &str) -> Result<Value, String> {
+    match api.call(Method::GET, path, &[], None) {
+        Ok(Some(b)) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
+        Ok(None) => Err("not found".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Print rows as space-padded columns.
+fn table(rows: Vec<Vec<String>>) {
+    let widths: Vec<usize> = (0..rows.first().map(Vec::len).unwrap_or(0))
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+pub fn members(a: SimpleArgs) -> ExitCode {
+    let v = match get_json(&Api::new(&a.http), "agent/members") {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error retrieving members: {e}")),
+    };
+    let mut rows = vec![[
+        "Node",
+        "Address",
+        "Status",
+        "Type",
+        "Build",
+        "Protocol",
+        "DC",
+        "Partition",
+        "Segment",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for m in v.as_array().into_iter().flatten() {
+        let tag = |k: &str| m["Tags"][k].as_str().unwrap_or("").to_string();
+        let status = match m["Status"].as_u64() {
+            Some(1) => "alive",
+            Some(2) => "leaving",
+            Some(3) => "left",
+            Some(4) => "failed",
+            _ => "none",
+        };
+        rows.push(vec![
+            m["Name"].as_str().unwrap_or("").into(),
+            format!("{}:{}", m["Addr"].as_str().unwrap_or(""), m["Port"]),
+            status.into(),
+            if tag("role") == "consul" {
+                "server"
+            } else {
+                "client"
+            }
+            .into(),
+            tag("build").split(':').next().unwrap_or("").into(),
+            m["ProtocolCur"].to_string(),
+            tag("dc"),
+            "default".into(),
+            "<all>".into(),
+        ]);
+    }
+    table(rows);
+    ExitCode::SUCCESS
+}
+
+pub fn catalog(a: CatalogArgs) -> ExitCode {
+    match a.cmd {
+        CatalogCmd::Services(c) => match get_json(&Api::new(&c.http), "catalog/services") {
+            Ok(Value::Object(m)) => {
+                for (name, tags) in m {
+                    if c.tags {
+                        let t: Vec<&str> = tags
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        println!("{name}  {}", t.join(","));
+                    } else {
+                        println!("{name}");
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(_) => fail("Error listing services: unexpected response"),
+            Err(e) => fail(format!("Error listing services: {e}")),
+        },
+        CatalogCmd::Nodes(s) => match get_json(&Api::new(&s.http), "catalog/nodes") {
+            Ok(v) => {
+                let mut rows = vec![["Node", "ID", "Address", "DC"].map(String::from).to_vec()];
+                for n in v.as_array().into_iter().flatten() {
+                    let f = |k: &str| n[k].as_str().unwrap_or("").to_string();
+                    rows.push(vec![
+                        f("Node"),
+                        f("ID").chars().take(8).collect(),
+                        f("Address"),
+                        f("Datacenter"),
+                    ]);
+                }
+                table(rows);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("Error listing nodes: {e}")),
+        },
+        CatalogCmd::Datacenters(s) => match get_json(&Api::new(&s.http), "catalog/datacenters") {
+            Ok(v) => {
+                for d in v.as_array().into_iter().flatten() {
+                    println!("{}", d.as_str().unwrap_or(""));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("Error listing datacenters: {e}")),
+        },
+    }
+}

@@ -1,0 +1,334 @@
+//! `/v1/agent/*`: this agent's services and checks.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use super::catalog::json_body;
+use super::params::{check_dc, Query};
+use super::{json, render, ApiError, Shared};
+use crate::local::defs::{normalize, parse_service, parse_standalone_check, DefError};
+use crate::local::{CheckView, LocalError, Source};
+use crate::state::Health;
+
+impl From<LocalError> for ApiError {
+    fn from(e: LocalError) -> Self {
+        match e {
+            LocalError::UnknownService(_) | LocalError::UnknownCheck(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            LocalError::Invalid(_) | LocalError::NotTtl(_) => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+fn empty_ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+pub async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    let m: Map<String, Value> = s
+        .local
+        .services()
+        .iter()
+        .map(|d| (d.id.clone(), render::agent_service(d, &s.config.datacenter)))
+        .collect();
+    json(StatusCode::OK, &m, q.has("pretty"))
+}
+
+pub async fn service(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let d = s
+        .local
+        .service(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+    Ok(json(
+        StatusCode::OK,
+        &render::agent_service(&d, &s.config.datacenter),
+        q.has("pretty"),
+    ))
+}
+
+pub async fn checks(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    let node = &s.config.node_name;
+    let m: Map<String, Value> = s
+        .local
+        .checks()
+        .iter()
+        .map(|c| (c.def.id.clone(), render::agent_check(c, node)))
+        .collect();
+    json(StatusCode::OK, &m, q.has("pretty"))
+}
+
+pub async fn register_service(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    let v = json_body(body, &headers)?;
+    let def =
+        parse_service(&v, s.config.enable_script_checks).map_err(|DefError(e)| ApiError::bad(e))?;
+    let replace = q
+        .get("replace-existing-checks")
+        .map(|v| v != "false" && v != "0")
+        .unwrap_or(false);
+    tracing::info!(service = %def.id, name = %def.name, "service registered");
+    s.local.add_service(def, Source::Http, replace);
+    Ok(empty_ok())
+}
+
+pub async fn deregister_service(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.local.remove_service(&id)?;
+    tracing::info!(service = %id, "service deregistered");
+    Ok(empty_ok())
+}
+
+pub async fn register_check(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    let v = json_body(body, &headers)?;
+    let def = parse_standalone_check(&v, s.config.enable_script_checks)
+        .map_err(|DefError(e)| ApiError::bad(e))?;
+    s.local.add_check(def, Source::Http)?;
+    Ok(empty_ok())
+}
+
+pub async fn deregister_check(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.local.remove_check(&id)?;
+    Ok(empty_ok())
+}
+
+async fn ttl(
+    s: Shared,
+    id: String,
+    q: Option<String>,
+    status: Health,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let note = q.get("note").unwrap_or("").to_string();
+    s.local.ttl_update(&id, status, note)?;
+    Ok(empty_ok())
+}
+
+pub async fn pass(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    ttl(s, id, q, Health::Passing).await
+}
+pub async fn warn(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    ttl(s, id, q, Health::Warning).await
+}
+pub async fn fail(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    ttl(s, id, q, Health::Critical).await
+}
+
+/// `PUT /v1/agent/check/update/<id>` with `{"Status", "Output"}`.
+pub async fn update(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let v = normalize(&json_body(body, &headers)?);
+    let status = v
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(Health::parse)
+        .filter(|h| *h != Health::Maintenance)
+        .ok_or_else(|| ApiError::bad("Invalid check status: use passing, warning or critical"))?;
+    let output = match v.get("output") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(o)) => o.clone(),
+        Some(_) => return Err(ApiError::bad("Output must be a string")),
+    };
+    s.local.ttl_update(&id, status, output)?;
+    Ok(empty_ok())
+}
+
+fn enable_param(q: &Query) -> Result<bool, ApiError> {
+    match q.get("enable") {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(ApiError::bad(
+            "Invalid value for \"enable\": use true or false",
+        )),
+        None => Err(ApiError::bad("Missing value for enable")),
+    }
+}
+
+pub async fn node_maintenance(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let enable = enable_param(&q)?;
+    s.local
+        .set_node_maintenance(enable, q.get("reason").unwrap_or(""));
+    Ok(empty_ok())
+}
+
+pub async fn service_maintenance(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let enable = enable_param(&q)?;
+    s.local
+        .set_service_maintenance(&id, enable, q.get("reason").unwrap_or(""))?;
+    Ok(empty_ok())
+}
+
+/// Status of one local instance: worst of its checks and the node's.
+fn instance_health<'a>(checks: &'a [CheckView], service_id: &str) -> (Health, Vec<&'a CheckView>) {
+    let mine: Vec<&CheckView> = checks
+        .iter()
+        .filter(|c| c.def.service_id.is_empty() || c.def.service_id == service_id)
+        .collect();
+    let maint = mine.iter().any(|c| {
+        c.def.id == crate::local::NODE_MAINT || c.def.id.starts_with("_service_maintenance:")
+    });
+    let worst = if maint {
+        Health::Maintenance
+    } else {
+        mine.iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Health::Passing)
+    };
+    (worst, mine)
+}
+
+fn health_code(h: Health) -> StatusCode {
+    match h {
+        Health::Passing => StatusCode::OK,
+        Health::Warning => StatusCode::TOO_MANY_REQUESTS,
+        Health::Critical | Health::Maintenance => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn health_body(
+    s: &Shared,
+    h: Health,
+    svc: &crate::local::ServiceDef,
+    checks: &[&CheckView],
+) -> Value {
+    let node = &s.config.node_name;
+    json!({
+        "AggregatedStatus": h.as_str(),
+        "Service": render::agent_service(svc, &s.config.datacenter),
+        "Checks": checks.iter().map(|c| render::agent_check(c, node)).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn health_by_name(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let checks = s.local.checks();
+    let services: Vec<_> = s
+        .local
+        .services()
+        .into_iter()
+        .filter(|d| d.name == name)
+        .collect();
+    if services.is_empty() {
+        return Err(ApiError::NotFound(format!("ServiceName {name} Not Found")));
+    }
+    let mut worst = Health::Passing;
+    let mut list = Vec::new();
+    for svc in &services {
+        let (h, mine) = instance_health(&checks, &svc.id);
+        worst = worst.max(h);
+        list.push(health_body(&s, h, svc, &mine));
+    }
+    if q.get("format") == Some("text") {
+        return Ok((health_code(worst), worst.as_str()).into_response());
+    }
+    Ok(json(health_code(worst), &list, q.has("pretty")))
+}
+
+pub async fn health_by_id(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let svc = s
+        .local
+        .service(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("ServiceId {id} Not Found")))?;
+    let checks = s.local.checks();
+    let (h, mine) = instance_health(&checks, &id);
+    if q.get("format") == Some("text") {
+        return Ok((health_code(h), h.as_str()).into_response());
+    }
+    Ok(json(
+        health_code(h),
+        &health_body(&s, h, &svc, &mine),
+        q.has("pretty"),
+    ))
+}
+
+pub async fn reload(State(s): State<Shared>) -> Result<Response, ApiError> {
+    crate::agent::reload(&s).map_err(ApiError::bad)?;
+    Ok(empty_ok())
+}
+
+/// `/v1/agent/members`: this single-server build has one member, itself.
+pub async fn members(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    let c = &s.config;
+    let m = json!([{
+        "Name": c.node_name,
+        "Addr": s.node.address,
+        "Port": c.ports.serf_lan.max(0),
+        "Tags": {
+            "role": if c.server { "consul" } else { "node" },
+            "dc": c.datacenter,
+            "id": s.node_id,
+            "port": c.ports.server.to_string(),
+            "vsn": "2",
+            "build": format!("{}:tribune", env!("CARGO_PKG_VERSION")),
+        },
+        "Status": 1,
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    }]);
+    json(StatusCode::OK, &m, q.has("pretty"))
+}

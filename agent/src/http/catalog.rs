@@ -1,0 +1,288 @@
+//! `/v1/catalog/*`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use super::kv::body_or_error;
+use super::params::{check_dc, Query, ReadOpts};
+use super::{json, render, ApiError, Shared};
+use crate::local::defs::{normalize, DefError};
+use crate::local::{parse_check_rec, service_rec};
+use crate::state::catalog::{self as cat, CatalogCommand, CatalogOutcome, NodeRec, RegisterReq};
+use crate::state::{Command, Outcome, WatchTarget};
+
+/// Parse a JSON body (Go's decoder is case-insensitive; so are we).
+pub fn json_body(
+    body: Result<Bytes, BytesRejection>,
+    headers: &HeaderMap,
+) -> Result<Value, ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = body_or_error(body, declared)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("Request decode failed: empty body"));
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))
+}
+
+fn tags_match(tags: &[String], want: &[&str]) -> bool {
+    want.iter().all(|w| tags.iter().any(|t| t == w))
+}
+
+pub async fn services(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    s.block(&opts, WatchTarget::Named(cat::SERVICES.into()), |t| {
+        t.catalog.services_index()
+    })
+    .await;
+    let (index, body) = {
+        let t = s.store.read();
+        let m: Map<String, Value> = t
+            .catalog
+            .service_names()
+            .map(|(n, tags)| {
+                (
+                    n.clone(),
+                    Value::from(tags.into_iter().cloned().collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        (t.catalog.services_index(), Value::Object(m))
+    };
+    let mut r = json(StatusCode::OK, &body, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+pub async fn service(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    let tags: Vec<&str> = q.all("tag").collect();
+    s.block(&opts, WatchTarget::Named(cat::svc_target(&name)), |t| {
+        t.catalog.service_index(&name)
+    })
+    .await;
+    let (index, list) = {
+        let t = s.store.read();
+        let list: Vec<Value> = t
+            .catalog
+            .instances(&name)
+            .into_iter()
+            .filter(|(_, sv)| tags_match(&sv.tags, &tags))
+            .map(|(n, sv)| render::catalog_service(n, sv))
+            .collect();
+        (t.catalog.service_index(&name), list)
+    };
+    let mut r = json(StatusCode::OK, &list, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+pub async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    s.block(&opts, WatchTarget::Named(cat::NODES.into()), |t| {
+        t.catalog.nodes_index()
+    })
+    .await;
+    let (index, list) = {
+        let t = s.store.read();
+        let list: Vec<Value> = t.catalog.nodes().map(render::node).collect();
+        (t.catalog.nodes_index(), list)
+    };
+    let mut r = json(StatusCode::OK, &list, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+pub async fn node(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    s.block(&opts, WatchTarget::Named(cat::node_target(&name)), |t| {
+        t.catalog.node_index(&name)
+    })
+    .await;
+    let (index, body) = {
+        let t = s.store.read();
+        let body = t.catalog.node(&name).map(|n| {
+            let services: Map<String, Value> = t
+                .catalog
+                .node_services(&name)
+                .map(|sv| (sv.id.clone(), render::service(sv)))
+                .collect();
+            serde_json::json!({"Node": render::node(n), "Services": services})
+        });
+        (t.catalog.node_index(&name), body)
+    };
+    let mut r = match body {
+        Some(b) => json(StatusCode::OK, &b, opts.pretty),
+        None => StatusCode::NOT_FOUND.into_response(),
+    };
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+fn field<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    o.get(k).filter(|v| !v.is_null())
+}
+
+fn str_field(o: &Map<String, Value>, k: &str) -> Result<String, ApiError> {
+    match field(o, k) {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ApiError::bad(format!(
+            "Request decode failed: {k} must be a string"
+        ))),
+    }
+}
+
+fn map_field(o: &Map<String, Value>, k: &str) -> Result<cat::Meta, ApiError> {
+    match field(o, k) {
+        None => Ok(cat::Meta::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(a, b)| {
+                b.as_str()
+                    .map(|b| (a.clone(), b.to_string()))
+                    .ok_or_else(|| {
+                        ApiError::bad(format!("Request decode failed: {k} values must be strings"))
+                    })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad(format!(
+            "Request decode failed: {k} must be an object"
+        ))),
+    }
+}
+
+async fn catalog_write(s: &Shared, cmd: CatalogCommand) -> Result<Response, ApiError> {
+    match s.write(Command::Catalog(cmd)).await? {
+        (_, Outcome::Catalog(CatalogOutcome::Ok)) => Ok(json(StatusCode::OK, &true, false)),
+        (_, Outcome::Catalog(CatalogOutcome::Error(e))) => Err(ApiError::bad(e)),
+        (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// `PUT /v1/catalog/register`.
+pub async fn register(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    let v = normalize(&json_body(body, &headers)?);
+    let o = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad("Request decode failed: expected an object"))?;
+    let dc = str_field(o, "datacenter")?;
+    if !dc.is_empty() && dc != s.config.datacenter {
+        return Err(ApiError::NoPathToDatacenter);
+    }
+    let node_name = str_field(o, "node")?;
+    if node_name.is_empty() {
+        return Err(ApiError::bad("Must provide node"));
+    }
+    let address = str_field(o, "address")?;
+    if address.is_empty() {
+        return Err(ApiError::bad("Must provide address"));
+    }
+    let node = NodeRec {
+        id: str_field(o, "id")?,
+        node: node_name.clone(),
+        address,
+        datacenter: s.config.datacenter.clone(),
+        tagged_addresses: map_field(o, "taggedaddresses")?,
+        meta: map_field(o, "nodemeta")?,
+        create_index: 0,
+        modify_index: 0,
+    };
+    let service = match field(o, "service") {
+        None => None,
+        Some(sv) => {
+            // The catalog spells the name "Service"; the agent API spells it "Name".
+            let mut sv = sv.clone();
+            if let Some(m) = sv.as_object_mut() {
+                if let Some(n) = m.remove("service") {
+                    m.insert("name".into(), n);
+                }
+            }
+            let def = crate::local::defs::parse_service(&sv, true)
+                .map_err(|DefError(e)| ApiError::bad(e))?;
+            if !def.checks.is_empty() {
+                return Err(ApiError::bad(
+                    "Service checks belong in Check/Checks of the registration",
+                ));
+            }
+            Some(service_rec(&def))
+        }
+    };
+    let mut checks = Vec::new();
+    let mut raw: Vec<&Value> = field(o, "check").into_iter().collect();
+    if let Some(Value::Array(a)) = field(o, "checks") {
+        raw.extend(a.iter());
+    }
+    for c in raw {
+        checks.push(parse_check_rec(c, &node_name).map_err(|DefError(e)| ApiError::bad(e))?);
+    }
+    let req = RegisterReq {
+        node,
+        skip_node_update: matches!(field(o, "skipnodeupdate"), Some(Value::Bool(true))),
+        service,
+        checks,
+    };
+    catalog_write(&s, CatalogCommand::Register(req)).await
+}
+
+/// `PUT /v1/catalog/deregister`.
+pub async fn deregister(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    check_dc(&q, &s.config.datacenter)?;
+    let v = normalize(&json_body(body, &headers)?);
+    let o = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad("Request decode failed: expected an object"))?;
+    let node = str_field(o, "node")?;
+    if node.is_empty() {
+        return Err(ApiError::bad("Must provide node"));
+    }
+    let service_id = Some(str_field(o, "serviceid")?).filter(|x| !x.is_empty());
+    let check_id = Some(str_field(o, "checkid")?).filter(|x| !x.is_empty());
+    catalog_write(
+        &s,
+        CatalogCommand::Deregister {
+            node,
+            service_id,
+            check_id,
+        },
+    )
+    .await
+}

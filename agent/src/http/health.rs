@@ -1,0 +1,152 @@
+//! `/v1/health/*`: instances with their checks, filtered by health.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::params::{Query, ReadOpts};
+use super::{json, render, ApiError, Shared};
+use crate::state::catalog::{self as cat, Catalog, CheckRec};
+use crate::state::{Health, WatchTarget};
+
+/// Worst status among checks (passing when there are none).
+pub fn aggregate(checks: &[&CheckRec]) -> Health {
+    checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Health::Passing)
+}
+
+/// Healthy instances of a service as `[{Node, Service, Checks}]`.
+pub fn service_entries(c: &Catalog, name: &str, tags: &[&str], passing_only: bool) -> Vec<Value> {
+    c.instances(name)
+        .into_iter()
+        .filter(|(_, s)| tags.iter().all(|t| s.tags.iter().any(|x| x == t)))
+        .filter_map(|(n, s)| {
+            let checks = c.instance_checks(&n.node, &s.id);
+            if passing_only && checks.iter().any(|c| c.status != Health::Passing) {
+                return None;
+            }
+            Some(json!({
+                "Node": render::node(n),
+                "Service": render::service(s),
+                "Checks": checks.iter().map(|c| render::check(c)).collect::<Vec<_>>(),
+            }))
+        })
+        .collect()
+}
+
+pub async fn service(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    let tags: Vec<&str> = q.all("tag").collect();
+    let passing = q.has("passing");
+    s.block(&opts, WatchTarget::Named(cat::svc_target(&name)), |t| {
+        t.catalog.service_index(&name)
+    })
+    .await;
+    let (index, list) = {
+        let t = s.store.read();
+        (
+            t.catalog.service_index(&name),
+            service_entries(&t.catalog, &name, &tags, passing),
+        )
+    };
+    let mut r = json(StatusCode::OK, &list, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+pub async fn checks(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    s.block(&opts, WatchTarget::Named(cat::svc_target(&name)), |t| {
+        t.catalog.service_index(&name)
+    })
+    .await;
+    let (index, list) = {
+        let t = s.store.read();
+        let list: Vec<Value> = t
+            .catalog
+            .checks()
+            .filter(|c| c.service_name == name)
+            .map(render::check)
+            .collect();
+        (t.catalog.service_index(&name), list)
+    };
+    let mut r = json(StatusCode::OK, &list, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+pub async fn node(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    s.block(&opts, WatchTarget::Named(cat::node_target(&name)), |t| {
+        t.catalog.node_index(&name)
+    })
+    .await;
+    let (index, list) = {
+        let t = s.store.read();
+        let list: Vec<Value> = t.catalog.node_checks(&name).map(render::check).collect();
+        (t.catalog.node_index(&name), list)
+    };
+    let mut r = json(StatusCode::OK, &list, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}
+
+pub async fn state(
+    State(s): State<Shared>,
+    Path(state): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    let want = match state.as_str() {
+        "any" => None,
+        other => match Health::parse(other) {
+            Some(h @ (Health::Passing | Health::Warning | Health::Critical)) => Some(h),
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "Invalid state: {other:?} (any, passing, warning, critical)"
+                )))
+            }
+        },
+    };
+    s.gate(opts.consistency).await?;
+    s.block(&opts, WatchTarget::Named(cat::CHECKS.into()), |t| {
+        t.catalog.checks_index()
+    })
+    .await;
+    let (index, list) = {
+        let t = s.store.read();
+        let list: Vec<Value> = t
+            .catalog
+            .checks()
+            .filter(|c| want.map(|w| c.status == w).unwrap_or(true))
+            .map(render::check)
+            .collect();
+        (t.catalog.checks_index(), list)
+    };
+    let mut r = json(StatusCode::OK, &list, opts.pretty);
+    s.meta(&mut r, index, opts.consistency);
+    Ok(r)
+}

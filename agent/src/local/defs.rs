@@ -1,0 +1,554 @@
+//! Service and check definitions as users write them: HTTP bodies and config
+//! files, field names case-insensitive (python-consul sends `name`, `check`)
+//! and snake_case accepted, validated the way Consul validates them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::http::params::parse_duration;
+use crate::state::catalog::{Meta, ServiceAddress, Weights};
+use crate::state::Health;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct DefError(pub String);
+
+fn err(msg: impl Into<String>) -> DefError {
+    DefError(msg.into())
+}
+
+/// Field maps whose keys are user data and keep their spelling.
+const USER_MAPS: &[&str] = &["meta", "nodemeta", "header", "servicemeta"];
+
+/// Lowercase keys and drop `_`, recursively, except inside user maps.
+pub fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let nk: String = k
+                    .chars()
+                    .filter(|c| *c != '_')
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                let nv = if USER_MAPS.contains(&nk.as_str()) {
+                    v.clone()
+                } else if nk == "taggedaddresses" {
+                    // keys are address names; values are objects to normalize
+                    match v {
+                        Value::Object(tm) => Value::Object(
+                            tm.iter().map(|(a, b)| (a.clone(), normalize(b))).collect(),
+                        ),
+                        other => other.clone(),
+                    }
+                } else {
+                    normalize(v)
+                };
+                out.insert(nk, nv);
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Typed access to a normalized object.
+struct Obj<'a> {
+    m: &'a Map<String, Value>,
+    what: &'static str,
+}
+
+impl<'a> Obj<'a> {
+    fn new(v: &'a Value, what: &'static str) -> Result<Self, DefError> {
+        match v {
+            Value::Object(m) => Ok(Self { m, what }),
+            _ => Err(err(format!("{what} must be a JSON object"))),
+        }
+    }
+    fn get(&self, k: &str) -> Option<&'a Value> {
+        self.m.get(k).filter(|v| !v.is_null())
+    }
+    fn str(&self, k: &str) -> Result<String, DefError> {
+        match self.get(k) {
+            None => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(err(format!("{}: {k} must be a string", self.what))),
+        }
+    }
+    fn bool(&self, k: &str) -> Result<bool, DefError> {
+        match self.get(k) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(err(format!("{}: {k} must be true or false", self.what))),
+        }
+    }
+    fn u64(&self, k: &str) -> Result<u64, DefError> {
+        match self.get(k) {
+            None => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| err(format!("{}: {k} must be a non-negative integer", self.what))),
+        }
+    }
+    fn strings(&self, k: &str) -> Result<Vec<String>, DefError> {
+        match self.get(k) {
+            None => Ok(vec![]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| err(format!("{}: {k} must be a list of strings", self.what)))
+                })
+                .collect(),
+            Some(_) => Err(err(format!("{}: {k} must be a list of strings", self.what))),
+        }
+    }
+    fn map(&self, k: &str) -> Result<Meta, DefError> {
+        match self.get(k) {
+            None => Ok(Meta::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(a, b)| match b {
+                    Value::String(s) => Ok((a.clone(), s.clone())),
+                    _ => Err(err(format!("{}: {k} values must be strings", self.what))),
+                })
+                .collect(),
+            Some(_) => Err(err(format!("{}: {k} must be an object", self.what))),
+        }
+    }
+    /// Go duration string (or integer nanoseconds, as Go encodes durations).
+    fn duration(&self, k: &str) -> Result<Option<Duration>, DefError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => parse_duration(s)
+                .map(Some)
+                .ok_or_else(|| err(format!("{}: invalid duration for {k}: {s:?}", self.what))),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(|n| Some(Duration::from_nanos(n)))
+                .ok_or_else(|| err(format!("{}: invalid duration for {k}", self.what))),
+            Some(_) => Err(err(format!(
+                "{}: {k} must be a duration like \"10s\"",
+                self.what
+            ))),
+        }
+    }
+}
+
+/// How a check decides its status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    Http {
+        url: String,
+        method: String,
+        headers: Vec<(String, String)>,
+        body: String,
+        tls_skip_verify: bool,
+    },
+    Tcp {
+        addr: String,
+    },
+    Ttl {
+        ttl: Duration,
+    },
+    Script {
+        args: Vec<String>,
+    },
+    /// Set only through the maintenance endpoints; always critical.
+    Maintenance,
+}
+
+impl Probe {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Http { .. } => "http",
+            Probe::Tcp { .. } => "tcp",
+            Probe::Ttl { .. } => "ttl",
+            Probe::Script { .. } => "script",
+            Probe::Maintenance => "maintenance",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckDef {
+    pub id: String,
+    pub name: String,
+    pub service_id: String,
+    pub notes: String,
+    pub initial: Health,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub deregister_after: Option<Duration>,
+    pub success_before_passing: u32,
+    pub failures_before_critical: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceDef {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub address: String,
+    pub port: u16,
+    pub meta: Meta,
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    pub weights: Weights,
+    pub enable_tag_override: bool,
+    pub checks: Vec<CheckDef>,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn validate_meta(meta: &Meta) -> Result<(), DefError> {
+    if meta.len() > 64 {
+        return Err(err("Meta: at most 64 key/value pairs"));
+    }
+    for (k, v) in meta {
+        if k.is_empty()
+            || k.len() > 128
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(err(format!(
+                "Meta: invalid key {k:?} (1-128 of letters, digits, '_' and '-')"
+            )));
+        }
+        if k.starts_with("consul-") {
+            return Err(err(format!(
+                "Meta: key {k:?} uses the reserved prefix \"consul-\""
+            )));
+        }
+        if v.len() > 512 {
+            return Err(err(format!(
+                "Meta: value of {k:?} is longer than 512 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parse a check definition. `service` gives the owning service for checks
+/// nested in a service definition (their ID/name defaults come from it).
+pub fn parse_check(v: &Value, script_checks: bool) -> Result<CheckDef, DefError> {
+    let o = Obj::new(v, "check")?;
+    let id = match o.str("checkid")? {
+        s if !s.is_empty() => s,
+        _ => o.str("id")?,
+    };
+    let name = o.str("name")?;
+    let timeout = o.duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+    let interval = o.duration("interval")?;
+    let ttl = o.duration("ttl")?;
+    let http = o.str("http")?;
+    let tcp = o.str("tcp")?;
+    let mut args = o.strings("args")?;
+    if args.is_empty() {
+        args = o.strings("scriptargs")?;
+    }
+    let unsupported = [
+        "grpc",
+        "h2ping",
+        "udp",
+        "dockercontainerid",
+        "aliasservice",
+        "aliasnode",
+        "osservice",
+        "script",
+    ];
+    let probe = if let Some(ttl) = ttl {
+        if ttl.is_zero() {
+            return Err(err("TTL must be > 0 for TTL checks"));
+        }
+        Probe::Ttl { ttl }
+    } else if !http.is_empty() {
+        let url = reqwest::Url::parse(&http)
+            .map_err(|e| err(format!("invalid HTTP check URL {http:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(err(format!(
+                "invalid HTTP check URL {http:?}: scheme must be http or https"
+            )));
+        }
+        let mut headers = Vec::new();
+        if let Some(h) = o.get("header") {
+            let m = h
+                .as_object()
+                .ok_or_else(|| err("check: Header must be an object of string lists"))?;
+            for (k, vals) in m {
+                let list = vals
+                    .as_array()
+                    .ok_or_else(|| err("check: Header values must be lists of strings"))?;
+                for v in list {
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| err("check: Header values must be strings"))?;
+                    headers.push((k.clone(), v.to_string()));
+                }
+            }
+        }
+        let method = match o.str("method")? {
+            m if m.is_empty() => "GET".to_string(),
+            m => m.to_ascii_uppercase(),
+        };
+        if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+            return Err(err(format!("invalid HTTP method {method:?}")));
+        }
+        Probe::Http {
+            url: http,
+            method,
+            headers,
+            body: o.str("body")?,
+            tls_skip_verify: o.bool("tlsskipverify")?,
+        }
+    } else if !tcp.is_empty() {
+        if !tcp.contains(':') {
+            return Err(err(format!(
+                "invalid TCP check address {tcp:?}: want host:port"
+            )));
+        }
+        Probe::Tcp { addr: tcp }
+    } else if !args.is_empty() {
+        if !script_checks {
+            return Err(err(
+                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' to true \
+                 (or start the agent with -enable-script-checks)",
+            ));
+        }
+        Probe::Script { args }
+    } else if let Some(k) = unsupported.iter().find(|k| o.get(k).is_some()) {
+        return Err(err(format!(
+            "check type {k:?} is not supported by this agent"
+        )));
+    } else {
+        return Err(err(
+            "Check is not valid: one of TTL, HTTP, TCP or Args (script) must be set",
+        ));
+    };
+    let needs_interval = matches!(
+        probe,
+        Probe::Http { .. } | Probe::Tcp { .. } | Probe::Script { .. }
+    );
+    let interval = match (needs_interval, interval) {
+        (true, Some(i)) if !i.is_zero() => i,
+        (true, _) => return Err(err("Interval must be > 0 for Script, HTTP, or TCP checks")),
+        (false, i) => i.unwrap_or_default(),
+    };
+    let initial = match o.str("status")? {
+        s if s.is_empty() => Health::Critical,
+        s => match Health::parse(&s) {
+            Some(h @ (Health::Passing | Health::Warning | Health::Critical)) => h,
+            _ => return Err(err(format!("invalid check status {s:?}"))),
+        },
+    };
+    let to_u32 =
+        |n: u64, k: &str| u32::try_from(n).map_err(|_| err(format!("check: {k} is too large")));
+    Ok(CheckDef {
+        id,
+        name,
+        service_id: o.str("serviceid")?,
+        notes: o.str("notes")?,
+        initial,
+        probe,
+        interval,
+        timeout,
+        deregister_after: o.duration("deregistercriticalserviceafter")?,
+        success_before_passing: to_u32(o.u64("successbeforepassing")?, "SuccessBeforePassing")?,
+        failures_before_critical: to_u32(
+            o.u64("failuresbeforecritical")?,
+            "FailuresBeforeCritical",
+        )?,
+    })
+}
+
+/// Parse a standalone check (`/v1/agent/check/register`, `{"check": ...}`).
+pub fn parse_standalone_check(v: &Value, script_checks: bool) -> Result<CheckDef, DefError> {
+    let v = normalize(v);
+    let mut c = parse_check(&v, script_checks)?;
+    if c.name.is_empty() {
+        return Err(err("Missing check name"));
+    }
+    if c.id.is_empty() {
+        c.id = c.name.clone();
+    }
+    Ok(c)
+}
+
+/// Parse a service definition with its `Check`/`Checks`.
+pub fn parse_service(v: &Value, script_checks: bool) -> Result<ServiceDef, DefError> {
+    let v = normalize(v);
+    let o = Obj::new(&v, "service")?;
+    let name = o.str("name")?;
+    if name.is_empty() {
+        return Err(err("Missing service name"));
+    }
+    if name.contains(['/', ' ']) {
+        return Err(err(format!("Invalid service name {name:?}")));
+    }
+    let id = match o.str("id")? {
+        s if s.is_empty() => name.clone(),
+        s => s,
+    };
+    let port = o.u64("port")?;
+    let port =
+        u16::try_from(port).map_err(|_| err(format!("Invalid port {port}: must be 0-65535")))?;
+    let meta = o.map("meta")?;
+    validate_meta(&meta)?;
+    let mut tagged_addresses = BTreeMap::new();
+    if let Some(t) = o.get("taggedaddresses") {
+        let m = t
+            .as_object()
+            .ok_or_else(|| err("service: TaggedAddresses must be an object"))?;
+        for (k, a) in m {
+            let ao = Obj::new(a, "tagged address")?;
+            let p = ao.u64("port")?;
+            tagged_addresses.insert(
+                k.clone(),
+                ServiceAddress {
+                    address: ao.str("address")?,
+                    port: u16::try_from(p)
+                        .map_err(|_| err(format!("Invalid port {p} in TaggedAddresses")))?,
+                },
+            );
+        }
+    }
+    let weights = match o.get("weights") {
+        None => Weights::default(),
+        Some(w) => {
+            let wo = Obj::new(w, "weights")?;
+            let p = wo.u64("passing")?;
+            let wa = wo.u64("warning")?;
+            if p == 0 {
+                return Err(err("Passing weight must be greater than 0"));
+            }
+            Weights {
+                passing: i32::try_from(p).map_err(|_| err("Weights.Passing too large"))?,
+                warning: i32::try_from(wa).map_err(|_| err("Weights.Warning too large"))?,
+            }
+        }
+    };
+    let mut raw_checks: Vec<&Value> = Vec::new();
+    if let Some(c) = o.get("check") {
+        raw_checks.push(c);
+    }
+    match o.get("checks") {
+        None => {}
+        Some(Value::Array(a)) => raw_checks.extend(a.iter()),
+        Some(_) => return Err(err("service: Checks must be a list")),
+    }
+    let n = raw_checks.len();
+    let mut checks = Vec::new();
+    for (i, c) in raw_checks.into_iter().enumerate() {
+        let mut cd = parse_check(c, script_checks)?;
+        if cd.id.is_empty() {
+            cd.id = if n > 1 {
+                format!("service:{id}:{}", i + 1)
+            } else {
+                format!("service:{id}")
+            };
+        }
+        if cd.name.is_empty() {
+            cd.name = format!("Service '{name}' check");
+        }
+        cd.service_id = id.clone();
+        checks.push(cd);
+    }
+    Ok(ServiceDef {
+        id,
+        name,
+        tags: o.strings("tags")?,
+        address: o.str("address")?,
+        port,
+        meta,
+        tagged_addresses,
+        weights,
+        enable_tag_override: o.bool("enabletagoverride")?,
+        checks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// python-consul's lowercase spelling and snake_case both parse; IDs default as in Consul.
+    #[test]
+    fn service_defaults_and_spellings() {
+        let s = parse_service(
+            &json!({"name": "web", "port": 80, "tags": ["a"], "check": {"tcp": "127.0.0.1:80", "interval": "5s"}}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.id, "web");
+        assert_eq!(s.checks[0].id, "service:web");
+        assert_eq!(s.checks[0].name, "Service 'web' check");
+        assert_eq!(s.checks[0].timeout, DEFAULT_TIMEOUT);
+        assert_eq!(s.checks[0].initial, Health::Critical);
+        let s = parse_service(
+            &json!({"Name": "db", "ID": "db1", "enable_tag_override": true, "Meta": {"Version": "1"},
+                    "Checks": [{"TTL": "10s"}, {"HTTP": "http://x/health", "Interval": "1s", "Header": {"X-A": ["1"]}}]}),
+            false,
+        )
+        .unwrap();
+        assert!(s.enable_tag_override);
+        assert_eq!(s.meta["Version"], "1");
+        assert_eq!(s.checks[0].id, "service:db1:1");
+        assert_eq!(s.checks[1].id, "service:db1:2");
+        assert!(
+            matches!(&s.checks[1].probe, Probe::Http { headers, .. } if headers[0] == ("X-A".into(), "1".into()))
+        );
+    }
+
+    /// Invalid definitions are refused with Consul-like messages.
+    #[test]
+    fn refusals() {
+        let cases = [
+            (json!({"port": 1}), "Missing service name"),
+            (json!({"name": "x", "port": 70000}), "port"),
+            (
+                json!({"name": "x", "check": {"args": ["true"], "interval": "1s"}}),
+                "Scripts are disabled",
+            ),
+            (
+                json!({"name": "x", "check": {"http": "http://x"}}),
+                "Interval",
+            ),
+            (
+                json!({"name": "x", "check": {"interval": "1s"}}),
+                "not valid",
+            ),
+            (
+                json!({"name": "x", "check": {"grpc": "x:1", "interval": "1s"}}),
+                "not supported",
+            ),
+            (json!({"name": "x", "meta": {"consul-x": "1"}}), "reserved"),
+            (
+                json!({"name": "x", "check": {"ttl": "zz"}}),
+                "invalid duration",
+            ),
+            (json!({"name": "x", "tags": "a"}), "list of strings"),
+        ];
+        for (v, needle) in cases {
+            let e = parse_service(&v, false).unwrap_err().0;
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+        assert!(parse_service(
+            &json!({"name": "x", "check": {"args": ["true"], "interval": "1s"}}),
+            true
+        )
+        .is_ok());
+        assert_eq!(
+            parse_standalone_check(&json!({"ttl": "5s"}), false)
+                .unwrap_err()
+                .0,
+            "Missing check name"
+        );
+    }
+}

@@ -1,0 +1,740 @@
+//! The agent's own services and checks.
+//!
+//! - [`defs`]: parsing and validating definitions.
+//! - [`probe`]: running one HTTP/TCP/script probe.
+//! - [`sync`]: anti-entropy — keeps this node's catalog entries equal to
+//!   the local state, writing through raft only what differs.
+//!
+//! Services and checks come from HTTP registration or from config files;
+//! a reload replaces the config-file ones and leaves HTTP ones alone.
+
+pub mod defs;
+pub mod probe;
+pub mod sync;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::catalog::{CheckRec, ServiceRec};
+use crate::state::Health;
+pub use defs::{CheckDef, DefError, Probe, ServiceDef};
+
+/// Where a definition came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Http,
+    Config,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{0}")]
+    Invalid(#[from] DefError),
+    #[error("Unknown service ID {0:?}")]
+    UnknownService(String),
+    #[error("Unknown check ID {0:?}")]
+    UnknownCheck(String),
+    #[error("CheckID {0:?} does not have associated TTL")]
+    NotTtl(String),
+}
+
+/// Largest check output kept (Consul's default).
+pub const MAX_OUTPUT: usize = 4096;
+
+pub fn cap_output(mut s: String) -> String {
+    if s.len() > MAX_OUTPUT {
+        let total = s.len();
+        let mut cut = MAX_OUTPUT;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str(&format!(" ... (captured {cut} of {total} bytes)"));
+    }
+    s
+}
+
+struct LocalService {
+    def: ServiceDef,
+    source: Source,
+}
+
+struct LocalCheck {
+    def: CheckDef,
+    source: Source,
+    status: Health,
+    output: String,
+    /// Distinguishes re-registrations so stale probe tasks are ignored.
+    generation: u64,
+    task: Option<CancellationToken>,
+    ttl_deadline: Option<Instant>,
+    critical_since: Option<Instant>,
+    successes: u32,
+    failures: u32,
+}
+
+impl Drop for LocalCheck {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.cancel();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    services: BTreeMap<String, LocalService>,
+    checks: BTreeMap<String, LocalCheck>,
+    generation: u64,
+}
+
+/// A check as reported by `/v1/agent/checks` and synced to the catalog.
+#[derive(Clone, Debug)]
+pub struct CheckView {
+    pub def: CheckDef,
+    pub status: Health,
+    pub output: String,
+    pub service_name: String,
+    pub service_tags: Vec<String>,
+}
+
+impl CheckView {
+    pub fn to_rec(&self, node: &str) -> CheckRec {
+        CheckRec {
+            node: node.to_string(),
+            check_id: self.def.id.clone(),
+            name: self.def.name.clone(),
+            status: self.status,
+            notes: self.def.notes.clone(),
+            output: self.output.clone(),
+            service_id: self.def.service_id.clone(),
+            service_name: self.service_name.clone(),
+            service_tags: self.service_tags.clone(),
+            kind: self.def.probe.kind().to_string(),
+            interval: fmt_duration(self.def.interval),
+            timeout: if matches!(self.def.probe, Probe::Ttl { .. } | Probe::Maintenance) {
+                String::new()
+            } else {
+                fmt_duration(self.def.timeout)
+            },
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+}
+
+/// Go-style duration text ("10s", "1m30s", "" for zero).
+pub fn fmt_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return String::new();
+    }
+    let ms = d.as_millis();
+    if ms % 1000 != 0 || d.as_secs() == 0 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 || h > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{s}s"));
+    out
+}
+
+pub fn service_rec(d: &ServiceDef) -> ServiceRec {
+    ServiceRec {
+        id: d.id.clone(),
+        service: d.name.clone(),
+        tags: d.tags.clone(),
+        address: d.address.clone(),
+        port: d.port,
+        meta: d.meta.clone(),
+        tagged_addresses: d.tagged_addresses.clone(),
+        weights: d.weights,
+        enable_tag_override: d.enable_tag_override,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+pub const NODE_MAINT: &str = "_node_maintenance";
+pub fn service_maint_id(id: &str) -> String {
+    format!("_service_maintenance:{id}")
+}
+const DEFAULT_MAINT_REASON_NODE: &str =
+    "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.";
+const DEFAULT_MAINT_REASON_SVC: &str =
+    "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.";
+
+/// The local agent: its services, checks and their runners.
+pub struct LocalAgent {
+    pub script_checks: bool,
+    inner: Mutex<Inner>,
+    /// Wakes the anti-entropy sync after any local change.
+    pub changed: Notify,
+    shutdown: CancellationToken,
+    http: probe::HttpClients,
+}
+
+impl LocalAgent {
+    pub fn new(script_checks: bool, shutdown: CancellationToken) -> Arc<Self> {
+        let agent = Arc::new(Self {
+            script_checks,
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+            shutdown,
+            http: probe::HttpClients::new(),
+        });
+        tokio::spawn(ticker(Arc::downgrade(&agent)));
+        agent
+    }
+
+    fn notify(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Register (or replace) a service and its checks.
+    pub fn add_service(
+        self: &Arc<Self>,
+        mut def: ServiceDef,
+        source: Source,
+        replace_checks: bool,
+    ) {
+        let checks = std::mem::take(&mut def.checks);
+        let id = def.id.clone();
+        {
+            let mut inner = self.inner.lock();
+            inner
+                .services
+                .insert(id.clone(), LocalService { def, source });
+            if replace_checks {
+                let keep: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
+                inner.checks.retain(|cid, c| {
+                    c.def.service_id != id
+                        || keep.contains(&cid.as_str())
+                        || cid.starts_with("_service_maintenance:")
+                });
+            }
+        }
+        for c in checks {
+            self.insert_check(c, source);
+        }
+        self.notify();
+    }
+
+    pub fn remove_service(&self, id: &str) -> Result<(), LocalError> {
+        let mut inner = self.inner.lock();
+        if inner.services.remove(id).is_none() {
+            return Err(LocalError::UnknownService(id.to_string()));
+        }
+        inner.checks.retain(|_, c| c.def.service_id != id);
+        drop(inner);
+        self.notify();
+        Ok(())
+    }
+
+    /// Register (or replace) a standalone check.
+    pub fn add_check(self: &Arc<Self>, def: CheckDef, source: Source) -> Result<(), LocalError> {
+        if !def.service_id.is_empty() && !self.inner.lock().services.contains_key(&def.service_id) {
+            return Err(DefError(format!("ServiceID {:?} does not exist", def.service_id)).into());
+        }
+        self.insert_check(def, source);
+        self.notify();
+        Ok(())
+    }
+
+    fn insert_check(self: &Arc<Self>, def: CheckDef, source: Source) {
+        let mut inner = self.inner.lock();
+        inner.generation += 1;
+        let generation = inner.generation;
+        let task = match def.probe {
+            Probe::Http { .. } | Probe::Tcp { .. } | Probe::Script { .. } => {
+                let token = self.shutdown.child_token();
+                tokio::spawn(run_probe(
+                    Arc::downgrade(self),
+                    def.clone(),
+                    generation,
+                    token.clone(),
+                ));
+                Some(token)
+            }
+            _ => None,
+        };
+        let ttl_deadline = match def.probe {
+            Probe::Ttl { ttl } => Some(Instant::now() + ttl),
+            _ => None,
+        };
+        let status = def.initial;
+        let critical_since = (status == Health::Critical).then(Instant::now);
+        let output = match def.probe {
+            Probe::Maintenance => def.notes.clone(),
+            _ => String::new(),
+        };
+        inner.checks.insert(
+            def.id.clone(),
+            LocalCheck {
+                def,
+                source,
+                status,
+                output,
+                generation,
+                task,
+                ttl_deadline,
+                critical_since,
+                successes: 0,
+                failures: 0,
+            },
+        );
+    }
+
+    pub fn remove_check(&self, id: &str) -> Result<(), LocalError> {
+        if self.inner.lock().checks.remove(id).is_none() {
+            return Err(LocalError::UnknownCheck(id.to_string()));
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// TTL check update (`pass`/`warn`/`fail`/`update`).
+    pub fn ttl_update(&self, id: &str, status: Health, output: String) -> Result<(), LocalError> {
+        let mut inner = self.inner.lock();
+        let c = inner
+            .checks
+            .get_mut(id)
+            .ok_or_else(|| LocalError::UnknownCheck(id.to_string()))?;
+        let Probe::Ttl { ttl } = c.def.probe else {
+            return Err(LocalError::NotTtl(id.to_string()));
+        };
+        c.ttl_deadline = Some(Instant::now() + ttl);
+        let changed = apply_result(c, status, cap_output(output));
+        drop(inner);
+        if changed {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// A probe finished; thresholds decide whether the status changes.
+    fn probe_result(&self, id: &str, generation: u64, status: Health, output: String) {
+        let mut inner = self.inner.lock();
+        let Some(c) = inner
+            .checks
+            .get_mut(id)
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
+        let changed = apply_result(c, status, cap_output(output));
+        drop(inner);
+        if changed {
+            self.notify();
+        }
+    }
+
+    pub fn set_node_maintenance(self: &Arc<Self>, enable: bool, reason: &str) {
+        if enable {
+            let notes = if reason.is_empty() {
+                DEFAULT_MAINT_REASON_NODE
+            } else {
+                reason
+            };
+            self.insert_check(
+                maint_check(NODE_MAINT, "Node Maintenance Mode", "", notes),
+                Source::Http,
+            );
+        } else {
+            self.inner.lock().checks.remove(NODE_MAINT);
+        }
+        self.notify();
+    }
+
+    pub fn set_service_maintenance(
+        self: &Arc<Self>,
+        id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), LocalError> {
+        if !self.inner.lock().services.contains_key(id) {
+            return Err(LocalError::UnknownService(id.to_string()));
+        }
+        let cid = service_maint_id(id);
+        if enable {
+            let notes = if reason.is_empty() {
+                DEFAULT_MAINT_REASON_SVC
+            } else {
+                reason
+            };
+            self.insert_check(
+                maint_check(&cid, "Service Maintenance Mode", id, notes),
+                Source::Http,
+            );
+        } else {
+            self.inner.lock().checks.remove(&cid);
+        }
+        self.notify();
+        Ok(())
+    }
+
+    pub fn services(&self) -> Vec<ServiceDef> {
+        self.inner
+            .lock()
+            .services
+            .values()
+            .map(|s| s.def.clone())
+            .collect()
+    }
+
+    pub fn service(&self, id: &str) -> Option<ServiceDef> {
+        self.inner.lock().services.get(id).map(|s| s.def.clone())
+    }
+
+    pub fn checks(&self) -> Vec<CheckView> {
+        let inner = self.inner.lock();
+        inner
+            .checks
+            .values()
+            .map(|c| {
+                let svc = inner.services.get(&c.def.service_id);
+                CheckView {
+                    def: c.def.clone(),
+                    status: c.status,
+                    output: c.output.clone(),
+                    service_name: svc.map(|s| s.def.name.clone()).unwrap_or_default(),
+                    service_tags: svc.map(|s| s.def.tags.clone()).unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Replace every config-file definition with `services` and `checks`.
+    /// HTTP-registered services and checks are left alone.
+    pub fn reload(self: &Arc<Self>, services: Vec<ServiceDef>, checks: Vec<CheckDef>) {
+        let (stale_services, stale_checks, current_services, current_checks) = {
+            let inner = self.inner.lock();
+            let stale_s: Vec<String> = inner
+                .services
+                .iter()
+                .filter(|(id, s)| {
+                    s.source == Source::Config && !services.iter().any(|n| &n.id == *id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            let stale_c: Vec<String> = inner
+                .checks
+                .iter()
+                .filter(|(id, c)| {
+                    c.source == Source::Config
+                        && !checks.iter().any(|n| &n.id == *id)
+                        && !services
+                            .iter()
+                            .flat_map(|s| s.checks.iter())
+                            .any(|n| &n.id == *id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            let cur_s: BTreeMap<String, ServiceDef> = inner
+                .services
+                .iter()
+                .map(|(id, s)| (id.clone(), s.def.clone()))
+                .collect();
+            let cur_c: BTreeMap<String, CheckDef> = inner
+                .checks
+                .iter()
+                .map(|(id, c)| (id.clone(), c.def.clone()))
+                .collect();
+            (stale_s, stale_c, cur_s, cur_c)
+        };
+        for id in stale_services {
+            tracing::info!(service = %id, "reload: removing service");
+            let _ = self.remove_service(&id);
+        }
+        for id in stale_checks {
+            tracing::info!(check = %id, "reload: removing check");
+            let _ = self.remove_check(&id);
+        }
+        for s in services {
+            let mut bare = s.clone();
+            bare.checks.clear();
+            let same_service = current_services.get(&s.id) == Some(&bare);
+            let same_checks = s
+                .checks
+                .iter()
+                .all(|c| current_checks.get(&c.id) == Some(c));
+            if same_service && same_checks {
+                // Unchanged: keep running checks and their state.
+                if let Some(ls) = self.inner.lock().services.get_mut(&s.id) {
+                    ls.source = Source::Config;
+                }
+                continue;
+            }
+            tracing::info!(service = %s.id, "reload: registering service");
+            self.add_service(s, Source::Config, true);
+        }
+        for c in checks {
+            if current_checks.get(&c.id) == Some(&c) {
+                continue;
+            }
+            tracing::info!(check = %c.id, "reload: registering check");
+            if let Err(e) = self.add_check(c, Source::Config) {
+                tracing::warn!(error = %e, "reload: check refused");
+            }
+        }
+        self.notify();
+    }
+
+    /// Expire TTLs and reap services critical for longer than their
+    /// DeregisterCriticalServiceAfter.
+    fn tick(&self) {
+        let now = Instant::now();
+        let mut changed = false;
+        let mut reap = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            for c in inner.checks.values_mut() {
+                if let Some(d) = c.ttl_deadline {
+                    if now >= d && !(c.status == Health::Critical && c.output == "TTL expired") {
+                        c.ttl_deadline = None;
+                        c.status = Health::Critical;
+                        c.output = "TTL expired".into();
+                        c.critical_since.get_or_insert(now);
+                        changed = true;
+                    }
+                }
+                if let (Some(after), Some(since)) = (c.def.deregister_after, c.critical_since) {
+                    if c.status == Health::Critical
+                        && now.duration_since(since) >= after
+                        && !c.def.service_id.is_empty()
+                    {
+                        reap.push(c.def.service_id.clone());
+                    }
+                }
+            }
+        }
+        for id in reap {
+            tracing::info!(service = %id, "deregistering service: critical for longer than DeregisterCriticalServiceAfter");
+            let _ = self.remove_service(&id);
+        }
+        if changed {
+            self.notify();
+        }
+    }
+}
+
+fn maint_check(id: &str, name: &str, service_id: &str, notes: &str) -> CheckDef {
+    CheckDef {
+        id: id.into(),
+        name: name.into(),
+        service_id: service_id.into(),
+        notes: notes.into(),
+        initial: Health::Critical,
+        probe: Probe::Maintenance,
+        interval: Duration::ZERO,
+        timeout: Duration::ZERO,
+        deregister_after: None,
+        success_before_passing: 0,
+        failures_before_critical: 0,
+    }
+}
+
+/// Apply a result through SuccessBeforePassing / FailuresBeforeCritical.
+/// Returns whether status or output changed.
+fn apply_result(c: &mut LocalCheck, status: Health, output: String) -> bool {
+    if matches!(status, Health::Passing | Health::Warning) {
+        c.successes = c.successes.saturating_add(1);
+        c.failures = 0;
+        if c.successes < c.def.success_before_passing {
+            return false;
+        }
+    } else {
+        c.failures = c.failures.saturating_add(1);
+        c.successes = 0;
+        if c.failures < c.def.failures_before_critical {
+            return false;
+        }
+    }
+    if c.status == status && c.output == output {
+        return false;
+    }
+    if status == Health::Critical {
+        c.critical_since.get_or_insert_with(Instant::now);
+    } else {
+        c.critical_since = None;
+    }
+    tracing::debug!(check = %c.def.id, from = c.status.as_str(), to = status.as_str(), "check status");
+    c.status = status;
+    c.output = output;
+    true
+}
+
+async fn ticker(agent: std::sync::Weak<LocalAgent>) {
+    let mut iv = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        iv.tick().await;
+        let Some(a) = agent.upgrade() else { return };
+        if a.shutdown.is_cancelled() {
+            return;
+        }
+        a.tick();
+    }
+}
+
+async fn run_probe(
+    agent: std::sync::Weak<LocalAgent>,
+    def: CheckDef,
+    generation: u64,
+    stop: CancellationToken,
+) {
+    // Random stagger so checks registered together do not probe in lockstep.
+    let stagger = if def.interval.as_millis() > 0 {
+        Duration::from_millis(
+            rand::thread_rng().gen_range(0..def.interval.as_millis().min(30_000) as u64 + 1),
+        )
+    } else {
+        Duration::ZERO
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(stagger.min(def.interval)) => {}
+        _ = stop.cancelled() => return,
+    }
+    loop {
+        let http = match agent.upgrade() {
+            Some(a) => a.http.clone(),
+            None => return,
+        };
+        let result = tokio::select! {
+            r = probe::run(&def, &http) => r,
+            _ = stop.cancelled() => return,
+        };
+        match agent.upgrade() {
+            Some(a) => a.probe_result(&def.id, generation, result.0, result.1),
+            None => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(def.interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_caps() {
+        assert_eq!(fmt_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(fmt_duration(Duration::ZERO), "");
+        let long = "é".repeat(3000);
+        let capped = cap_output(long);
+        assert!(capped.len() < MAX_OUTPUT + 64);
+        assert!(capped.contains("captured"));
+    }
+
+    fn ttl_check(sbp: u32, fbc: u32) -> LocalCheck {
+        LocalCheck {
+            def: CheckDef {
+                id: "c".into(),
+                name: "c".into(),
+                service_id: String::new(),
+                notes: String::new(),
+                initial: Health::Critical,
+                probe: Probe::Ttl {
+                    ttl: Duration::from_secs(5),
+                },
+                interval: Duration::ZERO,
+                timeout: Duration::ZERO,
+                deregister_after: None,
+                success_before_passing: sbp,
+                failures_before_critical: fbc,
+            },
+            source: Source::Http,
+            status: Health::Critical,
+            output: String::new(),
+            generation: 0,
+            task: None,
+            ttl_deadline: None,
+            critical_since: None,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// SuccessBeforePassing and FailuresBeforeCritical hold a status until reached.
+    #[test]
+    fn thresholds() {
+        let mut c = ttl_check(2, 3);
+        assert!(!apply_result(&mut c, Health::Passing, "ok".into()));
+        assert_eq!(c.status, Health::Critical);
+        assert!(apply_result(&mut c, Health::Passing, "ok".into()));
+        assert_eq!(c.status, Health::Passing);
+        assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
+        assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
+        assert!(apply_result(&mut c, Health::Critical, "bad".into()));
+        assert_eq!(c.status, Health::Critical);
+        // unchanged result: no change reported
+        assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
+    }
+}
+
+/// Parse a catalog-API check (`{"CheckID","Name","Status","ServiceID",...}`,
+/// keys already normalized) for node `node`.
+pub fn parse_check_rec(v: &serde_json::Value, node: &str) -> Result<CheckRec, DefError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| DefError("Check must be an object".into()))?;
+    let s = |k: &str| -> Result<String, DefError> {
+        match o.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(String::new()),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(DefError(format!("Check: {k} must be a string"))),
+        }
+    };
+    let name = s("name")?;
+    let id = match s("checkid")? {
+        x if x.is_empty() => name.clone(),
+        x => x,
+    };
+    if id.is_empty() {
+        return Err(DefError("Check: missing CheckID and Name".into()));
+    }
+    let status = match s("status")? {
+        x if x.is_empty() => Health::Critical,
+        x => Health::parse(&x)
+            .filter(|h| *h != Health::Maintenance)
+            .ok_or_else(|| DefError(format!("Check: invalid status {x:?}")))?,
+    };
+    let check_node = s("node")?;
+    if !check_node.is_empty() && check_node != node {
+        return Err(DefError(format!(
+            "Check node {check_node:?} does not match {node:?}"
+        )));
+    }
+    Ok(CheckRec {
+        node: node.to_string(),
+        check_id: id,
+        name,
+        status,
+        notes: s("notes")?,
+        output: cap_output(s("output")?),
+        service_id: s("serviceid")?,
+        service_name: String::new(),
+        service_tags: vec![],
+        kind: s("type")?,
+        interval: String::new(),
+        timeout: String::new(),
+        create_index: 0,
+        modify_index: 0,
+    })
+}

@@ -1,0 +1,213 @@
+//! Anti-entropy: make this node's catalog entries equal to the local agent
+//! state. Runs after every local change and every few seconds, so a catalog
+//! that diverges (an operator's manual deregistration, a lost write) is
+//! repaired within seconds. Only differences are written, so a probe whose
+//! result did not change costs no raft write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{service_rec, LocalAgent};
+use crate::raft::proposer::{Proposer, WriteError};
+use crate::state::catalog::{CatalogCommand, CheckRec, Meta, NodeRec, RegisterReq, ServiceRec};
+use crate::state::{Command, Health, Outcome, Store};
+
+/// Who this node is in the catalog.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub node: String,
+    pub id: String,
+    pub address: String,
+    pub datacenter: String,
+    pub meta: Meta,
+    /// Server RPC port when this agent is a server (registers service `consul`).
+    pub server_port: Option<u16>,
+}
+
+impl NodeInfo {
+    fn rec(&self) -> NodeRec {
+        let mut tagged = Meta::new();
+        for k in ["lan", "lan_ipv4", "wan", "wan_ipv4"] {
+            tagged.insert(k.into(), self.address.clone());
+        }
+        NodeRec {
+            id: self.id.clone(),
+            node: self.node.clone(),
+            address: self.address.clone(),
+            datacenter: self.datacenter.clone(),
+            tagged_addresses: tagged,
+            meta: self.meta.clone(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+}
+
+/// The node check membership drives (always passing on a live single server).
+pub fn serf_health(node: &str) -> CheckRec {
+    CheckRec {
+        node: node.into(),
+        check_id: "serfHealth".into(),
+        name: "Serf Health Status".into(),
+        status: Health::Passing,
+        notes: String::new(),
+        output: "Agent alive and reachable".into(),
+        service_id: String::new(),
+        service_name: String::new(),
+        service_tags: vec![],
+        kind: String::new(),
+        interval: String::new(),
+        timeout: String::new(),
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+pub async fn run(
+    agent: Arc<LocalAgent>,
+    info: NodeInfo,
+    store: Arc<Store>,
+    proposer: Proposer,
+    stop: CancellationToken,
+) {
+    loop {
+        let retry = match sync_once(&agent, &info, &store, &proposer).await {
+            Ok(0) => Duration::from_secs(5),
+            Ok(n) => {
+                tracing::debug!(writes = n, "catalog synced");
+                Duration::from_secs(5)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "catalog sync failed; retrying");
+                Duration::from_millis(250)
+            }
+        };
+        tokio::select! {
+            _ = agent.changed.notified() => {}
+            _ = tokio::time::sleep(retry) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One sync pass; returns how many catalog writes it made.
+pub async fn sync_once(
+    agent: &LocalAgent,
+    info: &NodeInfo,
+    store: &Store,
+    proposer: &Proposer,
+) -> Result<usize, WriteError> {
+    let node = info.node.clone();
+    let mut services: BTreeMap<String, ServiceRec> = agent
+        .services()
+        .iter()
+        .map(|s| (s.id.clone(), service_rec(s)))
+        .collect();
+    if let Some(port) = info.server_port {
+        services.insert(
+            "consul".into(),
+            ServiceRec {
+                id: "consul".into(),
+                service: "consul".into(),
+                port,
+                ..Default::default()
+            },
+        );
+    }
+    let mut checks: BTreeMap<String, CheckRec> = agent
+        .checks()
+        .iter()
+        .map(|c| (c.def.id.clone(), c.to_rec(&node)))
+        .collect();
+    checks.insert("serfHealth".into(), serf_health(&node));
+    let want_node = info.rec();
+
+    let cmds = {
+        let t = store.read();
+        let cat = &t.catalog;
+        let mut cmds = Vec::new();
+        let node_ok = cat.node(&node).map(|n| {
+            let mut n = n.clone();
+            n.create_index = 0;
+            n.modify_index = 0;
+            n == want_node
+        });
+        if node_ok != Some(true) {
+            cmds.push(CatalogCommand::Register(RegisterReq {
+                node: want_node.clone(),
+                skip_node_update: false,
+                service: None,
+                checks: vec![],
+            }));
+        }
+        let check_differs = |c: &CheckRec| {
+            cat.check(&node, &c.check_id)
+                .map(|o| !o.same_content(c))
+                .unwrap_or(true)
+        };
+        let mut pending_checks: Vec<CheckRec> = checks
+            .values()
+            .filter(|c| check_differs(c))
+            .cloned()
+            .collect();
+        for s in services.values() {
+            let differs = cat
+                .service(&node, &s.id)
+                .map(|o| !o.same_content(s))
+                .unwrap_or(true);
+            if differs {
+                let (mine, rest): (Vec<CheckRec>, Vec<CheckRec>) = pending_checks
+                    .into_iter()
+                    .partition(|c| c.service_id == s.id);
+                pending_checks = rest;
+                cmds.push(CatalogCommand::Register(RegisterReq {
+                    node: want_node.clone(),
+                    skip_node_update: true,
+                    service: Some(s.clone()),
+                    checks: mine,
+                }));
+            }
+        }
+        if !pending_checks.is_empty() {
+            cmds.push(CatalogCommand::Register(RegisterReq {
+                node: want_node.clone(),
+                skip_node_update: true,
+                service: None,
+                checks: pending_checks,
+            }));
+        }
+        for s in cat.node_services(&node) {
+            if !services.contains_key(&s.id) {
+                cmds.push(CatalogCommand::Deregister {
+                    node: node.clone(),
+                    service_id: Some(s.id.clone()),
+                    check_id: None,
+                });
+            }
+        }
+        for c in cat.node_checks(&node) {
+            let owner_goes = !c.service_id.is_empty() && !services.contains_key(&c.service_id);
+            if !checks.contains_key(&c.check_id) && !owner_goes {
+                cmds.push(CatalogCommand::Deregister {
+                    node: node.clone(),
+                    service_id: None,
+                    check_id: Some(c.check_id.clone()),
+                });
+            }
+        }
+        cmds
+    };
+    let n = cmds.len();
+    for c in cmds {
+        match proposer.write(Command::Catalog(c)).await? {
+            (_, Outcome::Catalog(crate::state::CatalogOutcome::Error(e))) => {
+                tracing::debug!(error = %e, "catalog sync write refused");
+            }
+            _ => {}
+        }
+    }
+    Ok(n)
+}
