@@ -10,6 +10,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_pkgs=()
 command -v python3 >/dev/null || apt_pkgs+=(python3 python3-pip)
 command -v curl >/dev/null || apt_pkgs+=(curl)
+command -v dig >/dev/null || apt_pkgs+=(dnsutils)
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${apt_pkgs[@]}"

@@ -193,8 +193,14 @@ fn deregister(d: DeregisterArgs) -> ExitCode {
     let api = Api::new(&d.http);
     for id in ids {
         let path = format!("agent/service/deregister/{}", super::client::key_path(&id));
-        if let Err(e) = api.call(Method::PUT, &path, &[], None) {
-            return fail(format!("Error deregistering service {id:?}: {e}"));
+        match api.call(Method::PUT, &path, &[], None) {
+            Err(e) => return fail(format!("Error deregistering service {id:?}: {e}")),
+            Ok(None) => {
+                return fail(format!(
+                    "Error deregistering service {id:?}: Unknown service ID"
+                ))
+            }
+            Ok(Some(_)) => {}
         }
         println!("Deregistered service: {id}");
     }

@@ -339,10 +339,19 @@ impl RequestHandler for ConsulDns {
                 }
             };
         }
-        let a = self.answer(&qname, qtype);
+        let mut a = self.answer(&qname, qtype);
         header.set_authoritative(true);
         header.set_response_code(a.code);
         let soa = if a.soa { vec![self.soa()] } else { vec![] };
+        if info.protocol == hickory_proto::xfer::Protocol::Udp {
+            let limit = request
+                .edns()
+                .map(|e| e.max_payload().max(512))
+                .unwrap_or(512) as usize;
+            if fit_udp(info.query.original(), &mut a, &soa, limit) {
+                header.set_truncated(true);
+            }
+        }
         let resp = builder.build(
             header,
             a.answers.iter(),
@@ -355,6 +364,41 @@ impl RequestHandler for ConsulDns {
             header.into()
         })
     }
+}
+
+fn encoded_len(query: &Query, answers: &[Record], soa: &[Record], additionals: &[Record]) -> usize {
+    let mut m = Message::new();
+    m.add_query(query.clone());
+    m.add_answers(answers.iter().cloned());
+    m.add_name_servers(soa.iter().cloned());
+    m.add_additionals(additionals.iter().cloned());
+    // EDNS OPT record of the response, if any, is at most 11 bytes more.
+    m.to_vec().map(|v| v.len() + 11).unwrap_or(usize::MAX)
+}
+
+/// Trim a UDP answer to `limit` bytes (additionals first, then answers);
+/// returns true when answers were dropped (the TC bit must be set).
+fn fit_udp(query: &Query, a: &mut Answer, soa: &[Record], limit: usize) -> bool {
+    if encoded_len(query, &a.answers, soa, &a.additionals) <= limit {
+        return false;
+    }
+    // Keep the additionals that belong to the answers that still fit.
+    a.additionals.clear();
+    if encoded_len(query, &a.answers, soa, &[]) <= limit {
+        return false;
+    }
+    // Largest prefix of answers that fits, by binary search.
+    let (mut lo, mut hi) = (0usize, a.answers.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if encoded_len(query, &a.answers[..mid], soa, &[]) <= limit {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    a.answers.truncate(lo);
+    true
 }
 
 /// Serve DNS on UDP and TCP at `addr` until `stop`; returns the bound address.

@@ -254,7 +254,7 @@ pub async fn register(
         service,
         checks,
     };
-    catalog_write(&s, CatalogCommand::Register(req)).await
+    catalog_write(&s, CatalogCommand::Register(Box::new(req))).await
 }
 
 /// `PUT /v1/catalog/deregister`.

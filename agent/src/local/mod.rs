@@ -135,7 +135,7 @@ pub fn fmt_duration(d: Duration) -> String {
         return String::new();
     }
     let ms = d.as_millis();
-    if ms % 1000 != 0 || d.as_secs() == 0 {
+    if !ms.is_multiple_of(1000) || d.as_secs() == 0 {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
@@ -626,6 +626,57 @@ async fn run_probe(
     }
 }
 
+/// Parse a catalog-API check (`{"CheckID","Name","Status","ServiceID",...}`,
+/// keys already normalized) for node `node`.
+pub fn parse_check_rec(v: &serde_json::Value, node: &str) -> Result<CheckRec, DefError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| DefError("Check must be an object".into()))?;
+    let s = |k: &str| -> Result<String, DefError> {
+        match o.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(String::new()),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(DefError(format!("Check: {k} must be a string"))),
+        }
+    };
+    let name = s("name")?;
+    let id = match s("checkid")? {
+        x if x.is_empty() => name.clone(),
+        x => x,
+    };
+    if id.is_empty() {
+        return Err(DefError("Check: missing CheckID and Name".into()));
+    }
+    let status = match s("status")? {
+        x if x.is_empty() => Health::Critical,
+        x => Health::parse(&x)
+            .filter(|h| *h != Health::Maintenance)
+            .ok_or_else(|| DefError(format!("Check: invalid status {x:?}")))?,
+    };
+    let check_node = s("node")?;
+    if !check_node.is_empty() && check_node != node {
+        return Err(DefError(format!(
+            "Check node {check_node:?} does not match {node:?}"
+        )));
+    }
+    Ok(CheckRec {
+        node: node.to_string(),
+        check_id: id,
+        name,
+        status,
+        notes: s("notes")?,
+        output: cap_output(s("output")?),
+        service_id: s("serviceid")?,
+        service_name: String::new(),
+        service_tags: vec![],
+        kind: s("type")?,
+        interval: String::new(),
+        timeout: String::new(),
+        create_index: 0,
+        modify_index: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,55 +737,4 @@ mod tests {
         // unchanged result: no change reported
         assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
     }
-}
-
-/// Parse a catalog-API check (`{"CheckID","Name","Status","ServiceID",...}`,
-/// keys already normalized) for node `node`.
-pub fn parse_check_rec(v: &serde_json::Value, node: &str) -> Result<CheckRec, DefError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| DefError("Check must be an object".into()))?;
-    let s = |k: &str| -> Result<String, DefError> {
-        match o.get(k) {
-            None | Some(serde_json::Value::Null) => Ok(String::new()),
-            Some(serde_json::Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(DefError(format!("Check: {k} must be a string"))),
-        }
-    };
-    let name = s("name")?;
-    let id = match s("checkid")? {
-        x if x.is_empty() => name.clone(),
-        x => x,
-    };
-    if id.is_empty() {
-        return Err(DefError("Check: missing CheckID and Name".into()));
-    }
-    let status = match s("status")? {
-        x if x.is_empty() => Health::Critical,
-        x => Health::parse(&x)
-            .filter(|h| *h != Health::Maintenance)
-            .ok_or_else(|| DefError(format!("Check: invalid status {x:?}")))?,
-    };
-    let check_node = s("node")?;
-    if !check_node.is_empty() && check_node != node {
-        return Err(DefError(format!(
-            "Check node {check_node:?} does not match {node:?}"
-        )));
-    }
-    Ok(CheckRec {
-        node: node.to_string(),
-        check_id: id,
-        name,
-        status,
-        notes: s("notes")?,
-        output: cap_output(s("output")?),
-        service_id: s("serviceid")?,
-        service_name: String::new(),
-        service_tags: vec![],
-        kind: s("type")?,
-        interval: String::new(),
-        timeout: String::new(),
-        create_index: 0,
-        modify_index: 0,
-    })
 }

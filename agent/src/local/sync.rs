@@ -136,12 +136,12 @@ pub async fn sync_once(
             n == want_node
         });
         if node_ok != Some(true) {
-            cmds.push(CatalogCommand::Register(RegisterReq {
+            cmds.push(CatalogCommand::Register(Box::new(RegisterReq {
                 node: want_node.clone(),
                 skip_node_update: false,
                 service: None,
                 checks: vec![],
-            }));
+            })));
         }
         let check_differs = |c: &CheckRec| {
             cat.check(&node, &c.check_id)
@@ -163,21 +163,21 @@ pub async fn sync_once(
                     .into_iter()
                     .partition(|c| c.service_id == s.id);
                 pending_checks = rest;
-                cmds.push(CatalogCommand::Register(RegisterReq {
+                cmds.push(CatalogCommand::Register(Box::new(RegisterReq {
                     node: want_node.clone(),
                     skip_node_update: true,
                     service: Some(s.clone()),
                     checks: mine,
-                }));
+                })));
             }
         }
         if !pending_checks.is_empty() {
-            cmds.push(CatalogCommand::Register(RegisterReq {
+            cmds.push(CatalogCommand::Register(Box::new(RegisterReq {
                 node: want_node.clone(),
                 skip_node_update: true,
                 service: None,
                 checks: pending_checks,
-            }));
+            })));
         }
         for s in cat.node_services(&node) {
             if !services.contains_key(&s.id) {
@@ -202,11 +202,10 @@ pub async fn sync_once(
     };
     let n = cmds.len();
     for c in cmds {
-        match proposer.write(Command::Catalog(c)).await? {
-            (_, Outcome::Catalog(crate::state::CatalogOutcome::Error(e))) => {
-                tracing::debug!(error = %e, "catalog sync write refused");
-            }
-            _ => {}
+        if let (_, Outcome::Catalog(crate::state::CatalogOutcome::Error(e))) =
+            proposer.write(Command::Catalog(c)).await?
+        {
+            tracing::debug!(error = %e, "catalog sync write refused");
         }
     }
     Ok(n)

@@ -140,7 +140,7 @@ pub struct RegisterReq {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum CatalogCommand {
-    Register(RegisterReq),
+    Register(Box<RegisterReq>),
     /// Whole node, or one service (with its checks), or one check.
     Deregister {
         node: String,
@@ -565,12 +565,12 @@ mod tests {
         let mut named = vec![];
         let out = c.apply(
             i,
-            &CatalogCommand::Register(RegisterReq {
+            &CatalogCommand::Register(Box::new(RegisterReq {
                 node: node(n),
                 skip_node_update: false,
                 service: s,
                 checks,
-            }),
+            })),
             &mut named,
         );
         assert_eq!(out, CatalogOutcome::Ok);
@@ -685,12 +685,12 @@ mod tests {
         let mut named = vec![];
         let out = c.apply(
             2,
-            &CatalogCommand::Register(RegisterReq {
+            &CatalogCommand::Register(Box::new(RegisterReq {
                 node: node("n1"),
                 skip_node_update: false,
                 service: None,
                 checks: vec![check("c", "nope", Health::Passing)],
-            }),
+            })),
             &mut named,
         );
         assert!(matches!(out, CatalogOutcome::Error(_)));

@@ -1,0 +1,804 @@
+//! Service discovery of a real agent: registration (HTTP, python-consul,
+//! config files, CLI), health checks, catalog/health API, blocking, DNS via dig.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tribune_tests::{client, index_of, root, Agent};
+
+fn put_json(a: &Agent, path: &str, body: Value) -> reqwest::blocking::Response {
+    client()
+        .put(format!("{}/v1/{path}", a.url))
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+fn get(a: &Agent, path: &str) -> reqwest::blocking::Response {
+    client().get(format!("{}/v1/{path}", a.url)).send().unwrap()
+}
+
+fn get_json(a: &Agent, path: &str) -> Value {
+    get(a, path).json().unwrap()
+}
+
+/// Poll until `f` is true or the deadline passes; returns the time it took.
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return t.elapsed();
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A python http.server backend on `port`.
+struct Backend(Child);
+impl Backend {
+    fn http(port: u16) -> Backend {
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let b = Backend(child);
+        wait_until("backend up", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        b
+    }
+}
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig must be installed (test.sh installs dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dns_agent(extra: &[&str]) -> (Agent, u16) {
+    let dns = free_port();
+    let d = dns.to_string();
+    let mut args = vec![
+        "agent",
+        "-dev",
+        "-http-port",
+        "0",
+        "-dns-port",
+        &d,
+        "-node",
+        "node1",
+    ];
+    args.extend_from_slice(extra);
+    (Agent::spawn(&args, None), dns)
+}
+
+fn passing_ids(a: &Agent, svc: &str) -> Vec<String> {
+    let v = get_json(a, &format!("health/service/{svc}?passing"));
+    let mut ids: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Service"]["ID"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// python-consul registers services with tcp, http and ttl checks; a backend
+/// that goes down turns critical within interval+timeout and leaves ?passing
+/// and DNS; it comes back when healthy.
+#[test]
+fn python_consul_checks_and_backend_failure() {
+    let (a, dns) = dns_agent(&[]);
+    let http_port = free_port();
+    let http = Backend::http(http_port);
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let (host, port) = a.addr.rsplit_once(':').unwrap();
+    let out = Command::new("python3")
+        .arg(root().join("tests/clients/discovery_python_consul.py"))
+        .args([host, port, &http_port.to_string(), &tcp_port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python-consul script failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(passing_ids(&a, "web"), ["web-http", "web-tcp"]);
+    let srv = dig(dns, &["+short", "web.service.consul", "SRV"]);
+    assert_eq!(srv.lines().count(), 2, "{srv}");
+
+    // HTTP backend down: critical within interval (1s) + timeout (1s) (+ slack).
+    drop(http);
+    let took = wait_until("web-http critical", Duration::from_secs(6), || {
+        passing_ids(&a, "web") == ["web-tcp"]
+    });
+    assert!(took <= Duration::from_millis(3500), "took {took:?}");
+    let srv = dig(dns, &["+short", "web.service.consul", "SRV"]);
+    assert_eq!(srv.lines().count(), 1, "{srv}");
+    assert!(srv.contains(&tcp_port.to_string()));
+    let checks = get_json(&a, "health/checks/web");
+    let c = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ServiceID"] == "web-http")
+        .unwrap()
+        .clone();
+    assert_eq!(c["Status"], "critical");
+    assert!(!c["Output"].as_str().unwrap().is_empty());
+
+    // TCP backend down too: DNS has nothing for web.
+    drop(tcp);
+    wait_until("web-tcp critical", Duration::from_secs(6), || {
+        passing_ids(&a, "web").is_empty()
+    });
+    let out = dig(dns, &["web.service.consul"]);
+    assert!(out.contains("NXDOMAIN"), "{out}");
+
+    // Back up: passing again and in DNS.
+    let _http = Backend::http(http_port);
+    let _tcp = TcpListener::bind(("127.0.0.1", tcp_port)).unwrap();
+    wait_until("web back", Duration::from_secs(6), || {
+        passing_ids(&a, "web").len() == 2
+    });
+    let a_records = dig(dns, &["+short", "web.service.consul"]);
+    assert_eq!(a_records.lines().count(), 2, "{a_records}");
+}
+
+/// dig: SRV with A in additional, tag, RFC 2782, node, case, NXDOMAIN + SOA,
+/// TCP, UDP truncation.
+#[test]
+fn dns_forms() {
+    let (a, dns) = dns_agent(&[]);
+    for (id, port, tags) in [
+        ("redis1", 6379, vec!["db", "primary"]),
+        ("redis2", 6380, vec!["db"]),
+    ] {
+        let r = put_json(
+            &a,
+            "agent/service/register",
+            json!({"Name": "redis", "ID": id, "Port": port, "Tags": tags,
+            "Check": {"TTL": "60s", "Status": "passing"}}),
+        );
+        assert_eq!(r.status(), 200);
+    }
+    put_json(
+        &a,
+        "catalog/register",
+        json!({"Node": "ext", "Address": "10.1.2.3", "NodeMeta": {"rack": "r1"}}),
+    );
+    wait_until("redis in catalog", Duration::from_secs(5), || {
+        passing_ids(&a, "redis").len() == 2
+    });
+
+    let out = dig(dns, &["redis.service.consul", "SRV"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("ANSWER: 2"), "{out}");
+    assert!(
+        out.contains("SRV\t1 1 6379 node1.node.dc1.consul."),
+        "{out}"
+    );
+    assert!(
+        out.contains("node1.node.dc1.consul.\t0\tIN\tA\t127.0.0.1"),
+        "{out}"
+    );
+    let short = dig(dns, &["+short", "primary.redis.service.consul"]);
+    assert_eq!(short.trim(), "127.0.0.1");
+    let srv = dig(dns, &["+short", "_redis._db.service.consul", "SRV"]);
+    assert_eq!(srv.lines().count(), 2, "{srv}");
+    let srv = dig(dns, &["+short", "_redis._primary.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6379 node1.node.dc1.consul.");
+    let srv = dig(dns, &["+short", "_redis._tcp.service.dc1.consul", "SRV"]);
+    assert_eq!(srv.lines().count(), 2, "{srv}");
+    assert_eq!(
+        dig(dns, &["+short", "node1.node.consul"]).trim(),
+        "127.0.0.1"
+    );
+    assert_eq!(
+        dig(dns, &["+short", "EXT.Node.DC1.Consul"]).trim(),
+        "10.1.2.3"
+    );
+    assert_eq!(
+        dig(dns, &["+short", "ext.node.consul", "TXT"]).trim(),
+        "\"rack=r1\""
+    );
+    let out = dig(dns, &["nope.service.consul"]);
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("SOA"),
+        "{out}"
+    );
+    let out = dig(dns, &["redis.service.dc9.consul"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    let out = dig(dns, &["+tcp", "+short", "redis.service.consul", "SRV"]);
+    assert_eq!(out.lines().count(), 2, "TCP: {out}");
+    // Not our domain and no recursor: refused, not answered.
+    assert!(dig(dns, &["example.com"]).contains("status: REFUSED"));
+
+    // Many instances: UDP answer truncated with TC, TCP answer complete.
+    for i in 0..40 {
+        put_json(
+            &a,
+            "catalog/register",
+            json!({"Node": format!("bulk-node-with-a-long-name-{i:02}"), "Address": format!("10.0.0.{i}"),
+            "Service": {"Service": "bulk", "ID": format!("bulk{i}"), "Port": 1000 + i}}),
+        );
+    }
+    let udp = dig(dns, &["+ignore", "+noedns", "bulk.service.consul", "SRV"]);
+    assert!(
+        udp.contains(" tc"),
+        "no TC flag on a large UDP answer: {udp}"
+    );
+    let tcp = dig(dns, &["+tcp", "+short", "bulk.service.consul", "SRV"]);
+    assert_eq!(tcp.lines().count(), 40);
+    // Shuffled: the order is not always the same.
+    let orders: std::collections::HashSet<String> = (0..6)
+        .map(|_| dig(dns, &["+tcp", "+short", "bulk.service.consul"]))
+        .collect();
+    assert!(orders.len() > 1, "answers are not shuffled");
+}
+
+/// A config-dir service appears in the catalog; edits apply on `tribune reload`
+/// (and SIGHUP), removals too; HTTP-registered services are untouched.
+#[test]
+fn config_dir_services_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("redis.json");
+    std::fs::write(
+        &conf,
+        r#"{"service": {"name": "redis", "tags": ["db"], "port": 6379}}"#,
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let a = Agent::dev(&["-config-dir", d]);
+    wait_until("redis in catalog", Duration::from_secs(5), || {
+        get_json(&a, "catalog/service/redis")
+            .as_array()
+            .map(|x| x.len())
+            == Some(1)
+    });
+    let e = &get_json(&a, "catalog/service/redis")[0];
+    assert_eq!(e["ServiceTags"], json!(["db"]));
+    assert_eq!(e["ServicePort"], 6379);
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"name": "api", "port": 80}),
+    );
+
+    std::fs::write(
+        &conf,
+        r#"{"services": [{"name": "redis", "tags": ["db", "v2"], "port": 6380}, {"name": "queue", "port": 5672}]}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["reload"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "Configuration reload triggered");
+    wait_until("redis updated", Duration::from_secs(5), || {
+        let e = get_json(&a, "catalog/service/redis");
+        e[0]["ServicePort"] == 6380 && e[0]["ServiceTags"] == json!(["db", "v2"])
+    });
+    wait_until("queue registered", Duration::from_secs(5), || {
+        get_json(&a, "catalog/service/queue")
+            .as_array()
+            .map(|x| x.len())
+            == Some(1)
+    });
+
+    // Removal via SIGHUP; the HTTP-registered service stays.
+    std::fs::write(&conf, r#"{"service": {"name": "queue", "port": 5672}}"#).unwrap();
+    unsafe {
+        libc::kill(a.child.id() as i32, libc::SIGHUP);
+    }
+    wait_until("redis removed", Duration::from_secs(5), || {
+        get_json(&a, "catalog/service/redis")
+            .as_array()
+            .map(|x| x.is_empty())
+            == Some(true)
+    });
+    let services = get_json(&a, "agent/services");
+    assert!(services.get("api").is_some(), "{services}");
+    assert!(services.get("queue").is_some());
+
+    // A broken file: reload refused, nothing changes.
+    std::fs::write(&conf, r#"{"service": {"port": 1}}"#).unwrap();
+    let out = a.cli(&["reload"], None);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("Missing service name"),
+        "{}",
+        out.stderr
+    );
+    assert!(get_json(&a, "agent/services").get("queue").is_some());
+}
+
+/// Script checks need -enable-script-checks; with it they run (exit 0/1/2).
+#[test]
+fn script_checks() {
+    let a = Agent::dev(&[]);
+    let r = put_json(
+        &a,
+        "agent/check/register",
+        json!({"Name": "s", "Args": ["true"], "Interval": "1s"}),
+    );
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("Scripts are disabled"));
+    let r = put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "x", "Check": {"Args": ["true"], "Interval": "1s"}}),
+    );
+    assert_eq!(r.status(), 400);
+    assert!(
+        get_json(&a, "agent/services")
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "refused service was registered"
+    );
+
+    let b = Agent::dev(&["-enable-script-checks"]);
+    for (name, code) in [("ok", 0), ("warn", 1), ("crit", 2)] {
+        let r = put_json(
+            &b,
+            "agent/check/register",
+            json!({"Name": name,
+            "Args": ["sh", "-c", format!("echo out-{name}; exit {code}")], "Interval": "500ms"}),
+        );
+        assert_eq!(r.status(), 200);
+    }
+    wait_until("script results", Duration::from_secs(5), || {
+        let c = get_json(&b, "agent/checks");
+        c["ok"]["Status"] == "passing"
+            && c["warn"]["Status"] == "warning"
+            && c["crit"]["Status"] == "critical"
+    });
+    assert_eq!(get_json(&b, "agent/checks")["ok"]["Output"], "out-ok\n");
+}
+
+/// TTL checks expire to critical; DeregisterCriticalServiceAfter reaps the service.
+#[test]
+fn ttl_expiry_and_reaping() {
+    let a = Agent::dev(&[]);
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "t", "Check": {"TTL": "1s", "Status": "passing"}}),
+    );
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "reap", "Check": {"TTL": "1s", "Status": "passing",
+        "DeregisterCriticalServiceAfter": "1s"}}),
+    );
+    wait_until("t passing in catalog", Duration::from_secs(5), || {
+        passing_ids(&a, "t") == ["t"]
+    });
+    let t0 = Instant::now();
+    wait_until("TTL expired", Duration::from_secs(5), || {
+        get_json(&a, "agent/checks")["service:t"]["Status"] == "critical"
+    });
+    assert!(t0.elapsed() >= Duration::from_millis(700));
+    assert_eq!(
+        get_json(&a, "agent/checks")["service:t"]["Output"],
+        "TTL expired"
+    );
+    wait_until("t left ?passing", Duration::from_secs(5), || {
+        passing_ids(&a, "t").is_empty()
+    });
+    // pass revives it
+    assert_eq!(
+        client()
+            .put(format!("{}/v1/agent/check/pass/service:t?note=back", a.url))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    wait_until("t back", Duration::from_secs(5), || {
+        passing_ids(&a, "t") == ["t"]
+    });
+    // the other one is reaped from agent and catalog
+    wait_until("reap deregistered", Duration::from_secs(6), || {
+        get_json(&a, "catalog/service/reap")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    assert!(get_json(&a, "agent/services").get("reap").is_none());
+    // update endpoint
+    let r = put_json(
+        &a,
+        "agent/check/update/service:t",
+        json!({"Status": "warning", "Output": "slow"}),
+    );
+    assert_eq!(r.status(), 200);
+    let c = &get_json(&a, "agent/checks")["service:t"];
+    assert_eq!(
+        (c["Status"].as_str(), c["Output"].as_str()),
+        (Some("warning"), Some("slow"))
+    );
+}
+
+/// A blocking health query on `web` wakes on web's health flip, not on db.
+#[test]
+fn blocking_health_wakes_per_service() {
+    let a = Agent::dev(&[]);
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "web", "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "db", "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    wait_until("both passing", Duration::from_secs(5), || {
+        passing_ids(&a, "web").len() == 1 && passing_ids(&a, "db").len() == 1
+    });
+    let idx = index_of(&get(&a, "health/service/web?passing"));
+    let url = format!(
+        "{}/v1/health/service/web?passing&index={idx}&wait=20s",
+        a.url
+    );
+    let waiter = thread::spawn(move || {
+        let t = Instant::now();
+        let r = client().get(url).send().unwrap();
+        (t.elapsed(), index_of(&r), r.json::<Value>().unwrap())
+    });
+    thread::sleep(Duration::from_millis(300));
+    client()
+        .put(format!("{}/v1/agent/check/fail/service:db", a.url))
+        .send()
+        .unwrap();
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "db", "Tags": ["x"], "Check": {"TTL": "60s"}}),
+    );
+    thread::sleep(Duration::from_millis(700));
+    assert!(!waiter.is_finished(), "web watcher woke on a db change");
+    client()
+        .put(format!("{}/v1/agent/check/fail/service:web", a.url))
+        .send()
+        .unwrap();
+    let (took, new_idx, body) = waiter.join().unwrap();
+    assert!(took < Duration::from_secs(5));
+    assert!(new_idx > idx);
+    assert_eq!(body, json!([]), "critical web must leave ?passing");
+}
+
+/// Maintenance modes and /v1/agent/health/service with 200/429/503.
+#[test]
+fn maintenance_and_agent_health() {
+    let a = Agent::dev(&[]);
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "m", "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    let code = |p: &str| get(&a, p).status().as_u16();
+    assert_eq!(code("agent/health/service/name/m"), 200);
+    client()
+        .put(format!("{}/v1/agent/check/warn/service:m", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(code("agent/health/service/id/m"), 429);
+    client()
+        .put(format!("{}/v1/agent/check/fail/service:m", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(code("agent/health/service/name/m"), 503);
+    assert_eq!(
+        get(&a, "agent/health/service/name/m?format=text")
+            .text()
+            .unwrap(),
+        "critical"
+    );
+    assert_eq!(code("agent/health/service/name/none"), 404);
+    client()
+        .put(format!("{}/v1/agent/check/pass/service:m", a.url))
+        .send()
+        .unwrap();
+    wait_until("m passing", Duration::from_secs(5), || {
+        passing_ids(&a, "m") == ["m"]
+    });
+    let r = client()
+        .put(format!(
+            "{}/v1/agent/service/maintenance/m?enable=true&reason=upgrade",
+            a.url
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until("m out of passing", Duration::from_secs(5), || {
+        passing_ids(&a, "m").is_empty()
+    });
+    let body = get_json(&a, "agent/health/service/id/m");
+    assert_eq!(body["AggregatedStatus"], "maintenance");
+    client()
+        .put(format!(
+            "{}/v1/agent/service/maintenance/m?enable=false",
+            a.url
+        ))
+        .send()
+        .unwrap();
+    wait_until("m back", Duration::from_secs(5), || {
+        passing_ids(&a, "m") == ["m"]
+    });
+    client()
+        .put(format!("{}/v1/agent/maintenance?enable=true", a.url))
+        .send()
+        .unwrap();
+    wait_until("node maintenance", Duration::from_secs(5), || {
+        passing_ids(&a, "m").is_empty()
+    });
+    client()
+        .put(format!("{}/v1/agent/maintenance?enable=false", a.url))
+        .send()
+        .unwrap();
+    wait_until("node back", Duration::from_secs(5), || {
+        passing_ids(&a, "m") == ["m"]
+    });
+}
+
+/// A catalog that diverges from the agent is repaired within seconds.
+#[test]
+fn anti_entropy_repairs_catalog() {
+    let a = Agent::dev(&["-node", "ae"]);
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "keep", "Port": 1}),
+    );
+    wait_until("keep in catalog", Duration::from_secs(5), || {
+        !get_json(&a, "catalog/service/keep")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let r = put_json(
+        &a,
+        "catalog/deregister",
+        json!({"Node": "ae", "ServiceID": "keep"}),
+    );
+    assert_eq!(r.status(), 200);
+    assert!(get_json(&a, "catalog/service/keep")
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let took = wait_until("repaired", Duration::from_secs(10), || {
+        !get_json(&a, "catalog/service/keep")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    assert!(took < Duration::from_secs(7), "{took:?}");
+    // the node, its serfHealth and the consul service are there
+    let node = get_json(&a, "catalog/node/ae");
+    assert!(node["Services"].get("consul").is_some(), "{node}");
+    assert!(get_json(&a, "health/node/ae")
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["CheckID"] == "serfHealth"));
+    assert_eq!(get(&a, "catalog/node/nobody").status(), 404);
+    let nodes = get_json(&a, "catalog/nodes");
+    assert_eq!(nodes[0]["Node"], "ae");
+}
+
+/// Bad registrations get clear 4xx errors and change nothing.
+#[test]
+fn bad_registrations_change_nothing() {
+    let a = Agent::dev(&[]);
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "ok", "Check": {"TTL": "10s"}}),
+    );
+    let before = (get_json(&a, "agent/services"), get_json(&a, "agent/checks"));
+    let c = client();
+    let cases: Vec<(&str, &str, u16, &str)> = vec![
+        (
+            "agent/service/register",
+            r#"{"Port": 1}"#,
+            400,
+            "Missing service name",
+        ),
+        (
+            "agent/service/register",
+            r#"{"Name": "x", "Port": 99999}"#,
+            400,
+            "port",
+        ),
+        (
+            "agent/service/register",
+            r#"{"Name": "x", "Check": {"HTTP": "http://x"}}"#,
+            400,
+            "Interval",
+        ),
+        (
+            "agent/service/register",
+            r#"{"Name": "x", "Check": {"HTTP": "ftp://x", "Interval": "1s"}}"#,
+            400,
+            "scheme",
+        ),
+        (
+            "agent/service/register",
+            r#"{"Name": "x", "Check": {"TTL": "nonsense"}}"#,
+            400,
+            "duration",
+        ),
+        (
+            "agent/service/register",
+            r#"{"Name": "x", "Tags": [1]}"#,
+            400,
+            "strings",
+        ),
+        ("agent/service/register", "not json", 400, "decode"),
+        ("agent/service/register", "", 400, "empty body"),
+        (
+            "agent/check/register",
+            r#"{"TTL": "5s"}"#,
+            400,
+            "Missing check name",
+        ),
+        (
+            "agent/check/register",
+            r#"{"Name": "c", "TTL": "5s", "ServiceID": "ghost"}"#,
+            400,
+            "does not exist",
+        ),
+        (
+            "agent/check/update/service:ok",
+            r#"{"Status": "bogus"}"#,
+            400,
+            "status",
+        ),
+        ("agent/service/deregister/ghost", "", 404, "Unknown service"),
+        ("agent/check/deregister/ghost", "", 404, "Unknown check"),
+        ("agent/check/pass/ghost", "", 404, "Unknown check"),
+        (
+            "agent/service/maintenance/ghost?enable=true",
+            "",
+            404,
+            "Unknown service",
+        ),
+        ("agent/maintenance?enable=maybe", "", 400, "enable"),
+        ("catalog/register", r#"{"Address": "1.2.3.4"}"#, 400, "node"),
+        (
+            "catalog/register",
+            r#"{"Node": "n", "Address": "1.2.3.4", "Check": {"CheckID": "c", "ServiceID": "nope"}}"#,
+            400,
+            "Unknown service",
+        ),
+        (
+            "catalog/register",
+            r#"{"Node": "n", "Address": "1.2.3.4", "Datacenter": "dc9"}"#,
+            500,
+            "No path to datacenter",
+        ),
+        ("catalog/deregister", r#"{}"#, 400, "node"),
+    ];
+    for (path, body, status, needle) in cases {
+        let r = c
+            .put(format!("{}/v1/{path}", a.url))
+            .body(body)
+            .send()
+            .unwrap();
+        let got = r.status().as_u16();
+        let text = r.text().unwrap();
+        assert_eq!(got, status, "{path} {body}: {text}");
+        assert!(
+            text.contains(needle),
+            "{path} {body}: {text:?} lacks {needle:?}"
+        );
+    }
+    let r = c
+        .put(format!("{}/v1/agent/check/register", a.url))
+        .body(r#"{"Name": "h", "HTTP": "http://127.0.0.1:1/", "Interval": "1s"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .put(format!("{}/v1/agent/check/pass/h", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400, "pass on a non-TTL check");
+    c.put(format!("{}/v1/agent/check/deregister/h", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (get_json(&a, "agent/services"), get_json(&a, "agent/checks")),
+        before
+    );
+    assert!(
+        get(&a, "catalog/node/n").status() == 404,
+        "refused catalog registration created a node"
+    );
+    assert_eq!(get(&a, "health/state/bogus").status(), 400);
+}
+
+/// `tribune services register|deregister` with a definition file and flags.
+#[test]
+fn services_cli() {
+    let a = Agent::dev(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("svc.json");
+    std::fs::write(
+        &f,
+        r#"{"service": {"name": "cli-svc", "port": 8080, "tags": ["t"], "check": {"ttl": "30s"}}}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["services", "register", f.to_str().unwrap()], None);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "Registered service: cli-svc"),
+        "{}",
+        out.stderr
+    );
+    let out = a.cli(
+        &[
+            "services", "register", "-name", "flagged", "-port", "9", "-tag", "a", "-meta", "k=v",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = get_json(&a, "agent/services");
+    assert_eq!(s["cli-svc"]["Port"], 8080);
+    assert_eq!(s["flagged"]["Meta"]["k"], "v");
+    let out = a.cli(&["services", "deregister", "-id", "flagged"], None);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "Deregistered service: flagged")
+    );
+    let out = a.cli(&["services", "deregister", f.to_str().unwrap()], None);
+    assert_eq!(out.code, 0);
+    assert!(get_json(&a, "agent/services")
+        .as_object()
+        .unwrap()
+        .is_empty());
+    let out = a.cli(&["services", "deregister", "-id", "ghost"], None);
+    assert_eq!(out.code, 1);
+    std::fs::write(&f, r#"{"service": {"port": 1}}"#).unwrap();
+    let out = a.cli(&["services", "register", f.to_str().unwrap()], None);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("Missing service name"));
+    let out = a.cli(&["members"], None);
+    assert!(out.stdout.starts_with("Node"), "{}", out.stdout);
+    assert!(out.stdout.contains("alive") && out.stdout.contains("server"));
+    let out = a.cli(&["catalog", "services"], None);
+    assert!(out.stdout.contains("consul"));
+}
