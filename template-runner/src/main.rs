@@ -1,4 +1,3 @@
-fn main() {
-    eprintln!("tribune-template: not built yet (issue 4)");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    tribune_template::cli::main()
 }

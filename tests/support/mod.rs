@@ -106,11 +106,12 @@ impl Agent {
             "1",
             "-data-dir",
             d,
-            "-http-port",
-            "0",
             "-dns-port",
             "-1",
         ];
+        if !extra.contains(&"-http-port") {
+            args.extend_from_slice(&["-http-port", "0"]);
+        }
         args.extend_from_slice(extra);
         Self::spawn(&args, Some(dir.to_path_buf()))
     }
@@ -229,4 +230,125 @@ pub fn index_of(r: &reqwest::blocking::Response) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// A running `tribune-template`.
+pub struct Renderer {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Renderer {
+    /// Spawn `tribune-template` in `cwd` with `args`, reading logs in the background.
+    pub fn spawn(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Renderer {
+        let mut cmd = Command::new(bin("tribune-template"));
+        cmd.args(args)
+            .current_dir(cwd)
+            .env_remove("CONSUL_HTTP_ADDR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tribune-template");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        Renderer { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Count of log lines containing every needle.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Wait until at least `n` log lines contain every needle.
+    pub fn wait_log(&self, needles: &[&str], n: usize, limit: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if self.count(needles) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no {n} log lines with {needles:?} within {limit:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Wait for exit and return the code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tribune-template did not exit; log:\n{}", self.log_text());
+    }
+}
+
+impl Drop for Renderer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `tribune-template` to completion (for -onetime runs).
+pub fn run_renderer(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
+    let mut cmd = Command::new(bin("tribune-template"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("CONSUL_HTTP_ADDR");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tribune-template");
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Copy a directory tree (fixtures into temp dirs).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The `tribune` command line. Flags follow Go's `flag` package as Consul's
 //! do: `-flag`, `--flag`, `-flag=value`, `-flag value`, and flag parsing stops
-//! at the first positional argument. [`go_style`] rewrites such arguments for
+//! at the first positional argument; the `goflags` crate rewrites them for
 //! clap using the command definitions, so one table describes every flag.
 
 pub mod agent;
@@ -8,7 +8,6 @@ pub mod client;
 pub mod kv;
 pub mod services;
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -64,90 +63,10 @@ pub struct HttpOpts {
     pub stale: bool,
 }
 
-/// Rewrite Go-style arguments into clap's GNU style.
-pub fn go_style(cmd: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
-    let mut out = Vec::with_capacity(args.len() + 1);
-    let mut it = args.into_iter();
-    if let Some(bin) = it.next() {
-        out.push(bin);
-    }
-    let mut cur = cmd.clone();
-    let mut rest: Vec<OsString> = it.collect();
-    rest.reverse();
-    while let Some(arg) = rest.pop() {
-        let Some(s) = arg.to_str().map(str::to_string) else {
-            out.push(arg);
-            continue;
-        };
-        if s == "--" {
-            out.push(arg);
-            out.extend(rest.into_iter().rev());
-            return out;
-        }
-        let is_flag =
-            s.len() > 1 && s.starts_with('-') && !s[1..].starts_with(|c: char| c.is_ascii_digit());
-        if is_flag {
-            let body = s.trim_start_matches('-');
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (body.to_string(), None),
-            };
-            if name.len() == 1 && s.starts_with("--") {
-                // `--x` is not a Go flag either; let clap report it.
-                out.push(arg);
-                continue;
-            }
-            let def = cur
-                .get_arguments()
-                .find(|a| a.get_long() == Some(name.as_str()));
-            let takes_value = def.map(|a| a.get_action().takes_values()).unwrap_or(false);
-            match (takes_value, inline) {
-                (true, Some(v)) => out.push(format!("--{name}={v}").into()),
-                (true, None) => match rest.pop() {
-                    Some(v) => {
-                        let mut f = OsString::from(format!("--{name}="));
-                        f.push(v);
-                        out.push(f);
-                    }
-                    None => out.push(format!("--{name}").into()),
-                },
-                // Go accepts -flag=true / -flag=false for booleans.
-                (false, Some(v)) if def.is_some() => match v.as_str() {
-                    "true" | "1" | "t" | "T" | "TRUE" | "True" => {
-                        out.push(format!("--{name}").into())
-                    }
-                    "false" | "0" | "f" | "F" | "FALSE" | "False" => {}
-                    _ => out.push(format!("--{name}={v}").into()),
-                },
-                (false, inline) => {
-                    let f = match (name.len(), inline) {
-                        (1, None) => format!("-{name}"),
-                        (_, None) => format!("--{name}"),
-                        (_, Some(v)) => format!("--{name}={v}"),
-                    };
-                    out.push(f.into());
-                }
-            }
-            continue;
-        }
-        if let Some(sub) = cur.find_subcommand(&s) {
-            cur = sub.clone();
-            out.push(arg);
-            continue;
-        }
-        // First positional: Go stops parsing flags here.
-        out.push("--".into());
-        out.push(arg);
-        out.extend(rest.into_iter().rev());
-        return out;
-    }
-    out
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cmd = Cli::command();
-    let args = go_style(&cmd, std::env::args_os().collect());
+    let args = goflags::go_style(&cmd, std::env::args_os().collect());
     let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -183,8 +102,8 @@ mod tests {
     use super::*;
 
     fn norm(args: &[&str]) -> Vec<String> {
-        let v = args.iter().map(OsString::from).collect();
-        go_style(&Cli::command(), v)
+        let v = args.iter().map(std::ffi::OsString::from).collect();
+        goflags::go_style(&Cli::command(), v)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()

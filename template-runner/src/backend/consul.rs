@@ -1,0 +1,252 @@
+//! The `consul` backend: tribune or any Consul-compatible agent over HTTP,
+//! with blocking queries (`?index=&wait=`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use super::{BackendError, Fetched};
+use crate::dependency::{Data, Dependency, Instance, NodeInfo};
+
+pub struct Consul {
+    client: reqwest::Client,
+    /// Agent base URLs, tried in order (confd's repeatable `-node`).
+    nodes: Vec<String>,
+    token: Option<String>,
+}
+
+fn base_url(addr: &str) -> String {
+    let a = addr.trim_end_matches('/');
+    if a.starts_with("http://") || a.starts_with("https://") {
+        a.to_string()
+    } else {
+        format!("http://{a}")
+    }
+}
+
+fn path_escape(key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(key, SET).to_string()
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn map(v: &Value, k: &str) -> BTreeMap<String, String> {
+    v.get(k)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(a, b)| (a.clone(), b.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn decode(v: &Value) -> String {
+    v.as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn instance(e: &Value) -> Instance {
+    let n = &e["Node"];
+    let sv = &e["Service"];
+    let checks: Vec<Value> = e["Checks"].as_array().cloned().unwrap_or_default();
+    let rank = |st: &str| match st {
+        "passing" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
+    let worst = checks
+        .iter()
+        .map(|c| c["Status"].as_str().unwrap_or("critical"))
+        .max_by_key(|st| rank(st))
+        .unwrap_or("passing");
+    let status = match rank(worst) {
+        0 => "passing",
+        1 => "warning",
+        _ => "critical",
+    };
+    let address = match s(sv, "Address") {
+        a if a.is_empty() => s(n, "Address"),
+        a => a,
+    };
+    Instance {
+        node: s(n, "Node"),
+        node_id: s(n, "ID"),
+        node_address: s(n, "Address"),
+        node_datacenter: s(n, "Datacenter"),
+        node_meta: map(n, "Meta"),
+        address,
+        id: s(sv, "ID"),
+        name: s(sv, "Service"),
+        tags: sv["Tags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        port: sv["Port"].as_u64().unwrap_or(0),
+        meta: map(sv, "Meta"),
+        service_meta: map(sv, "Meta"),
+        status: status.to_string(),
+        checks,
+    }
+}
+
+impl Consul {
+    pub fn new(nodes: Vec<String>, token: Option<String>) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        Self {
+            client,
+            nodes: nodes.iter().map(|n| base_url(n)).collect(),
+            token,
+        }
+    }
+
+    pub async fn fetch(
+        &self,
+        dep: &Dependency,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Fetched, BackendError> {
+        let (path, mut query): (String, Vec<(&str, String)>) = match dep {
+            Dependency::KvPrefix(p) => (
+                format!("kv/{}", path_escape(p)),
+                vec![("recurse", String::new())],
+            ),
+            Dependency::KvKey(k) => (format!("kv/{}", path_escape(k)), vec![]),
+            Dependency::Service { name, tag } => (
+                format!("health/service/{}", path_escape(name)),
+                tag.iter().map(|t| ("tag", t.clone())).collect(),
+            ),
+            Dependency::Services => ("catalog/services".into(), vec![]),
+            Dependency::Nodes => ("catalog/nodes".into(), vec![]),
+            Dependency::Datacenters => ("catalog/datacenters".into(), vec![]),
+        };
+        if index > 0 {
+            query.push(("index", index.to_string()));
+            query.push(("wait", format!("{}ms", wait.as_millis())));
+        }
+        let mut last_err = BackendError::Request("no agent address configured".into());
+        for base in &self.nodes {
+            let mut req = self
+                .client
+                .get(format!("{base}/v1/{path}"))
+                .query(&query)
+                .timeout(wait + wait / 16 + Duration::from_secs(15));
+            if let Some(t) = &self.token {
+                req = req.header("X-Consul-Token", t);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = BackendError::Request(format!("{dep}: {base}: {e}"));
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let idx = resp
+                .headers()
+                .get("x-consul-index")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| BackendError::Request(format!("{dep}: {base}: {e}")))?;
+            if status == 404 && matches!(dep, Dependency::KvPrefix(_) | Dependency::KvKey(_)) {
+                let d = match dep {
+                    Dependency::KvKey(_) => Data::Key(None),
+                    _ => Data::Kv(BTreeMap::new()),
+                };
+                return Ok((d, idx));
+            }
+            if !(200..300).contains(&status) {
+                return Err(BackendError::Status {
+                    what: dep.to_string(),
+                    status,
+                    body: String::from_utf8_lossy(&body).trim().to_string(),
+                });
+            }
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|e| BackendError::Data(format!("{dep}: bad JSON from {base}: {e}")))?;
+            let data = match dep {
+                Dependency::KvPrefix(_) => Data::Kv(
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|e| !s(e, "Key").ends_with('/') || !e["Value"].is_null())
+                        .map(|e| (s(e, "Key"), decode(&e["Value"])))
+                        .collect(),
+                ),
+                Dependency::KvKey(_) => Data::Key(
+                    v.as_array()
+                        .and_then(|a| a.first())
+                        .map(|e| decode(&e["Value"])),
+                ),
+                Dependency::Service { .. } => {
+                    Data::Service(v.as_array().into_iter().flatten().map(instance).collect())
+                }
+                Dependency::Services => Data::Services(
+                    v.as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, t)| {
+                            let tags = t
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect();
+                            (k.clone(), tags)
+                        })
+                        .collect(),
+                ),
+                Dependency::Nodes => Data::Nodes(
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|n| NodeInfo {
+                            node: s(n, "Node"),
+                            id: s(n, "ID"),
+                            address: s(n, "Address"),
+                            datacenter: s(n, "Datacenter"),
+                            meta: map(n, "Meta"),
+                            tagged_addresses: map(n, "TaggedAddresses"),
+                        })
+                        .collect(),
+                ),
+                Dependency::Datacenters => Data::Datacenters(
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                ),
+            };
+            return Ok((data, idx));
+        }
+        Err(last_err)
+    }
+}

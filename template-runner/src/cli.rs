@@ -1,0 +1,324 @@
+//! Command line: confd's flags and consul-template's, Go style
+//! (`-flag`, `--flag`, `-flag=value`), plus confd's TOML `-config-file`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+
+use crate::backend::{consul::Consul, file::FileBackend, Backend};
+use crate::exec::{parse_signal, ExecSpec};
+use crate::resource::{parse_duration, Wait};
+use crate::runner::{Mode, Options, Runner};
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "tribune-template",
+    version,
+    about = "Render config files from tribune/Consul, confd and consul-template style"
+)]
+pub struct Args {
+    /// Directory with conf.d/ and templates/ (default: the current directory).
+    #[arg(long)]
+    pub confdir: Option<PathBuf>,
+    /// confd-style TOML config file (flags override it).
+    #[arg(long = "config-file")]
+    pub config_file: Option<PathBuf>,
+    /// consul (default), file or env.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Agent address host:port (repeatable; tried in order).
+    #[arg(long)]
+    pub node: Vec<String>,
+    /// Agent address (consul-template spelling of -node).
+    #[arg(long = "consul-addr")]
+    pub consul_addr: Option<String>,
+    /// ACL token (also CONSUL_HTTP_TOKEN).
+    #[arg(long = "consul-token", env = "CONSUL_HTTP_TOKEN")]
+    pub consul_token: Option<String>,
+    /// Same as -consul-token.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Prefix joined to every key.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Poll every N seconds instead of blocking queries.
+    #[arg(long)]
+    pub interval: Option<u64>,
+    /// Watch with blocking queries (the default with the consul backend).
+    #[arg(long)]
+    pub watch: bool,
+    /// Render once and exit (non-zero on any failure).
+    #[arg(long)]
+    pub onetime: bool,
+    /// Same as -onetime.
+    #[arg(long)]
+    pub once: bool,
+    /// Log a unified diff of what would change; write nothing.
+    #[arg(long)]
+    pub noop: bool,
+    /// Write files but run no check or reload commands.
+    #[arg(long = "sync-only")]
+    pub sync_only: bool,
+    /// Print rendered templates to stdout instead of writing.
+    #[arg(long)]
+    pub dry: bool,
+    /// Keep the staged file when check_cmd fails.
+    #[arg(long = "keep-stage-file")]
+    pub keep_stage_file: bool,
+    /// trace, debug, info, warn, error.
+    #[arg(long = "log-level")]
+    pub log_level: Option<String>,
+    /// "src:dest[:command]" (repeatable).
+    #[arg(long)]
+    pub template: Vec<String>,
+    /// Debounce "min[:max]" for every template (e.g. 2s:10s).
+    #[arg(long)]
+    pub wait: Option<String>,
+    /// YAML/JSON file for the file backend (repeatable).
+    #[arg(long)]
+    pub file: Vec<PathBuf>,
+    /// Supervise this command (sidecar mode).
+    #[arg(long)]
+    pub exec: Option<String>,
+    /// Signal sent to the child after a change (default: restart it).
+    #[arg(long = "exec-reload-signal")]
+    pub exec_reload_signal: Option<String>,
+    /// Signal that stops the child (default SIGTERM).
+    #[arg(long = "exec-kill-signal")]
+    pub exec_kill_signal: Option<String>,
+    /// Wait this long after the kill signal before SIGKILL (default 30s).
+    #[arg(long = "exec-kill-timeout")]
+    pub exec_kill_timeout: Option<String>,
+}
+
+/// confd's config.toml keys.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    backend: Option<String>,
+    confdir: Option<PathBuf>,
+    interval: Option<u64>,
+    nodes: Option<Vec<String>>,
+    prefix: Option<String>,
+    #[serde(rename = "log-level")]
+    log_level: Option<String>,
+    watch: Option<bool>,
+    noop: Option<bool>,
+    #[serde(rename = "sync-only")]
+    sync_only: Option<bool>,
+    onetime: Option<bool>,
+    #[serde(rename = "keep-stage-file")]
+    keep_stage_file: Option<bool>,
+    file: Option<Vec<PathBuf>>,
+    wait: Option<String>,
+    token: Option<String>,
+    scheme: Option<String>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tribune-template: {msg}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(level: &str) -> Result<(), String> {
+    let l = match level.to_ascii_lowercase().as_str() {
+        "trace" | "debug" | "info" | "warn" | "error" => level.to_ascii_lowercase(),
+        "warning" => "warn".into(),
+        "err" => "error".into(),
+        other => return Err(format!("invalid -log-level {other:?}")),
+    };
+    let ansi = unsafe { libc::isatty(2) == 1 };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "tribune_template={l},warn"
+        )))
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+    Ok(())
+}
+
+/// Parse arguments, build the runner and run it; the process exit code.
+pub fn main() -> ExitCode {
+    let cmd = Args::command();
+    let argv = goflags::go_style(&cmd, std::env::args_os().collect());
+    let m = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let mut a = match Args::from_arg_matches(&m) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if let Some(path) = a.config_file.clone() {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("reading {}: {e}", path.display())),
+        };
+        let fc: FileConfig = match toml::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        };
+        a.backend = a.backend.or(fc.backend);
+        a.confdir = a.confdir.or(fc.confdir);
+        a.interval = a.interval.or(fc.interval);
+        if a.node.is_empty() {
+            let scheme = fc.scheme.unwrap_or_else(|| "http".into());
+            a.node = fc
+                .nodes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| {
+                    if n.contains("://") {
+                        n
+                    } else {
+                        format!("{scheme}://{n}")
+                    }
+                })
+                .collect();
+        }
+        a.prefix = a.prefix.or(fc.prefix);
+        a.log_level = a.log_level.or(fc.log_level);
+        a.watch |= fc.watch.unwrap_or(false);
+        a.noop |= fc.noop.unwrap_or(false);
+        a.sync_only |= fc.sync_only.unwrap_or(false);
+        a.onetime |= fc.onetime.unwrap_or(false);
+        a.keep_stage_file |= fc.keep_stage_file.unwrap_or(false);
+        if a.file.is_empty() {
+            a.file = fc.file.unwrap_or_default();
+        }
+        a.wait = a.wait.or(fc.wait);
+        a.token = a.token.or(fc.token);
+    }
+    if let Err(e) = init_tracing(a.log_level.as_deref().unwrap_or("info")) {
+        return fail(e);
+    }
+    let (opts, backend) = match build(a) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("runtime: {e}")),
+    };
+    let once = opts.mode == Mode::Once;
+    let code = rt.block_on(async move {
+        let runner = match Runner::new(opts, backend) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("tribune-template: {e}");
+                return 2;
+            }
+        };
+        if once {
+            runner.once().await
+        } else {
+            match runner.run().await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tribune-template: {e}");
+                    2
+                }
+            }
+        }
+    });
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn build(a: Args) -> Result<(Options, Backend), String> {
+    let backend = match a.backend.as_deref().unwrap_or("consul") {
+        "consul" => {
+            let mut nodes = a.node.clone();
+            if let Some(c) = &a.consul_addr {
+                nodes.insert(0, c.clone());
+            }
+            if nodes.is_empty() {
+                nodes.push(
+                    std::env::var("CONSUL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8500".into()),
+                );
+            }
+            Backend::Consul(Consul::new(nodes, a.consul_token.or(a.token)))
+        }
+        "file" => {
+            if a.file.is_empty() {
+                return Err("the file backend needs -file PATH (YAML or JSON)".into());
+            }
+            Backend::File(FileBackend {
+                paths: a.file.clone(),
+            })
+        }
+        "env" => Backend::Env,
+        other => {
+            return Err(format!(
+                "unknown backend {other:?}: use consul, file or env"
+            ))
+        }
+    };
+    let mode = if a.onetime || a.once {
+        Mode::Once
+    } else if let Some(n) = a.interval.filter(|_| !a.watch) {
+        if n == 0 {
+            return Err("-interval must be at least 1 second".into());
+        }
+        Mode::Interval(Duration::from_secs(n))
+    } else {
+        Mode::Watch
+    };
+    let wait = a.wait.as_deref().map(Wait::parse).transpose()?;
+    let exec = match &a.exec {
+        None => None,
+        Some(c) if c.trim().is_empty() => return Err("-exec needs a command".into()),
+        Some(c) => Some(ExecSpec {
+            command: c.clone(),
+            reload_signal: a
+                .exec_reload_signal
+                .as_deref()
+                .map(|s| parse_signal(s).ok_or_else(|| format!("unknown signal {s:?}")))
+                .transpose()?,
+            kill_signal: a
+                .exec_kill_signal
+                .as_deref()
+                .map(|s| parse_signal(s).ok_or_else(|| format!("unknown signal {s:?}")))
+                .transpose()?
+                .unwrap_or(nix::sys::signal::Signal::SIGTERM),
+            kill_timeout: a
+                .exec_kill_timeout
+                .as_deref()
+                .map(|s| {
+                    parse_duration(s).ok_or_else(|| format!("invalid -exec-kill-timeout {s:?}"))
+                })
+                .transpose()?
+                .unwrap_or(Duration::from_secs(30)),
+        }),
+    };
+    if exec.is_some() && mode == Mode::Once {
+        return Err("-exec cannot be combined with -once/-onetime".into());
+    }
+    Ok((
+        Options {
+            confdir: a.confdir.unwrap_or_else(|| PathBuf::from(".")),
+            prefix: a.prefix.unwrap_or_default(),
+            templates: a.template,
+            mode,
+            noop: a.noop,
+            sync_only: a.sync_only,
+            dry: a.dry,
+            keep_stage: a.keep_stage_file,
+            wait,
+            exec,
+        },
+        backend,
+    ))
+}

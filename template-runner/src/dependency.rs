@@ -1,0 +1,85 @@
+//! What templates depend on: one enum with a stable identity, so every
+//! template needing the same data shares one watch.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dependency {
+    /// Every key under a prefix (no leading slash; "" is the root).
+    KvPrefix(String),
+    /// One key.
+    KvKey(String),
+    /// Instances of a service with their health (all states; helpers filter).
+    Service {
+        name: String,
+        tag: Option<String>,
+    },
+    /// Service names and tags.
+    Services,
+    Nodes,
+    Datacenters,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dependency::KvPrefix(p) => write!(f, "kv.list({p})"),
+            Dependency::KvKey(k) => write!(f, "kv.key({k})"),
+            Dependency::Service { name, tag: None } => write!(f, "health.service({name})"),
+            Dependency::Service { name, tag: Some(t) } => write!(f, "health.service({t}.{name})"),
+            Dependency::Services => write!(f, "catalog.services"),
+            Dependency::Nodes => write!(f, "catalog.nodes"),
+            Dependency::Datacenters => write!(f, "catalog.datacenters"),
+        }
+    }
+}
+
+/// One service instance, with consul-template's field names.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Instance {
+    pub node: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_address: String,
+    pub node_datacenter: String,
+    pub node_meta: BTreeMap<String, String>,
+    /// The service address, or the node's when the service has none.
+    pub address: String,
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub port: u64,
+    pub meta: BTreeMap<String, String>,
+    pub service_meta: BTreeMap<String, String>,
+    /// Worst check status: passing, warning, critical (maintenance counts as critical).
+    pub status: String,
+    pub checks: Vec<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeInfo {
+    pub node: String,
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub address: String,
+    pub datacenter: String,
+    pub meta: BTreeMap<String, String>,
+    pub tagged_addresses: BTreeMap<String, String>,
+}
+
+/// Fetched data of one dependency.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// Key (no leading slash) -> value.
+    Kv(BTreeMap<String, String>),
+    Key(Option<String>),
+    Service(Vec<Instance>),
+    Services(BTreeMap<String, Vec<String>>),
+    Nodes(Vec<NodeInfo>),
+    Datacenters(Vec<String>),
+}

@@ -1,0 +1,28 @@
+//! tribune-template: renders configuration files from a Consul-compatible
+//! agent (or files, or the environment), the way confd and consul-template do.
+//!
+//! # Layout
+//! - [`resource`]: template resources (`conf.d/*.toml`, `-template` flags).
+//! - [`dependency`]: what templates depend on, one identity per datum.
+//! - [`backend`]: consul (blocking queries), file, env.
+//! - [`watch`]: one long-poll (or poll) task per distinct dependency.
+//! - [`render`], [`helpers`], [`gosyntax`]: Handlebars rendering, the helper
+//!   set, refusing Go-template syntax with the Handlebars form.
+//! - [`write`]: atomic stage / check / rename / fsync.
+//! - [`command`]: `sh -c` with timeout and captured output.
+//! - [`runner`]: the daemon — debounce, render what changed, SIGHUP, conf.d watching.
+//! - [`exec`]: sidecar mode, supervising one child process.
+//! - [`cli`]: flags (confd's and consul-template's, Go style).
+
+pub mod backend;
+pub mod cli;
+pub mod command;
+pub mod dependency;
+pub mod exec;
+pub mod gosyntax;
+pub mod helpers;
+pub mod render;
+pub mod resource;
+pub mod runner;
+pub mod watch;
+pub mod write;

@@ -1,0 +1,403 @@
+//! Template resources: confd's `conf.d/*.toml` `[template]` tables (plus our
+//! `wait`, `backup`, `command_timeout`) and consul-template's
+//! `-template "src:dest[:command]"` flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("{path}: {msg}")]
+    Invalid { path: String, msg: String },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Debounce: render no sooner than `min` after the last change and no later
+/// than `max` after the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Wait {
+    /// `"2s"`, `"2s:10s"` (max defaults to 4 x min, as consul-template does).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, b) = match s.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let min = parse_duration(a).ok_or_else(|| format!("invalid wait {s:?}"))?;
+        let max = match b {
+            Some(b) => parse_duration(b).ok_or_else(|| format!("invalid wait {s:?}"))?,
+            None => min * 4,
+        };
+        if max < min {
+            return Err(format!("invalid wait {s:?}: max is smaller than min"));
+        }
+        Ok(Self { min, max })
+    }
+}
+
+/// Go-style duration; a bare number means seconds (confd configs use both).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        return (n >= 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..n_len].parse().ok()?;
+        rest = &rest[n_len..];
+        let u_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        total += n * match &rest[..u_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[u_len..];
+    }
+    (total.is_finite() && total < 1e10).then(|| Duration::from_secs_f64(total))
+}
+
+/// File owner: numeric id or a name resolved at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// One template resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    /// Where it came from (conf.d file or `-template` flag), for logs.
+    pub origin: String,
+    pub src: PathBuf,
+    pub dest: PathBuf,
+    /// KV directories declared by `keys` (joined with `prefix`, ending in `/`).
+    pub keys: Vec<String>,
+    /// Prefix applied to every key a helper reads (confd's `prefix`).
+    pub prefix: String,
+    pub mode: Option<u32>,
+    pub owner: Owner,
+    pub check_cmd: Option<String>,
+    pub reload_cmd: Option<String>,
+    pub wait: Option<Wait>,
+    pub backup: bool,
+    pub command_timeout: Duration,
+}
+
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    template: Raw,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    src: String,
+    dest: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    uid: Option<i64>,
+    #[serde(default)]
+    gid: Option<i64>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    check_cmd: Option<String>,
+    #[serde(default)]
+    reload_cmd: Option<String>,
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default)]
+    backup: bool,
+    #[serde(default)]
+    command_timeout: Option<toml::Value>,
+}
+
+/// Join key paths the way confd does (`/app` + `/nginx` = `/app/nginx`),
+/// returning a Consul key without the leading slash.
+pub fn join_key(prefix: &str, key: &str) -> String {
+    let p = prefix.trim_matches('/');
+    let k = key.trim_start_matches('/');
+    match (p.is_empty(), k.is_empty()) {
+        (true, _) => k.to_string(),
+        (false, true) => p.to_string(),
+        (false, false) => format!("{p}/{k}"),
+    }
+}
+
+fn parse_mode(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let s = s.strip_prefix("0o").unwrap_or(s);
+    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+fn lookup_user(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+fn lookup_group(name: &str) -> Option<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
+impl Resource {
+    /// Parse one `conf.d/*.toml` file. `templates` is the templates dir and
+    /// `global_prefix` the `-prefix` flag.
+    pub fn from_toml(
+        path: &Path,
+        text: &str,
+        templates: &Path,
+        global_prefix: &str,
+    ) -> Result<Self, ResourceError> {
+        let invalid = |msg: String| ResourceError::Invalid {
+            path: path.display().to_string(),
+            msg,
+        };
+        let f: File = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let t = f.template;
+        if t.src.trim().is_empty() || t.dest.trim().is_empty() {
+            return Err(invalid("src and dest are required".into()));
+        }
+        let prefix = join_key(global_prefix, t.prefix.as_deref().unwrap_or(""));
+        let mode =
+            match &t.mode {
+                None => None,
+                Some(m) => Some(parse_mode(m).ok_or_else(|| {
+                    invalid(format!("invalid mode {m:?}: use octal like \"0644\""))
+                })?),
+            };
+        let id = |v: Option<i64>, what: &str| -> Result<Option<u32>, ResourceError> {
+            v.map(|n| u32::try_from(n).map_err(|_| invalid(format!("invalid {what} {n}"))))
+                .transpose()
+        };
+        let mut owner = Owner {
+            uid: id(t.uid, "uid")?,
+            gid: id(t.gid, "gid")?,
+        };
+        if let Some(u) = &t.user {
+            owner.uid = Some(lookup_user(u).ok_or_else(|| invalid(format!("unknown user {u:?}")))?);
+        }
+        if let Some(g) = &t.group {
+            owner.gid =
+                Some(lookup_group(g).ok_or_else(|| invalid(format!("unknown group {g:?}")))?);
+        }
+        let wait = t
+            .wait
+            .as_deref()
+            .map(Wait::parse)
+            .transpose()
+            .map_err(invalid)?;
+        let command_timeout = match &t.command_timeout {
+            None => DEFAULT_COMMAND_TIMEOUT,
+            Some(toml::Value::Integer(n)) if *n > 0 => Duration::from_secs(*n as u64),
+            Some(toml::Value::String(s)) => parse_duration(s)
+                .ok_or_else(|| invalid(format!("invalid command_timeout {s:?}")))?,
+            Some(v) => return Err(invalid(format!("invalid command_timeout {v}"))),
+        };
+        let src = PathBuf::from(&t.src);
+        Ok(Resource {
+            origin: path.display().to_string(),
+            src: if src.is_absolute() {
+                src
+            } else {
+                templates.join(src)
+            },
+            dest: PathBuf::from(&t.dest),
+            // Keys are paths: `/app` watches `app/...`, not `application`.
+            keys: t
+                .keys
+                .iter()
+                .map(|k| match join_key(&prefix, k) {
+                    k if k.is_empty() => k,
+                    k => format!("{k}/"),
+                })
+                .collect(),
+            prefix,
+            mode,
+            owner,
+            check_cmd: t.check_cmd.filter(|c| !c.trim().is_empty()),
+            reload_cmd: t.reload_cmd.filter(|c| !c.trim().is_empty()),
+            wait,
+            backup: t.backup,
+            command_timeout,
+        })
+    }
+
+    /// `-template "src:dest[:command]"` (paths relative to the working dir).
+    pub fn from_flag(spec: &str, global_prefix: &str) -> Result<Self, ResourceError> {
+        let invalid = |msg: &str| ResourceError::Invalid {
+            path: format!("-template {spec:?}"),
+            msg: msg.into(),
+        };
+        let mut parts = spec.splitn(3, ':');
+        let src = parts
+            .next()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("missing source"))?;
+        let dest = parts
+            .next()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("missing destination"))?;
+        let cmd = parts
+            .next()
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string);
+        Ok(Resource {
+            origin: format!("-template {src}"),
+            src: PathBuf::from(src),
+            dest: PathBuf::from(dest),
+            keys: vec![],
+            prefix: join_key(global_prefix, ""),
+            mode: None,
+            owner: Owner {
+                uid: None,
+                gid: None,
+            },
+            check_cmd: None,
+            reload_cmd: cmd,
+            wait: None,
+            backup: false,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        })
+    }
+}
+
+/// Load every `conf.d/*.toml` of `confdir` (sorted by name).
+pub fn load_dir(confdir: &Path, global_prefix: &str) -> Result<Vec<Resource>, ResourceError> {
+    let conf_d = confdir.join("conf.d");
+    let templates = confdir.join("templates");
+    let rd = match std::fs::read_dir(&conf_d) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(source) => {
+            return Err(ResourceError::Read {
+                path: conf_d.display().to_string(),
+                source,
+            })
+        }
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml") && p.is_file())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|source| ResourceError::Read {
+            path: f.display().to_string(),
+            source,
+        })?;
+        out.push(Resource::from_toml(&f, &text, &templates, global_prefix)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// confd's format parses unchanged; prefix joins keys; our additions parse.
+    #[test]
+    fn confd_resource() {
+        let text = r#"
+[template]
+src = "nginx.conf.tmpl"
+dest = "/tmp/nginx.conf"
+keys = ["/nginx", "/upstream"]
+prefix = "/app"
+mode = "0640"
+uid = 0
+check_cmd = "nginx -t -c {{.src}}"
+reload_cmd = "nginx -s reload"
+wait = "1s:5s"
+backup = true
+command_timeout = "10s"
+"#;
+        let r = Resource::from_toml(Path::new("conf.d/x.toml"), text, Path::new("/t"), "").unwrap();
+        assert_eq!(r.src, PathBuf::from("/t/nginx.conf.tmpl"));
+        assert_eq!(r.keys, ["app/nginx/", "app/upstream/"]);
+        assert_eq!(r.prefix, "app");
+        assert_eq!(r.mode, Some(0o640));
+        assert_eq!(r.owner.uid, Some(0));
+        assert_eq!(r.wait.unwrap().max, Duration::from_secs(5));
+        assert!(r.backup);
+        assert_eq!(r.command_timeout, Duration::from_secs(10));
+        let r = Resource::from_toml(
+            Path::new("x"),
+            "[template]\nsrc=\"a\"\ndest=\"b\"\n",
+            Path::new("/t"),
+            "/g",
+        )
+        .unwrap();
+        assert_eq!(r.prefix, "g");
+        assert_eq!(r.command_timeout, DEFAULT_COMMAND_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_resources() {
+        for (t, needle) in [
+            ("[template]\nsrc=\"a\"\n", "dest"),
+            ("[template]\nsrc=\"a\"\ndest=\"b\"\nmode=\"999\"\n", "mode"),
+            (
+                "[template]\nsrc=\"a\"\ndest=\"b\"\nuser=\"no-such-user-here\"\n",
+                "unknown user",
+            ),
+            ("[template]\nsrc=\"a\"\ndest=\"b\"\nwait=\"5s:1s\"\n", "max"),
+            ("[template]\nsrc=\"a\"\ndest=\"b\"\nbogus=1\n", "bogus"),
+        ] {
+            let e = Resource::from_toml(Path::new("x.toml"), t, Path::new("/t"), "")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{t}: {e}");
+        }
+    }
+
+    #[test]
+    fn template_flag() {
+        let r = Resource::from_flag("in.tmpl:out.conf:nginx -s reload", "").unwrap();
+        assert_eq!(r.reload_cmd.as_deref(), Some("nginx -s reload"));
+        assert!(Resource::from_flag("in.tmpl", "").is_err());
+        assert_eq!(Wait::parse("2s").unwrap().max, Duration::from_secs(8));
+        assert_eq!(join_key("/", "/a/b"), "a/b");
+    }
+}

@@ -1,0 +1,485 @@
+//! The daemon: load resources, render, write, run commands — and then
+//! re-render exactly the templates whose dependencies changed, debounced
+//! per template. SIGHUP and edits in conf.d/templates reload resources;
+//! SIGINT/SIGTERM stop cleanly.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::command;
+use crate::dependency::Dependency;
+use crate::exec::{Child, ExecSpec};
+use crate::render::{DataStore, Outcome, Renderer};
+use crate::resource::{self, Resource, Wait};
+use crate::watch::{self, Watches};
+use crate::write::{self, Target, Written};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Resource(#[from] resource::ResourceError),
+    #[error("{0}")]
+    Render(#[from] crate::render::RenderError),
+    #[error("no template resources: put *.toml files in {0}/conf.d or pass -template")]
+    Nothing(String),
+    #[error("starting child: {0}")]
+    Exec(std::io::Error),
+    #[error("signals: {0}")]
+    Signal(std::io::Error),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Once,
+    Watch,
+    Interval(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub confdir: PathBuf,
+    pub prefix: String,
+    pub templates: Vec<String>,
+    pub mode: Mode,
+    pub noop: bool,
+    pub sync_only: bool,
+    pub dry: bool,
+    pub keep_stage: bool,
+    pub wait: Option<Wait>,
+    pub exec: Option<ExecSpec>,
+}
+
+struct Tpl {
+    res: Resource,
+    name: String,
+    deps: BTreeSet<Dependency>,
+    /// (first change, last change, what changed) while a render is pending.
+    dirty: Option<(Instant, Instant, BTreeSet<String>)>,
+    ok: bool,
+}
+
+impl Tpl {
+    fn declared(&self) -> BTreeSet<Dependency> {
+        self.res
+            .keys
+            .iter()
+            .map(|k| Dependency::KvPrefix(k.clone()))
+            .collect()
+    }
+    fn mark(&mut self, why: String) {
+        let now = Instant::now();
+        match &mut self.dirty {
+            Some((_, last, whys)) => {
+                *last = now;
+                whys.insert(why);
+            }
+            None => self.dirty = Some((now, now, BTreeSet::from([why]))),
+        }
+    }
+}
+
+/// Load resources and compile their templates.
+fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>, RunError> {
+    let mut resources = resource::load_dir(&opts.confdir, &opts.prefix)?;
+    for t in &opts.templates {
+        resources.push(Resource::from_flag(t, &opts.prefix)?);
+    }
+    if resources.is_empty() {
+        return Err(RunError::Nothing(opts.confdir.display().to_string()));
+    }
+    // Compile into fresh names first, so a broken edit leaves the old set intact.
+    let generation = rand::random::<u32>();
+    let mut out = Vec::new();
+    for (i, res) in resources.into_iter().enumerate() {
+        let name = format!("{}#{generation}-{i}", res.src.display());
+        if let Err(e) = renderer.load(&name, &res.src) {
+            for t in &out {
+                let t: &Tpl = t;
+                renderer.unload(&t.name);
+            }
+            return Err(e.into());
+        }
+        let deps = old
+            .iter()
+            .find(|o| o.res == res)
+            .map(|o| o.deps.clone())
+            .unwrap_or_default();
+        let mut t = Tpl {
+            res,
+            name,
+            deps,
+            dirty: None,
+            ok: false,
+        };
+        t.deps.extend(t.declared());
+        out.push(t);
+    }
+    for o in old {
+        renderer.unload(&o.name);
+    }
+    Ok(out)
+}
+
+pub struct Runner {
+    opts: Options,
+    backend: Arc<Backend>,
+    store: Arc<DataStore>,
+    renderer: Renderer,
+    tpls: Vec<Tpl>,
+}
+
+/// What one render pass did.
+#[derive(Default)]
+struct Pass {
+    changed: usize,
+    failed: usize,
+}
+
+impl Runner {
+    pub fn new(opts: Options, backend: Backend) -> Result<Self, RunError> {
+        let store = Arc::new(DataStore::default());
+        let mut renderer = Renderer::new(store.clone());
+        let tpls = load(&opts, &mut renderer, &[])?;
+        Ok(Self {
+            opts,
+            backend: Arc::new(backend),
+            store,
+            renderer,
+            tpls,
+        })
+    }
+
+    fn target<'a>(&self, t: &'a Tpl) -> Target<'a> {
+        Target {
+            dest: &t.res.dest,
+            mode: t.res.mode,
+            owner: t.res.owner,
+            check_cmd: if self.opts.sync_only {
+                None
+            } else {
+                t.res.check_cmd.as_deref()
+            },
+            backup: t.res.backup,
+            keep_stage: self.opts.keep_stage,
+            command_timeout: t.res.command_timeout,
+        }
+    }
+
+    /// Render the templates at `which`, write what changed, then run each
+    /// distinct reload command once, in order.
+    async fn pass(&mut self, which: &[usize]) -> Pass {
+        let mut pass = Pass::default();
+        let mut commands: Vec<(String, Duration)> = Vec::new();
+        for &i in which {
+            let started = Instant::now();
+            let trigger = self.tpls[i]
+                .dirty
+                .take()
+                .map(|(_, _, w)| w.into_iter().collect::<Vec<_>>().join(","))
+                .unwrap_or_else(|| "startup".into());
+            let (outcome, used) = {
+                let t = &self.tpls[i];
+                self.renderer.render(&t.name, &t.res.prefix, &t.res.keys)
+            };
+            let t = &mut self.tpls[i];
+            t.deps = t.declared().into_iter().chain(used).collect();
+            let dest = t.res.dest.display().to_string();
+            let text = match outcome {
+                Outcome::Missing(m) => {
+                    let m: Vec<String> = m.iter().map(ToString::to_string).collect();
+                    tracing::debug!(template = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
+                    continue;
+                }
+                Outcome::Failed(e) => {
+                    pass.failed += 1;
+                    t.ok = false;
+                    tracing::error!(template = %dest, src = %t.res.src.display(), trigger = %trigger, error = %e, "render failed; destination left as it was");
+                    continue;
+                }
+                Outcome::Rendered(text) => text,
+            };
+            let t = &self.tpls[i];
+            if self.opts.dry {
+                println!("> {dest}\n{text}");
+                self.tpls[i].ok = true;
+                continue;
+            }
+            if self.opts.noop {
+                let old = std::fs::read_to_string(&t.res.dest).unwrap_or_default();
+                if old != text {
+                    let diff = similar::TextDiff::from_lines(&old, &text)
+                        .unified_diff()
+                        .header(&dest, &format!("{dest} (rendered)"))
+                        .to_string();
+                    tracing::info!(template = %dest, "noop: would change\n{diff}");
+                } else {
+                    tracing::info!(template = %dest, "noop: unchanged");
+                }
+                self.tpls[i].ok = true;
+                continue;
+            }
+            let target = self.target(t);
+            let result = write::write(&target, text.as_bytes()).await;
+            let reload = t.res.reload_cmd.clone();
+            let timeout = t.res.command_timeout;
+            let took = started.elapsed();
+            match result {
+                Ok(Written::Unchanged) => {
+                    tracing::info!(template = %dest, trigger = %trigger, changed = false, duration_us = took.as_micros() as u64, "rendered");
+                    self.tpls[i].ok = true;
+                }
+                Ok(Written::Changed) => {
+                    tracing::info!(template = %dest, trigger = %trigger, changed = true, duration_us = took.as_micros() as u64, "rendered");
+                    pass.changed += 1;
+                    self.tpls[i].ok = true;
+                    if let Some(c) = reload.filter(|_| !self.opts.sync_only) {
+                        if !commands.iter().any(|(x, _)| *x == c) {
+                            commands.push((c, timeout));
+                        }
+                    }
+                }
+                Err(e) => {
+                    pass.failed += 1;
+                    self.tpls[i].ok = false;
+                    tracing::error!(template = %dest, trigger = %trigger, error = %e, "not written; destination left as it was");
+                }
+            }
+        }
+        for (c, timeout) in commands {
+            match command::run(&c, timeout).await {
+                Ok(r) if r.success() => {
+                    tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command ran");
+                }
+                Ok(r) => {
+                    pass.failed += 1;
+                    tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command failed; still running");
+                }
+                Err(e) => {
+                    pass.failed += 1;
+                    tracing::error!(command = %c, error = %e, "reload command could not start; still running");
+                }
+            }
+        }
+        pass
+    }
+
+    /// `-onetime`: fetch what the templates need, render once, exit status.
+    pub async fn once(mut self) -> i32 {
+        let all: Vec<usize> = (0..self.tpls.len()).collect();
+        for round in 0..32 {
+            let mut missing = BTreeSet::new();
+            for t in &self.tpls {
+                let (o, used) = self.renderer.render(&t.name, &t.res.prefix, &t.res.keys);
+                if let Outcome::Missing(m) = o {
+                    missing.extend(m);
+                }
+                missing.extend(used.into_iter().filter(|d| !self.store.has(d)));
+                missing.extend(t.declared().into_iter().filter(|d| !self.store.has(d)));
+            }
+            if missing.is_empty() {
+                break;
+            }
+            tracing::debug!(round, missing = missing.len(), "fetching");
+            for d in missing {
+                match self.backend.fetch(&d, 0, watch::BLOCK_WAIT).await {
+                    Ok((data, _)) => {
+                        self.store.put(&d, data);
+                    }
+                    Err(e) => {
+                        tracing::error!(dependency = %d, error = %e, "fetch failed");
+                        return 1;
+                    }
+                }
+            }
+        }
+        let pass = self.pass(&all).await;
+        let incomplete = self.tpls.iter().filter(|t| !t.ok).count();
+        if pass.failed > 0 || incomplete > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Run as a daemon (watch or interval mode) until SIGINT/SIGTERM, or
+    /// until the supervised child exits. Returns the exit code.
+    pub async fn run(mut self) -> Result<i32, RunError> {
+        let stop = CancellationToken::new();
+        let mode = match self.opts.mode {
+            Mode::Interval(d) => watch::Mode::Poll(d),
+            _ => watch::Mode::Block,
+        };
+        let (mut watches, mut changes) =
+            Watches::new(self.backend.clone(), self.store.clone(), mode, stop.clone());
+        let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signal)?;
+        let mut usr2 = signal(SignalKind::user_defined2()).map_err(RunError::Signal)?;
+        let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
+        let _fs_watcher = watch_dirs(&self.opts.confdir, fs_tx);
+        let mut child: Option<Child> = None;
+        let mut fs_pending: Option<Instant> = None;
+        for t in &mut self.tpls {
+            t.mark("startup".into());
+        }
+        let mut first_pass = true;
+        loop {
+            // Render what is due.
+            let now = Instant::now();
+            let due: Vec<usize> = self
+                .tpls
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| match (&t.dirty, t.res.wait.or(self.opts.wait)) {
+                    (None, _) => false,
+                    (Some(_), _) if first_pass => true,
+                    (Some(_), None) => true,
+                    (Some((first, last, _)), Some(w)) => {
+                        now >= *last + w.min || now >= *first + w.max
+                    }
+                })
+                .map(|(i, _)| i)
+                .collect();
+            first_pass = false;
+            if !due.is_empty() {
+                let pass = self.pass(&due).await;
+                if pass.changed > 0 {
+                    if let Some(c) = &mut child {
+                        match c.spec.reload_signal {
+                            Some(sig) => {
+                                tracing::info!(signal = %sig, "sending reload signal to child");
+                                c.signal(sig);
+                            }
+                            None => {
+                                tracing::info!("restarting child");
+                                let spec = c.spec.clone();
+                                c.stop().await;
+                                child = Some(Child::start(spec).map_err(RunError::Exec)?);
+                            }
+                        }
+                    }
+                }
+            }
+            let needed: BTreeSet<Dependency> = self
+                .tpls
+                .iter()
+                .flat_map(|t| t.deps.iter().cloned())
+                .collect();
+            watches.ensure(&needed);
+            if child.is_none() && self.tpls.iter().all(|t| t.ok) {
+                if let Some(spec) = &self.opts.exec {
+                    child = Some(Child::start(spec.clone()).map_err(RunError::Exec)?);
+                }
+            }
+            // Sleep until a change, a debounce deadline, or a signal.
+            let deadline = self
+                .tpls
+                .iter()
+                .filter_map(|t| {
+                    let (first, last, _) = t.dirty.as_ref()?;
+                    let w = t.res.wait.or(self.opts.wait)?;
+                    Some((*last + w.min).min(*first + w.max))
+                })
+                .chain(fs_pending.map(|t| t + Duration::from_millis(200)))
+                .min();
+            let sleep_until =
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let child_exit = async {
+                match child.as_mut() {
+                    Some(c) => c.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(dep) = changes.recv() => {
+                    let mut deps = vec![dep];
+                    while let Ok(d) = changes.try_recv() {
+                        deps.push(d);
+                    }
+                    for d in deps {
+                        let why = d.to_string();
+                        for t in self.tpls.iter_mut().filter(|t| t.deps.contains(&d)) {
+                            t.mark(why.clone());
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_until.into()) => {
+                    if fs_pending.is_some_and(|t| t.elapsed() >= Duration::from_millis(200)) {
+                        fs_pending = None;
+                        self.reload("conf.d or templates changed");
+                    }
+                }
+                Some(()) = fs_rx.recv() => {
+                    while fs_rx.try_recv().is_ok() {}
+                    fs_pending = Some(Instant::now());
+                }
+                _ = hup.recv() => self.reload("SIGHUP"),
+                _ = usr1.recv() => if let Some(c) = &child { c.signal(nix::sys::signal::Signal::SIGUSR1) },
+                _ = usr2.recv() => if let Some(c) = &child { c.signal(nix::sys::signal::Signal::SIGUSR2) },
+                code = child_exit => {
+                    tracing::info!(code, "child exited");
+                    stop.cancel();
+                    return Ok(code);
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("stopping");
+        stop.cancel();
+        let code = match child.as_mut() {
+            Some(c) => c.stop().await,
+            None => 0,
+        };
+        Ok(code)
+    }
+
+    /// Re-read resources and templates; on error keep running the old ones.
+    fn reload(&mut self, why: &str) {
+        match load(&self.opts, &mut self.renderer, &self.tpls) {
+            Ok(mut tpls) => {
+                for t in &mut tpls {
+                    t.mark(format!("reload ({why})"));
+                }
+                tracing::info!(resources = tpls.len(), reason = why, "resources reloaded");
+                self.tpls = tpls;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reason = why, "reload failed; keeping the previous resources")
+            }
+        }
+    }
+}
+
+/// Watch conf.d and templates for edits (new, changed, removed files).
+fn watch_dirs(
+    confdir: &std::path::Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .ok()?;
+    for d in ["conf.d", "templates"] {
+        let p = confdir.join(d);
+        if p.is_dir() {
+            if let Err(e) = w.watch(&p, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %p.display(), error = %e, "cannot watch for edits");
+            }
+        }
+    }
+    Some(w)
+}

@@ -1,0 +1,237 @@
+//! Atomic file replacement: stage next to the destination (a rename never
+//! crosses filesystems), fsync, set mode and owner (keeping the existing
+//! file's when none is configured), run the check command on the staged
+//! file, keep a backup if asked, rename over the destination, fsync the
+//! directory. Nothing is touched when bytes, mode and owner are unchanged.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::command;
+use crate::resource::Owner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("check_cmd {cmd:?} failed ({status}): {output}")]
+    CheckFailed {
+        cmd: String,
+        status: String,
+        output: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Unchanged,
+    Changed,
+}
+
+pub struct Target<'a> {
+    pub dest: &'a Path,
+    pub mode: Option<u32>,
+    pub owner: Owner,
+    pub check_cmd: Option<&'a str>,
+    pub backup: bool,
+    pub keep_stage: bool,
+    pub command_timeout: Duration,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What would be written: mode and owner after applying defaults.
+pub fn desired(t: &Target) -> (u32, Option<u32>, Option<u32>) {
+    let meta = std::fs::metadata(t.dest).ok();
+    let mode = t
+        .mode
+        .or_else(|| meta.as_ref().map(|m| m.permissions().mode() & 0o7777))
+        .unwrap_or(0o644);
+    let uid = t.owner.uid.or_else(|| meta.as_ref().map(|m| m.uid()));
+    let gid = t.owner.gid.or_else(|| meta.as_ref().map(|m| m.gid()));
+    (mode, uid, gid)
+}
+
+/// True when dest already has exactly these bytes, mode and owner.
+pub fn unchanged(t: &Target, contents: &[u8]) -> bool {
+    let Ok(meta) = std::fs::metadata(t.dest) else {
+        return false;
+    };
+    let (mode, uid, gid) = desired(t);
+    meta.permissions().mode() & 0o7777 == mode
+        && uid.map(|u| u == meta.uid()).unwrap_or(true)
+        && gid.map(|g| g == meta.gid()).unwrap_or(true)
+        && meta.len() == contents.len() as u64
+        && std::fs::read(t.dest)
+            .map(|b| b == contents)
+            .unwrap_or(false)
+}
+
+fn stage_path(dest: &Path) -> PathBuf {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(format!(
+        ".{name}.tribune-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Write `contents` to `t.dest` atomically (see the module docs).
+pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteError> {
+    if unchanged(t, contents) {
+        return Ok(Written::Unchanged);
+    }
+    let (mode, uid, gid) = desired(t);
+    let dir = t
+        .dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let stage = stage_path(t.dest);
+    let result = async {
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&stage)
+                .map_err(io(&stage))?;
+            f.write_all(contents).map_err(io(&stage))?;
+            // Explicit chmod: the umask must not change the configured mode.
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(io(&stage))?;
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::fchown(&f, uid, gid).map_err(io(&stage))?;
+            }
+            f.sync_all().map_err(io(&stage))?;
+        }
+        if let Some(cmd) = t.check_cmd {
+            let cmd = cmd.replace("{{.src}}", &stage.display().to_string());
+            let r = command::run(&cmd, t.command_timeout)
+                .await
+                .map_err(io(&stage))?;
+            if !r.success() {
+                return Err(WriteError::CheckFailed {
+                    cmd,
+                    status: r.describe(),
+                    output: r.output,
+                });
+            }
+        }
+        if t.backup && t.dest.exists() {
+            let mut bak = t.dest.as_os_str().to_owned();
+            bak.push(".bak");
+            let bak = PathBuf::from(bak);
+            std::fs::copy(t.dest, &bak).map_err(io(&bak))?;
+            std::fs::File::open(&bak)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&bak))?;
+        }
+        std::fs::rename(&stage, t.dest).map_err(io(t.dest))?;
+        sync_dir(&dir).map_err(io(&dir))?;
+        Ok(Written::Changed)
+    }
+    .await;
+    if result.is_err() && !t.keep_stage {
+        let _ = std::fs::remove_file(&stage);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target<'a>(dest: &'a Path, check: Option<&'a str>) -> Target<'a> {
+        Target {
+            dest,
+            mode: None,
+            owner: Owner {
+                uid: None,
+                gid: None,
+            },
+            check_cmd: check,
+            backup: false,
+            keep_stage: false,
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Creates parents, keeps an existing mode, skips identical content,
+    /// and a failing check leaves the old file untouched with no stage left.
+    #[tokio::test]
+    async fn atomic_write_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b/out.conf");
+        assert_eq!(
+            write(&target(&dest, None), b"one").await.unwrap(),
+            Written::Changed
+        );
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
+        assert_eq!(
+            write(&target(&dest, None), b"one").await.unwrap(),
+            Written::Unchanged
+        );
+        assert_eq!(std::fs::metadata(&dest).unwrap().modified().unwrap(), mtime);
+        assert_eq!(
+            write(&target(&dest, None), b"two").await.unwrap(),
+            Written::Changed
+        );
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let e = write(&target(&dest, Some("grep -q good {{.src}}")), b"bad")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, WriteError::CheckFailed { .. }), "{e}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(dest.parent().unwrap()).unwrap().count(),
+            1,
+            "stage file left behind"
+        );
+        assert_eq!(
+            write(&target(&dest, Some("grep -q good {{.src}}")), b"good")
+                .await
+                .unwrap(),
+            Written::Changed
+        );
+        let mut t = target(&dest, None);
+        t.backup = true;
+        t.mode = Some(0o640);
+        write(&t, b"three").await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/out.conf.bak")).unwrap(),
+            b"good"
+        );
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+}

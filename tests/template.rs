@@ -1,0 +1,564 @@
+//! tribune-template against the real `tribune agent -dev` binary: fixtures
+//! compared exactly, watch and interval modes, commands, failures, restarts,
+//! signals, exec mode.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tribune_tests::{client, copy_dir, root, run_renderer, Agent, Renderer};
+
+fn put(a: &Agent, key: &str, v: &str) {
+    let r = client()
+        .put(format!("{}/v1/kv/{key}", a.url))
+        .body(v.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "true");
+}
+
+fn load_fixture_data(a: &Agent, fixture: &Path) {
+    if let Ok(text) = std::fs::read_to_string(fixture.join("kv.json")) {
+        let kv: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+        for (k, v) in kv {
+            put(a, &k, v.as_str().unwrap());
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(fixture.join("services.json")) {
+        let list: Vec<Value> = serde_json::from_str(&text).unwrap();
+        for s in list {
+            let r = client()
+                .put(format!("{}/v1/agent/service/register", a.url))
+                .json(&s)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        // wait for anti-entropy to put them in the catalog
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            let v: Value = client()
+                .get(format!("{}/v1/health/service/web", a.url))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if v.as_array().map(|a| a.len()) == Some(3) {
+                let crit = v.as_array().unwrap().iter().any(|e| {
+                    e["Checks"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["Status"] == "critical")
+                });
+                if crit {
+                    break;
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Compare every expect/<file> with out/<file>, byte for byte.
+fn assert_matches_expect(fixture: &Path, work: &Path) {
+    for e in std::fs::read_dir(fixture.join("expect")).unwrap() {
+        let e = e.unwrap();
+        let want = std::fs::read_to_string(e.path()).unwrap();
+        let got = std::fs::read_to_string(work.join("out").join(e.file_name()))
+            .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+        assert_eq!(
+            got,
+            want,
+            "fixture {} file {:?}",
+            fixture.display(),
+            e.file_name()
+        );
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// confd-style fixture dirs render exactly their expect/ files with -onetime.
+#[test]
+fn fixtures_render_exactly() {
+    let a = Agent::dev(&[]);
+    for name in ["confd-nginx", "helpers", "consul-template"] {
+        let fx = fixture(name);
+        load_fixture_data(&a, &fx);
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(&fx, work.path());
+        let out = run_renderer(
+            work.path(),
+            &["-onetime", "-confdir", ".", "-node", &a.addr],
+            &[("TRIBUNE_FIXTURE_ENV", "from-test")],
+        );
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert_matches_expect(&fx, work.path());
+    }
+    // mode from the resource
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("confd-nginx"), work.path());
+    run_renderer(work.path(), &["-onetime", "-node", &a.addr], &[]);
+    let m = std::fs::metadata(work.path().join("out/nginx.conf")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o640);
+}
+
+/// The file backend renders without any agent.
+#[test]
+fn file_backend_renders_alone() {
+    let fx = fixture("file-backend");
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(&fx, work.path());
+    let out = run_renderer(
+        work.path(),
+        &["-onetime", "-backend", "file", "-file", "data.yaml"],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_matches_expect(&fx, work.path());
+    // env backend
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("t")).unwrap();
+    std::fs::write(
+        work.path().join("t/e.tmpl"),
+        "port={{getv \"/myapp/port\"}}\n",
+    )
+    .unwrap();
+    let out = run_renderer(
+        work.path(),
+        &[
+            "-onetime",
+            "-backend",
+            "env",
+            "-template",
+            "t/e.tmpl:out/e.conf",
+        ],
+        &[("MYAPP_PORT", "7070")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("out/e.conf")).unwrap(),
+        "port=7070\n"
+    );
+}
+
+/// A work dir with one resource watching `app/` and a reload command that
+/// appends to reload.log.
+fn watch_dir(extra_toml: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("conf.d")).unwrap();
+    std::fs::create_dir_all(w.join("templates")).unwrap();
+    std::fs::write(
+        w.join("templates/app.tmpl"),
+        "port={{getv \"/app/port\" \"80\"}}\nname={{getv \"/app/name\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("conf.d/app.toml"),
+        format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"out/app.conf\"\nkeys = [\"/app\"]\nreload_cmd = \"echo reloaded >> reload.log\"\n{extra_toml}"
+        ),
+    )
+    .unwrap();
+    work
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn wait_file(p: &Path, want: &str, limit: Duration) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if read(p).contains(want) {
+            return t.elapsed();
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    panic!(
+        "{} never contained {want:?}; has {:?}",
+        p.display(),
+        read(p)
+    );
+}
+
+fn reloads(w: &Path) -> usize {
+    read(&w.join("reload.log")).lines().count()
+}
+
+/// A PUT of a watched key re-renders and runs reload_cmd; a write to an
+/// unwatched key renders nothing; an unchanged render touches nothing.
+#[test]
+fn watch_mode_renders_on_put_only() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "one");
+    let work = watch_dir("");
+    let w = work.path();
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    let dest = w.join("out/app.conf");
+    wait_file(&dest, "name=one", Duration::from_secs(10));
+    r.wait_log(&["reload command ran"], 1, Duration::from_secs(5));
+    assert_eq!(reloads(w), 1);
+    let took = {
+        put(&a, "app/port", "8081");
+        wait_file(&dest, "port=8081", Duration::from_secs(5))
+    };
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    r.wait_log(&["reload command ran"], 2, Duration::from_secs(5));
+    assert_eq!(reloads(w), 2);
+    let renders = r.count(&["rendered"]);
+    let mtime = std::fs::metadata(&dest).unwrap().mtime_nsec();
+    // unrelated writes: no render at all
+    put(&a, "web/other", "x");
+    put(&a, "application", "x");
+    thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        r.count(&["rendered"]),
+        renders,
+        "an unwatched key caused a render:\n{}",
+        r.log_text()
+    );
+    // same value again: rendered, unchanged, no command, mtime kept
+    put(&a, "app/port", "8081");
+    thread::sleep(Duration::from_millis(700));
+    assert_eq!(std::fs::metadata(&dest).unwrap().mtime_nsec(), mtime);
+    assert_eq!(reloads(w), 2, "a command ran for an unchanged file");
+}
+
+/// -interval 1 picks up a change without blocking queries.
+#[test]
+fn interval_mode_polls() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "i1");
+    let work = watch_dir("");
+    let r = Renderer::spawn(work.path(), &["-node", &a.addr, "-interval", "1"], &[]);
+    let dest = work.path().join("out/app.conf");
+    wait_file(&dest, "name=i1", Duration::from_secs(10));
+    put(&a, "app/name", "i2");
+    let took = wait_file(&dest, "name=i2", Duration::from_secs(5));
+    assert!(took <= Duration::from_millis(2500), "{took:?}");
+    drop(r);
+}
+
+/// A failing check_cmd keeps the old file; a failing reload_cmd keeps the daemon running.
+#[test]
+fn failing_commands() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "good");
+    let work = watch_dir("check_cmd = \"! grep -q bad {{.src}}\"\n");
+    let w = work.path();
+    std::fs::write(
+        w.join("conf.d/app.toml"),
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"out/app.conf\"\nkeys = [\"/app\"]\ncheck_cmd = \"! grep -q bad {{.src}}\"\nreload_cmd = \"echo boom; exit 7\"\n",
+    )
+    .unwrap();
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    let dest = w.join("out/app.conf");
+    wait_file(&dest, "name=good", Duration::from_secs(10));
+    r.wait_log(
+        &["reload command failed", "exit 7"],
+        1,
+        Duration::from_secs(5),
+    );
+    put(&a, "app/name", "bad");
+    r.wait_log(&["check_cmd"], 1, Duration::from_secs(5));
+    assert!(
+        read(&dest).contains("name=good"),
+        "check failure replaced the file"
+    );
+    assert_eq!(
+        std::fs::read_dir(w.join("out")).unwrap().count(),
+        1,
+        "stage file left behind"
+    );
+    put(&a, "app/name", "fine");
+    wait_file(&dest, "name=fine", Duration::from_secs(5));
+    r.wait_log(&["reload command failed"], 2, Duration::from_secs(5));
+}
+
+/// Agent killed and restarted while watching: the file is never blanked and
+/// the runner catches up after the restart.
+#[test]
+fn agent_restart_never_blanks() {
+    let data = tempfile::tempdir().unwrap();
+    let mut a = Agent::server(data.path(), &[]);
+    put(&a, "app/name", "before");
+    let work = watch_dir("");
+    let w = work.path();
+    let dest = w.join("out/app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    wait_file(&dest, "name=before", Duration::from_secs(10));
+    let port = a.addr.rsplit_once(':').unwrap().1.to_string();
+    a.kill9();
+    // While the agent is down the file stays intact.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        assert!(
+            read(&dest).contains("name=before"),
+            "file changed while the agent was down"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    r.wait_log(&["fetch failed"], 1, Duration::from_secs(5));
+    let a = Agent::server(data.path(), &["-http-port", &port]);
+    put(&a, "app/name", "after");
+    wait_file(&dest, "name=after", Duration::from_secs(15));
+    assert!(read(&dest).contains("port=80"));
+}
+
+/// A missing key fails only its template (error names key and template);
+/// others are written; -onetime exits 1. Bad config exits 2.
+#[test]
+fn missing_key_and_exit_codes() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/port", "1");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/ok.tmpl"), "p={{getv \"/app/port\"}}\n").unwrap();
+    std::fs::write(w.join("t/bad.tmpl"), "n={{getv \"/app/missing\"}}\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-once",
+            "-node",
+            &a.addr,
+            "-template",
+            "t/ok.tmpl:out/ok.conf",
+            "-template",
+            "t/bad.tmpl:out/bad.conf",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("app/missing") && out.stderr.contains("bad.tmpl"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(read(&w.join("out/ok.conf")), "p=1\n");
+    assert!(!w.join("out/bad.conf").exists());
+    // Go template syntax: error with file:line and the Handlebars form; exit 2
+    std::fs::write(
+        w.join("t/go.tmpl"),
+        "a\n{{range getvs \"/x/*\"}}{{.}}{{end}}\n",
+    )
+    .unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-once",
+            "-node",
+            &a.addr,
+            "-template",
+            "t/go.tmpl:out/go.conf",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("t/go.tmpl:2") && out.stderr.contains("{{#each"),
+        "{}",
+        out.stderr
+    );
+    // agent unreachable in -onetime: exit 1, nothing written
+    let out = run_renderer(
+        w,
+        &[
+            "-once",
+            "-node",
+            "127.0.0.1:1",
+            "-template",
+            "t/ok.tmpl:out/none.conf",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    assert!(!w.join("out/none.conf").exists());
+    // bad flags and config
+    assert_eq!(run_renderer(w, &["-backend", "nope", "-once"], &[]).code, 2);
+    assert_eq!(
+        run_renderer(
+            w,
+            &["-once", "-wait", "9s:1s", "-template", "t/ok.tmpl:o"],
+            &[]
+        )
+        .code,
+        2
+    );
+    assert_eq!(
+        run_renderer(w, &["-once", "-confdir", "/nonexistent"], &[]).code,
+        2
+    );
+}
+
+/// -noop logs a diff and writes nothing; -dry prints to stdout.
+#[test]
+fn noop_and_dry() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "n1");
+    let work = watch_dir("");
+    let w = work.path();
+    std::fs::create_dir_all(w.join("out")).unwrap();
+    std::fs::write(w.join("out/app.conf"), "port=80\nname=old\n").unwrap();
+    let out = run_renderer(w, &["-once", "-noop", "-node", &a.addr], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("-name=old") && out.stderr.contains("+name=n1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(read(&w.join("out/app.conf")), "port=80\nname=old\n");
+    assert_eq!(reloads(w), 0);
+    let out = run_renderer(w, &["-once", "-dry", "-node", &a.addr], &[]);
+    assert!(out.stdout.contains("name=n1"), "{}", out.stdout);
+    assert_eq!(read(&w.join("out/app.conf")), "port=80\nname=old\n");
+    let out = run_renderer(w, &["-once", "-sync-only", "-node", &a.addr], &[]);
+    assert_eq!(out.code, 0);
+    assert!(read(&w.join("out/app.conf")).contains("name=n1"));
+    assert_eq!(reloads(w), 0, "-sync-only ran a command");
+}
+
+/// Owner and mode of an existing file are kept when none is configured.
+#[test]
+fn owner_and_mode_kept() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "m1");
+    let work = watch_dir("");
+    let w = work.path();
+    std::fs::create_dir_all(w.join("out")).unwrap();
+    let dest = w.join("out/app.conf");
+    std::fs::write(&dest, "old").unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o604)).unwrap();
+    // a different owner, when we can (tests usually run as root)
+    let chown_to = if unsafe { libc::geteuid() } == 0 {
+        Some(65534u32)
+    } else {
+        None
+    };
+    if let Some(id) = chown_to {
+        std::os::unix::fs::chown(&dest, Some(id), Some(id)).unwrap();
+    }
+    let out = run_renderer(w, &["-once", "-node", &a.addr], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let m = std::fs::metadata(&dest).unwrap();
+    assert!(read(&dest).contains("name=m1"));
+    assert_eq!(m.permissions().mode() & 0o777, 0o604);
+    if let Some(id) = chown_to {
+        assert_eq!((m.uid(), m.gid()), (id, id));
+    }
+}
+
+/// SIGHUP picks up a new resource; an edit in conf.d applies without a signal.
+#[test]
+fn sighup_and_confd_edits() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "h1");
+    put(&a, "other/v", "o1");
+    let work = watch_dir("");
+    let w = work.path();
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    wait_file(&w.join("out/app.conf"), "name=h1", Duration::from_secs(10));
+    std::fs::write(w.join("templates/other.tmpl"), "v={{getv \"/other/v\"}}\n").unwrap();
+    std::fs::write(
+        w.join("conf.d/other.toml"),
+        "[template]\nsrc = \"other.tmpl\"\ndest = \"out/other.conf\"\n",
+    )
+    .unwrap();
+    // picked up by the directory watch (no signal)
+    wait_file(&w.join("out/other.conf"), "v=o1", Duration::from_secs(5));
+    // and SIGHUP reloads too: edit a template, signal
+    std::fs::write(
+        w.join("templates/other.tmpl"),
+        "value={{getv \"/other/v\"}}\n",
+    )
+    .unwrap();
+    r.signal(libc::SIGHUP);
+    wait_file(
+        &w.join("out/other.conf"),
+        "value=o1",
+        Duration::from_secs(5),
+    );
+    put(&a, "other/v", "o2");
+    wait_file(
+        &w.join("out/other.conf"),
+        "value=o2",
+        Duration::from_secs(5),
+    );
+    // a broken edit keeps the old resources running
+    std::fs::write(w.join("conf.d/broken.toml"), "[template]\nsrc = 1\n").unwrap();
+    r.wait_log(&["reload failed"], 1, Duration::from_secs(5));
+    put(&a, "app/name", "h2");
+    wait_file(&w.join("out/app.conf"), "name=h2", Duration::from_secs(5));
+}
+
+/// Exec mode: the child starts after the first render, gets the reload
+/// signal on change, and its exit code becomes ours on shutdown.
+#[test]
+fn exec_mode_signals_child() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "e1");
+    let work = watch_dir("");
+    let w = work.path();
+    std::fs::write(
+        w.join("child.sh"),
+        "#!/bin/sh\necho started >> child.log\ntrap 'echo hup >> child.log' HUP\ntrap 'echo term >> child.log; exit 3' TERM\nwhile true; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(w.join("child.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            &a.addr,
+            "-exec",
+            "./child.sh",
+            "-exec-reload-signal",
+            "SIGHUP",
+            "-exec-kill-timeout",
+            "5s",
+        ],
+        &[],
+    );
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    assert!(
+        read(&w.join("out/app.conf")).contains("name=e1"),
+        "child started before the first render"
+    );
+    put(&a, "app/name", "e2");
+    wait_file(&w.join("child.log"), "hup", Duration::from_secs(5));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(3));
+    assert!(read(&w.join("child.log")).contains("term"));
+}
+
+/// Debounce: with wait = "300ms:2s", a burst of changes renders once.
+#[test]
+fn debounce_wait() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "d0");
+    let work = watch_dir("wait = \"300ms:2s\"\n");
+    let w = work.path();
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    wait_file(&w.join("out/app.conf"), "name=d0", Duration::from_secs(10));
+    r.wait_log(&["rendered", "changed=true"], 1, Duration::from_secs(5));
+    let before = r.count(&["rendered", "changed=true"]);
+    for i in 1..=5 {
+        put(&a, "app/name", &format!("d{i}"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    wait_file(&w.join("out/app.conf"), "name=d5", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        r.count(&["rendered", "changed=true"]),
+        before + 1,
+        "{}",
+        r.log_text()
+    );
+}
