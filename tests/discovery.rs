@@ -451,6 +451,224 @@ fn ttl_expiry_and_reaping() {
     );
 }
 
+/// A real gRPC health server (tonic-health), served by tonic on
+/// 127.0.0.1:0 from a tokio runtime whose worker is a background thread.
+struct GrpcHealth {
+    rt: tokio::runtime::Runtime,
+    reporter: tonic_health::server::HealthReporter,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    port: u16,
+}
+
+impl GrpcHealth {
+    fn start() -> GrpcHealth {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let incoming = rt
+            .block_on(async {
+                tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap())
+            })
+            .unwrap();
+        let port = incoming.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                }),
+        );
+        GrpcHealth {
+            rt,
+            reporter,
+            stop: Some(stop),
+            port,
+        }
+    }
+
+    /// A TLS front for the server (self-signed certificate for localhost and
+    /// 127.0.0.1 from tests/data, ALPN h2), as a gRPC server with TLS looks
+    /// to a client. Returns its port.
+    fn tls_front(&self) -> u16 {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(include_bytes!("data/grpc-test-cert.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("data/grpc-test-key.pem")).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let backend = self.port;
+        self.rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn set(&self, service: &str, status: tonic_health::ServingStatus) {
+        self.rt
+            .block_on(self.reporter.set_service_status(service, status));
+    }
+
+    /// Stop serving and close every connection.
+    fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// GRPC checks speak the gRPC health protocol: `host:port/service` asks about
+/// that service; SERVING is passing, NOT_SERVING, an unknown service and a
+/// server that is gone are critical, with Consul's output text.
+#[test]
+fn grpc_checks() {
+    let server = GrpcHealth::start();
+    let a = Agent::dev(&[]);
+    let target = format!("127.0.0.1:{}/my.Service", server.port);
+    let r = put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "g", "Check": {"GRPC": target, "Interval": "500ms"}}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let check = || get_json(&a, "agent/checks")["service:g"].clone();
+    // the server does not know my.Service yet: NOT_FOUND from the server
+    wait_until("unknown service probed", Duration::from_secs(5), || {
+        check()["Output"]
+            .as_str()
+            .is_some_and(|o| o.contains("NotFound"))
+    });
+    assert_eq!(check()["Status"], "critical");
+    assert_eq!(check()["Type"], "grpc");
+
+    server.set("my.Service", tonic_health::ServingStatus::Serving);
+    wait_until("passing", Duration::from_secs(5), || {
+        check()["Status"] == "passing"
+    });
+    assert_eq!(check()["Output"], format!("gRPC check {target}: success"));
+    wait_until("g in ?passing", Duration::from_secs(5), || {
+        passing_ids(&a, "g") == ["g"]
+    });
+
+    server.set("my.Service", tonic_health::ServingStatus::NotServing);
+    wait_until("critical on NOT_SERVING", Duration::from_secs(5), || {
+        check()["Status"] == "critical"
+    });
+    assert_eq!(
+        check()["Output"],
+        format!("gRPC check {target}: failed with status NOT_SERVING")
+    );
+    wait_until("g left ?passing", Duration::from_secs(5), || {
+        passing_ids(&a, "g").is_empty()
+    });
+
+    server.set("my.Service", tonic_health::ServingStatus::Serving);
+    wait_until("passing again", Duration::from_secs(5), || {
+        check()["Status"] == "passing"
+    });
+    server.stop();
+    wait_until(
+        "critical once the server is gone",
+        Duration::from_secs(5),
+        || check()["Status"] == "critical",
+    );
+    let out = check()["Output"].as_str().unwrap().to_string();
+    assert!(
+        out.starts_with(&format!(
+            "gRPC check {target}: failed with status Unavailable"
+        )),
+        "{out}"
+    );
+
+    // like HTTP and TCP checks, GRPC checks need an interval and a host:port
+    for (check, needle) in [
+        (json!({"GRPC": "127.0.0.1:1"}), "Interval"),
+        (json!({"GRPC": "127.0.0.1", "Interval": "1s"}), "host:port"),
+    ] {
+        let r = put_json(
+            &a,
+            "agent/service/register",
+            json!({"Name": "bad", "Check": check}),
+        );
+        assert_eq!(r.status(), 400);
+        let text = r.text().unwrap();
+        assert!(text.contains(needle), "{text}");
+    }
+    assert!(get_json(&a, "agent/services").get("bad").is_none());
+}
+
+/// GRPCUseTLS: TLSSkipVerify accepts a self-signed server, verification
+/// refuses it, and TLS against a plaintext server fails.
+#[test]
+fn grpc_tls_checks() {
+    let server = GrpcHealth::start();
+    let tls_port = server.tls_front();
+    let a = Agent::dev(&[]);
+    let checks = [
+        json!({"Name": "skip", "GRPC": format!("localhost:{tls_port}"), "GRPCUseTLS": true,
+               "TLSSkipVerify": true, "Interval": "500ms"}),
+        json!({"Name": "verify", "GRPC": format!("127.0.0.1:{tls_port}"), "grpc_use_tls": true,
+               "Interval": "500ms"}),
+        json!({"Name": "plain", "GRPC": format!("127.0.0.1:{}", server.port), "GRPCUseTLS": true,
+               "TLSSkipVerify": true, "Interval": "500ms", "Timeout": "2s"}),
+    ];
+    for c in checks {
+        let r = put_json(&a, "agent/check/register", c);
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    }
+    wait_until("all TLS checks probed", Duration::from_secs(10), || {
+        let c = get_json(&a, "agent/checks");
+        c["skip"]["Status"] == "passing"
+            && ["verify", "plain"].iter().all(|n| {
+                c[n]["Output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("failed"))
+            })
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(
+        c["skip"]["Output"],
+        format!("gRPC check localhost:{tls_port}: success")
+    );
+    for n in ["verify", "plain"] {
+        assert_eq!(c[n]["Status"], "critical", "{n}: {}", c[n]["Output"]);
+    }
+    let out = c["verify"]["Output"].as_str().unwrap();
+    assert!(out.contains("certificate"), "{out}");
+    server.stop();
+}
+
 /// A blocking health query on `web` wakes on web's health flip, not on db.
 #[test]
 fn blocking_health_wakes_per_service() {

@@ -153,6 +153,14 @@ pub enum Probe {
     Tcp {
         addr: String,
     },
+    /// gRPC health protocol (`grpc.health.v1.Health/Check`) against
+    /// `target` (`host:port`), asking about `service` (empty: the server).
+    Grpc {
+        target: String,
+        service: String,
+        tls: bool,
+        tls_skip_verify: bool,
+    },
     Ttl {
         ttl: Duration,
     },
@@ -168,6 +176,7 @@ impl Probe {
         match self {
             Probe::Http { .. } => "http",
             Probe::Tcp { .. } => "tcp",
+            Probe::Grpc { .. } => "grpc",
             Probe::Ttl { .. } => "ttl",
             Probe::Script { .. } => "script",
             Probe::Maintenance => "maintenance",
@@ -249,12 +258,12 @@ pub fn parse_check(v: &Value, script_checks: bool) -> Result<CheckDef, DefError>
     let ttl = o.duration("ttl")?;
     let http = o.str("http")?;
     let tcp = o.str("tcp")?;
+    let grpc = o.str("grpc")?;
     let mut args = o.strings("args")?;
     if args.is_empty() {
         args = o.strings("scriptargs")?;
     }
     let unsupported = [
-        "grpc",
         "h2ping",
         "udp",
         "dockercontainerid",
@@ -314,6 +323,8 @@ pub fn parse_check(v: &Value, script_checks: bool) -> Result<CheckDef, DefError>
             )));
         }
         Probe::Tcp { addr: tcp }
+    } else if !grpc.is_empty() {
+        parse_grpc(&grpc, o.bool("grpcusetls")?, o.bool("tlsskipverify")?)?
     } else if !args.is_empty() {
         if !script_checks {
             return Err(err(
@@ -333,11 +344,15 @@ pub fn parse_check(v: &Value, script_checks: bool) -> Result<CheckDef, DefError>
     };
     let needs_interval = matches!(
         probe,
-        Probe::Http { .. } | Probe::Tcp { .. } | Probe::Script { .. }
+        Probe::Http { .. } | Probe::Tcp { .. } | Probe::Grpc { .. } | Probe::Script { .. }
     );
     let interval = match (needs_interval, interval) {
         (true, Some(i)) if !i.is_zero() => i,
-        (true, _) => return Err(err("Interval must be > 0 for Script, HTTP, or TCP checks")),
+        (true, _) => {
+            return Err(err(
+                "Interval must be > 0 for Script, HTTP, TCP, or GRPC checks",
+            ))
+        }
         (false, i) => i.unwrap_or_default(),
     };
     let initial = match o.str("status")? {
@@ -364,6 +379,31 @@ pub fn parse_check(v: &Value, script_checks: bool) -> Result<CheckDef, DefError>
             o.u64("failuresbeforecritical")?,
             "FailuresBeforeCritical",
         )?,
+    })
+}
+
+/// Consul's `GRPC` field: `host:port` or `host:port/service`.
+fn parse_grpc(grpc: &str, tls: bool, tls_skip_verify: bool) -> Result<Probe, DefError> {
+    let (target, service) = grpc.split_once('/').unwrap_or((grpc, ""));
+    let bad = |why: &str| err(format!("invalid GRPC check target {grpc:?}: {why}"));
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| bad("want host:port or host:port/service"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['[', ']', ' ']) {
+        return Err(bad("missing or invalid host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| bad("port must be a number from 0 to 65535"))?;
+    // tonic dials `http://target`; make sure that is a valid authority.
+    format!("http://{target}")
+        .parse::<tonic::transport::Uri>()
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok(Probe::Grpc {
+        target: target.to_string(),
+        service: service.to_string(),
+        tls,
+        tls_skip_verify,
     })
 }
 
@@ -506,6 +546,56 @@ mod tests {
         );
     }
 
+    /// Consul's GRPC field: `host:port` asks about the whole server,
+    /// `host:port/service` about one service; TLS flags in any spelling.
+    #[test]
+    fn grpc_checks() {
+        let s = parse_service(
+            &json!({"Name": "g", "Check": {"GRPC": "127.0.0.1:50051", "Interval": "10s"}}),
+            false,
+        )
+        .unwrap();
+        let c = &s.checks[0];
+        assert_eq!(
+            c.probe,
+            Probe::Grpc {
+                target: "127.0.0.1:50051".into(),
+                service: String::new(),
+                tls: false,
+                tls_skip_verify: false,
+            }
+        );
+        assert_eq!(c.probe.kind(), "grpc");
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        let c = parse_standalone_check(
+            &json!({"name": "g", "grpc": "[::1]:9000/my.pkg.Svc", "grpc_use_tls": true,
+                    "TLSSkipVerify": true, "interval": "1s", "timeout": "2s"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.probe,
+            Probe::Grpc {
+                target: "[::1]:9000".into(),
+                service: "my.pkg.Svc".into(),
+                tls: true,
+                tls_skip_verify: true,
+            }
+        );
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        // a hostname target works too; the interval is required
+        assert!(parse_standalone_check(
+            &json!({"Name": "g", "GRPC": "grpc.local:443/x", "GRPCUseTLS": true, "Interval": "5s"}),
+            false
+        )
+        .is_ok());
+        let e = parse_standalone_check(&json!({"Name": "g", "GRPC": "localhost:1"}), false)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("Interval must be > 0"), "{e}");
+    }
+
     /// Invalid definitions are refused with Consul-like messages.
     #[test]
     fn refusals() {
@@ -525,8 +615,17 @@ mod tests {
                 "not valid",
             ),
             (
-                json!({"name": "x", "check": {"grpc": "x:1", "interval": "1s"}}),
+                json!({"name": "x", "check": {"h2ping": "x:1", "interval": "1s"}}),
                 "not supported",
+            ),
+            (json!({"name": "x", "check": {"grpc": "x:1"}}), "Interval"),
+            (
+                json!({"name": "x", "check": {"grpc": "x", "interval": "1s"}}),
+                "host:port",
+            ),
+            (
+                json!({"name": "x", "check": {"grpc": "x:http/svc", "interval": "1s"}}),
+                "port",
             ),
             (json!({"name": "x", "meta": {"consul-x": "1"}}), "reserved"),
             (

@@ -1,7 +1,7 @@
 //! The agent's own services and checks.
 //!
 //! - [`defs`]: parsing and validating definitions.
-//! - [`probe`]: running one HTTP/TCP/script probe.
+//! - [`probe`]: running one HTTP/TCP/gRPC/script probe.
 //! - [`sync`]: anti-entropy — keeps this node's catalog entries equal to
 //!   the local state, writing through raft only what differs.
 //!
@@ -258,7 +258,7 @@ impl LocalAgent {
         inner.generation += 1;
         let generation = inner.generation;
         let task = match def.probe {
-            Probe::Http { .. } | Probe::Tcp { .. } | Probe::Script { .. } => {
+            Probe::Http { .. } | Probe::Tcp { .. } | Probe::Grpc { .. } | Probe::Script { .. } => {
                 let token = self.shutdown.child_token();
                 tokio::spawn(run_probe(
                     Arc::downgrade(self),
@@ -606,13 +606,14 @@ async fn run_probe(
         _ = tokio::time::sleep(stagger.min(def.interval)) => {}
         _ = stop.cancelled() => return,
     }
+    let mut state = probe::ProbeState::default();
     loop {
         let http = match agent.upgrade() {
             Some(a) => a.http.clone(),
             None => return,
         };
         let result = tokio::select! {
-            r = probe::run(&def, &http) => r,
+            r = probe::run(&def, &http, &mut state) => r,
             _ = stop.cancelled() => return,
         };
         match agent.upgrade() {
