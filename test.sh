@@ -11,10 +11,14 @@ apt_pkgs=()
 command -v python3 >/dev/null || apt_pkgs+=(python3 python3-pip)
 command -v curl >/dev/null || apt_pkgs+=(curl)
 command -v dig >/dev/null || apt_pkgs+=(dnsutils)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_pkgs+=(nginx-light)
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${apt_pkgs[@]}"
+  # Debian starts the system nginx on install; the tests run their own.
+  as_root systemctl stop nginx >/dev/null 2>&1 || as_root service nginx stop >/dev/null 2>&1 || true
 fi
+export PATH="$PATH:/usr/sbin"
 
 # python-consul: the real third-party client the API tests drive.
 if ! python3 -c 'import consul' 2>/dev/null; then
@@ -25,5 +29,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Build the binaries once; the integration tests run exactly these.
 cargo build --workspace --bins
+export TRIBUNE_BIN_DIR="$PWD/target/debug"
 cargo test --workspace

@@ -20,12 +20,15 @@
 //! * `fanout --addr ... [--watchers 1000] [--rounds 20]` — parks `watchers` blocking
 //!   queries on the prefix `bench/fan/` (`?recurse&index=N&wait=5m`), writes one key
 //!   under it and times the moment the *last* watcher has its answer, from the PUT's
-//!   acknowledgement. Reports p50 and max over the rounds (milliseconds).
-//! * `memory --addr ... --pid PID [--parked 10000]` — writes `bench/mem/<i>`, reads the
-//!   server's `VmRSS` (from `/proc/PID/status`), opens `parked` connections that each
-//!   read their key once, reads it again, parks one blocking query per connection and
-//!   reads it a third time. Reports KiB per parked query, split into connection state
-//!   and the parked query itself.
+//!   acknowledgement and from the moment it was sent. Reports p50 and max over the
+//!   rounds (microseconds).
+//! * `memory --addr ... --pid PID [--parked 10000]` — writes `bench/mem/<i>`, then reads
+//!   the server's `VmRSS` (`/proc/PID/status`, once it stops moving) four times:
+//!   before; with `parked` connections open but idle; after one plain GET on each;
+//!   with one blocking query parked on each (distinct keys). Reports KiB per parked
+//!   query, and that figure split into the accepted connection, what its first
+//!   request leaves behind, and the parked query itself. Run it on a fresh server:
+//!   heap freed by earlier load is reused and hides the cost.
 //!
 //! Common options: `--wait 5m` (the blocking queries' `wait`), `--settle-ms` (pause
 //! between parking and writing), `--limit-s` (hard bound on the whole subcommand).

@@ -42,6 +42,8 @@ pub struct IdleWatchers {
     set: JoinSet<()>,
     events: mpsc::UnboundedReceiver<Event>,
     gate: watch::Sender<Step>,
+    /// The last step every watcher has reached.
+    reached: Step,
     answered: Arc<AtomicUsize>,
     broken: Arc<AtomicUsize>,
 }
@@ -78,6 +80,7 @@ impl IdleWatchers {
             set,
             events,
             gate,
+            reached: Step::Opened,
             answered,
             broken,
         };
@@ -87,16 +90,14 @@ impl IdleWatchers {
 
     /// Read every key once (a plain GET), on its own connection.
     pub async fn read(&mut self) -> Result<()> {
-        self.gate.send_replace(Step::Read);
-        self.await_all(Step::Read).await
+        self.advance(Step::Read).await
     }
 
     /// Send the blocking query on every connection; returns once all are sent and
     /// `settle` has passed (time for the server to register them).
     pub async fn park(&mut self, settle: Duration) -> Result<()> {
-        self.read().await?;
-        self.gate.send_replace(Step::Parked);
-        self.await_all(Step::Parked).await?;
+        self.advance(Step::Read).await?;
+        self.advance(Step::Parked).await?;
         tokio::time::sleep(settle).await;
         Ok(())
     }
@@ -114,6 +115,17 @@ impl IdleWatchers {
     /// Drop every connection.
     pub async fn close(mut self) {
         self.set.shutdown().await;
+    }
+
+    /// Release `step` and wait until every watcher has reached it.
+    async fn advance(&mut self, step: Step) -> Result<()> {
+        if self.reached >= step {
+            return Ok(());
+        }
+        self.gate.send_replace(step);
+        self.await_all(step).await?;
+        self.reached = step;
+        Ok(())
     }
 
     async fn await_all(&mut self, step: Step) -> Result<()> {
