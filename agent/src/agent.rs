@@ -45,6 +45,21 @@ impl From<RaftStartError> for AgentError {
     }
 }
 
+/// Accept backlog: thousands of long-polling clients may connect at once.
+const BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.set_nodelay(true)?;
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
+}
+
 /// The node's UUID: kept in the data dir so it survives restarts.
 fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
     let Some(dir) = data_dir else {
@@ -206,9 +221,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     if config.ports.http >= 0 {
         let addr = SocketAddr::new(config.client_addr, config.ports.http as u16);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AgentError::Bind {
+        let listener = listen(addr).map_err(|source| AgentError::Bind {
                 what: "HTTP API",
                 addr,
                 source,
@@ -218,7 +231,9 @@ pub async fn run(
         let app = http::router(state.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(listener, app)
+            // One router for every connection: serving a bare Router would
+            // rebuild its route table per accepted connection (~19 KiB each).
+            axum::serve(listener, app.into_make_service())
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await
                 .map_err(AgentError::Serve)
