@@ -175,7 +175,22 @@ impl LogStore {
     }
 }
 
-fn write_batch(db: &Database, batch: &[Op]) -> Result<(), StoreError> {
+/// Purges are done a chunk at a time so appends never wait behind a large
+/// delete (a snapshot can make thousands of entries purgeable at once).
+const PURGE_CHUNK: usize = 1024;
+
+/// A purge whose rows are not all deleted yet. The purge point itself is
+/// recorded at once (rows at or below it are ignored on load, and the next
+/// purge deletes any a crash left behind).
+struct PendingPurge {
+    upto: u64,
+}
+
+fn write_batch(
+    db: &Database,
+    batch: &[Op],
+    purge: &mut Option<PendingPurge>,
+) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     if !batch.iter().any(Op::durable) {
         txn.set_durability(Durability::None);
@@ -194,12 +209,27 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), StoreError> {
                     log.retain_in(*since.., |_, _| false)?;
                 }
                 Op::Purge(upto, id) => {
-                    log.retain_in(..=*upto, |_, _| false)?;
                     meta.insert("last_purged", id.as_slice())?;
+                    if purge.as_ref().map(|p| p.upto < *upto).unwrap_or(true) {
+                        *purge = Some(PendingPurge { upto: *upto });
+                    }
                 }
                 Op::Meta(name, bytes, _) => {
                     meta.insert(*name, bytes.as_slice())?;
                 }
+            }
+        }
+        if let Some(p) = purge.as_ref() {
+            let doomed: Vec<u64> = log
+                .range(..=p.upto)?
+                .take(PURGE_CHUNK)
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &doomed {
+                log.remove(*k)?;
+            }
+            if doomed.len() < PURGE_CHUNK {
+                *purge = None;
             }
         }
     }
@@ -208,18 +238,33 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), StoreError> {
 }
 
 fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut purge: Option<PendingPurge> = None;
+    loop {
+        // With a purge in progress, keep deleting chunks while idle.
+        let first = if purge.is_some() {
+            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(op) => Some(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            }
+        };
+        let mut batch: Vec<Op> = first.into_iter().collect();
+        while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
         let t0 = std::time::Instant::now();
-        let res = write_batch(&db, &batch).map_err(|e| e.to_string());
+        let res = write_batch(&db, &batch, &mut purge).map_err(|e| e.to_string());
         tracing::trace!(
             ops = batch.len(),
+            purging = purge.is_some(),
             micros = t0.elapsed().as_micros() as u64,
             "raft log batch committed"
         );
@@ -236,6 +281,12 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
                 }
                 _ => {}
             }
+        }
+    }
+    // Finish an interrupted purge on shutdown.
+    while purge.is_some() {
+        if write_batch(&db, &[], &mut purge).is_err() {
+            break;
         }
     }
 }
