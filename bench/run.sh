@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# bench/run.sh: tribune against etcd 3.4 on the same machine, in the same run.
+# bench/run.sh: tribune's benchmarks, in sections that can run on their own.
 #
-#   1. installs etcd-server, etcd-client, wrk, curl when their commands are missing;
-#   2. builds tribune and tribune-bench (release);
-#   3. starts etcd and a durable single tribune server (data in a temp dir, loopback only);
-#   4. wrk: PUT at 64 connections, GET at 64 connections, PUT at 1 connection, each
-#      against etcd and then tribune (scripts from $SCRIPTS);
-#   5. stops etcd, then runs tribune-bench memory, wake and fanout against tribune;
-#   6. prints a markdown table and writes it to bench/out/results.md. Raw outputs and
-#      server logs are kept in bench/out/ too.
+#   bench/run.sh [kv|discovery|template|nginx|all]...      (default: all)
 #
-# Everything it starts is stopped on exit; the temp dir is removed.
-# Knobs (environment): TRIBUNE_PORT ETCD_PORT WRK_DURATION WRK1_DURATION PARKED SAMPLES
-# WATCHERS ROUNDS SCRIPTS OUT_DIR.
+# Every run builds tribune, tribune-template and tribune-bench (release) once first
+# (BUILD=0 skips that and uses the binaries in target/release), and installs the
+# Debian packages a section needs when their commands are missing.
+#
+# kv        tribune against etcd 3.4 on the same machine, in the same run: starts
+#           etcd and a durable single tribune server (data in a temp dir, loopback
+#           only); wrk PUT at 64 connections, GET at 64 connections, PUT at 1
+#           connection, each against etcd and then tribune (scripts from $SCRIPTS);
+#           stops etcd, then tribune-bench memory, wake and fanout against tribune.
+# discovery `tribune agent -dev` with 10 instances of "web": dig checks the SRV answer,
+#           dnsperf measures SRV queries/s (without and with EDNS); then a fresh -dev
+#           agent: tribune-bench catalog registers 10,000 services x 10 instances,
+#           reads the agent's RSS, and times GET /v1/health/service/<name> under 64
+#           readers.
+# template  `tribune agent -dev`; tribune-bench template-latency (PUT -> file written,
+#           PUT -> reload_cmd started) and template-cpu with 1 and with 1000 templates
+#           (the runner's CPU time per change when 1 template depends on the key).
+# nginx     examples/nginx/run.sh (agent, two backends, tribune-template, nginx);
+#           tribune-bench nginx: PUT nginx/worker_connections -> nginx serving it.
+#
+# Each section writes its markdown table (with the exact commands) to
+# bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
+# section files present, so it holds the latest run of every section. Raw outputs and
+# server logs are kept in bench/out/ too. Everything a section starts is stopped at
+# its end (and on exit); the temp dir is removed.
+#
+# Knobs (environment): BUILD SCRIPTS OUT_DIR;
+#   kv: TRIBUNE_PORT ETCD_PORT WRK_DURATION WRK1_DURATION PARKED SAMPLES WATCHERS ROUNDS;
+#   discovery: DISC_HTTP_PORT DISC_DNS_PORT CAT_HTTP_PORT DNS_DURATION CAT_SERVICES
+#     CAT_INSTANCES CAT_NODES CAT_CONCURRENCY CAT_READERS CAT_READ_S;
+#   template: TMPL_HTTP_PORT TMPL_CHANGES TMPL_TEMPLATES TMPL_GAP_MS;
+#   nginx: NGX_HTTP_PORT NGX_DNS_PORT NGX_PORT NGX_BACKEND_PORTS NGX_CHANGES NGX_GAP_MS
+#     NGX_POLL_US.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,7 +50,30 @@ PARKED=${PARKED:-10000}
 SAMPLES=${SAMPLES:-200}
 WATCHERS=${WATCHERS:-1000}
 ROUNDS=${ROUNDS:-20}
+BUILD=${BUILD:-1}
+DISC_HTTP_PORT=${DISC_HTTP_PORT:-18560}
+DISC_DNS_PORT=${DISC_DNS_PORT:-18561}
+CAT_HTTP_PORT=${CAT_HTTP_PORT:-18562}
+DNS_DURATION=${DNS_DURATION:-10}
+CAT_SERVICES=${CAT_SERVICES:-10000}
+CAT_INSTANCES=${CAT_INSTANCES:-10}
+CAT_NODES=${CAT_NODES:-1000}
+CAT_CONCURRENCY=${CAT_CONCURRENCY:-64}
+CAT_READERS=${CAT_READERS:-64}
+CAT_READ_S=${CAT_READ_S:-10}
+TMPL_HTTP_PORT=${TMPL_HTTP_PORT:-18570}
+TMPL_CHANGES=${TMPL_CHANGES:-200}
+TMPL_TEMPLATES=${TMPL_TEMPLATES:-1000}
+TMPL_GAP_MS=${TMPL_GAP_MS:-150}
+NGX_HTTP_PORT=${NGX_HTTP_PORT:-18580}
+NGX_DNS_PORT=${NGX_DNS_PORT:-18581}
+NGX_PORT=${NGX_PORT:-18582} # and +1 (the example's fallback server)
+NGX_BACKEND_PORTS=${NGX_BACKEND_PORTS:-18584 18585}
+NGX_CHANGES=${NGX_CHANGES:-50}
+NGX_GAP_MS=${NGX_GAP_MS:-300}
+NGX_POLL_US=${NGX_POLL_US:-500}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
+SECTIONS=(kv discovery template nginx)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -39,12 +85,12 @@ die() {
 }
 
 # ---------------------------------------------------------------- tools
-ensure_tools() {
-    local pkgs=()
-    command -v etcd >/dev/null || pkgs+=(etcd-server)
-    command -v etcdctl >/dev/null || pkgs+=(etcd-client)
-    command -v wrk >/dev/null || pkgs+=(wrk)
-    command -v curl >/dev/null || pkgs+=(curl)
+# need CMD:PACKAGE...: apt-get install the packages whose commands are missing.
+need() {
+    local pkgs=() spec
+    for spec in "$@"; do
+        command -v "${spec%%:*}" >/dev/null || [[ -x /usr/sbin/${spec%%:*} ]] || pkgs+=("${spec#*:}")
+    done
     if ((${#pkgs[@]})); then
         log "installing ${pkgs[*]}"
         local sudo=()
@@ -53,7 +99,10 @@ ensure_tools() {
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${pkgs[@]}" ||
             die "apt-get install ${pkgs[*]}"
     fi
-    command -v cargo >/dev/null || die "cargo not found"
+}
+
+ensure_tools() {
+    need etcd:etcd-server etcdctl:etcd-client wrk:wrk curl:curl
     local s
     for s in etcd_put etcd_get consul_put consul_get; do
         [[ -r $SCRIPTS/$s.lua ]] || die "missing wrk script $SCRIPTS/$s.lua"
@@ -66,8 +115,8 @@ TMP=
 cleanup() {
     local rc=$? pid _
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
         for _ in {1..50}; do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
@@ -110,10 +159,12 @@ wait_ready() {
     die "$name not ready after 30 s; last lines of $logf:"$'\n'"$(tail -n 20 "$logf")"
 }
 
-stop() { # stop PID: TERM, wait up to 10 s, then KILL
-    local pid=$1 _
+stop() { # stop PID [SECONDS]: TERM, wait up to SECONDS (10), then KILL; forget PID
+    local pid=$1 tenths=$((${2:-10} * 10)) k i keep=()
+    for i in "${PIDS[@]}"; do [[ $i == "$pid" ]] || keep+=("$i"); done
+    PIDS=("${keep[@]}")
     kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in {1..100}; do
+    for ((k = 0; k < tenths; k++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -124,8 +175,48 @@ stop() { # stop PID: TERM, wait up to 10 s, then KILL
 etcd_probe() {
     curl -sf --max-time 2 -X POST "$ETCD_URL/v3/kv/range" -d '{"key":"cmVhZHk="}'
 }
-tribune_probe() {
-    [[ $(curl -sf --max-time 2 -X PUT --data ok "$TRIBUNE_URL/v1/kv/bench/ready") == true ]]
+tribune_probe() { # [URL]
+    [[ $(curl -sf --max-time 2 -X PUT --data ok "${1:-$TRIBUNE_URL}/v1/kv/bench/ready") == true ]]
+}
+
+# start_dev NAME HTTP_PORT DNS_PORT: `tribune agent -dev` in the background, ready;
+# sets DEV_PID and DEV_LOG.
+start_dev() {
+    local name=$1 http=$2 dns=$3
+    DEV_LOG=$OUT_DIR/$name.log
+    log "starting $name: tribune agent -dev -http-port $http -dns-port $dns"
+    "$ROOT/target/release/tribune" agent -dev -http-port "$http" -dns-port "$dns" \
+        -log-level warn >"$DEV_LOG" 2>&1 &
+    DEV_PID=$!
+    PIDS+=("$DEV_PID")
+    wait_ready "$name" "$DEV_PID" "$DEV_LOG" tribune_probe "http://127.0.0.1:$http"
+}
+
+# ports_free PORT...: die if any is taken.
+ports_free() {
+    local p
+    for p in "$@"; do port_in_use "$p" && die "127.0.0.1:$p is already in use"; done
+    return 0
+}
+
+# cmdline ARGS...: a command as it ran, for the tables (paths under the repository
+# relative to it; run from the repository root).
+cmdline() {
+    local out
+    out=$(printf '%q ' "$@")
+    out=${out% }
+    printf '%s' "${out//$ROOT\//}"
+}
+
+# note_load NAME: CPU busy just before a section (2 s sample) and the busiest
+# processes then, into R[NAME_busy] and R[NAME_top].
+note_load() {
+    R[${1}_busy]=$(cpu_busy_pct)
+    R[${1}_top]=$(ps -eo pcpu=,comm= --sort=-pcpu | head -n 3 | awk '{printf "%s%s %s%%", (NR > 1 ? ", " : ""), $2, $1}')
+    log "CPU busy before $1 (2 s sample): ${R[${1}_busy]}% (top: ${R[${1}_top]})"
+    awk -v b="${R[${1}_busy]}" 'BEGIN { exit !(b > 10) }' &&
+        log "WARNING: other work is using the cores; figures will be low and noisy"
+    return 0
 }
 
 # ---------------------------------------------------------------- results
@@ -163,27 +254,28 @@ run_wrk() {
     sleep 2 # let the servers settle between runs
 }
 
-# run_bench NAME ARGS...: tribune-bench NAME ARGS, RESULT lines into R.
-run_bench() {
-    local name=$1 out=$OUT_DIR/bench-$1.txt
-    shift
+# run_bench NAME ARGS...: tribune-bench NAME ARGS, RESULT lines into R, the command
+# into R[cmd_NAME]. run_bench_as TAG NAME ARGS... names the output bench-TAG.txt.
+# The server whose survival is checked afterwards: SERVER_PID, SERVER_LOG.
+run_bench() { run_bench_as "$1" "$@"; }
+run_bench_as() {
+    local tag=$1 name=$2 out=$OUT_DIR/bench-$1.txt
+    shift 2
+    local cmd=("$ROOT/target/release/tribune-bench" "$name" "$@")
+    R[cmd_$tag]=$(cmdline "${cmd[@]}")
     log "tribune-bench $name $*"
-    if ! timeout 600 "$ROOT/target/release/tribune-bench" "$name" "$@" 2>&1 | tee "$out" >&2; then
+    if ! timeout "${BENCH_TIMEOUT:-600}" "${cmd[@]}" 2>&1 | tee "$out" >&2; then
         die "tribune-bench $name failed (output in $out)"
     fi
     local k v
     while IFS='=' read -r k v; do R[$k]=$v; done < <(sed -n 's/^RESULT //p' "$out")
-    kill -0 "$TRIBUNE_PID" 2>/dev/null ||
-        die "tribune died during $name; last lines:"$'\n'"$(tail -n 20 "$OUT_DIR/tribune.log")"
+    kill -0 "$SERVER_PID" 2>/dev/null ||
+        die "server died during $name; last lines:"$'\n'"$(tail -n 20 "$SERVER_LOG")"
 }
 
 # ---------------------------------------------------------------- run
-main() {
+section_kv() {
     ensure_tools
-    mkdir -p "$OUT_DIR"
-
-    log "building (release)"
-    (cd "$ROOT" && cargo build --release -p tribune -p tribune-bench) || die "cargo build"
 
     local need_fds=$((PARKED > WATCHERS ? PARKED + 1024 : WATCHERS + 1024))
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" ||
@@ -200,7 +292,6 @@ main() {
     log "CPU busy before start (2 s sample, nothing of ours running): $IDLE_BUSY%"
     awk -v b="$IDLE_BUSY" 'BEGIN { exit !(b > 10) }' &&
         log "WARNING: other work is using the cores; figures will be low and noisy"
-    TMP=$(mktemp -d "${TMPDIR:-/tmp}/tribune-bench.XXXXXX")
 
     log "starting etcd on $ETCD_URL"
     etcd --name p1 --data-dir "$TMP/etcd" \
@@ -220,6 +311,7 @@ main() {
     TRIBUNE_PID=$!
     PIDS+=("$TRIBUNE_PID")
     wait_ready tribune "$TRIBUNE_PID" "$OUT_DIR/tribune.log" tribune_probe
+    SERVER_PID=$TRIBUNE_PID SERVER_LOG=$OUT_DIR/tribune.log
 
     run_wrk etcd_put64 2 64 "$WRK_DURATION" etcd_put.lua "$ETCD_URL"
     run_wrk tribune_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
@@ -236,10 +328,9 @@ main() {
     run_bench memory --addr "$addr" --pid "$TRIBUNE_PID" --parked "$PARKED"
     run_bench wake --addr "$addr" --parked "$PARKED" --samples "$SAMPLES"
     run_bench fanout --addr "$addr" --watchers "$WATCHERS" --rounds "$ROUNDS"
+    stop "$TRIBUNE_PID"
 
-    report >"$OUT_DIR/results.md"
-    cat "$OUT_DIR/results.md"
-    log "written to $OUT_DIR/results.md"
+    report >"$OUT_DIR/results-kv.md"
 }
 
 # ---------------------------------------------------------------- table
@@ -249,7 +340,7 @@ atleast() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "yes" : "**no**") }
 atmost() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "yes" : "**no**") }'; }
 fmt_int() { printf "%'d" "$1"; }
 
-report() {
+report() { # the kv section
     local put get rev
     put=$(awk -v a="${R[tribune_put64_rps]}" -v b="${R[etcd_put64_rps]}" 'BEGIN { print a / b }')
     get=$(awk -v a="${R[tribune_get64_rps]}" -v b="${R[etcd_get64_rps]}" 'BEGIN { print a / b }')
@@ -284,6 +375,283 @@ Notes
 - CPU busy just before the servers started (other work on the machine): $IDLE_BUSY%.
 - etcd was stopped before the tribune-only benchmarks; raw outputs are in bench/out/.
 EOF
+}
+
+# ---------------------------------------------------------------- discovery
+# dnsperf_parse TAG FILE: queries/s and latency into R[TAG_*].
+dnsperf_parse() {
+    local tag=$1 f=$2
+    R[${tag}_qps]=$(awk '/Queries per second:/ {printf "%.0f", $4}' "$f")
+    R[${tag}_sent]=$(awk '/Queries sent:/ {print $3}' "$f")
+    R[${tag}_lost]=$(awk '/Queries lost:/ {print $3}' "$f")
+    R[${tag}_resp_bytes]=$(awk '/Average packet size:/ {print $NF}' "$f")
+    R[${tag}_avg_ms]=$(awk '/Average Latency/ {printf "%.3f", $4 * 1000}' "$f")
+    R[${tag}_min_ms]=$(awk '/Average Latency/ {gsub(/[(,]/, ""); printf "%.3f", $6 * 1000}' "$f")
+    R[${tag}_max_ms]=$(awk '/Average Latency/ {gsub(/[)]/, ""); printf "%.3f", $8 * 1000}' "$f")
+    R[${tag}_sd_ms]=$(awk '/Latency StdDev/ {printf "%.3f", $4 * 1000}' "$f")
+    R[${tag}_codes]=$(awk -F': +' '/Response codes:/ {print $2}' "$f")
+    [[ -n ${R[${tag}_qps]} && -n ${R[${tag}_avg_ms]} ]] ||
+        die "cannot parse dnsperf output $f:"$'\n'"$(cat "$f")"
+}
+
+# run_dnsperf TAG ARGS...: dnsperf ARGS, with the agent's CPU time per query.
+run_dnsperf() {
+    local tag=$1 out=$OUT_DIR/dnsperf-$1.txt
+    shift
+    local cmd=(dnsperf "$@")
+    R[cmd_$tag]=$(cmdline "${cmd[@]}")
+    log "${R[cmd_$tag]}"
+    local t0 t1
+    t0=$(awk '{print $14 + $15}' "/proc/$DEV_PID/stat")
+    timeout 120 "${cmd[@]}" >"$out" 2>&1 || die "dnsperf failed:"$'\n'"$(tail -n 20 "$out")"
+    t1=$(awk '{print $14 + $15}' "/proc/$DEV_PID/stat")
+    dnsperf_parse "$tag" "$out"
+    R[${tag}_agent_cpu_s]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 100 }')
+    R[${tag}_agent_us_per_q]=$(awk -v a="$t0" -v b="$t1" -v n="${R[${tag}_sent]}" \
+        'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 10000 / n : 0) }')
+    log "  -> ${R[${tag}_qps]} q/s, avg ${R[${tag}_avg_ms]} ms, max ${R[${tag}_max_ms]} ms, lost ${R[${tag}_lost]}, agent CPU ${R[${tag}_agent_us_per_q]} µs/query"
+    kill -0 "$DEV_PID" 2>/dev/null || die "agent died under dnsperf:"$'\n'"$(tail -n 20 "$DEV_LOG")"
+    sleep 1
+}
+
+# dig_count TAG ARGS...: dig ARGS; SRV answers, additional A records, flags.
+dig_count() {
+    local tag=$1 out=$OUT_DIR/dig-$1.txt
+    shift
+    R[cmd_$tag]=$(cmdline dig "$@")
+    timeout 10 dig "$@" >"$out" 2>&1 || die "dig failed:"$'\n'"$(cat "$out")"
+    R[${tag}_srv]=$(awk '/^;; ANSWER SECTION:/ {a = 1; next} /^$/ {a = 0} a && $4 == "SRV" {n++} END {print n + 0}' "$out")
+    R[${tag}_a]=$(awk '/^;; ADDITIONAL SECTION:/ {a = 1; next} /^$/ {a = 0} a && $4 == "A" {n++} END {print n + 0}' "$out")
+    R[${tag}_flags]=$(sed -n 's/^;; flags: \([^;]*\);.*/\1/p' "$out")
+    R[${tag}_opt]=$(grep -q 'OPT PSEUDOSECTION' "$out" && echo yes || echo no)
+    R[${tag}_size]=$(awk '/MSG SIZE/ {print $NF}' "$out")
+    log "  dig $*: ${R[${tag}_srv]} SRV, ${R[${tag}_a]} A, flags ${R[${tag}_flags]}, OPT ${R[${tag}_opt]}, ${R[${tag}_size]} bytes"
+}
+
+section_discovery() {
+    need dnsperf:dnsperf dig:bind9-dnsutils curl:curl
+    ports_free "$DISC_HTTP_PORT" "$DISC_DNS_PORT" "$CAT_HTTP_PORT"
+    note_load discovery
+    local url=http://127.0.0.1:$DISC_HTTP_PORT i reg
+
+    # -- DNS: 10 instances of web
+    start_dev discovery-agent "$DISC_HTTP_PORT" "$DISC_DNS_PORT"
+    R[cmd_disc_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$DISC_HTTP_PORT" -dns-port "$DISC_DNS_PORT" -log-level warn)
+    for i in {0..9}; do
+        reg="{\"Node\": \"node-$i\", \"Address\": \"127.0.0.$((i + 1))\", \"Service\": {\"Service\": \"web\", \"ID\": \"web-$i\", \"Port\": $((8000 + i))}}"
+        [[ $(curl -sf --max-time 5 -X PUT --data "$reg" "$url/v1/catalog/register") == true ]] ||
+            die "registering web-$i failed"
+    done
+    R[cmd_disc_register]="curl -X PUT --data '{\"Node\": \"node-<i>\", \"Address\": \"127.0.0.<i+1>\", \"Service\": {\"Service\": \"web\", \"ID\": \"web-<i>\", \"Port\": <8000+i>}}' $url/v1/catalog/register # i = 0..9"
+    dig_count dig_edns @127.0.0.1 -p "$DISC_DNS_PORT" web.service.consul SRV
+    dig_count dig_noedns +noedns @127.0.0.1 -p "$DISC_DNS_PORT" web.service.consul SRV
+    ((R[dig_edns_srv] == 10)) || die "dig: ${R[dig_edns_srv]} SRV records for web.service.consul, want 10 (see $OUT_DIR/dig-dig_edns.txt)"
+
+    local qf=$TMP/dns-queries.txt
+    echo "web.service.consul SRV" >"$qf"
+    SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
+    run_dnsperf dns -s 127.0.0.1 -p "$DISC_DNS_PORT" -d "$qf" -l "$DNS_DURATION" -c 8 -Q 200000
+    run_dnsperf dns_edns -s 127.0.0.1 -p "$DISC_DNS_PORT" -d "$qf" -l "$DNS_DURATION" -c 8 -Q 200000 -e
+    stop "$DEV_PID"
+
+    # -- catalog of CAT_SERVICES x CAT_INSTANCES, on a fresh agent
+    start_dev catalog-agent "$CAT_HTTP_PORT" -1
+    R[cmd_cat_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$CAT_HTTP_PORT" -dns-port -1 -log-level warn)
+    SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
+    BENCH_TIMEOUT=1000 run_bench catalog --addr "127.0.0.1:$CAT_HTTP_PORT" --pid "$DEV_PID" \
+        --services "$CAT_SERVICES" --instances "$CAT_INSTANCES" --nodes "$CAT_NODES" \
+        --concurrency "$CAT_CONCURRENCY" --readers "$CAT_READERS" --read-s "$CAT_READ_S" \
+        --limit-s 900
+    stop "$DEV_PID"
+
+    report_discovery >"$OUT_DIR/results-discovery.md"
+}
+
+report_discovery() {
+    local fdns=$((CAT_SERVICES * CAT_INSTANCES))
+    cat <<EOT
+# tribune service discovery: $(date -u '+%Y-%m-%d %H:%M UTC')
+
+$(nproc) cores, $(uname -r); tribune $(revision); $(dnsperf -h 2>&1 | awk '/^Version/ {print "dnsperf " $2}'), sharing the cores with the agent. \`tribune agent -dev\` (in memory); commands run from the repository root.
+
+| benchmark | tribune | target | met | command |
+|---|---:|---|---|---|
+| dig: SRV answers for web.service.consul (EDNS / no EDNS), additional A | ${R[dig_edns_srv]} / ${R[dig_noedns_srv]}, A ${R[dig_edns_a]} / ${R[dig_noedns_a]} | 10 | $(atleast "${R[dig_edns_srv]}" 10) | \`${R[cmd_dig_edns]}\` |
+| DNS SRV, 10 instances, UDP no EDNS (queries/s) | $(fmt_int "${R[dns_qps]}") | ≥ 50,000 | $(atleast "${R[dns_qps]}" 50000) | \`${R[cmd_dns]}\` |
+| … latency avg / stddev / max (ms) | ${R[dns_avg_ms]} / ${R[dns_sd_ms]} / ${R[dns_max_ms]} | | | |
+| DNS SRV with EDNS (10 SRV + 10 A) (queries/s) | $(fmt_int "${R[dns_edns_qps]}") | | | \`${R[cmd_dns_edns]}\` |
+| … latency avg / stddev / max (ms) | ${R[dns_edns_avg_ms]} / ${R[dns_edns_sd_ms]} / ${R[dns_edns_max_ms]} | | | |
+| register $(fmt_int "$fdns") instances ($(fmt_int "$CAT_SERVICES") services × $CAT_INSTANCES), $CAT_CONCURRENCY conns: total (s) / rate (req/s) | ${R[catalog_register_s]} / $(fmt_int "${R[catalog_register_rps]}") | | | \`${R[cmd_catalog]}\` |
+| … per request p50 / p99 / max (ms) | $(ms "${R[catalog_register_p50_us]}") / $(ms "${R[catalog_register_p99_us]}") / $(ms "${R[catalog_register_max_us]}") | | | |
+| agent RSS with the catalog (MB) | ${R[catalog_rss_mb]} | ≤ 300 MB | $(atmost "${R[catalog_rss_mb]}" 300) | |
+| GET /v1/health/service/svc-<random k>, $CAT_READERS conns (req/s) | $(fmt_int "${R[catalog_read_rps]}") | | | |
+| … p50 / p99 / max (ms) | $(ms "${R[catalog_read_p50_us]}") / $(ms "${R[catalog_read_p99_us]}") / $(ms "${R[catalog_read_max_us]}") | | | |
+
+Notes
+- Agents: \`${R[cmd_disc_agent]}\` with \`${R[cmd_disc_register]}\`; then a fresh \`${R[cmd_cat_agent]}\` for the catalog.
+- dig: EDNS answer ${R[dig_edns_size]} bytes (flags ${R[dig_edns_flags]}; OPT record in the answer: ${R[dig_edns_opt]}); without EDNS ${R[dig_noedns_size]} bytes (flags ${R[dig_noedns_flags]}), the additional A records are left out to stay within 512 bytes.
+- dnsperf (no EDNS): ${R[dns_sent]} queries sent, ${R[dns_lost]} lost, response codes ${R[dns_codes]}, average response ${R[dns_resp_bytes]} bytes; the agent used ${R[dns_agent_cpu_s]} s of CPU (${R[dns_agent_us_per_q]} µs per query). With EDNS: ${R[dns_edns_sent]} sent, ${R[dns_edns_lost]} lost, ${R[dns_edns_resp_bytes]} bytes, ${R[dns_edns_agent_us_per_q]} µs of agent CPU per query. dnsperf reports no percentiles.
+- catalog: instance j of svc-k on node-((k·$CAT_INSTANCES + j) mod $CAT_NODES) ($CAT_NODES nodes); the agent used ${R[catalog_register_cpu_us_per]} µs of CPU per registration. RSS ${R[catalog_rss_before_kib]} KiB before, ${R[catalog_rss_kib]} KiB with the catalog (≈ ${R[catalog_bytes_per_instance]} bytes per instance), ${R[catalog_rss_after_reads_kib]} KiB after the reads. /v1/catalog/services listed ${R[catalog_services_listed]} services. Reads: ${R[catalog_reads]} in ${CAT_READ_S} s, one answer in 64 parsed and checked for $CAT_INSTANCES entries (${R[catalog_read_wrong]} wrong).
+- CPU busy just before the section (other work on the machine): ${R[discovery_busy]}% (busiest then: ${R[discovery_top]}).
+EOT
+}
+
+# ---------------------------------------------------------------- template
+section_template() {
+    ports_free "$TMPL_HTTP_PORT"
+    note_load template
+    start_dev template-agent "$TMPL_HTTP_PORT" -1
+    R[cmd_tmpl_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$TMPL_HTTP_PORT" -dns-port -1 -log-level warn)
+    SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
+    local addr=127.0.0.1:$TMPL_HTTP_PORT runner=$ROOT/target/release/tribune-template
+    run_bench template-latency --addr "$addr" --runner "$runner" --dir "$TMP/template-latency" \
+        --changes "$TMPL_CHANGES" --gap-ms "$TMPL_GAP_MS"
+    cp "$TMP/template-latency/runner.log" "$OUT_DIR/template-latency-runner.log" 2>/dev/null || true
+    local n
+    for n in 1 "$TMPL_TEMPLATES"; do
+        run_bench_as "template-cpu-$n" template-cpu --addr "$addr" --runner "$runner" \
+            --dir "$TMP/template-cpu-$n" --templates "$n" --changes "$TMPL_CHANGES" \
+            --gap-ms "$TMPL_GAP_MS" --agent-pid "$DEV_PID"
+        cp "$TMP/template-cpu-$n/runner.log" "$OUT_DIR/template-cpu-$n-runner.log" 2>/dev/null || true
+    done
+    stop "$DEV_PID"
+    report_template >"$OUT_DIR/results-template.md"
+}
+
+report_template() {
+    local a=template_cpu_1 b=template_cpu_$TMPL_TEMPLATES ratio est
+    ratio=$(awk -v a="${R[${b}_net_us_per_change]}" -v b="${R[${a}_net_us_per_change]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    est=$(awk -v a="${R[template_reload_p50_us]}" -v b="${R[template_sh_to_fifo_p50_us]}" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
+    cat <<EOT
+# tribune-template: $(date -u '+%Y-%m-%d %H:%M UTC')
+
+$(nproc) cores, $(uname -r), files on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {print $2}'); tribune $(revision). \`tribune agent -dev\`; tribune-template in watch mode (blocking queries), started by tribune-bench, no debounce (wait 0); it fsyncs the file and its directory. $TMPL_CHANGES changes, one every $TMPL_GAP_MS ms (the runner, like consul-template, re-queries a dependency at most every 100 ms). Times from the PUT's acknowledgement. Commands run from the repository root.
+
+| benchmark | tribune-template | target | met | command |
+|---|---:|---|---|---|
+| file written (holds v=i), p50 / p90 / p99 / max (ms) | $(ms "${R[template_written_p50_us]}") / $(ms "${R[template_written_p90_us]}") / $(ms "${R[template_written_p99_us]}") / $(ms "${R[template_written_max_us]}") | p50 ≤ 1.5 ms | $(atmost "${R[template_written_p50_us]}" 1500) | \`${R[cmd_template-latency]}\` |
+| reload_cmd started (its line on the FIFO), p50 / p90 / p99 / max (ms) | $(ms "${R[template_reload_p50_us]}") / $(ms "${R[template_reload_p90_us]}") / $(ms "${R[template_reload_p99_us]}") / $(ms "${R[template_reload_max_us]}") | p50 ≤ 3 ms | $(atmost "${R[template_reload_p50_us]}" 3000) | (same run) |
+| … less the command's own start-up (sh → FIFO, p50 ${R[template_sh_to_fifo_p50_us]} µs): estimated start, p50 (ms) | $est | | | |
+| reload line after file written, p50 / p99 (ms) | $(ms "${R[template_reload_after_write_p50_us]}") / $(ms "${R[template_reload_after_write_p99_us]}") | | | |
+| file written / reload line from PUT *sent*, p50 (ms) | $(ms "${R[template_written_from_sent_p50_us]}") / $(ms "${R[template_reload_from_sent_p50_us]}") | | | |
+| runner CPU per change, 1 template (µs; stat ticks / CPU clock, net of idle) | ${R[${a}_stat_us_per_change]} / ${R[${a}_net_us_per_change]} | | | \`${R[cmd_template-cpu-1]}\` |
+| runner CPU per change, $(fmt_int "$TMPL_TEMPLATES") templates, 1 depends on the key (µs) | ${R[${b}_stat_us_per_change]} / ${R[${b}_net_us_per_change]} | | | \`${R[cmd_template-cpu-$TMPL_TEMPLATES]}\` |
+| ratio $(fmt_int "$TMPL_TEMPLATES") ÷ 1 (CPU clock) | ${ratio}× | ≤ 2× | $(atmost "$ratio" 2) | |
+
+Notes
+- Agent: \`${R[cmd_tmpl_agent]}\`. Runner: \`${R[template_runner_cmd]}\` (-confdir in the bench's temp dir); resources \`[template] src = "bench.tmpl" dest = "<dir>/out/bench.conf" keys = ["/bench"] reload_cmd = '${R[template_reload_cmd]}'\`, template \`v={{getv "/bench/key"}}\`.
+- How the reload is timed: the reload command is run by \`sh -c\`; it reads the file with the shell's own \`read\` and writes that line to a FIFO the bench holds open, with no other process. The bench timestamps the line on its monotonic clock, the same clock as the PUT: no wall-clock comparison (\`date +%s%N\` would add an exec of date, ~1 ms, and compare clocks) and no file-timestamp granularity (a \`touch\`ed mtime comes from the kernel's coarse clock, one tick = several ms). What it measures is an upper bound on "started": fork+exec of sh and two builtins (the bench measured that start-up alone, spawning the same command the way the runner does: p50 ${R[template_sh_to_fifo_p50_us]} µs, p99 ${R[template_sh_to_fifo_p99_us]} µs). The file is seen with inotify (rename into place), before the runner's directory fsync returns.
+- PUT round trip p50 ${R[template_put_rtt_p50_us]} µs; versions of the file skipped: ${R[template_stale_versions]}; reload lines for an older version: ${R[template_stale_reloads]}; runner log lines (warn and above): ${R[template_runner_log_lines]}.
+- CPU: tribune-template's utime+stime from /proc/PID/stat (10 ms ticks: ${R[${a}_stat_ticks]} and ${R[${b}_stat_ticks]} ticks over the changes, so coarse) and its process CPU clock (ns; all threads), less its idle rate measured just before (${R[${a}_idle_us_per_s]} and ${R[${b}_idle_us_per_s]} µs/s); raw CPU clock per change ${R[${a}_us_per_change]} and ${R[${b}_us_per_change]} µs. The agent spent ${R[${a}_agent_net_us_per_change]} and ${R[${b}_agent_net_us_per_change]} µs per change (net of idle; includes the bench's PUT). File written p50 / p99 in the CPU runs: $(ms "${R[${a}_written_p50_us]}") / $(ms "${R[${a}_written_p99_us]}") ms and $(ms "${R[${b}_written_p50_us]}") / $(ms "${R[${b}_written_p99_us]}") ms. The runner with $(fmt_int "$TMPL_TEMPLATES") templates rendered all of them in ${R[${b}_startup_ms]} ms (${R[${b}_startup_cpu_ms]} ms CPU), RSS ${R[${b}_rss_kib]} KiB (1 template: ${R[${a}_rss_kib]} KiB); the measured window ended ${R[${b}_runner_uptime_s]} s after it started (before its 60 s blocking queries expire).
+- CPU busy just before the section (other work on the machine): ${R[template_busy]}% (busiest then: ${R[template_top]}).
+EOT
+}
+
+# ---------------------------------------------------------------- nginx
+section_nginx() {
+    need nginx:nginx-light python3:python3 curl:curl
+    export PATH=$PATH:/usr/sbin
+    local p
+    for p in $NGX_BACKEND_PORTS; do ports_free "$p"; done
+    ports_free "$NGX_HTTP_PORT" "$NGX_PORT" $((NGX_PORT + 1))
+    note_load nginx
+    local logf=$OUT_DIR/nginx-example.log
+    log "starting examples/nginx/run.sh"
+    HTTP_PORT=$NGX_HTTP_PORT DNS_PORT=$NGX_DNS_PORT NGINX_PORT=$NGX_PORT \
+        BACKEND_PORTS=$NGX_BACKEND_PORTS TRIBUNE_BIN_DIR=$ROOT/target/release \
+        "$ROOT/examples/nginx/run.sh" >"$logf" 2>&1 &
+    local ex=$!
+    PIDS+=("$ex")
+    R[cmd_ngx_example]="HTTP_PORT=$NGX_HTTP_PORT DNS_PORT=$NGX_DNS_PORT NGINX_PORT=$NGX_PORT BACKEND_PORTS='$NGX_BACKEND_PORTS' TRIBUNE_BIN_DIR=target/release examples/nginx/run.sh"
+    local w= _
+    for _ in {1..240}; do
+        kill -0 "$ex" 2>/dev/null || die "examples/nginx/run.sh exited:"$'\n'"$(tail -n 20 "$logf")"
+        w=$(sed -n 's/.*Work dir: \([^ ]*\).*/\1/p' "$logf")
+        [[ -n $w ]] && break
+        sleep 0.25
+    done
+    [[ -n $w ]] || die "examples/nginx/run.sh not ready after 60 s:"$'\n'"$(tail -n 20 "$logf")"
+    log "nginx example ready (work dir $w)"
+    SERVER_PID=$ex SERVER_LOG=$logf
+    run_bench nginx --addr "127.0.0.1:$NGX_HTTP_PORT" --nginx "127.0.0.1:$NGX_PORT" \
+        --conf "$w/nginx.conf" --changes "$NGX_CHANGES" --gap-ms "$NGX_GAP_MS" \
+        --poll-us "$NGX_POLL_US"
+    for p in template.log error.log agent.log; do cp "$w/$p" "$OUT_DIR/nginx-$p" 2>/dev/null || true; done
+    stop "$ex" 30
+    report_nginx >"$OUT_DIR/results-nginx.md"
+}
+
+report_nginx() {
+    cat <<EOT
+# nginx example: $(date -u '+%Y-%m-%d %H:%M UTC')
+
+$(nproc) cores, $(uname -r); tribune $(revision); $(nginx -v 2>&1 | sed 's/^nginx version: //'). examples/nginx/run.sh in watch mode: tribune-template renders nginx.conf from KV nginx/* and the healthy "web" instances, checks it with \`nginx -t\` (check_cmd, before the rename) and runs \`nginx -s reload\`. $NGX_CHANGES changes of nginx/worker_connections (1000 + i), one every $NGX_GAP_MS ms; after each, \`GET /tribune/knobs\` on a fresh connection every $NGX_POLL_US µs. Times from the PUT's acknowledgement. Commands run from the repository root.
+
+| benchmark | tribune + nginx | target | met | command |
+|---|---:|---|---|---|
+| nginx serves the new config (first answer with it), p50 / p90 / p99 / max (ms) | $(ms "${R[nginx_served_p50_us]}") / $(ms "${R[nginx_served_p90_us]}") / $(ms "${R[nginx_served_p99_us]}") / $(ms "${R[nginx_served_max_us]}") | — | | \`${R[cmd_nginx]}\` |
+| … every answer has it (after the last old one, then 10 new in a row), p50 / p99 (ms) | $(ms "${R[nginx_served_all_p50_us]}") / $(ms "${R[nginx_served_all_p99_us]}") | | | |
+| of which: nginx.conf replaced (render + nginx -t + rename), p50 / p99 (ms) | $(ms "${R[nginx_written_p50_us]}") / $(ms "${R[nginx_written_p99_us]}") | | | |
+| of which: file replaced → first answer with it (reload), p50 / p99 (ms) | $(ms "${R[nginx_reload_p50_us]}") / $(ms "${R[nginx_reload_p99_us]}") | | | |
+
+Notes
+- Example: \`${R[cmd_ngx_example]}\`, stopped with SIGTERM afterwards; its logs are in bench/out/nginx-*.log.
+- Polls: ${R[nginx_polls]} (${R[nginx_poll_failures]} failed to connect or answer); answers with the old value after the first new one: ${R[nginx_old_after_new]} (old workers keep accepting on the shared socket until they act on the graceful shutdown). PUT round trip p50 ${R[nginx_put_rtt_p50_us]} µs. From the PUT *sent*: p50 $(ms "${R[nginx_served_from_sent_p50_us]}") ms.
+- CPU busy just before the section (other work on the machine): ${R[nginx_busy]}% (busiest then: ${R[nginx_top]}).
+EOT
+}
+
+# ---------------------------------------------------------------- run
+revision() {
+    local rev
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git -C "$ROOT" diff --quiet HEAD -- agent template-runner 2>/dev/null ||
+        rev+=" (agent/ or template-runner/ modified)"
+    printf '%s' "$rev"
+}
+
+main() {
+    local want=() s
+    (($#)) || set -- all
+    for s in "$@"; do
+        case $s in
+        all) want+=("${SECTIONS[@]}") ;;
+        kv | discovery | template | nginx) want+=("$s") ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d'
+            return 0
+            ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, all)" ;;
+        esac
+    done
+    command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"
+    need curl:curl
+    mkdir -p "$OUT_DIR"
+    if [[ $BUILD != 0 ]]; then
+        log "building (release)"
+        (cd "$ROOT" && cargo build --release -p tribune -p tribune-template -p tribune-bench) ||
+            die "cargo build"
+    fi
+    local b
+    for b in tribune tribune-template tribune-bench; do
+        [[ -x $ROOT/target/release/$b ]] || die "missing $ROOT/target/release/$b (run with BUILD=1)"
+    done
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/tribune-bench.XXXXXX")
+    for s in "${want[@]}"; do
+        log "==== section $s"
+        "section_$s"
+    done
+
+    # results.md: the latest run of every section.
+    local first=1
+    for s in "${SECTIONS[@]}"; do
+        [[ -f $OUT_DIR/results-$s.md ]] || continue
+        ((first)) || echo
+        first=0
+        cat "$OUT_DIR/results-$s.md"
+    done >"$OUT_DIR/results.md"
+    for s in "${want[@]}"; do cat "$OUT_DIR/results-$s.md"; done
+    log "written to $OUT_DIR/results.md (sections run now: ${want[*]})"
 }
 
 main "$@"

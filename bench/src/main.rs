@@ -1,4 +1,5 @@
-//! `tribune-bench`: load generators for the blocking-query figures of BENCHMARKS.md.
+//! `tribune-bench`: load generators for the blocking-query, service-discovery and
+//! template figures of BENCHMARKS.md.
 //!
 //! Throughput (PUT/GET) is measured with `wrk` by `bench/run.sh`; this binary measures
 //! what `wrk` cannot: how fast parked blocking queries are woken, how many can be
@@ -30,6 +31,28 @@
 //!   request leaves behind, and the parked query itself. Run it on a fresh server:
 //!   heap freed by earlier load is reused and hides the cost.
 //!
+//! * `catalog --addr ... --pid PID [--services 10000] [--instances 10] [--nodes 1000]
+//!   [--concurrency 64] [--readers 64] [--read-s 10]` — registers `services x
+//!   instances` service instances, one `PUT /v1/catalog/register` each over
+//!   `concurrency` connections (instance `j` of `svc-<k>` is `svc-<k>-<j>`, on one of
+//!   `nodes` nodes), reports the time, rate and latency, the agent's `VmRSS` once the
+//!   catalog is in, then `readers` connections do `GET /v1/health/service/svc-<k>` for
+//!   random `k` for `read-s` seconds: req/s and latency percentiles.
+//! * `template-latency --addr ... --runner PATH --dir DIR [--changes 200] [--gap-ms 150]`
+//!   — starts tribune-template in watch mode on one template `v={{getv "/bench/key"}}`
+//!   (work files under `DIR`, which must be new or empty), writes `bench/key = i`
+//!   `changes` times and times, from the PUT's acknowledgement, the destination file
+//!   holding `v=i` (inotify) and the reload command starting (it writes to a FIFO).
+//! * `template-cpu --addr ... --runner PATH --dir DIR [--templates 1000] [--changes 200]
+//!   [--agent-pid PID]` — the runner with `templates` resources, each on its own key
+//!   `bench/t<i>/k`; changes `bench/t0/k` only and reports the runner's CPU time per
+//!   change (`/proc/PID/stat` ticks and its CPU clock in ns, minus its idle rate).
+//! * `nginx --addr ... --nginx 127.0.0.1:PORT [--conf WORKDIR/nginx.conf] [--changes 50]
+//!   [--gap-ms 300] [--poll-us 500]` — with `examples/nginx/run.sh` running: writes
+//!   `nginx/worker_connections = 1000 + i` and polls `GET /tribune/knobs` on fresh
+//!   connections until nginx serves the new value; with `--conf`, also when the
+//!   rendered file changed.
+//!
 //! Common options: `--wait 5m` (the blocking queries' `wait`), `--settle-ms` (pause
 //! between parking and writing), `--limit-s` (hard bound on the whole subcommand).
 //! The process needs one file descriptor per parked query: raise `ulimit -n` first.
@@ -38,12 +61,17 @@
 //! `bench/run.sh` collects into its table.
 
 mod args;
+mod catalog;
 mod fanout;
+mod filewatch;
 mod http;
 mod kv;
 mod memory;
+mod nginx;
 mod park;
+mod procfs;
 mod stats;
+mod template;
 mod wake;
 
 use std::time::Duration;
@@ -52,11 +80,19 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::args::Args;
 
-const USAGE: &str = "usage: tribune-bench <wake|fanout|memory> --addr 127.0.0.1:PORT [options]
+const USAGE: &str = "usage: tribune-bench <command> --addr 127.0.0.1:PORT [options]
   wake   [--parked 10000] [--samples 200] [--settle-ms 20]
   fanout [--watchers 1000] [--rounds 20] [--settle-ms 300]
   memory --pid PID [--parked 10000]
-  common: [--wait 5m] [--concurrency 256] [--limit-s 240]";
+    (and [--wait 5m] [--concurrency 256])
+  catalog --pid PID [--services 10000] [--instances 10] [--nodes 1000]
+          [--concurrency 64] [--readers 64] [--read-s 10]
+  template-latency --runner PATH --dir DIR [--changes 200] [--gap-ms 150]
+  template-cpu --runner PATH --dir DIR [--templates 1000] [--changes 200]
+               [--gap-ms 150] [--agent-pid PID] [--idle-ms 2000]
+  nginx --nginx 127.0.0.1:PORT [--conf PATH] [--changes 50] [--base 1000]
+        [--gap-ms 300] [--poll-us 500]
+  common: [--limit-s 240]";
 
 fn main() -> Result<()> {
     let mut argv = std::env::args().skip(1);
@@ -73,6 +109,10 @@ fn main() -> Result<()> {
         "wake" => Cmd::Wake(wake::Opts::from_args(&mut args)?),
         "fanout" => Cmd::Fanout(fanout::Opts::from_args(&mut args)?),
         "memory" => Cmd::Memory(memory::Opts::from_args(&mut args)?),
+        "catalog" => Cmd::Catalog(catalog::Opts::from_args(&mut args)?),
+        "template-latency" => Cmd::TemplateLatency(template::LatencyOpts::from_args(&mut args)?),
+        "template-cpu" => Cmd::TemplateCpu(template::CpuOpts::from_args(&mut args)?),
+        "nginx" => Cmd::Nginx(nginx::Opts::from_args(&mut args)?),
         other => bail!("unknown subcommand {other:?}\n{USAGE}"),
     };
     args.finish()?;
@@ -86,6 +126,10 @@ fn main() -> Result<()> {
                 Cmd::Wake(o) => wake::run(o).await,
                 Cmd::Fanout(o) => fanout::run(o).await,
                 Cmd::Memory(o) => memory::run(o).await,
+                Cmd::Catalog(o) => catalog::run(o).await,
+                Cmd::TemplateLatency(o) => template::latency(o).await,
+                Cmd::TemplateCpu(o) => template::cpu(o).await,
+                Cmd::Nginx(o) => nginx::run(o).await,
             }
         };
         tokio::time::timeout(limit, run)
@@ -98,6 +142,10 @@ enum Cmd {
     Wake(wake::Opts),
     Fanout(fanout::Opts),
     Memory(memory::Opts),
+    Catalog(catalog::Opts),
+    TemplateLatency(template::LatencyOpts),
+    TemplateCpu(template::CpuOpts),
+    Nginx(nginx::Opts),
 }
 
 /// Print one machine-readable result line.

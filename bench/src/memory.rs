@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 
 use crate::args::Args;
 use crate::park::IdleWatchers;
+use crate::procfs::settled_rss;
 use crate::{kv, progress, result};
 
 const PREFIX: &str = "bench/mem/";
@@ -83,29 +84,4 @@ pub async fn run(o: Opts) -> Result<()> {
     );
     result("memory_spurious", answered + broken);
     Ok(())
-}
-
-/// `VmRSS` of `pid`, in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS line in {path}"))
-}
-
-/// RSS once it stops moving: two readings 250 ms apart within 64 KiB, at most 5 s.
-async fn settled_rss(pid: u32) -> Result<u64> {
-    let mut last = rss_kib(pid)?;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = rss_kib(pid)?;
-        if now.abs_diff(last) <= 64 {
-            return Ok(now);
-        }
-        last = now;
-    }
-    Ok(last)
 }
