@@ -222,10 +222,10 @@ pub async fn run(
     if config.ports.http >= 0 {
         let addr = SocketAddr::new(config.client_addr, config.ports.http as u16);
         let listener = listen(addr).map_err(|source| AgentError::Bind {
-                what: "HTTP API",
-                addr,
-                source,
-            })?;
+            what: "HTTP API",
+            addr,
+            source,
+        })?;
         let bound = listener.local_addr().map_err(AgentError::Serve)?;
         tracing::info!("HTTP API listening on http://{bound}");
         let app = http::router(state.clone());
