@@ -1020,3 +1020,78 @@ fn services_cli() {
     let out = a.cli(&["catalog", "services"], None);
     assert!(out.stdout.contains("consul"));
 }
+
+/// `-recursor`: names outside the consul domain are forwarded. The upstream
+/// here is a second agent serving the domain `example`.
+#[test]
+fn dns_recursor_forwards_other_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("domain.json");
+    std::fs::write(&conf, r#"{"domain": "example"}"#).unwrap();
+    let upstream_dns = free_port();
+    let up = upstream_dns.to_string();
+    let c = conf.to_str().unwrap();
+    let _upstream = Agent::spawn(
+        &[
+            "agent",
+            "-dev",
+            "-http-port",
+            "0",
+            "-dns-port",
+            &up,
+            "-node",
+            "far",
+            "-config-file",
+            c,
+        ],
+        None,
+    );
+    let recursor = format!("127.0.0.1:{upstream_dns}");
+    let (_a, dns) = dns_agent(&["-recursor", &recursor]);
+    let out = dig(dns, &["far.node.example"]);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("far.node.example.\t0\tIN\tA\t127.0.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" ra"),
+        "recursion available flag missing: {out}"
+    );
+    // our own domain still answered locally
+    assert_eq!(
+        dig(dns, &["+short", "node1.node.consul"]).trim(),
+        "127.0.0.1"
+    );
+}
+
+/// A probe whose result does not change writes nothing through raft.
+#[test]
+fn unchanged_probe_results_cost_no_raft_writes() {
+    let a = Agent::dev(&[]);
+    let port = free_port();
+    let _b = Backend::http(port);
+    let r = put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "steady", "Port": port,
+        "Check": {"HTTP": format!("http://127.0.0.1:{port}/"), "Interval": "200ms"}}),
+    );
+    assert_eq!(r.status(), 200);
+    wait_until("steady passing", Duration::from_secs(5), || {
+        passing_ids(&a, "steady") == ["steady"]
+    });
+    thread::sleep(Duration::from_millis(500));
+    let last = |a: &Agent| {
+        get_json(a, "agent/self")["Stats"]["raft"]["last_log_index"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = last(&a);
+    thread::sleep(Duration::from_secs(2)); // about ten probes
+    assert_eq!(
+        last(&a),
+        before,
+        "probes with an unchanged result went through raft"
+    );
+}

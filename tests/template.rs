@@ -562,3 +562,65 @@ fn debounce_wait() {
         r.log_text()
     );
 }
+
+/// `lookupSRV` resolves through DNS (here tribune's own, via TRIBUNE_DNS).
+#[test]
+fn lookup_srv_helper() {
+    let dns = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dns.to_string();
+    let a = Agent::spawn(
+        &[
+            "agent",
+            "-dev",
+            "-http-port",
+            "0",
+            "-dns-port",
+            &d,
+            "-node",
+            "n1",
+        ],
+        None,
+    );
+    for (id, port) in [("r1", 6379), ("r2", 6380)] {
+        let r = client()
+            .put(format!("{}/v1/agent/service/register", a.url))
+            .json(&serde_json::json!({"Name": "redis", "ID": id, "Port": port, "Check": {"TTL": "60s", "Status": "passing"}}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(
+        w.join("t/srv.tmpl"),
+        "{{#each (lookupSRV \"redis\" \"tcp\" \"service.consul\")}}{{Target}}:{{Port}} {{/each}}\n",
+    )
+    .unwrap();
+    let resolver = format!("127.0.0.1:{dns}");
+    let t = Instant::now();
+    loop {
+        let out = run_renderer(
+            w,
+            &[
+                "-once",
+                "-node",
+                &a.addr,
+                "-template",
+                "t/srv.tmpl:out/srv.conf",
+            ],
+            &[("TRIBUNE_DNS", &resolver)],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let got = read(&w.join("out/srv.conf"));
+        if got == "n1.node.dc1.consul.:6379 n1.node.dc1.consul.:6380 \n" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
