@@ -280,6 +280,11 @@ fn config_dir_services_and_reload() {
         r#"{"service": {"name": "redis", "tags": ["db"], "port": 6379}}"#,
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("cache.hcl"),
+        "service {\n  name = \"memcached\"\n  port = 11211\n  check {\n    ttl = \"30s\"\n  }\n}\n",
+    )
+    .unwrap();
     let d = dir.path().to_str().unwrap();
     let a = Agent::dev(&["-config-dir", d]);
     wait_until("redis in catalog", Duration::from_secs(5), || {
@@ -290,6 +295,14 @@ fn config_dir_services_and_reload() {
     });
     let e = &get_json(&a, "catalog/service/redis")[0];
     assert_eq!(e["ServiceTags"], json!(["db"]));
+    // HCL definitions too, with their checks
+    wait_until("memcached from HCL", Duration::from_secs(5), || {
+        get_json(&a, "catalog/service/memcached")[0]["ServicePort"] == 11211
+    });
+    assert_eq!(
+        get_json(&a, "agent/checks")["service:memcached"]["Type"],
+        "ttl"
+    );
     assert_eq!(e["ServicePort"], 6379);
     put_json(
         &a,
