@@ -4,11 +4,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::kv::body_or_error;
-use super::params::{check_dc, Query, ReadOpts};
+use super::params::{check_dc, Query};
 use super::{json, render, ApiError, Shared};
 use crate::local::defs::{normalize, DefError};
 use crate::local::{parse_check_rec, service_rec};
@@ -39,30 +39,25 @@ pub async fn services(
     State(s): State<Shared>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    s.block(&opts, WatchTarget::Named(cat::SERVICES.into()), |t| {
-        t.catalog.services_index()
-    })
-    .await;
-    let (index, body) = {
-        let t = s.store.read();
-        let m: Map<String, Value> = t
-            .catalog
-            .service_names()
-            .map(|(n, tags)| {
-                (
-                    n.clone(),
-                    Value::from(tags.into_iter().cloned().collect::<Vec<_>>()),
-                )
-            })
-            .collect();
-        (t.catalog.services_index(), Value::Object(m))
-    };
-    let mut r = json(StatusCode::OK, &body, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::SERVICES.into()),
+        |t| t.catalog.services_index(),
+        |t| {
+            let m: Map<String, Value> = t
+                .catalog
+                .service_names()
+                .map(|(n, tags)| {
+                    (
+                        n.clone(),
+                        Value::from(tags.into_iter().cloned().collect::<Vec<_>>()),
+                    )
+                })
+                .collect();
+            Some(Value::Object(m))
+        },
+    )
+    .await
 }
 
 pub async fn service(
@@ -70,46 +65,34 @@ pub async fn service(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    let tags: Vec<&str> = q.all("tag").collect();
-    s.block(&opts, WatchTarget::Named(cat::svc_target(&name)), |t| {
-        t.catalog.service_index(&name)
-    })
-    .await;
-    let (index, list) = {
-        let t = s.store.read();
-        let list: Vec<Value> = t
-            .catalog
-            .instances(&name)
-            .into_iter()
-            .filter(|(_, sv)| tags_match(&sv.tags, &tags))
-            .map(|(n, sv)| render::catalog_service(n, sv))
-            .collect();
-        (t.catalog.service_index(&name), list)
-    };
-    let mut r = json(StatusCode::OK, &list, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    let query = Query::parse(q.as_deref());
+    let tags: Vec<&str> = query.all("tag").collect();
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::svc_target(&name)),
+        |t| t.catalog.service_index(&name),
+        |t| {
+            let list: Vec<Value> = t
+                .catalog
+                .instances(&name)
+                .into_iter()
+                .filter(|(_, sv)| tags_match(&sv.tags, &tags))
+                .map(|(n, sv)| render::catalog_service(n, sv))
+                .collect();
+            Some(list)
+        },
+    )
+    .await
 }
 
 pub async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    s.block(&opts, WatchTarget::Named(cat::NODES.into()), |t| {
-        t.catalog.nodes_index()
-    })
-    .await;
-    let (index, list) = {
-        let t = s.store.read();
-        let list: Vec<Value> = t.catalog.nodes().map(render::node).collect();
-        (t.catalog.nodes_index(), list)
-    };
-    let mut r = json(StatusCode::OK, &list, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::NODES.into()),
+        |t| t.catalog.nodes_index(),
+        |t| Some(t.catalog.nodes().map(render::node).collect::<Vec<_>>()),
+    )
+    .await
 }
 
 pub async fn node(
@@ -117,31 +100,22 @@ pub async fn node(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    s.block(&opts, WatchTarget::Named(cat::node_target(&name)), |t| {
-        t.catalog.node_index(&name)
-    })
-    .await;
-    let (index, body) = {
-        let t = s.store.read();
-        let body = t.catalog.node(&name).map(|n| {
-            let services: Map<String, Value> = t
-                .catalog
-                .node_services(&name)
-                .map(|sv| (sv.id.clone(), render::service(sv)))
-                .collect();
-            serde_json::json!({"Node": render::node(n), "Services": services})
-        });
-        (t.catalog.node_index(&name), body)
-    };
-    let mut r = match body {
-        Some(b) => json(StatusCode::OK, &b, opts.pretty),
-        None => StatusCode::NOT_FOUND.into_response(),
-    };
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::node_target(&name)),
+        |t| t.catalog.node_index(&name),
+        |t| {
+            t.catalog.node(&name).map(|n| {
+                let services: Map<String, Value> = t
+                    .catalog
+                    .node_services(&name)
+                    .map(|sv| (sv.id.clone(), render::service(sv)))
+                    .collect();
+                serde_json::json!({"Node": render::node(n), "Services": services})
+            })
+        },
+    )
+    .await
 }
 
 fn field<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {

@@ -1,12 +1,11 @@
 //! `/v1/health/*`: instances with their checks, filtered by health.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::params::{Query, ReadOpts};
-use super::{json, render, ApiError, Shared};
+use super::params::Query;
+use super::{render, ApiError, Shared};
 use crate::state::catalog::{self as cat, Catalog, CheckRec};
 use crate::state::{Health, WatchTarget};
 
@@ -43,25 +42,16 @@ pub async fn service(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    let tags: Vec<&str> = q.all("tag").collect();
-    let passing = q.has("passing");
-    s.block(&opts, WatchTarget::Named(cat::svc_target(&name)), |t| {
-        t.catalog.service_index(&name)
-    })
-    .await;
-    let (index, list) = {
-        let t = s.store.read();
-        (
-            t.catalog.service_index(&name),
-            service_entries(&t.catalog, &name, &tags, passing),
-        )
-    };
-    let mut r = json(StatusCode::OK, &list, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    let query = Query::parse(q.as_deref());
+    let tags: Vec<&str> = query.all("tag").collect();
+    let passing = query.has("passing");
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::svc_target(&name)),
+        |t| t.catalog.service_index(&name),
+        |t| Some(service_entries(&t.catalog, &name, &tags, passing)),
+    )
+    .await
 }
 
 pub async fn checks(
@@ -69,26 +59,21 @@ pub async fn checks(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    s.block(&opts, WatchTarget::Named(cat::svc_target(&name)), |t| {
-        t.catalog.service_index(&name)
-    })
-    .await;
-    let (index, list) = {
-        let t = s.store.read();
-        let list: Vec<Value> = t
-            .catalog
-            .checks()
-            .filter(|c| c.service_name == name)
-            .map(render::check)
-            .collect();
-        (t.catalog.service_index(&name), list)
-    };
-    let mut r = json(StatusCode::OK, &list, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::svc_target(&name)),
+        |t| t.catalog.service_index(&name),
+        |t| {
+            let list: Vec<Value> = t
+                .catalog
+                .checks()
+                .filter(|c| c.service_name == name)
+                .map(render::check)
+                .collect();
+            Some(list)
+        },
+    )
+    .await
 }
 
 pub async fn node(
@@ -96,21 +81,20 @@ pub async fn node(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    s.block(&opts, WatchTarget::Named(cat::node_target(&name)), |t| {
-        t.catalog.node_index(&name)
-    })
-    .await;
-    let (index, list) = {
-        let t = s.store.read();
-        let list: Vec<Value> = t.catalog.node_checks(&name).map(render::check).collect();
-        (t.catalog.node_index(&name), list)
-    };
-    let mut r = json(StatusCode::OK, &list, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::node_target(&name)),
+        |t| t.catalog.node_index(&name),
+        |t| {
+            Some(
+                t.catalog
+                    .node_checks(&name)
+                    .map(render::check)
+                    .collect::<Vec<_>>(),
+            )
+        },
+    )
+    .await
 }
 
 pub async fn state(
@@ -118,8 +102,6 @@ pub async fn state(
     Path(state): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
     let want = match state.as_str() {
         "any" => None,
         other => match Health::parse(other) {
@@ -131,22 +113,19 @@ pub async fn state(
             }
         },
     };
-    s.gate(opts.consistency).await?;
-    s.block(&opts, WatchTarget::Named(cat::CHECKS.into()), |t| {
-        t.catalog.checks_index()
-    })
-    .await;
-    let (index, list) = {
-        let t = s.store.read();
-        let list: Vec<Value> = t
-            .catalog
-            .checks()
-            .filter(|c| want.map(|w| c.status == w).unwrap_or(true))
-            .map(render::check)
-            .collect();
-        (t.catalog.checks_index(), list)
-    };
-    let mut r = json(StatusCode::OK, &list, opts.pretty);
-    s.meta(&mut r, index, opts.consistency);
-    Ok(r)
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(cat::CHECKS.into()),
+        |t| t.catalog.checks_index(),
+        |t| {
+            let list: Vec<Value> = t
+                .catalog
+                .checks()
+                .filter(|c| want.map(|w| c.status == w).unwrap_or(true))
+                .map(render::check)
+                .collect();
+            Some(list)
+        },
+    )
+    .await
 }

@@ -177,6 +177,32 @@ impl AppState {
         }
     }
 
+    /// The shape of every blocking JSON read: parse the read options, check
+    /// consistency, park until the resource's index passes `?index`, then
+    /// answer `build`'s body (404 when it gives none) with the index headers.
+    pub async fn blocking_json<T: Serialize>(
+        &self,
+        raw_query: Option<&str>,
+        target: WatchTarget,
+        index_of: impl Fn(&Tables) -> u64,
+        build: impl FnOnce(&Tables) -> Option<T>,
+    ) -> Result<Response, ApiError> {
+        let q = params::Query::parse(raw_query);
+        let opts = ReadOpts::parse(&q, &self.config.datacenter)?;
+        self.gate(opts.consistency).await?;
+        self.block(&opts, target, &index_of).await;
+        let (index, body) = {
+            let t = self.store.read();
+            (index_of(&t), build(&t))
+        };
+        let mut resp = match body {
+            Some(b) => json(StatusCode::OK, &b, opts.pretty),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+        self.meta(&mut resp, index, opts.consistency);
+        Ok(resp)
+    }
+
     /// Submit a write through raft; returns the log index and the outcome.
     pub async fn write(&self, cmd: Command) -> Result<(u64, Outcome), ApiError> {
         self.proposer.write(cmd).await.map_err(|e| match e {
