@@ -208,15 +208,66 @@ cmdline() {
     printf '%s' "${out//$ROOT\//}"
 }
 
-# note_load NAME: CPU busy just before a section (2 s sample) and the busiest
-# processes then, into R[NAME_busy] and R[NAME_top].
-note_load() {
-    R[${1}_busy]=$(cpu_busy_pct)
-    R[${1}_top]=$(ps -eo pcpu=,comm= --sort=-pcpu | head -n 3 | awk '{printf "%s%s %s%%", (NR > 1 ? ", " : ""), $2, $1}')
-    log "CPU busy before $1 (2 s sample): ${R[${1}_busy]}% (top: ${R[${1}_top]})"
+# proc_ticks: "pid comm utime+stime" of every process (comm with blanks as _).
+proc_ticks() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+        l = $0; i = index(l, "("); j = 0
+        for (k = length(l); k > i; k--) if (substr(l, k, 1) == ")") { j = k; break }
+        comm = substr(l, i + 1, j - i - 1); gsub(/[ \t]/, "_", comm)
+        split(substr(l, j + 2), f, " "); print $1, comm, f[12] + f[13] }'
+}
+
+# top_ticks BEFORE AFTER SECONDS: the 4 processes that used the most CPU between two
+# proc_ticks snapshots (those that ended in between are missed).
+top_ticks() {
+    awk -v s="$3" 'NR == FNR { t[$1] = $3; next }
+        { d = $3 - ($1 in t ? t[$1] : 0); if (d > 0) print d, $2, $1 }' "$1" "$2" |
+        sort -rn | head -n 4 |
+        awk -v s="$3" '{ printf "%s%s[%s] %.0f%%", (NR > 1 ? ", " : ""), $2, $3, $1 / s }'
+}
+
+cpu_total() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
+busy_between() { # busy_between "BUSY IDLE" "BUSY IDLE": % of all cores busy
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        busy = y[1] - x[1]; idle = y[2] - x[2]
+        printf "%.0f", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0 }'
+}
+
+# load_begin NAME: CPU busy over 2 s before a section (nothing of ours running) and
+# who used it, into R[NAME_busy] and R[NAME_top]; then starts the section's account.
+load_begin() {
+    local a b
+    a=$(cpu_total)
+    proc_ticks >"$TMP/ticks-$1-pre"
+    sleep 2
+    b=$(cpu_total)
+    proc_ticks >"$TMP/ticks-$1-0"
+    R[${1}_busy]=$(busy_between "$a" "$b")
+    R[${1}_top]=$(top_ticks "$TMP/ticks-$1-pre" "$TMP/ticks-$1-0" 2)
+    R[${1}_cpu0]=$b
+    R[${1}_t0]=$EPOCHREALTIME
+    log "CPU busy before $1 (2 s sample): ${R[${1}_busy]}% (top: ${R[${1}_top]:-none})"
     awk -v b="${R[${1}_busy]}" 'BEGIN { exit !(b > 10) }' &&
         log "WARNING: other work is using the cores; figures will be low and noisy"
     return 0
+}
+
+# load_end NAME: CPU busy during the section and its biggest users, R[NAME_during*].
+load_end() {
+    local secs
+    proc_ticks >"$TMP/ticks-$1-1"
+    secs=$(awk -v a="${R[${1}_t0]}" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    R[${1}_during_busy]=$(busy_between "${R[${1}_cpu0]}" "$(cpu_total)")
+    R[${1}_during_top]=$(top_ticks "$TMP/ticks-$1-0" "$TMP/ticks-$1-1" "$secs")
+    R[${1}_during_s]=$secs
+    log "CPU busy during $1 ($secs s): ${R[${1}_during_busy]}% (top: ${R[${1}_during_top]})"
+}
+
+# load_note NAME: the line for the notes.
+load_note() {
+    printf -- '- Load: all cores %s%% busy in the 2 s before the section (busiest: %s); %s%% during its %s s (CPU share of one core, processes alive at its end: %s). %s cores in all.' \
+        "${R[${1}_busy]}" "${R[${1}_top]:-none}" "${R[${1}_during_busy]}" "${R[${1}_during_s]}" \
+        "${R[${1}_during_top]}" "$(nproc)"
 }
 
 # ---------------------------------------------------------------- results
@@ -431,7 +482,7 @@ dig_count() {
 section_discovery() {
     need dnsperf:dnsperf dig:bind9-dnsutils curl:curl
     ports_free "$DISC_HTTP_PORT" "$DISC_DNS_PORT" "$CAT_HTTP_PORT"
-    note_load discovery
+    load_begin discovery
     local url=http://127.0.0.1:$DISC_HTTP_PORT i reg
 
     # -- DNS: 10 instances of web
@@ -452,6 +503,9 @@ section_discovery() {
     SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
     run_dnsperf dns -s 127.0.0.1 -p "$DISC_DNS_PORT" -d "$qf" -l "$DNS_DURATION" -c 8 -Q 200000
     run_dnsperf dns_edns -s 127.0.0.1 -p "$DISC_DNS_PORT" -d "$qf" -l "$DNS_DURATION" -c 8 -Q 200000 -e
+    # For comparison: the smallest answer (one A record), what a query costs anyway.
+    echo "node-0.node.consul A" >"$TMP/dns-queries-a.txt"
+    run_dnsperf dns_a -s 127.0.0.1 -p "$DISC_DNS_PORT" -d "$TMP/dns-queries-a.txt" -l "$DNS_DURATION" -c 8 -Q 200000
     stop "$DEV_PID"
 
     # -- catalog of CAT_SERVICES x CAT_INSTANCES, on a fresh agent
@@ -462,6 +516,7 @@ section_discovery() {
         --services "$CAT_SERVICES" --instances "$CAT_INSTANCES" --nodes "$CAT_NODES" \
         --concurrency "$CAT_CONCURRENCY" --readers "$CAT_READERS" --read-s "$CAT_READ_S" \
         --limit-s 900
+    load_end discovery
     stop "$DEV_PID"
 
     report_discovery >"$OUT_DIR/results-discovery.md"
@@ -481,6 +536,7 @@ $(nproc) cores, $(uname -r); tribune $(revision); $(dnsperf -h 2>&1 | awk '/^Ver
 | … latency avg / stddev / max (ms) | ${R[dns_avg_ms]} / ${R[dns_sd_ms]} / ${R[dns_max_ms]} | | | |
 | DNS SRV with EDNS (10 SRV + 10 A) (queries/s) | $(fmt_int "${R[dns_edns_qps]}") | | | \`${R[cmd_dns_edns]}\` |
 | … latency avg / stddev / max (ms) | ${R[dns_edns_avg_ms]} / ${R[dns_edns_sd_ms]} / ${R[dns_edns_max_ms]} | | | |
+| for comparison: DNS A node-0.node.consul (1 record) (queries/s) | $(fmt_int "${R[dns_a_qps]}") | | | \`${R[cmd_dns_a]}\` |
 | register $(fmt_int "$fdns") instances ($(fmt_int "$CAT_SERVICES") services × $CAT_INSTANCES), $CAT_CONCURRENCY conns: total (s) / rate (req/s) | ${R[catalog_register_s]} / $(fmt_int "${R[catalog_register_rps]}") | | | \`${R[cmd_catalog]}\` |
 | … per request p50 / p99 / max (ms) | $(ms "${R[catalog_register_p50_us]}") / $(ms "${R[catalog_register_p99_us]}") / $(ms "${R[catalog_register_max_us]}") | | | |
 | agent RSS with the catalog (MB) | ${R[catalog_rss_mb]} | ≤ 300 MB | $(atmost "${R[catalog_rss_mb]}" 300) | |
@@ -490,16 +546,16 @@ $(nproc) cores, $(uname -r); tribune $(revision); $(dnsperf -h 2>&1 | awk '/^Ver
 Notes
 - Agents: \`${R[cmd_disc_agent]}\` with \`${R[cmd_disc_register]}\`; then a fresh \`${R[cmd_cat_agent]}\` for the catalog.
 - dig: EDNS answer ${R[dig_edns_size]} bytes (flags ${R[dig_edns_flags]}; OPT record in the answer: ${R[dig_edns_opt]}); without EDNS ${R[dig_noedns_size]} bytes (flags ${R[dig_noedns_flags]}), the additional A records are left out to stay within 512 bytes.
-- dnsperf (no EDNS): ${R[dns_sent]} queries sent, ${R[dns_lost]} lost, response codes ${R[dns_codes]}, average response ${R[dns_resp_bytes]} bytes; the agent used ${R[dns_agent_cpu_s]} s of CPU (${R[dns_agent_us_per_q]} µs per query). With EDNS: ${R[dns_edns_sent]} sent, ${R[dns_edns_lost]} lost, ${R[dns_edns_resp_bytes]} bytes, ${R[dns_edns_agent_us_per_q]} µs of agent CPU per query. dnsperf reports no percentiles.
+- dnsperf (no EDNS): ${R[dns_sent]} queries sent, ${R[dns_lost]} lost, response codes ${R[dns_codes]}, average response ${R[dns_resp_bytes]} bytes; the agent used ${R[dns_agent_cpu_s]} s of CPU (${R[dns_agent_us_per_q]} µs per query). With EDNS: ${R[dns_edns_sent]} sent, ${R[dns_edns_lost]} lost, ${R[dns_edns_resp_bytes]} bytes, ${R[dns_edns_agent_us_per_q]} µs of agent CPU per query. Node A query: avg ${R[dns_a_avg_ms]} ms, ${R[dns_a_agent_us_per_q]} µs of agent CPU per query. dnsperf reports no percentiles.
 - catalog: instance j of svc-k on node-((k·$CAT_INSTANCES + j) mod $CAT_NODES) ($CAT_NODES nodes); the agent used ${R[catalog_register_cpu_us_per]} µs of CPU per registration. RSS ${R[catalog_rss_before_kib]} KiB before, ${R[catalog_rss_kib]} KiB with the catalog (≈ ${R[catalog_bytes_per_instance]} bytes per instance), ${R[catalog_rss_after_reads_kib]} KiB after the reads. /v1/catalog/services listed ${R[catalog_services_listed]} services. Reads: ${R[catalog_reads]} in ${CAT_READ_S} s, one answer in 64 parsed and checked for $CAT_INSTANCES entries (${R[catalog_read_wrong]} wrong).
-- CPU busy just before the section (other work on the machine): ${R[discovery_busy]}% (busiest then: ${R[discovery_top]}).
+$(load_note discovery)
 EOT
 }
 
 # ---------------------------------------------------------------- template
 section_template() {
     ports_free "$TMPL_HTTP_PORT"
-    note_load template
+    load_begin template
     start_dev template-agent "$TMPL_HTTP_PORT" -1
     R[cmd_tmpl_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$TMPL_HTTP_PORT" -dns-port -1 -log-level warn)
     SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
@@ -514,6 +570,7 @@ section_template() {
             --gap-ms "$TMPL_GAP_MS" --agent-pid "$DEV_PID"
         cp "$TMP/template-cpu-$n/runner.log" "$OUT_DIR/template-cpu-$n-runner.log" 2>/dev/null || true
     done
+    load_end template
     stop "$DEV_PID"
     report_template >"$OUT_DIR/results-template.md"
 }
@@ -543,7 +600,7 @@ Notes
 - How the reload is timed: the reload command is run by \`sh -c\`; it reads the file with the shell's own \`read\` and writes that line to a FIFO the bench holds open, with no other process. The bench timestamps the line on its monotonic clock, the same clock as the PUT: no wall-clock comparison (\`date +%s%N\` would add an exec of date, ~1 ms, and compare clocks) and no file-timestamp granularity (a \`touch\`ed mtime comes from the kernel's coarse clock, one tick = several ms). What it measures is an upper bound on "started": fork+exec of sh and two builtins (the bench measured that start-up alone, spawning the same command the way the runner does: p50 ${R[template_sh_to_fifo_p50_us]} µs, p99 ${R[template_sh_to_fifo_p99_us]} µs). The file is seen with inotify (rename into place), before the runner's directory fsync returns.
 - PUT round trip p50 ${R[template_put_rtt_p50_us]} µs; versions of the file skipped: ${R[template_stale_versions]}; reload lines for an older version: ${R[template_stale_reloads]}; runner log lines (warn and above): ${R[template_runner_log_lines]}.
 - CPU: tribune-template's utime+stime from /proc/PID/stat (10 ms ticks: ${R[${a}_stat_ticks]} and ${R[${b}_stat_ticks]} ticks over the changes, so coarse) and its process CPU clock (ns; all threads), less its idle rate measured just before (${R[${a}_idle_us_per_s]} and ${R[${b}_idle_us_per_s]} µs/s); raw CPU clock per change ${R[${a}_us_per_change]} and ${R[${b}_us_per_change]} µs. The agent spent ${R[${a}_agent_net_us_per_change]} and ${R[${b}_agent_net_us_per_change]} µs per change (net of idle; includes the bench's PUT). File written p50 / p99 in the CPU runs: $(ms "${R[${a}_written_p50_us]}") / $(ms "${R[${a}_written_p99_us]}") ms and $(ms "${R[${b}_written_p50_us]}") / $(ms "${R[${b}_written_p99_us]}") ms. The runner with $(fmt_int "$TMPL_TEMPLATES") templates rendered all of them in ${R[${b}_startup_ms]} ms (${R[${b}_startup_cpu_ms]} ms CPU), RSS ${R[${b}_rss_kib]} KiB (1 template: ${R[${a}_rss_kib]} KiB); the measured window ended ${R[${b}_runner_uptime_s]} s after it started (before its 60 s blocking queries expire).
-- CPU busy just before the section (other work on the machine): ${R[template_busy]}% (busiest then: ${R[template_top]}).
+$(load_note template)
 EOT
 }
 
@@ -554,7 +611,7 @@ section_nginx() {
     local p
     for p in $NGX_BACKEND_PORTS; do ports_free "$p"; done
     ports_free "$NGX_HTTP_PORT" "$NGX_PORT" $((NGX_PORT + 1))
-    note_load nginx
+    load_begin nginx
     local logf=$OUT_DIR/nginx-example.log
     log "starting examples/nginx/run.sh"
     HTTP_PORT=$NGX_HTTP_PORT DNS_PORT=$NGX_DNS_PORT NGINX_PORT=$NGX_PORT \
@@ -577,6 +634,7 @@ section_nginx() {
         --conf "$w/nginx.conf" --changes "$NGX_CHANGES" --gap-ms "$NGX_GAP_MS" \
         --poll-us "$NGX_POLL_US"
     for p in template.log error.log agent.log; do cp "$w/$p" "$OUT_DIR/nginx-$p" 2>/dev/null || true; done
+    load_end nginx
     stop "$ex" 30
     report_nginx >"$OUT_DIR/results-nginx.md"
 }
@@ -597,7 +655,7 @@ $(nproc) cores, $(uname -r); tribune $(revision); $(nginx -v 2>&1 | sed 's/^ngin
 Notes
 - Example: \`${R[cmd_ngx_example]}\`, stopped with SIGTERM afterwards; its logs are in bench/out/nginx-*.log.
 - Polls: ${R[nginx_polls]} (${R[nginx_poll_failures]} failed to connect or answer); answers with the old value after the first new one: ${R[nginx_old_after_new]} (old workers keep accepting on the shared socket until they act on the graceful shutdown). PUT round trip p50 ${R[nginx_put_rtt_p50_us]} µs. From the PUT *sent*: p50 $(ms "${R[nginx_served_from_sent_p50_us]}") ms.
-- CPU busy just before the section (other work on the machine): ${R[nginx_busy]}% (busiest then: ${R[nginx_top]}).
+$(load_note nginx)
 EOT
 }
 
@@ -607,6 +665,7 @@ revision() {
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     git -C "$ROOT" diff --quiet HEAD -- agent template-runner 2>/dev/null ||
         rev+=" (agent/ or template-runner/ modified)"
+    rev+=", binaries built $(date -u -r "$ROOT/target/release/tribune" '+%H:%M UTC')"
     printf '%s' "$rev"
 }
 
