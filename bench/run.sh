@@ -613,6 +613,7 @@ section_nginx() {
     ports_free "$NGX_HTTP_PORT" "$NGX_PORT" $((NGX_PORT + 1))
     load_begin nginx
     local logf=$OUT_DIR/nginx-example.log
+    : >"$logf" # before it starts: the readiness line must come from this run
     log "starting examples/nginx/run.sh"
     HTTP_PORT=$NGX_HTTP_PORT DNS_PORT=$NGX_DNS_PORT NGINX_PORT=$NGX_PORT \
         BACKEND_PORTS=$NGX_BACKEND_PORTS TRIBUNE_BIN_DIR=$ROOT/target/release \
