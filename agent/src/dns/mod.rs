@@ -45,9 +45,6 @@ pub struct ConsulDns {
     datacenter: String,
     config: DnsConfig,
     domain: Name,
-    /// SRV target names by host label (`<node>.node.<dc>` ...): parsing
-    /// them is a large part of an SRV answer's cost.
-    targets: parking_lot::Mutex<std::collections::HashMap<String, Name>>,
 }
 
 struct Answer {
@@ -90,24 +87,7 @@ impl ConsulDns {
             datacenter,
             config,
             domain,
-            targets: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
-    }
-
-    fn target(&self, host: &str) -> Option<Name> {
-        let mut cache = self.targets.lock();
-        if let Some(n) = cache.get(host) {
-            return Some(n.clone());
-        }
-        let n = Name::from_str(host)
-            .ok()?
-            .append_domain(&self.domain)
-            .ok()?;
-        if cache.len() >= 65_536 {
-            cache.clear();
-        }
-        cache.insert(host.to_string(), n.clone());
-        Some(n)
     }
 
     fn soa(&self) -> Record {
@@ -232,9 +212,10 @@ impl ConsulDns {
                             } else {
                                 format!("{}.addr.{}", addr_label(ip), self.datacenter)
                             };
-                            let Some(target) = self.target(&host) else {
-                                continue;
-                            };
+                            let target = Name::from_str(&host)
+                                .ok()
+                                .and_then(|x| x.append_domain(&self.domain).ok());
+                            let Some(target) = target else { continue };
                             let weight = if worst == Health::Warning {
                                 s.weights.warning
                             } else {
@@ -385,54 +366,32 @@ impl RequestHandler for ConsulDns {
     }
 }
 
-/// Wire size of a response, never below what hickory will emit: a name
-/// already written costs a 2-byte pointer, any other its full length (SRV
-/// targets are never compressed, RFC 2782). Exact for the shapes this
-/// server answers with; an upper bound otherwise.
-fn wire_size(query: &Query, answers: &[Record], soa: &[Record], additionals: &[Record]) -> usize {
-    let mut seen: Vec<&Name> = vec![query.name()];
-    let name_len = |n: &Name, seen: &Vec<&Name>| -> usize {
-        if seen.contains(&n) {
-            2
-        } else {
-            n.len()
-        }
-    };
-    // header + question + EDNS OPT record (11 bytes) when present
-    let mut total = 12 + query.name().len() + 4 + 11;
-    for r in answers.iter().chain(soa).chain(additionals) {
-        total += name_len(r.name(), &seen) + 10;
-        total += match r.data() {
-            RData::A(_) => 4,
-            RData::AAAA(_) => 16,
-            RData::SRV(srv) => 6 + srv.target().len(),
-            RData::TXT(t) => t.iter().map(|x| x.len() + 1).sum(),
-            RData::SOA(soa) => soa.mname().len() + soa.rname().len() + 20,
-            _ => 512,
-        };
-        seen.push(r.name());
-        if let RData::SRV(srv) = r.data() {
-            seen.push(srv.target());
-        }
-    }
-    total
+fn encoded_len(query: &Query, answers: &[Record], soa: &[Record], additionals: &[Record]) -> usize {
+    let mut m = Message::new();
+    m.add_query(query.clone());
+    m.add_answers(answers.iter().cloned());
+    m.add_name_servers(soa.iter().cloned());
+    m.add_additionals(additionals.iter().cloned());
+    // EDNS OPT record of the response, if any, is at most 11 bytes more.
+    m.to_vec().map(|v| v.len() + 11).unwrap_or(usize::MAX)
 }
 
 /// Trim a UDP answer to `limit` bytes (additionals first, then answers);
 /// returns true when answers were dropped (the TC bit must be set).
 fn fit_udp(query: &Query, a: &mut Answer, soa: &[Record], limit: usize) -> bool {
-    if wire_size(query, &a.answers, soa, &a.additionals) <= limit {
+    if encoded_len(query, &a.answers, soa, &a.additionals) <= limit {
         return false;
     }
+    // Keep the additionals that belong to the answers that still fit.
     a.additionals.clear();
-    if wire_size(query, &a.answers, soa, &[]) <= limit {
+    if encoded_len(query, &a.answers, soa, &[]) <= limit {
         return false;
     }
     // Largest prefix of answers that fits, by binary search.
     let (mut lo, mut hi) = (0usize, a.answers.len());
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if wire_size(query, &a.answers[..mid], soa, &[]) <= limit {
+        if encoded_len(query, &a.answers[..mid], soa, &[]) <= limit {
             lo = mid;
         } else {
             hi = mid - 1;
