@@ -207,6 +207,10 @@ fn dns_forms() {
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("ANSWER: 2"), "{out}");
     assert!(
+        out.contains("OPT PSEUDOSECTION"),
+        "an EDNS query must get an OPT record back: {out}"
+    );
+    assert!(
         out.contains("SRV\t1 1 6379 node1.node.dc1.consul."),
         "{out}"
     );

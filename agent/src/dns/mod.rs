@@ -45,7 +45,26 @@ pub struct ConsulDns {
     datacenter: String,
     config: DnsConfig,
     domain: Name,
+    services: ServiceCache,
 }
+
+/// One healthy instance, ready to answer with.
+struct Item {
+    target: Name,
+    ip: IpAddr,
+    port: u16,
+    weight: u16,
+}
+
+/// Healthy instances of `(service, tag)` as of the service's catalog index
+/// (which moves on any change to the service, its checks or its nodes).
+struct Cached {
+    index: u64,
+    items: Arc<Vec<Item>>,
+}
+
+type ServiceCache =
+    parking_lot::RwLock<std::collections::HashMap<(String, Option<String>), Cached>>;
 
 struct Answer {
     code: ResponseCode,
@@ -87,7 +106,91 @@ impl ConsulDns {
             datacenter,
             config,
             domain,
+            services: ServiceCache::default(),
         }
+    }
+
+    /// Healthy instances of a service (optionally with a tag), from the
+    /// cache while the service's index has not moved.
+    fn service_items(&self, service: &str, tag: Option<String>, index: u64) -> Arc<Vec<Item>> {
+        let key = (service.to_string(), tag);
+        if let Some(c) = self.services.read().get(&key) {
+            if c.index == index {
+                return c.items.clone();
+            }
+        }
+        let items = Arc::new(self.build_items(service, key.1.as_deref()));
+        let mut cache = self.services.write();
+        if cache.len() >= 100_000 {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            Cached {
+                index,
+                items: items.clone(),
+            },
+        );
+        items
+    }
+
+    fn build_items(&self, service: &str, tag: Option<&str>) -> Vec<Item> {
+        let t = self.store.read();
+        let mut out = Vec::new();
+        for (n, s) in t.catalog.instances(service) {
+            if let Some(tg) = tag {
+                if !s.tags.iter().any(|x| x.eq_ignore_ascii_case(tg)) {
+                    continue;
+                }
+            }
+            let worst = t
+                .catalog
+                .instance_checks(&n.node, &s.id)
+                .iter()
+                .map(|c| c.status)
+                .max()
+                .unwrap_or(Health::Passing);
+            let ok = match worst {
+                Health::Passing => true,
+                Health::Warning => !self.config.only_passing,
+                _ => false,
+            };
+            let addr = if s.address.is_empty() {
+                &n.address
+            } else {
+                &s.address
+            };
+            let Ok(ip) = addr.parse::<IpAddr>() else {
+                continue;
+            };
+            if !ok {
+                continue;
+            }
+            // A service address of its own gets an `.addr.` target.
+            let host = if s.address.is_empty() || s.address == n.address {
+                format!("{}.node.{}", n.node, self.datacenter)
+            } else {
+                format!("{}.addr.{}", addr_label(ip), self.datacenter)
+            };
+            let Some(target) = Name::from_str(&host)
+                .ok()
+                .and_then(|x| x.append_domain(&self.domain).ok())
+            else {
+                continue;
+            };
+            let weight = if worst == Health::Warning {
+                s.weights.warning
+            } else {
+                s.weights.passing
+            };
+            out.push(Item {
+                target,
+                ip,
+                port: s.port,
+                weight: weight.clamp(0, u16::MAX as i32) as u16,
+            });
+        }
+        out
     }
 
     fn soa(&self) -> Record {
@@ -164,81 +267,32 @@ impl ConsulDns {
             }
             Lookup::Service { service, tag } => {
                 let ttl = self.config.service_ttl(&service).as_secs() as u32;
-                let mut instances: Vec<_> = t
-                    .catalog
-                    .instances(&service)
-                    .into_iter()
-                    .filter(|(_, s)| {
-                        tag.as_ref()
-                            .map(|tg| s.tags.iter().any(|x| x.eq_ignore_ascii_case(tg)))
-                            .unwrap_or(true)
-                    })
-                    .filter_map(|(n, s)| {
-                        let worst = t
-                            .catalog
-                            .instance_checks(&n.node, &s.id)
-                            .iter()
-                            .map(|c| c.status)
-                            .max()
-                            .unwrap_or(Health::Passing);
-                        let ok = match worst {
-                            Health::Passing => true,
-                            Health::Warning => !self.config.only_passing,
-                            _ => false,
-                        };
-                        ok.then_some((n, s, worst))
-                    })
-                    .collect();
-                if instances.is_empty() {
+                let index = t.catalog.service_index(&service);
+                drop(t);
+                let items = self.service_items(&service, tag, index);
+                if items.is_empty() {
                     return Answer::empty(ResponseCode::NXDomain);
                 }
-                instances.shuffle(&mut rand::thread_rng());
+                let mut order: Vec<&Item> = items.iter().collect();
+                order.shuffle(&mut rand::thread_rng());
                 let mut a = Answer::empty(ResponseCode::NoError);
                 a.soa = false;
-                for (n, s, worst) in instances {
-                    let addr = if s.address.is_empty() {
-                        &n.address
-                    } else {
-                        &s.address
-                    };
-                    let Ok(ip) = addr.parse::<IpAddr>() else {
-                        continue;
-                    };
+                for it in order {
                     match qtype {
                         RecordType::SRV => {
-                            // A service address of its own gets an `.addr.` target.
-                            let host = if s.address.is_empty() || s.address == n.address {
-                                format!("{}.node.{}", n.node, self.datacenter)
-                            } else {
-                                format!("{}.addr.{}", addr_label(ip), self.datacenter)
-                            };
-                            let target = Name::from_str(&host)
-                                .ok()
-                                .and_then(|x| x.append_domain(&self.domain).ok());
-                            let Some(target) = target else { continue };
-                            let weight = if worst == Health::Warning {
-                                s.weights.warning
-                            } else {
-                                s.weights.passing
-                            };
                             a.answers.push(Record::from_rdata(
                                 qname.clone(),
                                 ttl,
-                                RData::SRV(SRV::new(
-                                    1,
-                                    weight.clamp(0, u16::MAX as i32) as u16,
-                                    s.port,
-                                    target.clone(),
-                                )),
+                                RData::SRV(SRV::new(1, it.weight, it.port, it.target.clone())),
                             ));
-                            let qt = if ip.is_ipv4() {
+                            let qt = if it.ip.is_ipv4() {
                                 RecordType::A
                             } else {
                                 RecordType::AAAA
                             };
-                            a.additionals.extend(ip_record(&target, ttl, ip, qt));
+                            a.additionals.extend(ip_record(&it.target, ttl, it.ip, qt));
                         }
-                        _ => a.answers.extend(ip_record(qname, ttl, ip, qtype)),
+                        _ => a.answers.extend(ip_record(qname, ttl, it.ip, qtype)),
                     }
                 }
                 a.soa = a.answers.is_empty();
@@ -287,7 +341,14 @@ impl RequestHandler for ConsulDns {
         request: &Request,
         mut handle: R,
     ) -> ResponseInfo {
-        let builder = MessageResponseBuilder::from_message_request(request);
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        // RFC 6891: an EDNS query gets an OPT record back, with our limit.
+        if let Some(req) = request.edns() {
+            let mut edns = hickory_proto::op::Edns::new();
+            edns.set_max_payload(req.max_payload().max(512));
+            edns.set_version(0);
+            builder.edns(edns);
+        }
         let mut header = Header::response_from_request(request.header());
         let info = match request.request_info() {
             Ok(i) => i,
@@ -366,32 +427,53 @@ impl RequestHandler for ConsulDns {
     }
 }
 
-fn encoded_len(query: &Query, answers: &[Record], soa: &[Record], additionals: &[Record]) -> usize {
-    let mut m = Message::new();
-    m.add_query(query.clone());
-    m.add_answers(answers.iter().cloned());
-    m.add_name_servers(soa.iter().cloned());
-    m.add_additionals(additionals.iter().cloned());
-    // EDNS OPT record of the response, if any, is at most 11 bytes more.
-    m.to_vec().map(|v| v.len() + 11).unwrap_or(usize::MAX)
+fn rdata_len(r: &Record) -> usize {
+    match r.data() {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + srv.target().len(),
+        RData::TXT(t) => t.iter().map(|x| x.len() + 1).sum(),
+        RData::SOA(soa) => soa.mname().len() + soa.rname().len() + 20,
+        _ => 512,
+    }
+}
+
+/// An upper bound of the response's wire size, without encoding it. Answer
+/// records are all owned by the query name, which the question already
+/// holds (so 2-byte pointers); other owners count at full length, and so do
+/// names inside records.
+fn wire_bound(query: &Query, answers: &[Record], soa: &[Record], additionals: &[Record]) -> usize {
+    // header + question + EDNS OPT record (11 bytes) when present
+    let mut total = 12 + query.name().len() + 4 + 11;
+    for r in answers {
+        let owner = if r.name() == query.name() {
+            2
+        } else {
+            r.name().len()
+        };
+        total += owner + 10 + rdata_len(r);
+    }
+    for r in soa.iter().chain(additionals) {
+        total += r.name().len() + 10 + rdata_len(r);
+    }
+    total
 }
 
 /// Trim a UDP answer to `limit` bytes (additionals first, then answers);
 /// returns true when answers were dropped (the TC bit must be set).
 fn fit_udp(query: &Query, a: &mut Answer, soa: &[Record], limit: usize) -> bool {
-    if encoded_len(query, &a.answers, soa, &a.additionals) <= limit {
+    if wire_bound(query, &a.answers, soa, &a.additionals) <= limit {
         return false;
     }
-    // Keep the additionals that belong to the answers that still fit.
     a.additionals.clear();
-    if encoded_len(query, &a.answers, soa, &[]) <= limit {
+    if wire_bound(query, &a.answers, soa, &[]) <= limit {
         return false;
     }
     // Largest prefix of answers that fits, by binary search.
     let (mut lo, mut hi) = (0usize, a.answers.len());
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if encoded_len(query, &a.answers[..mid], soa, &[]) <= limit {
+        if wire_bound(query, &a.answers[..mid], soa, &[]) <= limit {
             lo = mid;
         } else {
             hi = mid - 1;
