@@ -32,4 +32,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Build the binaries once; the integration tests run exactly these.
 cargo build --workspace --bins
 export TRIBUNE_BIN_DIR="$PWD/target/debug"
-cargo test --workspace
+log="$(mktemp)"
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

@@ -1048,7 +1048,7 @@ fn dns_recursor_forwards_other_domains() {
     let upstream_dns = free_port();
     let up = upstream_dns.to_string();
     let c = conf.to_str().unwrap();
-    let _upstream = Agent::spawn(
+    let upstream = Agent::spawn(
         &[
             "agent",
             "-dev",
@@ -1063,8 +1063,15 @@ fn dns_recursor_forwards_other_domains() {
         ],
         None,
     );
+    // The upstream registers its own node through anti-entropy, just after start.
+    wait_until("upstream node registered", Duration::from_secs(5), || {
+        get(&upstream, "catalog/node/far").status() == 200
+    });
     let recursor = format!("127.0.0.1:{upstream_dns}");
-    let (_a, dns) = dns_agent(&["-recursor", &recursor]);
+    let (a, dns) = dns_agent(&["-recursor", &recursor]);
+    wait_until("local node registered", Duration::from_secs(5), || {
+        get(&a, "catalog/node/node1").status() == 200
+    });
     let out = dig(dns, &["far.node.example"]);
     assert!(
         out.contains("status: NOERROR") && out.contains("far.node.example.\t0\tIN\tA\t127.0.0.1"),
