@@ -133,6 +133,11 @@ pub struct Runner {
     store: Arc<DataStore>,
     renderer: Renderer,
     tpls: Vec<Tpl>,
+    /// Dependencies change only through a render or a reload: the set of
+    /// watches and the index below are recomputed then, not per change.
+    deps_dirty: bool,
+    /// Which templates use each dependency (so a change touches only those).
+    users: std::collections::HashMap<Dependency, Vec<usize>>,
 }
 
 /// What one render pass did.
@@ -153,6 +158,8 @@ impl Runner {
             store,
             renderer,
             tpls,
+            deps_dirty: true,
+            users: std::collections::HashMap::new(),
         })
     }
 
@@ -189,7 +196,11 @@ impl Runner {
                 self.renderer.render(&t.name, &t.res.prefix, &t.res.keys)
             };
             let t = &mut self.tpls[i];
-            t.deps = t.declared().into_iter().chain(used).collect();
+            let deps: BTreeSet<Dependency> = t.declared().into_iter().chain(used).collect();
+            if deps != t.deps {
+                t.deps = deps;
+                self.deps_dirty = true;
+            }
             let dest = t.res.dest.display().to_string();
             let text = match outcome {
                 Outcome::Missing(m) => {
@@ -368,12 +379,16 @@ impl Runner {
                     }
                 }
             }
-            let needed: BTreeSet<Dependency> = self
-                .tpls
-                .iter()
-                .flat_map(|t| t.deps.iter().cloned())
-                .collect();
-            watches.ensure(&needed);
+            if std::mem::take(&mut self.deps_dirty) {
+                self.users.clear();
+                for (i, t) in self.tpls.iter().enumerate() {
+                    for d in &t.deps {
+                        self.users.entry(d.clone()).or_default().push(i);
+                    }
+                }
+                let needed: BTreeSet<Dependency> = self.users.keys().cloned().collect();
+                watches.ensure(&needed);
+            }
             if child.is_none() && self.tpls.iter().all(|t| t.ok) {
                 if let Some(spec) = &self.opts.exec {
                     child = Some(Child::start(spec.clone()).map_err(RunError::Exec)?);
@@ -406,8 +421,10 @@ impl Runner {
                     }
                     for d in deps {
                         let why = d.to_string();
-                        for t in self.tpls.iter_mut().filter(|t| t.deps.contains(&d)) {
-                            t.mark(why.clone());
+                        for &i in self.users.get(&d).into_iter().flatten() {
+                            if let Some(t) = self.tpls.get_mut(i) {
+                                t.mark(why.clone());
+                            }
                         }
                     }
                 }
@@ -451,6 +468,7 @@ impl Runner {
                 }
                 tracing::info!(resources = tpls.len(), reason = why, "resources reloaded");
                 self.tpls = tpls;
+                self.deps_dirty = true;
             }
             Err(e) => {
                 tracing::error!(error = %e, reason = why, "reload failed; keeping the previous resources")
