@@ -199,7 +199,6 @@ pub async fn run(
         store,
         raft: node.raft.clone(),
         proposer: proposer.clone(),
-        raft_id,
         leadership: node.leadership.clone(),
         node_id,
         node: node_info.clone(),

@@ -90,10 +90,6 @@ impl Watches {
             self.tasks.insert(dep.clone(), token);
         }
     }
-
-    pub fn count(&self) -> usize {
-        self.tasks.len()
-    }
 }
 
 async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {

@@ -20,11 +20,7 @@ pub fn json_body(
     body: Result<Bytes, BytesRejection>,
     headers: &HeaderMap,
 ) -> Result<Value, ApiError> {
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let body = body_or_error(body, declared)?;
+    let body = body_or_error(body, headers)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad("Request decode failed: empty body"));
     }

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use percent_encoding::percent_decode_str;
@@ -80,13 +80,17 @@ pub fn body_too_large(len: Option<usize>) -> ApiError {
     }
 }
 
-/// Map a body-extraction failure to Consul's answer.
+/// Map a body-extraction failure to Consul's answer (413 names the declared size).
 pub fn body_or_error(
     body: Result<Bytes, BytesRejection>,
-    declared: Option<usize>,
+    headers: &HeaderMap,
 ) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
             body_too_large(declared)
         } else {
             ApiError::bad(format!("Failed to read body: {r}"))
@@ -98,19 +102,15 @@ pub async fn handle(
     State(s): State<Shared>,
     method: Method,
     uri: Uri,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
     let q = Query::parse(uri.query());
     let res = match key_from_uri(&uri) {
         Err(e) => Err(e),
         Ok(key) => match method {
             Method::GET => get(&s, key, &q).await,
-            Method::PUT => match body_or_error(body, declared) {
+            Method::PUT => match body_or_error(body, &headers) {
                 Ok(b) => put(&s, key, &q, b).await,
                 Err(e) => Err(e),
             },

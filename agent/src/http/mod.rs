@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use crate::raft::node::Leadership;
 use crate::raft::proposer::{Proposer, WriteError};
-use crate::raft::{NodeId, Raft};
+use crate::raft::Raft;
 use crate::state::{Command, Outcome, Store, Tables, WatchTarget};
 pub use error::ApiError;
 use params::{Consistency, ReadOpts};
@@ -43,7 +43,6 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub raft: Raft,
     pub proposer: Proposer,
-    pub raft_id: NodeId,
     pub leadership: Arc<Leadership>,
     pub node_id: String,
     /// This node as registered in the catalog.

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json as j, Map, Value};
@@ -119,11 +119,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     check_dc(&q, &s.config.datacenter)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let body = body_or_error(body, declared)?;
+    let body = body_or_error(body, &headers)?;
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;
     let list = doc.as_array().ok_or_else(|| {

@@ -79,7 +79,6 @@ impl Leadership {
 
 pub struct RaftNode {
     pub raft: Raft,
-    pub id: NodeId,
     pub leadership: Arc<Leadership>,
     log: LogStore,
 }
@@ -127,7 +126,6 @@ impl RaftNode {
         tokio::spawn(track_leadership(raft.clone(), leadership.clone()));
         Ok(Self {
             raft,
-            id: opts.id,
             leadership,
             log,
         })
