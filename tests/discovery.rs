@@ -1119,3 +1119,105 @@ fn unchanged_probe_results_cost_no_raft_writes() {
         "probes with an unchanged result went through raft"
     );
 }
+
+/// HTTP checks send the configured method, headers and body; 2xx is passing,
+/// 429 warning, anything else critical.
+#[test]
+fn http_check_method_headers_body_and_status_mapping() {
+    let a = Agent::dev(&[]);
+    let port = free_port();
+    // Answers 200 only to PUT with header X-Test: 1 and body "ping"; /busy answers 429.
+    let server = format!(
+        r#"
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code):
+        self.send_response(code); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def do_GET(self):
+        self.reply(429 if self.path == "/busy" else 405)
+    def do_PUT(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n)
+        self.reply(200 if self.headers.get("X-Test") == "1" and body == b"ping" else 400)
+http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H).serve_forever()
+"#
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(server)
+        .spawn()
+        .unwrap();
+    wait_until("check server up", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    for (name, check) in [
+        (
+            "good",
+            json!({"HTTP": url, "Method": "PUT", "Header": {"X-Test": ["1"]}, "Body": "ping", "Interval": "300ms"}),
+        ),
+        (
+            "nohdr",
+            json!({"HTTP": url, "Method": "PUT", "Body": "ping", "Interval": "300ms"}),
+        ),
+        (
+            "busy",
+            json!({"HTTP": format!("{url}busy"), "Interval": "300ms"}),
+        ),
+    ] {
+        let r = put_json(
+            &a,
+            "agent/service/register",
+            json!({"Name": name, "Check": check}),
+        );
+        assert_eq!(r.status(), 200);
+    }
+    wait_until("check results", Duration::from_secs(5), || {
+        let c = get_json(&a, "agent/checks");
+        c["service:good"]["Status"] == "passing"
+            && c["service:nohdr"]["Status"] == "critical"
+            && c["service:busy"]["Status"] == "warning"
+    });
+    let c = get_json(&a, "agent/checks");
+    assert!(
+        c["service:good"]["Output"]
+            .as_str()
+            .unwrap()
+            .contains("200"),
+        "{}",
+        c["service:good"]
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `dns_config` TTLs apply to service (per name and `*`) and node answers.
+#[test]
+fn dns_ttls_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dns.json");
+    std::fs::write(
+        &conf,
+        r#"{"dns_config": {"node_ttl": "7s", "service_ttl": {"*": "5s", "db": "30s"}}}"#,
+    )
+    .unwrap();
+    let (a, dns) = dns_agent(&["-config-file", conf.to_str().unwrap()]);
+    for name in ["web", "db"] {
+        put_json(
+            &a,
+            "agent/service/register",
+            json!({"Name": name, "Port": 1, "Check": {"TTL": "60s", "Status": "passing"}}),
+        );
+    }
+    wait_until("both passing", Duration::from_secs(5), || {
+        passing_ids(&a, "db").len() == 1 && passing_ids(&a, "web").len() == 1
+    });
+    let ttl = |q: &str| {
+        let out = dig(dns, &["+noall", "+answer", q]);
+        out.split_whitespace().nth(1).unwrap_or("").to_string()
+    };
+    assert_eq!(ttl("web.service.consul"), "5");
+    assert_eq!(ttl("db.service.consul"), "30");
+    assert_eq!(ttl("node1.node.consul"), "7");
+}

@@ -624,3 +624,43 @@ fn lookup_srv_helper() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Exec mode without a reload signal: the child is restarted on change.
+#[test]
+fn exec_mode_restarts_child_without_reload_signal() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "r1");
+    let work = watch_dir("");
+    let w = work.path();
+    std::fs::write(
+        w.join("child.sh"),
+        "#!/bin/sh\necho started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(w.join("child.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            &a.addr,
+            "-exec",
+            "./child.sh",
+            "-exec-kill-timeout",
+            "5s",
+        ],
+        &[],
+    );
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    put(&a, "app/name", "r2");
+    let t = Instant::now();
+    while read(&w.join("child.log")).lines().count() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "child was not restarted"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(read(&w.join("out/app.conf")).contains("name=r2"));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
+}
