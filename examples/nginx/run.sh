@@ -125,10 +125,14 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/tribune/knobs" >/
 curl -sf "http://127.0.0.1:$NGINX_PORT/tribune/knobs" >/dev/null || { echo "nginx did not come up:"; cat "$W/template.log" "$W"/error.log 2>/dev/null; exit 1; }
 # Health checks start critical: wait until every demo backend is healthy and
 # in the rendered upstream, and nginx proxies to them.
+# During a reload nginx's old workers may answer for a moment with the old
+# config, so ask for a few answers in a row.
+ok=0
 for _ in $(seq 150); do
   ready=1
   for port in $BACKEND_PORTS; do grep -q "127.0.0.1:$port " "$W/nginx.conf" 2>/dev/null || ready=0; done
-  [ "$ready" = 1 ] && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null && break
+  if [ "$ready" = 1 ] && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null; then ok=$((ok + 1)); else ok=0; fi
+  [ "$ok" -ge 5 ] && break
   sleep 0.1
 done
 
