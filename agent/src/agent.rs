@@ -1,20 +1,27 @@
 //! Running an agent: storage and raft, the HTTP listener, graceful shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::gossip::{Gossip, GossipOptions, Ident};
+use crate::cluster::rpc::RpcClient;
+use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::local::defs::{parse_service, parse_standalone_check};
-use crate::local::sync::NodeInfo;
+use crate::local::sync::{CatalogSource, NodeInfo};
 use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
-use crate::raft::node::{RaftNode, RaftOptions, RaftStartError};
-use crate::state::Store;
+use crate::raft::network::Network;
+use crate::raft::node::{Leadership, RaftNode, RaftOptions, RaftStartError};
+use crate::raft::proposer::Proposer;
+use crate::state::catalog::CatalogCommand;
+use crate::state::{Command, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -122,18 +129,52 @@ pub fn reload(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// Set when the agent was stopped by SIGINT (Consul leaves on interrupt and
+/// on terminate by different defaults).
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Leave the cluster gracefully: a server first leaves the raft
+/// configuration (so the quorum shrinks instead of losing a vote), then the
+/// node is deregistered and gossip told, so members show it as `left`.
+/// Runs once.
+pub async fn graceful_leave(s: &Shared) {
+    if s.leaving.is_cancelled() {
+        return;
+    }
+    s.leaving.cancel();
+    tracing::info!("leaving the cluster gracefully");
+    if s.raft.is_some() {
+        let voters = s.leadership.servers().iter().filter(|x| x.2).count();
+        if voters > 1 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && s.leadership.servers().iter().any(|x| x.0 == s.raft_id)
+            {
+                if let Err(e) = crate::cluster::autopilot::remove_voter(s, s.raft_id).await {
+                    tracing::debug!(error = %e, "leaving raft; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let dereg = Command::Catalog(CatalogCommand::Deregister {
+        node: s.node.node.clone(),
+        service_id: None,
+        check_id: None,
+    });
+    if s.raft.is_none() || s.leadership.servers().len() > 1 || s.leadership.is_leader() {
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
+    }
+    if let Some(g) = &s.gossip {
+        g.leave().await;
+    }
+}
+
 pub async fn run(
     config: AgentConfig,
     flags: Flags,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    if !config.server {
-        return Err(AgentError::Unsupported(
-            "client agents need servers to join, which this build does not support yet: \
-             run with -dev or -server -bootstrap-expect 1 -data-dir DIR"
-                .into(),
-        ));
-    }
     let config = Arc::new(config);
     let node_id = node_id(config.data_dir.as_deref())?;
     let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
@@ -141,24 +182,107 @@ pub async fn run(
     let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
     let store = Store::new();
-    let server_port = if config.ports.server > 0 {
-        config.ports.server
+    let rpc = RpcClient::new();
+
+    let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
+    let advertise = if advertise.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
     } else {
-        8300
+        advertise
     };
-    let raft_addr = format!("{}:{}", config.bind_addr, server_port);
-    let node = RaftNode::start(
-        RaftOptions {
-            id: raft_id,
-            addr: raft_addr,
-            data_dir: config.data_dir.clone(),
-            raft_multiplier: config.raft_multiplier,
-            snapshot_threshold: config.raft_snapshot_threshold,
-            bootstrap: config.bootstrap_expect == Some(1),
-        },
-        store.clone(),
-    )
-    .await?;
+
+    // Server RPC (raft, forwarding) listens on servers only.
+    let rpc_listener = if config.server && config.ports.server >= 0 {
+        let addr = SocketAddr::new(config.bind_addr, config.ports.server as u16);
+        Some(listen(addr).map_err(|source| AgentError::Bind {
+            what: "server RPC",
+            addr,
+            source,
+        })?)
+    } else {
+        None
+    };
+    let rpc_port = match &rpc_listener {
+        Some(l) => l.local_addr().map_err(AgentError::Serve)?.port(),
+        None => 0,
+    };
+    let raft_addr = SocketAddr::new(advertise, rpc_port).to_string();
+
+    let gossip = if config.ports.serf_lan >= 0 {
+        let bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan as u16);
+        let ident = Ident {
+            addr: bind,
+            bump: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            name: config.node_name.clone(),
+            node_id: node_id.clone(),
+            dc: config.datacenter.clone(),
+            server: config.server,
+            rpc_port,
+            raft_id: if config.server { raft_id } else { 0 },
+            bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
+            build: format!("{}:tribune", env!("CARGO_PKG_VERSION")),
+        };
+        let g = Gossip::start(
+            GossipOptions {
+                bind,
+                advertise,
+                ident,
+                snapshot: config
+                    .data_dir
+                    .as_ref()
+                    .map(|d| d.join("serf").join("local.snapshot")),
+                reconnect_timeout: config.reconnect_timeout,
+            },
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| AgentError::Unsupported(e.to_string()))?;
+        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
+        Some(g)
+    } else {
+        None
+    };
+    if !config.server && gossip.is_none() {
+        return Err(AgentError::Unsupported(
+            "a client agent finds servers by gossip: ports.serf_lan must not be -1".into(),
+        ));
+    }
+
+    let (raft_node, leadership) = if config.server {
+        let node = RaftNode::start(
+            RaftOptions {
+                id: raft_id,
+                addr: raft_addr.clone(),
+                data_dir: config.data_dir.clone(),
+                raft_multiplier: config.raft_multiplier,
+                snapshot_threshold: config.raft_snapshot_threshold,
+                bootstrap: config.bootstrap_expect == Some(1),
+                network: Network::new(rpc.clone()),
+            },
+            store.clone(),
+        )
+        .await?;
+        let l = node.leadership.clone();
+        (Some(node), l)
+    } else {
+        (None, Arc::new(Leadership::default()))
+    };
+    let upstream = gossip.as_ref().map(|g| {
+        Upstream::new(
+            rpc.clone(),
+            config.server.then(|| leadership.clone()),
+            g.clone(),
+            raft_addr.clone(),
+        )
+    });
+    let proposer = match (&raft_node, &upstream) {
+        (Some(n), up) => Proposer::start(n.raft.clone(), leadership.clone(), up.clone()),
+        (None, Some(up)) => Proposer::remote(up.clone()),
+        (None, None) => unreachable!("checked above: a client has gossip"),
+    };
     tracing::info!(
         node = %config.node_name,
         datacenter = %config.datacenter,
@@ -168,21 +292,13 @@ pub async fn run(
         "agent starting"
     );
 
-    let address = config
-        .advertise_addr
-        .unwrap_or(config.bind_addr)
-        .to_string();
     let node_info = NodeInfo {
         node: config.node_name.clone(),
         id: node_id.clone(),
-        address: if address == "0.0.0.0" || address == "::" {
-            "127.0.0.1".into()
-        } else {
-            address
-        },
+        address: advertise.to_string(),
         datacenter: config.datacenter.clone(),
         meta: config.node_meta.clone(),
-        server_port: config.server.then_some(server_port as u16),
+        server_port: config.server.then_some(rpc_port),
     };
     let local = LocalAgent::new(config.enable_script_checks, shutdown.clone());
     for s in services {
@@ -193,13 +309,17 @@ pub async fn run(
             .add_check(c, Source::Config)
             .map_err(|e| AgentError::Definition(e.to_string()))?;
     }
-    let proposer = crate::raft::proposer::Proposer::start(node.raft.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         store,
-        raft: node.raft.clone(),
+        raft: raft_node.as_ref().map(|n| n.raft.clone()),
+        raft_id,
         proposer: proposer.clone(),
-        leadership: node.leadership.clone(),
+        leadership: leadership.clone(),
+        gossip: gossip.clone(),
+        upstream: upstream.clone(),
+        rpc,
+        leaving: CancellationToken::new(),
         node_id,
         node: node_info.clone(),
         local: local.clone(),
@@ -208,16 +328,76 @@ pub async fn run(
         started: Instant::now(),
     });
 
+    let source = match (&raft_node, &upstream) {
+        (None, Some(up)) => CatalogSource::Remote(up.clone()),
+        _ => CatalogSource::Local(state.store.clone()),
+    };
     tokio::spawn(crate::local::sync::run(
         local.clone(),
         node_info,
-        state.store.clone(),
+        source,
         proposer,
-        shutdown.clone(),
+        state.leaving.clone(),
     ));
     tokio::spawn(reload_on_sighup(state.clone()));
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listener) = rpc_listener {
+        tracing::info!("server RPC listening on {}", raft_addr);
+        let app = crate::cluster::rpc::router(state.clone(), http::router(state.clone()));
+        tokio::spawn(crate::cluster::rpc::serve(listener, app, shutdown.clone()));
+    }
+    if let Some(g) = &gossip {
+        if config.server {
+            tokio::spawn(crate::cluster::autopilot::run(
+                state.clone(),
+                g.clone(),
+                config.bootstrap_expect,
+                shutdown.clone(),
+            ));
+        }
+        if !config.start_join.is_empty() {
+            let n = g
+                .join(&config.start_join)
+                .await
+                .map_err(|e| AgentError::Unsupported(format!("-join: {e}")))?;
+            tracing::info!("joined {n} agent(s)");
+        }
+        let remembered = g.snapshot_peers(config.rejoin_after_leave);
+        if !remembered.is_empty() {
+            let g = g.clone();
+            tokio::spawn(async move {
+                match g.join(&remembered).await {
+                    Ok(n) => tracing::info!("rejoined {n} remembered agent(s)"),
+                    Err(e) => tracing::info!("rejoining remembered agents: {e}"),
+                }
+            });
+        }
+        if !config.retry_join.is_empty() {
+            let (g, list, every, stop) = (
+                g.clone(),
+                config.retry_join.clone(),
+                config.retry_interval,
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    match g.join(&list).await {
+                        Ok(n) => {
+                            tracing::info!("retry-join: joined {n} agent(s)");
+                            return;
+                        }
+                        Err(e) => tracing::warn!("retry-join: {e}; retrying in {every:?}"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+    }
+
     if config.ports.http >= 0 {
         let addr = SocketAddr::new(config.client_addr, config.ports.http as u16);
         let listener = listen(addr).map_err(|source| AgentError::Bind {
@@ -257,6 +437,9 @@ pub async fn run(
     }
 
     shutdown.cancelled().await;
+    if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
+        graceful_leave(&state).await;
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     while let Some(r) = tasks.join_next().await {
         match r {
@@ -265,7 +448,9 @@ pub async fn run(
             Ok(Ok(())) => {}
         }
     }
-    node.shutdown().await;
+    if let Some(node) = raft_node {
+        node.shutdown().await;
+    }
     tracing::info!("agent stopped");
     Ok(())
 }

@@ -113,6 +113,19 @@ pub struct AgentConfig {
     pub service_defs: Vec<Value>,
     pub check_defs: Vec<Value>,
     pub dns: DnsConfig,
+    /// Gossip addresses to join at start (`-join`, `start_join`): failing is fatal.
+    pub start_join: Vec<String>,
+    /// Gossip addresses to join at start, retried until one answers.
+    pub retry_join: Vec<String>,
+    pub retry_interval: Duration,
+    /// Rejoin the remembered peers even after a graceful leave (`-rejoin`).
+    pub rejoin_after_leave: bool,
+    /// How long a failed member is remembered before it is reaped.
+    pub reconnect_timeout: Duration,
+    /// Leave gracefully on SIGTERM (default: clients yes, servers no).
+    pub leave_on_terminate: Option<bool>,
+    /// Skip the graceful leave on SIGINT (default: servers yes, clients no).
+    pub skip_leave_on_interrupt: Option<bool>,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -143,6 +156,13 @@ impl Default for AgentConfig {
             service_defs: Vec::new(),
             check_defs: Vec::new(),
             dns: DnsConfig::default(),
+            start_join: Vec::new(),
+            retry_join: Vec::new(),
+            retry_interval: Duration::from_secs(30),
+            rejoin_after_leave: false,
+            reconnect_timeout: Duration::from_secs(72 * 3600),
+            leave_on_terminate: None,
+            skip_leave_on_interrupt: None,
             warnings: Vec::new(),
         }
     }
@@ -168,9 +188,25 @@ pub struct Flags {
     pub ui: bool,
     pub recursors: Vec<String>,
     pub advertise: Option<IpAddr>,
+    pub join: Vec<String>,
+    pub retry_join: Vec<String>,
+    pub retry_interval: Option<Duration>,
+    pub rejoin: bool,
+    pub server_port: Option<i32>,
+    pub serf_lan_port: Option<i32>,
 }
 
 impl AgentConfig {
+    /// Leave gracefully on this signal? (Consul's defaults: a client leaves,
+    /// a server stays a voter so a restart keeps the quorum.)
+    pub fn leave_on(&self, interrupt: bool) -> bool {
+        if interrupt {
+            !self.skip_leave_on_interrupt.unwrap_or(self.server)
+        } else {
+            self.leave_on_terminate.unwrap_or(!self.server)
+        }
+    }
+
     /// Resolve defaults, files and flags into one configuration.
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
         let mut c = AgentConfig::default();
@@ -180,6 +216,10 @@ impl AgentConfig {
             c.bootstrap_expect = Some(1);
             c.ui = true;
             c.raft_multiplier = 1;
+            // A dev agent stands alone: its gossip and RPC ports need not be
+            // the well-known ones (many dev agents may share a machine).
+            c.ports.server = 0;
+            c.ports.serf_lan = 0;
         }
         let mut files = flags.config_file.clone();
         for dir in &flags.config_dir {
@@ -241,6 +281,20 @@ impl AgentConfig {
         if let Some(a) = f.advertise {
             self.advertise_addr = Some(a);
         }
+        self.start_join.extend(f.join.iter().cloned());
+        self.retry_join.extend(f.retry_join.iter().cloned());
+        if let Some(d) = f.retry_interval {
+            self.retry_interval = d;
+        }
+        if f.rejoin {
+            self.rejoin_after_leave = true;
+        }
+        if let Some(p) = f.server_port {
+            self.ports.server = p;
+        }
+        if let Some(p) = f.serf_lan_port {
+            self.ports.serf_lan = p;
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -290,10 +344,15 @@ impl AgentConfig {
                     "-bootstrap-expect requires -server".into(),
                 ));
             }
-            if n != 1 {
+            if !(1..=7).contains(&n) {
                 return Err(bad(
                     "bootstrap_expect",
-                    "this build forms single-server clusters only: use 1",
+                    "must be between 1 and 7 (use 3 or 5)",
+                ));
+            }
+            if self.dev && n != 1 {
+                return Err(ConfigError::Conflict(
+                    "-dev is a single server: drop -bootstrap-expect".into(),
                 ));
             }
         }
@@ -393,6 +452,35 @@ impl AgentConfig {
                     _ => return Err(invalid(key, "a list of check definitions")),
                 },
                 "advertise_addr" => self.advertise_addr = Some(ip(key, val)?),
+                "start_join" | "retry_join" => {
+                    let list = val
+                        .as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|x| x.as_str().map(str::to_string))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| invalid(key, "a list of addresses"))?;
+                    if key == "start_join" {
+                        self.start_join.extend(list);
+                    } else {
+                        self.retry_join.extend(list);
+                    }
+                }
+                "retry_interval" | "reconnect_timeout" => {
+                    let d = val
+                        .as_str()
+                        .and_then(parse_duration)
+                        .ok_or_else(|| invalid(key, "a duration like \"30s\""))?;
+                    if key == "retry_interval" {
+                        self.retry_interval = d.max(Duration::from_millis(100));
+                    } else {
+                        self.reconnect_timeout = d;
+                    }
+                }
+                "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
+                "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
+                "skip_leave_on_interrupt" => self.skip_leave_on_interrupt = Some(b(key, val)?),
                 "node_meta" => {
                     let obj = val
                         .as_object()

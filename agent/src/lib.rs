@@ -8,6 +8,8 @@
 //!   state machine with snapshots, peer network, leadership tracking.
 //! - [`local`]: this agent's services and checks — definitions, probes,
 //!   anti-entropy sync into the catalog.
+//! - [`cluster`]: several agents as one — gossip membership (foca), the
+//!   server RPC port (raft, forwarding), bootstrap and voter management.
 //! - [`http`]: the Consul HTTP API — route table, one file per area,
 //!   blocking queries, Consul's error mapping.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
@@ -16,6 +18,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod fsutil;

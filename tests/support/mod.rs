@@ -109,8 +109,11 @@ impl Agent {
             "-dns-port",
             "-1",
         ];
-        if !extra.contains(&"-http-port") {
-            args.extend_from_slice(&["-http-port", "0"]);
+        // Any free ports: tests run side by side.
+        for flag in ["-http-port", "-server-port", "-serf-lan-port"] {
+            if !extra.contains(&flag) {
+                args.extend_from_slice(&[flag, "0"]);
+            }
         }
         args.extend_from_slice(extra);
         Self::spawn(&args, Some(dir.to_path_buf()))

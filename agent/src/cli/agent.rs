@@ -17,7 +17,7 @@ pub struct AgentArgs {
     /// Run as a server (raft voter).
     #[arg(long)]
     pub server: bool,
-    /// Servers to expect before bootstrapping (this build: 1).
+    /// Servers to expect before bootstrapping the cluster (1, 3 or 5).
     #[arg(long = "bootstrap-expect")]
     pub bootstrap_expect: Option<u32>,
     /// Directory for the raft log and state snapshots.
@@ -62,6 +62,24 @@ pub struct AgentArgs {
     /// Address advertised to other nodes and in the catalog.
     #[arg(long)]
     pub advertise: Option<IpAddr>,
+    /// Join the agent at this gossip address at start (repeatable; fatal if none answers).
+    #[arg(long)]
+    pub join: Vec<String>,
+    /// Join this address at start, retrying until it answers (repeatable).
+    #[arg(long = "retry-join")]
+    pub retry_join: Vec<String>,
+    /// Time between -retry-join attempts (default 30s).
+    #[arg(long = "retry-interval")]
+    pub retry_interval: Option<String>,
+    /// Rejoin the remembered peers even after a graceful leave.
+    #[arg(long)]
+    pub rejoin: bool,
+    /// Server RPC port (default 8300).
+    #[arg(long = "server-port")]
+    pub server_port: Option<i32>,
+    /// LAN gossip port (default 8301).
+    #[arg(long = "serf-lan-port")]
+    pub serf_lan_port: Option<i32>,
 }
 
 fn init_tracing(level: &str) -> Result<(), String> {
@@ -111,7 +129,23 @@ pub fn run(a: AgentArgs) -> ExitCode {
         ui: a.ui,
         recursors: a.recursor,
         advertise: a.advertise,
+        join: a.join,
+        retry_join: a.retry_join,
+        retry_interval: None,
+        rejoin: a.rejoin,
+        server_port: a.server_port,
+        serf_lan_port: a.serf_lan_port,
     };
+    let mut flags = flags;
+    if let Some(ri) = &a.retry_interval {
+        match crate::http::params::parse_duration(ri) {
+            Some(d) => flags.retry_interval = Some(d),
+            None => {
+                eprintln!("==> Error: invalid -retry-interval {ri:?}: use a duration like 30s");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let config = match AgentConfig::load(&flags) {
         Ok(c) => c,
         Err(e) => {
@@ -167,6 +201,9 @@ async fn wait_for_signal() {
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("caught SIGTERM"),
-        _ = int.recv() => tracing::info!("caught SIGINT"),
+        _ = int.recv() => {
+            tracing::info!("caught SIGINT");
+            crate::agent::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }

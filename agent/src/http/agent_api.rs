@@ -310,25 +310,111 @@ pub async fn reload(State(s): State<Shared>) -> Result<Response, ApiError> {
     Ok(empty_ok())
 }
 
-/// `/v1/agent/members`: this single-server build has one member, itself.
-pub async fn members(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
-    let c = &s.config;
-    let m = json!([{
-        "Name": c.node_name,
-        "Addr": s.node.address,
-        "Port": c.ports.serf_lan.max(0),
-        "Tags": {
-            "role": if c.server { "consul" } else { "node" },
-            "dc": c.datacenter,
-            "id": s.node_id,
-            "port": c.ports.server.to_string(),
-            "vsn": "2",
-            "build": format!("{}:tribune", env!("CARGO_PKG_VERSION")),
-        },
-        "Status": 1,
+/// One member as `/v1/agent/members` and `/v1/agent/self` show it.
+pub fn member_json(
+    m: &crate::cluster::gossip::Ident,
+    status: crate::cluster::gossip::MemberStatus,
+    expect: u32,
+) -> serde_json::Value {
+    let mut tags = serde_json::Map::new();
+    tags.insert(
+        "role".into(),
+        json!(if m.server { "consul" } else { "node" }),
+    );
+    tags.insert("dc".into(), json!(m.dc));
+    tags.insert("id".into(), json!(m.node_id));
+    tags.insert("vsn".into(), json!("2"));
+    tags.insert("vsn_min".into(), json!("2"));
+    tags.insert("vsn_max".into(), json!("3"));
+    tags.insert("build".into(), json!(m.build));
+    tags.insert("segment".into(), json!(""));
+    if m.server {
+        tags.insert("port".into(), json!(m.rpc_port.to_string()));
+        tags.insert("raft_vsn".into(), json!("3"));
+        if expect > 0 {
+            tags.insert("expect".into(), json!(expect.to_string()));
+        }
+    }
+    json!({
+        "Name": m.name,
+        "Addr": m.addr.ip().to_string(),
+        "Port": m.addr.port(),
+        "Tags": tags,
+        "Status": status as u8,
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
         "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
-    }]);
-    json(StatusCode::OK, &m, q.has("pretty"))
+    })
+}
+
+/// `/v1/agent/members`: every member gossip knows, failed and left included.
+pub async fn members(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    let list: Vec<serde_json::Value> = match &s.gossip {
+        Some(g) => g
+            .members()
+            .iter()
+            .map(|m| member_json(&m.ident, m.status, m.ident.bootstrap_expect))
+            .collect(),
+        None => vec![json!({
+            "Name": s.config.node_name,
+            "Addr": s.node.address,
+            "Port": 0,
+            "Tags": {
+                "role": if s.config.server { "consul" } else { "node" },
+                "dc": s.config.datacenter,
+                "id": s.node_id,
+                "build": format!("{}:tribune", env!("CARGO_PKG_VERSION")),
+            },
+            "Status": 1,
+            "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+            "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+        })],
+    };
+    json(StatusCode::OK, &list, q.has("pretty"))
+}
+
+fn gossip(s: &Shared) -> Result<&crate::cluster::gossip::Gossip, ApiError> {
+    s.gossip
+        .as_ref()
+        .ok_or_else(|| ApiError::bad("gossip is off on this agent (ports.serf_lan = -1)"))
+}
+
+/// `PUT /v1/agent/join/<address>`.
+pub async fn join(State(s): State<Shared>, Path(addr): Path<String>) -> Result<Response, ApiError> {
+    let g = gossip(&s)?;
+    g.join(std::slice::from_ref(&addr))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/leave`: leave the cluster gracefully, then shut down.
+pub async fn leave(State(s): State<Shared>) -> Result<Response, ApiError> {
+    gossip(&s)?;
+    crate::agent::graceful_leave(&s).await;
+    s.shutdown.cancel();
+    Ok(empty_ok())
+}
+
+/// `PUT /v1/agent/force-leave/<node>[?prune]`.
+pub async fn force_leave(
+    State(s): State<Shared>,
+    Path(node): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let g = gossip(&s)?;
+    let Some(m) = g.member(&node) else {
+        return Err(ApiError::NotFound(format!(
+            "agent: No node found with name '{node}'"
+        )));
+    };
+    if m.status == crate::cluster::gossip::MemberStatus::Alive && !q.has("prune") {
+        return Err(ApiError::bad(format!(
+            "node {node} is alive: force-leave only applies to failed members"
+        )));
+    }
+    g.force_leave(&node, q.has("prune"))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(empty_ok())
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod health;
 pub mod kv;
+pub mod operator;
 pub mod params;
 pub mod render;
 pub mod status;
@@ -41,9 +42,19 @@ pub const MAX_BODY: usize = 524_288;
 pub struct AppState {
     pub config: Arc<AgentConfig>,
     pub store: Arc<Store>,
-    pub raft: Raft,
+    /// `None` on a client agent (no raft state).
+    pub raft: Option<Raft>,
+    pub raft_id: crate::raft::NodeId,
     pub proposer: Proposer,
     pub leadership: Arc<Leadership>,
+    /// Gossip membership (`None` when `ports.serf_lan` is -1).
+    pub gossip: Option<crate::cluster::gossip::Gossip>,
+    /// Where forwarded requests go (`None` without gossip on a lone server).
+    pub upstream: Option<crate::cluster::Upstream>,
+    pub rpc: crate::cluster::rpc::RpcClient,
+    /// Cancelled when a graceful leave starts: anti-entropy stops so the
+    /// node stays deregistered.
+    pub leaving: CancellationToken,
     pub node_id: String,
     /// This node as registered in the catalog.
     pub node: crate::local::sync::NodeInfo,
@@ -113,7 +124,22 @@ pub fn router(state: Shared) -> Router {
             get(agent_api::health_by_id),
         )
         .route("/v1/agent/reload", put(agent_api::reload))
+        .route("/v1/agent/join/{addr}", put(agent_api::join))
+        .route("/v1/agent/leave", put(agent_api::leave))
+        .route("/v1/agent/force-leave/{node}", put(agent_api::force_leave))
+        .route(
+            "/v1/operator/raft/configuration",
+            get(operator::configuration),
+        )
+        .route(
+            "/v1/operator/raft/peer",
+            axum::routing::delete(operator::remove_peer),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::middleware,
+        ))
         .with_state(state)
 }
 
@@ -130,14 +156,13 @@ impl AppState {
             Consistency::Default if self.leadership.ready() => Ok(()),
             Consistency::Default => Err(ApiError::NoLeader),
             Consistency::Consistent => {
-                self.raft
-                    .ensure_linearizable()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        tracing::debug!(error = %e, "consistent read refused");
-                        ApiError::NoLeader
-                    })
+                let Some(raft) = self.raft.as_ref() else {
+                    return Err(ApiError::NoLeader);
+                };
+                raft.ensure_linearizable().await.map(|_| ()).map_err(|e| {
+                    tracing::debug!(error = %e, "consistent read refused");
+                    ApiError::NoLeader
+                })
             }
         }
     }

@@ -33,12 +33,29 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
     let q = Query::parse(q.as_deref());
     let c = &s.config;
     let version = env!("CARGO_PKG_VERSION");
-    let metrics = s.raft.metrics().borrow().clone();
+    let metrics = s.raft.as_ref().map(|r| r.metrics().borrow().clone());
     let (kv_keys, kv_index) = {
         let t = s.store.read();
         (t.kv.len(), t.kv.table_index())
     };
     let bind = c.bind_addr.to_string();
+    let (server_port, serf_port) = match &s.gossip {
+        Some(g) => {
+            let me = g.me();
+            (i64::from(me.rpc_port), i64::from(me.addr.port()))
+        }
+        None => (c.ports.server.into(), c.ports.serf_lan.into()),
+    };
+    let member = match &s.gossip {
+        Some(g) => {
+            let status = g
+                .member(&c.node_name)
+                .map(|m| m.status)
+                .unwrap_or(crate::cluster::gossip::MemberStatus::Alive);
+            super::agent_api::member_json(&g.me(), status, c.bootstrap_expect.unwrap_or(0))
+        }
+        None => json!({ "Name": c.node_name, "Addr": bind, "Port": 0, "Tags": {}, "Status": 1 }),
+    };
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -62,8 +79,8 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
             "ClientAddrs": [c.client_addr.to_string()],
             "HTTPPort": c.ports.http,
             "DNSPort": c.ports.dns,
-            "ServerPort": c.ports.server,
-            "SerfPortLAN": c.ports.serf_lan,
+            "ServerPort": server_port,
+            "SerfPortLAN": serf_port,
             "SerfPortWAN": c.ports.serf_wan,
             "RaftMultiplier": c.raft_multiplier,
             "EnableScriptChecks": c.enable_script_checks,
@@ -71,40 +88,25 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
             "LogLevel": c.log_level,
         },
         "Coord": { "Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5 },
-        "Member": {
-            "Name": c.node_name,
-            "Addr": bind,
-            "Port": c.ports.serf_lan,
-            "Tags": {
-                "role": if c.server { "consul" } else { "node" },
-                "dc": c.datacenter,
-                "id": s.node_id,
-                "port": c.ports.server.to_string(),
-                "vsn": "2",
-                "build": format!("{version}:tribune"),
-            },
-            "Status": 1,
-            "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
-            "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
-        },
+        "Member": member,
         "Meta": { "consul-network-segment": "" },
         "Stats": {
             "agent": { "check_monitors": "0", "checks": "0", "services": "0" },
             "build": { "prerelease": "", "revision": "", "version": version },
             "consul": {
                 "server": c.server.to_string(),
-                "leader": (metrics.state == openraft::ServerState::Leader).to_string(),
+                "leader": s.leadership.is_leader().to_string(),
                 "leader_addr": s.leadership.leader_addr(),
                 "known_datacenters": "1",
             },
-            "raft": {
-                "state": format!("{:?}", metrics.state),
-                "term": metrics.current_term.to_string(),
-                "last_log_index": metrics.last_log_index.unwrap_or(0).to_string(),
-                "applied_index": metrics.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
-                "last_snapshot_index": metrics.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
+            "raft": metrics.map(|m| json!({
+                "state": format!("{:?}", m.state),
+                "term": m.current_term.to_string(),
+                "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+                "applied_index": m.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
+                "last_snapshot_index": m.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
                 "num_peers": (s.leadership.peers().len().saturating_sub(1)).to_string(),
-            },
+            })).unwrap_or_else(|| json!({})),
             "kv": { "keys": kv_keys.to_string(), "index": kv_index.to_string() },
             "runtime": {
                 "arch": std::env::consts::ARCH,

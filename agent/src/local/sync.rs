@@ -11,9 +11,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{service_rec, LocalAgent};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Upstream;
 use crate::raft::proposer::{Proposer, WriteError};
 use crate::state::catalog::{CatalogCommand, CheckRec, Meta, NodeRec, RegisterReq, ServiceRec};
-use crate::state::{Command, Health, Outcome, Store};
+use crate::state::{Command, Outcome, Store, Tables};
 
 /// Who this node is in the catalog.
 #[derive(Clone, Debug)]
@@ -46,35 +49,68 @@ impl NodeInfo {
     }
 }
 
-/// The node check membership drives (always passing on a live single server).
-pub fn serf_health(node: &str) -> CheckRec {
-    CheckRec {
-        node: node.into(),
-        check_id: "serfHealth".into(),
-        name: "Serf Health Status".into(),
-        status: Health::Passing,
-        notes: String::new(),
-        output: "Agent alive and reachable".into(),
-        service_id: String::new(),
-        service_name: String::new(),
-        service_tags: vec![],
-        kind: String::new(),
-        interval: String::new(),
-        timeout: String::new(),
-        create_index: 0,
-        modify_index: 0,
+/// This node's catalog entries, as anti-entropy compares them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node: Option<NodeRec>,
+    pub services: Vec<ServiceRec>,
+    pub checks: Vec<CheckRec>,
+}
+
+pub fn node_view(t: &Tables, node: &str) -> NodeView {
+    let cat = &t.catalog;
+    NodeView {
+        node: cat.node(node).cloned(),
+        services: cat.node_services(node).cloned().collect(),
+        checks: cat.node_checks(node).cloned().collect(),
     }
+}
+
+/// Where anti-entropy reads the catalog: the local replica on a server,
+/// a server over RPC on a client agent.
+#[derive(Clone)]
+pub enum CatalogSource {
+    Local(Arc<Store>),
+    Remote(Upstream),
+}
+
+impl CatalogSource {
+    async fn view(&self, node: &str) -> Result<NodeView, WriteError> {
+        match self {
+            CatalogSource::Local(store) => Ok(node_view(&store.read(), node)),
+            CatalogSource::Remote(up) => {
+                for t in up.targets() {
+                    let path = format!("/rpc/node-view/{}", urlencode(node));
+                    match up.rpc.get::<NodeView>(&t, &path).await {
+                        Ok(v) => {
+                            up.good(&t);
+                            return Ok(v);
+                        }
+                        Err(e) => {
+                            tracing::debug!(server = %t, error = %e, "reading the catalog");
+                            up.bad(&t);
+                        }
+                    }
+                }
+                Err(WriteError::NoLeader)
+            }
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 pub async fn run(
     agent: Arc<LocalAgent>,
     info: NodeInfo,
-    store: Arc<Store>,
+    source: CatalogSource,
     proposer: Proposer,
     stop: CancellationToken,
 ) {
     loop {
-        let retry = match sync_once(&agent, &info, &store, &proposer).await {
+        let retry = match sync_once(&agent, &info, &source, &proposer).await {
             Ok(0) => Duration::from_secs(5),
             Ok(n) => {
                 tracing::debug!(writes = n, "catalog synced");
@@ -97,7 +133,7 @@ pub async fn run(
 pub async fn sync_once(
     agent: &LocalAgent,
     info: &NodeInfo,
-    store: &Store,
+    source: &CatalogSource,
     proposer: &Proposer,
 ) -> Result<usize, WriteError> {
     let node = info.node.clone();
@@ -117,19 +153,17 @@ pub async fn sync_once(
             },
         );
     }
-    let mut checks: BTreeMap<String, CheckRec> = agent
+    let checks: BTreeMap<String, CheckRec> = agent
         .checks()
         .iter()
         .map(|c| (c.def.id.clone(), c.to_rec(&node)))
         .collect();
-    checks.insert("serfHealth".into(), serf_health(&node));
     let want_node = info.rec();
 
+    let view = source.view(&node).await?;
     let cmds = {
-        let t = store.read();
-        let cat = &t.catalog;
         let mut cmds = Vec::new();
-        let node_ok = cat.node(&node).map(|n| {
+        let node_ok = view.node.as_ref().map(|n| {
             let mut n = n.clone();
             n.create_index = 0;
             n.modify_index = 0;
@@ -144,7 +178,9 @@ pub async fn sync_once(
             })));
         }
         let check_differs = |c: &CheckRec| {
-            cat.check(&node, &c.check_id)
+            view.checks
+                .iter()
+                .find(|o| o.check_id == c.check_id)
                 .map(|o| !o.same_content(c))
                 .unwrap_or(true)
         };
@@ -154,8 +190,10 @@ pub async fn sync_once(
             .cloned()
             .collect();
         for s in services.values() {
-            let differs = cat
-                .service(&node, &s.id)
+            let differs = view
+                .services
+                .iter()
+                .find(|o| o.id == s.id)
                 .map(|o| !o.same_content(s))
                 .unwrap_or(true);
             if differs {
@@ -179,7 +217,7 @@ pub async fn sync_once(
                 checks: pending_checks,
             })));
         }
-        for s in cat.node_services(&node) {
+        for s in &view.services {
             if !services.contains_key(&s.id) {
                 cmds.push(CatalogCommand::Deregister {
                     node: node.clone(),
@@ -188,9 +226,11 @@ pub async fn sync_once(
                 });
             }
         }
-        for c in cat.node_checks(&node) {
+        for c in &view.checks {
             let owner_goes = !c.service_id.is_empty() && !services.contains_key(&c.service_id);
-            if !checks.contains_key(&c.check_id) && !owner_goes {
+            // serfHealth belongs to the leader, which mirrors gossip into it.
+            let gossip_owned = c.check_id == "serfHealth";
+            if !checks.contains_key(&c.check_id) && !owner_goes && !gossip_owned {
                 cmds.push(CatalogCommand::Deregister {
                     node: node.clone(),
                     service_id: None,

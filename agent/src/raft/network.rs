@@ -1,39 +1,38 @@
-//! Raft RPC between servers.
-//!
-//! This build runs single-server clusters only (one voter: `-dev` or
-//! `-bootstrap-expect 1`), so a voter never has a peer to call. Should a
-//! membership ever name another node, the call fails as unreachable with a
-//! clear reason instead of hanging.
+//! Raft RPC between servers, over the server RPC port
+//! ([`crate::cluster::rpc`]): one pooled HTTP/2 connection per peer.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::{Node, NodeId, TypeConfig};
-
-#[derive(Debug, thiserror::Error)]
-#[error("no raft transport to node {0} at {1}: this server runs a single-voter cluster")]
-pub struct NoTransport(NodeId, String);
+use crate::cluster::rpc::{RpcClient, RpcError};
 
 /// Creates clients for peers.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    rpc: RpcClient,
+}
+
+impl Network {
+    pub fn new(rpc: RpcClient) -> Self {
+        Self { rpc }
+    }
+}
 
 pub struct PeerClient {
     target: NodeId,
-    addr: String,
-}
-
-impl PeerClient {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, Node, E> {
-        RPCError::Unreachable(Unreachable::new(&NoTransport(
-            self.target,
-            self.addr.clone(),
-        )))
-    }
+    node: Node,
+    rpc: RpcClient,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -42,7 +41,43 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            node: node.clone(),
+            rpc: self.rpc.clone(),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn call<Q, A, E>(
+        &self,
+        path: &str,
+        req: &Q,
+        ttl: Duration,
+    ) -> Result<A, RPCError<NodeId, Node, E>>
+    where
+        Q: Serialize,
+        A: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let r: Result<Result<A, E>, RpcError> = self
+            .rpc
+            .call(
+                &self.node.addr,
+                path,
+                req,
+                ttl.max(Duration::from_millis(50)),
+                0,
+            )
+            .await;
+        match r {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))),
+            Err(e) if e.not_sent() => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }
 }
@@ -50,28 +85,29 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call("/rpc/raft/append", &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(self.unreachable())
+        self.call("/rpc/raft/snapshot", &rpc, option.hard_ttl())
+            .await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call("/rpc/raft/vote", &rpc, option.hard_ttl()).await
     }
 }

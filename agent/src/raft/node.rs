@@ -43,6 +43,7 @@ pub struct RaftOptions {
     pub snapshot_threshold: u64,
     /// Form a one-voter cluster if none exists yet.
     pub bootstrap: bool,
+    pub network: Network,
 }
 
 /// Leadership as handlers need it, readable without touching raft.
@@ -57,6 +58,10 @@ pub struct Leadership {
     peers: RwLock<Vec<String>>,
     /// Milliseconds since the leader was last heard from (0 on the leader).
     last_contact: AtomicU64,
+    /// This node is the raft leader (possibly not yet `ready`).
+    leader_here: AtomicBool,
+    /// Voters and learners: (raft id, address, voter).
+    servers: RwLock<Vec<(NodeId, String, bool)>>,
 }
 
 impl Leadership {
@@ -75,6 +80,13 @@ impl Leadership {
     pub fn last_contact_ms(&self) -> u64 {
         self.last_contact.load(Ordering::Relaxed)
     }
+    pub fn is_leader(&self) -> bool {
+        self.leader_here.load(Ordering::Relaxed)
+    }
+    /// Raft configuration: (id, address, voter).
+    pub fn servers(&self) -> Vec<(NodeId, String, bool)> {
+        self.servers.read().clone()
+    }
 }
 
 pub struct RaftNode {
@@ -91,6 +103,7 @@ impl RaftNode {
             heartbeat_interval: 50 * m,
             election_timeout_min: 300 * m,
             election_timeout_max: 600 * m,
+            install_snapshot_timeout: 2000 * m,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold.max(1)),
             max_in_snapshot_log_to_keep: 1024.min(opts.snapshot_threshold),
             ..Default::default()
@@ -106,7 +119,7 @@ impl RaftNode {
             }
             None => (LogStore::memory(), StateMachine::memory(store.clone())),
         };
-        let raft = Raft::new(opts.id, Arc::new(config), Network, log.clone(), sm).await?;
+        let raft = Raft::new(opts.id, Arc::new(config), opts.network, log.clone(), sm).await?;
         if opts.bootstrap {
             if !raft.is_initialized().await? {
                 let members = BTreeMap::from([(opts.id, Node::new(opts.addr.clone()))]);
@@ -158,7 +171,13 @@ async fn track_leadership(raft: Raft, l: Arc<Leadership>) {
             l.known.store(leader.is_some(), Ordering::Relaxed);
             *l.leader_addr.write() = leader.as_ref().map(addr_of).unwrap_or_default();
             *l.peers.write() = membership.voter_ids().map(|id| addr_of(&id)).collect();
+            let voters: std::collections::HashSet<NodeId> = membership.voter_ids().collect();
+            *l.servers.write() = membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+                .collect();
             let is_leader = m.state == ServerState::Leader;
+            l.leader_here.store(is_leader, Ordering::Relaxed);
             let own_term_applied = m.last_applied.map(|a| a.leader_id.term) == Some(m.current_term);
             l.ready
                 .store(is_leader && own_term_applied, Ordering::Relaxed);

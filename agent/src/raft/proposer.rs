@@ -12,18 +12,22 @@
 //! Txns and recursive deletes touch many keys and travel alone.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::node::Leadership;
 use super::Raft;
+use crate::cluster::Upstream;
 use crate::state::{Command, KvCommand, Outcome};
 
 /// Most writes folded into one raft entry, and their total payload bound.
 const MAX_BATCH: usize = 1024;
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WriteError {
     #[error("No cluster leader")]
     NoLeader,
@@ -33,29 +37,97 @@ pub enum WriteError {
     Stopped,
 }
 
+/// How long a write waits for a leader to appear (Consul's rpc_hold_timeout).
+const HOLD: Duration = Duration::from_secs(7);
+/// A forwarded write is forwarded at most this many times (no loops while
+/// servers disagree about who leads).
+const MAX_HOPS: u32 = 3;
+
 struct Pending {
     cmd: Command,
     reply: oneshot::Sender<Result<(u64, Outcome), WriteError>>,
 }
 
-/// Submits writes to raft with group commit. Cheap to clone.
+/// Submits writes: to the local raft with group commit when this server
+/// leads, otherwise over server RPC to the leader (or, from a client agent,
+/// to a server). Cheap to clone.
 #[derive(Clone)]
 pub struct Proposer {
-    tx: mpsc::UnboundedSender<Pending>,
+    local: Option<(mpsc::UnboundedSender<Pending>, Arc<Leadership>)>,
+    upstream: Option<Upstream>,
 }
 
 impl Proposer {
-    pub fn start(raft: Raft) -> Self {
+    /// A server's proposer.
+    pub fn start(raft: Raft, leadership: Arc<Leadership>, upstream: Option<Upstream>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx));
-        Self { tx }
+        Self {
+            local: Some((tx, leadership)),
+            upstream,
+        }
+    }
+
+    /// A client agent's proposer: every write goes to a server.
+    pub fn remote(upstream: Upstream) -> Self {
+        Self {
+            local: None,
+            upstream: Some(upstream),
+        }
     }
 
     /// Replicate `cmd`; returns its raft index and outcome once durable and applied.
     pub async fn write(&self, cmd: Command) -> Result<(u64, Outcome), WriteError> {
+        self.write_hops(cmd, 0).await
+    }
+
+    /// [`Self::write`] for a write already forwarded `hops` times.
+    pub async fn write_hops(&self, cmd: Command, hops: u32) -> Result<(u64, Outcome), WriteError> {
+        let deadline = tokio::time::Instant::now() + HOLD;
+        loop {
+            if let Some((tx, leadership)) = &self.local {
+                if leadership.is_leader() {
+                    match self.local_write(tx, cmd.clone()).await {
+                        Err(WriteError::NoLeader) if tokio::time::Instant::now() < deadline => {}
+                        r => return r,
+                    }
+                }
+            }
+            if let Some(up) = self.upstream.as_ref().filter(|_| hops < MAX_HOPS) {
+                for target in up.targets() {
+                    let r: Result<Result<(u64, Outcome), WriteError>, _> = up
+                        .rpc
+                        .call(&target, "/rpc/write", &cmd, Duration::from_secs(30), hops)
+                        .await;
+                    match r {
+                        Ok(Err(WriteError::NoLeader)) => continue,
+                        Ok(r) => {
+                            up.good(&target);
+                            return r;
+                        }
+                        Err(e) if e.not_sent() => {
+                            up.bad(&target);
+                            continue;
+                        }
+                        // It may have been applied: never retry blindly.
+                        Err(e) => return Err(WriteError::Raft(e.to_string())),
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WriteError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn local_write(
+        &self,
+        tx: &mpsc::UnboundedSender<Pending>,
+        cmd: Command,
+    ) -> Result<(u64, Outcome), WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Pending { cmd, reply })
+        tx.send(Pending { cmd, reply })
             .map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }

@@ -1,0 +1,158 @@
+//! Forwarding HTTP API calls, as Consul's RPC layer does.
+//!
+//! A follower sends every request on replicated state to the leader unless
+//! it asks for `?stale`; a client agent, which holds no state, sends them to
+//! a server (which answers `?stale` itself or forwards on). The request goes
+//! whole over the server RPC port and the answer comes back unchanged, so
+//! headers such as `X-Consul-Index` are the leader's.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::rpc::{hops, HOPS};
+use crate::http::{ApiError, Shared, MAX_BODY};
+
+/// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
+const HOLD: Duration = Duration::from_secs(7);
+const MAX_HOPS: u32 = 3;
+
+/// Paths answered from replicated state (the rest are agent-local).
+fn replicated(path: &str, client: bool) -> bool {
+    const PREFIXES: [&str; 8] = [
+        "/v1/kv",
+        "/v1/txn",
+        "/v1/catalog/",
+        "/v1/health/",
+        "/v1/session/",
+        "/v1/operator/",
+        "/v1/coordinate/",
+        "/v1/query",
+    ];
+    if path == "/v1/catalog/datacenters" {
+        return false;
+    }
+    PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
+}
+
+fn is_stale(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "stale" || kv.starts_with("stale="))
+    })
+}
+
+/// axum middleware: answer here, or forward.
+pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let client = s.raft.is_none();
+    let path = req.uri().path();
+    if !replicated(path, client) {
+        return next.run(req).await;
+    }
+    let Some(up) = s.upstream.clone() else {
+        return next.run(req).await;
+    };
+    if !client {
+        let read = req.method() == Method::GET || req.method() == Method::HEAD;
+        if s.leadership.is_leader() || (read && is_stale(req.uri().query())) {
+            return next.run(req).await;
+        }
+    }
+    let hop = hops(req.headers());
+    if hop >= MAX_HOPS {
+        return ApiError::Internal(
+            "request forwarded too many times (servers disagree on the leader)".into(),
+        )
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body too large, max size: {MAX_BODY} bytes"),
+            )
+                .into_response()
+        }
+    };
+    let path_q = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let deadline = tokio::time::Instant::now() + HOLD;
+    loop {
+        if !client && s.leadership.is_leader() {
+            // This server took office while the request waited.
+            let mut req = Request::new(Body::from(body));
+            *req.method_mut() = parts.method;
+            *req.uri_mut() = parts.uri;
+            *req.headers_mut() = parts.headers;
+            return next.run(req).await;
+        }
+        for target in up.targets() {
+            let mut rb = up
+                .rpc
+                .http()
+                .request(parts.method.clone(), format!("http://{target}{path_q}"))
+                .header(HOPS, hop + 1)
+                .body(body.clone());
+            for (k, v) in parts.headers.iter() {
+                if !hop_by_hop(k) {
+                    rb = rb.header(k, v);
+                }
+            }
+            match rb.send().await {
+                Ok(r) => {
+                    up.good(&target);
+                    return relay(r).await;
+                }
+                Err(e) if e.is_connect() => {
+                    tracing::debug!(%target, error = %e, "forward: server unreachable");
+                    up.bad(&target);
+                }
+                Err(e) => {
+                    return ApiError::Internal(format!("forwarding to {target}: {e}"))
+                        .into_response()
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return ApiError::NoLeader.into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn hop_by_hop(h: &HeaderName) -> bool {
+    h == header::HOST
+        || h == header::CONNECTION
+        || h == header::CONTENT_LENGTH
+        || h == header::TRANSFER_ENCODING
+        || h == header::UPGRADE
+        || h.as_str() == "keep-alive"
+        || h.as_str() == "proxy-connection"
+        || h.as_str() == HOPS
+}
+
+async fn relay(r: reqwest::Response) -> Response {
+    let status = r.status();
+    let mut headers = r.headers().clone();
+    let body = match r.bytes().await {
+        Ok(b) => b,
+        Err(e) => return ApiError::Internal(format!("forwarded answer: {e}")).into_response(),
+    };
+    let drop: Vec<HeaderName> = headers.keys().filter(|k| hop_by_hop(k)).cloned().collect();
+    for k in drop {
+        headers.remove(k);
+    }
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}

@@ -1,0 +1,718 @@
+//! LAN gossip: SWIM membership (foca) over UDP on `ports.serf_lan`.
+//!
+//! foca decides who is alive; this module adds what Consul's serf layer
+//! adds on top: a member table that remembers `failed` and `left` members
+//! (until reaped), leave intents so a graceful leave shows as `left` rather
+//! than `failed`, `force-leave`, user events, and a snapshot of peers in the
+//! data dir so a restarted agent rejoins on its own.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foca::{AccumulatingRuntime, BincodeCodec, Foca, OwnedNotification, Timer};
+use parking_lot::RwLock;
+use rand09::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("binding gossip on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not an address: use ip or ip:port")]
+    BadAddress(String),
+    #[error("no agent answered at {0}")]
+    NoAnswer(String),
+    #[error("gossip stopped")]
+    Stopped,
+}
+
+/// Who an agent is, as every member sees it. foca sends identities with its
+/// messages, so only what peers need is here.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ident {
+    /// Gossip address (foca's `Identity::Addr`).
+    pub addr: SocketAddr,
+    /// Start time (ms) of this incarnation: a restarted agent wins its old
+    /// address over the dead identity.
+    pub bump: u64,
+    pub name: String,
+    pub node_id: String,
+    pub dc: String,
+    pub server: bool,
+    /// Server RPC port (raft, forwarding); 0 on clients.
+    pub rpc_port: u16,
+    pub raft_id: u64,
+    pub bootstrap_expect: u32,
+    pub build: String,
+}
+
+impl std::fmt::Debug for Ident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}#{}", self.name, self.addr, self.bump)
+    }
+}
+
+impl Ident {
+    /// Where this member's server RPC listens.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr.ip(), self.rpc_port)
+    }
+
+    /// A stand-in used to announce to an address whose identity is unknown:
+    /// foca accepts an announce addressed to any identity with its address.
+    fn placeholder(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            bump: 0,
+            name: String::new(),
+            node_id: String::new(),
+            dc: String::new(),
+            server: false,
+            rpc_port: 0,
+            raft_id: 0,
+            bootstrap_expect: 0,
+            build: String::new(),
+        }
+    }
+}
+
+impl foca::Identity for Ident {
+    type Addr = SocketAddr;
+    fn renew(&self) -> Option<Self> {
+        Some(Self {
+            bump: self.bump.wrapping_add(1),
+            ..self.clone()
+        })
+    }
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.bump > adversary.bump
+    }
+}
+
+/// Serf's member states (the numbers are what `/v1/agent/members` shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStatus {
+    Alive = 1,
+    Leaving = 2,
+    Left = 3,
+    Failed = 4,
+}
+
+impl MemberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Leaving => "leaving",
+            Self::Left => "left",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub ident: Ident,
+    pub status: MemberStatus,
+    pub since: Instant,
+}
+
+/// Messages disseminated with foca's custom broadcasts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Msg {
+    /// The member is leaving on purpose: show it as `left`, not `failed`.
+    Leave { name: String, bump: u64 },
+    /// An operator declared a failed member gone (`force-leave`).
+    ForceLeave {
+        name: String,
+        prune: bool,
+        nonce: u64,
+    },
+    /// A user event (`/v1/event/fire`): opaque to gossip.
+    Event { id: u64, payload: Vec<u8> },
+}
+
+impl Msg {
+    fn key(&self) -> MsgKey {
+        match self {
+            Msg::Leave { name, bump } => MsgKey(fnv(&[b"L", name.as_bytes(), &bump.to_le_bytes()])),
+            Msg::ForceLeave { name, nonce, .. } => {
+                MsgKey(fnv(&[b"F", name.as_bytes(), &nonce.to_le_bytes()]))
+            }
+            Msg::Event { id, .. } => MsgKey(fnv(&[b"E", &id.to_le_bytes()])),
+        }
+    }
+}
+
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MsgKey(u64);
+
+impl foca::Invalidates for MsgKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bad broadcast: {0}")]
+struct BadBroadcast(String);
+
+/// Receives custom broadcasts inside foca; hands new ones to the gossip
+/// task, which applies them.
+struct Handler {
+    seen: HashSet<u64>,
+    order: VecDeque<u64>,
+    inbox: Arc<parking_lot::Mutex<Vec<Msg>>>,
+}
+
+impl foca::BroadcastHandler<Ident> for Handler {
+    type Key = MsgKey;
+    type Error = BadBroadcast;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&Ident>,
+    ) -> Result<Option<MsgKey>, BadBroadcast> {
+        let (msg, _): (Msg, usize) =
+            bincode2::serde::decode_from_slice(data, bincode2::config::standard())
+                .map_err(|e| BadBroadcast(e.to_string()))?;
+        let key = msg.key();
+        if !self.seen.insert(key.0) {
+            return Ok(None);
+        }
+        self.order.push_back(key.0);
+        if self.order.len() > 4096 {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.inbox.lock().push(msg);
+        Ok(Some(key))
+    }
+}
+
+enum Input {
+    Timer(Timer<Ident>),
+    Announce(SocketAddr),
+    Broadcast(Msg),
+    Leave(oneshot::Sender<()>),
+}
+
+pub struct GossipOptions {
+    pub bind: SocketAddr,
+    /// Address peers reach this agent at (the bind address unless advertised).
+    pub advertise: std::net::IpAddr,
+    pub ident: Ident,
+    /// Where the peer snapshot lives (`<data-dir>/serf/local.snapshot`).
+    pub snapshot: Option<PathBuf>,
+    pub reconnect_timeout: Duration,
+}
+
+/// Handle to the running gossip layer. Cheap to clone.
+#[derive(Clone)]
+pub struct Gossip {
+    tx: mpsc::UnboundedSender<Input>,
+    members: Arc<RwLock<BTreeMap<String, Member>>>,
+    me: Arc<RwLock<Ident>>,
+    version: watch::Receiver<u64>,
+    events: Arc<RwLock<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
+    snapshot: Option<PathBuf>,
+}
+
+impl Gossip {
+    /// Bind the gossip socket and start the protocol task.
+    pub async fn start(opts: GossipOptions, stop: CancellationToken) -> Result<Self, GossipError> {
+        let socket = UdpSocket::bind(opts.bind)
+            .await
+            .map_err(|source| GossipError::Bind {
+                addr: opts.bind,
+                source,
+            })?;
+        let bound = socket.local_addr().map_err(|source| GossipError::Bind {
+            addr: opts.bind,
+            source,
+        })?;
+        let mut ident = opts.ident;
+        ident.addr = SocketAddr::new(opts.advertise, bound.port());
+        let mut config = foca::Config::new_lan(NonZeroU32::new(32).expect("non-zero"));
+        config.probe_period = Duration::from_millis(1000);
+        config.probe_rtt = Duration::from_millis(400);
+        config.suspect_to_down_after = Duration::from_millis(2500);
+        config.remove_down_after = opts.reconnect_timeout.max(Duration::from_secs(60));
+        config.periodic_announce = Some(foca::PeriodicParams {
+            frequency: Duration::from_secs(10),
+            num_members: NonZeroUsize::new(1).expect("non-zero"),
+        });
+        config.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+            frequency: Duration::from_secs(5),
+            num_members: NonZeroUsize::new(2).expect("non-zero"),
+        });
+        let inbox = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let handler = Handler {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            inbox: inbox.clone(),
+        };
+        let foca = Foca::with_custom_broadcast(
+            ident.clone(),
+            config,
+            rand09::rngs::StdRng::from_os_rng(),
+            BincodeCodec(bincode2::config::standard()),
+            handler,
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (vtx, version) = watch::channel(0u64);
+        let members = Arc::new(RwLock::new(BTreeMap::from([(
+            ident.name.clone(),
+            Member {
+                ident: ident.clone(),
+                status: MemberStatus::Alive,
+                since: Instant::now(),
+            },
+        )])));
+        let g = Gossip {
+            tx: tx.clone(),
+            members: members.clone(),
+            me: Arc::new(RwLock::new(ident)),
+            version,
+            events: Arc::new(RwLock::new(None)),
+            snapshot: opts.snapshot,
+        };
+        let task = Task {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            socket: Arc::new(socket),
+            tx,
+            vtx,
+            gossip: g.clone(),
+            inbox,
+            reconnect_timeout: opts.reconnect_timeout,
+        };
+        tokio::spawn(task.run(rx, stop));
+        Ok(g)
+    }
+
+    /// This agent's identity (its gossip address is the bound one).
+    pub fn me(&self) -> Ident {
+        self.me.read().clone()
+    }
+
+    /// Every member known, this agent included, by name.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.read().values().cloned().collect()
+    }
+
+    pub fn member(&self, name: &str) -> Option<Member> {
+        self.members.read().get(name).cloned()
+    }
+
+    /// Alive servers of this datacenter, this agent included when a server.
+    pub fn alive_servers(&self) -> Vec<Ident> {
+        let dc = self.me.read().dc.clone();
+        self.members
+            .read()
+            .values()
+            .filter(|m| m.ident.server && m.status == MemberStatus::Alive && m.ident.dc == dc)
+            .map(|m| m.ident.clone())
+            .collect()
+    }
+
+    /// Changes whenever the member table does.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.clone()
+    }
+
+    /// Where received user events go (the event module sets this).
+    pub fn set_event_sink(&self, tx: mpsc::UnboundedSender<Vec<u8>>) {
+        *self.events.write() = Some(tx);
+    }
+
+    /// Disseminate a user event to every agent (this one included).
+    pub fn broadcast_event(&self, payload: Vec<u8>) -> Result<(), GossipError> {
+        // foca hands our own broadcast to our handler too: that delivers it here.
+        let id = rand::random::<u64>();
+        self.tx
+            .send(Input::Broadcast(Msg::Event { id, payload }))
+            .map_err(|_| GossipError::Stopped)
+    }
+
+    /// Join the members at `addrs` (`ip` or `ip:port`, default port 8301).
+    /// Succeeds when at least one answers within a few seconds; returns how
+    /// many did.
+    pub async fn join(&self, addrs: &[String]) -> Result<usize, GossipError> {
+        let mut targets = Vec::new();
+        for a in addrs {
+            targets.push(parse_addr(a)?);
+        }
+        let me = self.me().addr;
+        let targets: Vec<SocketAddr> = targets.into_iter().filter(|t| *t != me).collect();
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let mut version = self.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut last_announce = None::<tokio::time::Instant>;
+        loop {
+            let answered = {
+                let m = self.members.read();
+                targets
+                    .iter()
+                    .filter(|t| {
+                        m.values()
+                            .any(|x| x.ident.addr == **t && x.status == MemberStatus::Alive)
+                    })
+                    .count()
+            };
+            if answered == targets.len() {
+                return Ok(answered);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                if answered > 0 {
+                    return Ok(answered);
+                }
+                let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+                return Err(GossipError::NoAnswer(list.join(", ")));
+            }
+            // UDP may drop an announce: repeat every 500 ms.
+            if last_announce.is_none_or(|t| now - t >= Duration::from_millis(500)) {
+                for t in &targets {
+                    self.tx
+                        .send(Input::Announce(*t))
+                        .map_err(|_| GossipError::Stopped)?;
+                }
+                last_announce = Some(now);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), version.changed()).await;
+        }
+    }
+
+    /// Leave gracefully: tell the cluster (so it shows `left`), then go quiet.
+    pub async fn leave(&self) {
+        let me = self.me();
+        if let Some(m) = self.members.write().get_mut(&me.name) {
+            m.status = MemberStatus::Leaving;
+        }
+        let _ = self.tx.send(Input::Broadcast(Msg::Leave {
+            name: me.name.clone(),
+            bump: me.bump,
+        }));
+        // Let the intent ride a few gossip rounds before declaring ourselves down.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Input::Leave(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+        }
+        if let Some(m) = self.members.write().get_mut(&me.name) {
+            m.status = MemberStatus::Left;
+        }
+        if let Some(p) = &self.snapshot {
+            // A left agent does not rejoin on restart unless -rejoin.
+            let _ = crate::fsutil::write_atomic(&p.with_extension("left"), b"left\n");
+        }
+    }
+
+    /// Mark a failed member `left` everywhere (`force-leave`); with `prune`,
+    /// forget it entirely.
+    pub fn force_leave(&self, name: &str, prune: bool) -> Result<(), GossipError> {
+        self.tx
+            .send(Input::Broadcast(Msg::ForceLeave {
+                name: name.to_string(),
+                prune,
+                nonce: rand::random(),
+            }))
+            .map_err(|_| GossipError::Stopped)
+    }
+
+    /// Peers remembered from the last run, to rejoin on restart. Empty after
+    /// a graceful leave unless `rejoin_after_leave`.
+    pub fn snapshot_peers(&self, rejoin_after_leave: bool) -> Vec<String> {
+        let Some(p) = &self.snapshot else {
+            return vec![];
+        };
+        if p.with_extension("left").exists() && !rejoin_after_leave {
+            return vec![];
+        }
+        std::fs::read_to_string(p)
+            .map(|s| {
+                s.lines()
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn apply(&self, msg: Msg) {
+        let mut m = self.members.write();
+        match msg {
+            Msg::Leave { name, bump } => {
+                if let Some(x) = m.get_mut(&name) {
+                    if x.ident.bump == bump && x.status == MemberStatus::Alive {
+                        x.status = MemberStatus::Leaving;
+                        x.since = Instant::now();
+                    }
+                }
+            }
+            Msg::ForceLeave { name, prune, .. } => {
+                let me = self.me.read().name.clone();
+                if name == me {
+                    return;
+                }
+                if prune {
+                    if m.get(&name)
+                        .is_some_and(|x| x.status != MemberStatus::Alive)
+                    {
+                        m.remove(&name);
+                    }
+                } else if let Some(x) = m.get_mut(&name) {
+                    if x.status == MemberStatus::Failed {
+                        x.status = MemberStatus::Left;
+                        x.since = Instant::now();
+                    }
+                }
+            }
+            Msg::Event { payload, .. } => {
+                drop(m);
+                if let Some(sink) = self.events.read().as_ref() {
+                    let _ = sink.send(payload);
+                }
+            }
+        }
+    }
+}
+
+/// `ip`, `ip:port` or `[v6]:port`; the port defaults to 8301.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, GossipError> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, 8301));
+    }
+    // A host name: resolve it (first address).
+    let with_port = if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:8301")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| GossipError::BadAddress(s.to_string()))
+}
+
+type FocaT =
+    Foca<Ident, BincodeCodec<bincode2::config::Configuration>, rand09::rngs::StdRng, Handler>;
+
+struct Task {
+    foca: FocaT,
+    runtime: AccumulatingRuntime<Ident>,
+    socket: Arc<UdpSocket>,
+    tx: mpsc::UnboundedSender<Input>,
+    vtx: watch::Sender<u64>,
+    gossip: Gossip,
+    inbox: Arc<parking_lot::Mutex<Vec<Msg>>>,
+    reconnect_timeout: Duration,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>, stop: CancellationToken) {
+        let mut buf = vec![0u8; 65536];
+        let mut reap = tokio::time::interval(Duration::from_secs(5));
+        let socket = self.socket.clone();
+        loop {
+            tokio::select! {
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok((n, _from)) => {
+                        if let Err(e) = self.foca.handle_data(&buf[..n], &mut self.runtime) {
+                            tracing::trace!(error = %e, "gossip packet ignored");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "gossip receive"),
+                },
+                input = rx.recv() => {
+                    let Some(input) = input else { return };
+                    let r = match input {
+                        Input::Timer(t) => self.foca.handle_timer(t, &mut self.runtime),
+                        Input::Announce(addr) => self.foca.announce(Ident::placeholder(addr), &mut self.runtime),
+                        Input::Broadcast(msg) => {
+                            match bincode2::serde::encode_to_vec(&msg, bincode2::config::standard()) {
+                                Ok(data) => self.foca.add_broadcast(&data).map(|_| ())
+                                    .and_then(|_| self.foca.gossip(&mut self.runtime)),
+                                Err(e) => { tracing::warn!(error = %e, "encoding broadcast"); Ok(()) }
+                            }
+                        }
+                        Input::Leave(done) => {
+                            let r = self.foca.leave_cluster(&mut self.runtime);
+                            self.flush().await;
+                            let _ = done.send(());
+                            r
+                        }
+                    };
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "gossip");
+                    }
+                }
+                _ = reap.tick() => self.reap(),
+                _ = stop.cancelled() => return,
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Send what foca produced, schedule its timers, apply notifications.
+    async fn flush(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            let _ = self.socket.send_to(&data, to.addr).await;
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(Input::Timer(timer));
+            });
+        }
+        let mut changed = false;
+        let inbox = std::mem::take(&mut *self.inbox.lock());
+        for msg in inbox {
+            self.gossip.apply(msg);
+            changed = true;
+        }
+        while let Some(n) = self.runtime.to_notify() {
+            changed |= self.notify(n);
+        }
+        if changed {
+            self.vtx.send_modify(|v| *v += 1);
+            self.save_snapshot();
+        }
+    }
+
+    fn notify(&mut self, n: OwnedNotification<Ident>) -> bool {
+        let mut m = self.gossip.members.write();
+        match n {
+            OwnedNotification::MemberUp(id) => {
+                tracing::info!(member = %id.name, addr = %id.addr, "member joined");
+                m.insert(
+                    id.name.clone(),
+                    Member {
+                        ident: id,
+                        status: MemberStatus::Alive,
+                        since: Instant::now(),
+                    },
+                );
+                true
+            }
+            OwnedNotification::MemberDown(id) => {
+                let Some(x) = m.get_mut(&id.name) else {
+                    return false;
+                };
+                if x.ident != id {
+                    // An older incarnation went down; the newer one stands.
+                    return false;
+                }
+                x.status = if x.status == MemberStatus::Leaving {
+                    tracing::info!(member = %id.name, "member left");
+                    MemberStatus::Left
+                } else {
+                    tracing::warn!(member = %id.name, "member failed");
+                    MemberStatus::Failed
+                };
+                x.since = Instant::now();
+                true
+            }
+            OwnedNotification::Rename(old, new) => {
+                if let Some(x) = m.get_mut(&old.name) {
+                    if x.ident == old {
+                        x.ident = new;
+                        return true;
+                    }
+                }
+                false
+            }
+            OwnedNotification::Rejoin(me) => {
+                tracing::warn!("declared down by the cluster; rejoined as {me:?}");
+                *self.gossip.me.write() = me.clone();
+                if let Some(x) = m.get_mut(&me.name) {
+                    x.ident = me;
+                    x.status = MemberStatus::Alive;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forget failed members after reconnect_timeout and left ones after a day.
+    fn reap(&mut self) {
+        let me = self.gossip.me.read().name.clone();
+        let mut m = self.gossip.members.write();
+        let before = m.len();
+        m.retain(|name, x| {
+            *name == me
+                || match x.status {
+                    MemberStatus::Failed => x.since.elapsed() < self.reconnect_timeout,
+                    MemberStatus::Left => x.since.elapsed() < Duration::from_secs(24 * 3600),
+                    _ => true,
+                }
+        });
+        if m.len() != before {
+            drop(m);
+            self.vtx.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn save_snapshot(&self) {
+        let Some(p) = &self.gossip.snapshot else {
+            return;
+        };
+        let me = self.gossip.me.read().addr;
+        let addrs: Vec<String> = self
+            .gossip
+            .members
+            .read()
+            .values()
+            .filter(|x| x.ident.addr != me && x.status == MemberStatus::Alive)
+            .map(|x| x.ident.addr.to_string())
+            .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut text = addrs.join("\n");
+        text.push('\n');
+        if let Err(e) = crate::fsutil::write_atomic(p, text.as_bytes()) {
+            tracing::debug!(error = %e, "saving gossip snapshot");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Server RPC on `ports.server` (8300): HTTP/2 with bincode bodies.
+//!
+//! One listener carries raft traffic between servers, writes forwarded to
+//! the leader, catalog reads for client agents' anti-entropy, and tunnelled
+//! HTTP API calls (the whole API router is mounted behind the internal
+//! routes, so a forwarded request is answered exactly as it would be on the
+//! target's own HTTP port). HTTP/2 multiplexes every call over one reused
+//! connection per peer, blocking queries included.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::Shared;
+use crate::raft::proposer::WriteError;
+use crate::raft::NodeId;
+use crate::state::{Command, Outcome};
+
+/// Header counting how many times a request has been forwarded.
+pub const HOPS: &str = "x-tribune-hops";
+/// Raft messages (entry batches, snapshot chunks) may be large.
+const MAX_RPC_BODY: usize = 64 << 20;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    #[error("connecting to {0}: {1}")]
+    Connect(String, String),
+    #[error("calling {0}: {1}")]
+    Transport(String, String),
+    #[error("{0} answered {1}: {2}")]
+    Status(String, u16, String),
+    #[error("decoding the answer of {0}: {1}")]
+    Codec(String, String),
+}
+
+impl RpcError {
+    /// The request certainly did not reach the peer: safe to retry elsewhere.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, RpcError::Connect(..))
+    }
+}
+
+/// What a server says about its raft state (bootstrap decisions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftInfo {
+    pub id: NodeId,
+    pub initialized: bool,
+    pub leader: String,
+}
+
+/// Client side of server RPC. Cheap to clone; connections are pooled.
+#[derive(Clone)]
+pub struct RpcClient {
+    http: reqwest::Client,
+}
+
+impl Default for RpcClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RpcClient {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .http2_keep_alive_while_idle(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Self { http }
+    }
+
+    /// The HTTP/2 client, for tunnelled API requests.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// POST a bincode request to `addr` and decode a bincode answer.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Q,
+        timeout: Duration,
+        hops: u32,
+    ) -> Result<A, RpcError> {
+        let body =
+            bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
+        let r = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header(HOPS, hops)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(addr, e))?;
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
+        if !status.is_success() {
+            return Err(RpcError::Status(
+                addr.into(),
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
+    }
+
+    /// GET `path` from `addr`, decoding a bincode answer.
+    pub async fn get<A: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<A, RpcError> {
+        let r = self
+            .http
+            .get(format!("http://{addr}{path}"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| classify(addr, e))?;
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
+        if !status.is_success() {
+            return Err(RpcError::Status(
+                addr.into(),
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
+    }
+}
+
+fn classify(addr: &str, e: reqwest::Error) -> RpcError {
+    if e.is_connect() {
+        RpcError::Connect(addr.into(), e.to_string())
+    } else {
+        RpcError::Transport(addr.into(), e.to_string())
+    }
+}
+
+fn bin<T: Serialize>(v: &T) -> Response {
+    match bincode::serialize(v) {
+        Ok(b) => (StatusCode::OK, b).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    bincode::deserialize(body).map_err(|e| {
+        Box::new((StatusCode::BAD_REQUEST, format!("bad rpc body: {e}")).into_response())
+    })
+}
+
+pub fn hops(h: &HeaderMap) -> u32 {
+    h.get(HOPS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The RPC route table: internal routes first, the HTTP API behind them.
+pub fn router(state: Shared, api: Router) -> Router {
+    let internal = Router::new()
+        .route("/rpc/raft/append", post(append))
+        .route("/rpc/raft/vote", post(vote))
+        .route("/rpc/raft/snapshot", post(snapshot))
+        .route("/rpc/raft/info", post(info))
+        .route("/rpc/raft/remove", post(remove_peer))
+        .route("/rpc/write", post(write))
+        .route("/rpc/node-view/{node}", get(node_view))
+        .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        .with_state(state);
+    internal.merge(api)
+}
+
+macro_rules! raft_or_503 {
+    ($s:expr) => {
+        match $s.raft.as_ref() {
+            Some(r) => r,
+            None => return (StatusCode::SERVICE_UNAVAILABLE, "not a server").into_response(),
+        }
+    };
+}
+
+async fn append(State(s): State<Shared>, body: Bytes) -> Response {
+    let raft = raft_or_503!(s);
+    match decode(&body) {
+        Ok(req) => bin(&raft.append_entries(req).await),
+        Err(r) => *r,
+    }
+}
+
+async fn vote(State(s): State<Shared>, body: Bytes) -> Response {
+    let raft = raft_or_503!(s);
+    match decode(&body) {
+        Ok(req) => bin(&raft.vote(req).await),
+        Err(r) => *r,
+    }
+}
+
+async fn snapshot(State(s): State<Shared>, body: Bytes) -> Response {
+    let raft = raft_or_503!(s);
+    match decode(&body) {
+        Ok(req) => bin(&raft.install_snapshot(req).await),
+        Err(r) => *r,
+    }
+}
+
+async fn info(State(s): State<Shared>) -> Response {
+    let raft = raft_or_503!(s);
+    let initialized = raft.is_initialized().await.unwrap_or(false);
+    bin(&RaftInfo {
+        id: s.raft_id,
+        initialized,
+        leader: s.leadership.leader_addr(),
+    })
+}
+
+/// Remove a server from the voters (its own graceful leave, or an
+/// operator's remove-peer forwarded here). Only the leader acts.
+async fn remove_peer(State(s): State<Shared>, body: Bytes) -> Response {
+    let id: NodeId = match decode(&body) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    bin(&crate::cluster::autopilot::remove_voter(&s, id).await)
+}
+
+async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let cmd: Command = match decode(&body) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let r: Result<(u64, Outcome), WriteError> =
+        s.proposer.write_hops(cmd, hops(&headers) + 1).await;
+    bin(&r)
+}
+
+async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Response {
+    let view = crate::local::sync::node_view(&s.store.read(), &node);
+    bin(&view)
+}
+
+/// Serve the RPC router on `listener` (HTTP/2, or HTTP/1.1 for a curious
+/// operator) until `stop`.
+pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rpc accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::trace!(%peer, error = %e, "rpc connection ended");
+                },
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
