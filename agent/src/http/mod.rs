@@ -8,6 +8,7 @@ pub mod agent_api;
 pub mod catalog;
 pub mod error;
 pub mod health;
+pub mod internal_ui;
 pub mod kv;
 pub mod params;
 pub mod render;
@@ -113,6 +114,7 @@ pub fn router(state: Shared) -> Router {
             get(agent_api::health_by_id),
         )
         .route("/v1/agent/reload", put(agent_api::reload))
+        .merge(internal_ui::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
