@@ -14,6 +14,7 @@ pub mod params;
 pub mod render;
 pub mod status;
 pub mod txn;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,7 @@ pub type Shared = Arc<AppState>;
 
 /// The route table: every endpoint tribune serves.
 pub fn router(state: Shared) -> Router {
+    let ui_enabled = state.config.ui;
     let kv = get(kv::handle).put(kv::handle).delete(kv::handle);
     Router::new()
         .route("/v1/kv", kv.clone())
@@ -115,6 +117,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/agent/reload", put(agent_api::reload))
         .merge(internal_ui::routes())
+        .merge(ui::routes(ui_enabled))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
