@@ -1,7 +1,7 @@
 // Services: the list with instance counts and health summary, and a
 // service's page with each instance and its checks. Both live.
 
-import { h, render, badge, counts, plural, tags, dl, checkList, encodePath, message, worst } from '../dom.js';
+import { h, render, badge, counts, plural, tags, dl, checkList, message, worst } from '../dom.js';
 import { watch } from '../api.js';
 
 function serviceStatus(s) {
@@ -66,7 +66,7 @@ export function detail({ main, signal }, name) {
     h('nav', { 'aria-label': 'Breadcrumb', class: 'crumbs' }, h('a', { href: '#/services' }, 'Services'), ' / ', name),
     heading, error, summary, list);
 
-  watch(`/v1/health/service/${encodePath(name)}`, (data) => {
+  watch(`/v1/health/service/${encodeURIComponent(name)}`, (data) => {
     error.replaceChildren();
     const entries = (data || []).slice().sort((a, b) =>
       a.Node.Node.localeCompare(b.Node.Node) || a.Service.ID.localeCompare(b.Service.ID));
