@@ -12,6 +12,9 @@ command -v python3 >/dev/null || apt_pkgs+=(python3 python3-pip)
 command -v curl >/dev/null || apt_pkgs+=(curl)
 command -v dig >/dev/null || apt_pkgs+=(dnsutils)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_pkgs+=(nginx-light)
+# the UI test: Debian's chromium, driven from node by playwright-core
+[ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
+command -v node >/dev/null || apt_pkgs+=(nodejs npm)
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${apt_pkgs[@]}"
@@ -25,6 +28,13 @@ if ! python3 -c 'import consul' 2>/dev/null; then
   python3 -m pip install -q python-consul 2>/dev/null \
     || python3 -m pip install -q --break-system-packages python-consul 2>/dev/null \
     || { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-consul; }
+fi
+
+# playwright-core for the UI test (it never downloads a browser; the test
+# runs Debian's). Reinstalled only when missing or the lockfile changed.
+ui_modules=tests/ui/node_modules
+if [ ! -f "$ui_modules/playwright-core/package.json" ] || [ tests/ui/package-lock.json -nt "$ui_modules/.package-lock.json" ]; then
+  (cd tests/ui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo fmt --all -- --check

@@ -11,7 +11,8 @@
 //! - [`cluster`]: several agents as one — gossip membership (foca), the
 //!   server RPC port (raft, forwarding), bootstrap and voter management.
 //! - [`http`]: the Consul HTTP API — route table, one file per area,
-//!   blocking queries, Consul's error mapping.
+//!   blocking queries, Consul's error mapping; `http::ui` serves the web UI
+//!   (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded at build.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.

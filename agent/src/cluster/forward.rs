@@ -23,7 +23,8 @@ const MAX_HOPS: u32 = 3;
 
 /// Paths answered from replicated state (the rest are agent-local).
 fn replicated(path: &str, client: bool) -> bool {
-    const PREFIXES: [&str; 8] = [
+    const PREFIXES: [&str; 9] = [
+        "/v1/internal/ui/",
         "/v1/kv",
         "/v1/txn",
         "/v1/catalog/",

@@ -8,12 +8,14 @@ pub mod agent_api;
 pub mod catalog;
 pub mod error;
 pub mod health;
+pub mod internal_ui;
 pub mod kv;
 pub mod operator;
 pub mod params;
 pub mod render;
 pub mod status;
 pub mod txn;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +71,7 @@ pub type Shared = Arc<AppState>;
 
 /// The route table: every endpoint tribune serves.
 pub fn router(state: Shared) -> Router {
+    let ui_enabled = state.config.ui;
     let kv = get(kv::handle).put(kv::handle).delete(kv::handle);
     Router::new()
         .route("/v1/kv", kv.clone())
@@ -135,6 +138,8 @@ pub fn router(state: Shared) -> Router {
             "/v1/operator/raft/peer",
             axum::routing::delete(operator::remove_peer),
         )
+        .merge(internal_ui::routes())
+        .merge(ui::routes(ui_enabled))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

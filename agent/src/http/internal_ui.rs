@@ -1,0 +1,296 @@
+//! `/v1/internal/ui/*`: the summaries Consul's own web UI reads, so a list
+//! page is one blocking query instead of one per service or node (browsers
+//! allow only six connections per origin, and each long-poll holds one).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::params::{Query, ReadOpts};
+use super::{json, render, ApiError, AppState, Shared};
+use crate::state::catalog::{self as cat, Catalog, NodeRec};
+use crate::state::{Health, Tables, WatchTarget};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/internal/ui/services", get(services))
+        .route("/v1/internal/ui/nodes", get(nodes))
+        .route("/v1/internal/ui/node/{name}", get(node))
+}
+
+/// Consul's ServiceSummary: one entry per service name with its instance
+/// count and the checks of all instances (node checks included) by status.
+pub fn service_summaries(c: &Catalog, datacenter: &str) -> Vec<Value> {
+    c.service_names()
+        .map(|(name, tags)| {
+            let instances = c.instances(name);
+            let nodes: BTreeSet<&str> = instances.iter().map(|(n, _)| n.node.as_str()).collect();
+            let (mut passing, mut warning, mut critical) = (0u64, 0u64, 0u64);
+            for (n, s) in &instances {
+                for check in c.instance_checks(&n.node, &s.id) {
+                    match check.status {
+                        Health::Passing => passing += 1,
+                        Health::Warning => warning += 1,
+                        // maintenance and unknown states count as critical, as in Consul
+                        _ => critical += 1,
+                    }
+                }
+            }
+            json!({
+                "Kind": "", "Name": name, "Datacenter": datacenter,
+                "Tags": tags, "Nodes": nodes, "InstanceCount": instances.len(),
+                "ChecksPassing": passing, "ChecksWarning": warning, "ChecksCritical": critical,
+                "ExternalSources": null,
+            })
+        })
+        .collect()
+}
+
+/// Consul's NodeDump entry: the node with its services and checks.
+pub fn node_dump(c: &Catalog, n: &NodeRec) -> Value {
+    let mut v = render::node(n);
+    if let Some(o) = v.as_object_mut() {
+        let services: Vec<Value> = c.node_services(&n.node).map(render::service).collect();
+        let checks: Vec<Value> = c.node_checks(&n.node).map(render::check).collect();
+        o.insert("Services".into(), Value::from(services));
+        o.insert("Checks".into(), Value::from(checks));
+    }
+    v
+}
+
+async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let dc = s.config.datacenter.clone();
+    blocking_any(
+        &s,
+        q.as_deref(),
+        &[cat::SERVICES, cat::CHECKS],
+        |t| t.catalog.services_index().max(t.catalog.checks_index()),
+        |t| Some(service_summaries(&t.catalog, &dc)),
+    )
+    .await
+}
+
+async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    blocking_any(
+        &s,
+        q.as_deref(),
+        &[cat::NODES, cat::SERVICES, cat::CHECKS],
+        |t| {
+            let c = &t.catalog;
+            c.nodes_index()
+                .max(c.services_index())
+                .max(c.checks_index())
+        },
+        |t| {
+            let c = &t.catalog;
+            Some(c.nodes().map(|n| node_dump(c, n)).collect::<Vec<_>>())
+        },
+    )
+    .await
+}
+
+async fn node(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let target = cat::node_target(&name);
+    blocking_any(
+        &s,
+        q.as_deref(),
+        &[target.as_str()],
+        |t| t.catalog.node_index(&name),
+        |t| t.catalog.node(&name).map(|n| node_dump(&t.catalog, n)),
+    )
+    .await
+}
+
+/// [`AppState::blocking_json`] for a resource made of several tables: parks
+/// until any of the named `targets` changes and the combined index passes
+/// `?index`.
+async fn blocking_any<T: serde::Serialize>(
+    s: &AppState,
+    raw_query: Option<&str>,
+    targets: &[&str],
+    index_of: impl Fn(&Tables) -> u64,
+    build: impl FnOnce(&Tables) -> Option<T>,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(raw_query);
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    s.gate(opts.consistency).await?;
+    if opts.index > 0 {
+        block_any(s, &opts, targets, &index_of).await;
+    }
+    let (index, body) = {
+        let t = s.store.read();
+        (index_of(&t), build(&t))
+    };
+    let mut resp = match body {
+        Some(b) => json(StatusCode::OK, &b, opts.pretty),
+        None => StatusCode::NOT_FOUND.into_response(),
+    };
+    s.meta(&mut resp, index, opts.consistency);
+    Ok(resp)
+}
+
+/// Park as [`AppState::block`] does, woken by any of several targets.
+async fn block_any(
+    s: &AppState,
+    opts: &ReadOpts,
+    targets: &[&str],
+    index_of: &impl Fn(&Tables) -> u64,
+) {
+    let jitter_max = opts.wait.as_millis() as u64 / 16;
+    let jitter = if jitter_max > 0 {
+        rand::thread_rng().gen_range(0..=jitter_max)
+    } else {
+        0
+    };
+    let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
+    let guards: Vec<_> = targets
+        .iter()
+        .map(|t| s.store.watches.watch(WatchTarget::Named((*t).to_string())))
+        .collect();
+    loop {
+        let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = guards
+            .iter()
+            .map(|g| Box::pin(g.notify().notified()))
+            .collect();
+        // Enabled before reading the index, so a change in between still wakes us.
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        if index_of(&s.store.read()) > opts.index {
+            return;
+        }
+        let any = std::future::poll_fn(|cx| {
+            for w in &mut waits {
+                if w.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            _ = any => {}
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = s.shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::catalog::{CatalogCommand, CheckRec, RegisterReq, ServiceRec};
+    use crate::state::{Changes, Command};
+
+    fn node(name: &str) -> NodeRec {
+        NodeRec {
+            id: String::new(),
+            node: name.into(),
+            address: "10.0.0.1".into(),
+            datacenter: "dc1".into(),
+            tagged_addresses: Default::default(),
+            meta: Default::default(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+
+    fn check(node: &str, id: &str, svc: &str, status: Health) -> CheckRec {
+        CheckRec {
+            node: node.into(),
+            check_id: id.into(),
+            name: id.into(),
+            status,
+            notes: String::new(),
+            output: String::new(),
+            service_id: svc.into(),
+            service_name: svc.into(),
+            service_tags: vec![],
+            kind: String::new(),
+            interval: String::new(),
+            timeout: String::new(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+
+    fn register(t: &mut Tables, index: u64, n: &str, svc: &str, checks: Vec<CheckRec>) {
+        let service = ServiceRec {
+            id: svc.into(),
+            service: svc.into(),
+            tags: vec![format!("t-{n}")],
+            address: String::new(),
+            port: 80,
+            meta: Default::default(),
+            tagged_addresses: Default::default(),
+            weights: Default::default(),
+            enable_tag_override: false,
+            create_index: 0,
+            modify_index: 0,
+        };
+        let cmd = Command::Catalog(CatalogCommand::Register(Box::new(RegisterReq {
+            node: node(n),
+            skip_node_update: false,
+            service: Some(service),
+            checks,
+        })));
+        t.apply(index, &cmd, &mut Changes::default());
+    }
+
+    /// Counts add up per instance, and a node check counts for each
+    /// service on that node (Consul's summary does the same).
+    #[test]
+    fn summaries_count_instances_and_checks() {
+        let mut t = Tables::default();
+        register(
+            &mut t,
+            2,
+            "a",
+            "web",
+            vec![
+                check("a", "serfHealth", "", Health::Passing),
+                check("a", "service:web", "web", Health::Critical),
+            ],
+        );
+        register(
+            &mut t,
+            3,
+            "b",
+            "web",
+            vec![check("b", "service:web", "web", Health::Warning)],
+        );
+        let all = service_summaries(&t.catalog, "dc1");
+        assert_eq!(all.len(), 1);
+        let web = &all[0];
+        assert_eq!(web["Name"], "web");
+        assert_eq!(web["InstanceCount"], 2);
+        assert_eq!(web["Nodes"], json!(["a", "b"]));
+        assert_eq!(web["Tags"], json!(["t-a", "t-b"]));
+        assert_eq!(
+            (
+                &web["ChecksPassing"],
+                &web["ChecksWarning"],
+                &web["ChecksCritical"]
+            ),
+            (&json!(1), &json!(1), &json!(1))
+        );
+        let a = t.catalog.node("a").unwrap();
+        let dump = node_dump(&t.catalog, a);
+        assert_eq!(dump["Node"], "a");
+        assert_eq!(dump["Services"][0]["Service"], "web");
+        assert_eq!(dump["Checks"].as_array().map(Vec::len), Some(2));
+    }
+}

@@ -1,0 +1,162 @@
+//! The web UI: how the agent serves it (`-ui`, `-dev`), and the whole UI
+//! driven in Debian's chromium by playwright-core (tests/ui/ui.test.mjs)
+//! against a real agent. Chromium, node and `npm ci` in tests/ui are
+//! installed by ./test.sh; when missing this test fails saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tribune_tests::{client, root, Agent};
+
+fn header(r: &reqwest::blocking::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `-dev` serves the embedded UI: `/` redirects, assets carry their types
+/// and validators, app routes get index.html and missing files 404.
+#[test]
+fn dev_agent_serves_the_ui() {
+    let a = Agent::dev(&[]);
+    let r = no_redirects().get(format!("{}/", a.url)).send().unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(header(&r, "location"), "/ui/");
+
+    let c = client();
+    let r = c.get(format!("{}/ui/", a.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&r, "cache-control"), "no-cache");
+    assert!(header(&r, "content-security-policy").contains("default-src 'self'"));
+    let index = r.text().unwrap();
+    assert!(index.contains(r#"<script type="module" src="/ui/js/app.js">"#));
+
+    for (path, ty) in [
+        ("js/app.js", "text/javascript; charset=utf-8"),
+        ("js/views/kv.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let r = c.get(format!("{}/ui/{path}", a.url)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(header(&r, "content-type"), ty, "{path}");
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+        let etag = header(&r, "etag");
+        assert!(etag.starts_with('"'), "{path}: etag {etag:?}");
+        let again = c
+            .get(format!("{}/ui/{path}", a.url))
+            .header("If-None-Match", &etag)
+            .send()
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+
+    // An app route (no file extension) is the app; a missing file is not.
+    let r = c.get(format!("{}/ui/services/web", a.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), index);
+    for missing in ["js/nope.js", "nope.css", "js/views/../app.js.map"] {
+        let r = c.get(format!("{}/ui/{missing}", a.url)).send().unwrap();
+        assert_eq!(r.status(), 404, "{missing}");
+    }
+    let r = c.head(format!("{}/ui/style.css", a.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The summaries the list pages read are blocking queries.
+    let r = c
+        .get(format!("{}/v1/internal/ui/services", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let idx = tribune_tests::index_of(&r);
+    let v: serde_json::Value = r.json().unwrap();
+    assert!(v.as_array().unwrap().iter().any(|s| s["Name"] == "consul"));
+    let t = std::time::Instant::now();
+    let r = c
+        .get(format!(
+            "{}/v1/internal/ui/services?index={idx}&wait=300ms",
+            a.url
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(250));
+    let r = c
+        .get(format!("{}/v1/internal/ui/node/no-such-node", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+/// Without `-ui` there is no UI, and the answer says how to turn it on.
+#[test]
+fn ui_is_off_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::server(dir.path(), &[]);
+    let c = client();
+    for p in ["/", "/ui/", "/ui/js/app.js"] {
+        let r = c.get(format!("{}{p}", a.url)).send().unwrap();
+        assert_eq!(r.status(), 404, "{p}");
+        assert!(r.text().unwrap().contains("-ui"), "{p}");
+    }
+    drop(a);
+    let a = Agent::server(dir.path(), &["-ui"]);
+    let r = c.get(format!("{}/ui/", a.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The UI in a real browser: health summary, live updates by blocking
+/// queries, KV create/edit (CAS conflict)/delete, token, keyboard, phone
+/// width, no console errors. Screenshots land in target/ui-artifacts/.
+#[test]
+fn ui_in_chromium() {
+    let node = find_on_path("node")
+        .expect("node is not installed: run ./test.sh (it installs nodejs) to run the UI test");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "chromium not found at {chromium}: run ./test.sh (it installs Debian's chromium)"
+    );
+    let dir = root().join("tests/ui");
+    assert!(
+        dir.join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "playwright-core is not installed: run `npm ci` in tests/ui (./test.sh does)"
+    );
+    let artifacts = root().join("target/ui-artifacts");
+
+    let a = Agent::dev(&[]);
+    let out = Command::new(node)
+        .arg("ui.test.mjs")
+        .current_dir(&dir)
+        .env("TRIBUNE_HTTP_ADDR", &a.url)
+        .env("CHROMIUM", &chromium)
+        .env("UI_ARTIFACTS", &artifacts)
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "UI browser test failed ({}):\n{stdout}\n{stderr}\nagent log:\n{}",
+        out.status,
+        a.log_text()
+    );
+}
