@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: tribune's benchmarks, in sections that can run on their own.
 #
-#   bench/run.sh [kv|discovery|template|nginx|all]...      (default: all)
+#   bench/run.sh [kv|discovery|template|nginx|cluster|all]...      (default: all)
 #
 # Every run builds tribune, tribune-template and tribune-bench (release) once first
 # (BUILD=0 skips that and uses the binaries in target/release), and installs the
@@ -22,6 +22,15 @@
 #           (the runner's CPU time per change when 1 template depends on the key).
 # nginx     examples/nginx/run.sh (agent, two backends, tribune-template, nginx);
 #           tribune-bench nginx: PUT nginx/worker_connections -> nginx serving it.
+# cluster   issue 6: a 3-member tribune cluster (raft_multiplier 1) and a 3-member etcd
+#           cluster side by side, member N of each on 127.0.0.N with default ports,
+#           data dirs in the temp dir; wrk at 64 connections: PUT through each leader,
+#           tribune GET on the leader and on a follower vs etcd linearizable range on
+#           its leader, tribune ?stale on the follower vs etcd serializable range; then
+#           CL_RUNS failovers per system, interleaved: tribune-bench failover writes
+#           sequentially through a surviving member, kill -9s the leader and times the
+#           first acknowledged write; the killed member is restarted and the clusters
+#           must be healthy again before the next run.
 #
 # Each section writes its markdown table (with the exact commands) to
 # bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
@@ -35,7 +44,8 @@
 #     CAT_INSTANCES CAT_NODES CAT_CONCURRENCY CAT_READERS CAT_READ_S;
 #   template: TMPL_HTTP_PORT TMPL_CHANGES TMPL_TEMPLATES TMPL_GAP_MS;
 #   nginx: NGX_HTTP_PORT NGX_DNS_PORT NGX_PORT NGX_BACKEND_PORTS NGX_CHANGES NGX_GAP_MS
-#     NGX_POLL_US.
+#     NGX_POLL_US;
+#   cluster: WRK_DURATION CL_SIZE CL_RUNS CL_WARMUP_MS CL_TIMEOUT_MS CL_RETRY_MS CL_SETTLE_S.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -72,8 +82,14 @@ NGX_BACKEND_PORTS=${NGX_BACKEND_PORTS:-18584 18585}
 NGX_CHANGES=${NGX_CHANGES:-50}
 NGX_GAP_MS=${NGX_GAP_MS:-300}
 NGX_POLL_US=${NGX_POLL_US:-500}
+CL_SIZE=${CL_SIZE:-3}
+CL_RUNS=${CL_RUNS:-5}
+CL_WARMUP_MS=${CL_WARMUP_MS:-1000}
+CL_TIMEOUT_MS=${CL_TIMEOUT_MS:-250}
+CL_RETRY_MS=${CL_RETRY_MS:-10}
+CL_SETTLE_S=${CL_SETTLE_S:-3}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
-SECTIONS=(kv discovery template nginx)
+SECTIONS=(kv discovery template nginx cluster)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -283,11 +299,12 @@ to_ms() {
         else printf "nan" }'
 }
 
-# run_wrk NAME THREADS CONNS DURATION SCRIPT URL
+# run_wrk NAME THREADS CONNS DURATION SCRIPT URL (SCRIPT: a name in $SCRIPTS, or a path)
 run_wrk() {
     local name=$1 t=$2 c=$3 d=$4 script=$5 url=$6 out=$OUT_DIR/wrk-$1.txt
+    [[ $script == */* ]] || script=$SCRIPTS/$script # a bare name: one of the shared scripts
     log "wrk $name: -t$t -c$c -d$d -s $script $url"
-    timeout 300 wrk -t"$t" -c"$c" -d"$d" --latency --timeout 10s -s "$SCRIPTS/$script" "$url" \
+    timeout 300 wrk -t"$t" -c"$c" -d"$d" --latency --timeout 10s -s "$script" "$url" \
         >"$out" 2>&1 || die "wrk $name failed:"$'\n'"$(tail -n 20 "$out")"
     local rps p50 p99 non2xx sockerr
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -660,6 +677,294 @@ $(load_note nginx)
 EOT
 }
 
+# ---------------------------------------------------------------- cluster
+# Member N (1..CL_SIZE) of each cluster listens on 127.0.0.N with default ports, like
+# separate hosts: tribune HTTP 8500, server RPC 8300, gossip 8301; etcd 2379/2380.
+declare -A CL_PID
+
+# tribune_member_args N: the agent's arguments for member N (N may be the letter N,
+# for the table).
+tribune_member_args() {
+    local n=$1 i joins=()
+    for ((i = 1; i <= CL_SIZE; i++)); do joins+=(-retry-join "127.0.0.$i"); done
+    printf '%s\n' agent -server -bootstrap-expect "$CL_SIZE" -data-dir "$TMP/cluster/tribune-s$n" \
+        -node "s$n" -bind "127.0.0.$n" -client "127.0.0.$n" -dns-port -1 "${joins[@]}" \
+        -retry-interval 1s -config-file "$TMP/cluster/perf.json" -log-level info
+}
+
+etcd_initial_cluster() {
+    local i out=
+    for ((i = 1; i <= CL_SIZE; i++)); do out+=${out:+,}e$i=http://127.0.0.$i:2380; done
+    printf '%s' "$out"
+}
+
+etcd_member_args() {
+    local n=$1
+    printf '%s\n' --name "e$n" --data-dir "$TMP/cluster/etcd-e$n" \
+        --listen-client-urls "http://127.0.0.$n:2379" --advertise-client-urls "http://127.0.0.$n:2379" \
+        --listen-peer-urls "http://127.0.0.$n:2380" --initial-advertise-peer-urls "http://127.0.0.$n:2380" \
+        --initial-cluster "$(etcd_initial_cluster)" --initial-cluster-state new
+}
+
+# cl_start SYSTEM N: start member N of SYSTEM (tribune|etcd) in the background (logs
+# appended: a restarted member keeps one log); CL_PID[SYSTEM-N].
+cl_start() {
+    local sys=$1 n=$2 args pid logf=$OUT_DIR/cluster-$1-$2.log
+    if [[ $sys == tribune ]]; then
+        mapfile -t args < <(tribune_member_args "$n")
+        "$ROOT/target/release/tribune" "${args[@]}" >>"$logf" 2>&1 &
+    else
+        mapfile -t args < <(etcd_member_args "$n")
+        etcd "${args[@]}" >>"$logf" 2>&1 &
+    fi
+    pid=$!
+    PIDS+=("$pid")
+    CL_PID[$sys-$n]=$pid
+    log "started $sys member $n on 127.0.0.$n (pid $pid)"
+}
+
+# forget PID: drop from PIDS (it was killed by someone else) and reap it.
+forget() {
+    local i keep=()
+    for i in "${PIDS[@]}"; do [[ $i == "$1" ]] || keep+=("$i"); done
+    PIDS=("${keep[@]}")
+    wait "$1" 2>/dev/null || true
+}
+
+# cl_leader SYSTEM: N of the leader, when every member agrees on one; else fails.
+cl_leader() {
+    local sys=$1 i l= x id lead
+    for ((i = 1; i <= CL_SIZE; i++)); do
+        if [[ $sys == tribune ]]; then
+            x=$(curl -sf --max-time 2 "http://127.0.0.$i:8500/v1/status/leader") || return 1
+            x=${x//\"/}
+            x=${x%:8300}
+        else
+            x=$(curl -sf --max-time 2 -X POST "http://127.0.0.$i:2379/v3/maintenance/status" -d '{}') ||
+                return 1
+            id=$(sed -n 's/.*"member_id":"\([0-9]*\)".*/\1/p' <<<"$x")
+            lead=$(sed -n 's/.*"leader":"\([0-9]*\)".*/\1/p' <<<"$x")
+            [[ -n $id && -n $lead ]] || return 1
+            if [[ $id == "$lead" ]]; then x=127.0.0.$i; else x=; fi
+        fi
+        if [[ $sys == tribune ]]; then
+            [[ $x =~ ^127\.0\.0\.[0-9]+$ ]] || return 1
+            [[ -z $l || $l == "$x" ]] || return 1
+            l=$x
+        elif [[ -n $x ]]; then
+            [[ -z $l ]] || return 1
+            l=$x
+        fi
+    done
+    [[ -n $l ]] || return 1
+    printf '%s' "${l##*.}"
+}
+
+# cl_synced SYSTEM: one write through each member, then every member's local read
+# (tribune ?stale, etcd serializable) returns the last one: all members are up, a
+# leader commits, and every member has caught up.
+cl_synced() {
+    local sys=$1 i v=$RANDOM$RANDOM b64
+    for ((i = 1; i <= CL_SIZE; i++)); do
+        if [[ $sys == tribune ]]; then
+            [[ $(curl -sf --max-time 3 -X PUT --data "$v-$i" "http://127.0.0.$i:8500/v1/kv/bench/sync") == true ]] ||
+                return 1
+        else
+            b64=$(printf '%s' "$v-$i" | base64)
+            curl -sf --max-time 3 -X POST "http://127.0.0.$i:2379/v3/kv/put" \
+                -d "{\"key\":\"YmVuY2gvc3luYw==\",\"value\":\"$b64\"}" | grep -q '"header"' || return 1
+        fi
+    done
+    for ((i = 1; i <= CL_SIZE; i++)); do
+        if [[ $sys == tribune ]]; then
+            [[ $(curl -sf --max-time 3 "http://127.0.0.$i:8500/v1/kv/bench/sync?stale&raw") == "$v-$CL_SIZE" ]] ||
+                return 1
+        else
+            curl -sf --max-time 3 -X POST "http://127.0.0.$i:2379/v3/kv/range" \
+                -d '{"key":"YmVuY2gvc3luYw==","serializable":true}' | grep -qF "\"$b64\"" || return 1
+        fi
+    done
+}
+
+# cl_wait_healthy SYSTEM: until a leader is agreed on and cl_synced passes (60 s).
+cl_wait_healthy() {
+    local sys=$1 k i
+    for ((k = 0; k < 240; k++)); do
+        for ((i = 1; i <= CL_SIZE; i++)); do
+            kill -0 "${CL_PID[$sys-$i]}" 2>/dev/null ||
+                die "$sys member $i exited; last lines of its log:"$'\n'"$(tail -n 20 "$OUT_DIR/cluster-$sys-$i.log")"
+        done
+        if cl_leader "$sys" >/dev/null 2>&1 && cl_synced "$sys" 2>/dev/null; then
+            log "$sys cluster healthy, leader 127.0.0.$(cl_leader "$sys")"
+            return 0
+        fi
+        sleep 0.25
+    done
+    die "$sys cluster not healthy after 60 s (logs: $OUT_DIR/cluster-$sys-*.log)"
+}
+
+# cl_failover SYSTEM RUN: kill -9 the leader under a sequential writer (tribune-bench
+# failover), restart it, wait until healthy; results into R[cl_SYSTEM_fo_RUN_*].
+cl_failover() {
+    local sys=$1 run=$2 l i f=() eps pid k
+    l=$(cl_leader "$sys") || die "$sys: no agreed leader before failover run $run"
+    for ((i = 1; i <= CL_SIZE; i++)); do ((i == l)) || f+=("$i"); done
+    if [[ $sys == tribune ]]; then
+        eps=127.0.0.${f[0]}:8500 # a follower's HTTP API: it forwards to the leader
+    else
+        eps= # every member, followers first (a client given all endpoints)
+        for i in "${f[@]}" "$l"; do eps+=${eps:+,}127.0.0.$i:2379; done
+    fi
+    pid=${CL_PID[$sys-$l]}
+    SERVER_PID=${CL_PID[$sys-${f[0]}]} SERVER_LOG=$OUT_DIR/cluster-$sys-${f[0]}.log
+    log "failover $sys run $run: leader 127.0.0.$l (pid $pid), writer through $eps"
+    run_bench_as "failover-$sys-$run" failover --kind "$sys" --endpoints "$eps" --kill-pid "$pid" \
+        --warmup-ms "$CL_WARMUP_MS" --timeout-ms "$CL_TIMEOUT_MS" --retry-ms "$CL_RETRY_MS"
+    for k in ms attempts timeouts via failures warmup_p50_us; do
+        R[cl_${sys}_fo_${run}_$k]=${R[failover_$k]}
+    done
+    R[cl_${sys}_fo_${run}_leader]=127.0.0.$l
+    R[cmd_cl_${sys}_failover]=${R[cmd_failover-$sys-$run]/--kill-pid $pid/--kill-pid LEADER_PID}
+    forget "$pid"
+    log "  -> $sys: first acknowledged write ${R[failover_ms]} ms after kill -9 of 127.0.0.$l; restarting it"
+    cl_start "$sys" "$l"
+    cl_wait_healthy "$sys"
+    sleep "$CL_SETTLE_S"
+}
+
+# cl_idle_cpu SYSTEM: CPU its members use over 5 s idle, % of one core, into R.
+cl_idle_cpu() {
+    local sys=$1 i a=0 b=0
+    for ((i = 1; i <= CL_SIZE; i++)); do a=$((a + $(awk '{print $14 + $15}' "/proc/${CL_PID[$sys-$i]}/stat"))); done
+    sleep 5
+    for ((i = 1; i <= CL_SIZE; i++)); do b=$((b + $(awk '{print $14 + $15}' "/proc/${CL_PID[$sys-$i]}/stat"))); done
+    R[cl_${sys}_idle_pct]=$(awk -v t=$((b - a)) 'BEGIN { printf "%.1f", t / 5 }') # 100 ticks/s
+}
+
+# median/max of the failover runs of SYSTEM: R[cl_SYSTEM_fo_median] and _max.
+cl_failover_stats() {
+    local sys=$1 i vals=()
+    for ((i = 1; i <= CL_RUNS; i++)); do vals+=("${R[cl_${sys}_fo_${i}_ms]}"); done
+    R[cl_${sys}_fo_all]=$(printf '%s / ' "${vals[@]}")
+    R[cl_${sys}_fo_all]=${R[cl_${sys}_fo_all]% / }
+    R[cl_${sys}_fo_median]=$(printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 }
+        END { printf "%.0f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    R[cl_${sys}_fo_max]=$(printf '%s\n' "${vals[@]}" | sort -g | tail -n 1 | awk '{ printf "%.0f", $1 }')
+}
+
+section_cluster() {
+    ensure_tools
+    local i p
+    for ((i = 1; i <= CL_SIZE; i++)); do
+        for p in 8500 8300 8301 2379 2380; do
+            (exec 3<>"/dev/tcp/127.0.0.$i/$p") 2>/dev/null && die "127.0.0.$i:$p is already in use"
+        done
+    done
+    load_begin cluster
+    mkdir -p "$TMP/cluster"
+    echo '{"performance":{"raft_multiplier":1}}' >"$TMP/cluster/perf.json"
+    for ((i = 1; i <= CL_SIZE; i++)); do
+        : >"$OUT_DIR/cluster-tribune-$i.log"
+        : >"$OUT_DIR/cluster-etcd-$i.log"
+    done
+    for ((i = 1; i <= CL_SIZE; i++)); do cl_start etcd "$i"; done
+    for ((i = 1; i <= CL_SIZE; i++)); do cl_start tribune "$i"; done
+    cl_wait_healthy etcd
+    cl_wait_healthy tribune
+    local args
+    mapfile -t args < <(tribune_member_args N)
+    R[cmd_cl_tribune]="$(cmdline "$ROOT/target/release/tribune" "${args[@]}")"
+    mapfile -t args < <(etcd_member_args N)
+    R[cmd_cl_etcd]="$(cmdline etcd "${args[@]}")"
+    R[cmd_cl_tribune]=${R[cmd_cl_tribune]//$TMP/\$TMP}
+    R[cmd_cl_etcd]=${R[cmd_cl_etcd]//$TMP/\$TMP}
+    cl_idle_cpu tribune
+    cl_idle_cpu etcd
+    log "idle clusters: tribune ${R[cl_tribune_idle_pct]}%, etcd ${R[cl_etcd_idle_pct]}% of one core"
+
+    # -- throughput, 64 connections (keys written by the PUT runs are then read)
+    local tl el tf
+    tl=$(cl_leader tribune) || die "tribune: no agreed leader"
+    el=$(cl_leader etcd) || die "etcd: no agreed leader"
+    tf=$((tl % CL_SIZE + 1)) # a tribune follower
+    R[cl_tribune_leader]=127.0.0.$tl R[cl_tribune_follower]=127.0.0.$tf R[cl_etcd_leader]=127.0.0.$el
+    SERVER_PID=${CL_PID[tribune-$tl]} SERVER_LOG=$OUT_DIR/cluster-tribune-$tl.log
+    local wl=$BENCH_DIR/wrk
+    run_wrk cl_etcd_put 2 64 "$WRK_DURATION" etcd_put.lua "http://127.0.0.$el:2379"
+    run_wrk cl_tribune_put 2 64 "$WRK_DURATION" consul_put.lua "http://127.0.0.$tl:8500"
+    run_wrk cl_etcd_get 2 64 "$WRK_DURATION" etcd_get.lua "http://127.0.0.$el:2379"
+    run_wrk cl_tribune_get 2 64 "$WRK_DURATION" consul_get.lua "http://127.0.0.$tl:8500"
+    run_wrk cl_tribune_get_f 2 64 "$WRK_DURATION" consul_get.lua "http://127.0.0.$tf:8500"
+    run_wrk cl_etcd_get_ser 2 64 "$WRK_DURATION" "$wl/etcd_get_serializable.lua" "http://127.0.0.$el:2379"
+    run_wrk cl_tribune_stale_f 2 64 "$WRK_DURATION" "$wl/consul_get_stale.lua" "http://127.0.0.$tf:8500"
+    [[ $(cl_leader tribune) == "$tl" ]] || R[cl_leader_moved]+=" tribune"
+    [[ $(cl_leader etcd) == "$el" ]] || R[cl_leader_moved]+=" etcd"
+
+    # -- failover, runs interleaved
+    cl_wait_healthy tribune
+    cl_wait_healthy etcd
+    for ((i = 1; i <= CL_RUNS; i++)); do
+        cl_failover tribune "$i"
+        cl_failover etcd "$i"
+    done
+    cl_failover_stats tribune
+    cl_failover_stats etcd
+
+    load_end cluster
+    for ((i = 1; i <= CL_SIZE; i++)); do
+        stop "${CL_PID[tribune-$i]}"
+        stop "${CL_PID[etcd-$i]}"
+    done
+    rm -rf "$TMP/cluster"
+    report_cluster >"$OUT_DIR/results-cluster.md"
+}
+
+# cl_row LABEL TRIBUNE-NAME ETCD-NAME TARGET-RATIO: throughput and latency rows.
+cl_row() {
+    local t=$2 e=$3 want=$4 met=
+    [[ -n $want ]] && met=$(atleast "$(awk -v a="${R[${t}_rps]}" -v b="${R[${e}_rps]}" 'BEGIN { print a / b }')" "$want")
+    printf '| %s (req/s) | %s | %s | %s | %s | %s |\n' "$1" "$(fmt_int "${R[${t}_rps]}")" \
+        "$(fmt_int "${R[${e}_rps]}")" "$(ratio "${R[${t}_rps]}" "${R[${e}_rps]}")" \
+        "${want:+≥ ${want}× etcd}" "$met"
+    printf '| … p50 / p99 (ms) | %s / %s | %s / %s | | | |\n' "${R[${t}_p50_ms]}" "${R[${t}_p99_ms]}" \
+        "${R[${e}_p50_ms]}" "${R[${e}_p99_ms]}"
+}
+
+report_cluster() {
+    local fo_t=${R[cl_tribune_fo_median]} fo_e=${R[cl_etcd_fo_median]} i notes_t= notes_e=
+    for ((i = 1; i <= CL_RUNS; i++)); do
+        notes_t+="${notes_t:+; }run $i: ${R[cl_tribune_fo_${i}_ms]} ms, leader ${R[cl_tribune_fo_${i}_leader]}, ${R[cl_tribune_fo_${i}_attempts]} attempts (${R[cl_tribune_fo_${i}_failures]:-none failed})"
+        notes_e+="${notes_e:+; }run $i: ${R[cl_etcd_fo_${i}_ms]} ms, leader ${R[cl_etcd_fo_${i}_leader]}, ${R[cl_etcd_fo_${i}_attempts]} attempts, answered by ${R[cl_etcd_fo_${i}_via]} (${R[cl_etcd_fo_${i}_failures]:-none failed})"
+    done
+    cat <<EOT
+# Cluster (issue 6): tribune vs etcd, 3 members each: $(date -u '+%Y-%m-%d %H:%M UTC')
+
+$(nproc) cores, $(uname -r), data on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {print $2}') (both clusters' data dirs in the same temp dir); tribune $(revision); $(etcd --version | head -n 1) (default timing: heartbeat 100 ms, election timeout 1000 ms). Member N of each cluster on 127.0.0.N (N = 1..$CL_SIZE) with default ports, both clusters up for the whole section (the one not measured idles). Both durable: every member fsyncs its log before acknowledging an append. wrk -t2 -c64 -d$WRK_DURATION, sharing the cores with all six servers. Ratios: tribune ÷ etcd for throughput, etcd ÷ tribune for time (above 1 = tribune better). Commands run from the repository root.
+
+| benchmark | tribune | etcd 3.4 | ratio | target | met |
+|---|---:|---:|---:|---|---|
+$(cl_row "PUT through the leader, 64 conns" cl_tribune_put cl_etcd_put 2)
+$(cl_row "default read on the leader (tribune GET) vs etcd linearizable range on the leader, 64 conns" cl_tribune_get cl_etcd_get 5)
+$(cl_row "default read on a follower (forwarded to the leader) vs etcd linearizable range on the leader" cl_tribune_get_f cl_etcd_get "")
+$(cl_row "for context: tribune ?stale on a follower vs etcd serializable range on the leader" cl_tribune_stale_f cl_etcd_get_ser "")
+| kill -9 of the leader → first acknowledged write, median / max of $CL_RUNS (ms) | $fo_t / ${R[cl_tribune_fo_max]} | $fo_e / ${R[cl_etcd_fo_max]} | $(ratio "$fo_e" "$fo_t") | ≤ 1500 ms | median $(atmost "$fo_t" 1500), max $(atmost "${R[cl_tribune_fo_max]}" 1500) |
+| … each run (ms) | ${R[cl_tribune_fo_all]} | ${R[cl_etcd_fo_all]} | | | |
+
+Commands (\$TMP is the run's temp dir)
+- tribune members: \`${R[cmd_cl_tribune]}\` for N = 1..$CL_SIZE, with \`{"performance":{"raft_multiplier":1}}\` in \$TMP/cluster/perf.json.
+- etcd members: \`${R[cmd_cl_etcd]}\` for N = 1..$CL_SIZE (a restarted member reuses its data dir; the flags are then ignored).
+- wrk (scripts \`consul_*.lua\`, \`etcd_put.lua\`, \`etcd_get.lua\` from $SCRIPTS, the others from bench/wrk/): \`wrk -t2 -c64 -d$WRK_DURATION --latency --timeout 10s -s SCRIPT URL\` with, in this order: etcd_put.lua and etcd_get.lua on the etcd leader (http://${R[cl_etcd_leader]}:2379); consul_put.lua and consul_get.lua on the tribune leader (http://${R[cl_tribune_leader]}:8500); consul_get.lua on a tribune follower (http://${R[cl_tribune_follower]}:8500); etcd_get_serializable.lua on the etcd leader; consul_get_stale.lua on the tribune follower. Keys bench/key00000..00999, 64-byte values.
+- failover (tribune): \`${R[cmd_cl_tribune_failover]}\` (last run shown; each run kills the then leader); etcd: \`${R[cmd_cl_etcd_failover]}\`. The writer sends one write at a time; after ${CL_WARMUP_MS} ms of acknowledged writes it sends SIGKILL to the leader between two writes and times, from just before the kill, the first write acknowledged (every write after the kill was sent after it). A write failing or unanswered within ${CL_TIMEOUT_MS} ms is retried after ${CL_RETRY_MS} ms on a new connection, on the next endpoint of its list: tribune's writer has one follower's HTTP API (it holds a write while no leader is known, up to 7 s), etcd's has every member, followers first. After each run the killed member is restarted on its data dir and the next run waits until each member takes a write and serves it locally, then ${CL_SETTLE_S} s.
+
+Notes
+- Idle, before the runs (5 s, all 3 members): tribune used ${R[cl_tribune_idle_pct]}% of one core, etcd ${R[cl_etcd_idle_pct]}%.
+- wrk errors (non-2xx + socket errors): PUT tribune ${R[cl_tribune_put_errors]}, etcd ${R[cl_etcd_put_errors]}; GET leader ${R[cl_tribune_get_errors]}, follower ${R[cl_tribune_get_f_errors]}, etcd range ${R[cl_etcd_get_errors]}; stale ${R[cl_tribune_stale_f_errors]}, serializable ${R[cl_etcd_get_ser_errors]}.${R[cl_leader_moved]:+ Leadership moved during the wrk runs:${R[cl_leader_moved]}.}
+- failover, tribune: $notes_t.
+- failover, etcd: $notes_e.
+$(load_note cluster)
+EOT
+}
+
 # ---------------------------------------------------------------- run
 revision() {
     local rev
@@ -676,12 +981,12 @@ main() {
     for s in "$@"; do
         case $s in
         all) want+=("${SECTIONS[@]}") ;;
-        kv | discovery | template | nginx) want+=("$s") ;;
+        kv | discovery | template | nginx | cluster) want+=("$s") ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d'
             return 0
             ;;
-        *) die "unknown section $s (kv, discovery, template, nginx, all)" ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, cluster, all)" ;;
         esac
     done
     command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"

@@ -53,6 +53,13 @@
 //!   connections until nginx serves the new value; with `--conf`, also when the
 //!   rendered file changed.
 //!
+//! * `failover --kind tribune|etcd --endpoints IP:PORT[,IP:PORT...] --kill-pid PID
+//!   [--warmup-ms 1000] [--timeout-ms 250] [--retry-ms 10] [--give-up-s 30]` — sequential
+//!   acknowledged writes through the first endpoint (tribune `PUT /v1/kv/<key>`, etcd
+//!   `POST /v3/kv/put`); after the warm-up, `kill -9` of PID (the leader) between two
+//!   writes, then the time to the first acknowledged write. A failed or timed-out
+//!   write moves to the next endpoint. See `failover.rs`.
+//!
 //! Common options: `--wait 5m` (the blocking queries' `wait`), `--settle-ms` (pause
 //! between parking and writing), `--limit-s` (hard bound on the whole subcommand).
 //! The process needs one file descriptor per parked query: raise `ulimit -n` first.
@@ -62,6 +69,7 @@
 
 mod args;
 mod catalog;
+mod failover;
 mod fanout;
 mod filewatch;
 mod http;
@@ -92,6 +100,9 @@ const USAGE: &str = "usage: tribune-bench <command> --addr 127.0.0.1:PORT [optio
                [--gap-ms 150] [--agent-pid PID] [--idle-ms 2000]
   nginx --nginx 127.0.0.1:PORT [--conf PATH] [--changes 50] [--base 1000]
         [--gap-ms 300] [--poll-us 500]
+  failover --kind tribune|etcd --endpoints IP:PORT[,...] --kill-pid PID
+           [--warmup-ms 1000] [--timeout-ms 250] [--retry-ms 10] [--give-up-s 30]
+           (no --addr)
   common: [--limit-s 240]";
 
 fn main() -> Result<()> {
@@ -113,6 +124,7 @@ fn main() -> Result<()> {
         "template-latency" => Cmd::TemplateLatency(template::LatencyOpts::from_args(&mut args)?),
         "template-cpu" => Cmd::TemplateCpu(template::CpuOpts::from_args(&mut args)?),
         "nginx" => Cmd::Nginx(nginx::Opts::from_args(&mut args)?),
+        "failover" => Cmd::Failover(failover::Opts::from_args(&mut args)?),
         other => bail!("unknown subcommand {other:?}\n{USAGE}"),
     };
     args.finish()?;
@@ -130,6 +142,7 @@ fn main() -> Result<()> {
                 Cmd::TemplateLatency(o) => template::latency(o).await,
                 Cmd::TemplateCpu(o) => template::cpu(o).await,
                 Cmd::Nginx(o) => nginx::run(o).await,
+                Cmd::Failover(o) => failover::run(o).await,
             }
         };
         tokio::time::timeout(limit, run)
@@ -146,6 +159,7 @@ enum Cmd {
     TemplateLatency(template::LatencyOpts),
     TemplateCpu(template::CpuOpts),
     Nginx(nginx::Opts),
+    Failover(failover::Opts),
 }
 
 /// Print one machine-readable result line.

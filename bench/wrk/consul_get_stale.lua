@@ -1,0 +1,7 @@
+-- wrk script: Consul-compatible KV GET with ?stale (answered by the server it reaches,
+-- leader or not) over the 1000 keys of consul_put.lua (/work/shared/bench).
+local n = 0
+request = function()
+  n = (n + 1) % 1000
+  return wrk.format('GET', string.format('/v1/kv/bench/key%05d?stale', n))
+end
