@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod cluster;
 pub mod kv;
 pub mod services;
 
@@ -38,6 +39,15 @@ pub enum Cmd {
     Members(services::SimpleArgs),
     /// List catalog services, nodes and datacenters.
     Catalog(services::CatalogArgs),
+    /// Tell the local agent to join a cluster.
+    Join(cluster::JoinArgs),
+    /// Leave the cluster gracefully and shut the agent down.
+    Leave(services::SimpleArgs),
+    /// Move a failed member to the left state.
+    #[command(name = "force-leave")]
+    ForceLeave(cluster::ForceLeaveArgs),
+    /// Cluster operations (raft peers).
+    Operator(cluster::OperatorArgs),
     /// Print the version.
     Version,
 }
@@ -89,6 +99,10 @@ pub fn main() -> ExitCode {
         Cmd::Reload(a) => services::reload(a),
         Cmd::Members(a) => services::members(a),
         Cmd::Catalog(a) => services::catalog(a),
+        Cmd::Join(a) => cluster::join(a),
+        Cmd::Leave(a) => cluster::leave(a),
+        Cmd::ForceLeave(a) => cluster::force_leave(a),
+        Cmd::Operator(a) => cluster::operator(a),
         Cmd::Version => {
             println!("tribune v{}", env!("CARGO_PKG_VERSION"));
             println!("Consul HTTP API and DNS compatible agent");

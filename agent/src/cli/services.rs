@@ -217,7 +217,7 @@ pub fn reload(a: SimpleArgs) -> ExitCode {
     }
 }
 
-fn get_json(api: &Api, path: &str) -> Result<Value, String> {
+pub(crate) fn get_json(api: &Api, path: &str) -> Result<Value, String> {
     match api.call(Method::GET, path, &[], None) {
         Ok(Some(b)) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
         Ok(None) => Err("not found".into()),
@@ -226,7 +226,7 @@ fn get_json(api: &Api, path: &str) -> Result<Value, String> {
 }
 
 /// Print rows as space-padded columns.
-fn table(rows: Vec<Vec<String>>) {
+pub(crate) fn table(rows: Vec<Vec<String>>) {
     let widths: Vec<usize> = (0..rows.first().map(Vec::len).unwrap_or(0))
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();

@@ -1,0 +1,170 @@
+//! `tribune join`, `leave`, `force-leave` and `operator raft`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+
+use super::client::Api;
+use super::services::{get_json, table};
+use super::HttpOpts;
+
+#[derive(Args, Debug)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Join the WAN pool (accepted; this build has one datacenter).
+    #[arg(long)]
+    pub wan: bool,
+    /// Gossip addresses of agents to join (ip or ip:port).
+    #[arg(required = true)]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForceLeaveArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Remove the node from the member list entirely.
+    #[arg(long)]
+    pub prune: bool,
+    /// The failed node's name.
+    pub node: String,
+}
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    #[command(subcommand)]
+    pub cmd: OperatorCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// Raft operations.
+    Raft(RaftArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RaftArgs {
+    #[command(subcommand)]
+    pub cmd: RaftCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RaftCmd {
+    /// List the raft peers (voters and non-voters).
+    #[command(name = "list-peers")]
+    ListPeers(super::services::SimpleArgs),
+    /// Remove a (dead) server from the raft configuration.
+    #[command(name = "remove-peer")]
+    RemovePeer(RemovePeerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RemovePeerArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// The server's node ID (or raft ID).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The server's raft address, ip:port.
+    #[arg(long)]
+    pub address: Option<String>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{msg}");
+    ExitCode::from(1)
+}
+
+/// Joins each address through the local agent; succeeds if any joined.
+pub fn join(a: JoinArgs) -> ExitCode {
+    let api = Api::new(&a.http);
+    let mut joined = 0;
+    let mut last_err = String::new();
+    for addr in &a.addresses {
+        let path = format!("agent/join/{}", super::client::key_path(addr));
+        match api.call(Method::PUT, &path, &[], None) {
+            Ok(_) => joined += 1,
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    if joined == 0 {
+        return fail(format!("Error joining address(es): {last_err}"));
+    }
+    println!("Successfully joined cluster by contacting {joined} nodes.");
+    ExitCode::SUCCESS
+}
+
+pub fn leave(a: super::services::SimpleArgs) -> ExitCode {
+    match Api::new(&a.http).call(Method::PUT, "agent/leave", &[], None) {
+        Ok(_) => {
+            println!("Graceful leave complete");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error leaving: {e}")),
+    }
+}
+
+pub fn force_leave(a: ForceLeaveArgs) -> ExitCode {
+    let path = format!("agent/force-leave/{}", super::client::key_path(&a.node));
+    let q: Vec<(&str, String)> = if a.prune {
+        vec![("prune", String::new())]
+    } else {
+        vec![]
+    };
+    match Api::new(&a.http).call(Method::PUT, &path, &q, None) {
+        Ok(Some(_)) => ExitCode::SUCCESS,
+        Ok(None) => fail(format!(
+            "Error force leaving: agent: No node found with name '{}'",
+            a.node
+        )),
+        Err(e) => fail(format!("Error force leaving: {e}")),
+    }
+}
+
+pub fn operator(a: OperatorArgs) -> ExitCode {
+    let OperatorCmd::Raft(r) = a.cmd;
+    match r.cmd {
+        RaftCmd::ListPeers(a) => {
+            let v = match get_json(&Api::new(&a.http), "operator/raft/configuration") {
+                Ok(v) => v,
+                Err(e) => return fail(format!("Failed to retrieve raft configuration: {e}")),
+            };
+            let mut rows = vec![["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
+                .map(String::from)
+                .to_vec()];
+            for s in v["Servers"].as_array().into_iter().flatten() {
+                let state = if s["Leader"].as_bool() == Some(true) {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                rows.push(vec![
+                    s["Node"].as_str().unwrap_or("").into(),
+                    s["ID"].as_str().unwrap_or("").into(),
+                    s["Address"].as_str().unwrap_or("").into(),
+                    state.into(),
+                    s["Voter"].as_bool().unwrap_or(false).to_string(),
+                    s["ProtocolVersion"].as_str().unwrap_or("3").into(),
+                ]);
+            }
+            table(rows);
+            ExitCode::SUCCESS
+        }
+        RaftCmd::RemovePeer(a) => {
+            let q = match (&a.id, &a.address) {
+                (Some(id), None) => vec![("id", id.clone())],
+                (None, Some(addr)) => vec![("address", addr.clone())],
+                _ => return fail("Error removing peer: give exactly one of -id or -address"),
+            };
+            match Api::new(&a.http).call(Method::DELETE, "operator/raft/peer", &q, None) {
+                Ok(_) => {
+                    println!("Removed peer with {} {}", q[0].0, q[0].1);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("Error removing peer: {e}")),
+            }
+        }
+    }
+}
