@@ -216,6 +216,12 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(crate::session_ttl::run(
+        state.store.clone(),
+        state.leadership.clone(),
+        state.proposer.clone(),
+        shutdown.clone(),
+    ));
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.ports.http >= 0 {

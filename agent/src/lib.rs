@@ -10,6 +10,7 @@
 //!   anti-entropy sync into the catalog.
 //! - [`http`]: the Consul HTTP API — route table, one file per area,
 //!   blocking queries, Consul's error mapping.
+//! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
@@ -22,4 +23,5 @@ pub mod fsutil;
 pub mod http;
 pub mod local;
 pub mod raft;
+pub mod session_ttl;
 pub mod state;

@@ -11,6 +11,7 @@ pub mod health;
 pub mod kv;
 pub mod params;
 pub mod render;
+pub mod session;
 pub mod status;
 pub mod txn;
 
@@ -113,6 +114,7 @@ pub fn router(state: Shared) -> Router {
             get(agent_api::health_by_id),
         )
         .route("/v1/agent/reload", put(agent_api::reload))
+        .merge(session::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
