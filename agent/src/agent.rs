@@ -194,6 +194,7 @@ pub async fn run(
             .map_err(|e| AgentError::Definition(e.to_string()))?;
     }
     let proposer = crate::raft::proposer::Proposer::start(node.raft.clone());
+    let events = crate::events::Events::new(config.node_name.clone(), local.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         store,
@@ -203,6 +204,7 @@ pub async fn run(
         node_id,
         node: node_info.clone(),
         local: local.clone(),
+        events,
         flags,
         shutdown: shutdown.clone(),
         started: Instant::now(),

@@ -11,6 +11,8 @@
 //! - [`http`]: the Consul HTTP API — route table, one file per area,
 //!   blocking queries, Consul's error mapping.
 //! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
+//! - [`events`]: user events — the agent's buffer, receive-side filters,
+//!   and the broadcast hook gossip plugs into.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
@@ -19,6 +21,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod events;
 pub mod fsutil;
 pub mod http;
 pub mod local;

@@ -7,6 +7,7 @@
 pub mod agent_api;
 pub mod catalog;
 pub mod error;
+pub mod event;
 pub mod health;
 pub mod kv;
 pub mod params;
@@ -49,6 +50,8 @@ pub struct AppState {
     /// This node as registered in the catalog.
     pub node: crate::local::sync::NodeInfo,
     pub local: Arc<crate::local::LocalAgent>,
+    /// This agent's user-event buffer.
+    pub events: Arc<crate::events::Events>,
     /// The command-line flags, re-applied over the files on reload.
     pub flags: crate::config::Flags,
     pub shutdown: CancellationToken,
@@ -115,6 +118,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/agent/reload", put(agent_api::reload))
         .merge(session::routes())
+        .merge(event::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
