@@ -140,6 +140,8 @@ pub async fn run(
     // Raft ids are u64; the first half of the node UUID is unique enough and stable.
     let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
+    let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
+        .map_err(AgentError::Definition)?;
     let store = Store::new();
     let server_port = if config.ports.server > 0 {
         config.ports.server
@@ -235,6 +237,7 @@ pub async fn run(
         })?;
         let bound = listener.local_addr().map_err(AgentError::Serve)?;
         tracing::info!("HTTP API listening on http://{bound}");
+        crate::watchplan::spawn_config_watches(watches, bound, shutdown.clone());
         let app = http::router(state.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -245,6 +248,8 @@ pub async fn run(
                 .await
                 .map_err(AgentError::Serve)
         });
+    } else if !watches.is_empty() {
+        tracing::warn!("watches need the HTTP API, which is disabled: not started");
     }
 
     if config.ports.dns >= 0 {

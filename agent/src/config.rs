@@ -112,6 +112,8 @@ pub struct AgentConfig {
     /// parsed (and validated) when the agent applies them.
     pub service_defs: Vec<Value>,
     pub check_defs: Vec<Value>,
+    /// Raw `watches` definitions, parsed by [`crate::watchplan`] at start.
+    pub watch_defs: Vec<Value>,
     pub dns: DnsConfig,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
@@ -142,6 +144,7 @@ impl Default for AgentConfig {
             node_meta: BTreeMap::new(),
             service_defs: Vec::new(),
             check_defs: Vec::new(),
+            watch_defs: Vec::new(),
             dns: DnsConfig::default(),
             warnings: Vec::new(),
         }
@@ -391,6 +394,11 @@ impl AgentConfig {
                 "checks" => match val {
                     Value::Array(a) => self.check_defs.extend(a.iter().cloned()),
                     _ => return Err(invalid(key, "a list of check definitions")),
+                },
+                "watches" => match val {
+                    Value::Array(a) => self.watch_defs.extend(a.iter().cloned()),
+                    Value::Object(_) => self.watch_defs.push(val.clone()),
+                    _ => return Err(invalid(key, "a list of watch definitions")),
                 },
                 "advertise_addr" => self.advertise_addr = Some(ip(key, val)?),
                 "node_meta" => {

@@ -13,11 +13,15 @@
 //! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
 //! - [`events`]: user events — the agent's buffer, receive-side filters,
 //!   and the broadcast hook gossip plugs into.
+//! - [`apiclient`]: an async client of the Consul HTTP API (watch plans, `lock`).
+//! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
+//!   a handler (print, script, HTTP) run once per real change.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
 
 pub mod agent;
+pub mod apiclient;
 pub mod cli;
 pub mod config;
 pub mod dns;
@@ -28,3 +32,4 @@ pub mod local;
 pub mod raft;
 pub mod session_ttl;
 pub mod state;
+pub mod watchplan;
