@@ -13,7 +13,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(660);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiClientError {
-    #[error("Error querying agent at {addr}: {source}")]
+    #[error("Error querying agent at {addr}: {}", chain(source))]
     Transport {
         addr: String,
         source: reqwest::Error,
@@ -22,6 +22,18 @@ pub enum ApiClientError {
     Status { status: u16, body: String },
     #[error("Unreadable response: {0}")]
     Decode(String),
+}
+
+/// An error and its causes ("error sending request: connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
 }
 
 impl ApiClientError {

@@ -282,6 +282,26 @@ impl Locker {
         Ok(r.body.trim_ascii() == b"true")
     }
 
+    /// Run `f`, retrying up to `monitor_retry` times, a second apart, while it
+    /// fails with a retryable error (agent unreachable, 5xx): a waiting lock
+    /// should not give up on a blip.
+    async fn retrying<T, Fut>(&self, mut f: impl FnMut() -> Fut) -> Result<T, LockError>
+    where
+        Fut: std::future::Future<Output = Result<T, LockError>>,
+    {
+        let mut left = self.monitor_retry;
+        loop {
+            match f().await {
+                Err(LockError::Api(e)) if left > 0 && e.is_retryable() => {
+                    left -= 1;
+                    tracing::debug!(error = %e, "retrying");
+                    tokio::time::sleep(MONITOR_RETRY_TIME).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Acquire; `Ok(false)` on shutdown or when `try_for` ran out.
     async fn acquire(
         &self,
@@ -320,7 +340,7 @@ impl Locker {
             };
             attempts += 1;
             let (pair, idx) = tokio::select! {
-                r = self.get(key, index, wait, false) => r?,
+                r = self.retrying(|| self.get(key, index, wait, false)) => r?,
                 _ = stop.cancelled() => return Ok(false),
             };
             if let Some(p) = &pair {
@@ -339,12 +359,15 @@ impl Locker {
                 }
             }
             let q = [("acquire", self.session.clone())];
-            if self.put(key, &q, LOCK_FLAG, Vec::new()).await? {
+            if self
+                .retrying(|| self.put(key, &q, LOCK_FLAG, Vec::new()))
+                .await?
+            {
                 return Ok(true);
             }
             // Refused: someone got there first (wait on them), or the key is
             // in lock-delay (no holder: try again after a pause).
-            let (pair, idx) = self.get(key, 0, wait, false).await?;
+            let (pair, idx) = self.retrying(|| self.get(key, 0, wait, false)).await?;
             if pair.is_some_and(|p| p.session.is_some()) {
                 index = idx;
                 continue;
@@ -367,7 +390,10 @@ impl Locker {
     ) -> Result<bool, LockError> {
         let contender = join(prefix, &self.session);
         let q = [("acquire", self.session.clone())];
-        if !self.put(&contender, &q, SEMAPHORE_FLAG, Vec::new()).await? {
+        if !self
+            .retrying(|| self.put(&contender, &q, SEMAPHORE_FLAG, Vec::new()))
+            .await?
+        {
             return Err(LockError::Other("failed to make contender entry".into()));
         }
         let start = Instant::now();
@@ -380,7 +406,7 @@ impl Locker {
             };
             attempts += 1;
             let (pairs, idx) = tokio::select! {
-                r = self.list(prefix, index, wait, false) => r?,
+                r = self.retrying(|| self.list(prefix, index, wait, false)) => r?,
                 _ = stop.cancelled() => return Ok(false),
             };
             let lock_pair = find_lock(&pairs, &lock_key);
@@ -397,14 +423,19 @@ impl Locker {
                 )));
             }
             lock.prune(&pairs);
+            // Already a holder (a CAS whose answer was lost, then retried).
+            if lock.holders.contains_key(&self.session) {
+                return Ok(true);
+            }
             if lock.holders.len() as i64 >= limit {
                 index = idx;
                 continue;
             }
             lock.holders.insert(self.session.clone(), true);
             let q = [("cas", lock_pair.modify_index.to_string())];
+            let value = lock.encode();
             if self
-                .put(&lock_key, &q, SEMAPHORE_FLAG, lock.encode())
+                .retrying(|| self.put(&lock_key, &q, SEMAPHORE_FLAG, value.clone()))
                 .await?
             {
                 return Ok(true);
