@@ -181,6 +181,8 @@ pub async fn run(
     // Raft ids are u64; the first half of the node UUID is unique enough and stable.
     let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
+    let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
+        .map_err(AgentError::Definition)?;
     let store = Store::new();
     let rpc = RpcClient::new();
 
@@ -309,6 +311,7 @@ pub async fn run(
             .add_check(c, Source::Config)
             .map_err(|e| AgentError::Definition(e.to_string()))?;
     }
+    let events = crate::events::Events::new(config.node_name.clone(), local.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         store,
@@ -323,6 +326,7 @@ pub async fn run(
         node_id,
         node: node_info.clone(),
         local: local.clone(),
+        events,
         flags,
         shutdown: shutdown.clone(),
         started: Instant::now(),
@@ -340,6 +344,16 @@ pub async fn run(
         state.leaving.clone(),
     ));
     tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(crate::session_ttl::run(
+        state.store.clone(),
+        state.leadership.clone(),
+        state.proposer.clone(),
+        shutdown.clone(),
+    ));
+
+    if let Some(g) = &gossip {
+        connect_events(&state.events, g);
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = rpc_listener {
@@ -407,6 +421,7 @@ pub async fn run(
         })?;
         let bound = listener.local_addr().map_err(AgentError::Serve)?;
         tracing::info!("HTTP API listening on http://{bound}");
+        crate::watchplan::spawn_config_watches(watches, bound, shutdown.clone());
         let app = http::router(state.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -417,6 +432,8 @@ pub async fn run(
                 .await
                 .map_err(AgentError::Serve)
         });
+    } else if !watches.is_empty() {
+        tracing::warn!("watches need the HTTP API, which is disabled: not started");
     }
 
     if config.ports.dns >= 0 {
@@ -453,6 +470,37 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// User events travel by gossip: fired events are broadcast, received ones
+/// delivered to the agent's buffer (which dedupes and filters them).
+struct GossipEvents(Gossip);
+
+impl crate::events::Broadcast for GossipEvents {
+    fn broadcast(&self, ev: &crate::events::UserEvent) -> Result<(), crate::events::EventError> {
+        let bytes = bincode::serialize(ev)
+            .map_err(|e| crate::events::EventError::Broadcast(e.to_string()))?;
+        self.0
+            .broadcast_event(bytes)
+            .map_err(|e| crate::events::EventError::Broadcast(e.to_string()))
+    }
+}
+
+fn connect_events(events: &Arc<crate::events::Events>, g: &Gossip) {
+    events.set_broadcast(Arc::new(GossipEvents(g.clone())));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    g.set_event_sink(tx);
+    let events = events.clone();
+    tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            match bincode::deserialize::<crate::events::UserEvent>(&p) {
+                Ok(ev) => {
+                    events.deliver(ev);
+                }
+                Err(e) => tracing::debug!(error = %e, "undecodable user event"),
+            }
+        }
+    });
 }
 
 async fn reload_on_sighup(state: Arc<AppState>) {

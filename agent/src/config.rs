@@ -112,6 +112,8 @@ pub struct AgentConfig {
     /// parsed (and validated) when the agent applies them.
     pub service_defs: Vec<Value>,
     pub check_defs: Vec<Value>,
+    /// Raw `watches` definitions, parsed by [`crate::watchplan`] at start.
+    pub watch_defs: Vec<Value>,
     pub dns: DnsConfig,
     /// Gossip addresses to join at start (`-join`, `start_join`): failing is fatal.
     pub start_join: Vec<String>,
@@ -155,6 +157,7 @@ impl Default for AgentConfig {
             node_meta: BTreeMap::new(),
             service_defs: Vec::new(),
             check_defs: Vec::new(),
+            watch_defs: Vec::new(),
             dns: DnsConfig::default(),
             start_join: Vec::new(),
             retry_join: Vec::new(),
@@ -450,6 +453,11 @@ impl AgentConfig {
                 "checks" => match val {
                     Value::Array(a) => self.check_defs.extend(a.iter().cloned()),
                     _ => return Err(invalid(key, "a list of check definitions")),
+                },
+                "watches" => match val {
+                    Value::Array(a) => self.watch_defs.extend(a.iter().cloned()),
+                    Value::Object(_) => self.watch_defs.push(val.clone()),
+                    _ => return Err(invalid(key, "a list of watch definitions")),
                 },
                 "advertise_addr" => self.advertise_addr = Some(ip(key, val)?),
                 "start_join" | "retry_join" => {

@@ -13,17 +13,27 @@
 //! - [`http`]: the Consul HTTP API — route table, one file per area,
 //!   blocking queries, Consul's error mapping; `http::ui` serves the web UI
 //!   (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded at build.
+//! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
+//! - [`events`]: user events — the agent's buffer, receive-side filters,
+//!   and the broadcast hook gossip plugs into.
+//! - [`apiclient`]: an async client of the Consul HTTP API (watch plans, `lock`).
+//! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
+//!   a handler (print, script, HTTP) run once per real change.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
 
 pub mod agent;
+pub mod apiclient;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod dns;
+pub mod events;
 pub mod fsutil;
 pub mod http;
 pub mod local;
 pub mod raft;
+pub mod session_ttl;
 pub mod state;
+pub mod watchplan;

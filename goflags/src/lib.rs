@@ -59,7 +59,17 @@ pub fn go_style(cmd: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
                     "true" | "1" | "t" | "T" | "TRUE" | "True" => {
                         out.push(format!("--{name}").into())
                     }
-                    "false" | "0" | "f" | "F" | "FALSE" | "False" => {}
+                    "false" | "0" | "f" | "F" | "FALSE" | "False" => {
+                        // A flag that defaults to true is turned off through
+                        // its `no-<name>` twin, when the command defines one.
+                        let neg = format!("no-{name}");
+                        if cur
+                            .get_arguments()
+                            .any(|a| a.get_long() == Some(neg.as_str()))
+                        {
+                            out.push(format!("--{neg}").into());
+                        }
+                    }
                     _ => out.push(format!("--{name}={v}").into()),
                 },
                 (false, inline) => {

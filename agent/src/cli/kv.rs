@@ -292,9 +292,6 @@ fn put(p: PutArgs) -> ExitCode {
     if (p.acquire || p.release) && p.session.is_none() {
         return fail("Error! Missing -session (required with -acquire and -release)");
     }
-    if p.acquire || p.release {
-        return fail("Error! Sessions are not supported by this build yet");
-    }
     let mut value = match p.value.as_deref().map(read_arg).transpose() {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => return fail(format!("Error! {e}")),
@@ -313,13 +310,34 @@ fn put(p: PutArgs) -> ExitCode {
     if p.cas {
         q.push(("cas", p.modify_index.unwrap_or(0).to_string()));
     }
+    let session = p.session.clone().unwrap_or_default();
+    if p.acquire {
+        q.push(("acquire", session));
+    } else if p.release {
+        q.push(("release", session));
+    }
     let api = Api::new(&p.http);
-    match api.call(
+    let written = api.call(
         Method::PUT,
         &format!("kv/{}", key_path(&key)),
         &q,
         Some(value),
-    ) {
+    );
+    if p.acquire || p.release {
+        let (done, verb) = if p.acquire {
+            ("acquired", "acquire")
+        } else {
+            ("released", "release")
+        };
+        return match written {
+            Err(e) => fail(format!("Error! Failed writing data: {e}")),
+            Ok(Some(b)) if b.trim_ascii() == b"true" => {
+                ok(format!("Success! Lock {done} on: {key}"))
+            }
+            Ok(_) => fail(format!("Error! Did not {verb} lock")),
+        };
+    }
+    match written {
         Err(e) => fail(format!("Error! Failed writing data: {e}")),
         Ok(Some(b)) if b.trim_ascii() == b"true" => ok(format!("Success! Data written to: {key}")),
         Ok(_) if p.cas => fail(format!("Error! Did not write to {key}: CAS failed")),

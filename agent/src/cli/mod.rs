@@ -6,8 +6,11 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod event;
 pub mod kv;
+pub mod lock;
 pub mod services;
+pub mod watch;
 
 use std::process::ExitCode;
 
@@ -48,6 +51,12 @@ pub enum Cmd {
     ForceLeave(cluster::ForceLeaveArgs),
     /// Cluster operations (raft peers).
     Operator(cluster::OperatorArgs),
+    /// Watch a key, prefix, services, nodes, a service, checks or events.
+    Watch(watch::WatchArgs),
+    /// Run a command while holding a lock (or a semaphore slot).
+    Lock(lock::LockArgs),
+    /// Fire a user event.
+    Event(event::EventArgs),
     /// Print the version.
     Version,
 }
@@ -103,6 +112,9 @@ pub fn main() -> ExitCode {
         Cmd::Leave(a) => cluster::leave(a),
         Cmd::ForceLeave(a) => cluster::force_leave(a),
         Cmd::Operator(a) => cluster::operator(a),
+        Cmd::Watch(a) => watch::run(a),
+        Cmd::Lock(a) => lock::run(a),
+        Cmd::Event(a) => event::run(a),
         Cmd::Version => {
             println!("tribune v{}", env!("CARGO_PKG_VERSION"));
             println!("Consul HTTP API and DNS compatible agent");
@@ -159,5 +171,43 @@ mod tests {
             norm(&["t", "kv", "put", "k", "-"]),
             ["t", "kv", "put", "--", "k", "-"]
         );
+        assert_eq!(
+            norm(&[
+                "t",
+                "lock",
+                "-n",
+                "2",
+                "-shell=false",
+                "-verbose",
+                "p",
+                "cmd",
+                "-x"
+            ]),
+            [
+                "t",
+                "lock",
+                "--n=2",
+                "--no-shell",
+                "--verbose",
+                "--",
+                "p",
+                "cmd",
+                "-x"
+            ]
+        );
+        assert_eq!(
+            norm(&["t", "watch", "-type=key", "-key", "a", "-shell=true", "cat"]),
+            [
+                "t",
+                "watch",
+                "--type=key",
+                "--key=a",
+                "--shell",
+                "--",
+                "cat"
+            ]
+        );
+        // every command definition is valid (clap checks in debug builds)
+        Cli::command().debug_assert();
     }
 }

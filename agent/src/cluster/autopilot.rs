@@ -34,6 +34,9 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
     let mut changes = gossip.subscribe();
     let mut leading_since: Option<Instant> = None;
     loop {
+        // Poll fast until this server has led for a moment (a new leader
+        // writes every node's serfHealth at once), then settle to 1 s.
+        let mut tick = Duration::from_millis(100);
         if let Some(raft) = s.raft.as_ref() {
             if !raft.is_initialized().await.unwrap_or(true) {
                 if let Some(n) = expect.filter(|n| *n > 1) {
@@ -41,6 +44,9 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
                 }
             } else if s.leadership.ready() {
                 let since = *leading_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    tick = Duration::from_secs(1);
+                }
                 reconcile_servers(&s, &gossip).await;
                 reconcile_members(&s, &gossip, since.elapsed() >= REAP_GRACE).await;
             } else {
@@ -49,7 +55,7 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
         }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(tick) => {}
             _ = stop.cancelled() => return,
         }
     }

@@ -1,5 +1,7 @@
 //! `/v1/kv/<key>`: GET (single, recurse, keys, raw, blocking), PUT, DELETE.
 
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -192,6 +194,7 @@ async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
 fn bool_outcome(o: Outcome) -> Result<Response, ApiError> {
     match o {
         Outcome::Kv(KvOutcome::Bool(b)) => Ok(json(StatusCode::OK, &b, false)),
+        Outcome::Kv(KvOutcome::Error(e)) => Err(ApiError::bad(e)),
         other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
     }
 }
@@ -202,22 +205,46 @@ async fn put(s: &Shared, key: String, q: &Query, body: Bytes) -> Result<Response
         return Err(ApiError::bad("Missing key name"));
     }
     q.conflicting(&["cas", "acquire", "release"])?;
-    if q.has("acquire") || q.has("release") {
-        return Err(ApiError::bad(
-            "?acquire and ?release need sessions, which this build does not provide yet",
-        ));
-    }
     let flags = q
         .u64("flags", "Invalid flags: must be an unsigned integer")?
         .unwrap_or(0);
     let cas = q.u64("cas", "Invalid cas index: must be an unsigned integer")?;
-    let cmd = Command::Kv(KvCommand::Set {
-        key,
-        value: body.to_vec(),
-        flags,
-        cas,
-    });
-    let (_, outcome) = s.write(cmd).await?;
+    let lock = |name: &str| -> Result<Option<String>, ApiError> {
+        match q.get(name) {
+            None => Ok(None),
+            Some("") => Err(ApiError::bad("Missing session")),
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    };
+    let cmd = match (lock("acquire")?, lock("release")?) {
+        (Some(session), _) => {
+            // Lock-delay is checked here, before raft, as Consul's leader does:
+            // it is local time, so it must not decide inside the state machine.
+            if s.store.read().sessions.lock_delayed(&key, Instant::now()) {
+                tracing::info!(key = %key, session = %session, "lock refused: key in lock-delay");
+                return Ok(json(StatusCode::OK, &false, false));
+            }
+            KvCommand::Acquire {
+                key,
+                value: body.to_vec(),
+                flags,
+                session,
+            }
+        }
+        (None, Some(session)) => KvCommand::Release {
+            key,
+            value: body.to_vec(),
+            flags,
+            session,
+        },
+        (None, None) => KvCommand::Set {
+            key,
+            value: body.to_vec(),
+            flags,
+            cas,
+        },
+    };
+    let (_, outcome) = s.write(Command::Kv(cmd)).await?;
     bool_outcome(outcome)
 }
 

@@ -7,12 +7,14 @@
 pub mod agent_api;
 pub mod catalog;
 pub mod error;
+pub mod event;
 pub mod health;
 pub mod internal_ui;
 pub mod kv;
 pub mod operator;
 pub mod params;
 pub mod render;
+pub mod session;
 pub mod status;
 pub mod txn;
 pub mod ui;
@@ -61,6 +63,8 @@ pub struct AppState {
     /// This node as registered in the catalog.
     pub node: crate::local::sync::NodeInfo,
     pub local: Arc<crate::local::LocalAgent>,
+    /// This agent's user-event buffer.
+    pub events: Arc<crate::events::Events>,
     /// The command-line flags, re-applied over the files on reload.
     pub flags: crate::config::Flags,
     pub shutdown: CancellationToken,
@@ -140,6 +144,8 @@ pub fn router(state: Shared) -> Router {
         )
         .merge(internal_ui::routes())
         .merge(ui::routes(ui_enabled))
+        .merge(session::routes())
+        .merge(event::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -153,6 +153,25 @@ async fn run(
         s.meta(&mut resp, index, consistency);
         return Ok(resp);
     }
+    // Lock-delay is local time: checked before raft, as Consul's leader does.
+    let delayed: Vec<Value> = {
+        let t = s.store.read();
+        let now = std::time::Instant::now();
+        ops.iter()
+            .enumerate()
+            .filter(|(_, o)| o.verb == KvVerb::Lock && t.sessions.lock_delayed(&o.key, now))
+            .map(|(i, o)| {
+                j!({ "OpIndex": i, "What": format!("failed to lock key {:?} due to lock delay", o.key) })
+            })
+            .collect()
+    };
+    if !delayed.is_empty() {
+        return Ok(json(
+            StatusCode::CONFLICT,
+            &j!({ "Results": null, "Errors": delayed }),
+            pretty,
+        ));
+    }
     match s.write(Command::Kv(KvCommand::Txn(ops))).await? {
         (_, Outcome::Kv(KvOutcome::Txn(outcome))) => Ok(render(outcome, pretty)),
         (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),

@@ -38,6 +38,23 @@ pub enum KvCommand {
     },
     /// `/v1/txn`.
     Txn(Vec<TxnOp>),
+    /// PUT `?acquire=<session>`: write the value and take the lock if the key
+    /// is unlocked or already held by `session`.
+    Acquire {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
+    /// PUT `?release=<session>`: write the value and drop the lock if held by `session`.
+    Release {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        flags: u64,
+        session: String,
+    },
 }
 
 /// Transaction verbs, spelled as Consul spells them on the wire.
@@ -129,6 +146,8 @@ pub enum TxnOutcome {
 pub enum KvOutcome {
     Bool(bool),
     Txn(TxnOutcome),
+    /// Refused by the state machine (e.g. an unknown session); nothing changed.
+    Error(String),
 }
 
 /// The KV table.
@@ -226,7 +245,14 @@ impl KvTable {
 
     /// Apply a replicated command at raft `index`. Returns the outcome and
     /// pushes every changed key into `changed` (for watcher wake-ups).
-    pub fn apply(&mut self, index: u64, cmd: &KvCommand, changed: &mut Vec<String>) -> KvOutcome {
+    /// `live` tells whether a session exists (locks need a live session).
+    pub fn apply(
+        &mut self,
+        index: u64,
+        cmd: &KvCommand,
+        live: &dyn Fn(&str) -> bool,
+        changed: &mut Vec<String>,
+    ) -> KvOutcome {
         match cmd {
             KvCommand::Set {
                 key,
@@ -260,8 +286,154 @@ impl KvTable {
                 }
                 KvOutcome::Bool(true)
             }
-            KvCommand::Txn(ops) => KvOutcome::Txn(self.apply_txn(index, ops, changed)),
+            KvCommand::Txn(ops) => KvOutcome::Txn(self.apply_txn(index, ops, live, changed)),
+            KvCommand::Acquire {
+                key,
+                value,
+                flags,
+                session,
+            } => match self.lock(index, key, value, *flags, session, live, None) {
+                Ok(true) => {
+                    changed.push(key.clone());
+                    KvOutcome::Bool(true)
+                }
+                Ok(false) => KvOutcome::Bool(false),
+                Err(e) => KvOutcome::Error(e),
+            },
+            KvCommand::Release {
+                key,
+                value,
+                flags,
+                session,
+            } => match self.unlock(index, key, value, *flags, session, None) {
+                Ok(true) => {
+                    changed.push(key.clone());
+                    KvOutcome::Bool(true)
+                }
+                Ok(false) => KvOutcome::Bool(false),
+                Err(e) => KvOutcome::Error(e),
+            },
         }
+    }
+
+    /// Take the lock on `key` for `session` and write the value: a new lock
+    /// raises LockIndex; the holder re-acquiring only updates the value.
+    /// `Ok(false)` when another session holds it.
+    #[allow(clippy::too_many_arguments)]
+    fn lock(
+        &mut self,
+        index: u64,
+        key: &str,
+        value: &[u8],
+        flags: u64,
+        session: &str,
+        live: &dyn Fn(&str) -> bool,
+        undo: Option<&mut Vec<Undo>>,
+    ) -> Result<bool, String> {
+        if session.is_empty() {
+            return Err("missing session".into());
+        }
+        if !live(session) {
+            return Err(format!("invalid session {session:?}"));
+        }
+        let (create_index, lock_index) = match self.entries.get(key) {
+            Some(e) if e.session.as_deref() == Some(session) => (e.create_index, e.lock_index),
+            Some(e) if e.session.is_some() => return Ok(false),
+            Some(e) => (e.create_index, e.lock_index + 1),
+            None => (index, 1),
+        };
+        let entry = KvEntry {
+            value: Bytes::copy_from_slice(value),
+            flags,
+            create_index,
+            modify_index: index,
+            lock_index,
+            session: Some(session.to_string()),
+        };
+        self.put(index, key, entry, undo);
+        Ok(true)
+    }
+
+    /// Drop `session`'s lock on `key` and write the value. `Ok(false)` when
+    /// the key is missing or not held by `session`.
+    fn unlock(
+        &mut self,
+        index: u64,
+        key: &str,
+        value: &[u8],
+        flags: u64,
+        session: &str,
+        undo: Option<&mut Vec<Undo>>,
+    ) -> Result<bool, String> {
+        if session.is_empty() {
+            return Err("missing session".into());
+        }
+        let Some(e) = self.entries.get(key) else {
+            return Ok(false);
+        };
+        if e.session.as_deref() != Some(session) {
+            return Ok(false);
+        }
+        let entry = KvEntry {
+            value: Bytes::copy_from_slice(value),
+            flags,
+            create_index: e.create_index,
+            modify_index: index,
+            lock_index: e.lock_index,
+            session: None,
+        };
+        self.put(index, key, entry, undo);
+        Ok(true)
+    }
+
+    /// Store a complete entry (locks), recording undo for txns.
+    fn put(&mut self, index: u64, key: &str, entry: KvEntry, undo: Option<&mut Vec<Undo>>) {
+        let prev = self.entries.insert(key.to_string(), entry);
+        let tomb = self.tombstones.remove(key);
+        self.index = self.index.max(index);
+        if let Some(u) = undo {
+            u.push(Undo {
+                key: key.to_string(),
+                entry: prev,
+                tombstone: tomb,
+            });
+        }
+    }
+
+    /// Keys whose lock `session` holds. A scan: invalidations are rare and
+    /// a scan cannot drift out of step with the entries the way an index could.
+    pub fn held_by(&self, session: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.session.as_deref() == Some(session))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// An invalidated session's locks: released (the value stays, ModifyIndex
+    /// moves) or, with `delete`, the keys deleted. Returns the keys affected.
+    pub fn drop_session_locks(
+        &mut self,
+        index: u64,
+        session: &str,
+        delete: bool,
+        changed: &mut Vec<String>,
+    ) -> Vec<String> {
+        let keys = self.held_by(session);
+        for k in &keys {
+            if delete {
+                self.delete(index, k, None);
+            } else if let Some(e) = self.entries.get(k) {
+                let e = KvEntry {
+                    session: None,
+                    modify_index: index,
+                    ..e.clone()
+                };
+                self.put(index, k, e, None);
+            }
+            changed.push(k.clone());
+        }
+        keys
     }
 
     fn cas_ok(&self, key: &str, cas: u64) -> bool {
@@ -340,13 +512,19 @@ impl KvTable {
         }
     }
 
-    fn apply_txn(&mut self, index: u64, ops: &[TxnOp], changed: &mut Vec<String>) -> TxnOutcome {
+    fn apply_txn(
+        &mut self,
+        index: u64,
+        ops: &[TxnOp],
+        live: &dyn Fn(&str) -> bool,
+        changed: &mut Vec<String>,
+    ) -> TxnOutcome {
         let saved_index = self.index;
         let mut undo = Vec::new();
         let mut results = Vec::new();
         let mut touched = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            if let Err(what) = self.txn_op(index, op, &mut undo, &mut results, &mut touched) {
+            if let Err(what) = self.txn_op(index, op, live, &mut undo, &mut results, &mut touched) {
                 // Roll back in reverse order; nothing of this txn remains.
                 for u in undo.into_iter().rev() {
                     match u.entry {
@@ -467,6 +645,7 @@ impl KvTable {
         &mut self,
         index: u64,
         op: &TxnOp,
+        live: &dyn Fn(&str) -> bool,
         undo: &mut Vec<Undo>,
         results: &mut Vec<TxnResultEntry>,
         touched: &mut Vec<String>,
@@ -498,18 +677,32 @@ impl KvTable {
                 touched.push(key.clone());
                 results.extend(self.result(key, false));
             }
-            KvVerb::Lock | KvVerb::Unlock => {
-                // Sessions arrive with their own issue; until then no session
-                // exists, so every lock names an invalid one.
-                return Err(format!(
-                    "failed to {} key {key:?}: invalid session {:?}",
-                    if op.verb == KvVerb::Lock {
-                        "lock"
-                    } else {
-                        "unlock"
-                    },
-                    op.session
-                ));
+            KvVerb::Lock => {
+                let locked = self.lock(
+                    index,
+                    key,
+                    &op.value,
+                    op.flags,
+                    &op.session,
+                    live,
+                    Some(undo),
+                )?;
+                if !locked {
+                    return Err(format!("failed to lock key {key:?}, lock is already held"));
+                }
+                touched.push(key.clone());
+                results.extend(self.result(key, false));
+            }
+            KvVerb::Unlock => {
+                let unlocked =
+                    self.unlock(index, key, &op.value, op.flags, &op.session, Some(undo))?;
+                if !unlocked {
+                    return Err(format!(
+                        "failed to unlock key {key:?}, lock isn't held, or is held by another session"
+                    ));
+                }
+                touched.push(key.clone());
+                results.extend(self.result(key, false));
             }
             KvVerb::Delete => {
                 if self.delete(index, key, Some(undo)) {
@@ -544,8 +737,13 @@ mod tests {
                 flags: 0,
                 cas,
             },
+            &no_sessions,
             &mut vec![],
         )
+    }
+
+    fn no_sessions(_: &str) -> bool {
+        false
     }
 
     /// CAS follows Consul: 0 means create-only, N must match ModifyIndex.
@@ -577,6 +775,7 @@ mod tests {
                 recurse: false,
                 cas: None,
             },
+            &no_sessions,
             &mut changed,
         );
         assert_eq!(changed, vec!["app/a".to_string()]);
@@ -622,12 +821,150 @@ mod tests {
             op(KvVerb::CheckIndex, "k", 99),
         ];
         let mut changed = vec![];
-        let out = t.apply(10, &KvCommand::Txn(ops), &mut changed);
+        let out = t.apply(10, &KvCommand::Txn(ops), &no_sessions, &mut changed);
         assert!(matches!(out, KvOutcome::Txn(TxnOutcome::RolledBack(ref e)) if e[0].op_index == 3));
         assert!(changed.is_empty());
         assert_eq!(&t.get("k").unwrap().value[..], b"old");
         assert!(t.get("fresh").is_none());
         assert_eq!(t.table_index(), 2);
         assert_eq!(t.key_index("k"), 2);
+    }
+
+    fn lock_cmd(acquire: bool, k: &str, v: &str, session: &str) -> KvCommand {
+        let (key, value, session) = (k.to_string(), v.as_bytes().to_vec(), session.to_string());
+        if acquire {
+            KvCommand::Acquire {
+                key,
+                value,
+                flags: 0,
+                session,
+            }
+        } else {
+            KvCommand::Release {
+                key,
+                value,
+                flags: 0,
+                session,
+            }
+        }
+    }
+
+    /// Consul's lock rules: a new holder raises LockIndex, the holder
+    /// re-acquiring only updates the value, others are refused, release
+    /// needs the holder, unknown sessions are errors.
+    #[test]
+    fn acquire_and_release() {
+        let live = |s: &str| s == "s1" || s == "s2";
+        let mut t = KvTable::default();
+        let mut ch = vec![];
+        let r = t.apply(3, &lock_cmd(true, "l", "a", "s1"), &live, &mut ch);
+        assert_eq!(r, KvOutcome::Bool(true));
+        let e = t.get("l").unwrap().clone();
+        assert_eq!((e.lock_index, e.session.as_deref()), (1, Some("s1")));
+        assert_eq!((e.create_index, e.modify_index), (3, 3));
+        let r = t.apply(4, &lock_cmd(true, "l", "b", "s1"), &live, &mut ch);
+        assert_eq!(r, KvOutcome::Bool(true));
+        let e = t.get("l").unwrap().clone();
+        assert_eq!(
+            (e.lock_index, &e.value[..], e.modify_index),
+            (1, &b"b"[..], 4)
+        );
+        assert_eq!(
+            t.apply(5, &lock_cmd(true, "l", "c", "s2"), &live, &mut ch),
+            KvOutcome::Bool(false)
+        );
+        assert_eq!(
+            t.apply(5, &lock_cmd(false, "l", "c", "s2"), &live, &mut ch),
+            KvOutcome::Bool(false)
+        );
+        assert!(matches!(
+            t.apply(5, &lock_cmd(true, "l", "c", "nope"), &live, &mut ch),
+            KvOutcome::Error(e) if e.contains("invalid session")
+        ));
+        assert_eq!(t.get("l").unwrap().modify_index, 4);
+        assert_eq!(
+            t.apply(6, &lock_cmd(false, "l", "d", "s1"), &live, &mut ch),
+            KvOutcome::Bool(true)
+        );
+        let e = t.get("l").unwrap().clone();
+        assert_eq!((e.lock_index, e.session.as_deref()), (1, None));
+        assert_eq!(
+            t.apply(7, &lock_cmd(true, "l", "e", "s2"), &live, &mut ch),
+            KvOutcome::Bool(true)
+        );
+        assert_eq!(t.get("l").unwrap().lock_index, 2);
+        // a plain write keeps the lock
+        set(&mut t, 8, "l", "plain", None);
+        assert_eq!(t.get("l").unwrap().session.as_deref(), Some("s2"));
+    }
+
+    /// Invalidation releases (value kept, index moves) or deletes the locks.
+    #[test]
+    fn dropping_session_locks() {
+        let live = |_: &str| true;
+        let mut t = KvTable::default();
+        let mut ch = vec![];
+        t.apply(2, &lock_cmd(true, "a", "1", "s"), &live, &mut ch);
+        t.apply(3, &lock_cmd(true, "b", "2", "s"), &live, &mut ch);
+        t.apply(4, &lock_cmd(true, "c", "3", "other"), &live, &mut ch);
+        let mut ch = vec![];
+        assert_eq!(t.drop_session_locks(9, "s", false, &mut ch), vec!["a", "b"]);
+        let a = t.get("a").unwrap();
+        assert_eq!(
+            (a.session.as_deref(), a.modify_index, &a.value[..]),
+            (None, 9, &b"1"[..])
+        );
+        assert_eq!(t.get("c").unwrap().session.as_deref(), Some("other"));
+        t.drop_session_locks(10, "other", true, &mut ch);
+        assert!(t.get("c").is_none());
+        assert_eq!(t.key_index("c"), 10);
+    }
+
+    /// Txn lock/unlock follow the same rules and roll back as a whole.
+    #[test]
+    fn txn_lock_unlock() {
+        let live = |s: &str| s == "s1";
+        let mut t = KvTable::default();
+        let op = |verb, key: &str, session: &str| TxnOp {
+            verb,
+            key: key.into(),
+            value: b"v".to_vec(),
+            flags: 0,
+            index: 0,
+            session: session.into(),
+        };
+        let mut ch = vec![];
+        let out = t.apply(
+            2,
+            &KvCommand::Txn(vec![
+                op(KvVerb::Lock, "a", "s1"),
+                op(KvVerb::Lock, "b", "s1"),
+            ]),
+            &live,
+            &mut ch,
+        );
+        assert!(matches!(out, KvOutcome::Txn(TxnOutcome::Committed(ref r)) if r.len() == 2));
+        let out = t.apply(
+            3,
+            &KvCommand::Txn(vec![
+                op(KvVerb::Unlock, "a", "s1"),
+                op(KvVerb::Lock, "c", "ghost"),
+            ]),
+            &live,
+            &mut ch,
+        );
+        assert!(matches!(out, KvOutcome::Txn(TxnOutcome::RolledBack(ref e)) if e[0].op_index == 1));
+        assert_eq!(t.get("a").unwrap().session.as_deref(), Some("s1"));
+        let out = t.apply(
+            4,
+            &KvCommand::Txn(vec![op(KvVerb::Unlock, "a", "s2")]),
+            &live,
+            &mut ch,
+        );
+        assert!(
+            matches!(out, KvOutcome::Txn(TxnOutcome::RolledBack(ref e)) if e[0].what.contains("isn't held"))
+        );
+        let ok = t.read_txn(&[op(KvVerb::CheckSession, "b", "s1")]);
+        assert!(matches!(ok, TxnOutcome::Committed(_)));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod kv;
+pub mod session;
 pub mod watch;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::raft::{Node, NodeId};
 pub use catalog::{CatalogCommand, CatalogOutcome, Health};
 pub use kv::{KvCommand, KvEntry, KvOutcome, KvTable, KvVerb, TxnOp, TxnOutcome};
+pub use session::{SessionCommand, SessionOutcome, SessionTable};
 pub use watch::{WatchGuard, WatchTarget, Watches};
 
 /// A replicated write (the raft log's application data).
@@ -24,6 +26,7 @@ pub use watch::{WatchGuard, WatchTarget, Watches};
 pub enum Command {
     Kv(KvCommand),
     Catalog(CatalogCommand),
+    Session(SessionCommand),
     /// Several writes committed in one raft entry (group commit), applied in order.
     Batch(Vec<Command>),
 }
@@ -35,6 +38,7 @@ pub enum Outcome {
     None,
     Kv(KvOutcome),
     Catalog(CatalogOutcome),
+    Session(SessionOutcome),
     Batch(Vec<Outcome>),
 }
 
@@ -43,6 +47,7 @@ pub enum Outcome {
 pub struct Tables {
     pub kv: KvTable,
     pub catalog: catalog::Catalog,
+    pub sessions: SessionTable,
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, Node>,
 }
@@ -80,6 +85,7 @@ impl Store {
                 catalog::NODES.into(),
                 catalog::SERVICES.into(),
                 catalog::CHECKS.into(),
+                session::SESSIONS.into(),
             ];
             for c in [&t.catalog, &tables.catalog] {
                 named.extend(c.service_names().map(|(n, _)| catalog::svc_target(n)));
@@ -124,10 +130,32 @@ impl Tables {
     /// Apply one command at `index`, recording what changed.
     pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Changes) -> Outcome {
         match cmd {
-            Command::Kv(c) => Outcome::Kv(self.kv.apply(index, c, &mut changed.kv)),
-            Command::Catalog(c) => {
-                Outcome::Catalog(self.catalog.apply(index, c, &mut changed.named))
+            Command::Kv(c) => {
+                let sessions = &self.sessions;
+                Outcome::Kv(
+                    self.kv
+                        .apply(index, c, &|id| sessions.exists(id), &mut changed.kv),
+                )
             }
+            Command::Catalog(c) => {
+                let out = self.catalog.apply(index, c, &mut changed.named);
+                // Sessions die with their node or a linked check, in the same entry.
+                let node = match c {
+                    CatalogCommand::Register(r) => &r.node.node,
+                    CatalogCommand::Deregister { node, .. }
+                    | CatalogCommand::UpdateCheck { node, .. } => node,
+                };
+                self.sessions
+                    .catalog_changed(index, node, &self.catalog, &mut self.kv, changed);
+                Outcome::Catalog(out)
+            }
+            Command::Session(c) => Outcome::Session(self.sessions.apply(
+                index,
+                c,
+                &self.catalog,
+                &mut self.kv,
+                changed,
+            )),
             Command::Batch(cmds) => {
                 Outcome::Batch(cmds.iter().map(|c| self.apply(index, c, changed)).collect())
             }

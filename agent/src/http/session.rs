@@ -1,0 +1,360 @@
+//! `/v1/session/*`: create, destroy, renew, info, node, list.
+//!
+//! Every write goes through raft (renew too, so the leader's TTL clock sees
+//! renewals wherever they were received); reads block on the session table.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use super::kv::body_or_error;
+use super::params::{check_dc, parse_duration, Query};
+use super::{json, ApiError, Shared};
+use crate::state::session::{Behavior, SessionRec, SERF_CHECK, SESSIONS, TTL_MAX, TTL_MIN};
+use crate::state::{Command, Outcome, SessionCommand, SessionOutcome, WatchTarget};
+
+/// Consul's default lock-delay.
+const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
+/// Numeric lock-delays below this many nanoseconds are taken as seconds
+/// (clients send `5` meaning 5s; Consul does the same).
+const LOCK_DELAY_SECONDS_BELOW: u128 = 1000;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/session/create", put(create))
+        .route("/v1/session/destroy/{id}", put(destroy))
+        .route("/v1/session/renew/{id}", put(renew))
+        .route("/v1/session/info/{id}", get(info))
+        .route("/v1/session/node/{node}", get(node))
+        .route("/v1/session/list", get(list))
+}
+
+/// A session as Consul renders it.
+pub fn session_json(s: &SessionRec) -> Value {
+    let service_checks = if s.service_checks.is_empty() {
+        Value::Null
+    } else {
+        s.service_checks
+            .iter()
+            .map(|id| json!({"ID": id, "Namespace": ""}))
+            .collect()
+    };
+    json!({
+        "ID": s.id, "Name": s.name, "Node": s.node,
+        "LockDelay": s.lock_delay.as_nanos() as u64,
+        "Behavior": s.behavior.as_str(), "TTL": s.ttl,
+        "NodeChecks": s.node_checks, "ServiceChecks": service_checks,
+        "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
+    })
+}
+
+fn decode_err(msg: impl std::fmt::Display) -> ApiError {
+    ApiError::bad(format!("Request decode failed: {msg}"))
+}
+
+fn string_list(name: &str, v: &Value) -> Result<Vec<String>, ApiError> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| decode_err(format!("{name} must be a list of strings")))
+            })
+            .collect(),
+        _ => Err(decode_err(format!("{name} must be a list of strings"))),
+    }
+}
+
+fn lock_delay(v: &Value) -> Result<Duration, ApiError> {
+    let d = match v {
+        Value::String(s) => {
+            parse_duration(s).ok_or_else(|| decode_err(format!("invalid LockDelay {s:?}")))?
+        }
+        Value::Number(n) => {
+            let ns = n
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e18)
+                .ok_or_else(|| decode_err("LockDelay must be a non-negative duration"))?;
+            Duration::from_nanos(ns as u64)
+        }
+        _ => return Err(decode_err("LockDelay must be a duration")),
+    };
+    Ok(if d.as_nanos() < LOCK_DELAY_SECONDS_BELOW {
+        Duration::from_secs(d.as_nanos() as u64)
+    } else {
+        d
+    })
+}
+
+/// Parse a create body (field names case-insensitive, as Go decodes them)
+/// over Consul's defaults. Everything is validated here, before raft.
+pub fn parse_create(body: &[u8], default_node: &str) -> Result<SessionRec, ApiError> {
+    let mut rec = SessionRec {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: String::new(),
+        node: default_node.to_string(),
+        lock_delay: DEFAULT_LOCK_DELAY,
+        behavior: Behavior::Release,
+        ttl: String::new(),
+        ttl_duration: Duration::ZERO,
+        node_checks: vec![SERF_CHECK.to_string()],
+        service_checks: Vec::new(),
+        create_index: 0,
+        modify_index: 0,
+        renew_index: 0,
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(rec);
+    }
+    let doc: Value = serde_json::from_slice(body).map_err(decode_err)?;
+    let obj = match doc {
+        Value::Object(o) => o,
+        Value::Null => Map::new(),
+        _ => return Err(decode_err("expected a JSON object")),
+    };
+    let string = |k: &str, v: &Value| -> Result<String, ApiError> {
+        match v {
+            Value::Null => Ok(String::new()),
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(decode_err(format!("{k} must be a string"))),
+        }
+    };
+    // Legacy `Checks` and `NodeChecks` each replace the serfHealth default;
+    // given together they add up.
+    let mut legacy: Option<Vec<String>> = None;
+    let mut node_checks: Option<Vec<String>> = None;
+    let mut behavior = String::new();
+    for (k, v) in &obj {
+        match k.to_ascii_lowercase().as_str() {
+            "name" => rec.name = string(k, v)?,
+            "node" => {
+                let n = string(k, v)?;
+                if !n.is_empty() {
+                    rec.node = n;
+                }
+            }
+            "lockdelay" => rec.lock_delay = lock_delay(v)?,
+            "behavior" => behavior = string(k, v)?,
+            "ttl" => rec.ttl = string(k, v)?,
+            "checks" => legacy = Some(string_list(k, v)?),
+            "nodechecks" => node_checks = Some(string_list(k, v)?),
+            "servicechecks" => {
+                let list = match v {
+                    Value::Null => Vec::new(),
+                    Value::Array(a) => a.clone(),
+                    _ => return Err(decode_err("ServiceChecks must be a list")),
+                };
+                for c in list {
+                    let id = c
+                        .as_object()
+                        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("ID")))
+                        .and_then(|(_, v)| v.as_str())
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| decode_err("ServiceChecks entries need an ID"))?;
+                    rec.service_checks.push(id.to_string());
+                }
+            }
+            // ID is assigned here; Namespace/Partition do not apply.
+            _ => {}
+        }
+    }
+    if legacy.is_some() || node_checks.is_some() {
+        let mut all = legacy.unwrap_or_default();
+        for c in node_checks.unwrap_or_default() {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
+        rec.node_checks = all;
+    }
+    rec.behavior = match behavior.as_str() {
+        "" | "release" => Behavior::Release,
+        "delete" => Behavior::Delete,
+        other => return Err(ApiError::bad(format!("Invalid Behavior setting '{other}'"))),
+    };
+    if !rec.ttl.is_empty() {
+        let ttl = parse_duration(&rec.ttl)
+            .ok_or_else(|| ApiError::bad(format!("Session TTL '{}' invalid", rec.ttl)))?;
+        if !ttl.is_zero() && !(TTL_MIN..=TTL_MAX).contains(&ttl) {
+            return Err(ApiError::bad(format!(
+                "Invalid Session TTL '{}', must be between [10s=24h0m0s]",
+                rec.ttl
+            )));
+        }
+        rec.ttl_duration = ttl;
+    }
+    // A lock-delay above 60s is shown as given and applied as 60s, as Consul does.
+    Ok(rec)
+}
+
+async fn write_session(s: &Shared, cmd: SessionCommand) -> Result<SessionOutcome, ApiError> {
+    match s.write(Command::Session(cmd)).await? {
+        (_, Outcome::Session(SessionOutcome::Error(e))) => Err(ApiError::bad(e)),
+        (_, Outcome::Session(o)) => Ok(o),
+        (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+fn to_response(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn create(
+    State(s): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    to_response(
+        async {
+            let q = Query::parse(q.as_deref());
+            check_dc(&q, &s.config.datacenter)?;
+            let body = body_or_error(body, &headers)?;
+            let rec = parse_create(&body, &s.node.node)?;
+            let id = rec.id.clone();
+            write_session(&s, SessionCommand::Create(Box::new(rec))).await?;
+            tracing::debug!(session = %id, "session created");
+            Ok(json(StatusCode::OK, &json!({ "ID": id }), q.has("pretty")))
+        }
+        .await,
+    )
+}
+
+pub async fn destroy(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    to_response(
+        async {
+            let q = Query::parse(q.as_deref());
+            check_dc(&q, &s.config.datacenter)?;
+            write_session(&s, SessionCommand::Destroy { id }).await?;
+            Ok(json(StatusCode::OK, &true, false))
+        }
+        .await,
+    )
+}
+
+pub async fn renew(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    to_response(
+        async {
+            let q = Query::parse(q.as_deref());
+            check_dc(&q, &s.config.datacenter)?;
+            match write_session(&s, SessionCommand::Renew { id: id.clone() }).await? {
+                SessionOutcome::Session(rec) => {
+                    Ok(json(StatusCode::OK, &[session_json(&rec)], q.has("pretty")))
+                }
+                _ => Err(ApiError::NotFound(format!("Session id '{id}' not found"))),
+            }
+        }
+        .await,
+    )
+}
+
+async fn blocking_sessions(
+    s: Shared,
+    q: Option<String>,
+    select: impl Fn(&SessionRec) -> bool,
+) -> Response {
+    to_response(
+        s.blocking_json(
+            q.as_deref(),
+            WatchTarget::Named(SESSIONS.into()),
+            |t| t.sessions.table_index(),
+            |t| {
+                Some(
+                    t.sessions
+                        .list()
+                        .filter(|r| select(r))
+                        .map(session_json)
+                        .collect::<Vec<_>>(),
+                )
+            },
+        )
+        .await,
+    )
+}
+
+pub async fn info(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    blocking_sessions(s, q, move |r| r.id == id).await
+}
+
+pub async fn node(
+    State(s): State<Shared>,
+    Path(node): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    blocking_sessions(s, q, move |r| r.node == node).await
+}
+
+pub async fn list(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    blocking_sessions(s, q, |_| true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<SessionRec, ApiError> {
+        parse_create(body.as_bytes(), "me")
+    }
+
+    /// Defaults, python-consul's lowercase fields, check lists and bad input.
+    #[test]
+    fn create_bodies() {
+        let r = parse("").unwrap();
+        assert_eq!(r.node, "me");
+        assert_eq!(r.node_checks, vec!["serfHealth"]);
+        assert_eq!(r.lock_delay, Duration::from_secs(15));
+        assert_eq!(r.behavior, Behavior::Release);
+        assert!(r.ttl_duration.is_zero());
+        let r = parse(
+            r#"{"name":"n","ttl":"10s","behavior":"delete","lockdelay":"0s","checks":["a"]}"#,
+        )
+        .unwrap();
+        assert_eq!((r.name.as_str(), r.ttl.as_str()), ("n", "10s"));
+        assert_eq!(r.ttl_duration, Duration::from_secs(10));
+        assert_eq!(r.behavior, Behavior::Delete);
+        assert!(r.lock_delay.is_zero());
+        assert_eq!(r.node_checks, vec!["a"]);
+        let r = parse(r#"{"Checks":[],"LockDelay":5}"#).unwrap();
+        assert!(r.node_checks.is_empty());
+        assert_eq!(r.lock_delay, Duration::from_secs(5));
+        let r = parse(r#"{"LockDelay":2000000000,"ServiceChecks":[{"ID":"svc"}]}"#).unwrap();
+        assert_eq!(r.lock_delay, Duration::from_secs(2));
+        assert_eq!(r.node_checks, vec!["serfHealth"]);
+        assert_eq!(r.service_checks, vec!["svc"]);
+        assert!(parse(r#"{"TTL":"0s"}"#).unwrap().ttl_duration.is_zero());
+        for bad in [
+            r#"{"TTL":"5s"}"#,
+            r#"{"TTL":"86401s"}"#,
+            r#"{"TTL":"soon"}"#,
+            r#"{"Behavior":"explode"}"#,
+            r#"{"LockDelay":"-1s"}"#,
+            r#"{"Checks":"serfHealth"}"#,
+            r#"[1]"#,
+            r#"{"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad}: {e}");
+        }
+    }
+}
