@@ -889,7 +889,8 @@ section_cluster() {
     tf=$((tl % CL_SIZE + 1)) # a tribune follower
     R[cl_tribune_leader]=127.0.0.$tl R[cl_tribune_follower]=127.0.0.$tf R[cl_etcd_leader]=127.0.0.$el
     SERVER_PID=${CL_PID[tribune-$tl]} SERVER_LOG=$OUT_DIR/cluster-tribune-$tl.log
-    local wl=$BENCH_DIR/wrk
+    local wl=$BENCH_DIR/wrk t0=$EPOCHREALTIME
+    proc_ticks >"$TMP/ticks-cl-wrk-0"
     run_wrk cl_etcd_put 2 64 "$WRK_DURATION" etcd_put.lua "http://127.0.0.$el:2379"
     run_wrk cl_tribune_put 2 64 "$WRK_DURATION" consul_put.lua "http://127.0.0.$tl:8500"
     run_wrk cl_etcd_get 2 64 "$WRK_DURATION" etcd_get.lua "http://127.0.0.$el:2379"
@@ -897,16 +898,22 @@ section_cluster() {
     run_wrk cl_tribune_get_f 2 64 "$WRK_DURATION" consul_get.lua "http://127.0.0.$tf:8500"
     run_wrk cl_etcd_get_ser 2 64 "$WRK_DURATION" "$wl/etcd_get_serializable.lua" "http://127.0.0.$el:2379"
     run_wrk cl_tribune_stale_f 2 64 "$WRK_DURATION" "$wl/consul_get_stale.lua" "http://127.0.0.$tf:8500"
+    proc_ticks >"$TMP/ticks-cl-wrk-1"
+    R[cl_wrk_top]=$(top_ticks "$TMP/ticks-cl-wrk-0" "$TMP/ticks-cl-wrk-1" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
     [[ $(cl_leader tribune) == "$tl" ]] || R[cl_leader_moved]+=" tribune"
     [[ $(cl_leader etcd) == "$el" ]] || R[cl_leader_moved]+=" etcd"
 
     # -- failover, runs interleaved
     cl_wait_healthy tribune
     cl_wait_healthy etcd
+    t0=$EPOCHREALTIME
+    proc_ticks >"$TMP/ticks-cl-fo-0"
     for ((i = 1; i <= CL_RUNS; i++)); do
         cl_failover tribune "$i"
         cl_failover etcd "$i"
     done
+    proc_ticks >"$TMP/ticks-cl-fo-1"
+    R[cl_fo_top]=$(top_ticks "$TMP/ticks-cl-fo-0" "$TMP/ticks-cl-fo-1" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
     cl_failover_stats tribune
     cl_failover_stats etcd
 
@@ -961,7 +968,7 @@ Notes
 - wrk errors (non-2xx + socket errors): PUT tribune ${R[cl_tribune_put_errors]}, etcd ${R[cl_etcd_put_errors]}; GET leader ${R[cl_tribune_get_errors]}, follower ${R[cl_tribune_get_f_errors]}, etcd range ${R[cl_etcd_get_errors]}; stale ${R[cl_tribune_stale_f_errors]}, serializable ${R[cl_etcd_get_ser_errors]}.${R[cl_leader_moved]:+ Leadership moved during the wrk runs:${R[cl_leader_moved]}.}
 - failover, tribune: $notes_t.
 - failover, etcd: $notes_e.
-$(load_note cluster)
+$(load_note cluster) Busiest processes during the wrk runs: ${R[cl_wrk_top]}; during the failover runs: ${R[cl_fo_top]} (other work shows up here under its own name).
 EOT
 }
 
