@@ -12,6 +12,8 @@ command -v python3 >/dev/null || apt_pkgs+=(python3 python3-pip)
 command -v curl >/dev/null || apt_pkgs+=(curl)
 command -v dig >/dev/null || apt_pkgs+=(dnsutils)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_pkgs+=(nginx-light)
+# network namespaces for the partition test
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || apt_pkgs+=(iproute2)
 # the UI test: Debian's chromium, driven from node by playwright-core
 [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
 command -v node >/dev/null || apt_pkgs+=(nodejs npm)

@@ -351,6 +351,25 @@ fn formation(client_first: bool) {
     // The client's CLI reaches the catalog through a server.
     let out = run_cli(&c.client(0).addr, &["catalog", "services"], None);
     assert!(out.stdout.contains("web"), "{}", out.stdout);
+
+    // A user event fired on the client reaches every server by gossip.
+    let out = run_cli(
+        &c.client(0).addr,
+        &["event", "-name", "deploy", "v42"],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for i in 0..3 {
+        wait_for("the event on every server", Duration::from_secs(10), || {
+            let v: Value = client()
+                .get(format!("{}/v1/event/list?name=deploy", c.server(i).url))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            (v.as_array()?.len() == 1).then_some(())
+        });
+    }
 }
 
 /// 3 servers + 1 client, the client started first.
@@ -722,6 +741,31 @@ fn members_failed_and_left() {
         Duration::from_secs(15),
         passing(2),
     );
+    // A lock held by a session of c0 (through c0's own API, forwarded).
+    let session: Value = client()
+        .put(format!("{}/v1/session/create", c.client(0).url))
+        .json(&json!({"Name": "c0-lock", "LockDelay": "0s"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let sid = session["ID"].as_str().unwrap().to_string();
+    let r = client()
+        .put(format!("{}/v1/kv/locks/c0?acquire={sid}", c.client(0).url))
+        .body("held")
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "true");
+    let info: Value = client()
+        .get(format!("{srv}/v1/session/info/{sid}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        info[0]["Node"], "c0",
+        "a session defaults to the agent's node"
+    );
 
     // kill -9 client 0: failed within seconds, serfHealth critical, out of ?passing.
     let t = Instant::now();
@@ -749,6 +793,18 @@ fn members_failed_and_left() {
         .find(|c| c["CheckID"] == "serfHealth")
         .unwrap();
     assert_eq!(serf["Status"], "critical");
+    // Its session died with it (linked to serfHealth): the lock is free.
+    wait_for("c0's session invalidated", Duration::from_secs(10), || {
+        let v: Value = client()
+            .get(format!("{srv}/v1/kv/locks/c0"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v[0].get("Session")
+            .is_none_or(|s| s.is_null())
+            .then_some(())
+    });
 
     // force-leave moves the failed member to left and deregisters it.
     let out = run_cli(&c.server(leader).addr, &["force-leave", "c0"], None);

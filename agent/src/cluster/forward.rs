@@ -14,7 +14,7 @@ use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::rpc::{hops, HOPS};
+use super::rpc::{hops, AGENT_NODE, HOPS};
 use crate::http::{ApiError, Shared, MAX_BODY};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
@@ -86,6 +86,17 @@ pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Re
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    // A blocking query may park up to 10 min (+ jitter); anything else that
+    // takes this long is lost in the network: answer 500 rather than hang.
+    let blocking = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("index=")));
+    let timeout = if blocking {
+        Duration::from_secs(11 * 60)
+    } else {
+        Duration::from_secs(15)
+    };
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
         if !client && s.leadership.is_leader() {
@@ -102,11 +113,15 @@ pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Re
                 .http()
                 .request(parts.method.clone(), format!("http://{target}{path_q}"))
                 .header(HOPS, hop + 1)
+                .timeout(timeout)
                 .body(body.clone());
             for (k, v) in parts.headers.iter() {
                 if !hop_by_hop(k) {
                     rb = rb.header(k, v);
                 }
+            }
+            if !parts.headers.contains_key(AGENT_NODE) {
+                rb = rb.header(AGENT_NODE, &s.node.node);
             }
             match rb.send().await {
                 Ok(r) => {

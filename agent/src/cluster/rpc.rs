@@ -28,6 +28,9 @@ use crate::state::{Command, Outcome};
 
 /// Header counting how many times a request has been forwarded.
 pub const HOPS: &str = "x-tribune-hops";
+/// Header naming the agent a forwarded request first reached: defaults such
+/// as a new session's node are that agent's, not the leader's.
+pub const AGENT_NODE: &str = "x-tribune-agent-node";
 /// Raft messages (entry batches, snapshot chunks) may be large.
 const MAX_RPC_BODY: usize = 64 << 20;
 

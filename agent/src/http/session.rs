@@ -219,7 +219,12 @@ pub async fn create(
             let q = Query::parse(q.as_deref());
             check_dc(&q, &s.config.datacenter)?;
             let body = body_or_error(body, &headers)?;
-            let rec = parse_create(&body, &s.node.node)?;
+            // Forwarded from another agent: its node is the default.
+            let origin = headers
+                .get(crate::cluster::rpc::AGENT_NODE)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty());
+            let rec = parse_create(&body, origin.unwrap_or(&s.node.node))?;
             let id = rec.id.clone();
             write_session(&s, SessionCommand::Create(Box::new(rec))).await?;
             tracing::debug!(session = %id, "session created");
