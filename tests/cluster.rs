@@ -57,7 +57,9 @@ struct Cluster {
 
 fn perf_file(dir: &std::path::Path) -> PathBuf {
     let p = dir.join("perf.json");
-    std::fs::write(&p, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
+    if !p.exists() {
+        std::fs::write(&p, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
+    }
     p
 }
 
@@ -952,4 +954,60 @@ fn checker_rejects_a_stale_read() {
         .unwrap();
     t.on_return(2, Ret::Cas(true)).unwrap();
     assert!(!t.is_consistent());
+}
+
+/// With a small snapshot threshold the log is compacted; a server that
+/// joins afterwards (and one wiped and restarted) catches up from a
+/// snapshot sent over the server RPC port, not from the log.
+#[test]
+fn new_server_catches_up_from_a_snapshot() {
+    let mut c = Cluster::new(4, 0);
+    std::fs::write(
+        c.dir.path().join("perf.json"),
+        r#"{"performance":{"raft_multiplier":1},"raft_snapshot_threshold":64}"#,
+    )
+    .unwrap();
+    for i in 0..3 {
+        c.start_server(i);
+    }
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let url = c.server(leader).url.clone();
+    for n in 0..400 {
+        let r = put(&url, &format!("snap/{n:03}"), &format!("v{n}")).unwrap();
+        assert_eq!(r.text().unwrap(), "true");
+    }
+    let stats = |a: &Agent| -> Option<(u64, u64)> {
+        let v: Value = client()
+            .get(format!("{}/v1/agent/self", a.url))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        let r = &v["Stats"]["raft"];
+        Some((
+            r["last_snapshot_index"].as_str()?.parse().ok()?,
+            r["applied_index"].as_str()?.parse().ok()?,
+        ))
+    };
+    let (snap, _) = stats(c.server(leader)).unwrap();
+    assert!(
+        snap > 64,
+        "the leader compacted its log (snapshot at {snap})"
+    );
+    c.start_server(3);
+    let s3 = c.server(3).url.clone();
+    wait_for("s3 to hold all 400 keys", Duration::from_secs(30), || {
+        let v: Value = client()
+            .get(format!("{s3}/v1/kv/snap/?keys&stale"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (v.as_array()?.len() == 400).then_some(())
+    });
+    assert_eq!(get_raw(&s3, "snap/399", "stale").as_deref(), Some("v399"));
+    let (s3_snap, _) = stats(c.server(3)).unwrap();
+    assert!(s3_snap > 0, "s3 was sent a snapshot");
+    let log = c.server(3).log_text();
+    assert!(!log.contains("panicked"), "{log}");
 }
