@@ -97,6 +97,7 @@ pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Re
     } else {
         Duration::from_secs(15)
     };
+    let writes = !(parts.method == Method::GET || parts.method == Method::HEAD);
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
         if !client && s.leadership.is_leader() {
@@ -128,7 +129,10 @@ pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Re
                     up.good(&target);
                     return relay(r).await;
                 }
-                Err(e) if e.is_connect() => {
+                // Never sent, or a read (safe to repeat): try again, elsewhere
+                // or once a leader is known. A write that may have reached
+                // the old leader is not repeated: its outcome is unknown.
+                Err(e) if e.is_connect() || !writes => {
                     tracing::debug!(%target, error = %e, "forward: server unreachable");
                     up.bad(&target);
                 }
