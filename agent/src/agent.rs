@@ -162,9 +162,7 @@ pub async fn graceful_leave(s: &Shared) {
         service_id: None,
         check_id: None,
     });
-    if s.raft.is_none() || s.leadership.servers().len() > 1 || s.leadership.is_leader() {
-        let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
     if let Some(g) = &s.gossip {
         g.leave().await;
     }

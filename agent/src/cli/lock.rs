@@ -204,14 +204,7 @@ impl Locker {
         wait: Duration,
         consistent: bool,
     ) -> Result<(Option<Pair>, u64), LockError> {
-        let mut q = vec![];
-        if index > 0 {
-            q.push(("index", index.to_string()));
-            q.push(("wait", format!("{}ms", wait.as_millis())));
-        }
-        if consistent {
-            q.push(("consistent", String::new()));
-        }
+        let q = read_query(vec![], index, wait, consistent);
         let r = self
             .api
             .call(Method::GET, &format!("kv/{}", key_path(key)), &q, None)
@@ -229,14 +222,7 @@ impl Locker {
         wait: Duration,
         consistent: bool,
     ) -> Result<(Vec<Pair>, u64), LockError> {
-        let mut q = vec![("recurse", String::new())];
-        if index > 0 {
-            q.push(("index", index.to_string()));
-            q.push(("wait", format!("{}ms", wait.as_millis())));
-        }
-        if consistent {
-            q.push(("consistent", String::new()));
-        }
+        let q = read_query(vec![("recurse", String::new())], index, wait, consistent);
         let r = self
             .api
             .call(Method::GET, &format!("kv/{}", key_path(prefix)), &q, None)
@@ -891,6 +877,23 @@ async fn run_plan(p: Plan) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Query pairs of a KV read: blocking when `index` > 0, `?consistent` when asked.
+fn read_query(
+    mut q: Vec<(&'static str, String)>,
+    index: u64,
+    wait: Duration,
+    consistent: bool,
+) -> Vec<(&'static str, String)> {
+    if index > 0 {
+        q.push(("index", index.to_string()));
+        q.push(("wait", format!("{}ms", wait.as_millis())));
+    }
+    if consistent {
+        q.push(("consistent", String::new()));
+    }
+    q
 }
 
 #[cfg(test)]

@@ -135,15 +135,11 @@ async fn reconcile_servers(s: &Shared, gossip: &Gossip) {
             (MemberStatus::Alive, None) => {
                 // A server replaced under the same name: drop the dead one.
                 for (old, _, _) in &config {
-                    let dead = by_id
-                        .get(old)
-                        .is_none_or(|x| x.name == m.ident.name && x.raft_id != id);
-                    let stale_name = members.iter().any(|o| {
-                        o.ident.raft_id == *old
-                            && o.ident.name == m.ident.name
-                            && o.status != MemberStatus::Alive
-                    });
-                    if *old != id && dead && stale_name {
+                    let replaced = by_id.get(old).is_some_and(|o| o.name == m.ident.name)
+                        && members
+                            .iter()
+                            .any(|o| o.ident.raft_id == *old && o.status != MemberStatus::Alive);
+                    if *old != id && replaced {
                         let _ = remove_voter(s, *old).await;
                     }
                 }

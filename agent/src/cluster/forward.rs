@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::rpc::{hops, AGENT_NODE, HOPS};
+use crate::http::params::Query;
 use crate::http::{ApiError, Shared, MAX_BODY};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
@@ -40,13 +41,6 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
-fn is_stale(query: Option<&str>) -> bool {
-    query.is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "stale" || kv.starts_with("stale="))
-    })
-}
-
 /// axum middleware: answer here, or forward.
 pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let client = s.raft.is_none();
@@ -54,15 +48,18 @@ pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Re
     if !replicated(path, client) {
         return next.run(req).await;
     }
+    // The leader answers everything itself: decide that before any work.
+    if (!client && s.leadership.is_leader()) || s.upstream.is_none() {
+        return next.run(req).await;
+    }
+    let query = Query::parse(req.uri().query());
+    let writes = !(req.method() == Method::GET || req.method() == Method::HEAD);
+    if !client && !writes && query.has("stale") {
+        return next.run(req).await;
+    }
     let Some(up) = s.upstream.clone() else {
         return next.run(req).await;
     };
-    if !client {
-        let read = req.method() == Method::GET || req.method() == Method::HEAD;
-        if s.leadership.is_leader() || (read && is_stale(req.uri().query())) {
-            return next.run(req).await;
-        }
-    }
     let hop = hops(req.headers());
     if hop >= MAX_HOPS {
         return ApiError::Internal(
@@ -88,16 +85,11 @@ pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Re
         .unwrap_or_else(|| "/".into());
     // A blocking query may park up to 10 min (+ jitter); anything else that
     // takes this long is lost in the network: answer 500 rather than hang.
-    let blocking = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("index=")));
-    let timeout = if blocking {
+    let timeout = if query.has("index") {
         Duration::from_secs(11 * 60)
     } else {
         Duration::from_secs(15)
     };
-    let writes = !(parts.method == Method::GET || parts.method == Method::HEAD);
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
         if !client && s.leadership.is_leader() {

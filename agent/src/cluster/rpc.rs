@@ -111,18 +111,8 @@ impl RpcClient {
             .timeout(timeout)
             .body(body)
             .send()
-            .await
-            .map_err(|e| classify(addr, e))?;
-        let status = r.status();
-        let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
-        if !status.is_success() {
-            return Err(RpcError::Status(
-                addr.into(),
-                status.as_u16(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ));
-        }
-        bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
+            .await;
+        answer(addr, r).await
     }
 
     /// GET `path` from `addr`, decoding a bincode answer.
@@ -132,19 +122,27 @@ impl RpcClient {
             .get(format!("http://{addr}{path}"))
             .timeout(Duration::from_secs(10))
             .send()
-            .await
-            .map_err(|e| classify(addr, e))?;
-        let status = r.status();
-        let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
-        if !status.is_success() {
-            return Err(RpcError::Status(
-                addr.into(),
-                status.as_u16(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ));
-        }
-        bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
+            .await;
+        answer(addr, r).await
     }
+}
+
+/// Decode a bincode answer; a non-2xx status is an error with its body.
+async fn answer<A: DeserializeOwned>(
+    addr: &str,
+    r: Result<reqwest::Response, reqwest::Error>,
+) -> Result<A, RpcError> {
+    let r = r.map_err(|e| classify(addr, e))?;
+    let status = r.status();
+    let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
+    if !status.is_success() {
+        return Err(RpcError::Status(
+            addr.into(),
+            status.as_u16(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
 }
 
 fn classify(addr: &str, e: reqwest::Error) -> RpcError {
