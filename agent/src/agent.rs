@@ -353,7 +353,7 @@ pub async fn run(
         connect_events(&state.events, g);
     }
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<Result<(), AgentError>> = tokio::task::JoinSet::new();
     if let Some(listener) = rpc_listener {
         tracing::info!("server RPC listening on {}", raft_addr);
         let app = crate::cluster::rpc::router(state.clone(), http::router(state.clone()));
@@ -423,12 +423,8 @@ pub async fn run(
         let app = http::router(state.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            // One router for every connection: serving a bare Router would
-            // rebuild its route table per accepted connection (~19 KiB each).
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .map_err(AgentError::Serve)
+            http::serve::serve(listener, app, stop).await;
+            Ok(())
         });
     } else if !watches.is_empty() {
         tracing::warn!("watches need the HTTP API, which is disabled: not started");

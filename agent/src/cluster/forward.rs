@@ -6,6 +6,8 @@
 //! whole over the server RPC port and the answer comes back unchanged, so
 //! headers such as `X-Consul-Index` are the leader's.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,8 +15,10 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio_util::either::Either;
 
 use super::rpc::{hops, AGENT_NODE, HOPS};
+use super::Upstream;
 use crate::http::params::Query;
 use crate::http::{ApiError, Shared, MAX_BODY};
 
@@ -41,25 +45,46 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
+type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
+
 /// axum middleware: answer here, or forward.
-pub async fn middleware(State(s): State<Shared>, req: Request, next: Next) -> Response {
+///
+/// Not an async fn: a request answered here (a parked blocking query among
+/// them) would otherwise carry the forwarding state machine, an HTTP client
+/// call, for its whole life. Forwarding is boxed instead.
+pub fn middleware(
+    State(s): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Either<impl Future<Output = Response> + Send, Forwarding> {
+    match upstream_for(&s, &req) {
+        None => Either::Left(next.run(req)),
+        Some(up) => Either::Right(Box::pin(forward(s, up, req, next))),
+    }
+}
+
+/// Where `req` must go, or `None` to answer it here.
+fn upstream_for(s: &Shared, req: &Request) -> Option<Upstream> {
     let client = s.raft.is_none();
-    let path = req.uri().path();
-    if !replicated(path, client) {
-        return next.run(req).await;
+    if !replicated(req.uri().path(), client) {
+        return None;
     }
     // The leader answers everything itself: decide that before any work.
-    if (!client && s.leadership.is_leader()) || s.upstream.is_none() {
-        return next.run(req).await;
+    if !client && s.leadership.is_leader() {
+        return None;
     }
+    let up = s.upstream.as_ref()?;
+    let writes = !(req.method() == Method::GET || req.method() == Method::HEAD);
+    if !client && !writes && Query::parse(req.uri().query()).has("stale") {
+        return None;
+    }
+    Some(up.clone())
+}
+
+async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response {
+    let client = s.raft.is_none();
     let query = Query::parse(req.uri().query());
     let writes = !(req.method() == Method::GET || req.method() == Method::HEAD);
-    if !client && !writes && query.has("stale") {
-        return next.run(req).await;
-    }
-    let Some(up) = s.upstream.clone() else {
-        return next.run(req).await;
-    };
     let hop = hops(req.headers());
     if hop >= MAX_HOPS {
         return ApiError::Internal(

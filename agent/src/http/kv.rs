@@ -100,26 +100,38 @@ pub fn body_or_error(
     })
 }
 
-pub async fn handle(
+/// What a request asks for, decided before anything waits.
+enum Op {
+    Get(String),
+    Put(String, Bytes),
+    Delete(String),
+}
+
+/// Not an async fn: a parked blocking GET lives in this future for minutes,
+/// so it keeps only what the read needs (not the headers, the URI or the
+/// write path's state, which is boxed).
+pub fn handle(
     State(s): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> impl std::future::Future<Output = Response> + Send {
     let q = Query::parse(uri.query());
-    let res = match key_from_uri(&uri) {
-        Err(e) => Err(e),
-        Ok(key) => match method {
-            Method::GET => get(&s, key, &q).await,
-            Method::PUT => match body_or_error(body, &headers) {
-                Ok(b) => put(&s, key, &q, b).await,
-                Err(e) => Err(e),
-            },
-            _ => delete(&s, key, &q).await,
-        },
-    };
-    res.unwrap_or_else(IntoResponse::into_response)
+    let op = key_from_uri(&uri).and_then(|key| match method {
+        Method::GET => Ok(Op::Get(key)),
+        Method::PUT => body_or_error(body, &headers).map(|b| Op::Put(key, b)),
+        _ => Ok(Op::Delete(key)),
+    });
+    async move {
+        let res = match op {
+            Err(e) => Err(e),
+            Ok(Op::Get(key)) => get(&s, key, &q).await,
+            Ok(Op::Put(key, b)) => Box::pin(put(&s, key, &q, b)).await,
+            Ok(Op::Delete(key)) => Box::pin(delete(&s, key, &q)).await,
+        };
+        res.unwrap_or_else(IntoResponse::into_response)
+    }
 }
 
 async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {

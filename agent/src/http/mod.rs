@@ -14,6 +14,7 @@ pub mod kv;
 pub mod operator;
 pub mod params;
 pub mod render;
+pub mod serve;
 pub mod session;
 pub mod status;
 pub mod txn;
@@ -170,10 +171,15 @@ impl AppState {
                 let Some(raft) = self.raft.as_ref() else {
                     return Err(ApiError::NoLeader);
                 };
-                raft.ensure_linearizable().await.map(|_| ()).map_err(|e| {
-                    tracing::debug!(error = %e, "consistent read refused");
-                    ApiError::NoLeader
-                })
+                // Boxed: openraft's future is large, and every read's
+                // future (parked for minutes when blocking) would carry it.
+                Box::pin(raft.ensure_linearizable())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        tracing::debug!(error = %e, "consistent read refused");
+                        ApiError::NoLeader
+                    })
             }
         }
     }
