@@ -341,6 +341,17 @@ run_bench_as() {
         die "server died during $name; last lines:"$'\n'"$(tail -n 20 "$SERVER_LOG")"
 }
 
+# start_kv_tribune NAME: a durable single server on $TMP/NAME, logging to
+# $OUT_DIR/NAME.log; sets TRIBUNE_PID and the server being measured.
+start_kv_tribune() {
+    "$ROOT/target/release/tribune" agent -server -bootstrap-expect 1 -data-dir "$TMP/$1" \
+        -http-port "$TRIBUNE_PORT" -dns-port -1 -log-level warn >"$OUT_DIR/$1.log" 2>&1 &
+    TRIBUNE_PID=$!
+    PIDS+=("$TRIBUNE_PID")
+    wait_ready tribune "$TRIBUNE_PID" "$OUT_DIR/$1.log" tribune_probe
+    SERVER_PID=$TRIBUNE_PID SERVER_LOG=$OUT_DIR/$1.log
+}
+
 # ---------------------------------------------------------------- run
 section_kv() {
     ensure_tools
@@ -374,12 +385,7 @@ section_kv() {
     wait_ready etcd "$ETCD_PID" "$OUT_DIR/etcd.log" etcd_probe
 
     log "starting tribune on $TRIBUNE_URL"
-    "$ROOT/target/release/tribune" agent -server -bootstrap-expect 1 -data-dir "$TMP/tribune" \
-        -http-port "$TRIBUNE_PORT" -dns-port -1 -log-level warn >"$OUT_DIR/tribune.log" 2>&1 &
-    TRIBUNE_PID=$!
-    PIDS+=("$TRIBUNE_PID")
-    wait_ready tribune "$TRIBUNE_PID" "$OUT_DIR/tribune.log" tribune_probe
-    SERVER_PID=$TRIBUNE_PID SERVER_LOG=$OUT_DIR/tribune.log
+    start_kv_tribune tribune
 
     run_wrk etcd_put64 2 64 "$WRK_DURATION" etcd_put.lua "$ETCD_URL"
     run_wrk tribune_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
@@ -391,8 +397,13 @@ section_kv() {
     log "stopping etcd (the rest measures tribune alone)"
     stop "$ETCD_PID"
 
+    # Memory on a fresh agent: the wrk runs leave freed-but-resident heap
+    # behind, which new connections would reuse and so look cheaper.
+    log "restarting tribune on a fresh data dir for the memory figure"
+    stop "$TRIBUNE_PID"
+    start_kv_tribune tribune-fresh
+
     local addr=127.0.0.1:$TRIBUNE_PORT
-    # memory first: later runs leave freed-but-resident heap behind.
     run_bench memory --addr "$addr" --pid "$TRIBUNE_PID" --parked "$PARKED"
     run_bench wake --addr "$addr" --parked "$PARKED" --samples "$SAMPLES"
     run_bench fanout --addr "$addr" --watchers "$WATCHERS" --rounds "$ROUNDS"
@@ -441,7 +452,7 @@ Notes
 - fanout: the first watcher answered p50 ${R[fanout_first_p50_us]} µs after the PUT ack (negative = before it).
 - memory: server VmRSS ${R[memory_rss_before_kib]} KiB before, ${R[memory_rss_opened_kib]} KiB with $(fmt_int "${R[memory_parked]}") connections open, ${R[memory_rss_read_kib]} KiB after one GET on each, ${R[memory_rss_parked_kib]} KiB with all parked.
 - CPU busy just before the servers started (other work on the machine): $IDLE_BUSY%.
-- etcd was stopped before the tribune-only benchmarks; raw outputs are in bench/out/.
+- etcd was stopped before the tribune-only benchmarks, and tribune restarted on a fresh data dir for them (memory is measured first, on a heap no earlier load has grown); raw outputs are in bench/out/.
 EOF
 }
 

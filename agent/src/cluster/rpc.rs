@@ -7,7 +7,6 @@
 //! target's own HTTP port). HTTP/2 multiplexes every call over one reused
 //! connection per peer, blocking queries included.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -262,30 +261,20 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
-    loop {
-        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "rpc accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        let _ = stream.set_nodelay(true);
+    crate::http::serve::accept_loop(listener, &stop, "rpc", |stream, peer| {
         let svc = TowerToHyperService::new(app.clone());
         let stop = stop.clone();
-        tokio::spawn(async move {
+        async move {
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            // Peers retry: a connection is simply dropped at shutdown.
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::trace!(%peer, error = %e, "rpc connection ended");
                 },
                 _ = stop.cancelled() => {}
             }
-        });
-    }
+        }
+    })
+    .await;
 }
