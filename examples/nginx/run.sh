@@ -7,7 +7,9 @@
 # Usage: examples/nginx/run.sh               watch mode (blocking queries)
 #        examples/nginx/run.sh -interval 2   poll every 2 s instead
 #        examples/nginx/run.sh -sidecar      tribune-template supervises nginx (-exec)
-# Ctrl-C stops everything it started and removes its temp files.
+# Ctrl-C stops everything it started, removes its temp files and exits 0.
+# A failed start, or the agent, runner or nginx dying, exits non-zero with
+# a message (after the same cleanup).
 #
 # Environment (optional): HTTP_PORT (8500), DNS_PORT (8600), NGINX_PORT (8080),
 # BACKEND_PORTS ("9001 9002"), TRIBUNE_BIN_DIR (use built binaries, skip cargo build).
@@ -34,7 +36,7 @@ case "${1:-}" in
     [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "$0: -interval needs a positive whole number of seconds, got '$2'" >&2; exit 2; }
     MODE=interval; RUNNER_ARGS=(-interval "$2") ;;
   -sidecar|--sidecar|-exec|--exec) [ $# -eq 1 ] || usage; MODE=sidecar ;;
-  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,/^set /{/^set /!p}' "$0"; exit 0 ;;
   *) echo "$0: unknown option '$1'" >&2; usage ;;
 esac
 
