@@ -7,7 +7,9 @@
 # Usage: examples/nginx/run.sh               watch mode (blocking queries)
 #        examples/nginx/run.sh -interval 2   poll every 2 s instead
 #        examples/nginx/run.sh -sidecar      tribune-template supervises nginx (-exec)
-# Ctrl-C stops everything it started and removes its temp files.
+# Ctrl-C stops everything it started, removes its temp files and exits 0.
+# A failed start, or the agent, runner or nginx dying, exits non-zero with
+# a message (after the same cleanup).
 #
 # Environment (optional): HTTP_PORT (8500), DNS_PORT (8600), NGINX_PORT (8080),
 # BACKEND_PORTS ("9001 9002"), TRIBUNE_BIN_DIR (use built binaries, skip cargo build).
@@ -20,14 +22,22 @@ DNS_PORT="${DNS_PORT:-8600}"
 NGINX_PORT="${NGINX_PORT:-8080}"
 BACKEND_PORTS="${BACKEND_PORTS:-9001 9002}"
 
+usage() {
+  echo "usage: $0 [-interval SECONDS | -sidecar]" >&2
+  exit 2
+}
 MODE=watch
 RUNNER_ARGS=()
 case "${1:-}" in
-  "") ;;
-  -interval|--interval) MODE=interval; RUNNER_ARGS=(-interval "${2:-2}") ;;
-  -sidecar|--sidecar|-exec|--exec) MODE=sidecar ;;
-  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-  *) echo "unknown option $1 (try -interval 2 or -sidecar)" >&2; exit 2 ;;
+  "") [ $# -eq 0 ] || usage ;;
+  -interval|--interval)
+    [ $# -eq 2 ] || usage
+    # A positive whole number of seconds (no leading zero, so not octal).
+    [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "$0: -interval needs a positive whole number of seconds, got '$2'" >&2; exit 2; }
+    MODE=interval; RUNNER_ARGS=(-interval "$2") ;;
+  -sidecar|--sidecar|-exec|--exec) [ $# -eq 1 ] || usage; MODE=sidecar ;;
+  -h|--help) sed -n '2,/^set /{/^set /!p}' "$0"; exit 0 ;;
+  *) echo "$0: unknown option '$1'" >&2; usage ;;
 esac
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -54,34 +64,78 @@ fi
 
 W="$(mktemp -d "${TMPDIR:-/tmp}/tribune-nginx.XXXXXX")"
 PIDS=()
+AGENT_PID=""
+RUNNER_PID=""
+SLEEP_PID=""
+
+die() {
+  echo "run.sh: $*" >&2
+  exit 1
+}
+
+# The nginx master from $W/nginx.pid, if it is alive and is nginx (the pid
+# file may be stale).
+nginx_pid() {
+  local pid
+  pid="$(cat "$W/nginx.pid" 2>/dev/null)" || return 1
+  [ -n "$pid" ] && grep -q nginx "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+}
+
+# Stop this example's nginx and wait until it is gone: quit gracefully,
+# then TERM, then KILL (with its workers), so $W is never removed under it.
+stop_nginx() {
+  local pid sig
+  pid="$(nginx_pid)" || return 0
+  for sig in QUIT TERM KILL; do
+    # Workers outlive a killed master and keep the port: kill them too.
+    [ "$sig" = KILL ] && kill -KILL $(cat "/proc/$pid/task/$pid/children" 2>/dev/null) 2>/dev/null
+    kill -s "$sig" "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    echo "==> nginx ($pid) did not stop on SIG$sig" >&2
+  done
+}
+
 cleanup() {
+  local status=$1
   trap - EXIT INT TERM
+  set +e
   echo
   echo "==> stopping"
-  if [ "$MODE" != sidecar ] && [ -f "$W/nginx.pid" ]; then
-    nginx -e stderr -p "$W/" -c nginx.conf -s quit 2>/dev/null || true
-  fi
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  # nginx may take a moment to quit
-  for _ in $(seq 50); do [ -f "$W/nginx.pid" ] && kill -0 "$(cat "$W/nginx.pid")" 2>/dev/null || break; sleep 0.1; done
+  for p in "${PIDS[@]}" $SLEEP_PID; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}" $SLEEP_PID; do wait "$p" 2>/dev/null; done
+  # In sidecar mode the runner stopped nginx; otherwise nginx is a daemon
+  # that none of the kills above reached.
+  stop_nginx
   rm -rf "$W"
   echo "==> stopped; removed $W"
-  exit 0
+  exit "$status"
 }
-trap cleanup EXIT INT TERM
+# A signal (Ctrl-C, kill) is the normal way to stop: exit 0. Any other exit
+# keeps its status, so a failed start is a failure.
+trap 'cleanup $?' EXIT
+trap 'cleanup 0' INT TERM
 
-busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$HTTP_PORT" "$NGINX_PORT" $((NGINX_PORT + 1)) $BACKEND_PORTS; do
-  if busy "$p"; then echo "port $p is in use; set HTTP_PORT/NGINX_PORT/BACKEND_PORTS" >&2; exit 1; fi
+tcp_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# UDP cannot be probed by connecting; try to bind it instead.
+udp_busy() {
+  ! python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+for p in "$HTTP_PORT" "$DNS_PORT" "$NGINX_PORT" $((NGINX_PORT + 1)) $BACKEND_PORTS; do
+  tcp_busy "$p" && die "TCP port $p is in use; set HTTP_PORT/DNS_PORT/NGINX_PORT/BACKEND_PORTS"
 done
+udp_busy "$DNS_PORT" && die "UDP port $DNS_PORT (DNS) is in use; set DNS_PORT"
 
 API="http://127.0.0.1:$HTTP_PORT"
 echo "==> starting tribune agent -dev (HTTP $HTTP_PORT, DNS $DNS_PORT)"
 "$BIN/tribune" agent -dev -node example -http-port "$HTTP_PORT" -dns-port "$DNS_PORT" >"$W/agent.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do curl -sf "$API/v1/kv/?keys" >/dev/null && break; sleep 0.1; done
-curl -sf "$API/v1/kv/?keys" >/dev/null || { echo "agent did not start:"; cat "$W/agent.log"; exit 1; }
+AGENT_PID=$!
+PIDS+=("$AGENT_PID")
+deadline=$((SECONDS + 30))
+until curl -sf "$API/v1/kv/?keys" >/dev/null; do
+  kill -0 "$AGENT_PID" 2>/dev/null || { cat "$W/agent.log" >&2; die "tribune agent exited during startup (log above)"; }
+  [ "$SECONDS" -lt "$deadline" ] || { cat "$W/agent.log" >&2; die "tribune agent did not answer on $API within 30 s (log above)"; }
+  sleep 0.1
+done
 
 echo "==> starting demo backends on ports: $BACKEND_PORTS"
 i=0
@@ -94,9 +148,11 @@ for port in $BACKEND_PORTS; do
   echo $! >"$W/backend-$i.pid"
   curl -sf -X PUT "$API/v1/agent/service/register" -d "{
     \"Name\": \"web\", \"ID\": \"web-$i\", \"Address\": \"127.0.0.1\", \"Port\": $port, \"Tags\": [\"demo\"],
-    \"Check\": {\"HTTP\": \"http://127.0.0.1:$port/\", \"Interval\": \"1s\", \"Timeout\": \"1s\"}}" >/dev/null
+    \"Check\": {\"HTTP\": \"http://127.0.0.1:$port/\", \"Interval\": \"1s\", \"Timeout\": \"1s\"}}" >/dev/null ||
+    die "registering web-$i with the agent failed"
 done
-curl -sf -X PUT -d "$NGINX_PORT" "$API/v1/kv/nginx/http/server/listen" >/dev/null
+curl -sf -X PUT -d "$NGINX_PORT" "$API/v1/kv/nginx/http/server/listen" >/dev/null ||
+  die "writing nginx/http/server/listen to the agent failed"
 
 cd "$W"
 mkdir -p tmp
@@ -109,30 +165,48 @@ if [ "$MODE" = sidecar ]; then
   "$BIN/tribune-template" -confdir "$W/confdir" -node "127.0.0.1:$HTTP_PORT" \
     -exec "nginx -e stderr -p $W/ -c nginx.conf -g 'daemon off;'" -exec-reload-signal SIGHUP \
     -exec-kill-signal SIGQUIT -exec-kill-timeout 10s >"$W/template.log" 2>&1 &
-  PIDS+=($!)
+  RUNNER_PID=$!
+  PIDS+=("$RUNNER_PID")
 else
   # Render once so nginx has a config to start with (no reload: nginx is
   # not running yet), check it, start nginx, then keep watching.
   "$BIN/tribune-template" -onetime -sync-only -confdir "$HERE" -node "127.0.0.1:$HTTP_PORT" >"$W/template.log" 2>&1 ||
-    { echo "first render failed:"; cat "$W/template.log"; exit 1; }
-  nginx -t -q -e stderr -p "$W/" -c nginx.conf
-  nginx -e stderr -p "$W/" -c nginx.conf
+    { cat "$W/template.log" >&2; die "the first render of nginx.conf failed (log above)"; }
+  nginx -t -q -e stderr -p "$W/" -c nginx.conf || die "nginx -t rejected the first rendered $W/nginx.conf"
+  nginx -e stderr -p "$W/" -c nginx.conf || die "nginx did not start (see $W/error.log)"
   echo "==> starting tribune-template ($MODE mode)"
   "$BIN/tribune-template" -confdir "$HERE" -node "127.0.0.1:$HTTP_PORT" "${RUNNER_ARGS[@]}" >>"$W/template.log" 2>&1 &
-  PIDS+=($!)
+  RUNNER_PID=$!
+  PIDS+=("$RUNNER_PID")
 fi
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/tribune/knobs" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$NGINX_PORT/tribune/knobs" >/dev/null || { echo "nginx did not come up:"; cat "$W/template.log" "$W"/error.log 2>/dev/null; exit 1; }
+
+# Exits non-zero with the logs if the agent, the runner or (outside sidecar
+# mode, where the runner exits with it) nginx has died.
+check_alive() {
+  kill -0 "$AGENT_PID" 2>/dev/null || { tail -n 20 "$W/agent.log" >&2; die "tribune agent exited (log above)"; }
+  kill -0 "$RUNNER_PID" 2>/dev/null || { tail -n 20 "$W/template.log" >&2; die "tribune-template exited (log above)"; }
+  if [ "$MODE" != sidecar ] && ! nginx_pid >/dev/null; then
+    tail -n 20 "$W/error.log" >&2
+    die "nginx exited (log above)"
+  fi
+}
+
 # Health checks start critical: wait until every demo backend is healthy and
 # in the rendered upstream, and nginx proxies to them.
 # During a reload nginx's old workers may answer for a moment with the old
 # config, so ask for a few answers in a row.
+READY_SECS=60
+deadline=$((SECONDS + READY_SECS))
 ok=0
-for _ in $(seq 150); do
+while [ "$ok" -lt 5 ]; do
+  check_alive
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    cat "$W/template.log" "$W/error.log" >&2 2>/dev/null
+    die "nginx did not serve every healthy backend within $READY_SECS s (logs above; rendered config: $W/nginx.conf)"
+  fi
   ready=1
   for port in $BACKEND_PORTS; do grep -q "127.0.0.1:$port " "$W/nginx.conf" 2>/dev/null || ready=0; done
-  if [ "$ready" = 1 ] && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null; then ok=$((ok + 1)); else ok=0; fi
-  [ "$ok" -ge 5 ] && break
+  if [ "$ready" = 1 ] && curl -sf --max-time 2 "http://127.0.0.1:$NGINX_PORT/" >/dev/null; then ok=$((ok + 1)); else ok=0; fi
   sleep 0.1
 done
 
@@ -146,13 +220,17 @@ Try:
   curl http://127.0.0.1:$NGINX_PORT/                      # served by a healthy web backend
   curl -X PUT -d 2048 localhost:$HTTP_PORT/v1/kv/nginx/worker_connections
   curl http://127.0.0.1:$NGINX_PORT/tribune/knobs         # the running config's knobs
+  curl http://127.0.0.1:$NGINX_PORT/tribune/upstreams     # the running config's upstream
   kill \$(cat $W/backend-1.pid)                            # stop a backend: it leaves the upstream
   curl -X PUT -d abc localhost:$HTTP_PORT/v1/kv/nginx/worker_connections   # rejected by nginx -t
   dig @127.0.0.1 -p $DNS_PORT web.service.consul SRV
 Press Ctrl-C to stop everything.
 TXT
 
+# Sleep in the background so a signal runs the trap at once.
 while true; do
+  check_alive
   sleep 1 &
-  wait $! || true
+  SLEEP_PID=$!
+  wait "$SLEEP_PID" || true
 done
