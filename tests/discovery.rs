@@ -238,6 +238,44 @@ fn dns_forms() {
         dig(dns, &["+short", "ext.node.consul", "TXT"]).trim(),
         "\"rack=r1\""
     );
+    // Case-insensitive: `Redis` (tag `Replica`) on node `CacheHost` answers
+    // together with `redis`, by any spelling (and the cached answer for
+    // `redis` above is invalidated).
+    put_json(
+        &a,
+        "catalog/register",
+        json!({"Node": "CacheHost", "Address": "10.9.9.9",
+        "Service": {"Service": "Redis", "ID": "redis3", "Port": 7000, "Tags": ["Replica"]}}),
+    );
+    for q in ["redis.service.consul", "REDIS.SERVICE.CONSUL"] {
+        let srv = dig(dns, &["+short", q, "SRV"]);
+        assert_eq!(srv.lines().count(), 3, "{q}: {srv}");
+        // DNS names compare ignoring case (the encoder may reuse a label).
+        assert!(
+            srv.to_ascii_lowercase()
+                .contains("1 1 7000 cachehost.node.dc1.consul."),
+            "{q}: {srv}"
+        );
+    }
+    for q in [
+        "replica.redis.service.consul",
+        "REPLICA.Redis.service.consul",
+    ] {
+        assert_eq!(dig(dns, &["+short", q]).trim(), "10.9.9.9", "{q}");
+    }
+    let srv = dig(dns, &["+short", "_REDIS._replica.service.consul", "SRV"]);
+    assert_eq!(
+        srv.trim().to_ascii_lowercase(),
+        "1 1 7000 cachehost.node.dc1.consul."
+    );
+    for q in ["cachehost.node.consul", "CACHEHOST.NODE.CONSUL"] {
+        assert_eq!(dig(dns, &["+short", q]).trim(), "10.9.9.9", "{q}");
+    }
+    put_json(&a, "catalog/deregister", json!({"Node": "CacheHost"}));
+    let srv = dig(dns, &["+short", "REDIS.service.consul", "SRV"]);
+    assert_eq!(srv.lines().count(), 2, "after deregister: {srv}");
+    assert!(dig(dns, &["cachehost.node.consul"]).contains("status: NXDOMAIN"));
+
     let out = dig(dns, &["nope.service.consul"]);
     assert!(
         out.contains("status: NXDOMAIN") && out.contains("SOA"),
@@ -1192,14 +1230,14 @@ http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H).serve_forever()
     let _ = child.wait();
 }
 
-/// `dns_config` TTLs apply to service (per name and `*`) and node answers.
+/// `dns_config` TTLs apply to service (per name, any case, and `*`) and node answers.
 #[test]
 fn dns_ttls_from_config() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("dns.json");
     std::fs::write(
         &conf,
-        r#"{"dns_config": {"node_ttl": "7s", "service_ttl": {"*": "5s", "db": "30s"}}}"#,
+        r#"{"dns_config": {"node_ttl": "7s", "service_ttl": {"*": "5s", "DB": "30s"}}}"#,
     )
     .unwrap();
     let (a, dns) = dns_agent(&["-config-file", conf.to_str().unwrap()]);
