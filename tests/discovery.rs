@@ -328,7 +328,7 @@ fn config_dir_services_and_reload() {
     )
     .unwrap();
     let d = dir.path().to_str().unwrap();
-    let a = Agent::dev(&["-config-dir", d]);
+    let (a, dns) = dns_agent(&["-config-dir", d]);
     wait_until("redis in catalog", Duration::from_secs(5), || {
         get_json(&a, "catalog/service/redis")
             .as_array()
@@ -337,6 +337,15 @@ fn config_dir_services_and_reload() {
     });
     let e = &get_json(&a, "catalog/service/redis")[0];
     assert_eq!(e["ServiceTags"], json!(["db"]));
+    // The dig queries against the config-file redis.
+    let srv = dig(dns, &["+short", "redis.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6379 node1.node.dc1.consul.");
+    assert_eq!(
+        dig(dns, &["+short", "db.redis.service.consul"]).trim(),
+        "127.0.0.1"
+    );
+    let srv = dig(dns, &["+short", "_redis._db.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6379 node1.node.dc1.consul.");
     // HCL definitions too, with their checks
     wait_until("memcached from HCL", Duration::from_secs(5), || {
         get_json(&a, "catalog/service/memcached")[0]["ServicePort"] == 11211
@@ -364,6 +373,8 @@ fn config_dir_services_and_reload() {
         let e = get_json(&a, "catalog/service/redis");
         e[0]["ServicePort"] == 6380 && e[0]["ServiceTags"] == json!(["db", "v2"])
     });
+    let srv = dig(dns, &["+short", "_redis._v2.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6380 node1.node.dc1.consul.");
     wait_until("queue registered", Duration::from_secs(5), || {
         get_json(&a, "catalog/service/queue")
             .as_array()
@@ -382,6 +393,7 @@ fn config_dir_services_and_reload() {
             .map(|x| x.is_empty())
             == Some(true)
     });
+    assert!(dig(dns, &["db.redis.service.consul"]).contains("status: NXDOMAIN"));
     let services = get_json(&a, "agent/services");
     assert!(services.get("api").is_some(), "{services}");
     assert!(services.get("queue").is_some());
