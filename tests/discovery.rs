@@ -1271,3 +1271,161 @@ fn dns_ttls_from_config() {
     assert_eq!(ttl("db.service.consul"), "30");
     assert_eq!(ttl("node1.node.consul"), "7");
 }
+
+/// A python backend for HTTP check tests: plain HTTP on `plain`, the same
+/// handler over TLS (self-signed test cert) on `tls`. `/big` answers 10,000
+/// bytes; `/alt*` alternates 200/500 per path; `/ctl` answers 200 until
+/// `/set-down` was requested, then 500.
+fn check_backend(plain: u16, tls: u16) -> Backend {
+    let script = r#"
+import http.server, ssl, sys, threading
+cert, key, p_plain, p_tls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+hits = {}
+down = {"v": False}
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, body=b"ok"):
+        self.send_response(code); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        p = self.path
+        if p == "/big": return self.reply(200, b"x" * 10000)
+        if p.startswith("/alt"):
+            n = hits.get(p, 0); hits[p] = n + 1
+            return self.reply(200 if n % 2 == 0 else 500)
+        if p == "/set-down":
+            down["v"] = True
+            return self.reply(200)
+        if p == "/ctl": return self.reply(500 if down["v"] else 200)
+        self.reply(200)
+plain = http.server.ThreadingHTTPServer(("127.0.0.1", p_plain), H)
+tls = http.server.ThreadingHTTPServer(("127.0.0.1", p_tls), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+plain.serve_forever()
+"#;
+    let data = root().join("tests/data");
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(data.join("grpc-test-cert.pem"))
+        .arg(data.join("grpc-test-key.pem"))
+        .args([plain.to_string(), tls.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let b = Backend(child);
+    wait_until("check backend up", Duration::from_secs(10), || {
+        [plain, tls]
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    });
+    b
+}
+
+/// HTTP checks: TLSSkipVerify against a self-signed server, output capped at
+/// 4 KiB, SuccessBeforePassing / FailuresBeforeCritical holding the status
+/// through flips, and Timeout against a backend that never answers.
+#[test]
+fn http_check_tls_cap_thresholds_and_timeout() {
+    let (plain, tls) = (free_port(), free_port());
+    let _backend = check_backend(plain, tls);
+    // Accepts connections (kernel backlog) but never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let a = Agent::dev(&[]);
+    let url = |p: &str| format!("http://127.0.0.1:{plain}{p}");
+    let checks = [
+        json!({"ID": "tls-verify", "Name": "tls-verify",
+               "HTTP": format!("https://localhost:{tls}/"), "Interval": "300ms"}),
+        json!({"ID": "tls-skip", "Name": "tls-skip",
+               "HTTP": format!("https://localhost:{tls}/"), "TLSSkipVerify": true, "Interval": "300ms"}),
+        json!({"ID": "big", "Name": "big", "HTTP": url("/big"), "Interval": "300ms"}),
+        // Alternating results: without thresholds the status flips; with
+        // both thresholds at 2 no run is long enough, so the initial status holds.
+        json!({"ID": "alt-plain", "Name": "alt-plain", "HTTP": url("/alt1"), "Interval": "200ms"}),
+        json!({"ID": "alt-hold-pass", "Name": "alt-hold-pass", "HTTP": url("/alt2"),
+               "Interval": "200ms", "Status": "passing",
+               "SuccessBeforePassing": 2, "FailuresBeforeCritical": 2}),
+        json!({"ID": "alt-hold-crit", "Name": "alt-hold-crit", "HTTP": url("/alt3"),
+               "Interval": "200ms", "Status": "critical",
+               "SuccessBeforePassing": 2, "FailuresBeforeCritical": 2}),
+        json!({"ID": "ctl-plain", "Name": "ctl-plain", "HTTP": url("/ctl"), "Interval": "300ms"}),
+        json!({"ID": "ctl-fbc", "Name": "ctl-fbc", "HTTP": url("/ctl"), "Interval": "300ms",
+               "FailuresBeforeCritical": 3}),
+    ];
+    for c in checks {
+        let r = put_json(&a, "agent/check/register", c);
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    }
+    let t0 = Instant::now();
+    let r = put_json(
+        &a,
+        "agent/check/register",
+        json!({"ID": "slow", "Name": "slow", "HTTP": format!("http://127.0.0.1:{silent_port}/"),
+               "Interval": "1s", "Timeout": "500ms", "Status": "passing"}),
+    );
+    assert_eq!(r.status(), 200);
+    let status = |c: &Value, id: &str| c[id]["Status"].as_str().unwrap_or("").to_string();
+
+    // Timeout: critical within interval (first-probe stagger) + timeout (+ margin).
+    wait_until("slow check critical", Duration::from_secs(6), || {
+        status(&get_json(&a, "agent/checks"), "slow") == "critical"
+    });
+    let took = t0.elapsed();
+    assert!(took <= Duration::from_millis(3000), "took {took:?}");
+
+    wait_until("TLS and big checks probed", Duration::from_secs(6), || {
+        let c = get_json(&a, "agent/checks");
+        status(&c, "tls-skip") == "passing"
+            && c["tls-verify"]["Output"]
+                .as_str()
+                .is_some_and(|o| !o.is_empty())
+            && status(&c, "big") == "passing"
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(status(&c, "tls-verify"), "critical", "{}", c["tls-verify"]);
+    let out = c["big"]["Output"].as_str().unwrap();
+    assert!(
+        out.len() <= 4096 + 64 && out.contains("captured 4096 of"),
+        "{} bytes: {}",
+        out.len(),
+        &out[out.len().saturating_sub(80)..]
+    );
+
+    // Watch the alternating checks for ~2 s (about 10 probes each).
+    let mut seen_plain = std::collections::HashSet::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let c = get_json(&a, "agent/checks");
+        seen_plain.insert(status(&c, "alt-plain"));
+        assert_eq!(status(&c, "alt-hold-pass"), "passing");
+        assert_eq!(status(&c, "alt-hold-crit"), "critical");
+        thread::sleep(Duration::from_millis(40));
+    }
+    assert!(
+        seen_plain.contains("passing") && seen_plain.contains("critical"),
+        "alt-plain never flipped: {seen_plain:?}"
+    );
+
+    // FailuresBeforeCritical 3: still passing when the plain check on the
+    // same backend already turned critical; critical after three failures.
+    wait_until("ctl checks passing", Duration::from_secs(5), || {
+        let c = get_json(&a, "agent/checks");
+        status(&c, "ctl-plain") == "passing" && status(&c, "ctl-fbc") == "passing"
+    });
+    client().get(url("/set-down")).send().unwrap();
+    wait_until("ctl-plain critical", Duration::from_secs(5), || {
+        let c = get_json(&a, "agent/checks");
+        let done = status(&c, "ctl-plain") == "critical";
+        if done {
+            assert_eq!(status(&c, "ctl-fbc"), "passing", "{}", c["ctl-fbc"]);
+        }
+        done
+    });
+    wait_until("ctl-fbc critical", Duration::from_secs(5), || {
+        status(&get_json(&a, "agent/checks"), "ctl-fbc") == "critical"
+    });
+    drop(silent);
+}
