@@ -1429,3 +1429,81 @@ fn http_check_tls_cap_thresholds_and_timeout() {
     });
     drop(silent);
 }
+
+/// Standalone `{"check": ...}` and `{"checks": [...]}` files in -config-dir:
+/// registered at start, changed and removed on `tribune reload`; a check
+/// registered over HTTP is untouched.
+#[test]
+fn config_dir_standalone_checks_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("check.json");
+    let many = dir.path().join("checks.json");
+    std::fs::write(
+        &one,
+        r#"{"check": {"id": "disk", "name": "Disk", "ttl": "30s", "notes": "v1"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &many,
+        r#"{"checks": [{"id": "mem", "name": "Mem", "ttl": "30s"}, {"id": "cpu", "name": "CPU", "ttl": "30s"}]}"#,
+    )
+    .unwrap();
+    let a = Agent::dev(&[
+        "-node",
+        "node1",
+        "-config-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let r = put_json(
+        &a,
+        "agent/check/register",
+        json!({"ID": "api", "Name": "api", "TTL": "30s"}),
+    );
+    assert_eq!(r.status(), 200);
+    let catalog_ids = || -> Vec<String> {
+        let mut ids: Vec<String> = get_json(&a, "health/node/node1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["CheckID"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    wait_until("file checks in catalog", Duration::from_secs(5), || {
+        catalog_ids() == ["api", "cpu", "disk", "mem", "serfHealth"]
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(c["disk"]["Name"], "Disk");
+    assert_eq!(c["disk"]["Notes"], "v1");
+    assert_eq!(c["cpu"]["Type"], "ttl");
+
+    std::fs::write(
+        &one,
+        r#"{"check": {"id": "disk", "name": "Disk v2", "ttl": "30s", "notes": "v2"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &many,
+        r#"{"checks": [{"id": "mem", "name": "Mem", "ttl": "30s"}]}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["reload"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until("reload applied to catalog", Duration::from_secs(5), || {
+        catalog_ids() == ["api", "disk", "mem", "serfHealth"]
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(c["disk"]["Name"], "Disk v2");
+    assert_eq!(c["disk"]["Notes"], "v2");
+    assert!(c.get("cpu").is_none(), "{c}");
+    assert!(c.get("api").is_some(), "HTTP check removed by reload: {c}");
+
+    // Removing the file removes its check.
+    std::fs::remove_file(&one).unwrap();
+    let out = a.cli(&["reload"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until("disk removed", Duration::from_secs(5), || {
+        catalog_ids() == ["api", "mem", "serfHealth"]
+    });
+}
