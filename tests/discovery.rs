@@ -1507,3 +1507,152 @@ fn config_dir_standalone_checks_and_reload() {
         catalog_ids() == ["api", "mem", "serfHealth"]
     });
 }
+
+/// Park a blocking query on `path` at its current index; returns the index
+/// and a handle yielding (time taken, new index).
+fn park(a: &Agent, path: &str, wait: &str) -> (u64, thread::JoinHandle<(Duration, u64)>) {
+    let idx = index_of(&get(a, path));
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = format!("{}/v1/{path}{sep}index={idx}&wait={wait}", a.url);
+    let h = thread::spawn(move || {
+        let t = Instant::now();
+        let r = client().get(url).send().unwrap();
+        assert_eq!(r.status(), 200);
+        (t.elapsed(), index_of(&r))
+    });
+    // Let the request reach the server and park.
+    thread::sleep(Duration::from_millis(200));
+    (idx, h)
+}
+
+/// `Checks` array IDs and default names; repeatable `tag` (AND); blocking
+/// queries on the catalog and health endpoints wake on relevant changes, and
+/// `catalog/service/web` not on a change to `db`.
+#[test]
+fn checks_array_tags_and_blocking_endpoints() {
+    let a = Agent::dev(&["-node", "node1"]);
+    let r = put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "x", "Checks": [{"TTL": "30s"}, {"TTL": "30s", "Status": "passing"}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let c = get_json(&a, "agent/checks");
+    for id in ["service:x:1", "service:x:2"] {
+        assert_eq!(c[id]["Name"], "Service 'x' check", "{c}");
+        assert_eq!(c[id]["ServiceID"], "x");
+    }
+    assert!(c.get("service:x").is_none(), "{c}");
+
+    for (id, tags) in [
+        ("web1", vec!["a", "b"]),
+        ("web2", vec!["a"]),
+        ("web3", vec!["b"]),
+    ] {
+        put_json(
+            &a,
+            "agent/service/register",
+            json!({"Name": "web", "ID": id, "Tags": tags,
+                   "Check": {"TTL": "60s", "Status": "passing"}}),
+        );
+    }
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "db", "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    wait_until("web instances passing", Duration::from_secs(5), || {
+        passing_ids(&a, "web").len() == 3 && passing_ids(&a, "db").len() == 1
+    });
+    let ids = |q: &str| -> Vec<String> {
+        let mut v: Vec<String> = get_json(&a, &format!("health/service/web?{q}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Service"]["ID"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("tag=a"), ["web1", "web2"]);
+    assert_eq!(ids("tag=a&tag=b"), ["web1"]);
+    assert_eq!(ids("tag=b&tag=a&passing"), ["web1"]);
+    assert!(ids("tag=a&tag=c").is_empty());
+
+    // catalog/service/web does not wake on a change to db...
+    let (idx, h) = park(&a, "catalog/service/web", "1s");
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "db", "Tags": ["changed"], "Check": {"TTL": "60s"}}),
+    );
+    let (took, new_idx) = h.join().unwrap();
+    assert!(took >= Duration::from_millis(900), "woke after {took:?}");
+    assert_eq!(
+        new_idx, idx,
+        "catalog/service/web index moved on a db change"
+    );
+    // ...but does on a change to web.
+    let (idx, h) = park(&a, "catalog/service/web", "10s");
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "web", "ID": "web3", "Tags": ["b", "c"],
+               "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    let (took, new_idx) = h.join().unwrap();
+    assert!(took < Duration::from_secs(5) && new_idx > idx, "{took:?}");
+
+    // Each endpoint wakes on a change it shows.
+    let set = |state: &str, id: &str| {
+        let r = client()
+            .put(format!("{}/v1/agent/check/{state}/{id}", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "catalog/services",
+            Box::new(|| {
+                put_json(&a, "agent/service/register", json!({"Name": "cache"}));
+            }),
+        ),
+        (
+            "catalog/nodes",
+            Box::new(|| {
+                put_json(
+                    &a,
+                    "catalog/register",
+                    json!({"Node": "ext", "Address": "10.0.0.9"}),
+                );
+            }),
+        ),
+        (
+            "catalog/node/node1",
+            Box::new(|| {
+                put_json(&a, "agent/service/register", json!({"Name": "queue"}));
+            }),
+        ),
+        (
+            "health/checks/web",
+            Box::new(|| set("fail", "service:web1")),
+        ),
+        // db's re-registered check started critical.
+        ("health/node/node1", Box::new(|| set("pass", "service:db"))),
+        (
+            "health/state/critical",
+            Box::new(|| set("fail", "service:web2")),
+        ),
+    ];
+    for (path, change) in cases {
+        let (idx, h) = park(&a, path, "10s");
+        change();
+        let (took, new_idx) = h.join().unwrap();
+        assert!(
+            took < Duration::from_secs(5) && new_idx > idx,
+            "{path}: took {took:?}, index {idx} -> {new_idx}"
+        );
+    }
+}
