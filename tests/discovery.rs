@@ -1656,3 +1656,26 @@ fn checks_array_tags_and_blocking_endpoints() {
         );
     }
 }
+
+/// With gossip off (`ports.serf_lan = -1`) the server registers a passing
+/// serfHealth for itself, so a default session (which checks serfHealth)
+/// can be created.
+#[test]
+fn no_gossip_server_has_serf_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("ports.json");
+    std::fs::write(&conf, r#"{"ports": {"serf_lan": -1}}"#).unwrap();
+    let a = Agent::dev(&["-node", "node1", "-config-file", conf.to_str().unwrap()]);
+    wait_until("serfHealth passing", Duration::from_secs(5), || {
+        get_json(&a, "health/node/node1")
+            .as_array()
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing")
+            })
+    });
+    let r = put_json(&a, "session/create", json!({"Name": "s"}));
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let body: Value = r.json().unwrap();
+    assert!(body["ID"].as_str().is_some_and(|id| !id.is_empty()));
+}
