@@ -238,6 +238,44 @@ fn dns_forms() {
         dig(dns, &["+short", "ext.node.consul", "TXT"]).trim(),
         "\"rack=r1\""
     );
+    // Case-insensitive: `Redis` (tag `Replica`) on node `CacheHost` answers
+    // together with `redis`, by any spelling (and the cached answer for
+    // `redis` above is invalidated).
+    put_json(
+        &a,
+        "catalog/register",
+        json!({"Node": "CacheHost", "Address": "10.9.9.9",
+        "Service": {"Service": "Redis", "ID": "redis3", "Port": 7000, "Tags": ["Replica"]}}),
+    );
+    for q in ["redis.service.consul", "REDIS.SERVICE.CONSUL"] {
+        let srv = dig(dns, &["+short", q, "SRV"]);
+        assert_eq!(srv.lines().count(), 3, "{q}: {srv}");
+        // DNS names compare ignoring case (the encoder may reuse a label).
+        assert!(
+            srv.to_ascii_lowercase()
+                .contains("1 1 7000 cachehost.node.dc1.consul."),
+            "{q}: {srv}"
+        );
+    }
+    for q in [
+        "replica.redis.service.consul",
+        "REPLICA.Redis.service.consul",
+    ] {
+        assert_eq!(dig(dns, &["+short", q]).trim(), "10.9.9.9", "{q}");
+    }
+    let srv = dig(dns, &["+short", "_REDIS._replica.service.consul", "SRV"]);
+    assert_eq!(
+        srv.trim().to_ascii_lowercase(),
+        "1 1 7000 cachehost.node.dc1.consul."
+    );
+    for q in ["cachehost.node.consul", "CACHEHOST.NODE.CONSUL"] {
+        assert_eq!(dig(dns, &["+short", q]).trim(), "10.9.9.9", "{q}");
+    }
+    put_json(&a, "catalog/deregister", json!({"Node": "CacheHost"}));
+    let srv = dig(dns, &["+short", "REDIS.service.consul", "SRV"]);
+    assert_eq!(srv.lines().count(), 2, "after deregister: {srv}");
+    assert!(dig(dns, &["cachehost.node.consul"]).contains("status: NXDOMAIN"));
+
     let out = dig(dns, &["nope.service.consul"]);
     assert!(
         out.contains("status: NXDOMAIN") && out.contains("SOA"),
@@ -290,7 +328,7 @@ fn config_dir_services_and_reload() {
     )
     .unwrap();
     let d = dir.path().to_str().unwrap();
-    let a = Agent::dev(&["-config-dir", d]);
+    let (a, dns) = dns_agent(&["-config-dir", d]);
     wait_until("redis in catalog", Duration::from_secs(5), || {
         get_json(&a, "catalog/service/redis")
             .as_array()
@@ -299,6 +337,15 @@ fn config_dir_services_and_reload() {
     });
     let e = &get_json(&a, "catalog/service/redis")[0];
     assert_eq!(e["ServiceTags"], json!(["db"]));
+    // The issue's dig queries against the config-file redis.
+    let srv = dig(dns, &["+short", "redis.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6379 node1.node.dc1.consul.");
+    assert_eq!(
+        dig(dns, &["+short", "db.redis.service.consul"]).trim(),
+        "127.0.0.1"
+    );
+    let srv = dig(dns, &["+short", "_redis._db.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6379 node1.node.dc1.consul.");
     // HCL definitions too, with their checks
     wait_until("memcached from HCL", Duration::from_secs(5), || {
         get_json(&a, "catalog/service/memcached")[0]["ServicePort"] == 11211
@@ -326,6 +373,8 @@ fn config_dir_services_and_reload() {
         let e = get_json(&a, "catalog/service/redis");
         e[0]["ServicePort"] == 6380 && e[0]["ServiceTags"] == json!(["db", "v2"])
     });
+    let srv = dig(dns, &["+short", "_redis._v2.service.consul", "SRV"]);
+    assert_eq!(srv.trim(), "1 1 6380 node1.node.dc1.consul.");
     wait_until("queue registered", Duration::from_secs(5), || {
         get_json(&a, "catalog/service/queue")
             .as_array()
@@ -344,6 +393,7 @@ fn config_dir_services_and_reload() {
             .map(|x| x.is_empty())
             == Some(true)
     });
+    assert!(dig(dns, &["db.redis.service.consul"]).contains("status: NXDOMAIN"));
     let services = get_json(&a, "agent/services");
     assert!(services.get("api").is_some(), "{services}");
     assert!(services.get("queue").is_some());
@@ -1192,14 +1242,14 @@ http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H).serve_forever()
     let _ = child.wait();
 }
 
-/// `dns_config` TTLs apply to service (per name and `*`) and node answers.
+/// `dns_config` TTLs apply to service (per name, any case, and `*`) and node answers.
 #[test]
 fn dns_ttls_from_config() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("dns.json");
     std::fs::write(
         &conf,
-        r#"{"dns_config": {"node_ttl": "7s", "service_ttl": {"*": "5s", "db": "30s"}}}"#,
+        r#"{"dns_config": {"node_ttl": "7s", "service_ttl": {"*": "5s", "DB": "30s"}}}"#,
     )
     .unwrap();
     let (a, dns) = dns_agent(&["-config-file", conf.to_str().unwrap()]);
@@ -1220,4 +1270,412 @@ fn dns_ttls_from_config() {
     assert_eq!(ttl("web.service.consul"), "5");
     assert_eq!(ttl("db.service.consul"), "30");
     assert_eq!(ttl("node1.node.consul"), "7");
+}
+
+/// A python backend for HTTP check tests: plain HTTP on `plain`, the same
+/// handler over TLS (self-signed test cert) on `tls`. `/big` answers 10,000
+/// bytes; `/alt*` alternates 200/500 per path; `/ctl` answers 200 until
+/// `/set-down` was requested, then 500.
+fn check_backend(plain: u16, tls: u16) -> Backend {
+    let script = r#"
+import http.server, ssl, sys, threading
+cert, key, p_plain, p_tls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+hits = {}
+down = {"v": False}
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, body=b"ok"):
+        self.send_response(code); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        p = self.path
+        if p == "/big": return self.reply(200, b"x" * 10000)
+        if p.startswith("/alt"):
+            n = hits.get(p, 0); hits[p] = n + 1
+            return self.reply(200 if n % 2 == 0 else 500)
+        if p == "/set-down":
+            down["v"] = True
+            return self.reply(200)
+        if p == "/ctl": return self.reply(500 if down["v"] else 200)
+        self.reply(200)
+plain = http.server.ThreadingHTTPServer(("127.0.0.1", p_plain), H)
+tls = http.server.ThreadingHTTPServer(("127.0.0.1", p_tls), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+plain.serve_forever()
+"#;
+    let data = root().join("tests/data");
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(data.join("grpc-test-cert.pem"))
+        .arg(data.join("grpc-test-key.pem"))
+        .args([plain.to_string(), tls.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let b = Backend(child);
+    wait_until("check backend up", Duration::from_secs(10), || {
+        [plain, tls]
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    });
+    b
+}
+
+/// HTTP checks: TLSSkipVerify against a self-signed server, output capped at
+/// 4 KiB, SuccessBeforePassing / FailuresBeforeCritical holding the status
+/// through flips, and Timeout against a backend that never answers.
+#[test]
+fn http_check_tls_cap_thresholds_and_timeout() {
+    let (plain, tls) = (free_port(), free_port());
+    let _backend = check_backend(plain, tls);
+    // Accepts connections (kernel backlog) but never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let a = Agent::dev(&[]);
+    let url = |p: &str| format!("http://127.0.0.1:{plain}{p}");
+    let checks = [
+        json!({"ID": "tls-verify", "Name": "tls-verify",
+               "HTTP": format!("https://localhost:{tls}/"), "Interval": "300ms"}),
+        json!({"ID": "tls-skip", "Name": "tls-skip",
+               "HTTP": format!("https://localhost:{tls}/"), "TLSSkipVerify": true, "Interval": "300ms"}),
+        json!({"ID": "big", "Name": "big", "HTTP": url("/big"), "Interval": "300ms"}),
+        // Alternating results: without thresholds the status flips; with
+        // both thresholds at 2 no run is long enough, so the initial status holds.
+        json!({"ID": "alt-plain", "Name": "alt-plain", "HTTP": url("/alt1"), "Interval": "200ms"}),
+        json!({"ID": "alt-hold-pass", "Name": "alt-hold-pass", "HTTP": url("/alt2"),
+               "Interval": "200ms", "Status": "passing",
+               "SuccessBeforePassing": 2, "FailuresBeforeCritical": 2}),
+        json!({"ID": "alt-hold-crit", "Name": "alt-hold-crit", "HTTP": url("/alt3"),
+               "Interval": "200ms", "Status": "critical",
+               "SuccessBeforePassing": 2, "FailuresBeforeCritical": 2}),
+        json!({"ID": "ctl-plain", "Name": "ctl-plain", "HTTP": url("/ctl"), "Interval": "300ms"}),
+        json!({"ID": "ctl-fbc", "Name": "ctl-fbc", "HTTP": url("/ctl"), "Interval": "300ms",
+               "FailuresBeforeCritical": 3}),
+    ];
+    for c in checks {
+        let r = put_json(&a, "agent/check/register", c);
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    }
+    let t0 = Instant::now();
+    let r = put_json(
+        &a,
+        "agent/check/register",
+        json!({"ID": "slow", "Name": "slow", "HTTP": format!("http://127.0.0.1:{silent_port}/"),
+               "Interval": "1s", "Timeout": "500ms", "Status": "passing"}),
+    );
+    assert_eq!(r.status(), 200);
+    let status = |c: &Value, id: &str| c[id]["Status"].as_str().unwrap_or("").to_string();
+
+    // Timeout: critical within interval (first-probe stagger) + timeout (+ margin).
+    wait_until("slow check critical", Duration::from_secs(6), || {
+        status(&get_json(&a, "agent/checks"), "slow") == "critical"
+    });
+    let took = t0.elapsed();
+    assert!(took <= Duration::from_millis(3000), "took {took:?}");
+
+    wait_until("TLS and big checks probed", Duration::from_secs(6), || {
+        let c = get_json(&a, "agent/checks");
+        status(&c, "tls-skip") == "passing"
+            && c["tls-verify"]["Output"]
+                .as_str()
+                .is_some_and(|o| !o.is_empty())
+            && status(&c, "big") == "passing"
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(status(&c, "tls-verify"), "critical", "{}", c["tls-verify"]);
+    let out = c["big"]["Output"].as_str().unwrap();
+    assert!(
+        out.len() <= 4096 + 64 && out.contains("captured 4096 of"),
+        "{} bytes: {}",
+        out.len(),
+        &out[out.len().saturating_sub(80)..]
+    );
+
+    // Watch the alternating checks for ~2 s (about 10 probes each).
+    let mut seen_plain = std::collections::HashSet::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let c = get_json(&a, "agent/checks");
+        seen_plain.insert(status(&c, "alt-plain"));
+        assert_eq!(status(&c, "alt-hold-pass"), "passing");
+        assert_eq!(status(&c, "alt-hold-crit"), "critical");
+        thread::sleep(Duration::from_millis(40));
+    }
+    assert!(
+        seen_plain.contains("passing") && seen_plain.contains("critical"),
+        "alt-plain never flipped: {seen_plain:?}"
+    );
+
+    // FailuresBeforeCritical 3: still passing when the plain check on the
+    // same backend already turned critical; critical after three failures.
+    wait_until("ctl checks passing", Duration::from_secs(5), || {
+        let c = get_json(&a, "agent/checks");
+        status(&c, "ctl-plain") == "passing" && status(&c, "ctl-fbc") == "passing"
+    });
+    client().get(url("/set-down")).send().unwrap();
+    wait_until("ctl-plain critical", Duration::from_secs(5), || {
+        let c = get_json(&a, "agent/checks");
+        let done = status(&c, "ctl-plain") == "critical";
+        if done {
+            assert_eq!(status(&c, "ctl-fbc"), "passing", "{}", c["ctl-fbc"]);
+        }
+        done
+    });
+    wait_until("ctl-fbc critical", Duration::from_secs(5), || {
+        status(&get_json(&a, "agent/checks"), "ctl-fbc") == "critical"
+    });
+    drop(silent);
+}
+
+/// Standalone `{"check": ...}` and `{"checks": [...]}` files in -config-dir:
+/// registered at start, changed and removed on `tribune reload`; a check
+/// registered over HTTP is untouched.
+#[test]
+fn config_dir_standalone_checks_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("check.json");
+    let many = dir.path().join("checks.json");
+    std::fs::write(
+        &one,
+        r#"{"check": {"id": "disk", "name": "Disk", "ttl": "30s", "notes": "v1"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &many,
+        r#"{"checks": [{"id": "mem", "name": "Mem", "ttl": "30s"}, {"id": "cpu", "name": "CPU", "ttl": "30s"}]}"#,
+    )
+    .unwrap();
+    let a = Agent::dev(&[
+        "-node",
+        "node1",
+        "-config-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let r = put_json(
+        &a,
+        "agent/check/register",
+        json!({"ID": "api", "Name": "api", "TTL": "30s"}),
+    );
+    assert_eq!(r.status(), 200);
+    let catalog_ids = || -> Vec<String> {
+        let mut ids: Vec<String> = get_json(&a, "health/node/node1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["CheckID"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    wait_until("file checks in catalog", Duration::from_secs(5), || {
+        catalog_ids() == ["api", "cpu", "disk", "mem", "serfHealth"]
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(c["disk"]["Name"], "Disk");
+    assert_eq!(c["disk"]["Notes"], "v1");
+    assert_eq!(c["cpu"]["Type"], "ttl");
+
+    std::fs::write(
+        &one,
+        r#"{"check": {"id": "disk", "name": "Disk v2", "ttl": "30s", "notes": "v2"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &many,
+        r#"{"checks": [{"id": "mem", "name": "Mem", "ttl": "30s"}]}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["reload"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until("reload applied to catalog", Duration::from_secs(5), || {
+        catalog_ids() == ["api", "disk", "mem", "serfHealth"]
+    });
+    let c = get_json(&a, "agent/checks");
+    assert_eq!(c["disk"]["Name"], "Disk v2");
+    assert_eq!(c["disk"]["Notes"], "v2");
+    assert!(c.get("cpu").is_none(), "{c}");
+    assert!(c.get("api").is_some(), "HTTP check removed by reload: {c}");
+
+    // Removing the file removes its check.
+    std::fs::remove_file(&one).unwrap();
+    let out = a.cli(&["reload"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until("disk removed", Duration::from_secs(5), || {
+        catalog_ids() == ["api", "mem", "serfHealth"]
+    });
+}
+
+/// Park a blocking query on `path` at its current index; returns the index
+/// and a handle yielding (time taken, new index).
+fn park(a: &Agent, path: &str, wait: &str) -> (u64, thread::JoinHandle<(Duration, u64)>) {
+    let idx = index_of(&get(a, path));
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = format!("{}/v1/{path}{sep}index={idx}&wait={wait}", a.url);
+    let h = thread::spawn(move || {
+        let t = Instant::now();
+        let r = client().get(url).send().unwrap();
+        assert_eq!(r.status(), 200);
+        (t.elapsed(), index_of(&r))
+    });
+    // Let the request reach the server and park.
+    thread::sleep(Duration::from_millis(200));
+    (idx, h)
+}
+
+/// `Checks` array IDs and default names; repeatable `tag` (AND); blocking
+/// queries on the catalog and health endpoints wake on relevant changes, and
+/// `catalog/service/web` not on a change to `db`.
+#[test]
+fn checks_array_tags_and_blocking_endpoints() {
+    let a = Agent::dev(&["-node", "node1"]);
+    let r = put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "x", "Checks": [{"TTL": "30s"}, {"TTL": "30s", "Status": "passing"}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let c = get_json(&a, "agent/checks");
+    for id in ["service:x:1", "service:x:2"] {
+        assert_eq!(c[id]["Name"], "Service 'x' check", "{c}");
+        assert_eq!(c[id]["ServiceID"], "x");
+    }
+    assert!(c.get("service:x").is_none(), "{c}");
+
+    for (id, tags) in [
+        ("web1", vec!["a", "b"]),
+        ("web2", vec!["a"]),
+        ("web3", vec!["b"]),
+    ] {
+        put_json(
+            &a,
+            "agent/service/register",
+            json!({"Name": "web", "ID": id, "Tags": tags,
+                   "Check": {"TTL": "60s", "Status": "passing"}}),
+        );
+    }
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "db", "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    wait_until("web instances passing", Duration::from_secs(5), || {
+        passing_ids(&a, "web").len() == 3 && passing_ids(&a, "db").len() == 1
+    });
+    let ids = |q: &str| -> Vec<String> {
+        let mut v: Vec<String> = get_json(&a, &format!("health/service/web?{q}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Service"]["ID"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("tag=a"), ["web1", "web2"]);
+    assert_eq!(ids("tag=a&tag=b"), ["web1"]);
+    assert_eq!(ids("tag=b&tag=a&passing"), ["web1"]);
+    assert!(ids("tag=a&tag=c").is_empty());
+
+    // catalog/service/web does not wake on a change to db...
+    let (idx, h) = park(&a, "catalog/service/web", "1s");
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "db", "Tags": ["changed"], "Check": {"TTL": "60s"}}),
+    );
+    let (took, new_idx) = h.join().unwrap();
+    assert!(took >= Duration::from_millis(900), "woke after {took:?}");
+    assert_eq!(
+        new_idx, idx,
+        "catalog/service/web index moved on a db change"
+    );
+    // ...but does on a change to web.
+    let (idx, h) = park(&a, "catalog/service/web", "10s");
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "web", "ID": "web3", "Tags": ["b", "c"],
+               "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    let (took, new_idx) = h.join().unwrap();
+    assert!(took < Duration::from_secs(5) && new_idx > idx, "{took:?}");
+
+    // Each endpoint wakes on a change it shows.
+    let set = |state: &str, id: &str| {
+        let r = client()
+            .put(format!("{}/v1/agent/check/{state}/{id}", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "catalog/services",
+            Box::new(|| {
+                put_json(&a, "agent/service/register", json!({"Name": "cache"}));
+            }),
+        ),
+        (
+            "catalog/nodes",
+            Box::new(|| {
+                put_json(
+                    &a,
+                    "catalog/register",
+                    json!({"Node": "ext", "Address": "10.0.0.9"}),
+                );
+            }),
+        ),
+        (
+            "catalog/node/node1",
+            Box::new(|| {
+                put_json(&a, "agent/service/register", json!({"Name": "queue"}));
+            }),
+        ),
+        (
+            "health/checks/web",
+            Box::new(|| set("fail", "service:web1")),
+        ),
+        // db's re-registered check started critical.
+        ("health/node/node1", Box::new(|| set("pass", "service:db"))),
+        (
+            "health/state/critical",
+            Box::new(|| set("fail", "service:web2")),
+        ),
+    ];
+    for (path, change) in cases {
+        let (idx, h) = park(&a, path, "10s");
+        change();
+        let (took, new_idx) = h.join().unwrap();
+        assert!(
+            took < Duration::from_secs(5) && new_idx > idx,
+            "{path}: took {took:?}, index {idx} -> {new_idx}"
+        );
+    }
+}
+
+/// With gossip off (`ports.serf_lan = -1`) the server registers a passing
+/// serfHealth for itself, so a default session (which checks serfHealth)
+/// can be created.
+#[test]
+fn no_gossip_server_has_serf_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("ports.json");
+    std::fs::write(&conf, r#"{"ports": {"serf_lan": -1}}"#).unwrap();
+    let a = Agent::dev(&["-node", "node1", "-config-file", conf.to_str().unwrap()]);
+    wait_until("serfHealth passing", Duration::from_secs(5), || {
+        get_json(&a, "health/node/node1")
+            .as_array()
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing")
+            })
+    });
+    let r = put_json(&a, "session/create", json!({"Name": "s"}));
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let body: Value = r.json().unwrap();
+    assert!(body["ID"].as_str().is_some_and(|id| !id.is_empty()));
 }

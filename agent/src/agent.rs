@@ -299,6 +299,7 @@ pub async fn run(
         datacenter: config.datacenter.clone(),
         meta: config.node_meta.clone(),
         server_port: config.server.then_some(rpc_port),
+        own_serf_health: gossip.is_none(),
     };
     let local = LocalAgent::new(config.enable_script_checks, shutdown.clone());
     for s in services {

@@ -72,6 +72,7 @@ impl Default for DnsConfig {
 }
 
 impl DnsConfig {
+    /// Keys are lowercase; so is `name` when it comes from a DNS query.
     pub fn service_ttl(&self, name: &str) -> Duration {
         self.service_ttl
             .get(name)
@@ -530,7 +531,10 @@ impl AgentConfig {
                                     invalid("dns_config.service_ttl", "an object")
                                 })?;
                                 for (name, d) in m {
-                                    self.dns.service_ttl.insert(name.clone(), dur(k, d)?);
+                                    // Folded like DNS query names, which are matched ignoring case.
+                                    self.dns
+                                        .service_ttl
+                                        .insert(name.to_ascii_lowercase(), dur(k, d)?);
                                 }
                             }
                             "only_passing" => self.dns.only_passing = b(k, v)?,

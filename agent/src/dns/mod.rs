@@ -137,7 +137,7 @@ impl ConsulDns {
     fn build_items(&self, service: &str, tag: Option<&str>) -> Vec<Item> {
         let t = self.store.read();
         let mut out = Vec::new();
-        for (n, s) in t.catalog.instances(service) {
+        for (n, s) in t.catalog.instances_folded(service) {
             if let Some(tg) = tag {
                 if !s.tags.iter().any(|x| x.eq_ignore_ascii_case(tg)) {
                     continue;
@@ -238,7 +238,7 @@ impl ConsulDns {
                 a
             }
             Lookup::Node(node) => {
-                let Some(n) = t.catalog.node(&node) else {
+                let Some(n) = t.catalog.node_folded(&node) else {
                     return Answer::empty(ResponseCode::NXDomain);
                 };
                 let ttl = self.config.node_ttl.as_secs() as u32;
@@ -267,7 +267,7 @@ impl ConsulDns {
             }
             Lookup::Service { service, tag } => {
                 let ttl = self.config.service_ttl(&service).as_secs() as u32;
-                let index = t.catalog.service_index(&service);
+                let index = t.catalog.service_index_folded(&service);
                 drop(t);
                 let items = self.service_items(&service, tag, index);
                 if items.is_empty() {

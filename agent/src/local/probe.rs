@@ -130,7 +130,12 @@ async fn http_probe(
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return (Health::Critical, format!("Get {url:?}: {e}")),
+        Err(e) => {
+            return (
+                Health::Critical,
+                format!("{} {url:?}: {e}", method_word(method)),
+            )
+        }
     };
     let status = resp.status();
     // Read at most MAX_OUTPUT bytes of the body.
@@ -157,6 +162,15 @@ async fn http_probe(
         Health::Critical
     };
     (health, text)
+}
+
+/// The method as Go's net/http error text spells it (`Get`, `Put`, ...).
+fn method_word(method: &str) -> String {
+    let mut w = method.to_ascii_lowercase();
+    if let Some(first) = w.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    w
 }
 
 async fn tcp_probe(addr: &str, timeout: Duration) -> (Health, String) {
@@ -340,6 +354,24 @@ fn grpc_error_text(status: &tonic::Status) -> String {
     text
 }
 
+/// Read a pipe to its end, keeping the first `MAX_OUTPUT * 4` bytes (the
+/// rest is discarded; the output is capped later anyway).
+async fn drain_capped<R: tokio::io::AsyncRead + Unpin>(r: Option<&mut R>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let Some(r) = r else { return kept };
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = (MAX_OUTPUT * 4).saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    kept
+}
+
 async fn script_probe(args: &[String], timeout: Duration) -> (Health, String) {
     let Some((prog, rest)) = args.split_first() else {
         return (Health::Critical, "empty script arguments".into());
@@ -357,14 +389,9 @@ async fn script_probe(args: &[String], timeout: Duration) -> (Health, String) {
     };
     let (mut so, mut se) = (child.stdout.take(), child.stderr.take());
     let run = async {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        if let Some(s) = so.as_mut() {
-            let _ = s.take(MAX_OUTPUT as u64 * 4).read_to_end(&mut out).await;
-        }
-        if let Some(s) = se.as_mut() {
-            let _ = s.take(MAX_OUTPUT as u64 * 4).read_to_end(&mut err).await;
-        }
+        // Both pipes at once, to the end: a script blocked writing to a
+        // full pipe we are not reading would never exit.
+        let (mut out, err) = tokio::join!(drain_capped(so.as_mut()), drain_capped(se.as_mut()));
         let status = child.wait().await;
         out.extend_from_slice(&err);
         (status, out)
@@ -384,5 +411,44 @@ async fn script_probe(args: &[String], timeout: Duration) -> (Health, String) {
             };
             (health, text)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script writing far more than a pipe buffer to stderr (and stdout)
+    /// still finishes: both pipes are drained concurrently.
+    #[tokio::test]
+    async fn script_with_large_stderr_completes() {
+        let args: Vec<String> = [
+            "sh",
+            "-c",
+            "head -c 200000 /dev/zero >&2; head -c 100000 /dev/zero; exit 1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (health, out) = script_probe(&args, Duration::from_secs(5)).await;
+        assert_eq!(health, Health::Warning, "{}", &out[..out.len().min(200)]);
+        assert!(out.len() <= MAX_OUTPUT * 8);
+    }
+
+    /// A failed request names its method, as Go's net/http does.
+    #[tokio::test]
+    async fn http_error_names_the_method() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let url = format!("http://127.0.0.1:{port}/");
+        let http = HttpClients::new();
+        let (health, out) =
+            http_probe(&http, &url, "PUT", &[], "", false, Duration::from_secs(2)).await;
+        assert_eq!(health, Health::Critical);
+        assert!(out.starts_with(&format!("Put {url:?}: ")), "{out}");
+        assert_eq!(method_word("POST"), "Post");
+        assert_eq!(method_word("get"), "Get");
     }
 }

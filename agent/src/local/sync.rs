@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 use super::{service_rec, LocalAgent};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::autopilot::serf_check;
 use crate::cluster::Upstream;
 use crate::raft::proposer::{Proposer, WriteError};
 use crate::state::catalog::{CatalogCommand, CheckRec, Meta, NodeRec, RegisterReq, ServiceRec};
-use crate::state::{Command, Outcome, Store, Tables};
+use crate::state::session::SERF_CHECK;
+use crate::state::{Command, Health, Outcome, Store, Tables};
 
 /// Who this node is in the catalog.
 #[derive(Clone, Debug)]
@@ -28,6 +30,10 @@ pub struct NodeInfo {
     pub meta: Meta,
     /// Server RPC port when this agent is a server (registers service `consul`).
     pub server_port: Option<u16>,
+    /// Gossip is off (`ports.serf_lan = -1`): no leader mirrors gossip into
+    /// this node's `serfHealth`, so anti-entropy keeps a passing one itself
+    /// (sessions default to it). With gossip on the leader owns it.
+    pub own_serf_health: bool,
 }
 
 impl NodeInfo {
@@ -153,11 +159,16 @@ pub async fn sync_once(
             },
         );
     }
-    let checks: BTreeMap<String, CheckRec> = agent
+    let mut checks: BTreeMap<String, CheckRec> = agent
         .checks()
         .iter()
         .map(|c| (c.def.id.clone(), c.to_rec(&node)))
         .collect();
+    if info.own_serf_health {
+        checks
+            .entry(SERF_CHECK.into())
+            .or_insert_with(|| serf_check(&node, Health::Passing));
+    }
     let want_node = info.rec();
 
     let view = source.view(&node).await?;
@@ -229,7 +240,7 @@ pub async fn sync_once(
         for c in &view.checks {
             let owner_goes = !c.service_id.is_empty() && !services.contains_key(&c.service_id);
             // serfHealth belongs to the leader, which mirrors gossip into it.
-            let gossip_owned = c.check_id == "serfHealth";
+            let gossip_owned = c.check_id == SERF_CHECK;
             if !checks.contains_key(&c.check_id) && !owner_goes && !gossip_owned {
                 cmds.push(CatalogCommand::Deregister {
                     node: node.clone(),

@@ -3,7 +3,7 @@
 //! name and per node, so a watcher of `web` wakes only when `web` (its
 //! instances, their checks, or the checks of nodes hosting it) changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -177,6 +177,7 @@ pub const CHECKS: &str = "tbl:checks";
 type Key = (String, String);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "CatalogWire")]
 pub struct Catalog {
     nodes: BTreeMap<String, NodeRec>,
     services: BTreeMap<Key, ServiceRec>,
@@ -189,6 +190,94 @@ pub struct Catalog {
     nodes_index: u64,
     services_index: u64,
     checks_index: u64,
+    /// Derived from the fields above, so not in snapshots (rebuilt on load).
+    #[serde(skip)]
+    folded: Folded,
+}
+
+/// Case-folded (ASCII lowercase) names for DNS, which is case-insensitive:
+/// a hash lookup per query instead of a scan over every name.
+#[derive(Clone, Debug, Default)]
+struct Folded {
+    /// Folded service name -> the names as registered.
+    services: HashMap<String, BTreeSet<String>>,
+    /// Folded node name -> the names as registered.
+    nodes: HashMap<String, BTreeSet<String>>,
+    /// Last change to any service of that folded name (kept after removal,
+    /// so it only moves forward and a cache keyed on it cannot go stale).
+    service_index: HashMap<String, u64>,
+}
+
+/// Lowercase without allocating for names that already are (DNS query
+/// names are folded before lookup).
+fn fold(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    }
+}
+
+fn fold_insert(map: &mut HashMap<String, BTreeSet<String>>, name: &str) {
+    map.entry(fold(name).into_owned())
+        .or_default()
+        .insert(name.to_string());
+}
+
+fn fold_remove(map: &mut HashMap<String, BTreeSet<String>>, name: &str) {
+    let key = fold(name);
+    if let Some(set) = map.get_mut(key.as_ref()) {
+        set.remove(name);
+        if set.is_empty() {
+            map.remove(key.as_ref());
+        }
+    }
+}
+
+/// The serialized form of [`Catalog`]: the same fields in the same order
+/// (bincode is positional), minus the derived `folded`.
+#[derive(Deserialize)]
+struct CatalogWire {
+    nodes: BTreeMap<String, NodeRec>,
+    services: BTreeMap<Key, ServiceRec>,
+    checks: BTreeMap<Key, CheckRec>,
+    by_name: BTreeMap<String, BTreeSet<Key>>,
+    service_index: BTreeMap<String, u64>,
+    node_index: BTreeMap<String, u64>,
+    nodes_index: u64,
+    services_index: u64,
+    checks_index: u64,
+}
+
+impl From<CatalogWire> for Catalog {
+    fn from(w: CatalogWire) -> Self {
+        let mut folded = Folded::default();
+        for name in w.by_name.keys() {
+            fold_insert(&mut folded.services, name);
+        }
+        for name in w.nodes.keys() {
+            fold_insert(&mut folded.nodes, name);
+        }
+        for (name, &i) in &w.service_index {
+            let e = folded
+                .service_index
+                .entry(fold(name).into_owned())
+                .or_default();
+            *e = (*e).max(i);
+        }
+        Self {
+            nodes: w.nodes,
+            services: w.services,
+            checks: w.checks,
+            by_name: w.by_name,
+            service_index: w.service_index,
+            node_index: w.node_index,
+            nodes_index: w.nodes_index,
+            services_index: w.services_index,
+            checks_index: w.checks_index,
+            folded,
+        }
+    }
 }
 
 /// Accumulates what an apply changed, for indexes and wake-ups.
@@ -236,6 +325,30 @@ impl Catalog {
         keys.iter()
             .filter_map(|k| Some((self.nodes.get(&k.0)?, self.services.get(k)?)))
             .collect()
+    }
+    /// Instances of every service whose name equals `name` ignoring ASCII
+    /// case (DNS lookups).
+    pub fn instances_folded<'a>(&'a self, name: &str) -> Vec<(&'a NodeRec, &'a ServiceRec)> {
+        let Some(names) = self.folded.services.get(fold(name).as_ref()) else {
+            return Vec::new();
+        };
+        names.iter().flat_map(|n| self.instances(n)).collect()
+    }
+    /// Last change to any service named `name` ignoring ASCII case.
+    pub fn service_index_folded(&self, name: &str) -> u64 {
+        self.folded
+            .service_index
+            .get(fold(name).as_ref())
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+    /// A node by name ignoring ASCII case; an exact match wins.
+    pub fn node_folded(&self, name: &str) -> Option<&NodeRec> {
+        self.nodes.get(name).or_else(|| {
+            let names = self.folded.nodes.get(fold(name).as_ref())?;
+            names.iter().find_map(|n| self.nodes.get(n))
+        })
     }
     /// Checks that apply to an instance: its own and its node's.
     pub fn instance_checks<'a>(&'a self, node: &'a str, service_id: &'a str) -> Vec<&'a CheckRec> {
@@ -316,6 +429,9 @@ impl Catalog {
 
     fn bump_service(&mut self, name: &str, t: &mut Touch) {
         self.service_index.insert(name.to_string(), t.index);
+        self.folded
+            .service_index
+            .insert(fold(name).into_owned(), t.index);
         t.named.push(svc_target(name));
     }
 
@@ -376,6 +492,7 @@ impl Catalog {
                 n.create_index = t.index;
                 n.modify_index = t.index;
                 self.nodes.insert(name.clone(), n);
+                fold_insert(&mut self.folded.nodes, &name);
                 self.nodes_index = t.index;
                 t.named.push(NODES.into());
                 self.bump_node(&name, t);
@@ -398,6 +515,7 @@ impl Catalog {
                     .entry(s.service.clone())
                     .or_default()
                     .insert(key.clone());
+                fold_insert(&mut self.folded.services, &s.service);
                 let svc_name = s.service.clone();
                 let tags = s.tags.clone();
                 self.services.insert(key.clone(), s);
@@ -464,6 +582,7 @@ impl Catalog {
             set.remove(key);
             if set.is_empty() {
                 self.by_name.remove(name);
+                fold_remove(&mut self.folded.services, name);
             }
         }
     }
@@ -512,6 +631,7 @@ impl Catalog {
             self.remove_check(node, &c, t);
         }
         if self.nodes.remove(node).is_some() {
+            fold_remove(&mut self.folded.nodes, node);
             self.nodes_index = t.index;
             t.named.push(NODES.into());
             self.bump_node(node, t);
@@ -696,5 +816,39 @@ mod tests {
         assert!(matches!(out, CatalogOutcome::Error(_)));
         assert!(c.node("n1").is_none());
         assert!(named.is_empty());
+    }
+
+    /// DNS lookups ignore case: names registered in mixed case are found by
+    /// any spelling, the folded index moves on changes, and a snapshot
+    /// round trip rebuilds the folded names.
+    #[test]
+    fn folded_lookups() {
+        let mut c = Catalog::default();
+        reg(&mut c, 2, "MyHost", Some(svc("r1", "Redis")), vec![]);
+        reg(&mut c, 3, "other", Some(svc("r2", "redis")), vec![]);
+        assert_eq!(c.instances_folded("REDIS").len(), 2);
+        assert_eq!(c.instances("redis").len(), 1);
+        assert_eq!(c.node_folded("myhost").unwrap().node, "MyHost");
+        assert_eq!(c.service_index_folded("rEdIs"), 3);
+        let mut named = vec![];
+        c.apply(
+            4,
+            &CatalogCommand::Deregister {
+                node: "MyHost".into(),
+                service_id: None,
+                check_id: None,
+            },
+            &mut named,
+        );
+        assert_eq!(c.instances_folded("redis").len(), 1);
+        assert!(c.node_folded("MYHOST").is_none());
+        assert_eq!(c.service_index_folded("redis"), 4);
+
+        reg(&mut c, 5, "MyHost", Some(svc("r1", "Redis")), vec![]);
+        let bytes = bincode::serialize(&c).unwrap();
+        let back: Catalog = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back.instances_folded("redis").len(), 2);
+        assert_eq!(back.node_folded("myhost").unwrap().node, "MyHost");
+        assert_eq!(back.service_index_folded("REDIS"), 5);
     }
 }
