@@ -664,3 +664,83 @@ fn exec_mode_restarts_child_without_reload_signal() {
     r.signal(libc::SIGTERM);
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// The reference's confd layout: `-confdir ./ -config-file ./conf.d/config.toml`
+/// with real confd config keys we don't use. The config file and a toml
+/// without [template] are not resources; bad types still exit 2.
+#[test]
+fn confd_config_file_in_conf_d() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "cfg");
+    let work = watch_dir("");
+    let w = work.path();
+    std::fs::write(
+        w.join("conf.d/config.toml"),
+        format!(
+            "backend = \"consul\"\nnodes = [\"{}\"]\ninterval = 2\nprefix = \"/\"\nclient_cert = \"/etc/confd/c.pem\"\nclient_key = \"/etc/confd/k.pem\"\nclient_cakeys = \"/etc/confd/ca.pem\"\nsrv_domain = \"example.com\"\nauth_token = \"t\"\nbasic_auth = false\nusername = \"u\"\npassword = \"p\"\nscheme = \"http\"\ntable = \"kv\"\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(w.join("conf.d/notes.toml"), "owner = \"ops\"\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir",
+            "./",
+            "-config-file",
+            "./conf.d/config.toml",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read(&w.join("out/app.conf")), "port=80\nname=cfg\n");
+    assert!(
+        out.stderr.contains("client_cert") && out.stderr.contains("notes.toml"),
+        "{}",
+        out.stderr
+    );
+    // daemon + edit in conf.d: the reload also skips the config file
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-confdir",
+            "./",
+            "-config-file",
+            "./conf.d/config.toml",
+            "-watch",
+        ],
+        &[],
+    );
+    r.wait_log(&["rendered"], 1, Duration::from_secs(10));
+    std::fs::write(
+        w.join("templates/app.tmpl"),
+        "edited={{getv \"/app/name\"}}\n",
+    )
+    .unwrap();
+    wait_file(
+        &w.join("out/app.conf"),
+        "edited=cfg",
+        Duration::from_secs(5),
+    );
+    r.wait_log(&["resources reloaded"], 1, Duration::from_secs(5));
+    assert_eq!(r.count(&["reload failed"]), 0, "{}", r.log_text());
+    assert_eq!(r.count(&["notes.toml"]), 1, "warned more than once");
+    drop(r);
+    // a supported key with a wrong type still fails
+    std::fs::write(w.join("conf.d/config.toml"), "interval = \"soon\"\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir",
+            "./",
+            "-config-file",
+            "./conf.d/config.toml",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("interval"), "{}", out.stderr);
+}

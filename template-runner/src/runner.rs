@@ -45,6 +45,8 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub confdir: PathBuf,
+    /// `-config-file`: never loaded as a resource even when it sits in conf.d.
+    pub config_file: Option<PathBuf>,
     pub prefix: String,
     pub templates: Vec<String>,
     pub mode: Mode,
@@ -87,7 +89,8 @@ impl Tpl {
 
 /// Load resources and compile their templates.
 fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>, RunError> {
-    let mut resources = resource::load_dir(&opts.confdir, &opts.prefix)?;
+    let mut resources =
+        resource::load_dir(&opts.confdir, &opts.prefix, opts.config_file.as_deref())?;
     for t in &opts.templates {
         resources.push(Resource::from_flag(t, &opts.prefix)?);
     }
