@@ -86,7 +86,8 @@ fn fixture(name: &str) -> PathBuf {
 /// confd-style fixture dirs render exactly their expect/ files with -onetime.
 #[test]
 fn fixtures_render_exactly() {
-    let a = Agent::dev(&[]);
+    // a fixed node name: the `node`/`nodes` lines print it
+    let a = Agent::dev(&["-node", "fx1"]);
     for name in ["confd-nginx", "helpers", "consul-template"] {
         let fx = fixture(name);
         load_fixture_data(&a, &fx);
