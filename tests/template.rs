@@ -225,11 +225,35 @@ fn watch_mode_renders_on_put_only() {
         "an unwatched key caused a render:\n{}",
         r.log_text()
     );
-    // same value again: rendered, unchanged, no command, mtime kept
-    put(&a, "app/port", "8081");
-    thread::sleep(Duration::from_millis(700));
+    // a key under the watched prefix that the template doesn't print:
+    // rendered, unchanged, no command, mtime kept
+    let unchanged = r.count(&["rendered", "changed=false"]);
+    put(&a, "app/unused", "x");
+    r.wait_log(
+        &["rendered", "changed=false", "trigger=kv.list(app/)"],
+        unchanged + 1,
+        Duration::from_secs(5),
+    );
+    thread::sleep(Duration::from_millis(200));
     assert_eq!(std::fs::metadata(&dest).unwrap().mtime_nsec(), mtime);
     assert_eq!(reloads(w), 2, "a command ran for an unchanged file");
+    assert_eq!(r.count(&["reload command ran"]), 2);
+    // the per-render line names the src and the commands with exit codes
+    r.wait_log(
+        &[
+            "template=",
+            "app.tmpl",
+            "changed=true",
+            "commands=reload:exit 0 ",
+        ],
+        2,
+        Duration::from_secs(1),
+    );
+    assert!(
+        r.log_text().lines().all(|l| !l.contains('#')),
+        "internal template names in the log:\n{}",
+        r.log_text()
+    );
 }
 
 /// -interval 1 picks up a change without blocking queries.
@@ -492,6 +516,26 @@ fn sighup_and_confd_edits() {
         "value=o2",
         Duration::from_secs(5),
     );
+    // only SIGHUP sees a -template source outside conf.d and templates
+    // (those two are the only watched directories)
+    std::fs::create_dir_all(w.join("elsewhere")).unwrap();
+    std::fs::write(w.join("elsewhere/x.tmpl"), "x1={{getv \"/other/v\"}}\n").unwrap();
+    drop(r);
+    let r = Renderer::spawn(
+        w,
+        &["-node", &a.addr, "-template", "elsewhere/x.tmpl:out/x.conf"],
+        &[],
+    );
+    wait_file(&w.join("out/x.conf"), "x1=o2", Duration::from_secs(10));
+    std::fs::write(w.join("elsewhere/x.tmpl"), "x2={{getv \"/other/v\"}}\n").unwrap();
+    thread::sleep(Duration::from_millis(600));
+    assert!(
+        read(&w.join("out/x.conf")).contains("x1="),
+        "changed without SIGHUP"
+    );
+    r.signal(libc::SIGHUP);
+    wait_file(&w.join("out/x.conf"), "x2=o2", Duration::from_secs(5));
+    r.wait_log(&["resources reloaded", "SIGHUP"], 1, Duration::from_secs(1));
     // a broken edit keeps the old resources running
     std::fs::write(w.join("conf.d/broken.toml"), "[template]\nsrc = 1\n").unwrap();
     r.wait_log(&["reload failed"], 1, Duration::from_secs(5));

@@ -143,6 +143,17 @@ pub struct Runner {
     users: std::collections::HashMap<Dependency, Vec<usize>>,
 }
 
+/// One written (or unchanged) template, logged after its commands ran.
+struct Rendered {
+    src: String,
+    dest: String,
+    trigger: String,
+    changed: bool,
+    check: Option<String>,
+    reload: Option<String>,
+    took: Duration,
+}
+
 /// What one render pass did.
 #[derive(Default)]
 struct Pass {
@@ -183,10 +194,13 @@ impl Runner {
     }
 
     /// Render the templates at `which`, write what changed, then run each
-    /// distinct reload command once, in order.
+    /// distinct reload command once, in order. One log line per template
+    /// (src, dest, trigger, changed, commands with exit codes and durations)
+    /// once its commands have run.
     async fn pass(&mut self, which: &[usize]) -> Pass {
         let mut pass = Pass::default();
         let mut commands: Vec<(String, Duration)> = Vec::new();
+        let mut written: Vec<Rendered> = Vec::new();
         for &i in which {
             let started = Instant::now();
             let trigger = self.tpls[i]
@@ -205,16 +219,17 @@ impl Runner {
                 self.deps_dirty = true;
             }
             let dest = t.res.dest.display().to_string();
+            let src = t.res.src.display().to_string();
             let text = match outcome {
                 Outcome::Missing(m) => {
                     let m: Vec<String> = m.iter().map(ToString::to_string).collect();
-                    tracing::debug!(template = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
+                    tracing::debug!(template = %src, dest = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
                     continue;
                 }
                 Outcome::Failed(e) => {
                     pass.failed += 1;
                     t.ok = false;
-                    tracing::error!(template = %dest, src = %t.res.src.display(), trigger = %trigger, error = %e, "render failed; destination left as it was");
+                    tracing::error!(template = %src, dest = %dest, trigger = %trigger, error = %e, "render failed; destination left as it was");
                     continue;
                 }
                 Outcome::Rendered(text) => text,
@@ -232,9 +247,9 @@ impl Runner {
                         .unified_diff()
                         .header(&dest, &format!("{dest} (rendered)"))
                         .to_string();
-                    tracing::info!(template = %dest, "noop: would change\n{diff}");
+                    tracing::info!(template = %src, dest = %dest, "noop: would change\n{diff}");
                 } else {
-                    tracing::info!(template = %dest, "noop: unchanged");
+                    tracing::info!(template = %src, dest = %dest, "noop: unchanged");
                 }
                 self.tpls[i].ok = true;
                 continue;
@@ -245,41 +260,72 @@ impl Runner {
             let timeout = t.res.command_timeout;
             let took = started.elapsed();
             match result {
-                Ok(Written::Unchanged) => {
-                    tracing::info!(template = %dest, trigger = %trigger, changed = false, duration_us = took.as_micros() as u64, "rendered");
+                Ok(w) => {
                     self.tpls[i].ok = true;
-                }
-                Ok(Written::Changed) => {
-                    tracing::info!(template = %dest, trigger = %trigger, changed = true, duration_us = took.as_micros() as u64, "rendered");
-                    pass.changed += 1;
-                    self.tpls[i].ok = true;
-                    if let Some(c) = reload.filter(|_| !self.opts.sync_only) {
-                        if !commands.iter().any(|(x, _)| *x == c) {
-                            commands.push((c, timeout));
+                    let mut r = Rendered {
+                        src,
+                        dest,
+                        trigger,
+                        changed: false,
+                        check: None,
+                        reload: None,
+                        took,
+                    };
+                    if let Written::Changed { check } = w {
+                        pass.changed += 1;
+                        r.changed = true;
+                        r.check =
+                            check.map(|(code, d)| format!("check:exit {code} {}ms", d.as_millis()));
+                        if let Some(c) = reload.filter(|_| !self.opts.sync_only) {
+                            if !commands.iter().any(|(x, _)| *x == c) {
+                                commands.push((c.clone(), timeout));
+                            }
+                            r.reload = Some(c);
                         }
                     }
+                    written.push(r);
                 }
                 Err(e) => {
                     pass.failed += 1;
                     self.tpls[i].ok = false;
-                    tracing::error!(template = %dest, trigger = %trigger, error = %e, "not written; destination left as it was");
+                    tracing::error!(template = %src, dest = %dest, trigger = %trigger, duration_ms = took.as_millis() as u64, error = %e, "not written; destination left as it was");
                 }
             }
         }
+        // Each distinct reload command once, in order; its summary goes on
+        // the line of every template that asked for it.
+        let mut summaries: Vec<(String, String)> = Vec::new();
         for (c, timeout) in commands {
-            match command::run(&c, timeout).await {
+            let summary = match command::run(&c, timeout).await {
                 Ok(r) if r.success() => {
                     tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command ran");
+                    format!("reload:exit 0 {}ms", r.duration.as_millis())
                 }
                 Ok(r) => {
                     pass.failed += 1;
                     tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command failed; still running");
+                    format!("reload:{} {}ms", r.describe(), r.duration.as_millis())
                 }
                 Err(e) => {
                     pass.failed += 1;
                     tracing::error!(command = %c, error = %e, "reload command could not start; still running");
+                    "reload:not started".to_string()
                 }
-            }
+            };
+            summaries.push((c, summary));
+        }
+        for r in written {
+            let reload = r
+                .reload
+                .and_then(|c| summaries.iter().find(|(x, _)| *x == c))
+                .map(|(_, s)| s.clone());
+            let cmds: Vec<String> = r.check.into_iter().chain(reload).collect();
+            let cmds = if cmds.is_empty() {
+                "none".to_string()
+            } else {
+                cmds.join(", ")
+            };
+            tracing::info!(template = %r.src, dest = %r.dest, trigger = %r.trigger, changed = r.changed, commands = %cmds, duration_us = r.took.as_micros() as u64, "rendered");
         }
         pass
     }
