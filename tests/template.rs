@@ -789,3 +789,118 @@ fn confd_config_file_in_conf_d() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("interval"), "{}", out.stderr);
 }
+
+fn child_script(w: &Path, body: &str) {
+    std::fs::write(w.join("child.sh"), format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(w.join("child.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Exec mode signals: USR1/USR2/QUIT/WINCH are forwarded; a child ignoring
+/// the kill signal gets SIGKILL after -exec-kill-timeout; -exec-kill-signal
+/// is what the child gets; a child exiting on its own ends the runner with
+/// its code.
+#[test]
+fn exec_mode_signal_handling() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "s1");
+    let work = watch_dir("");
+    let w = work.path();
+    // forwarded signals, then SIGTERM ignored -> SIGKILL (128+9)
+    child_script(
+        w,
+        "echo started >> child.log\nfor s in USR1 USR2 QUIT WINCH; do trap \"echo $s >> child.log\" $s; done\ntrap 'echo term-ignored >> child.log' TERM\nwhile true; do sleep 0.05; done\n",
+    );
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = ["-node", a.addr.as_str(), "-exec", "./child.sh"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let spawn = |extra: &[&'static str]| {
+        let v = args(extra);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        Renderer::spawn(w, &v, &[])
+    };
+    let mut r = spawn(&["-exec-kill-timeout", "500ms"]);
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    for (sig, name) in [
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+        (libc::SIGQUIT, "QUIT"),
+        (libc::SIGWINCH, "WINCH"),
+    ] {
+        r.signal(sig);
+        wait_file(&w.join("child.log"), name, Duration::from_secs(5));
+    }
+    let t = Instant::now();
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(128 + 9));
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    wait_file(&w.join("child.log"), "term-ignored", Duration::from_secs(1));
+    r.wait_log(&["SIGKILL"], 1, Duration::from_secs(1));
+    // -exec-kill-signal
+    std::fs::remove_file(w.join("child.log")).unwrap();
+    child_script(
+        w,
+        "echo started >> child.log\ntrap 'echo int >> child.log; exit 4' INT\nwhile true; do sleep 0.05; done\n",
+    );
+    let mut r = spawn(&["-exec-kill-signal", "SIGINT", "-exec-kill-timeout", "5s"]);
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(4));
+    assert!(read(&w.join("child.log")).contains("int"));
+    // the child exits on its own: so does the runner, with its code
+    child_script(w, "sleep 0.2\nexit 5\n");
+    let mut r = spawn(&[]);
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(5));
+}
+
+/// A child that cannot be restarted doesn't kill the daemon: logged, retried
+/// with backoff, started once it can be.
+#[test]
+fn exec_restart_failure_is_retried() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "f1");
+    let work = watch_dir("");
+    let w = work.path();
+    child_script(
+        w,
+        "echo started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
+    );
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            &a.addr,
+            "-exec",
+            "./child.sh",
+            "-exec-kill-timeout",
+            "5s",
+        ],
+        &[],
+    );
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    std::fs::rename(w.join("child.sh"), w.join("child.off")).unwrap();
+    put(&a, "app/name", "f2");
+    r.wait_log(
+        &["child could not start; retrying"],
+        2,
+        Duration::from_secs(5),
+    );
+    assert!(read(&w.join("out/app.conf")).contains("name=f2"));
+    std::fs::rename(w.join("child.off"), w.join("child.sh")).unwrap();
+    let t = Instant::now();
+    while read(&w.join("child.log")).lines().count() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", r.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // still watching
+    put(&a, "app/name", "f3");
+    wait_file(&w.join("out/app.conf"), "name=f3", Duration::from_secs(5));
+}

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +30,6 @@ pub enum RunError {
     Render(#[from] crate::render::RenderError),
     #[error("no template resources: put *.toml files in {0}/conf.d or pass -template")]
     Nothing(String),
-    #[error("starting child: {0}")]
-    Exec(std::io::Error),
     #[error("signals: {0}")]
     Signal(std::io::Error),
 }
@@ -383,6 +382,9 @@ impl Runner {
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signal)?;
         let mut usr2 = signal(SignalKind::user_defined2()).map_err(RunError::Signal)?;
+        let mut quit = signal(SignalKind::quit()).map_err(RunError::Signal)?;
+        let mut winch = signal(SignalKind::window_change()).map_err(RunError::Signal)?;
+        let mut exec_retry = ExecRetry::default();
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
         let _fs_watcher = watch_dirs(&self.opts.confdir, fs_tx);
         let mut child: Option<Child> = None;
@@ -420,9 +422,10 @@ impl Runner {
                             }
                             None => {
                                 tracing::info!("restarting child");
-                                let spec = c.spec.clone();
                                 c.stop().await;
-                                child = Some(Child::start(spec).map_err(RunError::Exec)?);
+                                // Started again below, with retries if it fails.
+                                child = None;
+                                exec_retry = ExecRetry::default();
                             }
                         }
                     }
@@ -440,7 +443,19 @@ impl Runner {
             }
             if child.is_none() && self.tpls.iter().all(|t| t.ok) {
                 if let Some(spec) = &self.opts.exec {
-                    child = Some(Child::start(spec.clone()).map_err(RunError::Exec)?);
+                    if exec_retry.at.is_none_or(|at| Instant::now() >= at) {
+                        match Child::start(spec.clone()) {
+                            Ok(c) => {
+                                child = Some(c);
+                                exec_retry = ExecRetry::default();
+                            }
+                            // A sidecar outlives a failed start: log, retry later.
+                            Err(e) => {
+                                let delay = exec_retry.next();
+                                tracing::error!(command = %spec.command, error = %e, retry_in_ms = delay.as_millis() as u64, "child could not start; retrying");
+                            }
+                        }
+                    }
                 }
             }
             // Sleep until a change, a debounce deadline, or a signal.
@@ -453,6 +468,7 @@ impl Runner {
                     Some((*last + w.min).min(*first + w.max))
                 })
                 .chain(fs_pending.map(|t| t + Duration::from_millis(200)))
+                .chain(exec_retry.at.filter(|_| child.is_none()))
                 .min();
             let sleep_until =
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -488,8 +504,12 @@ impl Runner {
                     fs_pending = Some(Instant::now());
                 }
                 _ = hup.recv() => self.reload("SIGHUP"),
-                _ = usr1.recv() => if let Some(c) = &child { c.signal(nix::sys::signal::Signal::SIGUSR1) },
-                _ = usr2.recv() => if let Some(c) = &child { c.signal(nix::sys::signal::Signal::SIGUSR2) },
+                // Like consul-template: signals that are not ours (HUP reloads,
+                // INT/TERM stop) go to the child.
+                _ = usr1.recv() => forward(&child, Signal::SIGUSR1),
+                _ = usr2.recv() => forward(&child, Signal::SIGUSR2),
+                _ = quit.recv() => forward(&child, Signal::SIGQUIT),
+                _ = winch.recv() => forward(&child, Signal::SIGWINCH),
                 code = child_exit => {
                     tracing::info!(code, "child exited");
                     stop.cancel();
@@ -523,6 +543,29 @@ impl Runner {
                 tracing::error!(error = %e, reason = why, "reload failed; keeping the previous resources")
             }
         }
+    }
+}
+
+fn forward(child: &Option<Child>, sig: Signal) {
+    if let Some(c) = child {
+        tracing::debug!(signal = %sig, "forwarding signal to child");
+        c.signal(sig);
+    }
+}
+
+/// When to try starting the child again after a failed start: 250 ms,
+/// doubling, at most 30 s.
+#[derive(Default)]
+struct ExecRetry {
+    at: Option<Instant>,
+    delay: Duration,
+}
+
+impl ExecRetry {
+    fn next(&mut self) -> Duration {
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        self.at = Some(Instant::now() + self.delay);
+        self.delay
     }
 }
 
