@@ -904,3 +904,128 @@ fn exec_restart_failure_is_retried() {
     put(&a, "app/name", "f3");
     wait_file(&w.join("out/app.conf"), "name=f3", Duration::from_secs(5));
 }
+
+/// -node failover (first address dead), -prefix, and SIGTERM without -exec
+/// exiting 0.
+#[test]
+fn node_failover_prefix_and_sigterm() {
+    let a = Agent::dev(&[]);
+    put(&a, "pfx/app/name", "pre");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/p.tmpl"), "name={{getv \"/app/name\"}}\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-once",
+            "-node",
+            "127.0.0.1:1",
+            "-node",
+            &a.addr,
+            "-prefix",
+            "/pfx",
+            "-template",
+            "t/p.tmpl:out/p.conf",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read(&w.join("out/p.conf")), "name=pre\n");
+    // the daemon keeps failing over while watching, and stops cleanly
+    let mut r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            "127.0.0.1:1",
+            "-node",
+            &a.addr,
+            "-prefix",
+            "pfx",
+            "-template",
+            "t/p.tmpl:out/p.conf",
+        ],
+        &[],
+    );
+    put(&a, "pfx/app/name", "pre2");
+    wait_file(&w.join("out/p.conf"), "name=pre2", Duration::from_secs(10));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+/// Global -wait debounces every template: a change waits at least `min`,
+/// and a burst renders once.
+#[test]
+fn global_wait_debounces() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "g0");
+    let work = watch_dir("");
+    let w = work.path();
+    let dest = w.join("out/app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr, "-wait", "400ms:3s"], &[]);
+    wait_file(&dest, "name=g0", Duration::from_secs(10));
+    r.wait_log(&["rendered", "changed=true"], 1, Duration::from_secs(5));
+    let t = Instant::now();
+    put(&a, "app/name", "g1");
+    wait_file(&dest, "name=g1", Duration::from_secs(5));
+    assert!(
+        t.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        t.elapsed()
+    );
+    let before = r.count(&["rendered", "changed=true"]);
+    for i in 2..=5 {
+        put(&a, "app/name", &format!("g{i}"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    wait_file(&dest, "name=g5", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        r.count(&["rendered", "changed=true"]),
+        before + 1,
+        "{}",
+        r.log_text()
+    );
+}
+
+/// Two templates reading the same key share one watch (one blocking query),
+/// and both follow its changes.
+#[test]
+fn shared_dependency_one_watch() {
+    let a = Agent::dev(&[]);
+    put(&a, "shared/k", "v1");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/a.tmpl"), "a={{key \"shared/k\"}}\n").unwrap();
+    std::fs::write(
+        w.join("t/b.tmpl"),
+        "b={{keyOrDefault \"shared/k\" \"x\"}}\n",
+    )
+    .unwrap();
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            &a.addr,
+            "-log-level",
+            "debug",
+            "-template",
+            "t/a.tmpl:out/a.conf",
+            "-template",
+            "t/b.tmpl:out/b.conf",
+        ],
+        &[],
+    );
+    wait_file(&w.join("out/a.conf"), "a=v1", Duration::from_secs(10));
+    wait_file(&w.join("out/b.conf"), "b=v1", Duration::from_secs(5));
+    put(&a, "shared/k", "v2");
+    wait_file(&w.join("out/a.conf"), "a=v2", Duration::from_secs(5));
+    wait_file(&w.join("out/b.conf"), "b=v2", Duration::from_secs(5));
+    assert_eq!(
+        r.count(&["watch started", "kv.key(shared/k)"]),
+        1,
+        "{}",
+        r.log_text()
+    );
+}
