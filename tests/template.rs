@@ -305,6 +305,17 @@ fn failing_commands() {
     put(&a, "app/name", "fine");
     wait_file(&dest, "name=fine", Duration::from_secs(5));
     r.wait_log(&["reload command failed"], 2, Duration::from_secs(5));
+    // both commands, with exit codes, on the render's own line
+    r.wait_log(
+        &[
+            "rendered",
+            "app.tmpl",
+            "commands=check:exit 0 ",
+            "reload:exit 7 ",
+        ],
+        2,
+        Duration::from_secs(5),
+    );
 }
 
 /// Agent killed and restarted while watching: the file is never blanked and
