@@ -1040,3 +1040,43 @@ fn shared_dependency_one_watch() {
         r.log_text()
     );
 }
+
+/// SIGHUP re-reads -config-file (prefix here); a broken edit changes nothing.
+#[test]
+fn sighup_rereads_config_file() {
+    let a = Agent::dev(&[]);
+    put(&a, "p1/name", "one");
+    put(&a, "p2/name", "two");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/n.tmpl"), "name={{getv \"/name\"}}\n").unwrap();
+    let cfg = |body: &str| std::fs::write(w.join("tribune.toml"), body).unwrap();
+    cfg(&format!("nodes = [\"{}\"]\nprefix = \"/p1\"\n", a.addr));
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-config-file",
+            "tribune.toml",
+            "-template",
+            "t/n.tmpl:out/n.conf",
+        ],
+        &[],
+    );
+    let dest = w.join("out/n.conf");
+    wait_file(&dest, "name=one", Duration::from_secs(10));
+    cfg("prefix = 5\n");
+    r.signal(libc::SIGHUP);
+    r.wait_log(
+        &["reload failed", "tribune.toml"],
+        1,
+        Duration::from_secs(5),
+    );
+    assert!(read(&dest).contains("name=one"));
+    cfg(&format!("nodes = [\"{}\"]\nprefix = \"/p2\"\n", a.addr));
+    r.signal(libc::SIGHUP);
+    wait_file(&dest, "name=two", Duration::from_secs(5));
+    // and the new prefix is watched
+    put(&a, "p2/name", "three");
+    wait_file(&dest, "name=three", Duration::from_secs(5));
+}

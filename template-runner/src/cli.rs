@@ -156,6 +156,38 @@ fn parse_file_config(text: &str) -> Result<(FileConfig, Vec<String>), String> {
     Ok((fc, ignored))
 }
 
+/// What SIGHUP re-reads from `-config-file`: `prefix` and `wait`, unless
+/// given as flags (flags override the file). Backend, nodes and mode need a
+/// restart.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    flag_prefix: Option<String>,
+    flag_wait: Option<String>,
+}
+
+impl ConfigSource {
+    /// The file's current `(prefix, wait)` merged with the flags.
+    pub fn read(&self) -> Result<(String, Option<Wait>), String> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+        let (fc, _) =
+            parse_file_config(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let wait = self
+            .flag_wait
+            .clone()
+            .or(fc.wait)
+            .as_deref()
+            .map(Wait::parse)
+            .transpose()
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok((
+            self.flag_prefix.clone().or(fc.prefix).unwrap_or_default(),
+            wait,
+        ))
+    }
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("tribune-template: {msg}");
     ExitCode::from(2)
@@ -196,6 +228,11 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut config_warnings: Vec<String> = Vec::new();
+    let config_source = a.config_file.clone().map(|path| ConfigSource {
+        path,
+        flag_prefix: a.prefix.clone(),
+        flag_wait: a.wait.clone(),
+    });
     if let Some(path) = a.config_file.clone() {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -248,10 +285,11 @@ pub fn main() -> ExitCode {
     for w in config_warnings {
         tracing::warn!("{w}");
     }
-    let (opts, backend) = match build(a) {
+    let (mut opts, backend) = match build(a) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
+    opts.config_source = config_source;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -358,6 +396,7 @@ fn build(a: Args) -> Result<(Options, Backend), String> {
         Options {
             confdir: a.confdir.unwrap_or_else(|| PathBuf::from(".")),
             config_file: a.config_file,
+            config_source: None,
             prefix: a.prefix.unwrap_or_default(),
             templates: a.template,
             mode,

@@ -46,6 +46,8 @@ pub struct Options {
     pub confdir: PathBuf,
     /// `-config-file`: never loaded as a resource even when it sits in conf.d.
     pub config_file: Option<PathBuf>,
+    /// Re-read on reload (SIGHUP or an edit in conf.d) for `prefix`/`wait`.
+    pub config_source: Option<crate::cli::ConfigSource>,
     pub prefix: String,
     pub templates: Vec<String>,
     pub mode: Mode,
@@ -530,8 +532,23 @@ impl Runner {
 
     /// Re-read resources and templates; on error keep running the old ones.
     fn reload(&mut self, why: &str) {
-        match load(&self.opts, &mut self.renderer, &self.tpls) {
+        let mut opts = self.opts.clone();
+        if let Some(src) = &self.opts.config_source {
+            match src.read() {
+                Ok((prefix, wait)) => {
+                    opts.prefix = prefix;
+                    opts.wait = wait;
+                }
+                Err(e) => {
+                    // A bad config changes nothing: not even the resources.
+                    tracing::error!(error = %e, reason = why, "reload failed; keeping the previous configuration and resources");
+                    return;
+                }
+            }
+        }
+        match load(&opts, &mut self.renderer, &self.tpls) {
             Ok(mut tpls) => {
+                self.opts = opts;
                 for t in &mut tpls {
                     t.mark(format!("reload ({why})"));
                 }
