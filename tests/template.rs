@@ -213,6 +213,7 @@ fn watch_mode_renders_on_put_only() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     r.wait_log(&["reload command ran"], 2, Duration::from_secs(5));
     assert_eq!(reloads(w), 2);
+    r.wait_log(&["rendered", "changed=true"], 2, Duration::from_secs(5));
     let renders = r.count(&["rendered"]);
     let mtime = std::fs::metadata(&dest).unwrap().mtime_nsec();
     // unrelated writes: no render at all
@@ -984,6 +985,8 @@ fn global_wait_debounces() {
         "{:?}",
         t.elapsed()
     );
+    // the render line follows the write (it carries the reload's result)
+    r.wait_log(&["rendered", "changed=true"], 2, Duration::from_secs(5));
     let before = r.count(&["rendered", "changed=true"]);
     for i in 2..=5 {
         put(&a, "app/name", &format!("g{i}"));
