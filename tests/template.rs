@@ -687,8 +687,10 @@ fn lookup_srv_helper() {
 fn exec_mode_restarts_child_without_reload_signal() {
     let a = Agent::dev(&[]);
     put(&a, "app/name", "r1");
+    put(&a, "app/must", "m");
     let work = watch_dir("");
     let w = work.path();
+    std::fs::write(w.join("must.tmpl"), "m={{getv \"/app/must\"}}\n").unwrap();
     std::fs::write(
         w.join("child.sh"),
         "#!/bin/sh\necho started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
@@ -704,6 +706,8 @@ fn exec_mode_restarts_child_without_reload_signal() {
             "./child.sh",
             "-exec-kill-timeout",
             "5s",
+            "-template",
+            "must.tmpl:out/must.conf",
         ],
         &[],
     );
@@ -718,6 +722,19 @@ fn exec_mode_restarts_child_without_reload_signal() {
         thread::sleep(Duration::from_millis(20));
     }
     assert!(read(&w.join("out/app.conf")).contains("name=r2"));
+    // a restart doesn't wait for another template that fails now
+    let del = client()
+        .delete(format!("{}/v1/kv/app/must", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    r.wait_log(&["render failed", "app/must"], 1, Duration::from_secs(5));
+    put(&a, "app/name", "r3");
+    let t = Instant::now();
+    while read(&w.join("child.log")).lines().count() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", r.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
     r.signal(libc::SIGTERM);
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
 }

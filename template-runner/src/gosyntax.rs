@@ -96,7 +96,7 @@ fn has_pipeline(line: &str) -> bool {
                 return true;
             }
         }
-        rest = &body[end.min(body.len())..];
+        rest = &body[end..];
     }
     false
 }

@@ -387,6 +387,7 @@ impl Runner {
         let mut quit = signal(SignalKind::quit()).map_err(RunError::Signal)?;
         let mut winch = signal(SignalKind::window_change()).map_err(RunError::Signal)?;
         let mut exec_retry = ExecRetry::default();
+        let mut child_started = false;
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
         let _fs_watcher = watch_dirs(&self.opts.confdir, fs_tx);
         let mut child: Option<Child> = None;
@@ -443,12 +444,15 @@ impl Runner {
                 let needed: BTreeSet<Dependency> = self.users.keys().cloned().collect();
                 watches.ensure(&needed);
             }
-            if child.is_none() && self.tpls.iter().all(|t| t.ok) {
+            // The first start waits for a full render; a restart doesn't wait
+            // for an unrelated template that fails now.
+            if child.is_none() && (child_started || self.tpls.iter().all(|t| t.ok)) {
                 if let Some(spec) = &self.opts.exec {
                     if exec_retry.at.is_none_or(|at| Instant::now() >= at) {
                         match Child::start(spec.clone()) {
                             Ok(c) => {
                                 child = Some(c);
+                                child_started = true;
                                 exec_retry = ExecRetry::default();
                             }
                             // A sidecar outlives a failed start: log, retry later.
