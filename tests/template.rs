@@ -86,7 +86,8 @@ fn fixture(name: &str) -> PathBuf {
 /// confd-style fixture dirs render exactly their expect/ files with -onetime.
 #[test]
 fn fixtures_render_exactly() {
-    let a = Agent::dev(&[]);
+    // a fixed node name: the `node`/`nodes` lines print it
+    let a = Agent::dev(&["-node", "fx1"]);
     for name in ["confd-nginx", "helpers", "consul-template"] {
         let fx = fixture(name);
         load_fixture_data(&a, &fx);
@@ -212,6 +213,7 @@ fn watch_mode_renders_on_put_only() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     r.wait_log(&["reload command ran"], 2, Duration::from_secs(5));
     assert_eq!(reloads(w), 2);
+    r.wait_log(&["rendered", "changed=true"], 2, Duration::from_secs(5));
     let renders = r.count(&["rendered"]);
     let mtime = std::fs::metadata(&dest).unwrap().mtime_nsec();
     // unrelated writes: no render at all
@@ -224,11 +226,35 @@ fn watch_mode_renders_on_put_only() {
         "an unwatched key caused a render:\n{}",
         r.log_text()
     );
-    // same value again: rendered, unchanged, no command, mtime kept
-    put(&a, "app/port", "8081");
-    thread::sleep(Duration::from_millis(700));
+    // a key under the watched prefix that the template doesn't print:
+    // rendered, unchanged, no command, mtime kept
+    let unchanged = r.count(&["rendered", "changed=false"]);
+    put(&a, "app/unused", "x");
+    r.wait_log(
+        &["rendered", "changed=false", "trigger=kv.list(app/)"],
+        unchanged + 1,
+        Duration::from_secs(5),
+    );
+    thread::sleep(Duration::from_millis(200));
     assert_eq!(std::fs::metadata(&dest).unwrap().mtime_nsec(), mtime);
     assert_eq!(reloads(w), 2, "a command ran for an unchanged file");
+    assert_eq!(r.count(&["reload command ran"]), 2);
+    // the per-render line names the src and the commands with exit codes
+    r.wait_log(
+        &[
+            "template=",
+            "app.tmpl",
+            "changed=true",
+            "commands=reload:exit 0 ",
+        ],
+        2,
+        Duration::from_secs(1),
+    );
+    assert!(
+        r.log_text().lines().all(|l| !l.contains('#')),
+        "internal template names in the log:\n{}",
+        r.log_text()
+    );
 }
 
 /// -interval 1 picks up a change without blocking queries.
@@ -280,6 +306,17 @@ fn failing_commands() {
     put(&a, "app/name", "fine");
     wait_file(&dest, "name=fine", Duration::from_secs(5));
     r.wait_log(&["reload command failed"], 2, Duration::from_secs(5));
+    // both commands, with exit codes, on the render's own line
+    r.wait_log(
+        &[
+            "rendered",
+            "app.tmpl",
+            "commands=check:exit 0 ",
+            "reload:exit 7 ",
+        ],
+        2,
+        Duration::from_secs(5),
+    );
 }
 
 /// Agent killed and restarted while watching: the file is never blanked and
@@ -491,6 +528,26 @@ fn sighup_and_confd_edits() {
         "value=o2",
         Duration::from_secs(5),
     );
+    // only SIGHUP sees a -template source outside conf.d and templates
+    // (those two are the only watched directories)
+    std::fs::create_dir_all(w.join("elsewhere")).unwrap();
+    std::fs::write(w.join("elsewhere/x.tmpl"), "x1={{getv \"/other/v\"}}\n").unwrap();
+    drop(r);
+    let r = Renderer::spawn(
+        w,
+        &["-node", &a.addr, "-template", "elsewhere/x.tmpl:out/x.conf"],
+        &[],
+    );
+    wait_file(&w.join("out/x.conf"), "x1=o2", Duration::from_secs(10));
+    std::fs::write(w.join("elsewhere/x.tmpl"), "x2={{getv \"/other/v\"}}\n").unwrap();
+    thread::sleep(Duration::from_millis(600));
+    assert!(
+        read(&w.join("out/x.conf")).contains("x1="),
+        "changed without SIGHUP"
+    );
+    r.signal(libc::SIGHUP);
+    wait_file(&w.join("out/x.conf"), "x2=o2", Duration::from_secs(5));
+    r.wait_log(&["resources reloaded", "SIGHUP"], 1, Duration::from_secs(1));
     // a broken edit keeps the old resources running
     std::fs::write(w.join("conf.d/broken.toml"), "[template]\nsrc = 1\n").unwrap();
     r.wait_log(&["reload failed"], 1, Duration::from_secs(5));
@@ -630,8 +687,10 @@ fn lookup_srv_helper() {
 fn exec_mode_restarts_child_without_reload_signal() {
     let a = Agent::dev(&[]);
     put(&a, "app/name", "r1");
+    put(&a, "app/must", "m");
     let work = watch_dir("");
     let w = work.path();
+    std::fs::write(w.join("must.tmpl"), "m={{getv \"/app/must\"}}\n").unwrap();
     std::fs::write(
         w.join("child.sh"),
         "#!/bin/sh\necho started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
@@ -647,6 +706,8 @@ fn exec_mode_restarts_child_without_reload_signal() {
             "./child.sh",
             "-exec-kill-timeout",
             "5s",
+            "-template",
+            "must.tmpl:out/must.conf",
         ],
         &[],
     );
@@ -661,6 +722,381 @@ fn exec_mode_restarts_child_without_reload_signal() {
         thread::sleep(Duration::from_millis(20));
     }
     assert!(read(&w.join("out/app.conf")).contains("name=r2"));
+    // a restart doesn't wait for another template that fails now
+    let del = client()
+        .delete(format!("{}/v1/kv/app/must", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    r.wait_log(&["render failed", "app/must"], 1, Duration::from_secs(5));
+    put(&a, "app/name", "r3");
+    let t = Instant::now();
+    while read(&w.join("child.log")).lines().count() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", r.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
     r.signal(libc::SIGTERM);
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// The reference's confd layout: `-confdir ./ -config-file ./conf.d/config.toml`
+/// with real confd config keys we don't use. The config file and a toml
+/// without [template] are not resources; bad types still exit 2.
+#[test]
+fn confd_config_file_in_conf_d() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "cfg");
+    let work = watch_dir("");
+    let w = work.path();
+    std::fs::write(
+        w.join("conf.d/config.toml"),
+        format!(
+            "backend = \"consul\"\nnodes = [\"{}\"]\ninterval = 2\nprefix = \"/\"\nclient_cert = \"/etc/confd/c.pem\"\nclient_key = \"/etc/confd/k.pem\"\nclient_cakeys = \"/etc/confd/ca.pem\"\nsrv_domain = \"example.com\"\nauth_token = \"t\"\nbasic_auth = false\nusername = \"u\"\npassword = \"p\"\nscheme = \"http\"\ntable = \"kv\"\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(w.join("conf.d/notes.toml"), "owner = \"ops\"\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir",
+            "./",
+            "-config-file",
+            "./conf.d/config.toml",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read(&w.join("out/app.conf")), "port=80\nname=cfg\n");
+    assert!(
+        out.stderr.contains("client_cert") && out.stderr.contains("notes.toml"),
+        "{}",
+        out.stderr
+    );
+    // daemon + edit in conf.d: the reload also skips the config file
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-confdir",
+            "./",
+            "-config-file",
+            "./conf.d/config.toml",
+            "-watch",
+        ],
+        &[],
+    );
+    r.wait_log(&["rendered"], 1, Duration::from_secs(10));
+    std::fs::write(
+        w.join("templates/app.tmpl"),
+        "edited={{getv \"/app/name\"}}\n",
+    )
+    .unwrap();
+    wait_file(
+        &w.join("out/app.conf"),
+        "edited=cfg",
+        Duration::from_secs(5),
+    );
+    r.wait_log(&["resources reloaded"], 1, Duration::from_secs(5));
+    assert_eq!(r.count(&["reload failed"]), 0, "{}", r.log_text());
+    assert_eq!(r.count(&["notes.toml"]), 1, "warned more than once");
+    drop(r);
+    // a supported key with a wrong type still fails
+    std::fs::write(w.join("conf.d/config.toml"), "interval = \"soon\"\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir",
+            "./",
+            "-config-file",
+            "./conf.d/config.toml",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("interval"), "{}", out.stderr);
+}
+
+fn child_script(w: &Path, body: &str) {
+    std::fs::write(w.join("child.sh"), format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(w.join("child.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Exec mode signals: USR1/USR2/QUIT/WINCH are forwarded; a child ignoring
+/// the kill signal gets SIGKILL after -exec-kill-timeout; -exec-kill-signal
+/// is what the child gets; a child exiting on its own ends the runner with
+/// its code.
+#[test]
+fn exec_mode_signal_handling() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "s1");
+    let work = watch_dir("");
+    let w = work.path();
+    // forwarded signals, then SIGTERM ignored -> SIGKILL (128+9)
+    child_script(
+        w,
+        "echo started >> child.log\nfor s in USR1 USR2 QUIT WINCH; do trap \"echo $s >> child.log\" $s; done\ntrap 'echo term-ignored >> child.log' TERM\nwhile true; do sleep 0.05; done\n",
+    );
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = ["-node", a.addr.as_str(), "-exec", "./child.sh"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let spawn = |extra: &[&'static str]| {
+        let v = args(extra);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        Renderer::spawn(w, &v, &[])
+    };
+    let mut r = spawn(&["-exec-kill-timeout", "500ms"]);
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    for (sig, name) in [
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+        (libc::SIGQUIT, "QUIT"),
+        (libc::SIGWINCH, "WINCH"),
+    ] {
+        r.signal(sig);
+        wait_file(&w.join("child.log"), name, Duration::from_secs(5));
+    }
+    let t = Instant::now();
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(128 + 9));
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    wait_file(&w.join("child.log"), "term-ignored", Duration::from_secs(1));
+    r.wait_log(&["SIGKILL"], 1, Duration::from_secs(1));
+    // -exec-kill-signal
+    std::fs::remove_file(w.join("child.log")).unwrap();
+    child_script(
+        w,
+        "echo started >> child.log\ntrap 'echo int >> child.log; exit 4' INT\nwhile true; do sleep 0.05; done\n",
+    );
+    let mut r = spawn(&["-exec-kill-signal", "SIGINT", "-exec-kill-timeout", "5s"]);
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(4));
+    assert!(read(&w.join("child.log")).contains("int"));
+    // the child exits on its own: so does the runner, with its code
+    child_script(w, "sleep 0.2\nexit 5\n");
+    let mut r = spawn(&[]);
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(5));
+}
+
+/// A child that cannot be restarted doesn't kill the daemon: logged, retried
+/// with backoff, started once it can be.
+#[test]
+fn exec_restart_failure_is_retried() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "f1");
+    let work = watch_dir("");
+    let w = work.path();
+    child_script(
+        w,
+        "echo started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
+    );
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            &a.addr,
+            "-exec",
+            "./child.sh",
+            "-exec-kill-timeout",
+            "5s",
+        ],
+        &[],
+    );
+    wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
+    std::fs::rename(w.join("child.sh"), w.join("child.off")).unwrap();
+    put(&a, "app/name", "f2");
+    r.wait_log(
+        &["child could not start; retrying"],
+        2,
+        Duration::from_secs(5),
+    );
+    assert!(read(&w.join("out/app.conf")).contains("name=f2"));
+    std::fs::rename(w.join("child.off"), w.join("child.sh")).unwrap();
+    let t = Instant::now();
+    while read(&w.join("child.log")).lines().count() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", r.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // still watching
+    put(&a, "app/name", "f3");
+    wait_file(&w.join("out/app.conf"), "name=f3", Duration::from_secs(5));
+}
+
+/// -node failover (first address dead), -prefix, and SIGTERM without -exec
+/// exiting 0.
+#[test]
+fn node_failover_prefix_and_sigterm() {
+    let a = Agent::dev(&[]);
+    put(&a, "pfx/app/name", "pre");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/p.tmpl"), "name={{getv \"/app/name\"}}\n").unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-once",
+            "-node",
+            "127.0.0.1:1",
+            "-node",
+            &a.addr,
+            "-prefix",
+            "/pfx",
+            "-template",
+            "t/p.tmpl:out/p.conf",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read(&w.join("out/p.conf")), "name=pre\n");
+    // the daemon keeps failing over while watching, and stops cleanly
+    let mut r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            "127.0.0.1:1",
+            "-node",
+            &a.addr,
+            "-prefix",
+            "pfx",
+            "-template",
+            "t/p.tmpl:out/p.conf",
+        ],
+        &[],
+    );
+    put(&a, "pfx/app/name", "pre2");
+    wait_file(&w.join("out/p.conf"), "name=pre2", Duration::from_secs(10));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+/// Global -wait debounces every template: a change waits at least `min`,
+/// and a burst renders once.
+#[test]
+fn global_wait_debounces() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "g0");
+    let work = watch_dir("");
+    let w = work.path();
+    let dest = w.join("out/app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr, "-wait", "400ms:3s"], &[]);
+    wait_file(&dest, "name=g0", Duration::from_secs(10));
+    r.wait_log(&["rendered", "changed=true"], 1, Duration::from_secs(5));
+    let t = Instant::now();
+    put(&a, "app/name", "g1");
+    wait_file(&dest, "name=g1", Duration::from_secs(5));
+    assert!(
+        t.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        t.elapsed()
+    );
+    // the render line follows the write (it carries the reload's result)
+    r.wait_log(&["rendered", "changed=true"], 2, Duration::from_secs(5));
+    let before = r.count(&["rendered", "changed=true"]);
+    for i in 2..=5 {
+        put(&a, "app/name", &format!("g{i}"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    wait_file(&dest, "name=g5", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        r.count(&["rendered", "changed=true"]),
+        before + 1,
+        "{}",
+        r.log_text()
+    );
+}
+
+/// Two templates reading the same key share one watch (one blocking query),
+/// and both follow its changes.
+#[test]
+fn shared_dependency_one_watch() {
+    let a = Agent::dev(&[]);
+    put(&a, "shared/k", "v1");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/a.tmpl"), "a={{key \"shared/k\"}}\n").unwrap();
+    std::fs::write(
+        w.join("t/b.tmpl"),
+        "b={{keyOrDefault \"shared/k\" \"x\"}}\n",
+    )
+    .unwrap();
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-node",
+            &a.addr,
+            "-log-level",
+            "debug",
+            "-template",
+            "t/a.tmpl:out/a.conf",
+            "-template",
+            "t/b.tmpl:out/b.conf",
+        ],
+        &[],
+    );
+    wait_file(&w.join("out/a.conf"), "a=v1", Duration::from_secs(10));
+    wait_file(&w.join("out/b.conf"), "b=v1", Duration::from_secs(5));
+    put(&a, "shared/k", "v2");
+    wait_file(&w.join("out/a.conf"), "a=v2", Duration::from_secs(5));
+    wait_file(&w.join("out/b.conf"), "b=v2", Duration::from_secs(5));
+    assert_eq!(
+        r.count(&["watch started", "kv.key(shared/k)"]),
+        1,
+        "{}",
+        r.log_text()
+    );
+}
+
+/// SIGHUP re-reads -config-file (prefix here); a broken edit changes nothing.
+#[test]
+fn sighup_rereads_config_file() {
+    let a = Agent::dev(&[]);
+    put(&a, "p1/name", "one");
+    put(&a, "p2/name", "two");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/n.tmpl"), "name={{getv \"/name\"}}\n").unwrap();
+    let cfg = |body: &str| std::fs::write(w.join("tribune.toml"), body).unwrap();
+    cfg(&format!("nodes = [\"{}\"]\nprefix = \"/p1\"\n", a.addr));
+    let r = Renderer::spawn(
+        w,
+        &[
+            "-config-file",
+            "tribune.toml",
+            "-template",
+            "t/n.tmpl:out/n.conf",
+        ],
+        &[],
+    );
+    let dest = w.join("out/n.conf");
+    wait_file(&dest, "name=one", Duration::from_secs(10));
+    cfg("prefix = 5\n");
+    r.signal(libc::SIGHUP);
+    r.wait_log(
+        &["reload failed", "tribune.toml"],
+        1,
+        Duration::from_secs(5),
+    );
+    assert!(read(&dest).contains("name=one"));
+    cfg(&format!("nodes = [\"{}\"]\nprefix = \"/p2\"\n", a.addr));
+    r.signal(libc::SIGHUP);
+    wait_file(&dest, "name=two", Duration::from_secs(5));
+    // and the new prefix is watched
+    put(&a, "p2/name", "three");
+    wait_file(&dest, "name=three", Duration::from_secs(5));
 }

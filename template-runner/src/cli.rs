@@ -94,7 +94,27 @@ pub struct Args {
     pub exec_kill_timeout: Option<String>,
 }
 
-/// confd's config.toml keys.
+/// confd's config.toml keys we act on. Other confd keys (TLS, auth, SRV,
+/// other backends' settings) are warned about and ignored: a working confd
+/// config must not stop startup.
+const FILE_CONFIG_KEYS: &[&str] = &[
+    "backend",
+    "confdir",
+    "interval",
+    "nodes",
+    "prefix",
+    "log-level",
+    "watch",
+    "noop",
+    "sync-only",
+    "onetime",
+    "keep-stage-file",
+    "file",
+    "wait",
+    "token",
+    "scheme",
+];
+
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -116,6 +136,56 @@ struct FileConfig {
     wait: Option<String>,
     token: Option<String>,
     scheme: Option<String>,
+}
+
+/// Parse a confd config: unknown keys are returned (to warn about), a known
+/// key with a wrong type is an error.
+fn parse_file_config(text: &str) -> Result<(FileConfig, Vec<String>), String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let ignored: Vec<String> = table
+        .keys()
+        .filter(|k| !FILE_CONFIG_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in &ignored {
+        table.remove(k);
+    }
+    // Re-parse the known part as text so type errors name the key and line.
+    let known = toml::to_string(&table).map_err(|e| e.to_string())?;
+    let fc = toml::from_str(&known).map_err(|e: toml::de::Error| e.to_string())?;
+    Ok((fc, ignored))
+}
+
+/// What SIGHUP re-reads from `-config-file`: `prefix` and `wait`, unless
+/// given as flags (flags override the file). Backend, nodes and mode need a
+/// restart.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    flag_prefix: Option<String>,
+    flag_wait: Option<String>,
+}
+
+impl ConfigSource {
+    /// The file's current `(prefix, wait)` merged with the flags.
+    pub fn read(&self) -> Result<(String, Option<Wait>), String> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+        let (fc, _) =
+            parse_file_config(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let wait = self
+            .flag_wait
+            .clone()
+            .or(fc.wait)
+            .as_deref()
+            .map(Wait::parse)
+            .transpose()
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok((
+            self.flag_prefix.clone().or(fc.prefix).unwrap_or_default(),
+            wait,
+        ))
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -157,13 +227,25 @@ pub fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    let mut config_warnings: Vec<String> = Vec::new();
+    let config_source = a.config_file.clone().map(|path| ConfigSource {
+        path,
+        flag_prefix: a.prefix.clone(),
+        flag_wait: a.wait.clone(),
+    });
     if let Some(path) = a.config_file.clone() {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => return fail(format!("reading {}: {e}", path.display())),
         };
-        let fc: FileConfig = match toml::from_str(&text) {
-            Ok(c) => c,
+        let fc = match parse_file_config(&text) {
+            Ok((c, ignored)) => {
+                config_warnings = ignored
+                    .into_iter()
+                    .map(|k| format!("{}: key {k:?} is not supported; ignored", path.display()))
+                    .collect();
+                c
+            }
             Err(e) => return fail(format!("{}: {e}", path.display())),
         };
         a.backend = a.backend.or(fc.backend);
@@ -200,10 +282,14 @@ pub fn main() -> ExitCode {
     if let Err(e) = init_tracing(a.log_level.as_deref().unwrap_or("info")) {
         return fail(e);
     }
-    let (opts, backend) = match build(a) {
+    for w in config_warnings {
+        tracing::warn!("{w}");
+    }
+    let (mut opts, backend) = match build(a) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
+    opts.config_source = config_source;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -309,6 +395,8 @@ fn build(a: Args) -> Result<(Options, Backend), String> {
     Ok((
         Options {
             confdir: a.confdir.unwrap_or_else(|| PathBuf::from(".")),
+            config_file: a.config_file,
+            config_source: None,
             prefix: a.prefix.unwrap_or_default(),
             templates: a.template,
             mode,
@@ -321,4 +409,24 @@ fn build(a: Args) -> Result<(Options, Backend), String> {
         },
         backend,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real confd config keys we don't use are ignored; a supported key with
+    /// the wrong type still fails, naming the key.
+    #[test]
+    fn confd_config_keys() {
+        let (c, ignored) = parse_file_config(
+            "backend = \"consul\"\nnodes = [\"127.0.0.1:8500\"]\ninterval = 2\nclient_cert = \"/c.pem\"\nsrv_domain = \"x\"\nbasic_auth = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.backend.as_deref(), Some("consul"));
+        assert_eq!(c.interval, Some(2));
+        assert_eq!(ignored, ["basic_auth", "client_cert", "srv_domain"]);
+        let e = parse_file_config("interval = \"soon\"\n").unwrap_err();
+        assert!(e.contains("interval"), "{e}");
+    }
 }

@@ -19,6 +19,8 @@ pub enum Dependency {
     /// Service names and tags.
     Services,
     Nodes,
+    /// One node and its services; `None` is the agent's own node.
+    Node(Option<String>),
     Datacenters,
 }
 
@@ -31,6 +33,8 @@ impl std::fmt::Display for Dependency {
             Dependency::Service { name, tag: Some(t) } => write!(f, "health.service({t}.{name})"),
             Dependency::Services => write!(f, "catalog.services"),
             Dependency::Nodes => write!(f, "catalog.nodes"),
+            Dependency::Node(None) => write!(f, "catalog.node"),
+            Dependency::Node(Some(n)) => write!(f, "catalog.node({n})"),
             Dependency::Datacenters => write!(f, "catalog.datacenters"),
         }
     }
@@ -72,6 +76,29 @@ pub struct NodeInfo {
     pub tagged_addresses: BTreeMap<String, String>,
 }
 
+/// A service as `/v1/catalog/node/<name>` lists it (consul-template's
+/// `CatalogNodeService`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeService {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub service: String,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub port: u64,
+    pub address: String,
+}
+
+/// consul-template's `CatalogNode`: `{{Node.Address}}`, `{{#each Services}}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeDetail {
+    pub node: NodeInfo,
+    /// Sorted by ID, so renders are stable.
+    pub services: Vec<NodeService>,
+}
+
 /// Fetched data of one dependency.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
@@ -81,5 +108,7 @@ pub enum Data {
     Service(Vec<Instance>),
     Services(BTreeMap<String, Vec<String>>),
     Nodes(Vec<NodeInfo>),
+    /// `None`: no such node.
+    Node(Option<NodeDetail>),
     Datacenters(Vec<String>),
 }

@@ -53,13 +53,52 @@ fn rules() -> &'static [(Regex, &'static str, &'static str)] {
                 "{{- ... -}} trim markers",
                 "{{~ ... ~}}",
             ),
-            (
-                r(r#"\{\{[^}|]*"[^"]*"\s*\|\s*[A-Za-z]|\{\{[^}"|]*\)\s*\|\s*[A-Za-z]"#),
-                "pipelines (x | f)",
-                "nested calls: {{f (getv \"/x\")}}",
-            ),
         ]
     })
+}
+
+/// Whether a `{{...}}` on this line holds a Go pipeline (`x | f`). Only a
+/// `|` inside an open mustache and outside string literals counts: a shell
+/// pipe or `||` in the template's *output* is fine, and so are block params
+/// (`as |item|`).
+fn has_pipeline(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(start) = rest.find("{{") {
+        let body = &rest[start + 2..];
+        let mut in_str = false;
+        let mut end = body.len();
+        let mut pipe_at = None;
+        let b = body.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'"' => in_str = !in_str,
+                b'\\' if in_str => i += 1,
+                b'}' if !in_str && b.get(i + 1) == Some(&b'}') => {
+                    end = i;
+                    break;
+                }
+                b'|' if !in_str && pipe_at.is_none() => {
+                    let doubled = b.get(i + 1) == Some(&b'|') || (i > 0 && b[i - 1] == b'|');
+                    if !doubled {
+                        pipe_at = Some(i);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let inner = &body[..end];
+        if let Some(p) = pipe_at.filter(|p| *p < end) {
+            let after = inner[p + 1..].trim_start();
+            let block_params = inner.contains(" as |");
+            if !block_params && after.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                return true;
+            }
+        }
+        rest = &body[end..];
+    }
+    false
 }
 
 /// The first Go-template construct in `text`, if any.
@@ -68,6 +107,12 @@ pub fn check(text: &str) -> Option<GoSyntax> {
         // Handlebars comments may mention anything.
         if line.trim_start().starts_with("{{!") {
             continue;
+        }
+        if has_pipeline(line) {
+            return Some(GoSyntax {
+                line: i + 1,
+                message: "Go template syntax pipelines (x | f) is not Handlebars; write nested calls: {{f (getv \"/x\")}} (see the porting table in the README)".into(),
+            });
         }
         for (re, what, instead) in rules() {
             if re.is_match(line) {
@@ -97,6 +142,12 @@ mod tests {
             ("{{$x := 1}}", 1, "block params"),
             ("{{- getv \"/a\" -}}", 1, "{{~"),
             ("{{getv \"/a\" | toUpper}}", 1, "nested calls"),
+            ("x\n{{ (getv \"/a\") | toUpper }} | y", 2, "nested calls"),
+            (
+                "{{getv \"/a|b\"}} {{ key \"/k\"|base64Decode }}",
+                1,
+                "nested calls",
+            ),
         ];
         for (t, line, needle) in cases {
             let e = check(t).unwrap_or_else(|| panic!("{t} not detected"));
@@ -110,6 +161,14 @@ mod tests {
             "{{~getv \"/a\"~}}",
             "{{!-- {{range}} in a comment --}}",
             "{{toUpper (getv \"/x\")}}",
+            // shell pipes and || in the output, not in a mustache
+            "echo \"{{getv \"/x\"}}\" | base64 -d",
+            "test -f {{getv \"/f\"}} || exit 1",
+            "a=\"$(cat {{getv \"/p\"}} | wc -l)\"",
+            // JSON output, and `|` inside a string argument
+            "{\"a\": \"{{getv \"/x\"}}\", \"b\": [1, 2]} | jq .",
+            "{{getv \"/a|b\" \"x | y\"}}",
+            "{{#if (or (exists \"/a\") (exists \"/b\"))}}a || b{{/if}}",
         ] {
             assert!(check(ok).is_none(), "{ok} flagged");
         }

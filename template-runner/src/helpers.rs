@@ -3,7 +3,7 @@
 //! - confd: `getv key [default]`, `get`, `gets pattern`, `getvs pattern`,
 //!   `exists`, `ls dir`, `lsdir dir`.
 //! - consul-template: `key`, `keyOrDefault`, `keyExists`, `ls`, `tree`,
-//!   `service "[tag.]name[|filter]" [filter]`, `services`, `nodes`,
+//!   `service "[tag.]name[|filter]" [filter]`, `services`, `nodes`, `node [name]`,
 //!   `datacenters`, `byTag`.
 //! - text and data: `base dir split join toUpper toLower contains replace
 //!   trimSuffix trimPrefix trimSpace json jsonArray toJSON toJSONPretty
@@ -43,6 +43,7 @@ const NAMES: &[&str] = &[
     "service",
     "services",
     "nodes",
+    "node",
     "datacenters",
     "byTag",
     "base",
@@ -521,6 +522,14 @@ pub fn eval(name: &str, args: &[Value], ctx: &Ctx) -> R {
             Some(Data::Nodes(n)) => Ok(serde_json::to_value(n).unwrap_or(Value::Null)),
             _ => Ok(json!([])),
         },
+        // consul-template's `node`: the agent's own node without an argument.
+        "node" => {
+            let name = args.first().map(text).filter(|n| !n.is_empty());
+            match ctx.data(Dependency::Node(name)).as_deref() {
+                Some(Data::Node(Some(n))) => Ok(serde_json::to_value(n).unwrap_or(Value::Null)),
+                _ => Ok(Value::Null),
+            }
+        }
         "datacenters" => match ctx.data(Dependency::Datacenters).as_deref() {
             Some(Data::Datacenters(d)) => Ok(json!(d)),
             _ => Ok(json!([])),

@@ -84,6 +84,13 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The file a compiled template came from: internal names are
+/// `<src>#<generation>-<index>` (so a reload can compile next to the old
+/// set); logs and errors show the src path.
+pub fn shown(name: &str) -> &str {
+    name.rsplit_once('#').map_or(name, |(src, _)| src)
+}
+
 /// Compiled templates and the helper set.
 pub struct Renderer {
     hb: Handlebars<'static>,
@@ -146,7 +153,7 @@ impl Renderer {
             let mut declared = declared.to_vec();
             declared.sort_by_key(|d| std::cmp::Reverse(d.len()));
             *s = Scope {
-                template: name.to_string(),
+                template: shown(name).to_string(),
                 prefix: prefix.to_string(),
                 declared,
                 used: BTreeSet::new(),
@@ -162,9 +169,9 @@ impl Renderer {
                 Ok(text) => Outcome::Rendered(text),
                 Err(e) => {
                     let at = match (e.template_name.as_deref(), e.line_no) {
-                        (Some(t), Some(l)) => format!("{t}:{l}: "),
-                        (Some(t), None) => format!("{t}: "),
-                        _ => format!("{name}: "),
+                        (Some(t), Some(l)) => format!("{}:{l}: ", shown(t)),
+                        (Some(t), None) => format!("{}: ", shown(t)),
+                        _ => format!("{}: ", shown(name)),
                     };
                     let reason = match e.reason() {
                         handlebars::RenderErrorReason::Other(m) => m.clone(),

@@ -302,8 +302,25 @@ impl Resource {
     }
 }
 
-/// Load every `conf.d/*.toml` of `confdir` (sorted by name).
-pub fn load_dir(confdir: &Path, global_prefix: &str) -> Result<Vec<Resource>, ResourceError> {
+/// Paths already warned about, so a reload doesn't repeat the warning.
+static WARNED: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Load every `conf.d/*.toml` of `confdir` (sorted by name). `config_file`
+/// (confd's `-config-file`, often kept in conf.d) and any other toml without
+/// a `[template]` table are not resources: skipped, with one warning for the
+/// latter.
+pub fn load_dir(
+    confdir: &Path,
+    global_prefix: &str,
+    config_file: Option<&Path>,
+) -> Result<Vec<Resource>, ResourceError> {
     let conf_d = confdir.join("conf.d");
     let templates = confdir.join("templates");
     let rd = match std::fs::read_dir(&conf_d) {
@@ -319,6 +336,7 @@ pub fn load_dir(confdir: &Path, global_prefix: &str) -> Result<Vec<Resource>, Re
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml") && p.is_file())
+        .filter(|p| !config_file.is_some_and(|c| same_file(p, c)))
         .collect();
     files.sort();
     let mut out = Vec::new();
@@ -327,6 +345,18 @@ pub fn load_dir(confdir: &Path, global_prefix: &str) -> Result<Vec<Resource>, Re
             path: f.display().to_string(),
             source,
         })?;
+        // A file that doesn't parse as TOML still errors below (it may be a
+        // broken resource); only valid TOML without [template] is skipped.
+        if let Ok(t) = text.parse::<toml::Table>() {
+            if !t.contains_key("template") {
+                let mut warned = WARNED.lock();
+                if !warned.contains(&f) {
+                    tracing::warn!(file = %f.display(), "no [template] table: not a template resource, skipped");
+                    warned.push(f);
+                }
+                continue;
+            }
+        }
         out.push(Resource::from_toml(&f, &text, &templates, global_prefix)?);
     }
     Ok(out)
@@ -390,6 +420,28 @@ command_timeout = "10s"
                 .to_string();
             assert!(e.contains(needle), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn load_dir_skips_config_and_non_resources() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path().join("conf.d");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("a.toml"), "[template]\nsrc=\"a\"\ndest=\"b\"\n").unwrap();
+        // confd config with a [template]-less body, named by -config-file
+        std::fs::write(c.join("config.toml"), "backend = \"consul\"\n").unwrap();
+        std::fs::write(c.join("notes.toml"), "x = 1\n").unwrap();
+        let r = load_dir(d.path(), "", Some(&c.join("config.toml"))).unwrap();
+        assert_eq!(r.len(), 1);
+        // the config file is skipped even if it had a [template] table
+        std::fs::write(c.join("config.toml"), "[template]\nsrc=1\n").unwrap();
+        assert_eq!(
+            load_dir(d.path(), "", Some(&c.join("config.toml")))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(load_dir(d.path(), "", None).is_err());
     }
 
     #[test]

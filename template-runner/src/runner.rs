@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +30,6 @@ pub enum RunError {
     Render(#[from] crate::render::RenderError),
     #[error("no template resources: put *.toml files in {0}/conf.d or pass -template")]
     Nothing(String),
-    #[error("starting child: {0}")]
-    Exec(std::io::Error),
     #[error("signals: {0}")]
     Signal(std::io::Error),
 }
@@ -45,6 +44,10 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub confdir: PathBuf,
+    /// `-config-file`: never loaded as a resource even when it sits in conf.d.
+    pub config_file: Option<PathBuf>,
+    /// Re-read on reload (SIGHUP or an edit in conf.d) for `prefix`/`wait`.
+    pub config_source: Option<crate::cli::ConfigSource>,
     pub prefix: String,
     pub templates: Vec<String>,
     pub mode: Mode,
@@ -87,7 +90,8 @@ impl Tpl {
 
 /// Load resources and compile their templates.
 fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>, RunError> {
-    let mut resources = resource::load_dir(&opts.confdir, &opts.prefix)?;
+    let mut resources =
+        resource::load_dir(&opts.confdir, &opts.prefix, opts.config_file.as_deref())?;
     for t in &opts.templates {
         resources.push(Resource::from_flag(t, &opts.prefix)?);
     }
@@ -140,6 +144,17 @@ pub struct Runner {
     users: std::collections::HashMap<Dependency, Vec<usize>>,
 }
 
+/// One written (or unchanged) template, logged after its commands ran.
+struct Rendered {
+    src: String,
+    dest: String,
+    trigger: String,
+    changed: bool,
+    check: Option<String>,
+    reload: Option<String>,
+    took: Duration,
+}
+
 /// What one render pass did.
 #[derive(Default)]
 struct Pass {
@@ -180,10 +195,13 @@ impl Runner {
     }
 
     /// Render the templates at `which`, write what changed, then run each
-    /// distinct reload command once, in order.
+    /// distinct reload command once, in order. One log line per template
+    /// (src, dest, trigger, changed, commands with exit codes and durations)
+    /// once its commands have run.
     async fn pass(&mut self, which: &[usize]) -> Pass {
         let mut pass = Pass::default();
         let mut commands: Vec<(String, Duration)> = Vec::new();
+        let mut written: Vec<Rendered> = Vec::new();
         for &i in which {
             let started = Instant::now();
             let trigger = self.tpls[i]
@@ -202,16 +220,17 @@ impl Runner {
                 self.deps_dirty = true;
             }
             let dest = t.res.dest.display().to_string();
+            let src = t.res.src.display().to_string();
             let text = match outcome {
                 Outcome::Missing(m) => {
                     let m: Vec<String> = m.iter().map(ToString::to_string).collect();
-                    tracing::debug!(template = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
+                    tracing::debug!(template = %src, dest = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
                     continue;
                 }
                 Outcome::Failed(e) => {
                     pass.failed += 1;
                     t.ok = false;
-                    tracing::error!(template = %dest, src = %t.res.src.display(), trigger = %trigger, error = %e, "render failed; destination left as it was");
+                    tracing::error!(template = %src, dest = %dest, trigger = %trigger, error = %e, "render failed; destination left as it was");
                     continue;
                 }
                 Outcome::Rendered(text) => text,
@@ -229,9 +248,9 @@ impl Runner {
                         .unified_diff()
                         .header(&dest, &format!("{dest} (rendered)"))
                         .to_string();
-                    tracing::info!(template = %dest, "noop: would change\n{diff}");
+                    tracing::info!(template = %src, dest = %dest, "noop: would change\n{diff}");
                 } else {
-                    tracing::info!(template = %dest, "noop: unchanged");
+                    tracing::info!(template = %src, dest = %dest, "noop: unchanged");
                 }
                 self.tpls[i].ok = true;
                 continue;
@@ -242,41 +261,72 @@ impl Runner {
             let timeout = t.res.command_timeout;
             let took = started.elapsed();
             match result {
-                Ok(Written::Unchanged) => {
-                    tracing::info!(template = %dest, trigger = %trigger, changed = false, duration_us = took.as_micros() as u64, "rendered");
+                Ok(w) => {
                     self.tpls[i].ok = true;
-                }
-                Ok(Written::Changed) => {
-                    tracing::info!(template = %dest, trigger = %trigger, changed = true, duration_us = took.as_micros() as u64, "rendered");
-                    pass.changed += 1;
-                    self.tpls[i].ok = true;
-                    if let Some(c) = reload.filter(|_| !self.opts.sync_only) {
-                        if !commands.iter().any(|(x, _)| *x == c) {
-                            commands.push((c, timeout));
+                    let mut r = Rendered {
+                        src,
+                        dest,
+                        trigger,
+                        changed: false,
+                        check: None,
+                        reload: None,
+                        took,
+                    };
+                    if let Written::Changed { check } = w {
+                        pass.changed += 1;
+                        r.changed = true;
+                        r.check =
+                            check.map(|(code, d)| format!("check:exit {code} {}ms", d.as_millis()));
+                        if let Some(c) = reload.filter(|_| !self.opts.sync_only) {
+                            if !commands.iter().any(|(x, _)| *x == c) {
+                                commands.push((c.clone(), timeout));
+                            }
+                            r.reload = Some(c);
                         }
                     }
+                    written.push(r);
                 }
                 Err(e) => {
                     pass.failed += 1;
                     self.tpls[i].ok = false;
-                    tracing::error!(template = %dest, trigger = %trigger, error = %e, "not written; destination left as it was");
+                    tracing::error!(template = %src, dest = %dest, trigger = %trigger, duration_ms = took.as_millis() as u64, error = %e, "not written; destination left as it was");
                 }
             }
         }
+        // Each distinct reload command once, in order; its summary goes on
+        // the line of every template that asked for it.
+        let mut summaries: Vec<(String, String)> = Vec::new();
         for (c, timeout) in commands {
-            match command::run(&c, timeout).await {
+            let summary = match command::run(&c, timeout).await {
                 Ok(r) if r.success() => {
                     tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command ran");
+                    format!("reload:exit 0 {}ms", r.duration.as_millis())
                 }
                 Ok(r) => {
                     pass.failed += 1;
                     tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command failed; still running");
+                    format!("reload:{} {}ms", r.describe(), r.duration.as_millis())
                 }
                 Err(e) => {
                     pass.failed += 1;
                     tracing::error!(command = %c, error = %e, "reload command could not start; still running");
+                    "reload:not started".to_string()
                 }
-            }
+            };
+            summaries.push((c, summary));
+        }
+        for r in written {
+            let reload = r
+                .reload
+                .and_then(|c| summaries.iter().find(|(x, _)| *x == c))
+                .map(|(_, s)| s.clone());
+            let cmds: Vec<String> = r.check.into_iter().chain(reload).collect();
+            let cmds = if cmds.is_empty() {
+                "none".to_string()
+            } else {
+                cmds.join(", ")
+            };
+            tracing::info!(template = %r.src, dest = %r.dest, trigger = %r.trigger, changed = r.changed, commands = %cmds, duration_us = r.took.as_micros() as u64, "rendered");
         }
         pass
     }
@@ -334,6 +384,10 @@ impl Runner {
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signal)?;
         let mut usr2 = signal(SignalKind::user_defined2()).map_err(RunError::Signal)?;
+        let mut quit = signal(SignalKind::quit()).map_err(RunError::Signal)?;
+        let mut winch = signal(SignalKind::window_change()).map_err(RunError::Signal)?;
+        let mut exec_retry = ExecRetry::default();
+        let mut child_started = false;
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
         let _fs_watcher = watch_dirs(&self.opts.confdir, fs_tx);
         let mut child: Option<Child> = None;
@@ -371,9 +425,10 @@ impl Runner {
                             }
                             None => {
                                 tracing::info!("restarting child");
-                                let spec = c.spec.clone();
                                 c.stop().await;
-                                child = Some(Child::start(spec).map_err(RunError::Exec)?);
+                                // Started again below, with retries if it fails.
+                                child = None;
+                                exec_retry = ExecRetry::default();
                             }
                         }
                     }
@@ -389,9 +444,24 @@ impl Runner {
                 let needed: BTreeSet<Dependency> = self.users.keys().cloned().collect();
                 watches.ensure(&needed);
             }
-            if child.is_none() && self.tpls.iter().all(|t| t.ok) {
+            // The first start waits for a full render; a restart doesn't wait
+            // for an unrelated template that fails now.
+            if child.is_none() && (child_started || self.tpls.iter().all(|t| t.ok)) {
                 if let Some(spec) = &self.opts.exec {
-                    child = Some(Child::start(spec.clone()).map_err(RunError::Exec)?);
+                    if exec_retry.at.is_none_or(|at| Instant::now() >= at) {
+                        match Child::start(spec.clone()) {
+                            Ok(c) => {
+                                child = Some(c);
+                                child_started = true;
+                                exec_retry = ExecRetry::default();
+                            }
+                            // A sidecar outlives a failed start: log, retry later.
+                            Err(e) => {
+                                let delay = exec_retry.next();
+                                tracing::error!(command = %spec.command, error = %e, retry_in_ms = delay.as_millis() as u64, "child could not start; retrying");
+                            }
+                        }
+                    }
                 }
             }
             // Sleep until a change, a debounce deadline, or a signal.
@@ -404,6 +474,7 @@ impl Runner {
                     Some((*last + w.min).min(*first + w.max))
                 })
                 .chain(fs_pending.map(|t| t + Duration::from_millis(200)))
+                .chain(exec_retry.at.filter(|_| child.is_none()))
                 .min();
             let sleep_until =
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -439,8 +510,12 @@ impl Runner {
                     fs_pending = Some(Instant::now());
                 }
                 _ = hup.recv() => self.reload("SIGHUP"),
-                _ = usr1.recv() => if let Some(c) = &child { c.signal(nix::sys::signal::Signal::SIGUSR1) },
-                _ = usr2.recv() => if let Some(c) = &child { c.signal(nix::sys::signal::Signal::SIGUSR2) },
+                // Like consul-template: signals that are not ours (HUP reloads,
+                // INT/TERM stop) go to the child.
+                _ = usr1.recv() => forward(&child, Signal::SIGUSR1),
+                _ = usr2.recv() => forward(&child, Signal::SIGUSR2),
+                _ = quit.recv() => forward(&child, Signal::SIGQUIT),
+                _ = winch.recv() => forward(&child, Signal::SIGWINCH),
                 code = child_exit => {
                     tracing::info!(code, "child exited");
                     stop.cancel();
@@ -461,8 +536,23 @@ impl Runner {
 
     /// Re-read resources and templates; on error keep running the old ones.
     fn reload(&mut self, why: &str) {
-        match load(&self.opts, &mut self.renderer, &self.tpls) {
+        let mut opts = self.opts.clone();
+        if let Some(src) = &self.opts.config_source {
+            match src.read() {
+                Ok((prefix, wait)) => {
+                    opts.prefix = prefix;
+                    opts.wait = wait;
+                }
+                Err(e) => {
+                    // A bad config changes nothing: not even the resources.
+                    tracing::error!(error = %e, reason = why, "reload failed; keeping the previous configuration and resources");
+                    return;
+                }
+            }
+        }
+        match load(&opts, &mut self.renderer, &self.tpls) {
             Ok(mut tpls) => {
+                self.opts = opts;
                 for t in &mut tpls {
                     t.mark(format!("reload ({why})"));
                 }
@@ -474,6 +564,29 @@ impl Runner {
                 tracing::error!(error = %e, reason = why, "reload failed; keeping the previous resources")
             }
         }
+    }
+}
+
+fn forward(child: &Option<Child>, sig: Signal) {
+    if let Some(c) = child {
+        tracing::debug!(signal = %sig, "forwarding signal to child");
+        c.signal(sig);
+    }
+}
+
+/// When to try starting the child again after a failed start: 250 ms,
+/// doubling, at most 30 s.
+#[derive(Default)]
+struct ExecRetry {
+    at: Option<Instant>,
+    delay: Duration,
+}
+
+impl ExecRetry {
+    fn next(&mut self) -> Duration {
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        self.at = Some(Instant::now() + self.delay);
+        self.delay
     }
 }
 

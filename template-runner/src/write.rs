@@ -30,7 +30,10 @@ pub enum WriteError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
     Unchanged,
-    Changed,
+    /// Replaced; `check` is the check_cmd's exit code and duration, if run.
+    Changed {
+        check: Option<(i32, Duration)>,
+    },
 }
 
 pub struct Target<'a> {
@@ -128,6 +131,7 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
             }
             f.sync_all().map_err(io(&stage))?;
         }
+        let mut check = None;
         if let Some(cmd) = t.check_cmd {
             let cmd = cmd.replace("{{.src}}", &stage.display().to_string());
             let r = command::run(&cmd, t.command_timeout)
@@ -140,6 +144,7 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
                     output: r.output,
                 });
             }
+            check = Some((0, r.duration));
         }
         if t.backup && t.dest.exists() {
             let mut bak = t.dest.as_os_str().to_owned();
@@ -152,7 +157,7 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
         }
         std::fs::rename(&stage, t.dest).map_err(io(t.dest))?;
         sync_dir(&dir).map_err(io(&dir))?;
-        Ok(Written::Changed)
+        Ok(Written::Changed { check })
     }
     .await;
     if result.is_err() && !t.keep_stage {
@@ -188,7 +193,7 @@ mod tests {
         let dest = dir.path().join("a/b/out.conf");
         assert_eq!(
             write(&target(&dest, None), b"one").await.unwrap(),
-            Written::Changed
+            Written::Changed { check: None }
         );
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
@@ -199,7 +204,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&dest).unwrap().modified().unwrap(), mtime);
         assert_eq!(
             write(&target(&dest, None), b"two").await.unwrap(),
-            Written::Changed
+            Written::Changed { check: None }
         );
         assert_eq!(
             std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
@@ -215,12 +220,14 @@ mod tests {
             1,
             "stage file left behind"
         );
-        assert_eq!(
+        assert!(matches!(
             write(&target(&dest, Some("grep -q good {{.src}}")), b"good")
                 .await
                 .unwrap(),
-            Written::Changed
-        );
+            Written::Changed {
+                check: Some((0, _))
+            }
+        ));
         let mut t = target(&dest, None);
         t.backup = true;
         t.mode = Some(0o640);

@@ -8,13 +8,56 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::{BackendError, Fetched};
-use crate::dependency::{Data, Dependency, Instance, NodeInfo};
+use crate::dependency::{Data, Dependency, Instance, NodeDetail, NodeInfo, NodeService};
 
 pub struct Consul {
     client: reqwest::Client,
     /// Agent base URLs, tried in order (confd's repeatable `-node`).
     nodes: Vec<String>,
     token: Option<String>,
+    /// The agent's own node name (for `node` without an argument), asked
+    /// once from /v1/agent/self like consul-template does.
+    self_name: parking_lot::Mutex<Option<String>>,
+}
+
+fn node_info(n: &Value) -> NodeInfo {
+    NodeInfo {
+        node: s(n, "Node"),
+        id: s(n, "ID"),
+        address: s(n, "Address"),
+        datacenter: s(n, "Datacenter"),
+        meta: map(n, "Meta"),
+        tagged_addresses: map(n, "TaggedAddresses"),
+    }
+}
+
+fn node_detail(v: &Value) -> Option<NodeDetail> {
+    if !v["Node"].is_object() {
+        return None;
+    }
+    let mut services: Vec<NodeService> = v["Services"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, sv)| NodeService {
+            id: s(sv, "ID"),
+            service: s(sv, "Service"),
+            tags: sv["Tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            meta: map(sv, "Meta"),
+            port: sv["Port"].as_u64().unwrap_or(0),
+            address: s(sv, "Address"),
+        })
+        .collect();
+    services.sort_by(|a, b| a.id.cmp(&b.id));
+    Some(NodeDetail {
+        node: node_info(&v["Node"]),
+        services,
+    })
 }
 
 fn base_url(addr: &str) -> String {
@@ -120,7 +163,61 @@ impl Consul {
             client,
             nodes: nodes.iter().map(|n| base_url(n)).collect(),
             token,
+            self_name: parking_lot::Mutex::new(None),
         }
+    }
+
+    fn get(&self, url: String, timeout: Duration) -> reqwest::RequestBuilder {
+        let req = self.client.get(url).timeout(timeout);
+        match &self.token {
+            Some(t) => req.header("X-Consul-Token", t),
+            None => req,
+        }
+    }
+
+    /// The agent's node name, from the first agent that answers.
+    async fn self_name(&self) -> Result<String, BackendError> {
+        if let Some(n) = self.self_name.lock().clone() {
+            return Ok(n);
+        }
+        let mut last_err = BackendError::Request("no agent address configured".into());
+        for base in &self.nodes {
+            let r = self
+                .get(format!("{base}/v1/agent/self"), Duration::from_secs(15))
+                .send()
+                .await;
+            let v: Value = match r {
+                Ok(r) if r.status().is_success() => match r.json().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        last_err = BackendError::Data(format!("agent/self from {base}: {e}"));
+                        continue;
+                    }
+                },
+                Ok(r) => {
+                    last_err = BackendError::Status {
+                        what: "agent/self".into(),
+                        status: r.status().as_u16(),
+                        body: r.text().await.unwrap_or_default().trim().to_string(),
+                    };
+                    continue;
+                }
+                Err(e) => {
+                    last_err = BackendError::Request(format!("agent/self: {base}: {e}"));
+                    continue;
+                }
+            };
+            match v["Config"]["NodeName"].as_str().filter(|n| !n.is_empty()) {
+                Some(n) => {
+                    *self.self_name.lock() = Some(n.to_string());
+                    return Ok(n.to_string());
+                }
+                None => {
+                    last_err = BackendError::Data(format!("agent/self from {base}: no NodeName"))
+                }
+            }
+        }
+        Err(last_err)
     }
 
     pub async fn fetch(
@@ -141,6 +238,13 @@ impl Consul {
             ),
             Dependency::Services => ("catalog/services".into(), vec![]),
             Dependency::Nodes => ("catalog/nodes".into(), vec![]),
+            Dependency::Node(name) => {
+                let name = match name {
+                    Some(n) => n.clone(),
+                    None => self.self_name().await?,
+                };
+                (format!("catalog/node/{}", path_escape(&name)), vec![])
+            }
             Dependency::Datacenters => ("catalog/datacenters".into(), vec![]),
         };
         if index > 0 {
@@ -149,14 +253,12 @@ impl Consul {
         }
         let mut last_err = BackendError::Request("no agent address configured".into());
         for base in &self.nodes {
-            let mut req = self
-                .client
-                .get(format!("{base}/v1/{path}"))
-                .query(&query)
-                .timeout(wait + wait / 16 + Duration::from_secs(15));
-            if let Some(t) = &self.token {
-                req = req.header("X-Consul-Token", t);
-            }
+            let req = self
+                .get(
+                    format!("{base}/v1/{path}"),
+                    wait + wait / 16 + Duration::from_secs(15),
+                )
+                .query(&query);
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -175,9 +277,14 @@ impl Consul {
                 .bytes()
                 .await
                 .map_err(|e| BackendError::Request(format!("{dep}: {base}: {e}")))?;
-            if status == 404 && matches!(dep, Dependency::KvPrefix(_) | Dependency::KvKey(_)) {
+            let absent = matches!(
+                dep,
+                Dependency::KvPrefix(_) | Dependency::KvKey(_) | Dependency::Node(_)
+            );
+            if status == 404 && absent {
                 let d = match dep {
                     Dependency::KvKey(_) => Data::Key(None),
+                    Dependency::Node(_) => Data::Node(None),
                     _ => Data::Kv(BTreeMap::new()),
                 };
                 return Ok((d, idx));
@@ -223,20 +330,10 @@ impl Consul {
                         })
                         .collect(),
                 ),
-                Dependency::Nodes => Data::Nodes(
-                    v.as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|n| NodeInfo {
-                            node: s(n, "Node"),
-                            id: s(n, "ID"),
-                            address: s(n, "Address"),
-                            datacenter: s(n, "Datacenter"),
-                            meta: map(n, "Meta"),
-                            tagged_addresses: map(n, "TaggedAddresses"),
-                        })
-                        .collect(),
-                ),
+                Dependency::Nodes => {
+                    Data::Nodes(v.as_array().into_iter().flatten().map(node_info).collect())
+                }
+                Dependency::Node(_) => Data::Node(node_detail(&v)),
                 Dependency::Datacenters => Data::Datacenters(
                     v.as_array()
                         .into_iter()
