@@ -21,6 +21,21 @@ fn get(a: &Agent, path: &str) -> reqwest::blocking::Response {
     client().get(format!("{}/v1/{path}", a.url)).send().unwrap()
 }
 
+/// The index of `path` once it has held still for 300 ms: the agent's
+/// first syncs may still be landing when a test starts watching.
+fn settled_index(a: &Agent, path: &str) -> u64 {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut idx = index_of(&get(a, path));
+    for _ in 0..20 {
+        let next = index_of(&get(a, &format!("{path}{sep}index={idx}&wait=300ms")));
+        if next == idx {
+            return idx;
+        }
+        idx = next;
+    }
+    panic!("{path} never settled");
+}
+
 fn get_json(a: &Agent, path: &str) -> Value {
     get(a, path).json().unwrap()
 }
@@ -753,7 +768,7 @@ fn blocking_health_wakes_per_service() {
     wait_until("both passing", Duration::from_secs(5), || {
         passing_ids(&a, "web").len() == 1 && passing_ids(&a, "db").len() == 1
     });
-    let idx = index_of(&get(&a, "health/service/web?passing"));
+    let idx = settled_index(&a, "health/service/web?passing");
     let url = format!(
         "{}/v1/health/service/web?passing&index={idx}&wait=20s",
         a.url
@@ -1511,7 +1526,7 @@ fn config_dir_standalone_checks_and_reload() {
 /// Park a blocking query on `path` at its current index; returns the index
 /// and a handle yielding (time taken, new index).
 fn park(a: &Agent, path: &str, wait: &str) -> (u64, thread::JoinHandle<(Duration, u64)>) {
-    let idx = index_of(&get(a, path));
+    let idx = settled_index(a, path);
     let sep = if path.contains('?') { '&' } else { '?' };
     let url = format!("{}/v1/{path}{sep}index={idx}&wait={wait}", a.url);
     let h = thread::spawn(move || {
@@ -1578,6 +1593,38 @@ fn checks_array_tags_and_blocking_endpoints() {
     assert_eq!(ids("tag=a&tag=b"), ["web1"]);
     assert_eq!(ids("tag=b&tag=a&passing"), ["web1"]);
     assert!(ids("tag=a&tag=c").is_empty());
+    // Names and tags match ignoring case, as in Consul.
+    assert_eq!(ids("tag=A"), ["web1", "web2"]);
+    let n = |path: &str| get_json(&a, path).as_array().unwrap().len();
+    assert_eq!(n("health/service/WEB?tag=B"), 2);
+    assert_eq!(n("catalog/service/Web?tag=a"), 2);
+    assert_eq!(n("health/checks/wEb"), 3);
+    // A service registered as `Web` joins `web` in lookups, and a blocking
+    // query on one spelling wakes on a change to the other.
+    let (idx, h) = park(&a, "health/service/web", "10s");
+    put_json(
+        &a,
+        "agent/service/register",
+        json!({"Name": "Web", "ID": "web4", "Check": {"TTL": "60s", "Status": "passing"}}),
+    );
+    let (took, new_idx) = h.join().unwrap();
+    assert!(new_idx > idx && took < Duration::from_secs(9), "{took:?}");
+    wait_until("Web counted with web", Duration::from_secs(5), || {
+        passing_ids(&a, "web").len() == 4 && passing_ids(&a, "WEB").len() == 4
+    });
+    let services = get_json(&a, "catalog/services");
+    assert!(
+        services.get("Web").is_some() && services.get("web").is_some(),
+        "{services}"
+    );
+    let r = client()
+        .put(format!("{}/v1/agent/service/deregister/web4", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until("web4 gone", Duration::from_secs(5), || {
+        passing_ids(&a, "web").len() == 3
+    });
 
     // catalog/service/web does not wake on a change to db...
     let (idx, h) = park(&a, "catalog/service/web", "1s");

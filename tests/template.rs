@@ -605,12 +605,18 @@ fn debounce_wait() {
     let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
     wait_file(&w.join("out/app.conf"), "name=d0", Duration::from_secs(10));
     r.wait_log(&["rendered", "changed=true"], 1, Duration::from_secs(5));
+    burst_renders_once(&a, &r, &w.join("out/app.conf"), "d", 1);
+}
+
+/// Five quick changes of `app/name` (`<tag><from>`..`<tag>5`, 50 ms apart)
+/// under a debounce: the last value lands, in a single render.
+fn burst_renders_once(a: &Agent, r: &Renderer, dest: &Path, tag: &str, from: u32) {
     let before = r.count(&["rendered", "changed=true"]);
-    for i in 1..=5 {
-        put(&a, "app/name", &format!("d{i}"));
+    for i in from..=5 {
+        put(a, "app/name", &format!("{tag}{i}"));
         thread::sleep(Duration::from_millis(50));
     }
-    wait_file(&w.join("out/app.conf"), "name=d5", Duration::from_secs(5));
+    wait_file(dest, &format!("name={tag}5"), Duration::from_secs(5));
     thread::sleep(Duration::from_millis(500));
     assert_eq!(
         r.count(&["rendered", "changed=true"]),
@@ -1004,19 +1010,7 @@ fn global_wait_debounces() {
     );
     // the render line follows the write (it carries the reload's result)
     r.wait_log(&["rendered", "changed=true"], 2, Duration::from_secs(5));
-    let before = r.count(&["rendered", "changed=true"]);
-    for i in 2..=5 {
-        put(&a, "app/name", &format!("g{i}"));
-        thread::sleep(Duration::from_millis(50));
-    }
-    wait_file(&dest, "name=g5", Duration::from_secs(5));
-    thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        r.count(&["rendered", "changed=true"]),
-        before + 1,
-        "{}",
-        r.log_text()
-    );
+    burst_renders_once(&a, &r, &dest, "g", 2);
 }
 
 /// Two templates reading the same key share one watch (one blocking query),
@@ -1099,4 +1093,122 @@ fn sighup_rereads_config_file() {
     // and the new prefix is watched
     put(&a, "p2/name", "three");
     wait_file(&dest, "name=three", Duration::from_secs(5));
+}
+
+/// Debian's nginx as a logging reverse proxy in front of the agent: it
+/// records the `X-Consul-Token` header of every request it passes on.
+struct TokenLoggingProxy {
+    child: std::process::Child,
+    addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenLoggingProxy {
+    fn start(upstream: &str) -> TokenLoggingProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = d.join("access.log");
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  log_format tok '$request_method $uri token=$http_x_consul_token';\n  \
+             access_log {log} tok;\n  \
+             server {{\n    listen 127.0.0.1:{port};\n    \
+             location / {{ proxy_pass http://{upstream}; proxy_buffering off; proxy_read_timeout 700s; }}\n  }}\n}}\n",
+            d = d.display(),
+            log = log.display(),
+        );
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = std::process::Command::new(nginx)
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting nginx (test.sh installs nginx-light)");
+        let addr = format!("127.0.0.1:{port}");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "nginx did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+        TokenLoggingProxy {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The `token=` values logged for requests to the KV API.
+    fn kv_tokens(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("/v1/kv/"))
+            .filter_map(|l| l.split("token=").nth(1).map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for TokenLoggingProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ACL token reaches the agent as `X-Consul-Token`, from
+/// CONSUL_HTTP_TOKEN or from -token, as consul-template sends it; without
+/// one, no header is sent.
+#[test]
+fn token_is_sent_to_the_agent() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/name", "tok");
+    let proxy = TokenLoggingProxy::start(&a.addr);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("t.tmpl"), "name={{key \"app/name\"}}\n").unwrap();
+    // (runner flags, environment, the token nginx should log)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
+        (&[], &[("CONSUL_HTTP_TOKEN", "from-env")], "from-env"),
+        (&["-token", "from-flag"], &[], "from-flag"),
+        (&[], &[], "-"),
+    ];
+    for (i, (flags, envs, want)) in cases.into_iter().enumerate() {
+        let dest = format!("out{i}.conf");
+        let tmpl = format!("t.tmpl:{dest}");
+        let mut args = vec!["-onetime", "-node", &proxy.addr, "-template", &tmpl];
+        args.extend_from_slice(flags);
+        let before = proxy.kv_tokens().len();
+        let out = run_renderer(w, &args, envs);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            std::fs::read_to_string(w.join(&dest)).unwrap(),
+            "name=tok\n"
+        );
+        // nginx writes its access log line once the answer has been sent.
+        let t = Instant::now();
+        let logged = loop {
+            let all = proxy.kv_tokens();
+            if all.len() > before || t.elapsed() > Duration::from_secs(5) {
+                break all[before..].to_vec();
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!logged.is_empty(), "no KV request logged for case {i}");
+        assert!(logged.iter().all(|t| t == want), "case {i}: {logged:?}");
+    }
 }

@@ -137,7 +137,7 @@ impl ConsulDns {
     fn build_items(&self, service: &str, tag: Option<&str>) -> Vec<Item> {
         let t = self.store.read();
         let mut out = Vec::new();
-        for (n, s) in t.catalog.instances_folded(service) {
+        for (n, s) in t.catalog.instances(service) {
             if let Some(tg) = tag {
                 if !s.tags.iter().any(|x| x.eq_ignore_ascii_case(tg)) {
                     continue;
@@ -267,7 +267,7 @@ impl ConsulDns {
             }
             Lookup::Service { service, tag } => {
                 let ttl = self.config.service_ttl(&service).as_secs() as u32;
-                let index = t.catalog.service_index_folded(&service);
+                let index = t.catalog.service_index(&service);
                 drop(t);
                 let items = self.service_items(&service, tag, index);
                 if items.is_empty() {

@@ -28,7 +28,8 @@ pub fn json_body(
 }
 
 fn tags_match(tags: &[String], want: &[&str]) -> bool {
-    want.iter().all(|w| tags.iter().any(|t| t == w))
+    want.iter()
+        .all(|w| tags.iter().any(|t| t.eq_ignore_ascii_case(w)))
 }
 
 pub async fn services(

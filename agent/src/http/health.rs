@@ -22,7 +22,10 @@ pub fn aggregate(checks: &[&CheckRec]) -> Health {
 pub fn service_entries(c: &Catalog, name: &str, tags: &[&str], passing_only: bool) -> Vec<Value> {
     c.instances(name)
         .into_iter()
-        .filter(|(_, s)| tags.iter().all(|t| s.tags.iter().any(|x| x == t)))
+        .filter(|(_, s)| {
+            tags.iter()
+                .all(|t| s.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        })
         .filter_map(|(n, s)| {
             let checks = c.instance_checks(&n.node, &s.id);
             if passing_only && checks.iter().any(|c| c.status != Health::Passing) {
@@ -67,7 +70,7 @@ pub async fn checks(
             let list: Vec<Value> = t
                 .catalog
                 .checks()
-                .filter(|c| c.service_name == name)
+                .filter(|c| c.service_name.eq_ignore_ascii_case(&name))
                 .map(render::check)
                 .collect();
             Some(list)

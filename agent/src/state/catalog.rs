@@ -164,8 +164,9 @@ pub enum CatalogOutcome {
 }
 
 /// Names of watch targets; see [`crate::state::WatchTarget::Named`].
+/// Folded: a watcher of `web` wakes when `Web` changes (lookups ignore case).
 pub fn svc_target(name: &str) -> String {
-    format!("svc:{name}")
+    format!("svc:{}", fold(name))
 }
 pub fn node_target(name: &str) -> String {
     format!("node:{name}")
@@ -317,8 +318,8 @@ impl Catalog {
             (name, tags)
         })
     }
-    /// Instances of a service with their node.
-    pub fn instances<'a>(&'a self, name: &str) -> Vec<(&'a NodeRec, &'a ServiceRec)> {
+    /// Instances of the service registered exactly as `name`.
+    fn instances_exact<'a>(&'a self, name: &str) -> Vec<(&'a NodeRec, &'a ServiceRec)> {
         let Some(keys) = self.by_name.get(name) else {
             return Vec::new();
         };
@@ -326,16 +327,17 @@ impl Catalog {
             .filter_map(|k| Some((self.nodes.get(&k.0)?, self.services.get(k)?)))
             .collect()
     }
-    /// Instances of every service whose name equals `name` ignoring ASCII
-    /// case (DNS lookups).
-    pub fn instances_folded<'a>(&'a self, name: &str) -> Vec<(&'a NodeRec, &'a ServiceRec)> {
+    /// Instances of a service with their node. Names match ignoring ASCII
+    /// case, as in Consul (its DNS is case-insensitive, so its catalog and
+    /// health lookups are too): `Redis` and `redis` answer both.
+    pub fn instances<'a>(&'a self, name: &str) -> Vec<(&'a NodeRec, &'a ServiceRec)> {
         let Some(names) = self.folded.services.get(fold(name).as_ref()) else {
             return Vec::new();
         };
-        names.iter().flat_map(|n| self.instances(n)).collect()
+        names.iter().flat_map(|n| self.instances_exact(n)).collect()
     }
     /// Last change to any service named `name` ignoring ASCII case.
-    pub fn service_index_folded(&self, name: &str) -> u64 {
+    pub fn service_index(&self, name: &str) -> u64 {
         self.folded
             .service_index
             .get(fold(name).as_ref())
@@ -364,9 +366,6 @@ impl Catalog {
     }
     pub fn service(&self, node: &str, id: &str) -> Option<&ServiceRec> {
         self.services.get(&(node.to_string(), id.to_string()))
-    }
-    pub fn service_index(&self, name: &str) -> u64 {
-        self.service_index.get(name).copied().unwrap_or(1).max(1)
     }
     pub fn node_index(&self, name: &str) -> u64 {
         self.node_index.get(name).copied().unwrap_or(1).max(1)
@@ -818,7 +817,7 @@ mod tests {
         assert!(named.is_empty());
     }
 
-    /// DNS lookups ignore case: names registered in mixed case are found by
+    /// Lookups ignore case: names registered in mixed case are found by
     /// any spelling, the folded index moves on changes, and a snapshot
     /// round trip rebuilds the folded names.
     #[test]
@@ -826,10 +825,10 @@ mod tests {
         let mut c = Catalog::default();
         reg(&mut c, 2, "MyHost", Some(svc("r1", "Redis")), vec![]);
         reg(&mut c, 3, "other", Some(svc("r2", "redis")), vec![]);
-        assert_eq!(c.instances_folded("REDIS").len(), 2);
-        assert_eq!(c.instances("redis").len(), 1);
+        assert_eq!(c.instances("REDIS").len(), 2);
+        assert_eq!(c.instances_exact("redis").len(), 1);
         assert_eq!(c.node_folded("myhost").unwrap().node, "MyHost");
-        assert_eq!(c.service_index_folded("rEdIs"), 3);
+        assert_eq!(c.service_index("rEdIs"), 3);
         let mut named = vec![];
         c.apply(
             4,
@@ -840,15 +839,15 @@ mod tests {
             },
             &mut named,
         );
-        assert_eq!(c.instances_folded("redis").len(), 1);
+        assert_eq!(c.instances("redis").len(), 1);
         assert!(c.node_folded("MYHOST").is_none());
-        assert_eq!(c.service_index_folded("redis"), 4);
+        assert_eq!(c.service_index("redis"), 4);
 
         reg(&mut c, 5, "MyHost", Some(svc("r1", "Redis")), vec![]);
         let bytes = bincode::serialize(&c).unwrap();
         let back: Catalog = bincode::deserialize(&bytes).unwrap();
-        assert_eq!(back.instances_folded("redis").len(), 2);
+        assert_eq!(back.instances("redis").len(), 2);
         assert_eq!(back.node_folded("myhost").unwrap().node, "MyHost");
-        assert_eq!(back.service_index_folded("REDIS"), 5);
+        assert_eq!(back.service_index("REDIS"), 5);
     }
 }
