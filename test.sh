@@ -46,7 +46,14 @@ cargo build --workspace --bins
 export TRIBUNE_BIN_DIR="$PWD/target/debug"
 log="$(mktemp)"
 status=0
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+# Into a file, streamed by tail: a process some test left behind, still
+# holding the output open, must not hang the run (as a pipe to tee would).
+cargo test --workspace >"$log" 2>&1 &
+tests_pid=$!
+tail -n +1 -f --pid="$tests_pid" "$log" &
+tail_pid=$!
+wait "$tests_pid" || status=$?
+wait "$tail_pid" || true
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{client, copy_dir, root, run_renderer, Agent, Renderer};
+use tribune_tests::{client, copy_dir, root, run_renderer, stop_gracefully, Agent, Renderer};
 
 fn put(a: &Agent, key: &str, v: &str) {
     let r = client()
@@ -1163,9 +1163,10 @@ impl TokenLoggingProxy {
 }
 
 impl Drop for TokenLoggingProxy {
+    /// SIGTERM: nginx's master stops its workers (a SIGKILLed master would
+    /// leave them running).
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_gracefully(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -319,10 +319,28 @@ impl Renderer {
 }
 
 impl Drop for Renderer {
+    /// SIGTERM first, so an `-exec` child is stopped by the runner rather
+    /// than orphaned (an orphan would keep the test's output pipe open);
+    /// SIGKILL if it has not exited within 10 s.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_gracefully(&mut self.child, Duration::from_secs(10));
     }
+}
+
+/// SIGTERM `child`, wait up to `limit` for it to exit, then SIGKILL it.
+pub fn stop_gracefully(child: &mut Child, limit: Duration) {
+    if let Ok(None) = child.try_wait() {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Run `tribune-template` to completion (for -onetime runs).
