@@ -178,6 +178,17 @@ impl Example {
         let mut cmd = run_sh(mode, ports);
         if group {
             cmd.process_group(0);
+            // As a terminal's shell starts a job: SIGINT at its default.
+            // This test may itself run with SIGINT ignored (a background
+            // job of a non-interactive shell, as CI may start it), and bash
+            // cannot trap a signal that was ignored when it started.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                    libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .stdout(Stdio::piped())

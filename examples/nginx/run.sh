@@ -183,12 +183,21 @@ fi
 # Exits non-zero with the logs if the agent, the runner or (outside sidecar
 # mode, where the runner exits with it) nginx has died.
 check_alive() {
-  kill -0 "$AGENT_PID" 2>/dev/null || { tail -n 20 "$W/agent.log" >&2; die "tribune agent exited (log above)"; }
-  kill -0 "$RUNNER_PID" 2>/dev/null || { tail -n 20 "$W/template.log" >&2; die "tribune-template exited (log above)"; }
-  if [ "$MODE" != sidecar ] && ! nginx_pid >/dev/null; then
-    tail -n 20 "$W/error.log" >&2
-    die "nginx exited (log above)"
+  local what="" log=""
+  if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+    what="tribune agent" log="$W/agent.log"
+  elif ! kill -0 "$RUNNER_PID" 2>/dev/null; then
+    what="tribune-template" log="$W/template.log"
+  elif [ "$MODE" != sidecar ] && ! nginx_pid >/dev/null; then
+    what="nginx" log="$W/error.log"
   fi
+  [ -n "$what" ] || return 0
+  # Ctrl-C reaches the whole process group at once, so the agent may have
+  # stopped on it a moment before this shell runs its INT trap: give a
+  # pending trap the chance to stop everything cleanly (exit 0) first.
+  sleep 0.5
+  tail -n 20 "$log" >&2
+  die "$what exited (log above)"
 }
 
 # Health checks start critical: wait until every demo backend is healthy and
