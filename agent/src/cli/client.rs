@@ -100,14 +100,3 @@ impl Api {
         Ok(Some(bytes.to_vec()))
     }
 }
-
-/// Percent-encode a key for a URL path, keeping `/`.
-pub fn key_path(key: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'/')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(key, SET).to_string()
-}

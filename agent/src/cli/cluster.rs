@@ -83,7 +83,7 @@ pub fn join(a: JoinArgs) -> ExitCode {
     let mut joined = 0;
     let mut last_err = String::new();
     for addr in &a.addresses {
-        let path = format!("agent/join/{}", super::client::key_path(addr));
+        let path = format!("agent/join/{}", crate::apiclient::key_path(addr));
         match api.call(Method::PUT, &path, &[], None) {
             Ok(_) => joined += 1,
             Err(e) => last_err = e.to_string(),
@@ -107,7 +107,7 @@ pub fn leave(a: super::services::SimpleArgs) -> ExitCode {
 }
 
 pub fn force_leave(a: ForceLeaveArgs) -> ExitCode {
-    let path = format!("agent/force-leave/{}", super::client::key_path(&a.node));
+    let path = format!("agent/force-leave/{}", crate::apiclient::key_path(&a.node));
     let q: Vec<(&str, String)> = if a.prune {
         vec![("prune", String::new())]
     } else {

@@ -6,8 +6,9 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::client::{key_path, Api};
+use super::client::Api;
 use super::HttpOpts;
+use crate::apiclient::key_path;
 
 #[derive(Args, Debug)]
 pub struct EventArgs {

@@ -9,8 +9,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::client::{key_path, Api};
+use super::client::Api;
 use super::HttpOpts;
+use crate::apiclient::key_path;
 
 #[derive(Args, Debug)]
 pub struct KvArgs {

@@ -19,7 +19,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::watch::{init_cli_tracing, on_signals};
+use super::watch::{cli_runtime, on_signals};
 use super::HttpOpts;
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
 use crate::http::params::parse_duration;
@@ -721,13 +721,9 @@ pub fn run(a: LockArgs) -> ExitCode {
             limit: a.limit,
         }
     };
-    init_cli_tracing();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("Error starting runtime: {e}")),
+        Err(e) => return fail(e),
     };
     let plan = Plan {
         api: ApiClient::new(

@@ -192,7 +192,10 @@ fn deregister(d: DeregisterArgs) -> ExitCode {
     }
     let api = Api::new(&d.http);
     for id in ids {
-        let path = format!("agent/service/deregister/{}", super::client::key_path(&id));
+        let path = format!(
+            "agent/service/deregister/{}",
+            crate::apiclient::key_path(&id)
+        );
         match api.call(Method::PUT, &path, &[], None) {
             Err(e) => return fail(format!("Error deregistering service {id:?}: {e}")),
             Ok(None) => {

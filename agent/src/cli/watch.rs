@@ -59,13 +59,23 @@ pub struct WatchArgs {
 }
 
 /// Log lines of the watch loop (retries) go to stderr.
-pub(crate) fn init_cli_tracing() {
+fn init_cli_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// The long-running CLI commands (watch, lock): their logging, and a
+/// single-threaded runtime for their blocking-query loops.
+pub(crate) fn cli_runtime() -> Result<tokio::runtime::Runtime, String> {
+    init_cli_tracing();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Error starting runtime: {e}"))
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -157,13 +167,9 @@ pub fn run(a: WatchArgs) -> ExitCode {
             log_output: false,
         },
     };
-    init_cli_tracing();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("Error starting runtime: {e}")),
+        Err(e) => return fail(e),
     };
     rt.block_on(async move {
         let api = ApiClient::new(

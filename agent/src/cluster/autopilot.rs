@@ -212,23 +212,15 @@ pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
 pub fn serf_check(node: &str, status: Health) -> CheckRec {
     CheckRec {
         node: node.into(),
-        check_id: "serfHealth".into(),
+        check_id: crate::state::session::SERF_CHECK.into(),
         name: "Serf Health Status".into(),
         status,
-        notes: String::new(),
         output: if status == Health::Passing {
             "Agent alive and reachable".into()
         } else {
             "Agent not live or unreachable".into()
         },
-        service_id: String::new(),
-        service_name: String::new(),
-        service_tags: vec![],
-        kind: String::new(),
-        interval: String::new(),
-        timeout: String::new(),
-        create_index: 0,
-        modify_index: 0,
+        ..Default::default()
     }
 }
 

@@ -214,16 +214,9 @@ mod tests {
             check_id: id.into(),
             name: id.into(),
             status,
-            notes: String::new(),
-            output: String::new(),
             service_id: svc.into(),
             service_name: svc.into(),
-            service_tags: vec![],
-            kind: String::new(),
-            interval: String::new(),
-            timeout: String::new(),
-            create_index: 0,
-            modify_index: 0,
+            ..Default::default()
         }
     }
 

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
 use serde_json::{json, Map, Value};
@@ -204,8 +204,11 @@ async fn write_session(s: &Shared, cmd: SessionCommand) -> Result<SessionOutcome
     }
 }
 
-fn to_response(r: Result<Response, ApiError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
+/// The dc check every session endpoint starts with.
+fn query(raw: Option<&str>, s: &Shared) -> Result<Query, ApiError> {
+    let q = Query::parse(raw);
+    check_dc(&q, &s.config.datacenter)?;
+    Ok(q)
 }
 
 pub async fn create(
@@ -213,92 +216,72 @@ pub async fn create(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    to_response(
-        async {
-            let q = Query::parse(q.as_deref());
-            check_dc(&q, &s.config.datacenter)?;
-            let body = body_or_error(body, &headers)?;
-            // Forwarded from another agent: its node is the default.
-            let origin = headers
-                .get(crate::cluster::rpc::AGENT_NODE)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty());
-            let rec = parse_create(&body, origin.unwrap_or(&s.node.node))?;
-            let id = rec.id.clone();
-            write_session(&s, SessionCommand::Create(Box::new(rec))).await?;
-            tracing::debug!(session = %id, "session created");
-            Ok(json(StatusCode::OK, &json!({ "ID": id }), q.has("pretty")))
-        }
-        .await,
-    )
+) -> Result<Response, ApiError> {
+    let q = query(q.as_deref(), &s)?;
+    let body = body_or_error(body, &headers)?;
+    // Forwarded from another agent: its node is the default.
+    let origin = headers
+        .get(crate::cluster::rpc::AGENT_NODE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let rec = parse_create(&body, origin.unwrap_or(&s.node.node))?;
+    let id = rec.id.clone();
+    write_session(&s, SessionCommand::Create(Box::new(rec))).await?;
+    tracing::debug!(session = %id, "session created");
+    Ok(json(StatusCode::OK, &json!({ "ID": id }), q.has("pretty")))
 }
 
 pub async fn destroy(
     State(s): State<Shared>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> Response {
-    to_response(
-        async {
-            let q = Query::parse(q.as_deref());
-            check_dc(&q, &s.config.datacenter)?;
-            write_session(&s, SessionCommand::Destroy { id }).await?;
-            Ok(json(StatusCode::OK, &true, false))
-        }
-        .await,
-    )
+) -> Result<Response, ApiError> {
+    query(q.as_deref(), &s)?;
+    write_session(&s, SessionCommand::Destroy { id }).await?;
+    Ok(json(StatusCode::OK, &true, false))
 }
 
 pub async fn renew(
     State(s): State<Shared>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> Response {
-    to_response(
-        async {
-            let q = Query::parse(q.as_deref());
-            check_dc(&q, &s.config.datacenter)?;
-            match write_session(&s, SessionCommand::Renew { id: id.clone() }).await? {
-                SessionOutcome::Session(rec) => {
-                    Ok(json(StatusCode::OK, &[session_json(&rec)], q.has("pretty")))
-                }
-                _ => Err(ApiError::NotFound(format!("Session id '{id}' not found"))),
-            }
+) -> Result<Response, ApiError> {
+    let q = query(q.as_deref(), &s)?;
+    match write_session(&s, SessionCommand::Renew { id: id.clone() }).await? {
+        SessionOutcome::Session(rec) => {
+            Ok(json(StatusCode::OK, &[session_json(&rec)], q.has("pretty")))
         }
-        .await,
-    )
+        _ => Err(ApiError::NotFound(format!("Session id '{id}' not found"))),
+    }
 }
 
 async fn blocking_sessions(
     s: Shared,
     q: Option<String>,
     select: impl Fn(&SessionRec) -> bool,
-) -> Response {
-    to_response(
-        s.blocking_json(
-            q.as_deref(),
-            WatchTarget::Named(SESSIONS.into()),
-            |t| t.sessions.table_index(),
-            |t| {
-                Some(
-                    t.sessions
-                        .list()
-                        .filter(|r| select(r))
-                        .map(session_json)
-                        .collect::<Vec<_>>(),
-                )
-            },
-        )
-        .await,
+) -> Result<Response, ApiError> {
+    s.blocking_json(
+        q.as_deref(),
+        WatchTarget::Named(SESSIONS.into()),
+        |t| t.sessions.table_index(),
+        |t| {
+            Some(
+                t.sessions
+                    .list()
+                    .filter(|r| select(r))
+                    .map(session_json)
+                    .collect::<Vec<_>>(),
+            )
+        },
     )
+    .await
 }
 
 pub async fn info(
     State(s): State<Shared>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> Response {
+) -> Result<Response, ApiError> {
     blocking_sessions(s, q, move |r| r.id == id).await
 }
 
@@ -306,11 +289,11 @@ pub async fn node(
     State(s): State<Shared>,
     Path(node): Path<String>,
     RawQuery(q): RawQuery,
-) -> Response {
+) -> Result<Response, ApiError> {
     blocking_sessions(s, q, move |r| r.node == node).await
 }
 
-pub async fn list(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+pub async fn list(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     blocking_sessions(s, q, |_| true).await
 }
 

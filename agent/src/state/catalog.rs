@@ -70,10 +70,14 @@ impl ServiceRec {
 }
 
 /// Health states, ordered from best to worst.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Health {
     Passing,
     Warning,
+    /// A new check starts here, as in Consul.
+    #[default]
     Critical,
     Maintenance,
 }
@@ -98,7 +102,7 @@ impl Health {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRec {
     pub node: String,
     pub check_id: String,
@@ -658,20 +662,12 @@ mod tests {
     }
     fn check(id: &str, svc: &str, status: Health) -> CheckRec {
         CheckRec {
-            node: String::new(),
             check_id: id.into(),
             name: id.into(),
             status,
-            notes: String::new(),
-            output: String::new(),
             service_id: svc.into(),
-            service_name: String::new(),
-            service_tags: vec![],
             kind: "ttl".into(),
-            interval: String::new(),
-            timeout: String::new(),
-            create_index: 0,
-            modify_index: 0,
+            ..Default::default()
         }
     }
     fn reg(

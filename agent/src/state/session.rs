@@ -327,16 +327,7 @@ mod tests {
             check_id: id.into(),
             name: id.into(),
             status,
-            notes: String::new(),
-            output: String::new(),
-            service_id: String::new(),
-            service_name: String::new(),
-            service_tags: vec![],
-            kind: String::new(),
-            interval: String::new(),
-            timeout: String::new(),
-            create_index: 0,
-            modify_index: 0,
+            ..Default::default()
         }
     }
 
