@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
-use tribune_tests::{bin, client, run_cli, spawn_logged, Agent};
+use tribune_tests::{bin, client, run_cli, spawn_logged, wait_for, Agent};
 
 /// `n` distinct free ports: the listeners stay open until all are picked,
 /// so no port is handed out twice.
@@ -221,17 +221,6 @@ fn members(a: &Agent) -> BTreeMap<String, (u64, String)> {
             )
         })
         .collect()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn put(url: &str, key: &str, value: &str) -> reqwest::Result<reqwest::blocking::Response> {

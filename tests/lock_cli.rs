@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{bin, client, run_cli, Agent};
+use tribune_tests::{bin, client, run_cli, wait_until, Agent};
 
 const NODE: &str = "lock-node";
 
@@ -31,17 +31,6 @@ fn get_json(a: &Agent, path: &str) -> Value {
         .unwrap()
         .json()
         .unwrap_or(Value::Null)
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// A `tribune lock` process; output goes to files in `dir`, killed on drop.

@@ -6,11 +6,10 @@
 //! holds the same data. Needs root (CI runs as root) and iproute2.
 
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tribune_tests::{bin, client, spawn_logged, Agent};
+use tribune_tests::{bin, client, spawn_logged, wait_for, Agent};
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -183,17 +182,6 @@ fn stale(a: &Agent, key: &str) -> Option<String> {
         .send()
         .ok()?;
     (r.status() == 200).then(|| r.text().unwrap())
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
-use tribune_tests::{client, index_of, Agent};
+use tribune_tests::{client, index_of, wait_until, Agent};
 
 const NODE: &str = "sess-node";
 
@@ -28,17 +28,6 @@ fn get_json(a: &Agent, path: &str) -> Value {
 }
 
 /// Poll `f` until it holds or `limit` passes; returns whether it held.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 /// A dev agent named [`NODE`] whose node and serfHealth are in the catalog
 /// (anti-entropy registers them just after start).
 fn agent() -> Agent {

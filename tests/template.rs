@@ -8,22 +8,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{client, copy_dir, root, run_renderer, stop_gracefully, Agent, Renderer};
-
-fn put(a: &Agent, key: &str, v: &str) {
-    let r = client()
-        .put(format!("{}/v1/kv/{key}", a.url))
-        .body(v.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.text().unwrap(), "true");
-}
+use tribune_tests::{
+    client, copy_dir, put_kv, root, run_renderer, stop_gracefully, Agent, Renderer,
+};
 
 fn load_fixture_data(a: &Agent, fixture: &Path) {
     if let Ok(text) = std::fs::read_to_string(fixture.join("kv.json")) {
         let kv: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
         for (k, v) in kv {
-            put(a, &k, v.as_str().unwrap());
+            put_kv(a, &k, v.as_str().unwrap());
         }
     }
     if let Ok(text) = std::fs::read_to_string(fixture.join("services.json")) {
@@ -198,7 +191,7 @@ fn reloads(w: &Path) -> usize {
 #[test]
 fn watch_mode_renders_on_put_only() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "one");
+    put_kv(&a, "app/name", "one");
     let work = watch_dir("");
     let w = work.path();
     let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
@@ -207,7 +200,7 @@ fn watch_mode_renders_on_put_only() {
     r.wait_log(&["reload command ran"], 1, Duration::from_secs(5));
     assert_eq!(reloads(w), 1);
     let took = {
-        put(&a, "app/port", "8081");
+        put_kv(&a, "app/port", "8081");
         wait_file(&dest, "port=8081", Duration::from_secs(5))
     };
     assert!(took < Duration::from_secs(2), "{took:?}");
@@ -217,8 +210,8 @@ fn watch_mode_renders_on_put_only() {
     let renders = r.count(&["rendered"]);
     let mtime = std::fs::metadata(&dest).unwrap().mtime_nsec();
     // unrelated writes: no render at all
-    put(&a, "web/other", "x");
-    put(&a, "application", "x");
+    put_kv(&a, "web/other", "x");
+    put_kv(&a, "application", "x");
     thread::sleep(Duration::from_millis(700));
     assert_eq!(
         r.count(&["rendered"]),
@@ -229,7 +222,7 @@ fn watch_mode_renders_on_put_only() {
     // a key under the watched prefix that the template doesn't print:
     // rendered, unchanged, no command, mtime kept
     let unchanged = r.count(&["rendered", "changed=false"]);
-    put(&a, "app/unused", "x");
+    put_kv(&a, "app/unused", "x");
     r.wait_log(
         &["rendered", "changed=false", "trigger=kv.list(app/)"],
         unchanged + 1,
@@ -261,12 +254,12 @@ fn watch_mode_renders_on_put_only() {
 #[test]
 fn interval_mode_polls() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "i1");
+    put_kv(&a, "app/name", "i1");
     let work = watch_dir("");
     let r = Renderer::spawn(work.path(), &["-node", &a.addr, "-interval", "1"], &[]);
     let dest = work.path().join("out/app.conf");
     wait_file(&dest, "name=i1", Duration::from_secs(10));
-    put(&a, "app/name", "i2");
+    put_kv(&a, "app/name", "i2");
     let took = wait_file(&dest, "name=i2", Duration::from_secs(5));
     assert!(took <= Duration::from_millis(2500), "{took:?}");
     drop(r);
@@ -276,7 +269,7 @@ fn interval_mode_polls() {
 #[test]
 fn failing_commands() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "good");
+    put_kv(&a, "app/name", "good");
     let work = watch_dir("check_cmd = \"! grep -q bad {{.src}}\"\n");
     let w = work.path();
     std::fs::write(
@@ -292,7 +285,7 @@ fn failing_commands() {
         1,
         Duration::from_secs(5),
     );
-    put(&a, "app/name", "bad");
+    put_kv(&a, "app/name", "bad");
     r.wait_log(&["check_cmd"], 1, Duration::from_secs(5));
     assert!(
         read(&dest).contains("name=good"),
@@ -303,7 +296,7 @@ fn failing_commands() {
         1,
         "stage file left behind"
     );
-    put(&a, "app/name", "fine");
+    put_kv(&a, "app/name", "fine");
     wait_file(&dest, "name=fine", Duration::from_secs(5));
     r.wait_log(&["reload command failed"], 2, Duration::from_secs(5));
     // both commands, with exit codes, on the render's own line
@@ -325,7 +318,7 @@ fn failing_commands() {
 fn agent_restart_never_blanks() {
     let data = tempfile::tempdir().unwrap();
     let mut a = Agent::server(data.path(), &[]);
-    put(&a, "app/name", "before");
+    put_kv(&a, "app/name", "before");
     let work = watch_dir("");
     let w = work.path();
     let dest = w.join("out/app.conf");
@@ -344,7 +337,7 @@ fn agent_restart_never_blanks() {
     }
     r.wait_log(&["fetch failed"], 1, Duration::from_secs(5));
     let a = Agent::server(data.path(), &["-http-port", &port]);
-    put(&a, "app/name", "after");
+    put_kv(&a, "app/name", "after");
     wait_file(&dest, "name=after", Duration::from_secs(15));
     assert!(read(&dest).contains("port=80"));
 }
@@ -354,7 +347,7 @@ fn agent_restart_never_blanks() {
 #[test]
 fn missing_key_and_exit_codes() {
     let a = Agent::dev(&[]);
-    put(&a, "app/port", "1");
+    put_kv(&a, "app/port", "1");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::create_dir_all(w.join("t")).unwrap();
@@ -439,7 +432,7 @@ fn missing_key_and_exit_codes() {
 #[test]
 fn noop_and_dry() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "n1");
+    put_kv(&a, "app/name", "n1");
     let work = watch_dir("");
     let w = work.path();
     std::fs::create_dir_all(w.join("out")).unwrap();
@@ -466,7 +459,7 @@ fn noop_and_dry() {
 #[test]
 fn owner_and_mode_kept() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "m1");
+    put_kv(&a, "app/name", "m1");
     let work = watch_dir("");
     let w = work.path();
     std::fs::create_dir_all(w.join("out")).unwrap();
@@ -496,8 +489,8 @@ fn owner_and_mode_kept() {
 #[test]
 fn sighup_and_confd_edits() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "h1");
-    put(&a, "other/v", "o1");
+    put_kv(&a, "app/name", "h1");
+    put_kv(&a, "other/v", "o1");
     let work = watch_dir("");
     let w = work.path();
     let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
@@ -522,7 +515,7 @@ fn sighup_and_confd_edits() {
         "value=o1",
         Duration::from_secs(5),
     );
-    put(&a, "other/v", "o2");
+    put_kv(&a, "other/v", "o2");
     wait_file(
         &w.join("out/other.conf"),
         "value=o2",
@@ -551,7 +544,7 @@ fn sighup_and_confd_edits() {
     // a broken edit keeps the old resources running
     std::fs::write(w.join("conf.d/broken.toml"), "[template]\nsrc = 1\n").unwrap();
     r.wait_log(&["reload failed"], 1, Duration::from_secs(5));
-    put(&a, "app/name", "h2");
+    put_kv(&a, "app/name", "h2");
     wait_file(&w.join("out/app.conf"), "name=h2", Duration::from_secs(5));
 }
 
@@ -560,15 +553,13 @@ fn sighup_and_confd_edits() {
 #[test]
 fn exec_mode_signals_child() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "e1");
+    put_kv(&a, "app/name", "e1");
     let work = watch_dir("");
     let w = work.path();
-    std::fs::write(
-        w.join("child.sh"),
-        "#!/bin/sh\necho started >> child.log\ntrap 'echo hup >> child.log' HUP\ntrap 'echo term >> child.log; exit 3' TERM\nwhile true; do sleep 0.05; done\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(w.join("child.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    child_script(
+        w,
+        "echo started >> child.log\ntrap 'echo hup >> child.log' HUP\ntrap 'echo term >> child.log; exit 3' TERM\nwhile true; do sleep 0.05; done\n",
+    );
     let mut r = Renderer::spawn(
         w,
         &[
@@ -588,7 +579,7 @@ fn exec_mode_signals_child() {
         read(&w.join("out/app.conf")).contains("name=e1"),
         "child started before the first render"
     );
-    put(&a, "app/name", "e2");
+    put_kv(&a, "app/name", "e2");
     wait_file(&w.join("child.log"), "hup", Duration::from_secs(5));
     r.signal(libc::SIGTERM);
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(3));
@@ -599,7 +590,7 @@ fn exec_mode_signals_child() {
 #[test]
 fn debounce_wait() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "d0");
+    put_kv(&a, "app/name", "d0");
     let work = watch_dir("wait = \"300ms:2s\"\n");
     let w = work.path();
     let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
@@ -613,7 +604,7 @@ fn debounce_wait() {
 fn burst_renders_once(a: &Agent, r: &Renderer, dest: &Path, tag: &str, from: u32) {
     let before = r.count(&["rendered", "changed=true"]);
     for i in from..=5 {
-        put(a, "app/name", &format!("{tag}{i}"));
+        put_kv(a, "app/name", &format!("{tag}{i}"));
         thread::sleep(Duration::from_millis(50));
     }
     wait_file(dest, &format!("name={tag}5"), Duration::from_secs(5));
@@ -692,17 +683,15 @@ fn lookup_srv_helper() {
 #[test]
 fn exec_mode_restarts_child_without_reload_signal() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "r1");
-    put(&a, "app/must", "m");
+    put_kv(&a, "app/name", "r1");
+    put_kv(&a, "app/must", "m");
     let work = watch_dir("");
     let w = work.path();
     std::fs::write(w.join("must.tmpl"), "m={{getv \"/app/must\"}}\n").unwrap();
-    std::fs::write(
-        w.join("child.sh"),
-        "#!/bin/sh\necho started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(w.join("child.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    child_script(
+        w,
+        "echo started >> child.log\ntrap 'exit 0' TERM\nwhile true; do sleep 0.05; done\n",
+    );
     let mut r = Renderer::spawn(
         w,
         &[
@@ -718,7 +707,7 @@ fn exec_mode_restarts_child_without_reload_signal() {
         &[],
     );
     wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
-    put(&a, "app/name", "r2");
+    put_kv(&a, "app/name", "r2");
     let t = Instant::now();
     while read(&w.join("child.log")).lines().count() < 2 {
         assert!(
@@ -735,7 +724,7 @@ fn exec_mode_restarts_child_without_reload_signal() {
         .unwrap();
     assert_eq!(del.status(), 200);
     r.wait_log(&["render failed", "app/must"], 1, Duration::from_secs(5));
-    put(&a, "app/name", "r3");
+    put_kv(&a, "app/name", "r3");
     let t = Instant::now();
     while read(&w.join("child.log")).lines().count() < 3 {
         assert!(t.elapsed() < Duration::from_secs(5), "{}", r.log_text());
@@ -751,7 +740,7 @@ fn exec_mode_restarts_child_without_reload_signal() {
 #[test]
 fn confd_config_file_in_conf_d() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "cfg");
+    put_kv(&a, "app/name", "cfg");
     let work = watch_dir("");
     let w = work.path();
     std::fs::write(
@@ -837,7 +826,7 @@ fn child_script(w: &Path, body: &str) {
 #[test]
 fn exec_mode_signal_handling() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "s1");
+    put_kv(&a, "app/name", "s1");
     let work = watch_dir("");
     let w = work.path();
     // forwarded signals, then SIGTERM ignored -> SIGKILL (128+9)
@@ -901,7 +890,7 @@ fn exec_mode_signal_handling() {
 #[test]
 fn exec_restart_failure_is_retried() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "f1");
+    put_kv(&a, "app/name", "f1");
     let work = watch_dir("");
     let w = work.path();
     child_script(
@@ -922,7 +911,7 @@ fn exec_restart_failure_is_retried() {
     );
     wait_file(&w.join("child.log"), "started", Duration::from_secs(10));
     std::fs::rename(w.join("child.sh"), w.join("child.off")).unwrap();
-    put(&a, "app/name", "f2");
+    put_kv(&a, "app/name", "f2");
     r.wait_log(
         &["child could not start; retrying"],
         2,
@@ -936,7 +925,7 @@ fn exec_restart_failure_is_retried() {
         thread::sleep(Duration::from_millis(20));
     }
     // still watching
-    put(&a, "app/name", "f3");
+    put_kv(&a, "app/name", "f3");
     wait_file(&w.join("out/app.conf"), "name=f3", Duration::from_secs(5));
 }
 
@@ -945,7 +934,7 @@ fn exec_restart_failure_is_retried() {
 #[test]
 fn node_failover_prefix_and_sigterm() {
     let a = Agent::dev(&[]);
-    put(&a, "pfx/app/name", "pre");
+    put_kv(&a, "pfx/app/name", "pre");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::create_dir_all(w.join("t")).unwrap();
@@ -982,7 +971,7 @@ fn node_failover_prefix_and_sigterm() {
         ],
         &[],
     );
-    put(&a, "pfx/app/name", "pre2");
+    put_kv(&a, "pfx/app/name", "pre2");
     wait_file(&w.join("out/p.conf"), "name=pre2", Duration::from_secs(10));
     r.signal(libc::SIGTERM);
     assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(0));
@@ -993,7 +982,7 @@ fn node_failover_prefix_and_sigterm() {
 #[test]
 fn global_wait_debounces() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "g0");
+    put_kv(&a, "app/name", "g0");
     let work = watch_dir("");
     let w = work.path();
     let dest = w.join("out/app.conf");
@@ -1001,7 +990,7 @@ fn global_wait_debounces() {
     wait_file(&dest, "name=g0", Duration::from_secs(10));
     r.wait_log(&["rendered", "changed=true"], 1, Duration::from_secs(5));
     let t = Instant::now();
-    put(&a, "app/name", "g1");
+    put_kv(&a, "app/name", "g1");
     wait_file(&dest, "name=g1", Duration::from_secs(5));
     assert!(
         t.elapsed() >= Duration::from_millis(350),
@@ -1018,7 +1007,7 @@ fn global_wait_debounces() {
 #[test]
 fn shared_dependency_one_watch() {
     let a = Agent::dev(&[]);
-    put(&a, "shared/k", "v1");
+    put_kv(&a, "shared/k", "v1");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::create_dir_all(w.join("t")).unwrap();
@@ -1044,7 +1033,7 @@ fn shared_dependency_one_watch() {
     );
     wait_file(&w.join("out/a.conf"), "a=v1", Duration::from_secs(10));
     wait_file(&w.join("out/b.conf"), "b=v1", Duration::from_secs(5));
-    put(&a, "shared/k", "v2");
+    put_kv(&a, "shared/k", "v2");
     wait_file(&w.join("out/a.conf"), "a=v2", Duration::from_secs(5));
     wait_file(&w.join("out/b.conf"), "b=v2", Duration::from_secs(5));
     assert_eq!(
@@ -1059,8 +1048,8 @@ fn shared_dependency_one_watch() {
 #[test]
 fn sighup_rereads_config_file() {
     let a = Agent::dev(&[]);
-    put(&a, "p1/name", "one");
-    put(&a, "p2/name", "two");
+    put_kv(&a, "p1/name", "one");
+    put_kv(&a, "p2/name", "two");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::create_dir_all(w.join("t")).unwrap();
@@ -1091,7 +1080,7 @@ fn sighup_rereads_config_file() {
     r.signal(libc::SIGHUP);
     wait_file(&dest, "name=two", Duration::from_secs(5));
     // and the new prefix is watched
-    put(&a, "p2/name", "three");
+    put_kv(&a, "p2/name", "three");
     wait_file(&dest, "name=three", Duration::from_secs(5));
 }
 
@@ -1176,7 +1165,7 @@ impl Drop for TokenLoggingProxy {
 #[test]
 fn token_is_sent_to_the_agent() {
     let a = Agent::dev(&[]);
-    put(&a, "app/name", "tok");
+    put_kv(&a, "app/name", "tok");
     let proxy = TokenLoggingProxy::start(&a.addr);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();

@@ -9,18 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{bin, client, index_of, run_cli, Agent};
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+use tribune_tests::{bin, client, index_of, put_kv, run_cli, wait_until, Agent};
 
 /// A long-running `tribune` CLI process whose stdout lines are collected.
 struct Running {
@@ -86,15 +75,6 @@ impl Drop for Running {
     }
 }
 
-fn put(a: &Agent, key: &str, v: &str) {
-    let r = client()
-        .put(format!("{}/v1/kv/{key}", a.url))
-        .body(v.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.text().unwrap(), "true");
-}
-
 /// `watch -type key` with a handler runs it once at start and once per
 /// change of the key: not on wait timeouts, not on writes to other keys.
 #[test]
@@ -107,7 +87,7 @@ fn watch_key_fires_once_per_change() {
         ],
     );
     assert_eq!(w.wait_lines(1), ["null"]);
-    put(&a, "app/x", "one");
+    put_kv(&a, "app/x", "one");
     let lines = w.wait_lines(2);
     let v: Value = serde_json::from_str(&lines[1]).unwrap();
     assert_eq!(
@@ -116,11 +96,11 @@ fn watch_key_fires_once_per_change() {
     );
     // several wait timeouts and writes elsewhere: nothing
     for i in 0..5 {
-        put(&a, &format!("app/other{i}"), "x");
+        put_kv(&a, &format!("app/other{i}"), "x");
         thread::sleep(Duration::from_millis(700));
     }
     assert_eq!(w.lines().len(), 2, "{:?}", w.lines());
-    put(&a, "app/x", "two");
+    put_kv(&a, "app/x", "two");
     let lines = w.wait_lines(3);
     let v: Value = serde_json::from_str(&lines[2]).unwrap();
     assert_eq!(v["Value"], "dHdv");
@@ -365,14 +345,14 @@ fn config_watches_run_in_agent() {
     let a = Agent::dev(&["-config-dir", conf.to_str().unwrap()]);
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     assert!(wait_until(Duration::from_secs(20), || read(&out).contains("null")));
-    put(&a, "cfg/x", "hello");
+    put_kv(&a, "cfg/x", "hello");
     assert!(
         wait_until(Duration::from_secs(20), || read(&out).contains("aGVsbG8=")),
         "key handler output: {:?}\nlog:\n{}",
         read(&out),
         a.log_text()
     );
-    put(&a, "hcl/y", "v");
+    put_kv(&a, "hcl/y", "v");
     assert!(wait_until(Duration::from_secs(20), || read(&hcl_out).contains("hcl/y")));
 
     // first answer (no events yet), then the fired event

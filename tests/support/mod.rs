@@ -373,3 +373,38 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Poll `f` (every 50 ms) until it holds; false if `limit` passes first.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Poll `f` (every 50 ms) until it gives a value; panics naming `what`
+/// after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// PUT a KV value; the agent must answer `true`.
+pub fn put_kv(a: &Agent, key: &str, v: &str) {
+    let r = client()
+        .put(format!("{}/v1/kv/{key}", a.url))
+        .body(v.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "true");
+}
