@@ -1202,3 +1202,91 @@ fn token_is_sent_to_the_agent() {
         assert!(logged.iter().all(|t| t == want), "case {i}: {logged:?}");
     }
 }
+
+/// A work dir whose resource `app.toml` has `extra_toml` (check_cmd,
+/// reload_cmd, ...) and renders `value={{getv "/app/name"}}` to out/app.conf.
+fn value_dir(extra_toml: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("conf.d")).unwrap();
+    std::fs::create_dir_all(w.join("templates")).unwrap();
+    std::fs::write(
+        w.join("templates/app.tmpl"),
+        "value={{getv \"/app/name\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("conf.d/app.toml"),
+        format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"out/app.conf\"\nkeys = [\"/app\"]\n{extra_toml}"
+        ),
+    )
+    .unwrap();
+    work
+}
+
+/// Log lines of `r` containing every needle.
+fn lines(r: &Renderer, needles: &[&str]) -> Vec<String> {
+    r.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .cloned()
+        .collect()
+}
+
+/// Issue 12.4: check_cmd and reload_cmd printing far more than a pipe holds
+/// (`nginx -T` does) finish at once instead of blocking until their
+/// timeout: both pipes are drained past the 16 KiB kept for the log, and
+/// the log says the output was cut.
+#[test]
+fn command_output_past_the_cap_is_drained() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "app/name", "1");
+    // 200 KB on stdout and 100 KB on stderr, then the real check / reload.
+    let noisy =
+        "head -c 200000 /dev/zero | tr '\\\\0' o; head -c 100000 /dev/zero | tr '\\\\0' e >&2";
+    let work = value_dir(&format!(
+        "check_cmd = \"{noisy}; ! grep -q bad {{{{.src}}}}\"\nreload_cmd = \"{noisy}; echo reloaded >> reload.log\"\ncommand_timeout = \"10s\"\n"
+    ));
+    let w = work.path();
+    let dest = w.join("out/app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    wait_file(&dest, "value=1", Duration::from_secs(10));
+    r.wait_log(&["reload command ran"], 1, Duration::from_secs(10));
+    put_kv(&a, "app/name", "2");
+    let took = wait_file(&dest, "value=2", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "check_cmd blocked: {took:?}");
+    r.wait_log(&["reload command ran"], 2, Duration::from_secs(10));
+    assert_eq!(reloads(w), 2);
+    // both commands well inside their 10 s timeout, on the render line
+    let rendered = lines(
+        &r,
+        &["rendered", "changed=true", "check:exit 0", "reload:exit 0"],
+    );
+    assert_eq!(rendered.len(), 2, "{}", r.log_text());
+    let ran = lines(&r, &["reload command ran"]);
+    for l in &ran {
+        assert!(
+            l.contains("[stdout truncated: 200000 bytes, the first 16384 shown]")
+                && l.contains("[stderr truncated: 100000 bytes, the first 16384 shown]"),
+            "{l:.300}"
+        );
+        assert!(l.len() < 40_000, "{} bytes logged", l.len());
+    }
+    // a failing check with that much output: its error is cut the same way
+    put_kv(&a, "app/name", "bad");
+    r.wait_log(
+        &["check_cmd", "failed (exit 1)"],
+        1,
+        Duration::from_secs(10),
+    );
+    let failed = lines(&r, &["check_cmd", "failed (exit 1)"]);
+    assert!(
+        failed[0].contains("[stdout truncated: 200000 bytes") && failed[0].len() < 40_000,
+        "{:.300}",
+        failed[0]
+    );
+    assert!(read(&dest).contains("value=2"));
+}

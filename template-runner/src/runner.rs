@@ -299,12 +299,12 @@ impl Runner {
         for (c, timeout) in commands {
             let summary = match command::run(&c, timeout).await {
                 Ok(r) if r.success() => {
-                    tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command ran");
+                    tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command ran");
                     format!("reload:exit 0 {}ms", r.duration.as_millis())
                 }
                 Ok(r) => {
                     pass.failed += 1;
-                    tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command failed; still running");
+                    tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command failed; still running");
                     format!("reload:{} {}ms", r.describe(), r.duration.as_millis())
                 }
                 Err(e) => {

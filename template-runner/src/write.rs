@@ -19,7 +19,8 @@ pub enum WriteError {
         path: String,
         source: std::io::Error,
     },
-    #[error("check_cmd {cmd:?} failed ({status}): {output}")]
+    // The output quoted: one log line, however many lines it printed.
+    #[error("check_cmd {cmd:?} failed ({status}): {output:?}")]
     CheckFailed {
         cmd: String,
         status: String,
