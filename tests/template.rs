@@ -1290,3 +1290,96 @@ fn command_output_past_the_cap_is_drained() {
     );
     assert!(read(&dest).contains("value=2"));
 }
+
+/// Issue 12.7: a write that fails because of the destination (here its
+/// directory is a file, then the destination is a directory) is retried
+/// with backoff and no change of data: each distinct cause is logged once
+/// as an error (the retries only at debug level), the recovery is logged,
+/// and the reload runs. A failing check_cmd (bad content) is not retried.
+#[test]
+fn failed_write_is_retried_until_it_succeeds() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "app/name", "one");
+    let work = value_dir(
+        "check_cmd = \"! grep -q bad {{.src}}\"\nreload_cmd = \"echo reloaded >> reload.log\"\n",
+    );
+    let w = work.path();
+    let out = w.join("out");
+    let dest = out.join("app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr, "-log-level", "debug"], &[]);
+    wait_file(&dest, "value=one", Duration::from_secs(10));
+    r.wait_log(&["reload command ran"], 1, Duration::from_secs(5));
+    // cause 1: the destination's directory is a file
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, "not a directory").unwrap();
+    put_kv(&a, "app/name", "two");
+    r.wait_log(
+        &[
+            "ERROR",
+            "not written",
+            "will retry",
+            "creating directory",
+            "File exists",
+        ],
+        1,
+        Duration::from_secs(5),
+    );
+    // retried on its own after ~1 s, the same cause not logged again
+    r.wait_log(
+        &["write still failing", "trigger=retry"],
+        1,
+        Duration::from_secs(5),
+    );
+    // cause 2: the destination is a directory
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    r.wait_log(
+        &[
+            "ERROR",
+            "not written",
+            "will retry",
+            "renaming",
+            "Is a directory",
+        ],
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        lines(&r, &["ERROR", "not written"]).len(),
+        2,
+        "one error per distinct cause:\n{}",
+        r.log_text()
+    );
+    // space is back, so to speak: the next retry writes it, no KV change
+    std::fs::remove_dir(&dest).unwrap();
+    let took = wait_file(&dest, "value=two", Duration::from_secs(15));
+    r.wait_log(&["write recovered", "app.conf"], 1, Duration::from_secs(5));
+    r.wait_log(
+        &["rendered", "trigger=retry", "changed=true"],
+        1,
+        Duration::from_secs(5),
+    );
+    r.wait_log(&["reload command ran"], 2, Duration::from_secs(5));
+    assert_eq!(reloads(w), 2);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "stage file left behind"
+    );
+    assert!(took < Duration::from_secs(9), "{took:?}");
+    // bad content: one error, no retry until the data changes
+    put_kv(&a, "app/name", "bad");
+    r.wait_log(&["ERROR", "check_cmd"], 1, Duration::from_secs(5));
+    let retries = r.count(&["trigger=retry"]);
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(r.count(&["ERROR", "check_cmd"]), 1, "{}", r.log_text());
+    assert_eq!(r.count(&["trigger=retry"]), retries, "{}", r.log_text());
+    assert_eq!(
+        r.count(&["rendered", "trigger=retry"]),
+        1,
+        "{}",
+        r.log_text()
+    );
+    put_kv(&a, "app/name", "three");
+    wait_file(&dest, "value=three", Duration::from_secs(5));
+}
