@@ -1383,3 +1383,78 @@ fn failed_write_is_retried_until_it_succeeds() {
     put_kv(&a, "app/name", "three");
     wait_file(&dest, "value=three", Duration::from_secs(5));
 }
+
+/// Issue 12.10: the agent restarts with less history (a dev agent: a new,
+/// lower raft index). A blocking query at the old, higher index would sit
+/// out the whole 60 s wait before the lower index showed; the first query
+/// after a failed one starts from 0, so a change renders at once, in watch
+/// mode and with -interval.
+#[test]
+fn agent_restart_with_lower_index_renders_at_once() {
+    let mut a = Agent::dev(&[]);
+    for i in 0..40 {
+        put_kv(&a, "app/name", &format!("before{i}"));
+    }
+    let high = tribune_tests::index_of(
+        &client()
+            .get(format!("{}/v1/kv/app/name", a.url))
+            .send()
+            .unwrap(),
+    );
+    let watch = value_dir("");
+    let poll = value_dir("");
+    let rw = Renderer::spawn(watch.path(), &["-node", &a.addr], &[]);
+    let _rp = Renderer::spawn(poll.path(), &["-node", &a.addr, "-interval", "1"], &[]);
+    for w in [watch.path(), poll.path()] {
+        wait_file(
+            &w.join("out/app.conf"),
+            "value=before39",
+            Duration::from_secs(10),
+        );
+    }
+    let port = a.addr.rsplit_once(':').unwrap().1.to_string();
+    a.kill9();
+    rw.wait_log(&["fetch failed"], 1, Duration::from_secs(5));
+    let a = Agent::spawn(
+        &["agent", "-dev", "-http-port", &port, "-dns-port", "-1"],
+        None,
+    );
+    put_kv(&a, "app/name", "after");
+    let low = tribune_tests::index_of(
+        &client()
+            .get(format!("{}/v1/kv/app/name", a.url))
+            .send()
+            .unwrap(),
+    );
+    assert!(
+        low < high,
+        "the restarted agent's index {low} is not below {high}"
+    );
+    let t = Instant::now();
+    wait_file(
+        &watch.path().join("out/app.conf"),
+        "value=after",
+        Duration::from_secs(20),
+    );
+    let watch_took = t.elapsed();
+    wait_file(
+        &poll.path().join("out/app.conf"),
+        "value=after",
+        Duration::from_secs(20),
+    );
+    let poll_took = t.elapsed();
+    // the fetch backoff after the outage is at most a few seconds here
+    assert!(watch_took < Duration::from_secs(8), "watch: {watch_took:?}");
+    assert!(
+        poll_took < Duration::from_secs(8),
+        "-interval: {poll_took:?}"
+    );
+    // and it goes on following changes with blocking queries
+    put_kv(&a, "app/name", "later");
+    let took = wait_file(
+        &watch.path().join("out/app.conf"),
+        "value=later",
+        Duration::from_secs(5),
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
