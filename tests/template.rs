@@ -1458,3 +1458,120 @@ fn agent_restart_with_lower_index_renders_at_once() {
     );
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// Issue 13.3: confd's getting-started command line exactly as a user types
+/// it, `=` forms and quotes included, with the guide's layout:
+/// conf.d/config.toml is both `-config-file` and the one [template]
+/// resource. It renders and follows changes, with no warning at all; the
+/// messages for the near misses name the real problem.
+#[test]
+fn confd_guide_command_line() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "myapp/database/url", "db.example.com");
+    put_kv(&a, "myapp/database/user", "rob");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("conf.d")).unwrap();
+    std::fs::create_dir_all(w.join("templates")).unwrap();
+    let dest = w.join("myconfig.conf");
+    let resource = format!(
+        "[template]\nsrc = \"myconfig.conf.tmpl\"\ndest = \"{}\"\nkeys = [\n    \"/myapp/database/url\",\n    \"/myapp/database/user\",\n]\n",
+        dest.display()
+    );
+    std::fs::write(w.join("conf.d/config.toml"), &resource).unwrap();
+    std::fs::write(
+        w.join("templates/myconfig.conf.tmpl"),
+        "[myconfig]\ndatabase_url = {{getv \"/myapp/database/url\"}}\ndatabase_user = {{getv \"/myapp/database/user\"}}\n",
+    )
+    .unwrap();
+    let port = a.addr.rsplit_once(':').unwrap().1;
+    let line = format!(
+        "tribune-template -confdir=\"./\" -config-file=\"./conf.d/config.toml\" -interval=2 -backend consul -node localhost:{port}"
+    );
+    let mut cmd = std::process::Command::new("sh");
+    // the user's shell does the quoting; exec so the guard stops the runner
+    cmd.arg("-c")
+        .arg(format!("exec {line}"))
+        .current_dir(w)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                tribune_tests::bin("tribune-template")
+                    .parent()
+                    .unwrap()
+                    .display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    let r = Renderer::from_command(cmd);
+    wait_file(
+        &dest,
+        "[myconfig]\ndatabase_url = db.example.com\ndatabase_user = rob\n",
+        Duration::from_secs(10),
+    );
+    put_kv(&a, "myapp/database/user", "kelsey");
+    let took = wait_file(&dest, "database_user = kelsey", Duration::from_secs(10));
+    assert!(took < Duration::from_millis(4500), "-interval=2: {took:?}");
+    assert!(
+        lines(&r, &["WARN"]).is_empty() && lines(&r, &["ERROR"]).is_empty(),
+        "{}",
+        r.log_text()
+    );
+    drop(r);
+    // near miss 1: the resource in a config file outside conf.d, which
+    // confd does not load either; the warning says where resources go
+    std::fs::remove_file(w.join("conf.d/config.toml")).unwrap();
+    std::fs::write(w.join("confd.toml"), &resource).unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir=./",
+            "-config-file=./confd.toml",
+            "-node",
+            &a.addr,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("./confd.toml: its [template] table is not loaded")
+            && out.stderr.contains("./conf.d/*.toml only")
+            && out.stderr.contains(
+                "no template resources: put *.toml files with a [template] table in ./conf.d"
+            )
+            && !out.stderr.contains("not supported"),
+        "{}",
+        out.stderr
+    );
+    // near miss 2: resource keys without their [template] line
+    std::fs::write(
+        w.join("conf.d/config.toml"),
+        format!(
+            "src = \"myconfig.conf.tmpl\"\ndest = \"{}\"\n",
+            dest.display()
+        ),
+    )
+    .unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir=./",
+            "-config-file=./conf.d/config.toml",
+            "-node",
+            &a.addr,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "key \"src\" is a [template] key, not a config key: put it under the [template] line"
+        ) && out.stderr.contains("key \"dest\" is a [template] key"),
+        "{}",
+        out.stderr
+    );
+}

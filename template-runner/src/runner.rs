@@ -29,7 +29,9 @@ pub enum RunError {
     Resource(#[from] resource::ResourceError),
     #[error("{0}")]
     Render(#[from] crate::render::RenderError),
-    #[error("no template resources: put *.toml files in {0}/conf.d or pass -template")]
+    #[error(
+        "no template resources: put *.toml files with a [template] table in {0}, or pass -template"
+    )]
     Nothing(String),
     #[error("signals: {0}")]
     Signal(std::io::Error),
@@ -45,7 +47,8 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub confdir: PathBuf,
-    /// `-config-file`: never loaded as a resource even when it sits in conf.d.
+    /// `-config-file`: when it sits in conf.d it is a resource like the
+    /// others if it has a `[template]` table, and skipped silently if not.
     pub config_file: Option<PathBuf>,
     /// Re-read on reload (SIGHUP or an edit in conf.d) for `prefix`/`wait`.
     pub config_source: Option<crate::cli::ConfigSource>,
@@ -99,7 +102,9 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
         resources.push(Resource::from_flag(t, &opts.prefix)?);
     }
     if resources.is_empty() {
-        return Err(RunError::Nothing(opts.confdir.display().to_string()));
+        return Err(RunError::Nothing(
+            opts.confdir.join("conf.d").display().to_string(),
+        ));
     }
     // Compile into fresh names first, so a broken edit leaves the old set intact.
     let generation = rand::random::<u32>();
