@@ -1202,3 +1202,376 @@ fn token_is_sent_to_the_agent() {
         assert!(logged.iter().all(|t| t == want), "case {i}: {logged:?}");
     }
 }
+
+/// A work dir whose resource `app.toml` has `extra_toml` (check_cmd,
+/// reload_cmd, ...) and renders `value={{getv "/app/name"}}` to out/app.conf.
+fn value_dir(extra_toml: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("conf.d")).unwrap();
+    std::fs::create_dir_all(w.join("templates")).unwrap();
+    std::fs::write(
+        w.join("templates/app.tmpl"),
+        "value={{getv \"/app/name\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("conf.d/app.toml"),
+        format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"out/app.conf\"\nkeys = [\"/app\"]\n{extra_toml}"
+        ),
+    )
+    .unwrap();
+    work
+}
+
+/// Log lines of `r` containing every needle.
+fn lines(r: &Renderer, needles: &[&str]) -> Vec<String> {
+    r.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .cloned()
+        .collect()
+}
+
+/// Issue 12.4: check_cmd and reload_cmd printing far more than a pipe holds
+/// (`nginx -T` does) finish at once instead of blocking until their
+/// timeout: both pipes are drained past the 16 KiB kept for the log, and
+/// the log says the output was cut.
+#[test]
+fn command_output_past_the_cap_is_drained() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "app/name", "1");
+    // 200 KB on stdout and 100 KB on stderr, then the real check / reload.
+    let noisy =
+        "head -c 200000 /dev/zero | tr '\\\\0' o; head -c 100000 /dev/zero | tr '\\\\0' e >&2";
+    let work = value_dir(&format!(
+        "check_cmd = \"{noisy}; ! grep -q bad {{{{.src}}}}\"\nreload_cmd = \"{noisy}; echo reloaded >> reload.log\"\ncommand_timeout = \"10s\"\n"
+    ));
+    let w = work.path();
+    let dest = w.join("out/app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr], &[]);
+    wait_file(&dest, "value=1", Duration::from_secs(10));
+    r.wait_log(&["reload command ran"], 1, Duration::from_secs(10));
+    put_kv(&a, "app/name", "2");
+    let took = wait_file(&dest, "value=2", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "check_cmd blocked: {took:?}");
+    r.wait_log(&["reload command ran"], 2, Duration::from_secs(10));
+    assert_eq!(reloads(w), 2);
+    // both commands well inside their 10 s timeout, on the render line
+    let rendered = lines(
+        &r,
+        &["rendered", "changed=true", "check:exit 0", "reload:exit 0"],
+    );
+    assert_eq!(rendered.len(), 2, "{}", r.log_text());
+    let ran = lines(&r, &["reload command ran"]);
+    for l in &ran {
+        assert!(
+            l.contains("[stdout truncated: 200000 bytes, the first 16384 shown]")
+                && l.contains("[stderr truncated: 100000 bytes, the first 16384 shown]"),
+            "{l:.300}"
+        );
+        assert!(l.len() < 40_000, "{} bytes logged", l.len());
+    }
+    // a failing check with that much output: its error is cut the same way
+    put_kv(&a, "app/name", "bad");
+    r.wait_log(
+        &["check_cmd", "failed (exit 1)"],
+        1,
+        Duration::from_secs(10),
+    );
+    let failed = lines(&r, &["check_cmd", "failed (exit 1)"]);
+    assert!(
+        failed[0].contains("[stdout truncated: 200000 bytes") && failed[0].len() < 40_000,
+        "{:.300}",
+        failed[0]
+    );
+    assert!(read(&dest).contains("value=2"));
+}
+
+/// Issue 12.7: a write that fails because of the destination (here its
+/// directory is a file, then the destination is a directory) is retried
+/// with backoff and no change of data: each distinct cause is logged once
+/// as an error (the retries only at debug level), the recovery is logged,
+/// and the reload runs. A failing check_cmd (bad content) is not retried.
+#[test]
+fn failed_write_is_retried_until_it_succeeds() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "app/name", "one");
+    let work = value_dir(
+        "check_cmd = \"! grep -q bad {{.src}}\"\nreload_cmd = \"echo reloaded >> reload.log\"\n",
+    );
+    let w = work.path();
+    let out = w.join("out");
+    let dest = out.join("app.conf");
+    let r = Renderer::spawn(w, &["-node", &a.addr, "-log-level", "debug"], &[]);
+    wait_file(&dest, "value=one", Duration::from_secs(10));
+    r.wait_log(&["reload command ran"], 1, Duration::from_secs(5));
+    // cause 1: the destination's directory is a file
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, "not a directory").unwrap();
+    put_kv(&a, "app/name", "two");
+    r.wait_log(
+        &[
+            "ERROR",
+            "not written",
+            "will retry",
+            "creating directory",
+            "File exists",
+        ],
+        1,
+        Duration::from_secs(5),
+    );
+    // retried on its own after ~1 s, the same cause not logged again
+    r.wait_log(
+        &["write still failing", "trigger=retry"],
+        1,
+        Duration::from_secs(5),
+    );
+    // cause 2: the destination is a directory
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir_all(&dest).unwrap();
+    r.wait_log(
+        &[
+            "ERROR",
+            "not written",
+            "will retry",
+            "renaming",
+            "Is a directory",
+        ],
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        lines(&r, &["ERROR", "not written"]).len(),
+        2,
+        "one error per distinct cause:\n{}",
+        r.log_text()
+    );
+    // space is back, so to speak: the next retry writes it, no KV change
+    std::fs::remove_dir(&dest).unwrap();
+    let took = wait_file(&dest, "value=two", Duration::from_secs(15));
+    r.wait_log(&["write recovered", "app.conf"], 1, Duration::from_secs(5));
+    r.wait_log(
+        &["rendered", "trigger=retry", "changed=true"],
+        1,
+        Duration::from_secs(5),
+    );
+    r.wait_log(&["reload command ran"], 2, Duration::from_secs(5));
+    assert_eq!(reloads(w), 2);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "stage file left behind"
+    );
+    assert!(took < Duration::from_secs(9), "{took:?}");
+    // bad content: one error, no retry until the data changes
+    put_kv(&a, "app/name", "bad");
+    r.wait_log(&["ERROR", "check_cmd"], 1, Duration::from_secs(5));
+    let retries = r.count(&["trigger=retry"]);
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(r.count(&["ERROR", "check_cmd"]), 1, "{}", r.log_text());
+    assert_eq!(r.count(&["trigger=retry"]), retries, "{}", r.log_text());
+    assert_eq!(
+        r.count(&["rendered", "trigger=retry"]),
+        1,
+        "{}",
+        r.log_text()
+    );
+    put_kv(&a, "app/name", "three");
+    wait_file(&dest, "value=three", Duration::from_secs(5));
+}
+
+/// Issue 12.10: the agent restarts with less history (a dev agent: a new,
+/// lower raft index). A blocking query at the old, higher index would sit
+/// out the whole 60 s wait before the lower index showed; the first query
+/// after a failed one starts from 0, so a change renders at once, in watch
+/// mode and with -interval.
+#[test]
+fn agent_restart_with_lower_index_renders_at_once() {
+    let mut a = Agent::dev(&[]);
+    for i in 0..40 {
+        put_kv(&a, "app/name", &format!("before{i}"));
+    }
+    let high = tribune_tests::index_of(
+        &client()
+            .get(format!("{}/v1/kv/app/name", a.url))
+            .send()
+            .unwrap(),
+    );
+    let watch = value_dir("");
+    let poll = value_dir("");
+    let rw = Renderer::spawn(watch.path(), &["-node", &a.addr], &[]);
+    let _rp = Renderer::spawn(poll.path(), &["-node", &a.addr, "-interval", "1"], &[]);
+    for w in [watch.path(), poll.path()] {
+        wait_file(
+            &w.join("out/app.conf"),
+            "value=before39",
+            Duration::from_secs(10),
+        );
+    }
+    let port = a.addr.rsplit_once(':').unwrap().1.to_string();
+    a.kill9();
+    rw.wait_log(&["fetch failed"], 1, Duration::from_secs(5));
+    let a = Agent::spawn(
+        &["agent", "-dev", "-http-port", &port, "-dns-port", "-1"],
+        None,
+    );
+    put_kv(&a, "app/name", "after");
+    let low = tribune_tests::index_of(
+        &client()
+            .get(format!("{}/v1/kv/app/name", a.url))
+            .send()
+            .unwrap(),
+    );
+    assert!(
+        low < high,
+        "the restarted agent's index {low} is not below {high}"
+    );
+    let t = Instant::now();
+    wait_file(
+        &watch.path().join("out/app.conf"),
+        "value=after",
+        Duration::from_secs(20),
+    );
+    let watch_took = t.elapsed();
+    wait_file(
+        &poll.path().join("out/app.conf"),
+        "value=after",
+        Duration::from_secs(20),
+    );
+    let poll_took = t.elapsed();
+    // the fetch backoff after the outage is at most a few seconds here
+    assert!(watch_took < Duration::from_secs(8), "watch: {watch_took:?}");
+    assert!(
+        poll_took < Duration::from_secs(8),
+        "-interval: {poll_took:?}"
+    );
+    // and it goes on following changes with blocking queries
+    put_kv(&a, "app/name", "later");
+    let took = wait_file(
+        &watch.path().join("out/app.conf"),
+        "value=later",
+        Duration::from_secs(5),
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// Issue 13.3: confd's getting-started command line exactly as a user types
+/// it, `=` forms and quotes included, with the guide's layout:
+/// conf.d/config.toml is both `-config-file` and the one [template]
+/// resource. It renders and follows changes, with no warning at all; the
+/// messages for the near misses name the real problem.
+#[test]
+fn confd_guide_command_line() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "myapp/database/url", "db.example.com");
+    put_kv(&a, "myapp/database/user", "rob");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("conf.d")).unwrap();
+    std::fs::create_dir_all(w.join("templates")).unwrap();
+    let dest = w.join("myconfig.conf");
+    let resource = format!(
+        "[template]\nsrc = \"myconfig.conf.tmpl\"\ndest = \"{}\"\nkeys = [\n    \"/myapp/database/url\",\n    \"/myapp/database/user\",\n]\n",
+        dest.display()
+    );
+    std::fs::write(w.join("conf.d/config.toml"), &resource).unwrap();
+    std::fs::write(
+        w.join("templates/myconfig.conf.tmpl"),
+        "[myconfig]\ndatabase_url = {{getv \"/myapp/database/url\"}}\ndatabase_user = {{getv \"/myapp/database/user\"}}\n",
+    )
+    .unwrap();
+    let port = a.addr.rsplit_once(':').unwrap().1;
+    let line = format!(
+        "tribune-template -confdir=\"./\" -config-file=\"./conf.d/config.toml\" -interval=2 -backend consul -node localhost:{port}"
+    );
+    let mut cmd = std::process::Command::new("sh");
+    // the user's shell does the quoting; exec so the guard stops the runner
+    cmd.arg("-c")
+        .arg(format!("exec {line}"))
+        .current_dir(w)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                tribune_tests::bin("tribune-template")
+                    .parent()
+                    .unwrap()
+                    .display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    let r = Renderer::from_command(cmd);
+    wait_file(
+        &dest,
+        "[myconfig]\ndatabase_url = db.example.com\ndatabase_user = rob\n",
+        Duration::from_secs(10),
+    );
+    put_kv(&a, "myapp/database/user", "kelsey");
+    let took = wait_file(&dest, "database_user = kelsey", Duration::from_secs(10));
+    assert!(took < Duration::from_millis(4500), "-interval=2: {took:?}");
+    assert!(
+        lines(&r, &["WARN"]).is_empty() && lines(&r, &["ERROR"]).is_empty(),
+        "{}",
+        r.log_text()
+    );
+    drop(r);
+    // near miss 1: the resource in a config file outside conf.d, which
+    // confd does not load either; the warning says where resources go
+    std::fs::remove_file(w.join("conf.d/config.toml")).unwrap();
+    std::fs::write(w.join("confd.toml"), &resource).unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir=./",
+            "-config-file=./confd.toml",
+            "-node",
+            &a.addr,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("./confd.toml: its [template] table is not loaded")
+            && out.stderr.contains("./conf.d/*.toml only")
+            && out.stderr.contains(
+                "no template resources: put *.toml files with a [template] table in ./conf.d"
+            )
+            && !out.stderr.contains("not supported"),
+        "{}",
+        out.stderr
+    );
+    // near miss 2: resource keys without their [template] line
+    std::fs::write(
+        w.join("conf.d/config.toml"),
+        format!(
+            "src = \"myconfig.conf.tmpl\"\ndest = \"{}\"\n",
+            dest.display()
+        ),
+    )
+    .unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-onetime",
+            "-confdir=./",
+            "-config-file=./conf.d/config.toml",
+            "-node",
+            &a.addr,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "key \"src\" is a [template] key, not a config key: put it under the [template] line"
+        ) && out.stderr.contains("key \"dest\" is a [template] key"),
+        "{}",
+        out.stderr
+    );
+}

@@ -138,10 +138,23 @@ struct FileConfig {
     scheme: Option<String>,
 }
 
+/// A parsed confd config file.
+#[derive(Debug)]
+struct Parsed {
+    config: FileConfig,
+    /// Top-level keys we don't act on (to warn about).
+    ignored: Vec<String>,
+    /// It has a `[template]` table: confd's guide keeps its one resource
+    /// in the config file, inside conf.d; that table is a resource then.
+    template: bool,
+}
+
 /// Parse a confd config: unknown keys are returned (to warn about), a known
-/// key with a wrong type is an error.
-fn parse_file_config(text: &str) -> Result<(FileConfig, Vec<String>), String> {
+/// key with a wrong type is an error. A `[template]` table is not config
+/// (confd reads the file both ways, each taking its own keys).
+fn parse_file_config(text: &str) -> Result<Parsed, String> {
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let template = table.remove("template").is_some();
     let ignored: Vec<String> = table
         .keys()
         .filter(|k| !FILE_CONFIG_KEYS.contains(&k.as_str()))
@@ -152,8 +165,25 @@ fn parse_file_config(text: &str) -> Result<(FileConfig, Vec<String>), String> {
     }
     // Re-parse the known part as text so type errors name the key and line.
     let known = toml::to_string(&table).map_err(|e| e.to_string())?;
-    let fc = toml::from_str(&known).map_err(|e: toml::de::Error| e.to_string())?;
-    Ok((fc, ignored))
+    let config = toml::from_str(&known).map_err(|e: toml::de::Error| e.to_string())?;
+    Ok(Parsed {
+        config,
+        ignored,
+        template,
+    })
+}
+
+/// The warning for a config key we ignore, pointing a resource key that is
+/// outside its `[template]` table the right way.
+fn ignored_key_warning(path: &std::path::Path, key: &str) -> String {
+    if crate::resource::TEMPLATE_KEYS.contains(&key) {
+        format!(
+            "{}: key {key:?} is a [template] key, not a config key: put it under the [template] line; ignored",
+            path.display()
+        )
+    } else {
+        format!("{}: key {key:?} is not supported; ignored", path.display())
+    }
 }
 
 /// What SIGHUP re-reads from `-config-file`: `prefix` and `wait`, unless
@@ -171,8 +201,9 @@ impl ConfigSource {
     pub fn read(&self) -> Result<(String, Option<Wait>), String> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
-        let (fc, _) =
-            parse_file_config(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let fc = parse_file_config(&text)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?
+            .config;
         let wait = self
             .flag_wait
             .clone()
@@ -228,6 +259,7 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut config_warnings: Vec<String> = Vec::new();
+    let mut config_template = false;
     let config_source = a.config_file.clone().map(|path| ConfigSource {
         path,
         flag_prefix: a.prefix.clone(),
@@ -239,12 +271,14 @@ pub fn main() -> ExitCode {
             Err(e) => return fail(format!("reading {}: {e}", path.display())),
         };
         let fc = match parse_file_config(&text) {
-            Ok((c, ignored)) => {
-                config_warnings = ignored
-                    .into_iter()
-                    .map(|k| format!("{}: key {k:?} is not supported; ignored", path.display()))
+            Ok(p) => {
+                config_warnings = p
+                    .ignored
+                    .iter()
+                    .map(|k| ignored_key_warning(&path, k))
                     .collect();
-                c
+                config_template = p.template;
+                p.config
             }
             Err(e) => return fail(format!("{}: {e}", path.display())),
         };
@@ -278,6 +312,32 @@ pub fn main() -> ExitCode {
         }
         a.wait = a.wait.or(fc.wait);
         a.token = a.token.or(fc.token);
+    }
+    if let (true, Some(path)) = (config_template, &a.config_file) {
+        // confd loads resources from conf.d only: a [template] in a config
+        // file elsewhere is not one.
+        let conf_d = a
+            .confdir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("conf.d");
+        let in_conf_d = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .is_some_and(|p| crate::resource::same_file(p, &conf_d));
+        if !in_conf_d {
+            config_warnings.push(format!(
+                "{}: its [template] table is not loaded: template resources are read from {}/*.toml only; move the file there",
+                path.display(),
+                conf_d.display()
+            ));
+        }
     }
     if let Err(e) = init_tracing(a.log_level.as_deref().unwrap_or("info")) {
         return fail(e);
@@ -419,13 +479,25 @@ mod tests {
     /// the wrong type still fails, naming the key.
     #[test]
     fn confd_config_keys() {
-        let (c, ignored) = parse_file_config(
+        let p = parse_file_config(
             "backend = \"consul\"\nnodes = [\"127.0.0.1:8500\"]\ninterval = 2\nclient_cert = \"/c.pem\"\nsrv_domain = \"x\"\nbasic_auth = true\n",
         )
         .unwrap();
-        assert_eq!(c.backend.as_deref(), Some("consul"));
-        assert_eq!(c.interval, Some(2));
-        assert_eq!(ignored, ["basic_auth", "client_cert", "srv_domain"]);
+        assert_eq!(p.config.backend.as_deref(), Some("consul"));
+        assert_eq!(p.config.interval, Some(2));
+        assert_eq!(p.ignored, ["basic_auth", "client_cert", "srv_domain"]);
+        assert!(!p.template);
+        // confd's guide: the config file is also a resource; its [template]
+        // table is not a config key to warn about
+        let p = parse_file_config(
+            "interval = 2\nsrc = \"x\"\n[template]\nsrc = \"a.tmpl\"\ndest = \"a\"\n",
+        )
+        .unwrap();
+        assert!(p.template);
+        assert_eq!(p.config.interval, Some(2));
+        assert_eq!(p.ignored, ["src"]);
+        let w = ignored_key_warning(std::path::Path::new("c.toml"), "src");
+        assert!(w.contains("[template] key"), "{w}");
         let e = parse_file_config("interval = \"soon\"\n").unwrap_err();
         assert!(e.contains("interval"), "{e}");
     }

@@ -9,6 +9,7 @@
 //! - [`render`], [`helpers`], [`gosyntax`]: Handlebars rendering, the helper
 //!   set, refusing Go-template syntax with the Handlebars form.
 //! - [`write`]: atomic stage / check / rename / fsync.
+//! - [`retry`]: when to try a failed write again.
 //! - [`command`]: `sh -c` with timeout and captured output.
 //! - [`runner`]: the daemon — debounce, render what changed, SIGHUP, conf.d watching.
 //! - [`exec`]: sidecar mode, supervising one child process.
@@ -23,6 +24,7 @@ pub mod gosyntax;
 pub mod helpers;
 pub mod render;
 pub mod resource;
+pub mod retry;
 pub mod runner;
 pub mod watch;
 pub mod write;

@@ -111,11 +111,31 @@ pub struct Resource {
 
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A resource file: only its `[template]` table is read. Its top-level
+/// keys are confd config when the file is also `-config-file` (confd's own
+/// guide keeps one file for both); [`load_dir`] warns about them otherwise.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
     template: Raw,
 }
+
+/// The keys of a `[template]` table, to point a misplaced one the right way.
+pub const TEMPLATE_KEYS: &[&str] = &[
+    "src",
+    "dest",
+    "keys",
+    "prefix",
+    "mode",
+    "uid",
+    "gid",
+    "user",
+    "group",
+    "check_cmd",
+    "reload_cmd",
+    "wait",
+    "backup",
+    "command_timeout",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,20 +322,30 @@ impl Resource {
     }
 }
 
-/// Paths already warned about, so a reload doesn't repeat the warning.
-static WARNED: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+/// Warnings already given (file and what), so a reload doesn't repeat them.
+static WARNED: parking_lot::Mutex<Vec<(PathBuf, &'static str)>> =
+    parking_lot::Mutex::new(Vec::new());
 
-fn same_file(a: &Path, b: &Path) -> bool {
+fn warn_once(file: &Path, what: &'static str, warn: impl FnOnce()) {
+    let mut warned = WARNED.lock();
+    if !warned.iter().any(|(f, w)| f == file && *w == what) {
+        warn();
+        warned.push((file.to_path_buf(), what));
+    }
+}
+
+pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
 }
 
-/// Load every `conf.d/*.toml` of `confdir` (sorted by name). `config_file`
-/// (confd's `-config-file`, often kept in conf.d) and any other toml without
-/// a `[template]` table are not resources: skipped, with one warning for the
-/// latter.
+/// Load every `conf.d/*.toml` of `confdir` (sorted by name) that has a
+/// `[template]` table, as confd does; `config_file` (confd's
+/// `-config-file`) is one of them when it sits in conf.d and has one. A
+/// toml without `[template]` is skipped: silently when it is the config
+/// file, else with one warning.
 pub fn load_dir(
     confdir: &Path,
     global_prefix: &str,
@@ -336,7 +366,6 @@ pub fn load_dir(
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml") && p.is_file())
-        .filter(|p| !config_file.is_some_and(|c| same_file(p, c)))
         .collect();
     files.sort();
     let mut out = Vec::new();
@@ -345,16 +374,36 @@ pub fn load_dir(
             path: f.display().to_string(),
             source,
         })?;
+        let is_config = config_file.is_some_and(|c| same_file(&f, c));
         // A file that doesn't parse as TOML still errors below (it may be a
         // broken resource); only valid TOML without [template] is skipped.
         if let Ok(t) = text.parse::<toml::Table>() {
             if !t.contains_key("template") {
-                let mut warned = WARNED.lock();
-                if !warned.contains(&f) {
-                    tracing::warn!(file = %f.display(), "no [template] table: not a template resource, skipped");
-                    warned.push(f);
+                if !is_config {
+                    warn_once(&f, "no template", || {
+                        let misplaced: Vec<&str> = t
+                            .keys()
+                            .map(String::as_str)
+                            .filter(|k| TEMPLATE_KEYS.contains(k))
+                            .collect();
+                        if misplaced.is_empty() {
+                            tracing::warn!(file = %f.display(), "no [template] table: not a template resource, skipped");
+                        } else {
+                            tracing::warn!(file = %f.display(), keys = %misplaced.join(","), "no [template] table: not a template resource, skipped; these keys belong under a [template] line");
+                        }
+                    });
                 }
                 continue;
+            }
+            let extra: Vec<&str> = t
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "template")
+                .collect();
+            if !is_config && !extra.is_empty() {
+                warn_once(&f, "top-level keys", || {
+                    tracing::warn!(file = %f.display(), keys = %extra.join(","), "keys outside [template] are ignored (only -config-file's are read as config)");
+                });
             }
         }
         out.push(Resource::from_toml(&f, &text, &templates, global_prefix)?);
@@ -422,8 +471,10 @@ command_timeout = "10s"
         }
     }
 
+    /// Every conf.d toml with a [template] is a resource, the config file
+    /// too (its top-level keys are config); tomls without one are skipped.
     #[test]
-    fn load_dir_skips_config_and_non_resources() {
+    fn load_dir_reads_every_template_table() {
         let d = tempfile::tempdir().unwrap();
         let c = d.path().join("conf.d");
         std::fs::create_dir_all(&c).unwrap();
@@ -433,15 +484,21 @@ command_timeout = "10s"
         std::fs::write(c.join("notes.toml"), "x = 1\n").unwrap();
         let r = load_dir(d.path(), "", Some(&c.join("config.toml"))).unwrap();
         assert_eq!(r.len(), 1);
-        // the config file is skipped even if it had a [template] table
+        // the config file with a [template] table is a resource as well
+        std::fs::write(
+            c.join("config.toml"),
+            "backend = \"consul\"\ninterval = 2\n[template]\nsrc=\"c\"\ndest=\"d\"\n",
+        )
+        .unwrap();
+        let r = load_dir(d.path(), "", Some(&c.join("config.toml"))).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].dest, PathBuf::from("d"));
+        // ... whether or not it is named by -config-file
+        assert_eq!(load_dir(d.path(), "", None).unwrap().len(), 2);
+        // a broken [template] is an error naming the file
         std::fs::write(c.join("config.toml"), "[template]\nsrc=1\n").unwrap();
-        assert_eq!(
-            load_dir(d.path(), "", Some(&c.join("config.toml")))
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(load_dir(d.path(), "", None).is_err());
+        let e = load_dir(d.path(), "", Some(&c.join("config.toml"))).unwrap_err();
+        assert!(e.to_string().contains("config.toml"), "{e}");
     }
 
     #[test]

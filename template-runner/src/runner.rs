@@ -19,8 +19,9 @@ use crate::dependency::Dependency;
 use crate::exec::{Child, ExecSpec};
 use crate::render::{DataStore, Outcome, Renderer};
 use crate::resource::{self, Resource, Wait};
+use crate::retry::{Seen, WriteRetry};
 use crate::watch::{self, Watches};
-use crate::write::{self, Target, Written};
+use crate::write::{self, Target, WriteError, Written};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -28,7 +29,9 @@ pub enum RunError {
     Resource(#[from] resource::ResourceError),
     #[error("{0}")]
     Render(#[from] crate::render::RenderError),
-    #[error("no template resources: put *.toml files in {0}/conf.d or pass -template")]
+    #[error(
+        "no template resources: put *.toml files with a [template] table in {0}, or pass -template"
+    )]
     Nothing(String),
     #[error("signals: {0}")]
     Signal(std::io::Error),
@@ -44,7 +47,8 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub confdir: PathBuf,
-    /// `-config-file`: never loaded as a resource even when it sits in conf.d.
+    /// `-config-file`: when it sits in conf.d it is a resource like the
+    /// others if it has a `[template]` table, and skipped silently if not.
     pub config_file: Option<PathBuf>,
     /// Re-read on reload (SIGHUP or an edit in conf.d) for `prefix`/`wait`.
     pub config_source: Option<crate::cli::ConfigSource>,
@@ -66,6 +70,8 @@ struct Tpl {
     /// (first change, last change, what changed) while a render is pending.
     dirty: Option<(Instant, Instant, BTreeSet<String>)>,
     ok: bool,
+    /// Set while the destination cannot be written: when to try again.
+    retry: Option<WriteRetry>,
 }
 
 impl Tpl {
@@ -96,7 +102,9 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
         resources.push(Resource::from_flag(t, &opts.prefix)?);
     }
     if resources.is_empty() {
-        return Err(RunError::Nothing(opts.confdir.display().to_string()));
+        return Err(RunError::Nothing(
+            opts.confdir.join("conf.d").display().to_string(),
+        ));
     }
     // Compile into fresh names first, so a broken edit leaves the old set intact.
     let generation = rand::random::<u32>();
@@ -110,17 +118,17 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
             }
             return Err(e.into());
         }
-        let deps = old
-            .iter()
-            .find(|o| o.res == res)
-            .map(|o| o.deps.clone())
-            .unwrap_or_default();
+        let prev = old.iter().find(|o| o.res == res);
+        let deps = prev.map(|o| o.deps.clone()).unwrap_or_default();
+        // A failing write stays one run of failures across a reload.
+        let retry = prev.and_then(|o| o.retry.clone());
         let mut t = Tpl {
             res,
             name,
             deps,
             dirty: None,
             ok: false,
+            retry,
         };
         t.deps.extend(t.declared());
         out.push(t);
@@ -204,11 +212,11 @@ impl Runner {
         let mut written: Vec<Rendered> = Vec::new();
         for &i in which {
             let started = Instant::now();
-            let trigger = self.tpls[i]
-                .dirty
-                .take()
-                .map(|(_, _, w)| w.into_iter().collect::<Vec<_>>().join(","))
-                .unwrap_or_else(|| "startup".into());
+            let trigger = match self.tpls[i].dirty.take() {
+                Some((_, _, w)) => w.into_iter().collect::<Vec<_>>().join(","),
+                None if self.tpls[i].retry.is_some() => "retry".into(),
+                None => "startup".into(),
+            };
             let (outcome, used) = {
                 let t = &self.tpls[i];
                 self.renderer.render(&t.name, &t.res.prefix, &t.res.keys)
@@ -223,6 +231,9 @@ impl Runner {
             let src = t.res.src.display().to_string();
             let text = match outcome {
                 Outcome::Missing(m) => {
+                    if let Some(r) = &mut t.retry {
+                        r.postpone();
+                    }
                     let m: Vec<String> = m.iter().map(ToString::to_string).collect();
                     tracing::debug!(template = %src, dest = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
                     continue;
@@ -230,6 +241,7 @@ impl Runner {
                 Outcome::Failed(e) => {
                     pass.failed += 1;
                     t.ok = false;
+                    t.retry = None;
                     tracing::error!(template = %src, dest = %dest, trigger = %trigger, error = %e, "render failed; destination left as it was");
                     continue;
                 }
@@ -260,8 +272,8 @@ impl Runner {
             let reload = t.res.reload_cmd.clone();
             let timeout = t.res.command_timeout;
             let took = started.elapsed();
-            match result {
-                Ok(w) => {
+            match self.settle(i, result, &trigger, took) {
+                Some(w) => {
                     self.tpls[i].ok = true;
                     let mut r = Rendered {
                         src,
@@ -286,11 +298,7 @@ impl Runner {
                     }
                     written.push(r);
                 }
-                Err(e) => {
-                    pass.failed += 1;
-                    self.tpls[i].ok = false;
-                    tracing::error!(template = %src, dest = %dest, trigger = %trigger, duration_ms = took.as_millis() as u64, error = %e, "not written; destination left as it was");
-                }
+                None => pass.failed += 1,
             }
         }
         // Each distinct reload command once, in order; its summary goes on
@@ -299,12 +307,12 @@ impl Runner {
         for (c, timeout) in commands {
             let summary = match command::run(&c, timeout).await {
                 Ok(r) if r.success() => {
-                    tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command ran");
+                    tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command ran");
                     format!("reload:exit 0 {}ms", r.duration.as_millis())
                 }
                 Ok(r) => {
                     pass.failed += 1;
-                    tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = %r.output, "reload command failed; still running");
+                    tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command failed; still running");
                     format!("reload:{} {}ms", r.describe(), r.duration.as_millis())
                 }
                 Err(e) => {
@@ -329,6 +337,53 @@ impl Runner {
             tracing::info!(template = %r.src, dest = %r.dest, trigger = %r.trigger, changed = r.changed, commands = %cmds, duration_us = r.took.as_micros() as u64, "rendered");
         }
         pass
+    }
+
+    /// Log a write's outcome and keep template `i`'s retry state: a failed
+    /// write is tried again with backoff, each distinct cause logged once;
+    /// a recovery is logged. The write's result when it succeeded.
+    fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Written, WriteError>,
+        trigger: &str,
+        took: Duration,
+    ) -> Option<Written> {
+        let once = self.opts.mode == Mode::Once;
+        let t = &mut self.tpls[i];
+        let (src, dest) = (t.res.src.display(), t.res.dest.display());
+        let ms = took.as_millis() as u64;
+        match result {
+            Ok(mut w) => {
+                t.ok = true;
+                if let Some(r) = t.retry.take() {
+                    tracing::info!(template = %src, dest = %dest, failed_attempts = r.attempts, failing_for_ms = r.since.elapsed().as_millis() as u64, "write recovered");
+                    // The file was already in place: its reload is still owed.
+                    if r.replaced && w == Written::Unchanged {
+                        w = Written::Changed { check: None };
+                    }
+                }
+                Some(w)
+            }
+            Err(e) if e.retryable() && !once => {
+                t.ok = false;
+                let (r, seen) = WriteRetry::record(t.retry.take(), &e);
+                let retry_in_ms = r.retry_in().as_millis() as u64;
+                if seen == Seen::New {
+                    tracing::error!(template = %src, dest = %dest, trigger = %trigger, duration_ms = ms, error = %e, retry_in_ms, "not written; destination left as it was; will retry");
+                } else {
+                    tracing::debug!(template = %src, dest = %dest, trigger = %trigger, attempts = r.attempts, error = %e, retry_in_ms, "write still failing, same cause");
+                }
+                t.retry = Some(r);
+                None
+            }
+            Err(e) => {
+                t.ok = false;
+                t.retry = None;
+                tracing::error!(template = %src, dest = %dest, trigger = %trigger, duration_ms = ms, error = %e, "not written; destination left as it was");
+                None
+            }
+        }
     }
 
     /// `-onetime`: fetch what the templates need, render once, exit status.
@@ -369,6 +424,43 @@ impl Runner {
         }
     }
 
+    /// The templates to render now: changed and past their debounce (all
+    /// changed ones on the first pass), or due for a write retry.
+    fn due(&self, first_pass: bool) -> Vec<usize> {
+        let now = Instant::now();
+        self.tpls
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                // A retry is not debounced: its data is not new.
+                t.retry.as_ref().is_some_and(|r| r.due(now))
+                    || match (&t.dirty, t.res.wait.or(self.opts.wait)) {
+                        (None, _) => false,
+                        (Some(_), _) if first_pass => true,
+                        (Some(_), None) => true,
+                        (Some((first, last, _)), Some(w)) => {
+                            now >= *last + w.min || now >= *first + w.max
+                        }
+                    }
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// When the next template becomes due: a debounce ends or a retry.
+    fn next_due(&self) -> Option<Instant> {
+        let debounced = self.tpls.iter().filter_map(|t| {
+            let (first, last, _) = t.dirty.as_ref()?;
+            let w = t.res.wait.or(self.opts.wait)?;
+            Some((*last + w.min).min(*first + w.max))
+        });
+        let retries = self
+            .tpls
+            .iter()
+            .filter_map(|t| t.retry.as_ref().map(|r| r.at));
+        debounced.chain(retries).min()
+    }
+
     /// Run as a daemon (watch or interval mode) until SIGINT/SIGTERM, or
     /// until the supervised child exits. Returns the exit code.
     pub async fn run(mut self) -> Result<i32, RunError> {
@@ -398,21 +490,7 @@ impl Runner {
         let mut first_pass = true;
         loop {
             // Render what is due.
-            let now = Instant::now();
-            let due: Vec<usize> = self
-                .tpls
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| match (&t.dirty, t.res.wait.or(self.opts.wait)) {
-                    (None, _) => false,
-                    (Some(_), _) if first_pass => true,
-                    (Some(_), None) => true,
-                    (Some((first, last, _)), Some(w)) => {
-                        now >= *last + w.min || now >= *first + w.max
-                    }
-                })
-                .map(|(i, _)| i)
-                .collect();
+            let due = self.due(first_pass);
             first_pass = false;
             if !due.is_empty() {
                 let pass = self.pass(&due).await;
@@ -466,13 +544,8 @@ impl Runner {
             }
             // Sleep until a change, a debounce deadline, or a signal.
             let deadline = self
-                .tpls
-                .iter()
-                .filter_map(|t| {
-                    let (first, last, _) = t.dirty.as_ref()?;
-                    let w = t.res.wait.or(self.opts.wait)?;
-                    Some((*last + w.min).min(*first + w.max))
-                })
+                .next_due()
+                .into_iter()
                 .chain(fs_pending.map(|t| t + Duration::from_millis(200)))
                 .chain(exec_retry.at.filter(|_| child.is_none()))
                 .min();

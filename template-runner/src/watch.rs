@@ -1,6 +1,7 @@
 //! One watch task per distinct dependency, shared by every template that
 //! needs it. With the consul backend a task long-polls with blocking
-//! queries (index rules: unchanged = timeout, lower = reset to 0); with
+//! queries (index rules: unchanged = timeout, lower = reset to 0, and after
+//! a failed query the next one starts from 0, never blocking); with
 //! `-interval` it polls. At least 100 ms separate two queries of one
 //! dependency; errors back off exponentially with jitter (250 ms .. 1 min)
 //! and never stop the watch. Data only ever changes on a successful fetch,
@@ -138,6 +139,12 @@ async fn watch_one(
                 }
             }
             Err(e) => {
+                // The agent may come back restarted, its index lower than
+                // ours: a blocking query at our old index would then wait
+                // the full BLOCK_WAIT before the lower index shows. So the
+                // first query after an error never blocks; its answer sets
+                // the index again.
+                index = 0;
                 let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 4);
                 let pause = backoff + Duration::from_millis(jitter);
                 tracing::warn!(dependency = %dep, error = %e, retry_in_ms = pause.as_millis() as u64, "fetch failed; keeping last data");

@@ -14,17 +14,86 @@ use crate::resource::Owner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("{path}: {source}")]
+    /// The write itself failed (full or read-only filesystem, permissions):
+    /// worth retrying, the content is fine.
+    #[error("{op} {path}: {source}")]
     Io {
+        op: Op,
         path: String,
         source: std::io::Error,
     },
-    #[error("check_cmd {cmd:?} failed ({status}): {output}")]
+    /// check_cmd rejected the staged file: the content is bad, and retrying
+    /// it is pointless until the data changes.
+    // The output quoted: one log line, however many lines it printed.
+    #[error("check_cmd {cmd:?} failed ({status}): {output:?}")]
     CheckFailed {
         cmd: String,
         status: String,
         output: String,
     },
+}
+
+/// Which step of a write failed, for the log and to tell one cause from
+/// another (the stage file's name is random; the step and errno are not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    CreateDir,
+    CreateStage,
+    WriteStage,
+    ChmodStage,
+    ChownStage,
+    SyncStage,
+    StartCheck,
+    Backup,
+    Rename,
+    SyncDir,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::CreateDir => "creating directory",
+            Op::CreateStage => "creating stage file",
+            Op::WriteStage => "writing stage file",
+            Op::ChmodStage => "setting the mode of stage file",
+            Op::ChownStage => "setting the owner of stage file",
+            Op::SyncStage => "fsyncing stage file",
+            Op::StartCheck => "starting check_cmd on",
+            Op::Backup => "writing backup",
+            Op::Rename => "renaming the stage file over",
+            Op::SyncDir => "fsyncing directory",
+        })
+    }
+}
+
+impl WriteError {
+    /// A failure of the write itself (not of the content): retry it.
+    pub fn retryable(&self) -> bool {
+        matches!(self, WriteError::Io { .. })
+    }
+
+    /// The new file is in place already: only the directory fsync failed.
+    pub fn replaced(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Io {
+                op: Op::SyncDir,
+                ..
+            }
+        )
+    }
+
+    /// What makes two failures the same: the step and the OS error, not the
+    /// (random) stage file name.
+    pub fn cause(&self) -> String {
+        match self {
+            WriteError::Io { op, source, .. } => match source.raw_os_error() {
+                Some(n) => format!("{op:?}/{n}"),
+                None => format!("{op:?}/{:?}", source.kind()),
+            },
+            other => other.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +115,9 @@ pub struct Target<'a> {
     pub command_timeout: Duration,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+fn io(op: Op, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     move |source| WriteError::Io {
+        op,
         path: path.display().to_string(),
         source,
     }
@@ -100,6 +170,22 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Keep a copy of `dest` as `dest.bak`, replaced atomically as well: a
+/// failure half way (a full disk) leaves the previous backup intact.
+fn backup(dest: &Path) -> Result<(), WriteError> {
+    let mut bak = dest.as_os_str().to_owned();
+    bak.push(".bak");
+    let bak = PathBuf::from(bak);
+    let stage = stage_path(&bak);
+    let result = std::fs::copy(dest, &stage)
+        .and_then(|_| std::fs::File::open(&stage)?.sync_all())
+        .and_then(|_| std::fs::rename(&stage, &bak));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&stage);
+    }
+    result.map_err(io(Op::Backup, &bak))
+}
+
 /// Write `contents` to `t.dest` atomically (see the module docs).
 pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteError> {
     if unchanged(t, contents) {
@@ -112,7 +198,7 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(io(Op::CreateDir, &dir))?;
     let stage = stage_path(t.dest);
     let result = async {
         {
@@ -121,22 +207,22 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
                 .create_new(true)
                 .mode(0o600)
                 .open(&stage)
-                .map_err(io(&stage))?;
-            f.write_all(contents).map_err(io(&stage))?;
+                .map_err(io(Op::CreateStage, &stage))?;
+            f.write_all(contents).map_err(io(Op::WriteStage, &stage))?;
             // Explicit chmod: the umask must not change the configured mode.
             f.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(io(&stage))?;
+                .map_err(io(Op::ChmodStage, &stage))?;
             if uid.is_some() || gid.is_some() {
-                std::os::unix::fs::fchown(&f, uid, gid).map_err(io(&stage))?;
+                std::os::unix::fs::fchown(&f, uid, gid).map_err(io(Op::ChownStage, &stage))?;
             }
-            f.sync_all().map_err(io(&stage))?;
+            f.sync_all().map_err(io(Op::SyncStage, &stage))?;
         }
         let mut check = None;
         if let Some(cmd) = t.check_cmd {
             let cmd = cmd.replace("{{.src}}", &stage.display().to_string());
             let r = command::run(&cmd, t.command_timeout)
                 .await
-                .map_err(io(&stage))?;
+                .map_err(io(Op::StartCheck, &stage))?;
             if !r.success() {
                 return Err(WriteError::CheckFailed {
                     cmd,
@@ -147,16 +233,10 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
             check = Some((0, r.duration));
         }
         if t.backup && t.dest.exists() {
-            let mut bak = t.dest.as_os_str().to_owned();
-            bak.push(".bak");
-            let bak = PathBuf::from(bak);
-            std::fs::copy(t.dest, &bak).map_err(io(&bak))?;
-            std::fs::File::open(&bak)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&bak))?;
+            backup(t.dest)?;
         }
-        std::fs::rename(&stage, t.dest).map_err(io(t.dest))?;
-        sync_dir(&dir).map_err(io(&dir))?;
+        std::fs::rename(&stage, t.dest).map_err(io(Op::Rename, t.dest))?;
+        sync_dir(&dir).map_err(io(Op::SyncDir, &dir))?;
         Ok(Written::Changed { check })
     }
     .await;

@@ -245,14 +245,19 @@ impl Renderer {
     /// Spawn `tribune-template` in `cwd` with `args`, reading logs in the background.
     pub fn spawn(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Renderer {
         let mut cmd = Command::new(bin("tribune-template"));
-        cmd.args(args)
-            .current_dir(cwd)
-            .env_remove("CONSUL_HTTP_ADDR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).current_dir(cwd);
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        Self::from_command(cmd)
+    }
+
+    /// Spawn `cmd` (which must end up as the tribune-template process, e.g.
+    /// `sh -c 'exec ...'` for a command line as a user types it).
+    pub fn from_command(mut cmd: Command) -> Renderer {
+        cmd.env_remove("CONSUL_HTTP_ADDR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn tribune-template");
         let log = Arc::new(Mutex::new(Vec::new()));
         for stream in [
