@@ -14,7 +14,7 @@ use crate::cluster::rpc::RpcClient;
 use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
 use crate::http::{self, AppState, Shared};
-use crate::local::defs::{parse_service, parse_standalone_check};
+use crate::local::defs::{parse_service_as, parse_standalone_check};
 use crate::local::sync::{CatalogSource, NodeInfo};
 use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
 use crate::raft::network::Network;
@@ -97,7 +97,10 @@ pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<Check
         .service_defs
         .iter()
         .map(|v| {
-            parse_service(v, c.enable_script_checks).map_err(|e| format!("service definition: {e}"))
+            parse_service_as(v, c.enable_script_checks, |name, _, e| {
+                format!("invalid meta for service {name}: {e}")
+            })
+            .map_err(|e| format!("service definition: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let checks = c

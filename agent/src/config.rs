@@ -24,6 +24,8 @@ pub enum ConfigError {
     Invalid { key: String, msg: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("node_meta invalid: {0}")]
+    NodeMeta(crate::local::defs::MetaError),
 }
 
 /// Listener ports; -1 disables one.
@@ -334,6 +336,7 @@ impl AgentConfig {
                 "must be between 1 and 10",
             ));
         }
+        crate::local::defs::validate_meta(&self.node_meta).map_err(ConfigError::NodeMeta)?;
         if self.server && !self.dev && self.data_dir.is_none() {
             return Err(bad("data_dir", "a server needs -data-dir (or use -dev)"));
         }
