@@ -304,7 +304,11 @@ pub async fn run(
         server_port: config.server.then_some(rpc_port),
         own_serf_health: gossip.is_none(),
     };
-    let local = LocalAgent::new(config.enable_script_checks, shutdown.clone());
+    let local = LocalAgent::new(
+        config.enable_script_checks,
+        config.check_update_interval,
+        shutdown.clone(),
+    );
     for s in services {
         local.add_service(s, Source::Config, true);
     }

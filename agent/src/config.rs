@@ -118,6 +118,9 @@ pub struct AgentConfig {
     /// Raw `watches` definitions, parsed by [`crate::watchplan`] at start.
     pub watch_defs: Vec<Value>,
     pub dns: DnsConfig,
+    /// A check whose output changes but not its status is written to the
+    /// catalog at most this often (Consul's `check_update_interval`; 0: at once).
+    pub check_update_interval: Duration,
     /// Gossip addresses to join at start (`-join`, `start_join`): failing is fatal.
     pub start_join: Vec<String>,
     /// Gossip addresses to join at start, retried until one answers.
@@ -162,6 +165,7 @@ impl Default for AgentConfig {
             check_defs: Vec::new(),
             watch_defs: Vec::new(),
             dns: DnsConfig::default(),
+            check_update_interval: Duration::from_secs(300),
             start_join: Vec::new(),
             retry_join: Vec::new(),
             retry_interval: Duration::from_secs(30),
@@ -489,6 +493,12 @@ impl AgentConfig {
                     } else {
                         self.reconnect_timeout = d;
                     }
+                }
+                "check_update_interval" => {
+                    self.check_update_interval = val
+                        .as_str()
+                        .and_then(parse_duration)
+                        .ok_or_else(|| invalid(key, "a duration like \"5m\""))?
                 }
                 "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
                 "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
