@@ -312,7 +312,18 @@ fn dns_forms() {
             "Service": {"Service": "bulk", "ID": format!("bulk{i}"), "Port": 1000 + i}}),
         );
     }
+    // A 512-byte client gets udp_answer_limit (3) answers, without TC
+    // (Consul's default, enable_truncate = false); one taking more gets
+    // what fits its EDNS size, with TC.
     let udp = dig(dns, &["+ignore", "+noedns", "bulk.service.consul", "SRV"]);
+    assert!(
+        udp.contains("ANSWER: 3,") && !udp.contains(" tc"),
+        "udp_answer_limit: {udp}"
+    );
+    let udp = dig(
+        dns,
+        &["+ignore", "+bufsize=1232", "bulk.service.consul", "SRV"],
+    );
     assert!(
         udp.contains(" tc"),
         "no TC flag on a large UDP answer: {udp}"
