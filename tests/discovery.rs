@@ -1188,7 +1188,7 @@ fn unchanged_probe_results_cost_no_raft_writes() {
             .to_string()
     };
     let before = last(&a);
-    thread::sleep(Duration::from_secs(2)); // about ten probes
+    thread::sleep(Duration::from_secs(3)); // about three probes (1 s at least apart)
     assert_eq!(
         last(&a),
         before,
@@ -1420,9 +1420,10 @@ fn http_check_tls_cap_thresholds_and_timeout() {
         &out[out.len().saturating_sub(80)..]
     );
 
-    // Watch the alternating checks for ~2 s (about 10 probes each).
+    // Watch the alternating checks for ~3 s (about three probes each: the
+    // 200ms intervals are raised to Consul's 1 s minimum).
     let mut seen_plain = std::collections::HashSet::new();
-    let until = Instant::now() + Duration::from_secs(2);
+    let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let c = get_json(&a, "agent/checks");
         seen_plain.insert(status(&c, "alt-plain"));
