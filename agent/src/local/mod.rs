@@ -907,4 +907,24 @@ mod tests {
             Duration::ZERO
         );
     }
+
+    /// A reload of an unchanged definition whose interval was raised keeps
+    /// the running check (it is compared as it runs, not as written).
+    #[tokio::test]
+    async fn reload_keeps_a_clamped_check() {
+        let stop = CancellationToken::new();
+        let agent = LocalAgent::new(false, Duration::ZERO, stop.clone());
+        let svc = defs::parse_service(
+            &serde_json::json!({"Name": "s", "Check": {"TCP": "127.0.0.1:1", "Interval": "100ms"}}),
+            false,
+        )
+        .unwrap();
+        let generation = |a: &LocalAgent| a.inner.lock().checks["service:s"].generation;
+        agent.reload(vec![svc.clone()], vec![]);
+        let first = generation(&agent);
+        assert_eq!(agent.checks()[0].def.interval, MIN_INTERVAL);
+        agent.reload(vec![svc], vec![]);
+        assert_eq!(generation(&agent), first, "the check was restarted");
+        stop.cancel();
+    }
 }
