@@ -312,7 +312,18 @@ fn dns_forms() {
             "Service": {"Service": "bulk", "ID": format!("bulk{i}"), "Port": 1000 + i}}),
         );
     }
+    // A 512-byte client gets udp_answer_limit (3) answers, without TC
+    // (Consul's default, enable_truncate = false); one taking more gets
+    // what fits its EDNS size, with TC.
     let udp = dig(dns, &["+ignore", "+noedns", "bulk.service.consul", "SRV"]);
+    assert!(
+        udp.contains("ANSWER: 3,") && !udp.contains(" tc"),
+        "udp_answer_limit: {udp}"
+    );
+    let udp = dig(
+        dns,
+        &["+ignore", "+bufsize=1232", "bulk.service.consul", "SRV"],
+    );
     assert!(
         udp.contains(" tc"),
         "no TC flag on a large UDP answer: {udp}"
@@ -1177,7 +1188,7 @@ fn unchanged_probe_results_cost_no_raft_writes() {
             .to_string()
     };
     let before = last(&a);
-    thread::sleep(Duration::from_secs(2)); // about ten probes
+    thread::sleep(Duration::from_secs(3)); // about three probes (1 s at least apart)
     assert_eq!(
         last(&a),
         before,
@@ -1409,9 +1420,10 @@ fn http_check_tls_cap_thresholds_and_timeout() {
         &out[out.len().saturating_sub(80)..]
     );
 
-    // Watch the alternating checks for ~2 s (about 10 probes each).
+    // Watch the alternating checks for ~3 s (about three probes each: the
+    // 200ms intervals are raised to Consul's 1 s minimum).
     let mut seen_plain = std::collections::HashSet::new();
-    let until = Instant::now() + Duration::from_secs(2);
+    let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let c = get_json(&a, "agent/checks");
         seen_plain.insert(status(&c, "alt-plain"));

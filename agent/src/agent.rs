@@ -14,7 +14,7 @@ use crate::cluster::rpc::RpcClient;
 use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
 use crate::http::{self, AppState, Shared};
-use crate::local::defs::{parse_service, parse_standalone_check};
+use crate::local::defs::{parse_service_as, parse_standalone_check};
 use crate::local::sync::{CatalogSource, NodeInfo};
 use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
 use crate::raft::network::Network;
@@ -97,7 +97,10 @@ pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<Check
         .service_defs
         .iter()
         .map(|v| {
-            parse_service(v, c.enable_script_checks).map_err(|e| format!("service definition: {e}"))
+            parse_service_as(v, c.enable_script_checks, |name, _, e| {
+                format!("invalid meta for service {name}: {e}")
+            })
+            .map_err(|e| format!("service definition: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let checks = c
@@ -301,7 +304,11 @@ pub async fn run(
         server_port: config.server.then_some(rpc_port),
         own_serf_health: gossip.is_none(),
     };
-    let local = LocalAgent::new(config.enable_script_checks, shutdown.clone());
+    let local = LocalAgent::new(
+        config.enable_script_checks,
+        config.check_update_interval,
+        shutdown.clone(),
+    );
     for s in services {
         local.add_service(s, Source::Config, true);
     }

@@ -24,6 +24,8 @@ pub enum ConfigError {
     Invalid { key: String, msg: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("node_meta invalid: {0}")]
+    NodeMeta(crate::local::defs::MetaError),
 }
 
 /// Listener ports; -1 disables one.
@@ -57,6 +59,14 @@ pub struct DnsConfig {
     pub service_ttl: BTreeMap<String, Duration>,
     pub recursors: Vec<SocketAddr>,
     pub only_passing: bool,
+    /// Answers in a UDP reply to a query without EDNS (Consul's default 3;
+    /// at most 8 in any case).
+    pub udp_answer_limit: usize,
+    /// A/AAAA records in a service answer, UDP or TCP (0: no limit).
+    pub a_record_limit: usize,
+    /// Set TC when `udp_answer_limit` drops answers, so clients retry over
+    /// TCP (answers cut to fit the size always get TC).
+    pub enable_truncate: bool,
 }
 
 impl Default for DnsConfig {
@@ -67,6 +77,9 @@ impl Default for DnsConfig {
             service_ttl: BTreeMap::new(),
             recursors: Vec::new(),
             only_passing: false,
+            udp_answer_limit: 3,
+            a_record_limit: 0,
+            enable_truncate: false,
         }
     }
 }
@@ -116,6 +129,9 @@ pub struct AgentConfig {
     /// Raw `watches` definitions, parsed by [`crate::watchplan`] at start.
     pub watch_defs: Vec<Value>,
     pub dns: DnsConfig,
+    /// A check whose output changes but not its status is written to the
+    /// catalog at most this often (Consul's `check_update_interval`; 0: at once).
+    pub check_update_interval: Duration,
     /// Gossip addresses to join at start (`-join`, `start_join`): failing is fatal.
     pub start_join: Vec<String>,
     /// Gossip addresses to join at start, retried until one answers.
@@ -160,6 +176,7 @@ impl Default for AgentConfig {
             check_defs: Vec::new(),
             watch_defs: Vec::new(),
             dns: DnsConfig::default(),
+            check_update_interval: Duration::from_secs(300),
             start_join: Vec::new(),
             retry_join: Vec::new(),
             retry_interval: Duration::from_secs(30),
@@ -334,6 +351,7 @@ impl AgentConfig {
                 "must be between 1 and 10",
             ));
         }
+        crate::local::defs::validate_meta(&self.node_meta).map_err(ConfigError::NodeMeta)?;
         if self.server && !self.dev && self.data_dir.is_none() {
             return Err(bad("data_dir", "a server needs -data-dir (or use -dev)"));
         }
@@ -487,6 +505,12 @@ impl AgentConfig {
                         self.reconnect_timeout = d;
                     }
                 }
+                "check_update_interval" => {
+                    self.check_update_interval = val
+                        .as_str()
+                        .and_then(parse_duration)
+                        .ok_or_else(|| invalid(key, "a duration like \"5m\""))?
+                }
                 "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
                 "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
                 "skip_leave_on_interrupt" => self.skip_leave_on_interrupt = Some(b(key, val)?),
@@ -516,38 +540,65 @@ impl AgentConfig {
                         );
                     }
                 }
-                "dns_config" => {
-                    let obj = val.as_object().ok_or_else(|| invalid(key, "an object"))?;
-                    let dur = |k: &str, v: &Value| {
-                        v.as_str().and_then(parse_duration).ok_or_else(|| {
-                            invalid(&format!("dns_config.{k}"), "a duration like \"5s\"")
-                        })
-                    };
-                    for (k, v) in obj {
-                        match k.as_str() {
-                            "node_ttl" => self.dns.node_ttl = dur(k, v)?,
-                            "service_ttl" => {
-                                let m = v.as_object().ok_or_else(|| {
-                                    invalid("dns_config.service_ttl", "an object")
-                                })?;
-                                for (name, d) in m {
-                                    // Folded like DNS query names, which are matched ignoring case.
-                                    self.dns
-                                        .service_ttl
-                                        .insert(name.to_ascii_lowercase(), dur(k, d)?);
-                                }
-                            }
-                            "only_passing" => self.dns.only_passing = b(k, v)?,
-                            other => self.warnings.push(format!(
-                                "{}: unknown key dns_config.{other} ignored",
-                                path.display()
-                            )),
-                        }
-                    }
-                }
+                "dns_config" => self.merge_dns_config(path, val)?,
                 other => self
                     .warnings
                     .push(format!("{}: unknown key {other:?} ignored", path.display())),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AgentConfig {
+    /// The `dns_config` object of a config file.
+    fn merge_dns_config(&mut self, path: &Path, val: &Value) -> Result<(), ConfigError> {
+        let invalid = |key: &str, want: &str| ConfigError::Invalid {
+            key: format!("dns_config.{key} in {}", path.display()),
+            msg: format!("expected {want}"),
+        };
+        let obj = val.as_object().ok_or_else(|| ConfigError::Invalid {
+            key: format!("dns_config in {}", path.display()),
+            msg: "expected an object".into(),
+        })?;
+        let dur = |k: &str, v: &Value| {
+            v.as_str()
+                .and_then(parse_duration)
+                .ok_or_else(|| invalid(k, "a duration like \"5s\""))
+        };
+        let b = |k: &str, v: &Value| v.as_bool().ok_or_else(|| invalid(k, "true or false"));
+        for (k, v) in obj {
+            match k.as_str() {
+                "node_ttl" => self.dns.node_ttl = dur(k, v)?,
+                "service_ttl" => {
+                    let m = v
+                        .as_object()
+                        .ok_or_else(|| invalid("service_ttl", "an object"))?;
+                    for (name, d) in m {
+                        // Folded like DNS query names, which are matched ignoring case.
+                        self.dns
+                            .service_ttl
+                            .insert(name.to_ascii_lowercase(), dur(k, d)?);
+                    }
+                }
+                "only_passing" => self.dns.only_passing = b(k, v)?,
+                "enable_truncate" => self.dns.enable_truncate = b(k, v)?,
+                "udp_answer_limit" | "a_record_limit" => {
+                    let n = v.as_i64().ok_or_else(|| invalid(k, "a number"))?;
+                    let n = usize::try_from(n).map_err(|_| ConfigError::Invalid {
+                        key: format!("dns_config.{k}"),
+                        msg: format!("cannot be {n}. Must be greater than or equal to zero"),
+                    })?;
+                    if k == "udp_answer_limit" {
+                        self.dns.udp_answer_limit = n;
+                    } else {
+                        self.dns.a_record_limit = n;
+                    }
+                }
+                other => self.warnings.push(format!(
+                    "{}: unknown key dns_config.{other} ignored",
+                    path.display()
+                )),
             }
         }
         Ok(())
@@ -640,5 +691,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("data-dir"), "{e}");
+    }
+
+    /// DNS answer limits, check_update_interval and node_meta, as Consul
+    /// reads and refuses them.
+    #[test]
+    fn limits_and_node_meta() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.json");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            AgentConfig::load(&Flags {
+                dev: true,
+                config_file: vec![f.clone()],
+                ..Default::default()
+            })
+        };
+        let c = load("{}").unwrap();
+        assert_eq!(c.dns.udp_answer_limit, 3);
+        assert_eq!(c.dns.a_record_limit, 0);
+        assert!(!c.dns.enable_truncate);
+        assert_eq!(c.check_update_interval, Duration::from_secs(300));
+        let c = load(
+            r#"{"check_update_interval": "0s", "node_meta": {"rack": "r1"},
+                "dns_config": {"udp_answer_limit": 1, "a_record_limit": 2, "enable_truncate": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.dns.udp_answer_limit,
+                c.dns.a_record_limit,
+                c.dns.enable_truncate
+            ),
+            (1, 2, true)
+        );
+        assert_eq!(c.check_update_interval, Duration::ZERO);
+        let e = load(r#"{"dns_config": {"a_record_limit": -2}}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot be -2. Must be greater than or equal to zero"),
+            "{e}"
+        );
+        let e = load(r#"{"node_meta": {"consul-x": "1"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "node_meta invalid: Couldn't load metadata pair ('consul-x', '1'): \
+             Key prefix 'consul-' is reserved for internal use"
+        );
     }
 }

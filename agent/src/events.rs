@@ -278,7 +278,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     fn agent_with_web() -> Arc<LocalAgent> {
-        let local = LocalAgent::new(false, CancellationToken::new());
+        let local = LocalAgent::new(false, std::time::Duration::ZERO, CancellationToken::new());
         let def = crate::local::defs::parse_service(
             &serde_json::json!({"Name": "web", "ID": "web-1", "Tags": ["blue", "v2"]}),
             false,

@@ -8,17 +8,23 @@
 //!   configured recursors, if any.
 //!
 //! Answers come straight from the local state store: no raft round trip.
+//! Every answer is cut to the client's size (module `fit`): UDP within 512
+//! bytes or the EDNS size (at most 1232), `dns_config.udp_answer_limit`
+//! answers for 512-byte clients, TCP within 64 KiB.
 
+mod fit;
 mod names;
+mod records;
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV, TXT};
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::xfer::Protocol;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
@@ -27,8 +33,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DnsConfig;
+use crate::local::defs::META_MAX_PAIRS;
 use crate::state::{Health, Store};
+use fit::Answer;
 pub use names::{addr_label, parse, Lookup};
+use records::{ip_record, meta_record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -50,7 +59,9 @@ pub struct ConsulDns {
 
 /// One healthy instance, ready to answer with.
 struct Item {
-    target: Name,
+    /// The SRV target; `None` when the node name is no valid DNS name
+    /// (such an instance still answers A queries).
+    target: Option<Name>,
     ip: IpAddr,
     port: u16,
     weight: u16,
@@ -66,35 +77,18 @@ struct Cached {
 type ServiceCache =
     parking_lot::RwLock<std::collections::HashMap<(String, Option<String>), Cached>>;
 
-struct Answer {
-    code: ResponseCode,
-    answers: Vec<Record>,
-    additionals: Vec<Record>,
-    /// SOA in the authority section (NXDOMAIN and empty answers).
-    soa: bool,
-}
+/// Answers at most this many records over TCP, before measuring (Consul's
+/// `trimTCPResponse`: more never fit in 64 KiB).
+const TCP_MAX_ANSWERS: usize = 4096;
+const TCP_MAX_SRV_ANSWERS: usize = 1024;
 
-impl Answer {
-    fn empty(code: ResponseCode) -> Self {
-        Self {
-            code,
-            answers: vec![],
-            additionals: vec![],
-            soa: true,
-        }
-    }
-}
+/// The smallest answer record (an A record whose owner is a 2-byte
+/// pointer): no more answers than `limit / MIN_RECORD` can fit.
+const MIN_RECORD: usize = 16;
 
-fn ip_record(name: &Name, ttl: u32, ip: IpAddr, qtype: RecordType) -> Option<Record> {
-    match (ip, qtype) {
-        (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => {
-            Some(Record::from_rdata(name.clone(), ttl, RData::A(A(v4))))
-        }
-        (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => {
-            Some(Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(v6))))
-        }
-        _ => None,
-    }
+/// A TTL from the config, in DNS's 32 bits.
+fn ttl_secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 impl ConsulDns {
@@ -172,12 +166,9 @@ impl ConsulDns {
             } else {
                 format!("{}.addr.{}", addr_label(ip), self.datacenter)
             };
-            let Some(target) = Name::from_str(&host)
+            let target = Name::from_str(&host)
                 .ok()
-                .and_then(|x| x.append_domain(&self.domain).ok())
-            else {
-                continue;
-            };
+                .and_then(|x| x.append_domain(&self.domain).ok());
             let weight = if worst == Health::Warning {
                 s.weights.warning
             } else {
@@ -219,86 +210,116 @@ impl ConsulDns {
         )
     }
 
-    /// Resolve one question about the consul domain.
-    fn answer(&self, qname: &Name, qtype: RecordType) -> Answer {
-        let lookup = match parse(
+    /// Resolve one question about the consul domain, with at most
+    /// `max_answers` answer records.
+    fn answer(&self, qname: &Name, qtype: RecordType, max_answers: usize) -> Answer {
+        let lookup = parse(
             &qname.to_ascii().to_ascii_lowercase(),
             &self.config.domain,
             &self.datacenter,
-        ) {
-            Some(l) => l,
-            None => return Answer::empty(ResponseCode::NXDomain),
+        );
+        let mut a = match lookup {
+            None => Answer::new(ResponseCode::NXDomain),
+            Some(Lookup::Addr(ip)) => {
+                let mut a = Answer::new(ResponseCode::NoError);
+                a.answers
+                    .extend(ip_record(qname, 0, ip, qtype).map(|r| (r, None)));
+                a
+            }
+            Some(Lookup::Node(node)) => self.node_answer(qname, qtype, &node, max_answers),
+            Some(Lookup::Service { service, tag }) => {
+                self.service_answer(qname, qtype, &service, tag, max_answers)
+            }
         };
+        if a.answers.is_empty() {
+            a.authority.push(self.soa());
+        }
+        a
+    }
+
+    /// `<node>.node.consul`: its address, and its meta as TXT (the answer
+    /// for TXT and ANY, additional records otherwise), as Consul does for
+    /// A, AAAA, ANY and TXT; other types get an empty answer.
+    fn node_answer(&self, qname: &Name, qtype: RecordType, node: &str, max: usize) -> Answer {
         let t = self.store.read();
-        match lookup {
-            Lookup::Addr(ip) => {
-                let mut a = Answer::empty(ResponseCode::NoError);
-                a.answers.extend(ip_record(qname, 0, ip, qtype));
-                a.soa = a.answers.is_empty();
-                a
-            }
-            Lookup::Node(node) => {
-                let Some(n) = t.catalog.node_folded(&node) else {
-                    return Answer::empty(ResponseCode::NXDomain);
-                };
-                let ttl = self.config.node_ttl.as_secs() as u32;
-                let mut a = Answer::empty(ResponseCode::NoError);
-                a.soa = false;
-                if let Ok(ip) = n.address.parse::<IpAddr>() {
-                    a.answers.extend(ip_record(qname, ttl, ip, qtype));
-                }
-                let txt: Vec<Record> = n
-                    .meta
-                    .iter()
-                    .map(|(k, v)| {
-                        Record::from_rdata(
-                            qname.clone(),
-                            ttl,
-                            RData::TXT(TXT::new(vec![format!("{k}={v}")])),
-                        )
-                    })
-                    .collect();
-                match qtype {
-                    RecordType::TXT | RecordType::ANY => a.answers.extend(txt),
-                    _ => a.additionals.extend(txt),
-                }
-                a.soa = a.answers.is_empty();
-                a
-            }
-            Lookup::Service { service, tag } => {
-                let ttl = self.config.service_ttl(&service).as_secs() as u32;
-                let index = t.catalog.service_index(&service);
-                drop(t);
-                let items = self.service_items(&service, tag, index);
-                if items.is_empty() {
-                    return Answer::empty(ResponseCode::NXDomain);
-                }
-                let mut order: Vec<&Item> = items.iter().collect();
-                order.shuffle(&mut rand::thread_rng());
-                let mut a = Answer::empty(ResponseCode::NoError);
-                a.soa = false;
-                for it in order {
-                    match qtype {
-                        RecordType::SRV => {
-                            a.answers.push(Record::from_rdata(
-                                qname.clone(),
-                                ttl,
-                                RData::SRV(SRV::new(1, it.weight, it.port, it.target.clone())),
-                            ));
-                            let qt = if it.ip.is_ipv4() {
-                                RecordType::A
-                            } else {
-                                RecordType::AAAA
-                            };
-                            a.additionals.extend(ip_record(&it.target, ttl, it.ip, qt));
-                        }
-                        _ => a.answers.extend(ip_record(qname, ttl, it.ip, qtype)),
-                    }
-                }
-                a.soa = a.answers.is_empty();
-                a
+        let Some(n) = t.catalog.node_folded(node) else {
+            return Answer::new(ResponseCode::NXDomain);
+        };
+        let mut a = Answer::new(ResponseCode::NoError);
+        if !matches!(
+            qtype,
+            RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::TXT
+        ) {
+            return a;
+        }
+        let ttl = ttl_secs(self.config.node_ttl);
+        if qtype != RecordType::TXT {
+            if let Ok(ip) = n.address.parse::<IpAddr>() {
+                a.answers
+                    .extend(ip_record(qname, ttl, ip, qtype).map(|r| (r, None)));
             }
         }
+        let txt = n.meta.iter().map(|(k, v)| meta_record(qname, ttl, k, v));
+        if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            let room = max.saturating_sub(a.answers.len());
+            a.answers.extend(txt.take(room).map(|r| (r, None)));
+        } else {
+            a.extra.extend(txt.take(META_MAX_PAIRS));
+        }
+        a
+    }
+
+    /// A service's healthy instances, shuffled: SRV records with the
+    /// target's address as additional record, or A/AAAA records (at most
+    /// `a_record_limit` when set).
+    fn service_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        service: &str,
+        tag: Option<String>,
+        max: usize,
+    ) -> Answer {
+        let ttl = ttl_secs(self.config.service_ttl(service));
+        let index = self.store.read().catalog.service_index(service);
+        let items = self.service_items(service, tag, index);
+        if items.is_empty() {
+            return Answer::new(ResponseCode::NXDomain);
+        }
+        let mut order: Vec<&Item> = items.iter().collect();
+        order.shuffle(&mut rand::thread_rng());
+        let mut a = Answer::new(ResponseCode::NoError);
+        if qtype == RecordType::SRV {
+            for it in order {
+                let Some(target) = &it.target else { continue };
+                if a.answers.len() >= max {
+                    break;
+                }
+                let srv = SRV::new(1, it.weight, it.port, target.clone());
+                let qt = if it.ip.is_ipv4() {
+                    RecordType::A
+                } else {
+                    RecordType::AAAA
+                };
+                a.answers.push((
+                    Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)),
+                    ip_record(target, ttl, it.ip, qt),
+                ));
+            }
+            return a;
+        }
+        let limit = match self.config.a_record_limit {
+            0 => max,
+            n => n.min(max),
+        };
+        for it in order {
+            if a.answers.len() >= limit {
+                break;
+            }
+            a.answers
+                .extend(ip_record(qname, ttl, it.ip, qtype).map(|r| (r, None)));
+        }
+        a
     }
 
     async fn recurse(&self, query: &Query) -> Option<Message> {
@@ -332,93 +353,81 @@ impl ConsulDns {
         }
         None
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for ConsulDns {
-    async fn handle_request<R: ResponseHandler>(
+    /// Answer a name outside our domain: from the recursors, else REFUSED.
+    async fn forward<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        query: &Query,
+        handle: R,
+        mut header: Header,
+        edns: Option<Edns>,
+    ) -> ResponseInfo {
+        header.set_recursion_available(!self.config.recursors.is_empty());
+        let forwarded = if self.config.recursors.is_empty() {
+            None
+        } else {
+            self.recurse(query).await
+        };
+        let Some(m) = forwarded else {
+            let code = if self.config.recursors.is_empty() {
+                ResponseCode::Refused
+            } else {
+                ResponseCode::ServFail
+            };
+            return send_error(request, handle, edns, code).await;
+        };
+        let a = Answer {
+            code: m.response_code(),
+            answers: m.answers().iter().map(|r| (r.clone(), None)).collect(),
+            authority: m.name_servers().to_vec(),
+            extra: m.additionals().to_vec(),
+        };
+        self.respond(request, handle, header, edns, a, false).await
+    }
+
+    /// Cut `a` to the client's size and send it. `limited`: answers were
+    /// dropped for `udp_answer_limit` (TC only with `enable_truncate`).
+    async fn respond<R: ResponseHandler>(
         &self,
         request: &Request,
         mut handle: R,
+        mut header: Header,
+        edns: Option<Edns>,
+        mut a: Answer,
+        limited: bool,
     ) -> ResponseInfo {
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        // RFC 6891: an EDNS query gets an OPT record back, with our limit.
-        if let Some(req) = request.edns() {
-            let mut edns = hickory_proto::op::Edns::new();
-            edns.set_max_payload(req.max_payload().max(512));
-            edns.set_version(0);
-            builder.edns(edns);
-        }
-        let mut header = Header::response_from_request(request.header());
-        let info = match request.request_info() {
-            Ok(i) => i,
-            Err(_) => {
-                let resp = builder.error_msg(request.header(), ResponseCode::FormErr);
-                return handle
-                    .send_response(resp)
-                    .await
-                    .unwrap_or_else(|_| header.into());
-            }
-        };
-        if request.op_code() != OpCode::Query || request.message_type() != MessageType::Query {
-            let resp = builder.error_msg(request.header(), ResponseCode::NotImp);
-            return handle
-                .send_response(resp)
-                .await
-                .unwrap_or_else(|_| header.into());
-        }
-        let qname: Name = info.query.original().name().clone();
-        let qtype = info.query.query_type();
-        if !self.domain.zone_of(&qname) {
-            header.set_recursion_available(!self.config.recursors.is_empty());
-            let forwarded = if self.config.recursors.is_empty() {
-                None
-            } else {
-                self.recurse(info.query.original()).await
-            };
-            return match forwarded {
-                Some(m) => {
-                    header.set_response_code(m.response_code());
-                    let resp =
-                        builder.build(header, m.answers(), m.name_servers(), &[], m.additionals());
-                    handle
-                        .send_response(resp)
-                        .await
-                        .unwrap_or_else(|_| header.into())
-                }
-                None => {
-                    let code = if self.config.recursors.is_empty() {
-                        ResponseCode::Refused
-                    } else {
-                        ResponseCode::ServFail
-                    };
-                    let resp = builder.error_msg(request.header(), code);
-                    handle
-                        .send_response(resp)
-                        .await
-                        .unwrap_or_else(|_| header.into())
-                }
-            };
-        }
-        let mut a = self.answer(&qname, qtype);
-        header.set_authoritative(true);
         header.set_response_code(a.code);
-        let soa = if a.soa { vec![self.soa()] } else { vec![] };
-        if info.protocol == hickory_proto::xfer::Protocol::Udp {
-            let limit = request
-                .edns()
-                .map(|e| e.max_payload().max(512))
-                .unwrap_or(512) as usize;
-            if fit_udp(info.query.original(), &mut a, &soa, limit) {
-                header.set_truncated(true);
-            }
+        let limit = if request.protocol() == Protocol::Udp {
+            fit::udp_limit(request.edns())
+        } else {
+            fit::MAX_MESSAGE
+        };
+        let total = a.answers.len();
+        let Some(cut) = fit::fit(request, header, edns.as_ref(), &mut a, limit) else {
+            tracing::debug!("DNS answer cannot be encoded; answering SERVFAIL");
+            return send_error(request, handle, edns, ResponseCode::ServFail).await;
+        };
+        if cut {
+            tracing::debug!(
+                records = %format!("{}/{total}", a.answers.len()),
+                limit,
+                "DNS response too large, truncated"
+            );
+        }
+        header.set_truncated(cut || (limited && self.config.enable_truncate));
+        let answers = a.answer_records();
+        let additionals = a.additionals();
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = edns {
+            builder.edns(e);
         }
         let resp = builder.build(
             header,
-            a.answers.iter(),
-            &[],
-            soa.iter(),
-            a.additionals.iter(),
+            answers.iter(),
+            std::iter::empty(),
+            a.authority.iter(),
+            additionals.iter(),
         );
         handle.send_response(resp).await.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "sending DNS response failed");
@@ -427,60 +436,73 @@ impl RequestHandler for ConsulDns {
     }
 }
 
-fn rdata_len(r: &Record) -> usize {
-    match r.data() {
-        RData::A(_) => 4,
-        RData::AAAA(_) => 16,
-        RData::SRV(srv) => 6 + srv.target().len(),
-        RData::TXT(t) => t.iter().map(|x| x.len() + 1).sum(),
-        RData::SOA(soa) => soa.mname().len() + soa.rname().len() + 20,
-        _ => 512,
+/// An error answer (no records), with our OPT record for an EDNS query.
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    mut handle: R,
+    edns: Option<Edns>,
+    code: ResponseCode,
+) -> ResponseInfo {
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = edns {
+        builder.edns(e);
     }
+    let resp = builder.error_msg(request.header(), code);
+    let header = *resp.header();
+    handle
+        .send_response(resp)
+        .await
+        .unwrap_or_else(|_| header.into())
 }
 
-/// An upper bound of the response's wire size, without encoding it. Answer
-/// records are all owned by the query name, which the question already
-/// holds (so 2-byte pointers); other owners count at full length, and so do
-/// names inside records.
-fn wire_bound(query: &Query, answers: &[Record], soa: &[Record], additionals: &[Record]) -> usize {
-    // header + question + EDNS OPT record (11 bytes) when present
-    let mut total = 12 + query.name().len() + 4 + 11;
-    for r in answers {
-        let owner = if r.name() == query.name() {
-            2
-        } else {
-            r.name().len()
+#[async_trait::async_trait]
+impl RequestHandler for ConsulDns {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
+        // RFC 6891: an EDNS query gets an OPT record back, with the size we
+        // will keep UDP answers within.
+        let edns = request.edns().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(fit::udp_limit(Some(req)));
+            e.set_version(0);
+            e
+        });
+        let info = match request.request_info() {
+            Ok(i) => i,
+            Err(_) => return send_error(request, handle, edns, ResponseCode::FormErr).await,
         };
-        total += owner + 10 + rdata_len(r);
-    }
-    for r in soa.iter().chain(additionals) {
-        total += r.name().len() + 10 + rdata_len(r);
-    }
-    total
-}
-
-/// Trim a UDP answer to `limit` bytes (additionals first, then answers);
-/// returns true when answers were dropped (the TC bit must be set).
-fn fit_udp(query: &Query, a: &mut Answer, soa: &[Record], limit: usize) -> bool {
-    if wire_bound(query, &a.answers, soa, &a.additionals) <= limit {
-        return false;
-    }
-    a.additionals.clear();
-    if wire_bound(query, &a.answers, soa, &[]) <= limit {
-        return false;
-    }
-    // Largest prefix of answers that fits, by binary search.
-    let (mut lo, mut hi) = (0usize, a.answers.len());
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if wire_bound(query, &a.answers[..mid], soa, &[]) <= limit {
-            lo = mid;
-        } else {
-            hi = mid - 1;
+        if request.op_code() != OpCode::Query || request.message_type() != MessageType::Query {
+            return send_error(request, handle, edns, ResponseCode::NotImp).await;
         }
+        let mut header = Header::response_from_request(request.header());
+        let query = info.query.original().clone();
+        if !self.domain.zone_of(query.name()) {
+            return self.forward(request, &query, handle, header, edns).await;
+        }
+        let udp = info.protocol == Protocol::Udp;
+        let qtype = query.query_type();
+        let max_answers = match (udp, qtype) {
+            (true, _) => usize::from(fit::udp_limit(request.edns())) / MIN_RECORD,
+            (false, RecordType::SRV) => TCP_MAX_SRV_ANSWERS,
+            (false, _) => TCP_MAX_ANSWERS,
+        };
+        let mut a = self.answer(query.name(), qtype, max_answers);
+        // Consul's udp_answer_limit: a client that takes 512 bytes gets a
+        // few answers (a random few: they are shuffled).
+        // Consul applies it whenever the size is 512 bytes, EDNS or not.
+        let cap = self.config.udp_answer_limit.min(fit::MAX_UDP_ANSWER_LIMIT);
+        let classic = fit::udp_limit(request.edns()) == fit::CLASSIC_UDP;
+        let limited = udp && classic && a.answers.len() > cap;
+        if limited {
+            a.answers.truncate(cap);
+        }
+        header.set_authoritative(true);
+        self.respond(request, handle, header, edns, a, limited)
+            .await
     }
-    a.answers.truncate(lo);
-    true
 }
 
 /// Serve DNS on UDP and TCP at `addr` until `stop`; returns the bound address.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::kv::body_or_error;
 use super::params::{check_dc, Query};
 use super::{json, render, ApiError, Shared};
-use crate::local::defs::{normalize, DefError};
+use crate::local::defs::{normalize, parse_service_as, validate_meta, DefError};
 use crate::local::{parse_check_rec, service_rec};
 use crate::state::catalog::{self as cat, CatalogCommand, CatalogOutcome, NodeRec, RegisterReq};
 use crate::state::{Command, Outcome, WatchTarget};
@@ -181,13 +181,18 @@ pub async fn register(
     if address.is_empty() {
         return Err(ApiError::bad("Must provide address"));
     }
+    let meta = map_field(o, "nodemeta")?;
+    // Consul checks only service meta here; node meta reaches DNS TXT
+    // answers too, so it gets the same limits.
+    validate_meta(&meta)
+        .map_err(|e| ApiError::bad(format!("Invalid Node Meta for node {node_name}: {e}")))?;
     let node = NodeRec {
         id: str_field(o, "id")?,
         node: node_name.clone(),
         address,
         datacenter: s.config.datacenter.clone(),
         tagged_addresses: map_field(o, "taggedaddresses")?,
-        meta: map_field(o, "nodemeta")?,
+        meta,
         create_index: 0,
         modify_index: 0,
     };
@@ -201,8 +206,10 @@ pub async fn register(
                     m.insert("name".into(), n);
                 }
             }
-            let def = crate::local::defs::parse_service(&sv, true)
-                .map_err(|DefError(e)| ApiError::bad(e))?;
+            let def = parse_service_as(&sv, true, |_, id, e| {
+                format!("Invalid Service Meta for node {node_name} and serviceID {id}: {e}")
+            })
+            .map_err(|DefError(e)| ApiError::bad(e))?;
             if !def.checks.is_empty() {
                 return Err(ApiError::bad(
                     "Service checks belong in Check/Checks of the registration",

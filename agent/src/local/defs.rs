@@ -215,31 +215,54 @@ pub struct ServiceDef {
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn validate_meta(meta: &Meta) -> Result<(), DefError> {
-    if meta.len() > 64 {
-        return Err(err("Meta: at most 64 key/value pairs"));
+/// Consul's limits on node and service metadata (`structs.validateMetadata`).
+pub const META_MAX_PAIRS: usize = 64;
+pub const META_KEY_MAX: usize = 128;
+pub const META_VALUE_MAX: usize = 512;
+const META_RESERVED_PREFIX: &str = "consul-";
+
+/// Why a metadata map was refused, in Consul's words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetaError {
+    #[error("Node metadata cannot contain more than {META_MAX_PAIRS} key/value pairs")]
+    TooMany,
+    #[error("Couldn't load metadata pair ('{key}', '{value}'): {reason}")]
+    Pair {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// Validate node or service metadata as Consul does: at most 64 pairs, keys
+/// of 1-128 letters, digits, `_` and `-` without the reserved `consul-`
+/// prefix, values of at most 512 bytes (Go's `len`).
+pub fn validate_meta(meta: &Meta) -> Result<(), MetaError> {
+    if meta.len() > META_MAX_PAIRS {
+        return Err(MetaError::TooMany);
     }
     for (k, v) in meta {
-        if k.is_empty()
-            || k.len() > 128
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        let reason = if k.is_empty() {
+            "Key cannot be blank"
+        } else if !k
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
         {
-            return Err(err(format!(
-                "Meta: invalid key {k:?} (1-128 of letters, digits, '_' and '-')"
-            )));
-        }
-        if k.starts_with("consul-") {
-            return Err(err(format!(
-                "Meta: key {k:?} uses the reserved prefix \"consul-\""
-            )));
-        }
-        if v.len() > 512 {
-            return Err(err(format!(
-                "Meta: value of {k:?} is longer than 512 characters"
-            )));
-        }
+            "Key contains invalid characters"
+        } else if k.len() > META_KEY_MAX {
+            "Key is too long (limit: 128 characters)"
+        } else if k.starts_with(META_RESERVED_PREFIX) {
+            "Key prefix 'consul-' is reserved for internal use"
+        } else if v.len() > META_VALUE_MAX {
+            "Value is too long (limit: 512 characters)"
+        } else {
+            continue;
+        };
+        return Err(MetaError::Pair {
+            key: k.clone(),
+            value: v.clone(),
+            reason,
+        });
     }
     Ok(())
 }
@@ -420,8 +443,22 @@ pub fn parse_standalone_check(v: &Value, script_checks: bool) -> Result<CheckDef
     Ok(c)
 }
 
-/// Parse a service definition with its `Check`/`Checks`.
+/// Parse a service definition with its `Check`/`Checks`; invalid metadata
+/// is refused as `/v1/agent/service/register` words it.
 pub fn parse_service(v: &Value, script_checks: bool) -> Result<ServiceDef, DefError> {
+    parse_service_as(v, script_checks, |_, _, e| {
+        format!("Invalid Service Meta: {e}")
+    })
+}
+
+/// [`parse_service`] with the wording of a metadata refusal chosen by the
+/// caller: `meta_err(name, id, error)` (Consul words it differently for
+/// the agent API, the catalog and config files).
+pub fn parse_service_as(
+    v: &Value,
+    script_checks: bool,
+    meta_err: impl Fn(&str, &str, &MetaError) -> String,
+) -> Result<ServiceDef, DefError> {
     let v = normalize(v);
     let o = Obj::new(&v, "service")?;
     let name = o.str("name")?;
@@ -439,7 +476,7 @@ pub fn parse_service(v: &Value, script_checks: bool) -> Result<ServiceDef, DefEr
     let port =
         u16::try_from(port).map_err(|_| err(format!("Invalid port {port}: must be 0-65535")))?;
     let meta = o.map("meta")?;
-    validate_meta(&meta)?;
+    validate_meta(&meta).map_err(|e| err(meta_err(&name, &id, &e)))?;
     let mut tagged_addresses = BTreeMap::new();
     if let Some(t) = o.get("taggedaddresses") {
         let m = t
@@ -594,6 +631,48 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("Interval must be > 0"), "{e}");
+    }
+
+    /// Metadata limits and messages are Consul's; the boundaries pass.
+    #[test]
+    fn meta_limits() {
+        let one = |k: &str, v: &str| Meta::from([(k.to_string(), v.to_string())]);
+        assert_eq!(
+            validate_meta(&one(&"k".repeat(128), &"v".repeat(512))),
+            Ok(())
+        );
+        let many: Meta = (0..64).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(validate_meta(&many), Ok(()));
+        let too_many: Meta = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(
+            validate_meta(&too_many).unwrap_err().to_string(),
+            "Node metadata cannot contain more than 64 key/value pairs"
+        );
+        for (k, v, want) in [
+            ("", "x", "Couldn't load metadata pair ('', 'x'): Key cannot be blank"),
+            ("a b", "x", "Couldn't load metadata pair ('a b', 'x'): Key contains invalid characters"),
+            ("ké", "x", "Couldn't load metadata pair ('ké', 'x'): Key contains invalid characters"),
+            ("consul-x", "1", "Couldn't load metadata pair ('consul-x', '1'): Key prefix 'consul-' is reserved for internal use"),
+        ] {
+            assert_eq!(validate_meta(&one(k, v)).unwrap_err().to_string(), want);
+        }
+        let long_key = "k".repeat(129);
+        assert!(validate_meta(&one(&long_key, ""))
+            .unwrap_err()
+            .to_string()
+            .ends_with("Key is too long (limit: 128 characters)"));
+        // 512 bytes, not characters, as Go counts: 257 two-byte characters are too long
+        assert!(validate_meta(&one("k", &"é".repeat(257)))
+            .unwrap_err()
+            .to_string()
+            .ends_with("Value is too long (limit: 512 characters)"));
+        let e = parse_service(&json!({"Name": "x", "Meta": {"a": "v".repeat(513)}}), false)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("Invalid Service Meta: Couldn't load metadata pair ('a', 'vvv"),
+            "{e}"
+        );
     }
 
     /// Invalid definitions are refused with Consul-like messages.

@@ -47,6 +47,26 @@ pub enum LocalError {
 /// Largest check output kept (Consul's default).
 pub const MAX_OUTPUT: usize = 4096;
 
+/// Shortest probe interval (Consul's `checks.MinInterval`): a shorter one is
+/// raised to it, with a warning.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether `def` is probed on an interval (HTTP, TCP, gRPC, script).
+fn probed(def: &CheckDef) -> bool {
+    matches!(
+        def.probe,
+        Probe::Http { .. } | Probe::Tcp { .. } | Probe::Grpc { .. } | Probe::Script { .. }
+    )
+}
+
+/// `def` as it runs: a probed check's interval is at least [`MIN_INTERVAL`].
+fn clamped(mut def: CheckDef) -> CheckDef {
+    if probed(&def) && def.interval < MIN_INTERVAL {
+        def.interval = MIN_INTERVAL;
+    }
+    def
+}
+
 pub fn cap_output(mut s: String) -> String {
     if s.len() > MAX_OUTPUT {
         let total = s.len();
@@ -69,7 +89,16 @@ struct LocalCheck {
     def: CheckDef,
     source: Source,
     status: Health,
+    /// The latest output, shown by the agent's own endpoints.
     output: String,
+    /// The output anti-entropy writes to the catalog: it follows `output`
+    /// at once on a status change, else when `output_due` passes.
+    synced_output: String,
+    /// When a pending output-only change goes to the catalog.
+    output_due: Option<Instant>,
+    /// No result applied yet: the first one is written at once, so a check
+    /// failing from the start shows why without waiting for the interval.
+    fresh: bool,
     /// Distinguishes re-registrations so stale probe tasks are ignored.
     generation: u64,
     task: Option<CancellationToken>,
@@ -99,12 +128,25 @@ struct Inner {
 pub struct CheckView {
     pub def: CheckDef,
     pub status: Health,
+    /// The latest output.
     pub output: String,
+    /// The output the catalog gets (see `check_update_interval`).
+    pub synced_output: String,
     pub service_name: String,
     pub service_tags: Vec<String>,
 }
 
 impl CheckView {
+    /// The check as the catalog should hold it: output-only changes wait
+    /// for `check_update_interval`.
+    pub fn catalog_rec(&self, node: &str) -> CheckRec {
+        CheckRec {
+            output: self.synced_output.clone(),
+            ..self.to_rec(node)
+        }
+    }
+
+    /// The check as the local agent reports it, with the latest output.
     pub fn to_rec(&self, node: &str) -> CheckRec {
         CheckRec {
             node: node.to_string(),
@@ -179,6 +221,8 @@ const DEFAULT_MAINT_REASON_SVC: &str =
 /// The local agent: its services, checks and their runners.
 pub struct LocalAgent {
     pub script_checks: bool,
+    /// Output-only changes reach the catalog at most this often.
+    check_update_interval: Duration,
     inner: Mutex<Inner>,
     /// Wakes the anti-entropy sync after any local change.
     pub changed: Notify,
@@ -187,9 +231,14 @@ pub struct LocalAgent {
 }
 
 impl LocalAgent {
-    pub fn new(script_checks: bool, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        script_checks: bool,
+        check_update_interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         let agent = Arc::new(Self {
             script_checks,
+            check_update_interval,
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
             shutdown,
@@ -254,22 +303,23 @@ impl LocalAgent {
     }
 
     fn insert_check(self: &Arc<Self>, def: CheckDef, source: Source) {
+        if probed(&def) && def.interval < MIN_INTERVAL {
+            tracing::warn!(check = %def.id, minimum_interval = %fmt_duration(MIN_INTERVAL), "check has interval below minimum");
+        }
+        let def = clamped(def);
         let mut inner = self.inner.lock();
         inner.generation += 1;
         let generation = inner.generation;
-        let task = match def.probe {
-            Probe::Http { .. } | Probe::Tcp { .. } | Probe::Grpc { .. } | Probe::Script { .. } => {
-                let token = self.shutdown.child_token();
-                tokio::spawn(run_probe(
-                    Arc::downgrade(self),
-                    def.clone(),
-                    generation,
-                    token.clone(),
-                ));
-                Some(token)
-            }
-            _ => None,
-        };
+        let task = probed(&def).then(|| {
+            let token = self.shutdown.child_token();
+            tokio::spawn(run_probe(
+                Arc::downgrade(self),
+                def.clone(),
+                generation,
+                token.clone(),
+            ));
+            token
+        });
         let ttl_deadline = match def.probe {
             Probe::Ttl { ttl } => Some(Instant::now() + ttl),
             _ => None,
@@ -286,7 +336,10 @@ impl LocalAgent {
                 def,
                 source,
                 status,
+                synced_output: output.clone(),
                 output,
+                output_due: None,
+                fresh: true,
                 generation,
                 task,
                 ttl_deadline,
@@ -316,7 +369,7 @@ impl LocalAgent {
             return Err(LocalError::NotTtl(id.to_string()));
         };
         c.ttl_deadline = Some(Instant::now() + ttl);
-        let changed = apply_result(c, status, cap_output(output));
+        let changed = apply_result(c, status, cap_output(output), self.check_update_interval);
         drop(inner);
         if changed {
             self.notify();
@@ -334,7 +387,7 @@ impl LocalAgent {
         else {
             return;
         };
-        let changed = apply_result(c, status, cap_output(output));
+        let changed = apply_result(c, status, cap_output(output), self.check_update_interval);
         drop(inner);
         if changed {
             self.notify();
@@ -409,6 +462,7 @@ impl LocalAgent {
                     def: c.def.clone(),
                     status: c.status,
                     output: c.output.clone(),
+                    synced_output: c.synced_output.clone(),
                     service_name: svc.map(|s| s.def.name.clone()).unwrap_or_default(),
                     service_tags: svc.map(|s| s.def.tags.clone()).unwrap_or_default(),
                 }
@@ -466,10 +520,11 @@ impl LocalAgent {
             let mut bare = s.clone();
             bare.checks.clear();
             let same_service = current_services.get(&s.id) == Some(&bare);
+            // Running checks hold clamped intervals: compare like with like.
             let same_checks = s
                 .checks
                 .iter()
-                .all(|c| current_checks.get(&c.id) == Some(c));
+                .all(|c| current_checks.get(&c.id) == Some(&clamped(c.clone())));
             if same_service && same_checks {
                 // Unchanged: keep running checks and their state.
                 if let Some(ls) = self.inner.lock().services.get_mut(&s.id) {
@@ -481,7 +536,7 @@ impl LocalAgent {
             self.add_service(s, Source::Config, true);
         }
         for c in checks {
-            if current_checks.get(&c.id) == Some(&c) {
+            if current_checks.get(&c.id) == Some(&clamped(c.clone())) {
                 continue;
             }
             tracing::info!(check = %c.id, "reload: registering check");
@@ -506,9 +561,16 @@ impl LocalAgent {
                         c.ttl_deadline = None;
                         c.status = Health::Critical;
                         c.output = "TTL expired".into();
+                        c.synced_output = c.output.clone();
+                        c.output_due = None;
                         c.critical_since.get_or_insert(now);
                         changed = true;
                     }
+                }
+                if c.output_due.is_some_and(|due| now >= due) {
+                    c.output_due = None;
+                    c.synced_output = c.output.clone();
+                    changed = true;
                 }
                 if let (Some(after), Some(since)) = (c.def.deregister_after, c.critical_since) {
                     if c.status == Health::Critical
@@ -547,8 +609,16 @@ fn maint_check(id: &str, name: &str, service_id: &str, notes: &str) -> CheckDef 
 }
 
 /// Apply a result through SuccessBeforePassing / FailuresBeforeCritical.
-/// Returns whether status or output changed.
-fn apply_result(c: &mut LocalCheck, status: Health, output: String) -> bool {
+/// Returns whether the catalog must be synced now: a status change goes at
+/// once; an output-only change waits `update_interval` (Consul's
+/// `check_update_interval`: half of it plus a random part up to all of it),
+/// and then the output of that moment is written.
+fn apply_result(
+    c: &mut LocalCheck,
+    status: Health,
+    output: String,
+    update_interval: Duration,
+) -> bool {
     if matches!(status, Health::Passing | Health::Warning) {
         c.successes = c.successes.saturating_add(1);
         c.failures = 0;
@@ -570,9 +640,23 @@ fn apply_result(c: &mut LocalCheck, status: Health, output: String) -> bool {
     } else {
         c.critical_since = None;
     }
-    tracing::debug!(check = %c.def.id, from = c.status.as_str(), to = status.as_str(), "check status");
+    let fresh = std::mem::take(&mut c.fresh);
+    if c.status == status && !update_interval.is_zero() && !fresh {
+        c.output = output;
+        if c.output_due.is_none() {
+            let half = update_interval / 2;
+            let stagger = rand::thread_rng().gen_range(Duration::ZERO..=update_interval);
+            c.output_due = Some(Instant::now() + half + stagger);
+        }
+        return false;
+    }
+    if c.status != status {
+        tracing::debug!(check = %c.def.id, from = c.status.as_str(), to = status.as_str(), "check status");
+    }
     c.status = status;
+    c.synced_output = output.clone();
     c.output = output;
+    c.output_due = None;
     true
 }
 
@@ -714,6 +798,9 @@ mod tests {
             source: Source::Http,
             status: Health::Critical,
             output: String::new(),
+            synced_output: String::new(),
+            output_due: None,
+            fresh: false,
             generation: 0,
             task: None,
             ttl_deadline: None,
@@ -727,15 +814,117 @@ mod tests {
     #[test]
     fn thresholds() {
         let mut c = ttl_check(2, 3);
-        assert!(!apply_result(&mut c, Health::Passing, "ok".into()));
+        assert!(!apply_result(
+            &mut c,
+            Health::Passing,
+            "ok".into(),
+            Duration::ZERO
+        ));
         assert_eq!(c.status, Health::Critical);
-        assert!(apply_result(&mut c, Health::Passing, "ok".into()));
+        assert!(apply_result(
+            &mut c,
+            Health::Passing,
+            "ok".into(),
+            Duration::ZERO
+        ));
         assert_eq!(c.status, Health::Passing);
-        assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
-        assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
-        assert!(apply_result(&mut c, Health::Critical, "bad".into()));
+        assert!(!apply_result(
+            &mut c,
+            Health::Critical,
+            "bad".into(),
+            Duration::ZERO
+        ));
+        assert!(!apply_result(
+            &mut c,
+            Health::Critical,
+            "bad".into(),
+            Duration::ZERO
+        ));
+        assert!(apply_result(
+            &mut c,
+            Health::Critical,
+            "bad".into(),
+            Duration::ZERO
+        ));
         assert_eq!(c.status, Health::Critical);
         // unchanged result: no change reported
-        assert!(!apply_result(&mut c, Health::Critical, "bad".into()));
+        assert!(!apply_result(
+            &mut c,
+            Health::Critical,
+            "bad".into(),
+            Duration::ZERO
+        ));
+    }
+
+    /// A status change reaches the catalog view at once; an output-only
+    /// change waits for `check_update_interval`, then carries the latest output.
+    #[test]
+    fn output_only_changes_are_deferred() {
+        let every = Duration::from_secs(60);
+        let mut c = ttl_check(0, 0);
+        assert!(apply_result(&mut c, Health::Passing, "one".into(), every));
+        assert_eq!(
+            (c.status, c.synced_output.as_str()),
+            (Health::Passing, "one")
+        );
+        assert!(!apply_result(&mut c, Health::Passing, "two".into(), every));
+        assert!(!apply_result(
+            &mut c,
+            Health::Passing,
+            "three".into(),
+            every
+        ));
+        assert_eq!(
+            (c.output.as_str(), c.synced_output.as_str()),
+            ("three", "one")
+        );
+        let due = c.output_due.expect("a deferred write is scheduled");
+        let wait = due.saturating_duration_since(Instant::now());
+        assert!(
+            wait >= every / 2 - Duration::from_secs(1) && wait <= every * 3 / 2,
+            "{wait:?}"
+        );
+        // the status changes: written at once with the latest output, nothing pending
+        assert!(apply_result(&mut c, Health::Critical, "down".into(), every));
+        assert_eq!(c.synced_output, "down");
+        assert_eq!(c.output_due, None);
+    }
+
+    /// Probed checks run no more often than once a second.
+    #[test]
+    fn intervals_are_clamped() {
+        let mut d = ttl_check(0, 0).def.clone();
+        d.probe = Probe::Tcp {
+            addr: "127.0.0.1:1".into(),
+        };
+        d.interval = Duration::from_nanos(1);
+        assert_eq!(clamped(d.clone()).interval, MIN_INTERVAL);
+        d.interval = Duration::from_secs(5);
+        assert_eq!(clamped(d).interval, Duration::from_secs(5));
+        // TTL checks have no interval to clamp
+        assert_eq!(
+            clamped(ttl_check(0, 0).def.clone()).interval,
+            Duration::ZERO
+        );
+    }
+
+    /// A reload of an unchanged definition whose interval was raised keeps
+    /// the running check (it is compared as it runs, not as written).
+    #[tokio::test]
+    async fn reload_keeps_a_clamped_check() {
+        let stop = CancellationToken::new();
+        let agent = LocalAgent::new(false, Duration::ZERO, stop.clone());
+        let svc = defs::parse_service(
+            &serde_json::json!({"Name": "s", "Check": {"TCP": "127.0.0.1:1", "Interval": "100ms"}}),
+            false,
+        )
+        .unwrap();
+        let generation = |a: &LocalAgent| a.inner.lock().checks["service:s"].generation;
+        agent.reload(vec![svc.clone()], vec![]);
+        let first = generation(&agent);
+        assert_eq!(agent.checks()[0].def.interval, MIN_INTERVAL);
+        agent.reload(vec![svc], vec![]);
+        assert_eq!(generation(&agent), first, "the check was restarted");
+        stop.cancel();
     }
 }

@@ -2,7 +2,8 @@
 //! state. Runs after every local change and every few seconds, so a catalog
 //! that diverges (an operator's manual deregistration, a lost write) is
 //! repaired within seconds. Only differences are written, so a probe whose
-//! result did not change costs no raft write.
+//! result did not change costs no raft write, and one whose output alone
+//! changed waits for `check_update_interval` (see [`super::CheckView`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -162,7 +163,7 @@ pub async fn sync_once(
     let mut checks: BTreeMap<String, CheckRec> = agent
         .checks()
         .iter()
-        .map(|c| (c.def.id.clone(), c.to_rec(&node)))
+        .map(|c| (c.def.id.clone(), c.catalog_rec(&node)))
         .collect();
     if info.own_serf_health {
         checks
