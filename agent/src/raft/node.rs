@@ -75,7 +75,7 @@ pub struct Leadership {
 /// stopped, so a lease measured before a SIGSTOP is expired after it.
 fn clock_nanos(at: Instant) -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(|| at);
+    let base = *BASE.get_or_init(Instant::now);
     at.saturating_duration_since(base).as_nanos() as u64
 }
 
@@ -137,6 +137,11 @@ impl Leadership {
         &self.storage
     }
 
+    /// This node leads and can serve writes.
+    pub fn is_serving_leader(&self) -> bool {
+        self.is_leader() && !self.storage.failing()
+    }
+
     /// This node leads but its storage fails: it cannot serve writes.
     fn stuck_leader(&self) -> bool {
         self.storage.failing() && self.leader_here.load(Ordering::Relaxed)
@@ -164,8 +169,9 @@ impl RaftNode {
         }
         .validate()?;
         // Followers grant no vote for `election_timeout_max` after a
-        // heartbeat (openraft's leader lease); the leader trusts its lease
-        // for less, leaving room for clock drift.
+        // heartbeat (openraft's leader lease), and a restarted one does not
+        // stand for `election_timeout_min`: the leader trusts its lease for
+        // that long, which leaves room for clock drift.
         let lease = Duration::from_millis(config.election_timeout_min);
         let health = Arc::new(StorageHealth::default());
         let (log, sm) = match &opts.data_dir {
@@ -302,5 +308,48 @@ fn stopped(l: &Leadership, e: &openraft::error::Fatal<NodeId>) {
         l.storage.report_fatal(format!(
             "raft stopped: {e}; exiting so that the agent restarts"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_counts_from_before_the_report() {
+        let lease = Duration::from_millis(300);
+        let t = Instant::now() + Duration::from_secs(1);
+        let base = clock_nanos(t);
+        // Acknowledged at least 21 ms (20 reported, rounded down) before `t`.
+        assert_eq!(lease_end(t, 20, lease), base - 21_000_000 + 300_000_000);
+        assert_eq!(lease_end(Instant::now(), u64::MAX, lease), 0);
+    }
+
+    #[test]
+    fn lease_expires_and_a_lone_voter_keeps_it() {
+        let l = Leadership::new(Arc::default());
+        assert!(!l.lease_valid());
+        let now = clock_nanos(Instant::now());
+        l.lease_until.store(now + 200_000_000, Ordering::Release);
+        assert!(l.lease_valid() && !l.sole_leader());
+        l.lease_until
+            .store(now.saturating_sub(1), Ordering::Release);
+        assert!(!l.lease_valid());
+        l.lease_until.store(u64::MAX, Ordering::Release);
+        assert!(l.lease_valid() && l.sole_leader());
+    }
+
+    #[test]
+    fn a_leader_that_cannot_write_is_not_named() {
+        let l = Leadership::new(Arc::default());
+        l.known.store(true, Ordering::Relaxed);
+        l.leader_here.store(true, Ordering::Relaxed);
+        *l.leader_addr.write() = "10.0.0.1:8300".into();
+        assert_eq!(l.leader_addr(), "10.0.0.1:8300");
+        l.storage
+            .report_failure(super::super::disk::Part::Log, "disk full");
+        assert!(!l.known() && l.leader_addr().is_empty() && !l.is_serving_leader());
+        l.storage.report_ok(super::super::disk::Part::Log);
+        assert!(l.known() && l.is_serving_leader());
     }
 }
