@@ -1106,3 +1106,82 @@ fn paused_leader_serves_no_stale_reads() {
         );
     }
 }
+
+/// The leader's disk fills up (each server's data dir is a small tmpfs):
+/// its writes fail at once naming the cause, it stops naming itself leader
+/// and refuses default reads at once rather than answer from a state that
+/// may be stale; the others elect a leader and take writes. Once space is
+/// freed the old leader follows again and serves the new data, without a
+/// restart. (Before: raft's core stopped for good on the storage error and
+/// the node named itself leader while every write hung for 7 s.)
+#[test]
+fn leader_with_a_full_disk_steps_aside_and_recovers() {
+    let mut c = Cluster::new(3, 0);
+    let mut disks = Vec::new();
+    for i in 0..3 {
+        match tribune_tests::Tmpfs::mount(&c.dir.path().join(format!("s{i}")), "16m") {
+            Ok(d) => disks.push(d),
+            Err(why) => {
+                eprintln!("SKIPPED leader_with_a_full_disk_steps_aside_and_recovers: cannot mount a tmpfs ({why}); run as root");
+                return;
+            }
+        }
+    }
+    for i in 0..3 {
+        c.start_server(i);
+    }
+    let old = c.wait_leader(Duration::from_secs(30));
+    let url = c.server(old).url.clone();
+    assert_eq!(put(&url, "full/a", "1").unwrap().text().unwrap(), "true");
+    let filler = disks[old].path().join("filler");
+    tribune_tests::fill_disk(&filler);
+    let big = "x".repeat(60_000);
+    let failed = (0..50).find_map(|i| {
+        let t = Instant::now();
+        let r = put(&url, &format!("full/big{i}"), &big).unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().unwrap();
+        (body != "true").then(|| (status, body, t.elapsed()))
+    });
+    let (status, body, took) = failed.expect("writes to a full disk kept succeeding");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("No space left on device"), "{body}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the failing write took {took:?}"
+    );
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let new = wait_for("a leader among the others", Duration::from_secs(15), || {
+        c.leader_of(c.server(others[0]))
+            .filter(|l| *l != old && c.leader_of(c.server(others[1])) == Some(*l))
+    });
+    assert_eq!(
+        c.leader_of(c.server(old)),
+        None,
+        "the stuck leader names a leader"
+    );
+    let r = put(&c.server(new).url, "full/a", "2").unwrap();
+    assert_eq!(r.text().unwrap(), "true", "write via the new leader");
+    let t = Instant::now();
+    let r = client()
+        .get(format!("{url}/v1/kv/full/a?raw"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 500, "default read on the stuck leader");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(get_raw(&url, "full/a", "stale").as_deref(), Some("1"));
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_for(
+        "the old leader to serve the new value",
+        Duration::from_secs(15),
+        || (get_raw(&url, "full/a", "").as_deref() == Some("2")).then_some(()),
+    );
+    assert_eq!(put(&url, "full/b", "3").unwrap().text().unwrap(), "true");
+    c.wait_leader(Duration::from_secs(15));
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use tribune_tests::{client, Agent};
+use tribune_tests::{client, fill_disk, Agent, Tmpfs};
 
 /// Write 1,000 keys, kill -9, restart: all present with the same ModifyIndex;
 /// the next write gets a higher index.
@@ -162,51 +162,6 @@ fn restart_from_snapshot_and_log() {
     assert_eq!(v, "last");
 }
 
-/// A tmpfs of `size` mounted on a fresh temp dir; unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// `Err` names why mounting is not possible here (not root, no tmpfs).
-    fn mount(size: &str) -> Result<Tmpfs, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("running mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
-/// Write zeros to `path` until the file system is full.
-fn fill(path: &std::path::Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
-}
-
 /// The data dir fills up (ENOSPC): the write that hits it and every write
 /// after it fail at once with the cause (not a 7 s `No cluster leader`),
 /// the node stops naming itself leader, acknowledged data stays readable,
@@ -215,14 +170,15 @@ fn fill(path: &std::path::Path) {
 /// on the first storage error.)
 #[test]
 fn full_disk_fails_writes_then_recovers() {
-    let fs = match Tmpfs::mount("16m") {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = match Tmpfs::mount(dir.path(), "16m") {
         Ok(fs) => fs,
         Err(why) => {
             eprintln!("SKIPPED full_disk_fails_writes_then_recovers: cannot mount a tmpfs ({why}); run as root");
             return;
         }
     };
-    let data = fs.dir.path().join("data");
+    let data = fs.path().join("data");
     let a = Agent::server(&data, &[]);
     let c = client();
     let put = |key: &str, v: Vec<u8>| {
@@ -258,7 +214,7 @@ fn full_disk_fails_writes_then_recovers() {
     }
     assert!(!leader().is_empty());
 
-    fill(&fs.dir.path().join("filler"));
+    fill_disk(&fs.path().join("filler"));
     let mut failure = None;
     for i in 5..300 {
         let (status, body, took) = put(&format!("full/{i}"), value(i));
@@ -295,7 +251,7 @@ fn full_disk_fails_writes_then_recovers() {
         "the agent logs the cause"
     );
 
-    std::fs::remove_file(fs.dir.path().join("filler")).unwrap();
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
     let t = std::time::Instant::now();
     tribune_tests::wait_for(
         "writes to work again after space was freed",
