@@ -139,7 +139,7 @@ impl StorageHealth {
             Some(_) => tracing::debug!(error = %cause, "raft storage retry failed"),
         }
         drop(ep);
-        if was & part as u8 == 0 || self.error.borrow().is_none() {
+        if (was & part as u8) == 0 || self.error.borrow().is_none() {
             self.error.send_replace(Some(cause.to_string()));
         }
     }
