@@ -44,6 +44,8 @@ pub enum AgentError {
     Definition(String),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl From<RaftStartError> for AgentError {
@@ -455,8 +457,16 @@ pub async fn run(
         });
     }
 
-    shutdown.cancelled().await;
-    if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
+    let storage = leadership.storage().clone();
+    let fatal = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        msg = storage.fatal() => Some(msg),
+    };
+    if fatal.is_some() {
+        // Raft storage cannot be trusted: stop (no graceful leave, which
+        // would need raft writes) so that a supervisor restarts the agent.
+        shutdown.cancel();
+    } else if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
         graceful_leave(&state).await;
     }
     tracing::info!("shutting down: finishing in-flight requests");
@@ -469,6 +479,9 @@ pub async fn run(
     }
     if let Some(node) = raft_node {
         node.shutdown().await;
+    }
+    if let Some(msg) = fatal.or_else(|| storage.fatal_message()) {
+        return Err(AgentError::Storage(msg));
     }
     tracing::info!("agent stopped");
     Ok(())

@@ -413,3 +413,53 @@ pub fn put_kv(a: &Agent, key: &str, v: &str) {
         .unwrap();
     assert_eq!(r.text().unwrap(), "true");
 }
+
+/// A tmpfs mounted on a directory (a small disk to fill); unmounted
+/// (lazily: agents may still hold files) on drop.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (e.g. `16m`) on `path`, created if missing.
+    /// `Err` says why that is not possible here (not root, no tmpfs).
+    pub fn mount(path: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("running mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).output();
+    }
+}
+
+/// Write zeros to `path` until its file system is full (ENOSPC).
+pub fn fill_disk(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}

@@ -40,6 +40,9 @@ use crate::state::{Command, Outcome, Store, Tables, WatchTarget};
 pub use error::ApiError;
 use params::{Consistency, ReadOpts};
 
+/// How long a read waits for a quorum to confirm the leader (Consul's rpc_hold_timeout).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(7);
+
 /// Largest request body accepted (Consul's kv_max_value_size / txn_max_req_len).
 pub const MAX_BODY: usize = 524_288;
 
@@ -162,25 +165,42 @@ static X_CONSISTENCY: HeaderName = HeaderName::from_static("x-consul-effective-c
 
 impl AppState {
     /// Make sure a read with this consistency may be answered here.
+    ///
+    /// Default reads are answered from local state while the leader lease
+    /// holds (an atomic load); otherwise, on a leader, only after a quorum
+    /// confirms it still leads, as `?consistent` reads always are.
     pub async fn gate(&self, c: Consistency) -> Result<(), ApiError> {
         match c {
             Consistency::Stale => Ok(()),
-            Consistency::Default if self.leadership.ready() => Ok(()),
+            Consistency::Default if self.leadership.lease_valid() => Ok(()),
+            Consistency::Default if self.leadership.is_leader() => self.confirm_leadership().await,
             Consistency::Default => Err(ApiError::NoLeader),
-            Consistency::Consistent => {
-                let Some(raft) = self.raft.as_ref() else {
-                    return Err(ApiError::NoLeader);
-                };
-                // Boxed: openraft's future is large, and every read's
-                // future (parked for minutes when blocking) would carry it.
-                Box::pin(raft.ensure_linearizable())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        tracing::debug!(error = %e, "consistent read refused");
-                        ApiError::NoLeader
-                    })
+            // A lone voter's lease is the quorum's answer.
+            Consistency::Consistent if self.leadership.sole_leader() => Ok(()),
+            Consistency::Consistent => self.confirm_leadership().await,
+        }
+    }
+
+    /// A heartbeat round: this node still leads, and has applied everything
+    /// committed before the read arrived.
+    async fn confirm_leadership(&self) -> Result<(), ApiError> {
+        let Some(raft) = self.raft.as_ref() else {
+            return Err(ApiError::NoLeader);
+        };
+        // Raft cannot answer while a write waits for the disk.
+        if self.leadership.storage().failing() {
+            return Err(ApiError::NoLeader);
+        }
+        // Boxed: openraft's future is large, and every read's future
+        // (parked for minutes when blocking) would carry it.
+        let check = Box::pin(raft.ensure_linearizable());
+        match tokio::time::timeout(CONFIRM_TIMEOUT, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "read refused: leadership not confirmed");
+                Err(ApiError::NoLeader)
             }
+            Err(_) => Err(ApiError::NoLeader),
         }
     }
 

@@ -95,7 +95,7 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
             "build": { "prerelease": "", "revision": "", "version": version },
             "consul": {
                 "server": c.server.to_string(),
-                "leader": s.leadership.is_leader().to_string(),
+                "leader": s.leadership.is_serving_leader().to_string(),
                 "leader_addr": s.leadership.leader_addr(),
                 "known_datacenters": "1",
             },

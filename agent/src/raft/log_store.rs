@@ -6,11 +6,14 @@
 //! is queued, writes it in one redb transaction, fsyncs once, and only then
 //! reports the entries flushed to openraft. Under load that is group commit:
 //! one fsync acknowledges every write that arrived while the previous one ran.
+//! A batch that fails (a full disk) is retried until it succeeds, so openraft
+//! never sees a storage error; see [`super::disk`].
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,6 +23,7 @@ use openraft::{RaftLogReader, StorageIOError};
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
+use super::disk::{next_backoff, Part, RedbFile, StorageHealth, FIRST_BACKOFF};
 use super::{Entry, LogId, StorageError, StoreError, TypeConfig, Vote};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -62,6 +66,7 @@ struct Inner {
 struct Writer {
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    closing: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -97,8 +102,9 @@ impl LogStore {
     }
 
     /// Open (or create) `raft.redb` in `dir` and load what it holds.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(dir.join("raft.redb"))?;
+    pub fn open(dir: &Path, health: Arc<StorageHealth>) -> Result<Self, StoreError> {
+        let mut file = RedbFile::open(&dir.join("raft.redb"))?;
+        let db = file.db()?;
         let mut meta = Meta::default();
         let mut entries = BTreeMap::new();
         {
@@ -130,9 +136,18 @@ impl LogStore {
             entries.retain(|k, _| *k > p.index);
         }
         let (tx, rx) = mpsc::channel();
+        let closing = Arc::new(AtomicBool::new(false));
+        let writer = WriterThread {
+            file,
+            rx,
+            health,
+            closing: closing.clone(),
+            purge: None,
+            unsynced: Unsynced::default(),
+        };
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(db, rx))?;
+            .spawn(move || writer.run())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 entries: RwLock::new(entries),
@@ -140,13 +155,23 @@ impl LogStore {
                 writer: Some(Writer {
                     tx: Mutex::new(Some(tx)),
                     thread: Mutex::new(Some(thread)),
+                    closing,
                 }),
             }),
         })
     }
 
+    /// Shutdown begins: a write that is failing is no longer retried, so
+    /// raft can stop instead of waiting for the disk.
+    pub fn begin_close(&self) {
+        if let Some(w) = &self.inner.writer {
+            w.closing.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Finish queued writes and stop the writer thread.
     pub fn close(&self) {
+        self.begin_close();
         if let Some(w) = &self.inner.writer {
             w.tx.lock().take();
             if let Some(t) = w.thread.lock().take() {
@@ -186,10 +211,33 @@ struct PendingPurge {
     upto: u64,
 }
 
+/// What a reopened file may have lost: its last non-durable commits (the
+/// `committed` mark and the purge point), written again by the next batch.
+#[derive(Default)]
+struct Unsynced {
+    committed: Option<Vec<u8>>,
+    purged: Option<(u64, Vec<u8>)>,
+    /// The file was reopened since the last successful commit.
+    reopened: bool,
+}
+
+impl Unsynced {
+    fn note(&mut self, batch: &[Op]) {
+        for op in batch {
+            match op {
+                Op::Purge(upto, id) => self.purged = Some((*upto, id.clone())),
+                Op::Meta("committed", bytes, _) => self.committed = Some(bytes.clone()),
+                _ => {}
+            }
+        }
+    }
+}
+
 fn write_batch(
     db: &Database,
     batch: &[Op],
     purge: &mut Option<PendingPurge>,
+    unsynced: &Unsynced,
 ) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     if !batch.iter().any(Op::durable) {
@@ -198,6 +246,17 @@ fn write_batch(
     {
         let mut log = txn.open_table(LOG)?;
         let mut meta = txn.open_table(META)?;
+        if unsynced.reopened {
+            if let Some(c) = &unsynced.committed {
+                meta.insert("committed", c.as_slice())?;
+            }
+            if let Some((upto, id)) = &unsynced.purged {
+                meta.insert("last_purged", id.as_slice())?;
+                if purge.as_ref().map(|p| p.upto < *upto).unwrap_or(true) {
+                    *purge = Some(PendingPurge { upto: *upto });
+                }
+            }
+        }
         for op in batch {
             match op {
                 Op::Append(entries, _) => {
@@ -237,56 +296,120 @@ fn write_batch(
     Ok(())
 }
 
-fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
-    let mut purge: Option<PendingPurge> = None;
-    loop {
-        // With a purge in progress, keep deleting chunks while idle.
-        let first = if purge.is_some() {
-            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                Ok(op) => Some(op),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+/// The writer thread's state.
+struct WriterThread {
+    file: RedbFile,
+    rx: mpsc::Receiver<Op>,
+    health: Arc<StorageHealth>,
+    /// Set on shutdown: a failing batch is given up rather than retried.
+    closing: Arc<AtomicBool>,
+    purge: Option<PendingPurge>,
+    unsynced: Unsynced,
+}
+
+impl WriterThread {
+    /// Commit `batch`, retrying until it succeeds; `Err` when it is given up
+    /// (fsync failed, or shutdown while failing).
+    fn commit(&mut self, batch: &[Op]) -> Result<(), String> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let t0 = std::time::Instant::now();
+            let res = self
+                .file
+                .db()
+                .and_then(|db| write_batch(db, batch, &mut self.purge, &self.unsynced));
+            let e = match res {
+                Ok(()) => {
+                    tracing::trace!(
+                        ops = batch.len(),
+                        purging = self.purge.is_some(),
+                        micros = t0.elapsed().as_micros() as u64,
+                        "raft log batch committed"
+                    );
+                    self.unsynced.reopened = false;
+                    self.unsynced.note(batch);
+                    self.health.report_ok(Part::Log);
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if let Some(msg) = self.file.fatal_message(&e) {
+                self.health.report_fatal(msg.clone());
+                return Err(msg);
             }
-        } else {
-            match rx.recv() {
-                Ok(op) => Some(op),
-                Err(_) => break,
+            let cause = format!("writing {}: {e}", self.file.path().display());
+            self.health.report_failure(Part::Log, &cause);
+            if self.closing.load(Ordering::Relaxed) {
+                return Err(cause);
             }
-        };
-        let mut batch: Vec<Op> = first.into_iter().collect();
-        while !batch.is_empty() && batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+            // redb refuses all I/O after an error: reopen for the retry.
+            self.file.reset();
+            self.unsynced.reopened = true;
+            std::thread::sleep(backoff);
+            backoff = next_backoff(backoff);
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            // With a purge in progress, keep deleting chunks while idle.
+            let first = if self.purge.is_some() {
+                match self.rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                    Ok(op) => Some(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(op) => Some(op),
+                    Err(_) => break,
+                }
+            };
+            let mut batch: Vec<Op> = first.into_iter().collect();
+            while !batch.is_empty() && batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let res = self.commit(&batch);
+            let gave_up = res.is_err();
+            for op in batch {
+                match op {
+                    Op::Append(_, cb) => {
+                        cb.log_io_completed(res.clone().map_err(std::io::Error::other))
+                    }
+                    Op::Meta(_, _, Some(tx)) => {
+                        let _ = tx.send(res.clone());
+                    }
+                    _ => {}
+                }
+            }
+            if gave_up {
+                // Nothing more is written: fail whatever is still queued.
+                self.fail_queued();
+                return;
             }
         }
-        let t0 = std::time::Instant::now();
-        let res = write_batch(&db, &batch, &mut purge).map_err(|e| e.to_string());
-        tracing::trace!(
-            ops = batch.len(),
-            purging = purge.is_some(),
-            micros = t0.elapsed().as_micros() as u64,
-            "raft log batch committed"
-        );
-        if let Err(e) = &res {
-            tracing::error!(error = %e, ops = batch.len(), "raft log write failed");
-        }
-        for op in batch {
-            match op {
-                Op::Append(_, cb) => {
-                    cb.log_io_completed(res.clone().map_err(std::io::Error::other))
-                }
-                Op::Meta(_, _, Some(tx)) => {
-                    let _ = tx.send(res.clone());
-                }
-                _ => {}
+        // Finish an interrupted purge on shutdown.
+        while self.purge.is_some() {
+            let Ok(db) = self.file.db() else { break };
+            if write_batch(db, &[], &mut self.purge, &self.unsynced).is_err() {
+                break;
             }
         }
     }
-    // Finish an interrupted purge on shutdown.
-    while purge.is_some() {
-        if write_batch(&db, &[], &mut purge).is_err() {
-            break;
+
+    fn fail_queued(&self) {
+        let e = || Err("raft log writer stopped after a storage error".to_string());
+        while let Ok(op) = self.rx.recv() {
+            match op {
+                Op::Append(_, cb) => cb.log_io_completed(e().map_err(std::io::Error::other)),
+                Op::Meta(_, _, Some(tx)) => {
+                    let _ = tx.send(e());
+                }
+                _ => {}
+            }
         }
     }
 }

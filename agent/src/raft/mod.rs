@@ -1,13 +1,16 @@
 //! Consensus: every write goes through openraft, even on a single server.
 //!
+//! - [`disk`]: the redb files and what a failing disk means (retry, or exit).
 //! - [`log_store`]: the raft log — in memory for `-dev`, in redb under the data
 //!   dir for servers, with group commit (many entries, one fsync).
 //! - [`state_machine`]: applies committed entries to [`crate::state::Store`];
 //!   snapshots are kept in redb next to the log.
 //! - [`network`]: raft RPC between servers.
 //! - [`proposer`]: group commit — concurrent writes share one raft entry.
-//! - [`node`]: building and starting a raft node, leadership tracking.
+//! - [`node`]: building and starting a raft node, leadership tracking and
+//!   the leader lease that default reads rely on.
 
+pub mod disk;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::disk::StorageHealth;
 use super::node::Leadership;
 use super::Raft;
 use crate::cluster::Upstream;
@@ -31,6 +32,9 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 pub enum WriteError {
     #[error("No cluster leader")]
     NoLeader,
+    /// Raft storage on the leader fails (a full disk): the cause.
+    #[error("raft storage error: {0}")]
+    Storage(String),
     #[error("raft write failed: {0}")]
     Raft(String),
     #[error("agent is shutting down")]
@@ -61,7 +65,7 @@ impl Proposer {
     /// A server's proposer.
     pub fn start(raft: Raft, leadership: Arc<Leadership>, upstream: Option<Upstream>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, rx, leadership.storage().clone()));
         Self {
             local: Some((tx, leadership)),
             upstream,
@@ -153,7 +157,7 @@ fn size_of(cmd: &Command) -> usize {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, health: Arc<StorageHealth>) {
     let mut carry: Option<Pending> = None;
     loop {
         let first = match carry.take() {
@@ -181,20 +185,36 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 }
             }
         }
-        submit(&raft, batch).await;
+        submit(&raft, batch, &health).await;
     }
 }
 
-async fn submit(raft: &Raft, mut batch: Vec<Pending>) {
+async fn submit(raft: &Raft, mut batch: Vec<Pending>, health: &StorageHealth) {
     let cmd = if batch.len() == 1 {
         batch[0].cmd.clone()
     } else {
         Command::Batch(batch.iter().map(|p| p.cmd.clone()).collect())
     };
-    let result = match raft.client_write(cmd).await {
-        Ok(r) => Ok((r.log_id.index, r.data)),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
-        Err(e) => Err(WriteError::Raft(e.to_string())),
+    // While storage fails, raft would queue the entry until the disk has
+    // room: refuse instead, naming the cause.
+    let result = match health.error() {
+        Some(cause) => Err(WriteError::Storage(format!(
+            "{cause}; the write was not applied"
+        ))),
+        None => tokio::select! {
+            r = raft.client_write(cmd) => match r {
+                Ok(r) => Ok((r.log_id.index, r.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Err(WriteError::NoLeader)
+                }
+                Err(e) => Err(WriteError::Raft(e.to_string())),
+            },
+            // The entry is in the log and is retried with it.
+            cause = health.failed() => Err(WriteError::Storage(format!(
+                "{cause}; the write is not acknowledged and may still be applied once the \
+                 disk has room"
+            ))),
+        },
     };
     match result {
         Err(e) => {

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::disk::{next_backoff, Part, RedbFile, StorageHealth, FIRST_BACKOFF};
 use super::{Entry, LogId, Node, NodeId, StorageError, StoreError, TypeConfig};
 use crate::state::{Changes, Outcome, Store, Tables};
 
@@ -26,22 +27,56 @@ struct StoredSnapshot {
 
 /// Where the current snapshot lives.
 struct Snapshots {
-    db: Option<Database>,
+    file: Option<Mutex<RedbFile>>,
     current: Mutex<Option<StoredSnapshot>>,
+    health: Arc<StorageHealth>,
 }
 
 impl Snapshots {
-    fn save(&self, snap: StoredSnapshot) -> Result<(), StoreError> {
-        if let Some(db) = &self.db {
+    /// Save `snap` durably, retrying a failed write (a full disk) until it
+    /// succeeds: openraft would stop on an error, and it must not purge the
+    /// log behind a snapshot that is not on disk.
+    async fn save(&self, snap: StoredSnapshot) -> Result<(), StoreError> {
+        if let Some(file) = &self.file {
             let bytes = bincode::serialize(&snap)?;
-            let w = db.begin_write()?;
-            w.open_table(SNAPSHOT)?
-                .insert("current", bytes.as_slice())?;
-            w.commit()?;
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                let res = {
+                    let mut f = file.lock();
+                    let r = f.db().and_then(|db| write_snapshot(db, &bytes));
+                    match r {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            if let Some(msg) = f.fatal_message(&e) {
+                                self.health.report_fatal(msg);
+                                return Err(e);
+                            }
+                            f.reset();
+                            Err(format!("writing {}: {e}", f.path().display()))
+                        }
+                    }
+                };
+                match res {
+                    Ok(()) => {
+                        self.health.report_ok(Part::Snapshot);
+                        break;
+                    }
+                    Err(cause) => self.health.report_failure(Part::Snapshot, &cause),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = next_backoff(backoff);
+            }
         }
         *self.current.lock() = Some(snap);
         Ok(())
     }
+}
+
+fn write_snapshot(db: &Database, bytes: &[u8]) -> Result<(), StoreError> {
+    let w = db.begin_write()?;
+    w.open_table(SNAPSHOT)?.insert("current", bytes)?;
+    w.commit()?;
+    Ok(())
 }
 
 /// Applies the log to the store. Cheap to clone (also the snapshot builder).
@@ -56,15 +91,21 @@ impl StateMachine {
         Self {
             store,
             snapshots: Arc::new(Snapshots {
-                db: None,
+                file: None,
                 current: Mutex::new(None),
+                health: Arc::default(),
             }),
         }
     }
 
     /// Open `state.redb` in `dir`; load the latest snapshot into `store`.
-    pub fn open(dir: &Path, store: Arc<Store>) -> Result<Self, StoreError> {
-        let db = Database::create(dir.join("state.redb"))?;
+    pub fn open(
+        dir: &Path,
+        store: Arc<Store>,
+        health: Arc<StorageHealth>,
+    ) -> Result<Self, StoreError> {
+        let mut file = RedbFile::open(&dir.join("state.redb"))?;
+        let db = file.db()?;
         let mut current = None;
         {
             let w = db.begin_write()?;
@@ -81,8 +122,9 @@ impl StateMachine {
         Ok(Self {
             store,
             snapshots: Arc::new(Snapshots {
-                db: Some(db),
+                file: Some(Mutex::new(file)),
                 current: Mutex::new(current),
+                health,
             }),
         })
     }
@@ -112,7 +154,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: data.clone(),
         };
-        self.snapshots.save(snap).map_err(sm_err)?;
+        self.snapshots.save(snap).await.map_err(sm_err)?;
         tracing::debug!(last = ?last_log_id, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -182,6 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 meta: meta.clone(),
                 data,
             })
+            .await
             .map_err(sm_err)?;
         self.store.replace(tables);
         Ok(())
