@@ -111,7 +111,7 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
     let mut out = Vec::new();
     for (i, res) in resources.into_iter().enumerate() {
         let name = format!("{}#{generation}-{i}", res.src.display());
-        if let Err(e) = renderer.load(&name, &res.src) {
+        if let Err(e) = renderer.load(&name, &res.src, &res.options) {
             for t in &out {
                 let t: &Tpl = t;
                 renderer.unload(&t.name);

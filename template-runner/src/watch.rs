@@ -108,7 +108,7 @@ async fn watch_one(
     mode: Mode,
     stop: CancellationToken,
 ) {
-    let blocking = mode == Mode::Block && backend.blocking();
+    let blocking = mode == Mode::Block && backend.blocking() && dep.blocking();
     let mut index = 0u64;
     let mut backoff = BACKOFF_MIN;
     let mut last: Option<Instant> = None;
@@ -157,7 +157,7 @@ async fn watch_one(
         }
         let pause = match mode {
             Mode::Poll(iv) => Some(iv),
-            Mode::Block if !backend.blocking() => Some(REREAD),
+            Mode::Block if !blocking => Some(REREAD),
             Mode::Block => None,
         };
         if let Some(p) = pause {

@@ -232,9 +232,12 @@ impl Consul {
                 vec![("recurse", String::new())],
             ),
             Dependency::KvKey(k) => (format!("kv/{}", path_escape(k)), vec![]),
-            Dependency::Service { name, tag } => (
+            Dependency::Service { name, tag, dc } => (
                 format!("health/service/{}", path_escape(name)),
-                tag.iter().map(|t| ("tag", t.clone())).collect(),
+                tag.iter()
+                    .map(|t| ("tag", t.clone()))
+                    .chain(dc.iter().map(|d| ("dc", d.clone())))
+                    .collect(),
             ),
             Dependency::Services => ("catalog/services".into(), vec![]),
             Dependency::Nodes => ("catalog/nodes".into(), vec![]),
@@ -246,6 +249,7 @@ impl Consul {
                 (format!("catalog/node/{}", path_escape(&name)), vec![])
             }
             Dependency::Datacenters => ("catalog/datacenters".into(), vec![]),
+            Dependency::File(_) => return Err(BackendError::Unsupported(dep.to_string())),
         };
         if index > 0 {
             query.push(("index", index.to_string()));
@@ -341,6 +345,7 @@ impl Consul {
                         .filter_map(|x| x.as_str().map(str::to_string))
                         .collect(),
                 ),
+                Dependency::File(_) => return Err(BackendError::Unsupported(dep.to_string())),
             };
             return Ok((data, idx));
         }
