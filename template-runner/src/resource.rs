@@ -113,6 +113,12 @@ pub struct Resource {
     pub command_timeout: Duration,
     /// Engine, flavor, delimiters, missing-key rule.
     pub options: TemplateOptions,
+    /// The template text itself (consul-template's `contents`), instead of
+    /// reading `src`.
+    pub contents: Option<String>,
+    /// Create missing parent directories of `dest` (consul-template's
+    /// `create_dest_dirs`, default true).
+    pub create_dirs: bool,
 }
 
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,6 +147,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "wait",
     "backup",
     "command_timeout",
+    "engine",
 ];
 
 #[derive(Deserialize)]
@@ -304,6 +311,8 @@ impl Resource {
                 flavor: Flavor::Confd,
                 ..TemplateOptions::default()
             },
+            contents: None,
+            create_dirs: true,
         })
     }
 
@@ -346,6 +355,8 @@ impl Resource {
                 flavor: Flavor::ConsulTemplate,
                 ..TemplateOptions::default()
             },
+            contents: None,
+            create_dirs: true,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! per template. SIGHUP and edits in conf.d/templates reload resources;
 //! SIGINT/SIGTERM stop cleanly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use crate::backend::Backend;
 use crate::command;
 use crate::dependency::Dependency;
 use crate::exec::{Child, ExecSpec};
-use crate::render::{DataStore, Outcome, Renderer};
+use crate::render::{DataStore, Outcome, RenderSettings, Renderer};
 use crate::resource::{self, Resource, Wait};
 use crate::retry::{Seen, WriteRetry};
 use crate::watch::{self, Watches};
@@ -61,6 +61,22 @@ pub struct Options {
     pub keep_stage: bool,
     pub wait: Option<Wait>,
     pub exec: Option<ExecSpec>,
+    /// Templates from consul-template `-config` files.
+    pub ct_templates: Vec<Resource>,
+    /// Re-read on reload for the templates and `wait`.
+    pub ct_source: Option<CtSource>,
+    /// consul-template's `retry { backoff max_backoff }`.
+    pub retry: Option<(Duration, Duration)>,
+    /// `plugin` may run programs.
+    pub plugins: bool,
+    pub pid_file: Option<PathBuf>,
+}
+
+/// consul-template `-config` paths, and the `-wait` flag that beats them.
+#[derive(Clone, Debug)]
+pub struct CtSource {
+    pub paths: Vec<PathBuf>,
+    pub flag_wait: Option<Wait>,
 }
 
 struct Tpl {
@@ -72,6 +88,8 @@ struct Tpl {
     ok: bool,
     /// Set while the destination cannot be written: when to try again.
     retry: Option<WriteRetry>,
+    /// What its last render waited for (logged when it changes).
+    waiting: BTreeSet<Dependency>,
 }
 
 impl Tpl {
@@ -98,6 +116,7 @@ impl Tpl {
 fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>, RunError> {
     let mut resources =
         resource::load_dir(&opts.confdir, &opts.prefix, opts.config_file.as_deref())?;
+    resources.extend(opts.ct_templates.iter().cloned());
     for t in &opts.templates {
         resources.push(Resource::from_flag(t, &opts.prefix)?);
     }
@@ -111,7 +130,13 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
     let mut out = Vec::new();
     for (i, res) in resources.into_iter().enumerate() {
         let name = format!("{}#{generation}-{i}", res.src.display());
-        if let Err(e) = renderer.load(&name, &res.src, &res.options) {
+        let loaded = match &res.contents {
+            Some(text) => {
+                renderer.load_str(&name, &res.src.display().to_string(), text, &res.options)
+            }
+            None => renderer.load(&name, &res.src, &res.options),
+        };
+        if let Err(e) = loaded {
             for t in &out {
                 let t: &Tpl = t;
                 renderer.unload(&t.name);
@@ -129,6 +154,7 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
             dirty: None,
             ok: false,
             retry,
+            waiting: BTreeSet::new(),
         };
         t.deps.extend(t.declared());
         out.push(t);
@@ -173,7 +199,12 @@ struct Pass {
 impl Runner {
     pub fn new(opts: Options, backend: Backend) -> Result<Self, RunError> {
         let store = Arc::new(DataStore::default());
-        let mut renderer = Renderer::new(store.clone());
+        let mut renderer = Renderer::with_settings(
+            store.clone(),
+            RenderSettings {
+                plugins: opts.plugins,
+            },
+        );
         let tpls = load(&opts, &mut renderer, &[])?;
         Ok(Self {
             opts,
@@ -199,6 +230,7 @@ impl Runner {
             backup: t.res.backup,
             keep_stage: self.opts.keep_stage,
             command_timeout: t.res.command_timeout,
+            create_dirs: t.res.create_dirs,
         }
     }
 
@@ -234,6 +266,15 @@ impl Runner {
                     if let Some(r) = &mut t.retry {
                         r.postpone();
                     }
+                    // Data that was fetched and is still waited for (a
+                    // consul-template `key` not there yet) is worth a line.
+                    let waited: BTreeSet<Dependency> =
+                        m.iter().filter(|d| self.store.has(d)).cloned().collect();
+                    if !waited.is_empty() && waited != t.waiting {
+                        let w: Vec<String> = waited.iter().map(ToString::to_string).collect();
+                        tracing::info!(template = %src, dest = %dest, waiting_for = %w.join(","), "waiting for data; not rendered");
+                    }
+                    t.waiting = waited;
                     let m: Vec<String> = m.iter().map(ToString::to_string).collect();
                     tracing::debug!(template = %src, dest = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
                     continue;
@@ -245,7 +286,10 @@ impl Runner {
                     tracing::error!(template = %src, dest = %dest, trigger = %trigger, error = %e, "render failed; destination left as it was");
                     continue;
                 }
-                Outcome::Rendered(text) => text,
+                Outcome::Rendered(text) => {
+                    t.waiting.clear();
+                    text
+                }
             };
             let t = &self.tpls[i];
             if self.opts.dry {
@@ -387,25 +431,42 @@ impl Runner {
     }
 
     /// `-onetime`: fetch what the templates need, render once, exit status.
+    /// Data a template waits for (consul-template's `key` on an absent key,
+    /// `safeLs` on an empty prefix, a missing `file`) is waited for, as
+    /// consul-template's `-once` does, and named in the log.
     pub async fn once(mut self) -> i32 {
         let all: Vec<usize> = (0..self.tpls.len()).collect();
-        for round in 0..32 {
+        let mut index: HashMap<Dependency, u64> = HashMap::new();
+        let mut reported: BTreeSet<(String, Dependency)> = BTreeSet::new();
+        loop {
             let mut missing = BTreeSet::new();
+            let mut waiting = BTreeSet::new();
             for t in &self.tpls {
                 let (o, used) = self.renderer.render(&t.name, &t.res.prefix, &t.res.keys);
                 if let Outcome::Missing(m) = o {
-                    missing.extend(m);
+                    for d in m {
+                        if self.store.has(&d) {
+                            let src = t.res.src.display().to_string();
+                            if reported.insert((src.clone(), d.clone())) {
+                                tracing::info!(template = %src, dependency = %d, "waiting for data");
+                            }
+                            waiting.insert(d);
+                        } else {
+                            missing.insert(d);
+                        }
+                    }
                 }
                 missing.extend(used.into_iter().filter(|d| !self.store.has(d)));
                 missing.extend(t.declared().into_iter().filter(|d| !self.store.has(d)));
             }
-            if missing.is_empty() {
+            if missing.is_empty() && waiting.is_empty() {
                 break;
             }
-            tracing::debug!(round, missing = missing.len(), "fetching");
+            tracing::debug!(missing = missing.len(), waiting = waiting.len(), "fetching");
             for d in missing {
                 match self.backend.fetch(&d, 0, watch::BLOCK_WAIT).await {
-                    Ok((data, _)) => {
+                    Ok((data, idx)) => {
+                        index.insert(d.clone(), idx);
                         self.store.put(&d, data);
                     }
                     Err(e) => {
@@ -414,6 +475,9 @@ impl Runner {
                     }
                 }
             }
+            if !waiting.is_empty() && self.wait_for_change(&waiting, &mut index).await.is_err() {
+                return 1;
+            }
         }
         let pass = self.pass(&all).await;
         let incomplete = self.tpls.iter().filter(|t| !t.ok).count();
@@ -421,6 +485,50 @@ impl Runner {
             1
         } else {
             0
+        }
+    }
+
+    /// Block until one of `deps` changes (blocking queries where the
+    /// backend has them, else a re-read every second); errors are retried
+    /// with backoff like a watch's, never given up on.
+    async fn wait_for_change(
+        &self,
+        deps: &BTreeSet<Dependency>,
+        index: &mut HashMap<Dependency, u64>,
+    ) -> Result<(), ()> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let mut set = tokio::task::JoinSet::new();
+            for d in deps {
+                let (b, d, idx) = (self.backend.clone(), d.clone(), index.get(d).copied());
+                let blocking = b.blocking() && d.blocking() && idx.is_some_and(|i| i > 0);
+                set.spawn(async move {
+                    if !blocking {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    let r = b.fetch(&d, idx.unwrap_or(0), watch::BLOCK_WAIT).await;
+                    (d, r)
+                });
+            }
+            let mut changed = false;
+            while let Some(j) = set.join_next().await {
+                let Ok((d, r)) = j else { continue };
+                match r {
+                    Ok((data, idx)) => {
+                        index.insert(d.clone(), idx);
+                        changed |= self.store.put(&d, data);
+                        backoff = Duration::from_millis(250);
+                    }
+                    Err(e) => {
+                        tracing::warn!(dependency = %d, error = %e, retry_in_ms = backoff.as_millis() as u64, "fetch failed; still waiting");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+                if changed {
+                    return Ok(());
+                }
+            }
         }
     }
 
@@ -471,6 +579,9 @@ impl Runner {
         };
         let (mut watches, mut changes) =
             Watches::new(self.backend.clone(), self.store.clone(), mode, stop.clone());
+        if let Some((first, max)) = self.opts.retry {
+            watches.set_backoff(first, max);
+        }
         let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
         let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
@@ -496,6 +607,12 @@ impl Runner {
                 let pass = self.pass(&due).await;
                 if pass.changed > 0 {
                     if let Some(c) = &mut child {
+                        // consul-template's splay: spread many sidecars' reloads.
+                        if !c.spec.splay.is_zero() {
+                            let ms = c.spec.splay.as_millis().min(u64::MAX as u128) as u64;
+                            let d = Duration::from_millis(rand::random::<u64>() % (ms + 1));
+                            tokio::time::sleep(d).await;
+                        }
                         match c.spec.reload_signal {
                             Some(sig) => {
                                 tracing::info!(signal = %sig, "sending reload signal to child");
@@ -618,6 +735,21 @@ impl Runner {
                 }
                 Err(e) => {
                     // A bad config changes nothing: not even the resources.
+                    tracing::error!(error = %e, reason = why, "reload failed; keeping the previous configuration and resources");
+                    return;
+                }
+            }
+        }
+        if let Some(src) = &self.opts.ct_source {
+            match crate::ctconfig::load(&src.paths) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    opts.ct_templates = c.templates;
+                    opts.wait = src.flag_wait.or(c.wait);
+                }
+                Err(e) => {
                     tracing::error!(error = %e, reason = why, "reload failed; keeping the previous configuration and resources");
                     return;
                 }

@@ -18,6 +18,15 @@ pub struct Consul {
     /// The agent's own node name (for `node` without an argument), asked
     /// once from /v1/agent/self like consul-template does.
     self_name: parking_lot::Mutex<Option<String>>,
+    /// `?stale`: any server may answer (consul-template's `max_stale`).
+    stale: bool,
+}
+
+/// TLS and consistency settings beyond the address and token.
+#[derive(Clone, Debug, Default)]
+pub struct ConsulOptions {
+    pub stale: bool,
+    pub tls: crate::ctconfig::Tls,
 }
 
 fn node_info(n: &Value) -> NodeInfo {
@@ -164,7 +173,57 @@ impl Consul {
             nodes: nodes.iter().map(|n| base_url(n)).collect(),
             token,
             self_name: parking_lot::Mutex::new(None),
+            stale: false,
         }
+    }
+
+    /// With consul-template's `consul { ssl {...} }` and `max_stale`.
+    pub fn with_options(
+        nodes: Vec<String>,
+        token: Option<String>,
+        o: ConsulOptions,
+    ) -> Result<Self, BackendError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| BackendError::Request(format!("{}: {e}", p.display())))
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64);
+        if o.tls.enabled || o.tls.ca_cert.is_some() {
+            if let Some(ca) = &o.tls.ca_cert {
+                let c = reqwest::Certificate::from_pem(&read(ca)?)
+                    .map_err(|e| BackendError::Request(format!("{}: {e}", ca.display())))?;
+                b = b.add_root_certificate(c);
+            }
+            if let (Some(cert), Some(key)) = (&o.tls.cert, &o.tls.key) {
+                let mut pem = read(cert)?;
+                pem.extend(read(key)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| BackendError::Request(format!("{}: {e}", cert.display())))?;
+                b = b.identity(id);
+            }
+            b = b.danger_accept_invalid_certs(!o.tls.verify);
+        }
+        let client = b
+            .build()
+            .map_err(|e| BackendError::Request(format!("HTTP client: {e}")))?;
+        let https = o.tls.enabled;
+        Ok(Self {
+            client,
+            nodes: nodes
+                .iter()
+                .map(|n| {
+                    if https && !n.contains("://") {
+                        format!("https://{}", n.trim_end_matches('/'))
+                    } else {
+                        base_url(n)
+                    }
+                })
+                .collect(),
+            token,
+            self_name: parking_lot::Mutex::new(None),
+            stale: o.stale,
+        })
     }
 
     fn get(&self, url: String, timeout: Duration) -> reqwest::RequestBuilder {
@@ -251,6 +310,9 @@ impl Consul {
             Dependency::Datacenters => ("catalog/datacenters".into(), vec![]),
             Dependency::File(_) => return Err(BackendError::Unsupported(dep.to_string())),
         };
+        if self.stale {
+            query.push(("stale", String::new()));
+        }
         if index > 0 {
             query.push(("index", index.to_string()));
             query.push(("wait", format!("{}ms", wait.as_millis())));
