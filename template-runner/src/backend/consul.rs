@@ -378,8 +378,12 @@ impl Consul {
                         .and_then(|a| a.first())
                         .map(|e| decode(&e["Value"])),
                 ),
+                // Sorted by node, then ID, as consul-template sorts them.
                 Dependency::Service { .. } => {
-                    Data::Service(v.as_array().into_iter().flatten().map(instance).collect())
+                    let mut l: Vec<Instance> =
+                        v.as_array().into_iter().flatten().map(instance).collect();
+                    l.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
+                    Data::Service(l)
                 }
                 Dependency::Services => Data::Services(
                     v.as_object()
@@ -397,7 +401,10 @@ impl Consul {
                         .collect(),
                 ),
                 Dependency::Nodes => {
-                    Data::Nodes(v.as_array().into_iter().flatten().map(node_info).collect())
+                    let mut l: Vec<NodeInfo> =
+                        v.as_array().into_iter().flatten().map(node_info).collect();
+                    l.sort_by(|a, b| (&a.node, &a.address).cmp(&(&b.node, &b.address)));
+                    Data::Nodes(l)
                 }
                 Dependency::Node(_) => Data::Node(node_detail(&v)),
                 Dependency::Datacenters => Data::Datacenters(
