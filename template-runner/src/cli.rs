@@ -380,13 +380,21 @@ pub fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    ExitCode::from(run(opts, backend).clamp(0, 255) as u8)
+}
+
+/// Run the runner to completion on a small runtime; the exit code.
+fn run(opts: Options, backend: Backend) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("runtime: {e}")),
+        Err(e) => {
+            eprintln!("tribune-template: runtime: {e}");
+            return 2;
+        }
     };
     let once = opts.mode == Mode::Once;
     let code = rt.block_on(async move {
@@ -410,7 +418,7 @@ pub fn main() -> ExitCode {
             }
         }
     });
-    ExitCode::from(code.clamp(0, 255) as u8)
+    code
 }
 
 /// Read `-config` files into `a` where no flag was given (flags win);

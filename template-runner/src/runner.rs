@@ -605,28 +605,9 @@ impl Runner {
             first_pass = false;
             if !due.is_empty() {
                 let pass = self.pass(&due).await;
-                if pass.changed > 0 {
-                    if let Some(c) = &mut child {
-                        // consul-template's splay: spread many sidecars' reloads.
-                        if !c.spec.splay.is_zero() {
-                            let ms = c.spec.splay.as_millis().min(u64::MAX as u128) as u64;
-                            let d = Duration::from_millis(rand::random::<u64>() % (ms + 1));
-                            tokio::time::sleep(d).await;
-                        }
-                        match c.spec.reload_signal {
-                            Some(sig) => {
-                                tracing::info!(signal = %sig, "sending reload signal to child");
-                                c.signal(sig);
-                            }
-                            None => {
-                                tracing::info!("restarting child");
-                                c.stop().await;
-                                // Started again below, with retries if it fails.
-                                child = None;
-                                exec_retry = ExecRetry::default();
-                            }
-                        }
-                    }
+                if pass.changed > 0 && reload_child(&mut child).await {
+                    // Started again below, with retries if it fails.
+                    exec_retry = ExecRetry::default();
                 }
             }
             if std::mem::take(&mut self.deps_dirty) {
@@ -768,6 +749,33 @@ impl Runner {
             Err(e) => {
                 tracing::error!(error = %e, reason = why, "reload failed; keeping the previous resources")
             }
+        }
+    }
+}
+
+/// After a change: the child gets its reload signal (after a random splay),
+/// or is stopped to be restarted; true when it was stopped.
+async fn reload_child(child: &mut Option<Child>) -> bool {
+    let Some(c) = child else {
+        return false;
+    };
+    // consul-template's splay: spread many sidecars' reloads.
+    if !c.spec.splay.is_zero() {
+        let ms = c.spec.splay.as_millis().min(u64::MAX as u128) as u64;
+        let d = Duration::from_millis(rand::random::<u64>() % (ms + 1));
+        tokio::time::sleep(d).await;
+    }
+    match c.spec.reload_signal {
+        Some(sig) => {
+            tracing::info!(signal = %sig, "sending reload signal to child");
+            c.signal(sig);
+            false
+        }
+        None => {
+            tracing::info!("restarting child");
+            c.stop().await;
+            *child = None;
+            true
         }
     }
 }

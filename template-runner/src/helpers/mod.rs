@@ -24,6 +24,7 @@ pub mod data;
 pub mod gotime;
 pub mod kv;
 pub mod net;
+pub mod sockaddr;
 pub mod sys;
 pub mod text;
 

@@ -1,12 +1,22 @@
 //! Network lookups: confd's `lookupIP` and `lookupSRV` (resolver:
-//! `TRIBUNE_DNS` or /etc/resolv.conf).
+//! `TRIBUNE_DNS` or /etc/resolv.conf), consul-template's `sockaddr`.
 
 use serde_json::{json, Value};
 
 use super::{both, s_arg, Helper, R};
 use crate::render::Ctx;
 
-pub const HELPERS: &[Helper] = &[both("lookupIP", lookup_ip), both("lookupSRV", lookup_srv)];
+pub const HELPERS: &[Helper] = &[
+    both("lookupIP", lookup_ip),
+    both("lookupSRV", lookup_srv),
+    both("sockaddr", sockaddr),
+];
+
+/// consul-template `sockaddr "expression"` (see [`super::sockaddr`]).
+fn sockaddr(_: &Ctx, args: &[Value]) -> R {
+    let expr = args.iter().map(super::text).collect::<Vec<_>>().join(" ");
+    super::sockaddr::eval(&expr).map(Value::String)
+}
 
 /// Addresses of a host, sorted as text (confd sorts them).
 fn lookup_ip(_: &Ctx, args: &[Value]) -> R {
