@@ -595,4 +595,20 @@ exec {
             );
         }
     }
+
+    /// The README's example configuration parses as it is shown.
+    #[test]
+    fn readme_example_parses() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let at = readme.find("### consul-template's configuration").unwrap();
+        let start = readme[at..].find("```hcl\n").unwrap() + at + 7;
+        let end = readme[start..].find("```").unwrap() + start;
+        let mut c = CtConfig::default();
+        c.merge_text(Path::new("readme.hcl"), &readme[start..end])
+            .unwrap();
+        assert_eq!(c.templates.len(), 1);
+        assert!(c.tls.enabled && c.exec.is_some() && c.wait.is_some());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
 }

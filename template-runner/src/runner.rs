@@ -438,6 +438,9 @@ impl Runner {
         let all: Vec<usize> = (0..self.tpls.len()).collect();
         let mut index: HashMap<Dependency, u64> = HashMap::new();
         let mut reported: BTreeSet<(String, Dependency)> = BTreeSet::new();
+        // Each round fetches what the last render found missing; templates
+        // whose dependencies keep moving must not fetch forever.
+        let mut fetch_rounds = 0;
         loop {
             let mut missing = BTreeSet::new();
             let mut waiting = BTreeSet::new();
@@ -463,6 +466,13 @@ impl Runner {
                 break;
             }
             tracing::debug!(missing = missing.len(), waiting = waiting.len(), "fetching");
+            if !missing.is_empty() {
+                fetch_rounds += 1;
+                if fetch_rounds > 64 {
+                    tracing::error!("dependencies still changing after 64 rounds of fetching");
+                    return 1;
+                }
+            }
             for d in missing {
                 match self.backend.fetch(&d, 0, watch::BLOCK_WAIT).await {
                     Ok((data, idx)) => {
