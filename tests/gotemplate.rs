@@ -351,3 +351,89 @@ exec {{
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(3));
     assert!(read(&w.join("child.log")).contains("term"));
 }
+
+/// consul-template's top-level `reload_signal` reloads the configuration
+/// (here SIGUSR1, no longer forwarded to a child) and `kill_signal` stops.
+#[test]
+fn ct_reload_and_kill_signals() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "sig/k", "v1");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let cfg = |body: &str| {
+        format!(
+            "reload_signal = \"SIGUSR1\"\nkill_signal = \"SIGQUIT\"\ntemplate {{\n  contents    = \"{body}\"\n  destination = \"out/s.conf\"\n}}\n"
+        )
+    };
+    std::fs::write(w.join("c.hcl"), cfg("a={{ key \\\"sig/k\\\" }}")).unwrap();
+    let mut r = Renderer::spawn(w, &["-config", "c.hcl", "-consul-addr", &a.addr], &[]);
+    let dest = w.join("out/s.conf");
+    assert!(wait_until(Duration::from_secs(10), || read(&dest) == "a=v1"));
+    std::fs::write(w.join("c.hcl"), cfg("b={{ key \\\"sig/k\\\" }}")).unwrap();
+    r.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(10), || read(&dest) == "b=v1"),
+        "{}",
+        r.log_text()
+    );
+    r.signal(libc::SIGQUIT);
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// confd's `lookupSRV` in a Go template, through tribune's own DNS (via
+/// TRIBUNE_DNS): records sorted, fields as Go's net.SRV.
+#[test]
+fn lookup_srv_go() {
+    let dns = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let a = Agent::spawn(
+        &[
+            "agent",
+            "-dev",
+            "-http-port",
+            "0",
+            "-dns-port",
+            &dns,
+            "-node",
+            "n1",
+        ],
+        None,
+    );
+    for (id, port) in [("r2", 6380), ("r1", 6379)] {
+        let r = client()
+            .put(format!("{}/v1/agent/service/register", a.url))
+            .json(&serde_json::json!({"Name": "redis", "ID": id, "Port": port}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(
+        w.join("srv.tmpl"),
+        "{{range lookupSRV \"redis\" \"tcp\" \"service.consul\"}}{{.Target}}:{{.Port}} {{end}}\n",
+    )
+    .unwrap();
+    let resolver = format!("127.0.0.1:{dns}");
+    let want = "n1.node.dc1.consul.:6379 n1.node.dc1.consul.:6380 \n";
+    let ok = wait_until(Duration::from_secs(10), || {
+        let out = run_renderer(
+            w,
+            &[
+                "-once",
+                "-node",
+                &a.addr,
+                "-template",
+                "srv.tmpl:out/srv.conf",
+            ],
+            &[("TRIBUNE_DNS", &resolver)],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        read(&w.join("out/srv.conf")) == want
+    });
+    assert!(ok, "{:?}", read(&w.join("out/srv.conf")));
+}

@@ -442,22 +442,6 @@ fn ct_config(a: &mut Args, token_from_env: bool) -> Result<Option<CtConfig>, Str
     }
     a.log_level = a.log_level.take().or(c.log_level.clone());
     a.pid_file = a.pid_file.take().or(c.pid_file.clone());
-    for (what, sig) in [
-        ("kill_signal", c.kill_signal),
-        ("reload_signal", c.reload_signal),
-    ] {
-        let default = if what == "kill_signal" {
-            nix::sys::signal::Signal::SIGINT
-        } else {
-            nix::sys::signal::Signal::SIGHUP
-        };
-        if sig.is_some_and(|s| s != default) {
-            return Err(format!(
-                "{what} = {:?}: tribune-template reloads on SIGHUP and stops on SIGINT/SIGTERM only",
-                sig.map(|s| s.as_str()).unwrap_or_default()
-            ));
-        }
-    }
     Ok(Some(c))
 }
 
@@ -592,6 +576,8 @@ fn build(a: Args, ct: Option<CtConfig>) -> Result<(Options, Backend), String> {
             retry: ct.as_ref().and_then(|c| c.retry),
             plugins: a.enable_plugin,
             pid_file: a.pid_file.clone(),
+            reload_signal: ct.as_ref().and_then(|c| c.reload_signal),
+            kill_signal: ct.as_ref().and_then(|c| c.kill_signal),
         },
         backend,
     ))

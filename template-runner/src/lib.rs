@@ -13,6 +13,7 @@
 //! - [`retry`]: when to try a failed write again.
 //! - [`command`]: `sh -c` with timeout and captured output.
 //! - [`runner`]: the daemon — debounce, render what changed, SIGHUP, conf.d watching.
+//! - [`signals`]: which signal reloads, stops, or goes to the child.
 //! - [`exec`]: sidecar mode, supervising one child process.
 //! - [`cli`]: flags (confd's and consul-template's, Go style).
 //! - [`ctconfig`]: consul-template's HCL/JSON `-config` files.
@@ -29,5 +30,6 @@ pub mod render;
 pub mod resource;
 pub mod retry;
 pub mod runner;
+pub mod signals;
 pub mod watch;
 pub mod write;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use crate::exec::{Child, ExecSpec};
 use crate::render::{DataStore, Outcome, RenderSettings, Renderer};
 use crate::resource::{self, Resource, Wait};
 use crate::retry::{Seen, WriteRetry};
+use crate::signals::{Event, Signals};
 use crate::watch::{self, Watches};
 use crate::write::{self, Target, WriteError, Written};
 
@@ -70,6 +70,10 @@ pub struct Options {
     /// `plugin` may run programs.
     pub plugins: bool,
     pub pid_file: Option<PathBuf>,
+    /// consul-template's `reload_signal` (besides SIGHUP) and `kill_signal`
+    /// (besides SIGINT and SIGTERM).
+    pub reload_signal: Option<Signal>,
+    pub kill_signal: Option<Signal>,
 }
 
 /// consul-template `-config` paths, and the `-wait` flag that beats them.
@@ -592,13 +596,8 @@ impl Runner {
         if let Some((first, max)) = self.opts.retry {
             watches.set_backoff(first, max);
         }
-        let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-        let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signal)?;
-        let mut usr2 = signal(SignalKind::user_defined2()).map_err(RunError::Signal)?;
-        let mut quit = signal(SignalKind::quit()).map_err(RunError::Signal)?;
-        let mut winch = signal(SignalKind::window_change()).map_err(RunError::Signal)?;
+        let mut signals = Signals::new(self.opts.reload_signal, self.opts.kill_signal)
+            .map_err(RunError::Signal)?;
         let mut exec_retry = ExecRetry::default();
         let mut child_started = false;
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
@@ -690,20 +689,18 @@ impl Runner {
                     while fs_rx.try_recv().is_ok() {}
                     fs_pending = Some(Instant::now());
                 }
-                _ = hup.recv() => self.reload("SIGHUP"),
-                // Like consul-template: signals that are not ours (HUP reloads,
-                // INT/TERM stop) go to the child.
-                _ = usr1.recv() => forward(&child, Signal::SIGUSR1),
-                _ = usr2.recv() => forward(&child, Signal::SIGUSR2),
-                _ = quit.recv() => forward(&child, Signal::SIGQUIT),
-                _ = winch.recv() => forward(&child, Signal::SIGWINCH),
+                // Like consul-template: signals that are not ours (reload,
+                // stop) go to the child.
+                ev = signals.next() => match ev {
+                    Event::Reload(sig) => self.reload(sig.as_str()),
+                    Event::Forward(sig) => forward(&child, sig),
+                    Event::Stop(_) => break,
+                },
                 code = child_exit => {
                     tracing::info!(code, "child exited");
                     stop.cancel();
                     return Ok(code);
                 }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
             }
         }
         tracing::info!("stopping");
