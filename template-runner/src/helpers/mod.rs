@@ -11,8 +11,12 @@
 //! - [`catalog`]: `service services node nodes datacenters byTag byMeta`.
 //! - [`text`]: strings, paths, regular expressions, hashes.
 //! - [`data`]: JSON/YAML/TOML, parsing, lists and maps, math.
-//! - [`net`]: `lookupIP lookupSRV sockaddr`.
-//! - [`sys`]: environment, time, files, `plugin`.
+//! - [`net`]: `lookupIP lookupSRV sockaddr` ([`sockaddr`]: go-sockaddr's
+//!   expressions over this host's interfaces).
+//! - [`sys`]: environment, time ([`gotime`]: Go layouts), files, `plugin`.
+//!
+//! The Go engine adds `executeTemplate`, `scratch` and method calls
+//! ([`crate::render::go`]); Go's builtins (`printf`, `index`, ...) are its own.
 //!
 //! Keys work with or without a leading `/`. Where confd and consul-template
 //! give one name different argument orders (`split`, `join`, `contains`,
