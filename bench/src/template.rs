@@ -446,16 +446,11 @@ fn cpu_key(i: usize) -> String {
     format!("bench/t{i}/k")
 }
 
-/// `templates` resources, resource `t<i>` watching `/bench/t<i>` and rendering
-/// `v={{getv "/bench/t<i>/k"}}`; writes go to `bench/t0/k` only, so exactly one
-/// template depends on each change. Reports the runner's CPU time per change.
-pub async fn cpu(o: CpuOpts) -> Result<()> {
+/// The work dir of a `template-cpu` run: its resources, the `web`
+/// instances for the nginx form, and every key written (32 connections).
+async fn lay_out_cpu(o: &CpuOpts) -> Result<()> {
     let c = &o.c;
     let n = o.templates;
-    let tag = match o.form {
-        None => format!("template_cpu_{n}"),
-        Some(f) => format!("template_nginx_{}_{n}", f.name()),
-    };
     c.layout()?;
     if o.form.is_some() {
         register_web(c.addr).await?;
@@ -467,11 +462,6 @@ pub async fn cpu(o: CpuOpts) -> Result<()> {
         };
         c.resource(&format!("t{i}"), &text, &format!("/bench/t{i}"), None)?;
     }
-    // What the file's first line holds after change `i`.
-    let shows = |i: usize| match o.form {
-        None => format!("v={i}"),
-        Some(_) => format!("worker_connections {i};"),
-    };
     // Every key exists before the runner starts (32 connections).
     let started = Instant::now();
     let mut set = JoinSet::new();
@@ -489,6 +479,25 @@ pub async fn cpu(o: CpuOpts) -> Result<()> {
         r.context("writer task panicked")??;
     }
     progress!("{n} keys written in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// `templates` resources, resource `t<i>` watching `/bench/t<i>` and rendering
+/// `v={{getv "/bench/t<i>/k"}}`; writes go to `bench/t0/k` only, so exactly one
+/// template depends on each change. Reports the runner's CPU time per change.
+pub async fn cpu(o: CpuOpts) -> Result<()> {
+    let c = &o.c;
+    let n = o.templates;
+    let tag = match o.form {
+        None => format!("template_cpu_{n}"),
+        Some(f) => format!("template_nginx_{}_{n}", f.name()),
+    };
+    lay_out_cpu(&o).await?;
+    // What the file's first line holds after change `i`.
+    let shows = |i: usize| match o.form {
+        None => format!("v={i}"),
+        Some(_) => format!("worker_connections {i};"),
+    };
 
     let dest0 = c.out("t0.conf");
     let limit = CHANGE_LIMIT * (c.changes as u32 + 10) + START_LIMIT;
