@@ -27,6 +27,10 @@ use crate::helpers::{self, gotime, Engines};
 /// Name of the compiled entry template.
 const MAIN: &str = "__tribune_main__";
 const METHOD: &str = "__method";
+/// Starts the hidden first argument carrying a call's line (added by the
+/// rewrite, removed before the function sees its arguments), and brackets
+/// the line in an error message.
+const LINE_MARK: char = '\u{1}';
 /// Nesting limit for `executeTemplate`.
 const MAX_EXECUTE_DEPTH: usize = 32;
 /// Method names taking no arguments that a template calls (`(datetime).Unix`).
@@ -219,10 +223,14 @@ impl GoTemplates {
             fm.insert(
                 name.into(),
                 Arc::new(move |args: &[Value]| {
+                    let (line, args) = split_line(args);
                     let j: Vec<serde_json::Value> = args.iter().map(from_go).collect();
-                    f(&ctx, &j)
-                        .map(|v| to_go(&v))
-                        .map_err(|m| exec_err(format!("{name}: {m}")))
+                    f(&ctx, &j).map(|v| to_go(&v)).map_err(|m| {
+                        exec_err(match line {
+                            Some(l) => format!("{LINE_MARK}{l}{LINE_MARK}{name}: {m}"),
+                            None => format!("{name}: {m}"),
+                        })
+                    })
                 }),
             );
         }
@@ -274,6 +282,7 @@ impl GoTemplates {
             .map_err(bad)?;
         let mut rw = Rewriter {
             known: &|n| self.known(n),
+            tagged: &|n| helpers::all().any(|h| h.name == n && h.engines == Engines::Both),
             unknown: None,
         };
         rw.list(&mut tree);
@@ -319,7 +328,7 @@ impl GoTemplates {
         self.exec.scratch.lock().clear();
         let out = t.execute_to_string(&Value::Nil);
         *self.exec.current.lock() = None;
-        out.map_err(|e| format!("{shown}: {}", clean(&e)))
+        out.map_err(|e| located(shown, &e))
     }
 }
 
@@ -348,6 +357,16 @@ fn execute_template(e: &Exec, args: &[Value]) -> Result<Value, TemplateError> {
     r.map(|s| Value::String(Arc::from(s)))
 }
 
+/// The line a rewritten call carries as its first argument, and the rest.
+fn split_line(args: &[Value]) -> (Option<usize>, &[Value]) {
+    match args.first() {
+        Some(Value::String(s)) if s.starts_with(LINE_MARK) => {
+            (s[LINE_MARK.len_utf8()..].parse().ok(), &args[1..])
+        }
+        _ => (None, args),
+    }
+}
+
 /// An error as Go prints it, without gotmpl's "execution error: " prefix.
 fn clean(e: &TemplateError) -> String {
     let s = e.to_string();
@@ -355,9 +374,22 @@ fn clean(e: &TemplateError) -> String {
     s.strip_prefix("template: ").unwrap_or(s).to_string()
 }
 
+/// `file: msg`, or `file:line: msg` when a function said where it failed.
+fn located(shown: &str, e: &TemplateError) -> String {
+    let msg = clean(e);
+    if let Some(rest) = msg.strip_prefix(LINE_MARK) {
+        if let Some((line, m)) = rest.split_once(LINE_MARK) {
+            return format!("{shown}:{line}: {m}");
+        }
+    }
+    format!("{shown}: {msg}")
+}
+
 /// The AST pass described in the module docs.
 struct Rewriter<'a> {
     known: &'a dyn Fn(&str) -> bool,
+    /// Functions of the table, whose calls get their line as a first argument.
+    tagged: &'a dyn Fn(&str) -> bool,
     /// The first unknown function and its line.
     unknown: Option<(String, usize)>,
 }
@@ -411,6 +443,13 @@ impl Rewriter<'_> {
             c.args.extend(rest);
         } else if let Some(head) = c.args.first_mut() {
             self.nested(head);
+            if let Expr::Identifier(pos, name) = head {
+                if (self.tagged)(name) {
+                    let mark = format!("{LINE_MARK}{}", pos.line);
+                    let pos = *pos;
+                    c.args.insert(1, Expr::String(pos, Arc::from(mark)));
+                }
+            }
         }
     }
 

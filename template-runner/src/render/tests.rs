@@ -82,8 +82,11 @@ fn confd_flavor_and_missing_key() {
     )
     .unwrap();
     assert_eq!(r, "[a][b] x|y f true");
-    let e = go("x={{getv \"/app/none\"}}", Flavor::Confd, &kv).unwrap_err();
-    assert!(e.contains("app/none") && e.contains("t.tmpl"), "{e}");
+    let e = go("a\nx={{getv \"/app/none\" | toUpper}}", Flavor::Confd, &kv).unwrap_err();
+    assert!(
+        e.starts_with("t.tmpl:2: getv: ") && e.contains("app/none"),
+        "{e}"
+    );
     let e = go("{{nosuch 1}}", Flavor::Confd, &kv).unwrap_err();
     assert!(e.contains("t.tmpl:1") && e.contains("nosuch"), "{e}");
 }
