@@ -276,10 +276,19 @@ impl GoTemplates {
             .delims
             .clone()
             .unwrap_or_else(|| ("{{".into(), "}}".into()));
-        let bad = |e: TemplateError| RenderError::Template(format!("{shown}: {}", clean(&e)));
+        // Parse errors already name the file and position (`t.tmpl:3:7: ...`).
+        let bad = |e: TemplateError| {
+            let msg = clean(&e);
+            RenderError::Template(if msg.starts_with(shown) {
+                msg
+            } else {
+                format!("{shown}: {msg}")
+            })
+        };
         let (mut tree, mut defines) = Parser::with_name(Some(shown), text, &ld, &rd)
             .and_then(|p| p.parse())
             .map_err(bad)?;
+        check_closed(shown, text, &ld, &rd, &tree)?;
         let mut rw = Rewriter {
             known: &|n| self.known(n),
             tagged: &|n| helpers::all().any(|h| h.name == n && h.engines == Engines::Both),
@@ -355,6 +364,74 @@ fn execute_template(e: &Exec, args: &[Value]) -> Result<Value, TemplateError> {
     let r = t.execute_template_to_string(&name, &dot);
     e.depth.fetch_sub(1, Ordering::SeqCst);
     r.map(|s| Value::String(Arc::from(s)))
+}
+
+/// gotmpl 0.6.1's parser accepts a block left open at the end of the file
+/// (`{{if x}}...` without `{{end}}`) and stops at an `{{end}}` or `{{else}}`
+/// outside any block, dropping the rest of the file without a word; Go
+/// refuses both. Parsing the text again with a sentinel appended shows
+/// either: the sentinel must end the top-level list.
+fn check_closed(
+    shown: &str,
+    text: &str,
+    ld: &str,
+    rd: &str,
+    tree: &ListNode,
+) -> Result<(), RenderError> {
+    let with = format!("{text}{SENTINEL}");
+    let Ok((probe, defines)) =
+        Parser::with_name(Some(shown), &with, ld, rd).and_then(|p| p.parse())
+    else {
+        return Ok(());
+    };
+    if matches!(probe.nodes.last(), Some(Node::Text(t)) if t.text.ends_with(SENTINEL)) {
+        return Ok(());
+    }
+    let reached = tree.nodes.last().map(node_line).unwrap_or(1);
+    // The sentinel inside a block: that block was never closed.
+    let open = probe.nodes.last().is_some_and(holds_sentinel)
+        || defines
+            .iter()
+            .any(|d| d.body.nodes.last().is_some_and(holds_sentinel));
+    Err(RenderError::Template(if open {
+        format!(
+            "{shown}: unexpected EOF: a block (if, range, with, define, block) opened at or after line {reached} has no {{{{end}}}}"
+        )
+    } else {
+        format!(
+            "{shown}:{reached}: unexpected {{{{end}}}} or {{{{else}}}} outside a block (after this line); the rest of the file would be dropped"
+        )
+    }))
+}
+
+const SENTINEL: &str = "\u{0}tribune-end-of-file\u{0}";
+
+/// Whether the file's end (the sentinel) is the last thing in `n`.
+fn holds_sentinel(n: &Node) -> bool {
+    match n {
+        Node::Text(t) => t.text.ends_with(SENTINEL),
+        Node::If(b) | Node::Range(b) | Node::With(b) => b
+            .else_body
+            .as_ref()
+            .unwrap_or(&b.body)
+            .nodes
+            .last()
+            .is_some_and(holds_sentinel),
+        Node::List(l) => l.nodes.last().is_some_and(holds_sentinel),
+        _ => false,
+    }
+}
+
+fn node_line(n: &Node) -> usize {
+    match n {
+        Node::Text(t) => t.pos.line,
+        Node::Action(a) => a.pos.line,
+        Node::If(b) | Node::Range(b) | Node::With(b) => b.pos.line,
+        Node::Template(t) => t.pos.line,
+        Node::Define(d) => d.pos.line,
+        Node::List(l) => l.pos.line,
+        Node::Break(p) | Node::Continue(p) => p.line,
+    }
 }
 
 /// The line a rewritten call carries as its first argument, and the rest.

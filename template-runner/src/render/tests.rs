@@ -87,6 +87,28 @@ fn confd_flavor_and_missing_key() {
         e.starts_with("t.tmpl:2: getv: ") && e.contains("app/none"),
         "{e}"
     );
+    let e = go("ok\n{{if}}x{{end}}", Flavor::Confd, &kv).unwrap_err();
+    assert!(
+        e.starts_with("t.tmpl:2:") && !e.contains("t.tmpl: t.tmpl"),
+        "{e}"
+    );
+    // gotmpl alone accepts these; Go (and we) refuse them
+    for (t, needle) in [
+        ("ok\n{{if 1}}x", "unexpected EOF"),
+        ("{{range split \"a\" \",\"}}x", "unexpected EOF"),
+        ("{{define \"d\"}}x", "unexpected EOF"),
+        ("{{with 1}}a{{else}}b", "unexpected EOF"),
+        ("a\nb{{end}}\ndropped", "outside a block"),
+        ("a{{if 1}}x{{end}}{{else}}dropped", "outside a block"),
+    ] {
+        let e = go(t, Flavor::Confd, &kv).unwrap_err();
+        assert!(e.contains(needle), "{t:?}: {e}");
+    }
+    assert_eq!(
+        go("a{{if 1}}b{{end}}c{{/* x */}}", Flavor::Confd, &kv).unwrap(),
+        "abc"
+    );
+    assert_eq!(go("a {{- 1 -}}\n", Flavor::Confd, &kv).unwrap(), "a1");
     let e = go("{{nosuch 1}}", Flavor::Confd, &kv).unwrap_err();
     assert!(e.contains("t.tmpl:1") && e.contains("nosuch"), "{e}");
 }
