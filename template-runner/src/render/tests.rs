@@ -112,3 +112,26 @@ fn confd_flavor_and_missing_key() {
     let e = go("{{nosuch 1}}", Flavor::Confd, &kv).unwrap_err();
     assert!(e.contains("t.tmpl:1") && e.contains("nosuch"), "{e}");
 }
+
+/// Hostile Go templates end in an error, not a crash: unbounded recursion
+/// through `template` or `executeTemplate`, huge loops.
+#[test]
+fn go_recursion_and_loops_are_bounded() {
+    let cases = [
+        "{{define \"a\"}}x{{template \"a\" .}}{{end}}{{template \"a\" .}}",
+        "{{define \"a\"}}{{executeTemplate \"a\"}}{{end}}{{executeTemplate \"a\"}}",
+        "{{range loop 1000000000}}{{.}}{{end}}",
+        "{{range $i := seq 1 100000}}{{range seq 1 100000}}{{end}}{{end}}",
+    ];
+    for t in cases {
+        // run on a thread with the runtime's default worker stack (2 MiB)
+        let t2 = t.to_string();
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || go(&t2, Flavor::ConsulTemplate, &[]))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(r.is_err(), "{t}: {r:?}");
+    }
+}
