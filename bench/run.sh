@@ -19,7 +19,9 @@
 #           readers.
 # template  `tribune agent -dev`; tribune-bench template-latency (PUT -> file written,
 #           PUT -> reload_cmd started) and template-cpu with 1 and with 1000 templates
-#           (the runner's CPU time per change when 1 template depends on the key).
+#           (the runner's CPU time per change when 1 template depends on the key),
+#           and the same for an nginx upstream template in Handlebars and in Go form
+#           (template-cpu --form handlebars|go, 1 and 1000 templates).
 # nginx     examples/nginx/run.sh (agent, two backends, tribune-template, nginx);
 #           tribune-bench nginx: PUT nginx/worker_connections -> nginx serving it.
 # cluster   issue 6: a 3-member tribune cluster (raft_multiplier 1) and a 3-member etcd
@@ -598,9 +600,34 @@ section_template() {
             --gap-ms "$TMPL_GAP_MS" --agent-pid "$DEV_PID"
         cp "$TMP/template-cpu-$n/runner.log" "$OUT_DIR/template-cpu-$n-runner.log" 2>/dev/null || true
     done
+    # The same nginx file in Handlebars and in Go syntax (issue 19's comparison):
+    # rendered in-process, then through the runner with 1 and with N templates.
+    run_bench template-render
+    local f
+    for n in 1 "$TMPL_TEMPLATES"; do
+        for f in handlebars go; do
+            run_bench_as "template-nginx-$f-$n" template-cpu --addr "$addr" --runner "$runner" \
+                --dir "$TMP/template-nginx-$f-$n" --templates "$n" --changes "$TMPL_CHANGES" \
+                --gap-ms "$TMPL_GAP_MS" --agent-pid "$DEV_PID" --form "$f"
+            cp "$TMP/template-nginx-$f-$n/runner.log" "$OUT_DIR/template-nginx-$f-$n-runner.log" 2>/dev/null || true
+        done
+    done
     load_end template
     stop "$DEV_PID"
     report_template >"$OUT_DIR/results-template.md"
+}
+
+us() { awk -v a="$1" 'BEGIN { printf "%.1f", a / 1000 }'; }
+
+# nginx_rows N: the nginx template in Handlebars and Go form, N templates.
+nginx_rows() {
+    local h=template_nginx_handlebars_$1 g=template_nginx_go_$1 cpu wr
+    cpu=$(awk -v g="${R[${g}_net_us_per_change]}" -v h="${R[${h}_net_us_per_change]}" 'BEGIN { printf "%.2f", (h > 0 ? g / h : 0) }')
+    wr=$(awk -v g="${R[${g}_written_p50_us]}" -v h="${R[${h}_written_p50_us]}" 'BEGIN { printf "%.2f", (h > 0 ? g / h : 0) }')
+    cat <<EOT
+| nginx template ($(fmt_int "$1") template(s), 10 \`web\` instances), Handlebars / Go: file written p50 (ms) | $(ms "${R[${h}_written_p50_us]}") / $(ms "${R[${g}_written_p50_us]}") (Go ${wr}×) | Go ≤ 1.5× | $(atmost "$wr" 1.5) | \`${R[cmd_template-nginx-go-$1]}\` |
+| … runner CPU per change, net of idle (µs) | ${R[${h}_net_us_per_change]} / ${R[${g}_net_us_per_change]} (Go ${cpu}×) | Go ≤ 1.5× | $(atmost "$cpu" 1.5) | (\`--form handlebars\` for the other) |
+EOT
 }
 
 report_template() {
@@ -622,6 +649,9 @@ $(nproc) cores, $(uname -r), files on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {
 | runner CPU per change, 1 template (µs; stat ticks / CPU clock, net of idle) | ${R[${a}_stat_us_per_change]} / ${R[${a}_net_us_per_change]} | | | \`${R[cmd_template-cpu-1]}\` |
 | runner CPU per change, $(fmt_int "$TMPL_TEMPLATES") templates, 1 depends on the key (µs) | ${R[${b}_stat_us_per_change]} / ${R[${b}_net_us_per_change]} | | | \`${R[cmd_template-cpu-$TMPL_TEMPLATES]}\` |
 | ratio $(fmt_int "$TMPL_TEMPLATES") ÷ 1 (CPU clock) | ${ratio}× | ≤ 2× | $(atmost "$ratio" 2) | |
+| nginx template (10 \`web\` instances) rendered in-process, Handlebars / Go: time per render, best of ${R[template_render_rounds]} rounds (µs; CPU µs) | $(us "${R[template_render_handlebars_ns]}") / $(us "${R[template_render_go_ns]}") (Go ${R[template_render_go_vs_handlebars]}×; CPU $(us "${R[template_render_handlebars_cpu_ns]}") / $(us "${R[template_render_go_cpu_ns]}")) | Go ≤ 1.5× | $(atmost "${R[template_render_go_vs_handlebars]}" 1.5) | \`${R[cmd_template-render]}\` |
+$(nginx_rows 1)
+$(nginx_rows "$TMPL_TEMPLATES")
 
 Notes
 - Agent: \`${R[cmd_tmpl_agent]}\`. Runner: \`${R[template_runner_cmd]}\` (-confdir in the bench's temp dir); resources \`[template] src = "bench.tmpl" dest = "<dir>/out/bench.conf" keys = ["/bench"] reload_cmd = '${R[template_reload_cmd]}'\`, template \`v={{getv "/bench/key"}}\`.

@@ -374,7 +374,9 @@ fn missing_key_and_exit_codes() {
     );
     assert_eq!(read(&w.join("out/ok.conf")), "p=1\n");
     assert!(!w.join("out/bad.conf").exists());
-    // Go template syntax: error with file:line and the Handlebars form; exit 2
+    // A Go template (confd's syntax) renders as Go; a file mixing Go and
+    // Handlebars syntax is refused with both lines; exit 2
+    put_kv(&a, "x/1", "one");
     std::fs::write(
         w.join("t/go.tmpl"),
         "a\n{{range getvs \"/x/*\"}}{{.}}{{end}}\n",
@@ -391,9 +393,29 @@ fn missing_key_and_exit_codes() {
         ],
         &[],
     );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read(&w.join("out/go.conf")), "a\none\n");
+    std::fs::write(
+        w.join("t/mixed.tmpl"),
+        "{{#each (getvs \"/x/*\")}}{{this}}{{/each}}\n{{range getvs \"/x/*\"}}{{.}}{{end}}\n",
+    )
+    .unwrap();
+    let out = run_renderer(
+        w,
+        &[
+            "-once",
+            "-node",
+            &a.addr,
+            "-template",
+            "t/mixed.tmpl:out/mixed.conf",
+        ],
+        &[],
+    );
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("t/go.tmpl:2") && out.stderr.contains("{{#each"),
+        out.stderr.contains("t/mixed.tmpl")
+            && out.stderr.contains("line 2")
+            && out.stderr.contains("engine"),
         "{}",
         out.stderr
     );

@@ -47,6 +47,12 @@
 //!   [--agent-pid PID]` — the runner with `templates` resources, each on its own key
 //!   `bench/t<i>/k`; changes `bench/t0/k` only and reports the runner's CPU time per
 //!   change (`/proc/PID/stat` ticks and its CPU clock in ns, minus its idle rate).
+//!   With `--form go|handlebars` every template is the same nginx file (a key's
+//!   line and an upstream over `service "web"`, 10 instances the bench registers)
+//!   in that engine's syntax.
+//! * `template-render [--iterations 20000] [--rounds 5]` — that nginx template
+//!   rendered in-process by both engines over the same data: ns and CPU ns per
+//!   render (best round), and the Go ÷ Handlebars ratio.
 //! * `nginx --addr ... --nginx 127.0.0.1:PORT [--conf WORKDIR/nginx.conf] [--changes 50]
 //!   [--gap-ms 300] [--poll-us 500]` — with `examples/nginx/run.sh` running: writes
 //!   `nginx/worker_connections = 1000 + i` and polls `GET /tribune/knobs` on fresh
@@ -78,6 +84,7 @@ mod memory;
 mod nginx;
 mod park;
 mod procfs;
+mod render;
 mod stats;
 mod template;
 mod wake;
@@ -97,7 +104,8 @@ const USAGE: &str = "usage: tribune-bench <command> --addr 127.0.0.1:PORT [optio
           [--concurrency 64] [--readers 64] [--read-s 10]
   template-latency --runner PATH --dir DIR [--changes 200] [--gap-ms 150]
   template-cpu --runner PATH --dir DIR [--templates 1000] [--changes 200]
-               [--gap-ms 150] [--agent-pid PID] [--idle-ms 2000]
+               [--gap-ms 150] [--agent-pid PID] [--idle-ms 2000] [--form go|handlebars]
+  template-render [--iterations 20000] [--rounds 5]
   nginx --nginx 127.0.0.1:PORT [--conf PATH] [--changes 50] [--base 1000]
         [--gap-ms 300] [--poll-us 500]
   failover --kind tribune|etcd --endpoints IP:PORT[,...] --kill-pid PID
@@ -123,6 +131,7 @@ fn main() -> Result<()> {
         "catalog" => Cmd::Catalog(catalog::Opts::from_args(&mut args)?),
         "template-latency" => Cmd::TemplateLatency(template::LatencyOpts::from_args(&mut args)?),
         "template-cpu" => Cmd::TemplateCpu(template::CpuOpts::from_args(&mut args)?),
+        "template-render" => Cmd::TemplateRender(render::Opts::from_args(&mut args)?),
         "nginx" => Cmd::Nginx(nginx::Opts::from_args(&mut args)?),
         "failover" => Cmd::Failover(failover::Opts::from_args(&mut args)?),
         other => bail!("unknown subcommand {other:?}\n{USAGE}"),
@@ -141,6 +150,7 @@ fn main() -> Result<()> {
                 Cmd::Catalog(o) => catalog::run(o).await,
                 Cmd::TemplateLatency(o) => template::latency(o).await,
                 Cmd::TemplateCpu(o) => template::cpu(o).await,
+                Cmd::TemplateRender(o) => render::run(o).await,
                 Cmd::Nginx(o) => nginx::run(o).await,
                 Cmd::Failover(o) => failover::run(o).await,
             }
@@ -158,6 +168,7 @@ enum Cmd {
     Catalog(catalog::Opts),
     TemplateLatency(template::LatencyOpts),
     TemplateCpu(template::CpuOpts),
+    TemplateRender(render::Opts),
     Nginx(nginx::Opts),
     Failover(failover::Opts),
 }

@@ -341,7 +341,46 @@ pub struct CpuOpts {
     templates: usize,
     agent_pid: Option<u32>,
     idle: Duration,
+    /// `--form go|handlebars`: every template is the nginx upstream one, in
+    /// this engine's syntax, over `service "web"` (`NGINX_INSTANCES`
+    /// instances) and its own key; else the one-line `v=` template.
+    form: Option<Form>,
 }
+
+/// The engine syntax of the nginx template.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Go,
+    Handlebars,
+}
+
+impl Form {
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Go => "go",
+            Form::Handlebars => "handlebars",
+        }
+    }
+
+    /// The same nginx file in either syntax: one line from the template's
+    /// key, an upstream from the healthy `web` instances. Both render the
+    /// same bytes.
+    pub fn template(self, key: &str) -> String {
+        let server =
+            "}\n\nserver {\n  listen 80;\n  location / {\n    proxy_pass http://backend;\n  }\n}\n";
+        match self {
+            Form::Go => format!(
+                "worker_connections {{{{ getv \"/{key}\" }}}};\nupstream backend {{\n{{{{- range service \"web\" }}}}\n  server {{{{ .Address }}}}:{{{{ .Port }}}};\n{{{{- end }}}}\n{server}"
+            ),
+            Form::Handlebars => format!(
+                "worker_connections {{{{getv \"/{key}\"}}}};\nupstream backend {{\n{{{{#each (service \"web\")}}}}\n  server {{{{Address}}}}:{{{{Port}}}};\n{{{{/each}}}}\n{server}"
+            ),
+        }
+    }
+}
+
+/// Instances of `web` registered for the nginx template.
+const NGINX_INSTANCES: usize = 10;
 
 impl CpuOpts {
     pub fn from_args(args: &mut Args) -> Result<Self> {
@@ -352,6 +391,12 @@ impl CpuOpts {
             p => Some(p),
         };
         let idle = Duration::from_millis(args.get("idle-ms", 2000)?);
+        let form = match args.get("form", String::new())?.as_str() {
+            "" => None,
+            "go" => Some(Form::Go),
+            "handlebars" | "hbs" => Some(Form::Handlebars),
+            other => bail!("--form {other:?}: go or handlebars"),
+        };
         if templates == 0 {
             bail!("--templates must be at least 1");
         }
@@ -360,29 +405,62 @@ impl CpuOpts {
             templates,
             agent_pid,
             idle,
+            form,
         })
     }
+}
+
+/// Register the `web` instances (no checks: passing) and wait for the
+/// catalog to list them all.
+async fn register_web(addr: SocketAddr) -> Result<()> {
+    let mut conn = Conn::connect(addr).await?;
+    for j in 1..=NGINX_INSTANCES {
+        let body = format!(
+            r#"{{"Name":"web","ID":"web{j}","Address":"10.0.0.{j}","Port":{}}}"#,
+            8000 + j
+        );
+        conn.put("/v1/agent/service/register", Bytes::from(body))
+            .await?
+            .ok("register web")?;
+    }
+    let t = Instant::now();
+    loop {
+        let r = conn.get("/v1/health/service/web").await?.ok("health web")?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).context("health web")?;
+        if v.as_array().map_or(0, |a| a.len()) == NGINX_INSTANCES {
+            return Ok(());
+        }
+        if t.elapsed() > START_LIMIT {
+            bail!("web instances not in the catalog after {START_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The line of the file that shows change `i`.
+fn first_line_is(s: &str, want: &str) -> bool {
+    s.lines().next().map(str::trim) == Some(want)
 }
 
 fn cpu_key(i: usize) -> String {
     format!("bench/t{i}/k")
 }
 
-/// `templates` resources, resource `t<i>` watching `/bench/t<i>` and rendering
-/// `v={{getv "/bench/t<i>/k"}}`; writes go to `bench/t0/k` only, so exactly one
-/// template depends on each change. Reports the runner's CPU time per change.
-pub async fn cpu(o: CpuOpts) -> Result<()> {
+/// The work dir of a `template-cpu` run: its resources, the `web`
+/// instances for the nginx form, and every key written (32 connections).
+async fn lay_out_cpu(o: &CpuOpts) -> Result<()> {
     let c = &o.c;
     let n = o.templates;
-    let tag = format!("template_cpu_{n}");
     c.layout()?;
+    if o.form.is_some() {
+        register_web(c.addr).await?;
+    }
     for i in 0..n {
-        c.resource(
-            &format!("t{i}"),
-            &format!("v={{{{getv \"/{}\"}}}}\n", cpu_key(i)),
-            &format!("/bench/t{i}"),
-            None,
-        )?;
+        let text = match o.form {
+            None => format!("v={{{{getv \"/{}\"}}}}\n", cpu_key(i)),
+            Some(f) => f.template(&cpu_key(i)),
+        };
+        c.resource(&format!("t{i}"), &text, &format!("/bench/t{i}"), None)?;
     }
     // Every key exists before the runner starts (32 connections).
     let started = Instant::now();
@@ -401,6 +479,25 @@ pub async fn cpu(o: CpuOpts) -> Result<()> {
         r.context("writer task panicked")??;
     }
     progress!("{n} keys written in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// `templates` resources, resource `t<i>` watching `/bench/t<i>` and rendering
+/// `v={{getv "/bench/t<i>/k"}}`; writes go to `bench/t0/k` only, so exactly one
+/// template depends on each change. Reports the runner's CPU time per change.
+pub async fn cpu(o: CpuOpts) -> Result<()> {
+    let c = &o.c;
+    let n = o.templates;
+    let tag = match o.form {
+        None => format!("template_cpu_{n}"),
+        Some(f) => format!("template_nginx_{}_{n}", f.name()),
+    };
+    lay_out_cpu(&o).await?;
+    // What the file's first line holds after change `i`.
+    let shows = |i: usize| match o.form {
+        None => format!("v={i}"),
+        Some(_) => format!("worker_connections {i};"),
+    };
 
     let dest0 = c.out("t0.conf");
     let limit = CHANGE_LIMIT * (c.changes as u32 + 10) + START_LIMIT;
@@ -425,7 +522,20 @@ pub async fn cpu(o: CpuOpts) -> Result<()> {
     let startup = started.elapsed();
     let startup_cpu = Cpu::read(runner.pid)?;
     progress!("{n} files rendered after {startup:.2?}");
-    watch.wait_for(CHANGE_LIMIT, |s| s.trim() == "v=0").await?;
+    let want0 = shows(0);
+    let (snap, _) = watch
+        .wait_for(CHANGE_LIMIT, |s| first_line_is(s, &want0))
+        .await?;
+    if o.form.is_some() {
+        let servers = snap.contents.matches("  server 10.0.0.").count();
+        if servers != NGINX_INSTANCES {
+            bail!(
+                "t0.conf has {servers} upstream servers, not {NGINX_INSTANCES}:\n{}",
+                snap.contents
+            );
+        }
+        result(&format!("{tag}_bytes"), snap.contents.len());
+    }
 
     // Settle, then the idle rate (parked blocking queries only).
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -449,12 +559,15 @@ pub async fn cpu(o: CpuOpts) -> Result<()> {
     let mut last = None;
     for i in 1..=c.changes {
         c.pace(last).await;
-        let want = format!("v={i}");
+        let want = shows(i);
         let sent = Instant::now();
         last = Some(sent);
         put(&mut conn, &cpu_key(0), i.to_string()).await?;
         let acked = Instant::now();
-        let (snap, _) = match watch.wait_for(CHANGE_LIMIT, |s| s.trim() == want).await {
+        let (snap, _) = match watch
+            .wait_for(CHANGE_LIMIT, |s| first_line_is(s, &want))
+            .await
+        {
             Ok(x) => x,
             Err(e) => {
                 runner.alive()?;

@@ -8,7 +8,12 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
-use crate::backend::{consul::Consul, file::FileBackend, Backend};
+use crate::backend::{
+    consul::{Consul, ConsulOptions},
+    file::FileBackend,
+    Backend,
+};
+use crate::ctconfig::{self, CtConfig};
 use crate::exec::{parse_signal, ExecSpec};
 use crate::resource::{parse_duration, Wait};
 use crate::runner::{Mode, Options, Runner};
@@ -92,6 +97,18 @@ pub struct Args {
     /// Wait this long after the kill signal before SIGKILL (default 30s).
     #[arg(long = "exec-kill-timeout")]
     pub exec_kill_timeout: Option<String>,
+    /// consul-template HCL/JSON config file or directory (repeatable).
+    #[arg(long)]
+    pub config: Vec<PathBuf>,
+    /// Let templates run programs with `plugin`.
+    #[arg(long = "enable-plugin")]
+    pub enable_plugin: bool,
+    /// Write our process id here (removed on exit).
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Let any server answer, up to this stale (consul-template's -max-stale).
+    #[arg(long = "max-stale")]
+    pub max_stale: Option<String>,
 }
 
 /// confd's config.toml keys we act on. Other confd keys (TLS, auth, SRV,
@@ -339,24 +356,45 @@ pub fn main() -> ExitCode {
             ));
         }
     }
+    let token_from_env =
+        m.value_source("consul_token") == Some(clap::parser::ValueSource::EnvVariable);
+    let ct = match ct_config(&mut a, token_from_env) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Some(c) = &ct {
+        config_warnings.extend(c.warnings.iter().cloned());
+    }
     if let Err(e) = init_tracing(a.log_level.as_deref().unwrap_or("info")) {
         return fail(e);
     }
     for w in config_warnings {
         tracing::warn!("{w}");
     }
-    let (mut opts, backend) = match build(a) {
+    let (mut opts, backend) = match build(a, ct) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
     opts.config_source = config_source;
+    let _pid = match opts.pid_file.clone().map(PidFile::write).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    ExitCode::from(run(opts, backend).clamp(0, 255) as u8)
+}
+
+/// Run the runner to completion on a small runtime; the exit code.
+fn run(opts: Options, backend: Backend) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("runtime: {e}")),
+        Err(e) => {
+            eprintln!("tribune-template: runtime: {e}");
+            return 2;
+        }
     };
     let once = opts.mode == Mode::Once;
     let code = rt.block_on(async move {
@@ -380,10 +418,82 @@ pub fn main() -> ExitCode {
             }
         }
     });
-    ExitCode::from(code.clamp(0, 255) as u8)
+    code
 }
 
-fn build(a: Args) -> Result<(Options, Backend), String> {
+/// Read `-config` files into `a` where no flag was given (flags win);
+/// the rest of the files' settings come back for [`build`].
+fn ct_config(a: &mut Args, token_from_env: bool) -> Result<Option<CtConfig>, String> {
+    if a.config.is_empty() {
+        return Ok(None);
+    }
+    let c = ctconfig::load(&a.config).map_err(|e| e.to_string())?;
+    if a.consul_addr.is_none() && a.node.is_empty() {
+        a.consul_addr = c.address.clone().map(|addr| {
+            if c.tls.enabled && !addr.contains("://") {
+                format!("https://{addr}")
+            } else {
+                addr
+            }
+        });
+    }
+    if c.token.is_some() && a.token.is_none() && (a.consul_token.is_none() || token_from_env) {
+        a.consul_token = c.token.clone();
+    }
+    a.log_level = a.log_level.take().or(c.log_level.clone());
+    a.pid_file = a.pid_file.take().or(c.pid_file.clone());
+    Ok(Some(c))
+}
+
+/// `-pid-file`: written at start, removed when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: PathBuf) -> Result<PidFile, String> {
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("writing pid file {}: {e}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `-exec` from the flag or the config's `exec` block (flags win).
+fn exec_spec(a: &Args, ct: Option<&ctconfig::ExecConfig>) -> Result<Option<ExecSpec>, String> {
+    let command = match (&a.exec, ct.and_then(|x| x.command.clone())) {
+        (Some(c), _) if c.trim().is_empty() => return Err("-exec needs a command".into()),
+        (Some(c), _) => c.clone(),
+        (None, Some(c)) => c,
+        (None, None) => return Ok(None),
+    };
+    let sig = |flag: &Option<String>| {
+        flag.as_deref()
+            .map(|s| parse_signal(s).ok_or_else(|| format!("unknown signal {s:?}")))
+            .transpose()
+    };
+    Ok(Some(ExecSpec {
+        command,
+        reload_signal: sig(&a.exec_reload_signal)?.or(ct.and_then(|x| x.reload_signal)),
+        kill_signal: sig(&a.exec_kill_signal)?
+            .or(ct.and_then(|x| x.kill_signal))
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM),
+        kill_timeout: a
+            .exec_kill_timeout
+            .as_deref()
+            .map(|s| parse_duration(s).ok_or_else(|| format!("invalid -exec-kill-timeout {s:?}")))
+            .transpose()?
+            .or(ct.and_then(|x| x.kill_timeout))
+            .unwrap_or(Duration::from_secs(30)),
+        splay: ct.and_then(|x| x.splay).unwrap_or_default(),
+        env: ct.map(|x| x.env.clone()).unwrap_or_default(),
+    }))
+}
+
+fn build(a: Args, ct: Option<CtConfig>) -> Result<(Options, Backend), String> {
     let backend = match a.backend.as_deref().unwrap_or("consul") {
         "consul" => {
             let mut nodes = a.node.clone();
@@ -395,7 +505,23 @@ fn build(a: Args) -> Result<(Options, Backend), String> {
                     std::env::var("CONSUL_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8500".into()),
                 );
             }
-            Backend::Consul(Consul::new(nodes, a.consul_token.or(a.token)))
+            let max_stale = a
+                .max_stale
+                .as_deref()
+                .map(|s| parse_duration(s).ok_or_else(|| format!("invalid -max-stale {s:?}")))
+                .transpose()?
+                .or(ct.as_ref().and_then(|c| c.max_stale));
+            let tls = ct.as_ref().map(|c| c.tls.clone()).unwrap_or_default();
+            let c = Consul::with_options(
+                nodes,
+                a.consul_token.clone().or(a.token.clone()),
+                ConsulOptions {
+                    stale: max_stale.is_some_and(|d| !d.is_zero()),
+                    tls,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            Backend::Consul(c)
         }
         "file" => {
             if a.file.is_empty() {
@@ -422,33 +548,9 @@ fn build(a: Args) -> Result<(Options, Backend), String> {
     } else {
         Mode::Watch
     };
-    let wait = a.wait.as_deref().map(Wait::parse).transpose()?;
-    let exec = match &a.exec {
-        None => None,
-        Some(c) if c.trim().is_empty() => return Err("-exec needs a command".into()),
-        Some(c) => Some(ExecSpec {
-            command: c.clone(),
-            reload_signal: a
-                .exec_reload_signal
-                .as_deref()
-                .map(|s| parse_signal(s).ok_or_else(|| format!("unknown signal {s:?}")))
-                .transpose()?,
-            kill_signal: a
-                .exec_kill_signal
-                .as_deref()
-                .map(|s| parse_signal(s).ok_or_else(|| format!("unknown signal {s:?}")))
-                .transpose()?
-                .unwrap_or(nix::sys::signal::Signal::SIGTERM),
-            kill_timeout: a
-                .exec_kill_timeout
-                .as_deref()
-                .map(|s| {
-                    parse_duration(s).ok_or_else(|| format!("invalid -exec-kill-timeout {s:?}"))
-                })
-                .transpose()?
-                .unwrap_or(Duration::from_secs(30)),
-        }),
-    };
+    let flag_wait = a.wait.as_deref().map(Wait::parse).transpose()?;
+    let wait = flag_wait.or(ct.as_ref().and_then(|c| c.wait));
+    let exec = exec_spec(&a, ct.as_ref().and_then(|c| c.exec.as_ref()))?;
     if exec.is_some() && mode == Mode::Once {
         return Err("-exec cannot be combined with -once/-onetime".into());
     }
@@ -466,6 +568,16 @@ fn build(a: Args) -> Result<(Options, Backend), String> {
             keep_stage: a.keep_stage_file,
             wait,
             exec,
+            ct_templates: ct.as_ref().map(|c| c.templates.clone()).unwrap_or_default(),
+            ct_source: (!a.config.is_empty()).then(|| crate::runner::CtSource {
+                paths: a.config.clone(),
+                flag_wait,
+            }),
+            retry: ct.as_ref().and_then(|c| c.retry),
+            plugins: a.enable_plugin,
+            pid_file: a.pid_file.clone(),
+            reload_signal: ct.as_ref().and_then(|c| c.reload_signal),
+            kill_signal: ct.as_ref().and_then(|c| c.kill_signal),
         },
         backend,
     ))

@@ -15,6 +15,8 @@ pub enum Dependency {
     Service {
         name: String,
         tag: Option<String>,
+        /// Another datacenter (`service "web@dc2"`).
+        dc: Option<String>,
     },
     /// Service names and tags.
     Services,
@@ -22,6 +24,15 @@ pub enum Dependency {
     /// One node and its services; `None` is the agent's own node.
     Node(Option<String>),
     Datacenters,
+    /// A local file (consul-template's `file`), re-read every second.
+    File(String),
+}
+
+impl Dependency {
+    /// Whether the backend can long-poll it (else it is re-read).
+    pub fn blocking(&self) -> bool {
+        !matches!(self, Dependency::File(_))
+    }
 }
 
 impl std::fmt::Display for Dependency {
@@ -29,13 +40,17 @@ impl std::fmt::Display for Dependency {
         match self {
             Dependency::KvPrefix(p) => write!(f, "kv.list({p})"),
             Dependency::KvKey(k) => write!(f, "kv.key({k})"),
-            Dependency::Service { name, tag: None } => write!(f, "health.service({name})"),
-            Dependency::Service { name, tag: Some(t) } => write!(f, "health.service({t}.{name})"),
+            Dependency::Service { name, tag, dc } => {
+                let tag = tag.as_ref().map(|t| format!("{t}.")).unwrap_or_default();
+                let dc = dc.as_ref().map(|d| format!("@{d}")).unwrap_or_default();
+                write!(f, "health.service({tag}{name}{dc})")
+            }
             Dependency::Services => write!(f, "catalog.services"),
             Dependency::Nodes => write!(f, "catalog.nodes"),
             Dependency::Node(None) => write!(f, "catalog.node"),
             Dependency::Node(Some(n)) => write!(f, "catalog.node({n})"),
             Dependency::Datacenters => write!(f, "catalog.datacenters"),
+            Dependency::File(p) => write!(f, "file({p})"),
         }
     }
 }
@@ -111,4 +126,6 @@ pub enum Data {
     /// `None`: no such node.
     Node(Option<NodeDetail>),
     Datacenters(Vec<String>),
+    /// `None`: no such file (yet).
+    File(Option<String>),
 }

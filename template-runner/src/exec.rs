@@ -14,6 +14,50 @@ pub struct ExecSpec {
     pub reload_signal: Option<Signal>,
     pub kill_signal: Signal,
     pub kill_timeout: Duration,
+    /// Wait a random time up to this before signalling or restarting the
+    /// child after a change (consul-template's `splay`).
+    pub splay: Duration,
+    pub env: ExecEnv,
+}
+
+/// The child's environment (consul-template's `exec { env { ... } }`):
+/// ours (or none when `pristine`), filtered by `allow`/`deny` globs, plus
+/// `custom` pairs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecEnv {
+    pub pristine: bool,
+    pub custom: Vec<(String, String)>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl ExecEnv {
+    /// The variables the child gets.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let pats = |v: &[String]| -> Vec<glob::Pattern> {
+            v.iter()
+                .filter_map(|p| glob::Pattern::new(p).ok())
+                .collect()
+        };
+        let (allow, deny) = (pats(&self.allow), pats(&self.deny));
+        let mut out: Vec<(String, String)> = if self.pristine {
+            vec![]
+        } else {
+            std::env::vars()
+                .filter(|(k, _)| allow.is_empty() || allow.iter().any(|p| p.matches(k)))
+                .filter(|(k, _)| !deny.iter().any(|p| p.matches(k)))
+                .collect()
+        };
+        for (k, v) in &self.custom {
+            out.retain(|(x, _)| x != k);
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+
+    fn is_default(&self) -> bool {
+        *self == ExecEnv::default()
+    }
 }
 
 /// Parse a signal name (`SIGHUP`, `HUP`, `hup`) or number.
@@ -73,6 +117,9 @@ impl Child {
                 c
             }
         };
+        if !spec.env.is_default() {
+            cmd.env_clear().envs(spec.env.vars());
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())

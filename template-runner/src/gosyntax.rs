@@ -1,11 +1,45 @@
-//! Refuse Go-template syntax (confd and consul-template templates) with the
-//! line and the Handlebars form to write instead. See the porting table in
-//! the README.
+//! Which engine reads a template file: Go text/template (confd's and
+//! consul-template's files) or Handlebars.
+//!
+//! The rule (also in the README): an explicit `engine` wins; else
+//! `.hbs`/`.handlebars` are Handlebars and `.ctmpl` is Go; any other file
+//! (`.tmpl`, `.tpl`, ...) is Go when it uses Go-only syntax (`range`, `end`,
+//! `.Field`, `$var`, pipelines, `{{- -}}`, ...) and Handlebars otherwise
+//! (blocks `{{#...}}`, or neither: such a file renders the same in both).
+//! A file with both kinds is refused with the lines that disagree.
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use regex::Regex;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Engine {
+    Go,
+    Handlebars,
+}
+
+impl Engine {
+    /// `engine = "go" | "handlebars"` (also `hbs`, `gotemplate`).
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "go" | "gotemplate" | "go-template" | "text/template" => Some(Engine::Go),
+            "handlebars" | "hbs" => Some(Engine::Handlebars),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Go => "go",
+            Engine::Handlebars => "handlebars",
+        })
+    }
+}
+
+/// A construct found on a line.
 pub struct GoSyntax {
     pub line: usize,
     pub message: String,
@@ -47,6 +81,11 @@ fn rules() -> &'static [(Regex, &'static str, &'static str)] {
                 r(r"\{\{-?[^}]*\$[A-Za-z_]"),
                 "$variables",
                 "block params: {{#each list as |item|}}{{item}}{{/each}}",
+            ),
+            (
+                r(r"\{\{-?\s*/\*"),
+                "{{/* comments */}}",
+                "{{!-- comments --}}",
             ),
             (
                 r(r"\{\{-\s|\s-\}\}"),
@@ -101,7 +140,8 @@ fn has_pipeline(line: &str) -> bool {
     false
 }
 
-/// The first Go-template construct in `text`, if any.
+/// The first Go-template construct in `text`, if any, with the Handlebars
+/// form of it.
 pub fn check(text: &str) -> Option<GoSyntax> {
     for (i, line) in text.lines().enumerate() {
         // Handlebars comments may mention anything.
@@ -111,21 +151,53 @@ pub fn check(text: &str) -> Option<GoSyntax> {
         if has_pipeline(line) {
             return Some(GoSyntax {
                 line: i + 1,
-                message: "Go template syntax pipelines (x | f) is not Handlebars; write nested calls: {{f (getv \"/x\")}} (see the porting table in the README)".into(),
+                message: "Go template syntax pipelines (x | f); in Handlebars: nested calls {{f (getv \"/x\")}}".into(),
             });
         }
         for (re, what, instead) in rules() {
             if re.is_match(line) {
                 return Some(GoSyntax {
                     line: i + 1,
-                    message: format!(
-                        "Go template syntax {what} is not Handlebars; write {instead} (see the porting table in the README)"
-                    ),
+                    message: format!("Go template syntax {what}; in Handlebars: {instead}"),
                 });
             }
         }
     }
     None
+}
+
+/// The first Handlebars-only construct: a block, partial or comment
+/// (`{{#` `{{/` `{{^` `{{>` `{{!` `{{~`), `this` or `@index`-style data.
+pub fn check_handlebars(text: &str) -> Option<GoSyntax> {
+    static R: OnceLock<Regex> = OnceLock::new();
+    let re = R.get_or_init(|| {
+        Regex::new(r"\{\{~|\{\{\s*(#|\^|>|!|/[^*])|\{\{[^}]*(\bthis\b|@index|@key|@first|@last)")
+            .expect("valid regex")
+    });
+    text.lines().enumerate().find_map(|(i, line)| {
+        re.find(line).map(|m| GoSyntax {
+            line: i + 1,
+            message: format!("Handlebars syntax {:?}", m.as_str()),
+        })
+    })
+}
+
+/// The engine for a file without an explicit `engine` (the module's rule).
+pub fn select(path: &Path, text: &str) -> Result<Engine, String> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("hbs" | "handlebars") => return Ok(Engine::Handlebars),
+        Some("ctmpl") => return Ok(Engine::Go),
+        _ => {}
+    }
+    match (check(text), check_handlebars(text)) {
+        (Some(_), None) => Ok(Engine::Go),
+        (None, _) => Ok(Engine::Handlebars),
+        (Some(g), Some(h)) => Err(format!(
+            "mixes Go template syntax (line {}: {}) and Handlebars syntax (line {}: {}); \
+             set engine = \"go\" or \"handlebars\", or name the file .ctmpl or .hbs",
+            g.line, g.message, h.line, h.message
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -172,5 +244,38 @@ mod tests {
         ] {
             assert!(check(ok).is_none(), "{ok} flagged");
         }
+    }
+
+    /// confd's and consul-template's files are Go; Handlebars files and
+    /// plain ones stay Handlebars; the extension wins; a mix is refused.
+    #[test]
+    fn selects_engine() {
+        let p = |s: &str| Path::new(s).to_path_buf();
+        let go = [
+            "{{range getvs \"/upstream/*\"}}server {{.}};{{end}}",
+            "{{range service \"web\"}}server {{.Address}}:{{.Port}};{{end}}",
+            "{{with $x := key \"a\"}}{{$x}}{{end}}",
+            "{{/* comment */}}{{key \"a\" | toUpper}}",
+        ];
+        for t in go {
+            assert_eq!(select(&p("a.tmpl"), t), Ok(Engine::Go), "{t}");
+        }
+        let hbs = [
+            "{{#each (getvs \"/upstream/*\")}}server {{this}};{{/each}}",
+            "port={{getv \"/app/port\" \"80\"}}",
+            "{{~getv \"/a\"~}}",
+        ];
+        for t in hbs {
+            assert_eq!(select(&p("a.tmpl"), t), Ok(Engine::Handlebars), "{t}");
+        }
+        assert_eq!(select(&p("a.ctmpl"), "x={{key \"a\"}}"), Ok(Engine::Go));
+        assert_eq!(
+            select(&p("a.hbs"), "{{range x}}{{end}}"),
+            Ok(Engine::Handlebars)
+        );
+        let e = select(&p("a.tmpl"), "{{#each x}}\n{{range y}}{{end}}").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("line 1"), "{e}");
+        assert_eq!(Engine::parse("Go"), Some(Engine::Go));
+        assert_eq!(Engine::parse("hbs"), Some(Engine::Handlebars));
     }
 }

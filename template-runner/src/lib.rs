@@ -6,18 +6,22 @@
 //! - [`dependency`]: what templates depend on, one identity per datum.
 //! - [`backend`]: consul (blocking queries), file, env.
 //! - [`watch`]: one long-poll (or poll) task per distinct dependency.
-//! - [`render`], [`helpers`], [`gosyntax`]: Handlebars rendering, the helper
-//!   set, refusing Go-template syntax with the Handlebars form.
+//! - [`render`], [`helpers`], [`gosyntax`]: the two engines (Handlebars and
+//!   Go text/template), the one function table both register, and the rule
+//!   choosing an engine per file.
 //! - [`write`]: atomic stage / check / rename / fsync.
 //! - [`retry`]: when to try a failed write again.
 //! - [`command`]: `sh -c` with timeout and captured output.
 //! - [`runner`]: the daemon — debounce, render what changed, SIGHUP, conf.d watching.
+//! - [`signals`]: which signal reloads, stops, or goes to the child.
 //! - [`exec`]: sidecar mode, supervising one child process.
 //! - [`cli`]: flags (confd's and consul-template's, Go style).
+//! - [`ctconfig`]: consul-template's HCL/JSON `-config` files.
 
 pub mod backend;
 pub mod cli;
 pub mod command;
+pub mod ctconfig;
 pub mod dependency;
 pub mod exec;
 pub mod gosyntax;
@@ -26,5 +30,6 @@ pub mod render;
 pub mod resource;
 pub mod retry;
 pub mod runner;
+pub mod signals;
 pub mod watch;
 pub mod write;

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gosyntax::Engine;
+use crate::helpers::Flavor;
+use crate::render::TemplateOptions;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
     #[error("{path}: {msg}")]
@@ -107,6 +111,14 @@ pub struct Resource {
     pub wait: Option<Wait>,
     pub backup: bool,
     pub command_timeout: Duration,
+    /// Engine, flavor, delimiters, missing-key rule.
+    pub options: TemplateOptions,
+    /// The template text itself (consul-template's `contents`), instead of
+    /// reading `src`.
+    pub contents: Option<String>,
+    /// Create missing parent directories of `dest` (consul-template's
+    /// `create_dest_dirs`, default true).
+    pub create_dirs: bool,
 }
 
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,6 +147,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "wait",
     "backup",
     "command_timeout",
+    "engine",
 ];
 
 #[derive(Deserialize)]
@@ -166,6 +179,8 @@ struct Raw {
     backup: bool,
     #[serde(default)]
     command_timeout: Option<toml::Value>,
+    #[serde(default)]
+    engine: Option<String>,
 }
 
 /// Join key paths the way confd does (`/app` + `/nginx` = `/app/nginx`),
@@ -254,6 +269,17 @@ impl Resource {
                 .ok_or_else(|| invalid(format!("invalid command_timeout {s:?}")))?,
             Some(v) => return Err(invalid(format!("invalid command_timeout {v}"))),
         };
+        let engine = t
+            .engine
+            .as_deref()
+            .map(|e| {
+                Engine::parse(e).ok_or_else(|| {
+                    invalid(format!(
+                        "invalid engine {e:?}: use \"go\" or \"handlebars\""
+                    ))
+                })
+            })
+            .transpose()?;
         let src = PathBuf::from(&t.src);
         Ok(Resource {
             origin: path.display().to_string(),
@@ -280,6 +306,13 @@ impl Resource {
             wait,
             backup: t.backup,
             command_timeout,
+            options: TemplateOptions {
+                engine,
+                flavor: Flavor::Confd,
+                ..TemplateOptions::default()
+            },
+            contents: None,
+            create_dirs: true,
         })
     }
 
@@ -318,6 +351,12 @@ impl Resource {
             wait: None,
             backup: false,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            options: TemplateOptions {
+                flavor: Flavor::ConsulTemplate,
+                ..TemplateOptions::default()
+            },
+            contents: None,
+            create_dirs: true,
         })
     }
 }

@@ -3,13 +3,12 @@
 //! per template. SIGHUP and edits in conf.d/templates reload resources;
 //! SIGINT/SIGTERM stop cleanly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -17,9 +16,10 @@ use crate::backend::Backend;
 use crate::command;
 use crate::dependency::Dependency;
 use crate::exec::{Child, ExecSpec};
-use crate::render::{DataStore, Outcome, Renderer};
+use crate::render::{DataStore, Outcome, RenderSettings, Renderer};
 use crate::resource::{self, Resource, Wait};
 use crate::retry::{Seen, WriteRetry};
+use crate::signals::{Event, Signals};
 use crate::watch::{self, Watches};
 use crate::write::{self, Target, WriteError, Written};
 
@@ -61,6 +61,26 @@ pub struct Options {
     pub keep_stage: bool,
     pub wait: Option<Wait>,
     pub exec: Option<ExecSpec>,
+    /// Templates from consul-template `-config` files.
+    pub ct_templates: Vec<Resource>,
+    /// Re-read on reload for the templates and `wait`.
+    pub ct_source: Option<CtSource>,
+    /// consul-template's `retry { backoff max_backoff }`.
+    pub retry: Option<(Duration, Duration)>,
+    /// `plugin` may run programs.
+    pub plugins: bool,
+    pub pid_file: Option<PathBuf>,
+    /// consul-template's `reload_signal` (besides SIGHUP) and `kill_signal`
+    /// (besides SIGINT and SIGTERM).
+    pub reload_signal: Option<Signal>,
+    pub kill_signal: Option<Signal>,
+}
+
+/// consul-template `-config` paths, and the `-wait` flag that beats them.
+#[derive(Clone, Debug)]
+pub struct CtSource {
+    pub paths: Vec<PathBuf>,
+    pub flag_wait: Option<Wait>,
 }
 
 struct Tpl {
@@ -72,6 +92,8 @@ struct Tpl {
     ok: bool,
     /// Set while the destination cannot be written: when to try again.
     retry: Option<WriteRetry>,
+    /// What its last render waited for (logged when it changes).
+    waiting: BTreeSet<Dependency>,
 }
 
 impl Tpl {
@@ -98,6 +120,7 @@ impl Tpl {
 fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>, RunError> {
     let mut resources =
         resource::load_dir(&opts.confdir, &opts.prefix, opts.config_file.as_deref())?;
+    resources.extend(opts.ct_templates.iter().cloned());
     for t in &opts.templates {
         resources.push(Resource::from_flag(t, &opts.prefix)?);
     }
@@ -111,7 +134,13 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
     let mut out = Vec::new();
     for (i, res) in resources.into_iter().enumerate() {
         let name = format!("{}#{generation}-{i}", res.src.display());
-        if let Err(e) = renderer.load(&name, &res.src) {
+        let loaded = match &res.contents {
+            Some(text) => {
+                renderer.load_str(&name, &res.src.display().to_string(), text, &res.options)
+            }
+            None => renderer.load(&name, &res.src, &res.options),
+        };
+        if let Err(e) = loaded {
             for t in &out {
                 let t: &Tpl = t;
                 renderer.unload(&t.name);
@@ -129,6 +158,7 @@ fn load(opts: &Options, renderer: &mut Renderer, old: &[Tpl]) -> Result<Vec<Tpl>
             dirty: None,
             ok: false,
             retry,
+            waiting: BTreeSet::new(),
         };
         t.deps.extend(t.declared());
         out.push(t);
@@ -173,7 +203,12 @@ struct Pass {
 impl Runner {
     pub fn new(opts: Options, backend: Backend) -> Result<Self, RunError> {
         let store = Arc::new(DataStore::default());
-        let mut renderer = Renderer::new(store.clone());
+        let mut renderer = Renderer::with_settings(
+            store.clone(),
+            RenderSettings {
+                plugins: opts.plugins,
+            },
+        );
         let tpls = load(&opts, &mut renderer, &[])?;
         Ok(Self {
             opts,
@@ -199,6 +234,7 @@ impl Runner {
             backup: t.res.backup,
             keep_stage: self.opts.keep_stage,
             command_timeout: t.res.command_timeout,
+            create_dirs: t.res.create_dirs,
         }
     }
 
@@ -234,6 +270,15 @@ impl Runner {
                     if let Some(r) = &mut t.retry {
                         r.postpone();
                     }
+                    // Data that was fetched and is still waited for (a
+                    // consul-template `key` not there yet) is worth a line.
+                    let waited: BTreeSet<Dependency> =
+                        m.iter().filter(|d| self.store.has(d)).cloned().collect();
+                    if !waited.is_empty() && waited != t.waiting {
+                        let w: Vec<String> = waited.iter().map(ToString::to_string).collect();
+                        tracing::info!(template = %src, dest = %dest, waiting_for = %w.join(","), "waiting for data; not rendered");
+                    }
+                    t.waiting = waited;
                     let m: Vec<String> = m.iter().map(ToString::to_string).collect();
                     tracing::debug!(template = %src, dest = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
                     continue;
@@ -245,7 +290,10 @@ impl Runner {
                     tracing::error!(template = %src, dest = %dest, trigger = %trigger, error = %e, "render failed; destination left as it was");
                     continue;
                 }
-                Outcome::Rendered(text) => text,
+                Outcome::Rendered(text) => {
+                    t.waiting.clear();
+                    text
+                }
             };
             let t = &self.tpls[i];
             if self.opts.dry {
@@ -387,25 +435,52 @@ impl Runner {
     }
 
     /// `-onetime`: fetch what the templates need, render once, exit status.
+    /// Data a template waits for (consul-template's `key` on an absent key,
+    /// `safeLs` on an empty prefix, a missing `file`) is waited for, as
+    /// consul-template's `-once` does, and named in the log.
     pub async fn once(mut self) -> i32 {
         let all: Vec<usize> = (0..self.tpls.len()).collect();
-        for round in 0..32 {
+        let mut index: HashMap<Dependency, u64> = HashMap::new();
+        let mut reported: BTreeSet<(String, Dependency)> = BTreeSet::new();
+        // Each round fetches what the last render found missing; templates
+        // whose dependencies keep moving must not fetch forever.
+        let mut fetch_rounds = 0;
+        loop {
             let mut missing = BTreeSet::new();
+            let mut waiting = BTreeSet::new();
             for t in &self.tpls {
                 let (o, used) = self.renderer.render(&t.name, &t.res.prefix, &t.res.keys);
                 if let Outcome::Missing(m) = o {
-                    missing.extend(m);
+                    for d in m {
+                        if self.store.has(&d) {
+                            let src = t.res.src.display().to_string();
+                            if reported.insert((src.clone(), d.clone())) {
+                                tracing::info!(template = %src, dependency = %d, "waiting for data");
+                            }
+                            waiting.insert(d);
+                        } else {
+                            missing.insert(d);
+                        }
+                    }
                 }
                 missing.extend(used.into_iter().filter(|d| !self.store.has(d)));
                 missing.extend(t.declared().into_iter().filter(|d| !self.store.has(d)));
             }
-            if missing.is_empty() {
+            if missing.is_empty() && waiting.is_empty() {
                 break;
             }
-            tracing::debug!(round, missing = missing.len(), "fetching");
+            tracing::debug!(missing = missing.len(), waiting = waiting.len(), "fetching");
+            if !missing.is_empty() {
+                fetch_rounds += 1;
+                if fetch_rounds > 64 {
+                    tracing::error!("dependencies still changing after 64 rounds of fetching");
+                    return 1;
+                }
+            }
             for d in missing {
                 match self.backend.fetch(&d, 0, watch::BLOCK_WAIT).await {
-                    Ok((data, _)) => {
+                    Ok((data, idx)) => {
+                        index.insert(d.clone(), idx);
                         self.store.put(&d, data);
                     }
                     Err(e) => {
@@ -414,6 +489,9 @@ impl Runner {
                     }
                 }
             }
+            if !waiting.is_empty() && self.wait_for_change(&waiting, &mut index).await.is_err() {
+                return 1;
+            }
         }
         let pass = self.pass(&all).await;
         let incomplete = self.tpls.iter().filter(|t| !t.ok).count();
@@ -421,6 +499,50 @@ impl Runner {
             1
         } else {
             0
+        }
+    }
+
+    /// Block until one of `deps` changes (blocking queries where the
+    /// backend has them, else a re-read every second); errors are retried
+    /// with backoff like a watch's, never given up on.
+    async fn wait_for_change(
+        &self,
+        deps: &BTreeSet<Dependency>,
+        index: &mut HashMap<Dependency, u64>,
+    ) -> Result<(), ()> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let mut set = tokio::task::JoinSet::new();
+            for d in deps {
+                let (b, d, idx) = (self.backend.clone(), d.clone(), index.get(d).copied());
+                let blocking = b.blocking() && d.blocking() && idx.is_some_and(|i| i > 0);
+                set.spawn(async move {
+                    if !blocking {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    let r = b.fetch(&d, idx.unwrap_or(0), watch::BLOCK_WAIT).await;
+                    (d, r)
+                });
+            }
+            let mut changed = false;
+            while let Some(j) = set.join_next().await {
+                let Ok((d, r)) = j else { continue };
+                match r {
+                    Ok((data, idx)) => {
+                        index.insert(d.clone(), idx);
+                        changed |= self.store.put(&d, data);
+                        backoff = Duration::from_millis(250);
+                    }
+                    Err(e) => {
+                        tracing::warn!(dependency = %d, error = %e, retry_in_ms = backoff.as_millis() as u64, "fetch failed; still waiting");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+                if changed {
+                    return Ok(());
+                }
+            }
         }
     }
 
@@ -471,13 +593,11 @@ impl Runner {
         };
         let (mut watches, mut changes) =
             Watches::new(self.backend.clone(), self.store.clone(), mode, stop.clone());
-        let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-        let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signal)?;
-        let mut usr2 = signal(SignalKind::user_defined2()).map_err(RunError::Signal)?;
-        let mut quit = signal(SignalKind::quit()).map_err(RunError::Signal)?;
-        let mut winch = signal(SignalKind::window_change()).map_err(RunError::Signal)?;
+        if let Some((first, max)) = self.opts.retry {
+            watches.set_backoff(first, max);
+        }
+        let mut signals = Signals::new(self.opts.reload_signal, self.opts.kill_signal)
+            .map_err(RunError::Signal)?;
         let mut exec_retry = ExecRetry::default();
         let mut child_started = false;
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
@@ -494,22 +614,9 @@ impl Runner {
             first_pass = false;
             if !due.is_empty() {
                 let pass = self.pass(&due).await;
-                if pass.changed > 0 {
-                    if let Some(c) = &mut child {
-                        match c.spec.reload_signal {
-                            Some(sig) => {
-                                tracing::info!(signal = %sig, "sending reload signal to child");
-                                c.signal(sig);
-                            }
-                            None => {
-                                tracing::info!("restarting child");
-                                c.stop().await;
-                                // Started again below, with retries if it fails.
-                                child = None;
-                                exec_retry = ExecRetry::default();
-                            }
-                        }
-                    }
+                if pass.changed > 0 && reload_child(&mut child).await {
+                    // Started again below, with retries if it fails.
+                    exec_retry = ExecRetry::default();
                 }
             }
             if std::mem::take(&mut self.deps_dirty) {
@@ -582,20 +689,18 @@ impl Runner {
                     while fs_rx.try_recv().is_ok() {}
                     fs_pending = Some(Instant::now());
                 }
-                _ = hup.recv() => self.reload("SIGHUP"),
-                // Like consul-template: signals that are not ours (HUP reloads,
-                // INT/TERM stop) go to the child.
-                _ = usr1.recv() => forward(&child, Signal::SIGUSR1),
-                _ = usr2.recv() => forward(&child, Signal::SIGUSR2),
-                _ = quit.recv() => forward(&child, Signal::SIGQUIT),
-                _ = winch.recv() => forward(&child, Signal::SIGWINCH),
+                // Like consul-template: signals that are not ours (reload,
+                // stop) go to the child.
+                ev = signals.next() => match ev {
+                    Event::Reload(sig) => self.reload(sig.as_str()),
+                    Event::Forward(sig) => forward(&child, sig),
+                    Event::Stop(_) => break,
+                },
                 code = child_exit => {
                     tracing::info!(code, "child exited");
                     stop.cancel();
                     return Ok(code);
                 }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
             }
         }
         tracing::info!("stopping");
@@ -623,6 +728,21 @@ impl Runner {
                 }
             }
         }
+        if let Some(src) = &self.opts.ct_source {
+            match crate::ctconfig::load(&src.paths) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    opts.ct_templates = c.templates;
+                    opts.wait = src.flag_wait.or(c.wait);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, reason = why, "reload failed; keeping the previous configuration and resources");
+                    return;
+                }
+            }
+        }
         match load(&opts, &mut self.renderer, &self.tpls) {
             Ok(mut tpls) => {
                 self.opts = opts;
@@ -636,6 +756,33 @@ impl Runner {
             Err(e) => {
                 tracing::error!(error = %e, reason = why, "reload failed; keeping the previous resources")
             }
+        }
+    }
+}
+
+/// After a change: the child gets its reload signal (after a random splay),
+/// or is stopped to be restarted; true when it was stopped.
+async fn reload_child(child: &mut Option<Child>) -> bool {
+    let Some(c) = child else {
+        return false;
+    };
+    // consul-template's splay: spread many sidecars' reloads.
+    if !c.spec.splay.is_zero() {
+        let ms = c.spec.splay.as_millis().min(u64::MAX as u128) as u64;
+        let d = Duration::from_millis(rand::random::<u64>() % (ms + 1));
+        tokio::time::sleep(d).await;
+    }
+    match c.spec.reload_signal {
+        Some(sig) => {
+            tracing::info!(signal = %sig, "sending reload signal to child");
+            c.signal(sig);
+            false
+        }
+        None => {
+            tracing::info!("restarting child");
+            c.stop().await;
+            *child = None;
+            true
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Watches {
     mode: Mode,
     tasks: HashMap<Dependency, CancellationToken>,
     stop: CancellationToken,
+    /// (first, longest) pause after a failed query.
+    backoff: (Duration, Duration),
 }
 
 impl Watches {
@@ -58,9 +60,15 @@ impl Watches {
                 mode,
                 tasks: HashMap::new(),
                 stop,
+                backoff: (BACKOFF_MIN, BACKOFF_MAX),
             },
             rx,
         )
+    }
+
+    /// consul-template's `retry { backoff max_backoff }`.
+    pub fn set_backoff(&mut self, first: Duration, max: Duration) {
+        self.backoff = (first.max(Duration::from_millis(10)), max.max(first));
     }
 
     /// Watch exactly `needed`: start new watches, stop unneeded ones.
@@ -86,6 +94,7 @@ impl Watches {
                 self.store.clone(),
                 self.tx.clone(),
                 self.mode,
+                self.backoff,
                 token.clone(),
             ));
             self.tasks.insert(dep.clone(), token);
@@ -106,11 +115,12 @@ async fn watch_one(
     store: Arc<DataStore>,
     tx: mpsc::UnboundedSender<Dependency>,
     mode: Mode,
+    (backoff_min, backoff_max): (Duration, Duration),
     stop: CancellationToken,
 ) {
-    let blocking = mode == Mode::Block && backend.blocking();
+    let blocking = mode == Mode::Block && backend.blocking() && dep.blocking();
     let mut index = 0u64;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = backoff_min;
     let mut last: Option<Instant> = None;
     loop {
         if let Some(t) = last {
@@ -127,7 +137,7 @@ async fn watch_one(
         };
         match res {
             Ok((data, idx)) => {
-                backoff = BACKOFF_MIN;
+                backoff = backoff_min;
                 // An index that went backwards (agent restarted, snapshot
                 // restored) means start over from 0.
                 index = if idx < index { 0 } else { idx };
@@ -151,13 +161,13 @@ async fn watch_one(
                 if !sleep_or_stop(pause, &stop).await {
                     return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                backoff = (backoff * 2).min(backoff_max);
                 continue;
             }
         }
         let pause = match mode {
             Mode::Poll(iv) => Some(iv),
-            Mode::Block if !backend.blocking() => Some(REREAD),
+            Mode::Block if !blocking => Some(REREAD),
             Mode::Block => None,
         };
         if let Some(p) = pause {

@@ -113,6 +113,8 @@ pub struct Target<'a> {
     pub backup: bool,
     pub keep_stage: bool,
     pub command_timeout: Duration,
+    /// Create missing parent directories (else a missing one is an error).
+    pub create_dirs: bool,
 }
 
 fn io(op: Op, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
@@ -198,7 +200,9 @@ pub async fn write(t: &Target<'_>, contents: &[u8]) -> Result<Written, WriteErro
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(io(Op::CreateDir, &dir))?;
+    if t.create_dirs {
+        std::fs::create_dir_all(&dir).map_err(io(Op::CreateDir, &dir))?;
+    }
     let stage = stage_path(t.dest);
     let result = async {
         {
@@ -262,6 +266,7 @@ mod tests {
             backup: false,
             keep_stage: false,
             command_timeout: Duration::from_secs(5),
+            create_dirs: true,
         }
     }
 

@@ -18,6 +18,15 @@ pub struct Consul {
     /// The agent's own node name (for `node` without an argument), asked
     /// once from /v1/agent/self like consul-template does.
     self_name: parking_lot::Mutex<Option<String>>,
+    /// `?stale`: any server may answer (consul-template's `max_stale`).
+    stale: bool,
+}
+
+/// TLS and consistency settings beyond the address and token.
+#[derive(Clone, Debug, Default)]
+pub struct ConsulOptions {
+    pub stale: bool,
+    pub tls: crate::ctconfig::Tls,
 }
 
 fn node_info(n: &Value) -> NodeInfo {
@@ -164,7 +173,57 @@ impl Consul {
             nodes: nodes.iter().map(|n| base_url(n)).collect(),
             token,
             self_name: parking_lot::Mutex::new(None),
+            stale: false,
         }
+    }
+
+    /// With consul-template's `consul { ssl {...} }` and `max_stale`.
+    pub fn with_options(
+        nodes: Vec<String>,
+        token: Option<String>,
+        o: ConsulOptions,
+    ) -> Result<Self, BackendError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| BackendError::Request(format!("{}: {e}", p.display())))
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64);
+        if o.tls.enabled || o.tls.ca_cert.is_some() {
+            if let Some(ca) = &o.tls.ca_cert {
+                let c = reqwest::Certificate::from_pem(&read(ca)?)
+                    .map_err(|e| BackendError::Request(format!("{}: {e}", ca.display())))?;
+                b = b.add_root_certificate(c);
+            }
+            if let (Some(cert), Some(key)) = (&o.tls.cert, &o.tls.key) {
+                let mut pem = read(cert)?;
+                pem.extend(read(key)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| BackendError::Request(format!("{}: {e}", cert.display())))?;
+                b = b.identity(id);
+            }
+            b = b.danger_accept_invalid_certs(!o.tls.verify);
+        }
+        let client = b
+            .build()
+            .map_err(|e| BackendError::Request(format!("HTTP client: {e}")))?;
+        let https = o.tls.enabled;
+        Ok(Self {
+            client,
+            nodes: nodes
+                .iter()
+                .map(|n| {
+                    if https && !n.contains("://") {
+                        format!("https://{}", n.trim_end_matches('/'))
+                    } else {
+                        base_url(n)
+                    }
+                })
+                .collect(),
+            token,
+            self_name: parking_lot::Mutex::new(None),
+            stale: o.stale,
+        })
     }
 
     fn get(&self, url: String, timeout: Duration) -> reqwest::RequestBuilder {
@@ -232,9 +291,12 @@ impl Consul {
                 vec![("recurse", String::new())],
             ),
             Dependency::KvKey(k) => (format!("kv/{}", path_escape(k)), vec![]),
-            Dependency::Service { name, tag } => (
+            Dependency::Service { name, tag, dc } => (
                 format!("health/service/{}", path_escape(name)),
-                tag.iter().map(|t| ("tag", t.clone())).collect(),
+                tag.iter()
+                    .map(|t| ("tag", t.clone()))
+                    .chain(dc.iter().map(|d| ("dc", d.clone())))
+                    .collect(),
             ),
             Dependency::Services => ("catalog/services".into(), vec![]),
             Dependency::Nodes => ("catalog/nodes".into(), vec![]),
@@ -246,7 +308,11 @@ impl Consul {
                 (format!("catalog/node/{}", path_escape(&name)), vec![])
             }
             Dependency::Datacenters => ("catalog/datacenters".into(), vec![]),
+            Dependency::File(_) => return Err(BackendError::Unsupported(dep.to_string())),
         };
+        if self.stale {
+            query.push(("stale", String::new()));
+        }
         if index > 0 {
             query.push(("index", index.to_string()));
             query.push(("wait", format!("{}ms", wait.as_millis())));
@@ -312,8 +378,12 @@ impl Consul {
                         .and_then(|a| a.first())
                         .map(|e| decode(&e["Value"])),
                 ),
+                // Sorted by node, then ID, as consul-template sorts them.
                 Dependency::Service { .. } => {
-                    Data::Service(v.as_array().into_iter().flatten().map(instance).collect())
+                    let mut l: Vec<Instance> =
+                        v.as_array().into_iter().flatten().map(instance).collect();
+                    l.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
+                    Data::Service(l)
                 }
                 Dependency::Services => Data::Services(
                     v.as_object()
@@ -331,7 +401,10 @@ impl Consul {
                         .collect(),
                 ),
                 Dependency::Nodes => {
-                    Data::Nodes(v.as_array().into_iter().flatten().map(node_info).collect())
+                    let mut l: Vec<NodeInfo> =
+                        v.as_array().into_iter().flatten().map(node_info).collect();
+                    l.sort_by(|a, b| (&a.node, &a.address).cmp(&(&b.node, &b.address)));
+                    Data::Nodes(l)
                 }
                 Dependency::Node(_) => Data::Node(node_detail(&v)),
                 Dependency::Datacenters => Data::Datacenters(
@@ -341,6 +414,7 @@ impl Consul {
                         .filter_map(|x| x.as_str().map(str::to_string))
                         .collect(),
                 ),
+                Dependency::File(_) => return Err(BackendError::Unsupported(dep.to_string())),
             };
             return Ok((data, idx));
         }

@@ -49,11 +49,36 @@ impl Backend {
         index: u64,
         wait: Duration,
     ) -> Result<Fetched, BackendError> {
+        if let Dependency::File(p) = dep {
+            return read_file(p).map(|d| (d, 0));
+        }
         match self {
             Backend::Consul(c) => c.fetch(dep, index, wait).await,
             Backend::File(f) => f.fetch(dep),
             Backend::Env => env_fetch(dep),
         }
+    }
+}
+
+/// Largest file `file` reads.
+const MAX_FILE: u64 = 16 << 20;
+
+/// A local file for `file`: its text, or `None` while it does not exist.
+fn read_file(path: &str) -> Result<Data, BackendError> {
+    use std::io::Read;
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            let mut s = String::new();
+            f.take(MAX_FILE + 1)
+                .read_to_string(&mut s)
+                .map_err(|e| BackendError::Data(format!("reading {path}: {e}")))?;
+            if s.len() as u64 > MAX_FILE {
+                return Err(BackendError::Data(format!("{path}: larger than 16 MiB")));
+            }
+            Ok(Data::File(Some(s)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Data::File(None)),
+        Err(e) => Err(BackendError::Data(format!("reading {path}: {e}"))),
     }
 }
 
