@@ -15,11 +15,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -57,6 +58,10 @@ pub struct ConnState {
     head_start: AtomicU64,
     /// When the last request ended.
     idle_since: AtomicU64,
+    /// The connection's task, parked with no read deadline while a request
+    /// is in progress: woken when it ends, to arm the idle deadline (hyper
+    /// does not always read again by itself).
+    waker: Mutex<Option<Waker>>,
 }
 
 impl ConnState {
@@ -66,6 +71,7 @@ impl ConnState {
             in_flight: AtomicU32::new(0),
             head_start: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            waker: Mutex::new(None),
         })
     }
 
@@ -139,7 +145,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let s = &self.0;
         s.idle_since.store(s.now_ms(), Ordering::Relaxed);
-        s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if s.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if let Some(w) = s.waker.lock().take() {
+                w.wake();
+            }
+        }
     }
 }
 
@@ -186,6 +196,12 @@ impl<T> Watched<T> {
                     io::ErrorKind::TimedOut,
                     "response write made no progress in time",
                 ));
+            }
+            if read.is_none() {
+                let mut w = self.state.waker.lock();
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
             }
             let Some(next) = [read, write].into_iter().flatten().min() else {
                 return Poll::Pending;
