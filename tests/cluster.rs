@@ -400,6 +400,12 @@ fn head_through_a_follower_deletes_nothing() {
             h.head(format!("{url}/v1/kv/hd/a")).send().ok()
         });
         assert_eq!(r.status(), 200, "HEAD via {url}");
+        let get = h.get(format!("{url}/v1/kv/hd/a")).send().unwrap();
+        assert_eq!(
+            r.headers().get("content-length"),
+            Some(&get.bytes().unwrap().len().to_string().parse().unwrap()),
+            "HEAD's Content-Length is GET's"
+        );
         assert!(r.headers().contains_key("x-consul-index"));
         assert_eq!(r.headers()["x-consul-knownleader"], "true");
         let r = h.head(format!("{url}/v1/kv/hd/?recurse")).send().unwrap();

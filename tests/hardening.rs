@@ -470,9 +470,20 @@ fn request_on(s: &mut TcpStream, target: &str) -> Option<Raw> {
     parse(&buf)
 }
 
-/// `limits.http_max_conns_per_client` (HCL): the next connection from that
-/// address gets Consul's 429; other addresses, and the same one once a
-/// connection closes, are served.
+/// A request on a kept-alive connection; its answer's status.
+fn keep_alive_get(s: &mut TcpStream, target: &str) -> u16 {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    parse(&buf[..n]).map_or(0, |r| r.status)
+}
+
+/// `limits.http_max_conns_per_client` (HCL): with all its connections in
+/// use, the next connection from that address gets Consul's 429; other
+/// addresses, and the same one once a connection closes, are served. A
+/// connection that never sent a request gives its place to a new one (a
+/// flood of half-sent requests cannot lock the address out).
 #[test]
 fn per_client_cap_answers_429() {
     let dir = tempfile::tempdir().unwrap();
@@ -483,10 +494,21 @@ fn per_client_cap_answers_429() {
     );
     let a = Agent::dev(&["-config-file", &f]);
     put_kv(&a, "k", "v");
-    let held: Vec<TcpStream> = (0..5)
+    let mut held: Vec<TcpStream> = (0..4)
         .map(|_| connect_from([127, 0, 0, 1], &a.addr))
         .collect();
+    for s in held.iter_mut() {
+        assert_eq!(keep_alive_get(s, "/v1/kv/k?raw"), 200);
+    }
+    // The fifth says nothing: a newer connection takes its place.
+    let mut silent = connect_from([127, 0, 0, 1], &a.addr);
     std::thread::sleep(Duration::from_millis(300));
+    let mut newer = connect_from([127, 0, 0, 1], &a.addr);
+    assert_eq!(keep_alive_get(&mut newer, "/v1/kv/k?raw"), 200);
+    let closed = secs_until_closed(&mut silent, Duration::from_secs(5));
+    assert!(closed < 4.0, "the silent connection was kept");
+    held.push(newer);
+    // All five in use: 429.
     let mut sixth = connect_from([127, 0, 0, 1], &a.addr);
     let r = request_on(&mut sixth, "/v1/kv/k?raw").expect("an answer to the 6th connection");
     assert_eq!(r.status, 429);
@@ -497,11 +519,11 @@ fn per_client_cap_answers_429() {
     let mut other = connect_from([127, 0, 0, 2], &a.addr);
     let r = request_on(&mut other, "/v1/kv/k?raw").expect("an answer from 127.0.0.2");
     assert_eq!((r.status, r.body.as_slice()), (200, b"v".as_slice()));
-    // One of the held connections is still served.
-    let mut first = held.into_iter().next().unwrap();
-    let r = request_on(&mut first, "/v1/kv/k?raw").unwrap();
-    assert_eq!(r.status, 200);
-    drop(first);
+    // The held connections are still served.
+    for s in held.iter_mut() {
+        assert_eq!(keep_alive_get(s, "/v1/kv/k?raw"), 200);
+    }
+    held.pop();
     assert!(
         wait_until(Duration::from_secs(5), || {
             let mut s = connect_from([127, 0, 0, 1], &a.addr);
@@ -509,6 +531,29 @@ fn per_client_cap_answers_429() {
         }),
         "a freed slot was not given to a new connection"
     );
+}
+
+/// The hostile script's slowloris: hundreds of half-sent requests from one
+/// address (over its default cap of 200) must not stop that address's
+/// next request.
+#[test]
+fn half_sent_flood_does_not_lock_the_address_out() {
+    let a = Agent::dev(&[]);
+    put_kv(&a, "k", "v");
+    let flood: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = connect_from([127, 0, 0, 1], &a.addr);
+            s.write_all(b"PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nContent-Le")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let r = raw(&a.addr, "GET", "/v1/kv/k?raw", b"");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"v".as_slice()));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    drop(flood);
 }
 
 /// Seconds until the server closes `s` (reads and drops what it sends).

@@ -357,6 +357,10 @@ pub async fn run(
 
     let mut tasks: tokio::task::JoinSet<Result<(), AgentError>> = tokio::task::JoinSet::new();
     let budget = connection_budget(&config);
+    tokio::spawn(http::serve::give_back_memory(
+        budget.clone(),
+        shutdown.clone(),
+    ));
     if let Some(listener) = rpc_listener {
         tracing::info!("server RPC listening on {}", raft_addr);
         let app = crate::cluster::rpc::router(state.clone(), http::router(state.clone()));

@@ -216,7 +216,8 @@ impl IntoResponse for TunnelledAnswer {
         let h = resp.headers_mut();
         for (k, v) in self.headers {
             if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_bytes(&v)) {
-                if !hop_by_hop(&k) {
+                // Content-Length is the body's (or, for HEAD, GET's): kept.
+                if k == header::CONTENT_LENGTH || !hop_by_hop(&k) {
                     h.append(k, v);
                 }
             }
@@ -278,7 +279,7 @@ pub async fn serve_tunnelled(api: Router, hops: u32, env: Tunnelled) -> Tunnelle
         headers: parts
             .headers
             .iter()
-            .filter(|(k, _)| !hop_by_hop(k))
+            .filter(|(k, _)| **k == header::CONTENT_LENGTH || !hop_by_hop(k))
             .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
             .collect(),
         body,

@@ -9,17 +9,19 @@
 //!
 //! Every accepted connection is admitted by a [`Gate`]: at most
 //! `limits.http_max_conns_per_client` from one IP address (the next is
-//! answered 429, as Consul does) and, over all listeners, at most the
+//! answered 429, as Consul does, unless one of that client's connections
+//! has not yet sent a complete request: that one is closed and the new one
+//! takes its place) and, over all listeners, at most the
 //! [`Budget`] the open-file limit allows (the next is answered 503), so a
 //! flood from one client can neither starve others nor exhaust descriptors.
 //! Should descriptors run out anyway (EMFILE), one kept in reserve is freed
 //! to accept and close the waiting connection, so clients are refused at
 //! once instead of hanging, and the loop backs off instead of spinning.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +59,8 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub struct Budget {
     max: usize,
     open: AtomicUsize,
+    /// The most open since the last look ([`give_back_memory`]).
+    peak: AtomicUsize,
 }
 
 impl Budget {
@@ -64,6 +68,7 @@ impl Budget {
         Arc::new(Self {
             max: max.max(1),
             open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         })
     }
 
@@ -87,17 +92,58 @@ impl Budget {
     }
 
     fn take(&self) -> bool {
-        self.open
+        match self
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
-            })
-            .is_ok()
+            }) {
+            Ok(n) => {
+                self.peak.fetch_max(n + 1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn give(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// How often [`give_back_memory`] looks, and how many connections must
+/// have closed since for it to act.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+const TRIM_AFTER_CLOSED: usize = 256;
+
+/// Return the heap of closed connections to the OS. glibc's malloc keeps
+/// freed memory resident (10,000 closed connections left their ~130 MB
+/// behind; see BENCHMARKS.md), and only `malloc_trim` releases free pages
+/// that are not at the top of a heap. Runs after many connections closed.
+pub async fn give_back_memory(budget: Arc<Budget>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TRIM_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        let open = budget.open.load(Ordering::Acquire);
+        let peak = budget.peak.swap(open, Ordering::Relaxed);
+        if peak.saturating_sub(open) >= TRIM_AFTER_CLOSED {
+            // Walks every arena under its lock: off the async workers.
+            let _ = tokio::task::spawn_blocking(trim_heap).await;
+        }
+    }
+}
+
+#[cfg(target_env = "gnu")]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes no pointers and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim_heap() {}
 
 /// How a listener refuses a connection it cannot take.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -116,7 +162,7 @@ pub struct Gate {
     per_client: u32,
     budget: Arc<Budget>,
     refuse: Refuse,
-    clients: Mutex<HashMap<IpAddr, u32>>,
+    clients: Mutex<HashMap<IpAddr, Client>>,
     refusals: Arc<Semaphore>,
     warned: Mutex<[Option<Instant>; 3]>,
 }
@@ -147,27 +193,54 @@ impl Gate {
         })
     }
 
+    /// Admit a connection from `ip`. A client at its cap (HTTP) gets the
+    /// slot of its oldest connection that has not yet sent a complete
+    /// request, which is closed (a half-sent or silent connection is the
+    /// cheapest to lose, and a flood of them must not lock the client, or
+    /// anyone sharing its address, out); with none, it is refused.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
         let mut clients = self.clients.lock();
-        let n = clients.get(&ip).copied().unwrap_or(0);
-        if self.per_client > 0 && n >= self.per_client {
-            return Err(Refusal::PerClient);
-        }
+        let c = clients.entry(ip).or_default();
         if !self.budget.take() {
+            if c.open == 0 {
+                clients.remove(&ip);
+            }
             return Err(Refusal::Budget);
         }
-        clients.insert(ip, n + 1);
+        if self.per_client > 0 && c.open - c.evicting >= self.per_client {
+            let victim = match self.refuse {
+                Refuse::Http => c.oldest_fresh(),
+                Refuse::Close => None,
+            };
+            let Some(victim) = victim else {
+                self.budget.give();
+                return Err(Refusal::PerClient);
+            };
+            victim.evict();
+            c.evicting += 1;
+        }
+        c.open += 1;
+        let fresh = Arc::new(Fresh::default());
+        if self.refuse == Refuse::Http && self.per_client > 0 {
+            c.remember(fresh.clone(), self.per_client as usize);
+        }
         Ok(Admitted {
             gate: self.clone(),
             ip,
+            fresh,
         })
     }
 
-    fn release(&self, ip: IpAddr) {
+    fn release(&self, ip: IpAddr, fresh: &Fresh) {
         let mut clients = self.clients.lock();
-        if let Some(n) = clients.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(c) = clients.get_mut(&ip) {
+            c.open -= 1;
+            if fresh.evicted.load(Ordering::Acquire) {
+                c.evicting -= 1;
+            }
+            // Never a victim again.
+            fresh.established.store(true, Ordering::Release);
+            if c.open == 0 {
                 clients.remove(&ip);
             }
         }
@@ -250,15 +323,80 @@ async fn answer_and_close(mut stream: TcpStream, status: &str, body: &str) {
     .await;
 }
 
+/// One client address's connections.
+#[derive(Default)]
+struct Client {
+    open: u32,
+    /// Connections told to close for a newer one, not yet gone.
+    evicting: u32,
+    /// Connections in the order accepted; those that have sent a complete
+    /// request (or ended) are skipped, and swept out as the list grows.
+    fresh: VecDeque<Arc<Fresh>>,
+}
+
+impl Client {
+    fn oldest_fresh(&mut self) -> Option<Arc<Fresh>> {
+        while let Some(f) = self.fresh.pop_front() {
+            if !f.established.load(Ordering::Acquire) && !f.evicted.load(Ordering::Acquire) {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    fn remember(&mut self, f: Arc<Fresh>, cap: usize) {
+        if self.fresh.len() >= 2 * cap.max(32) {
+            self.fresh
+                .retain(|f| !f.established.load(Ordering::Acquire));
+        }
+        self.fresh.push_back(f);
+    }
+}
+
+/// Whether a connection has sent a complete request yet, and the signal
+/// that closes it for a newer connection of the same client.
+#[derive(Default)]
+pub struct Fresh {
+    established: AtomicBool,
+    evicted: AtomicBool,
+    evict: Notify,
+}
+
+impl Fresh {
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.evict.notify_one();
+    }
+
+    /// A complete request arrived: no longer the first to go.
+    pub fn established(&self) {
+        if !self.established.load(Ordering::Relaxed) {
+            self.established.store(true, Ordering::Release);
+        }
+    }
+
+    /// Completes when the gate closes this connection for a newer one.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
+}
+
 /// A connection counted by its gate until dropped.
 pub struct Admitted {
     gate: Arc<Gate>,
     ip: IpAddr,
+    fresh: Arc<Fresh>,
+}
+
+impl Admitted {
+    pub fn fresh(&self) -> &Arc<Fresh> {
+        &self.fresh
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.gate.release(self.ip);
+        self.gate.release(self.ip, &self.fresh);
     }
 }
 
@@ -268,6 +406,7 @@ impl Drop for Admitted {
 struct Tracked {
     inner: TowerToHyperService<Router>,
     state: Arc<ConnState>,
+    fresh: Arc<Fresh>,
     body_timeout: Duration,
 }
 
@@ -280,6 +419,7 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let guard = self.state.begin();
+        self.fresh.established();
         let req = req.map(|b| TimedBody::new(b, self.body_timeout));
         Counted::new(self.inner.call(req), guard)
     }
@@ -300,12 +440,12 @@ pub async fn serve(
         let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
         // Everything is built inside the task's future, so it is held once.
         async move {
-            let _admitted = admitted;
             let state = ConnState::new();
             let io = TokioIo::new(Watched::new(stream, state.clone(), t));
             let svc = Tracked {
                 inner: TowerToHyperService::new(app),
                 state,
+                fresh: admitted.fresh().clone(),
                 body_timeout: t.body,
             };
             let conn = builder.serve_connection(io, svc);
@@ -316,6 +456,8 @@ pub async fn serve(
                     conn.as_mut().graceful_shutdown();
                     conn.await
                 }
+                // Its client opened a newer one at its cap.
+                _ = admitted.fresh().evicted() => Ok(()),
             };
             if let Err(e) = r {
                 tracing::trace!(%peer, error = %e, "http connection ended");
@@ -423,9 +565,37 @@ mod tests {
         assert_eq!(g.admit(b).err(), Some(Refusal::Budget));
         drop(a1);
         assert!(g.admit(a).is_ok());
+        assert_eq!(budget.open.load(Ordering::Relaxed), 2);
         let unlimited = Gate::new("t", "cap", 0, Budget::new(100), Refuse::Close);
         let all: Vec<_> = (0..50).map(|_| unlimited.admit(a).unwrap()).collect();
         drop(all);
         assert!(unlimited.clients.lock().is_empty());
+    }
+
+    /// HTTP: at its cap a client's new connection takes the place of its
+    /// oldest one that has sent no complete request; with none, 429.
+    #[test]
+    fn eviction_of_fresh_connections() {
+        let g = Gate::new("t", "cap", 2, Budget::new(100), Refuse::Http);
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let c1 = g.admit(a).unwrap();
+        let c2 = g.admit(a).unwrap();
+        c2.fresh().established();
+        let c3 = g.admit(a).unwrap();
+        assert!(
+            c1.fresh().evicted.load(Ordering::Relaxed),
+            "the fresh one goes"
+        );
+        assert!(!c2.fresh().evicted.load(Ordering::Relaxed));
+        c3.fresh().established();
+        // Both remaining are in use: refused, even before c1 has gone.
+        assert_eq!(g.admit(a).err(), Some(Refusal::PerClient));
+        drop(c1);
+        assert_eq!(g.admit(a).err(), Some(Refusal::PerClient));
+        drop(c2);
+        let _c4 = g.admit(a).unwrap();
+        drop(c3);
+        assert_eq!(g.clients.lock()[&a].open, 1);
+        assert_eq!(g.clients.lock()[&a].evicting, 0);
     }
 }
