@@ -67,8 +67,10 @@ fn raw(addr: &str, method: &str, target: &str, body: &[u8]) -> Raw {
 
 fn get_json(a: &Agent, path: &str) -> Value {
     let r = client().get(format!("{}{path}", a.url)).send().unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().unwrap()
+    let status = r.status();
+    let text = r.text().unwrap();
+    assert_eq!(status, 200, "GET {path}: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 fn put_json(a: &Agent, path: &str, body: Value) -> Value {
@@ -479,11 +481,17 @@ fn keep_alive_get(s: &mut TcpStream, target: &str) -> u16 {
     parse(&buf[..n]).map_or(0, |r| r.status)
 }
 
+/// Send a blocking query on `s` without reading the answer.
+fn park(s: &mut TcpStream, key: &str, index: &str) {
+    let req = format!("GET /v1/kv/{key}?index={index}&wait=30s HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+}
+
 /// `limits.http_max_conns_per_client` (HCL): with all its connections in
-/// use, the next connection from that address gets Consul's 429; other
-/// addresses, and the same one once a connection closes, are served. A
-/// connection that never sent a request gives its place to a new one (a
-/// flood of half-sent requests cannot lock the address out).
+/// use (parked queries), the next connection from that address gets
+/// Consul's 429; other addresses are served. A connection not in use
+/// (silent, or idle between requests) gives its place to a new one, so a
+/// flood of half-sent requests cannot lock the address out.
 #[test]
 fn per_client_cap_answers_429() {
     let dir = tempfile::tempdir().unwrap();
@@ -494,11 +502,19 @@ fn per_client_cap_answers_429() {
     );
     let a = Agent::dev(&["-config-file", &f]);
     put_kv(&a, "k", "v");
+    let index = client()
+        .get(format!("{}/v1/kv/k", a.url))
+        .send()
+        .unwrap()
+        .headers()["x-consul-index"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let mut held: Vec<TcpStream> = (0..4)
         .map(|_| connect_from([127, 0, 0, 1], &a.addr))
         .collect();
     for s in held.iter_mut() {
-        assert_eq!(keep_alive_get(s, "/v1/kv/k?raw"), 200);
+        park(s, "k", &index);
     }
     // The fifth says nothing: a newer connection takes its place.
     let mut silent = connect_from([127, 0, 0, 1], &a.addr);
@@ -507,7 +523,9 @@ fn per_client_cap_answers_429() {
     assert_eq!(keep_alive_get(&mut newer, "/v1/kv/k?raw"), 200);
     let closed = secs_until_closed(&mut silent, Duration::from_secs(5));
     assert!(closed < 4.0, "the silent connection was kept");
+    park(&mut newer, "k", &index);
     held.push(newer);
+    std::thread::sleep(Duration::from_millis(300));
     // All five in use: 429.
     let mut sixth = connect_from([127, 0, 0, 1], &a.addr);
     let r = request_on(&mut sixth, "/v1/kv/k?raw").expect("an answer to the 6th connection");
@@ -519,18 +537,31 @@ fn per_client_cap_answers_429() {
     let mut other = connect_from([127, 0, 0, 2], &a.addr);
     let r = request_on(&mut other, "/v1/kv/k?raw").expect("an answer from 127.0.0.2");
     assert_eq!((r.status, r.body.as_slice()), (200, b"v".as_slice()));
-    // The held connections are still served.
-    for s in held.iter_mut() {
-        assert_eq!(keep_alive_get(s, "/v1/kv/k?raw"), 200);
-    }
-    held.pop();
+    // A write (from the other address: this one is full) answers the
+    // parked queries; idle again, one gives way.
+    let mut w = connect_from([127, 0, 0, 2], &a.addr);
+    w.write_all(
+        b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv2",
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = w.read_to_end(&mut buf);
     assert!(
-        wait_until(Duration::from_secs(5), || {
-            let mut s = connect_from([127, 0, 0, 1], &a.addr);
-            request_on(&mut s, "/v1/kv/k?raw").is_some_and(|r| r.status == 200)
-        }),
-        "a freed slot was not given to a new connection"
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
     );
+    for s in held.iter_mut() {
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "parked query not answered"
+        );
+    }
+    let mut s = connect_from([127, 0, 0, 1], &a.addr);
+    let r = request_on(&mut s, "/v1/kv/k?raw").expect("an answer once idle");
+    assert_eq!((r.status, r.body.as_slice()), (200, b"v2".as_slice()));
 }
 
 /// The hostile script's slowloris: hundreds of half-sent requests from one

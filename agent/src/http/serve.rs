@@ -10,8 +10,8 @@
 //! Every accepted connection is admitted by a [`Gate`]: at most
 //! `limits.http_max_conns_per_client` from one IP address (the next is
 //! answered 429, as Consul does, unless one of that client's connections
-//! has not yet sent a complete request: that one is closed and the new one
-//! takes its place) and, over all listeners, at most the
+//! is not in use: that one is closed and the new one takes its place) and,
+//! over all listeners, at most the
 //! [`Budget`] the open-file limit allows (the next is answered 503), so a
 //! flood from one client can neither starve others nor exhaust descriptors.
 //! Should descriptors run out anyway (EMFILE), one kept in reserve is freed
@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -194,10 +194,11 @@ impl Gate {
     }
 
     /// Admit a connection from `ip`. A client at its cap (HTTP) gets the
-    /// slot of its oldest connection that has not yet sent a complete
-    /// request, which is closed (a half-sent or silent connection is the
-    /// cheapest to lose, and a flood of them must not lock the client, or
-    /// anyone sharing its address, out); with none, it is refused.
+    /// place of its oldest connection not in use (silent, half-sent, or idle
+    /// between requests), which is closed: only when all its connections are
+    /// busy is it refused (a flood of half-sent requests, or connections a
+    /// client closed but the server has not yet seen go, must not lock the
+    /// client, or anyone sharing its address, out).
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
         let mut clients = self.clients.lock();
         let c = clients.entry(ip).or_default();
@@ -209,7 +210,7 @@ impl Gate {
         }
         if self.per_client > 0 && c.open - c.evicting >= self.per_client {
             let victim = match self.refuse {
-                Refuse::Http => c.oldest_fresh(),
+                Refuse::Http => c.oldest_not_in_use(),
                 Refuse::Close => None,
             };
             let Some(victim) = victim else {
@@ -220,26 +221,26 @@ impl Gate {
             c.evicting += 1;
         }
         c.open += 1;
-        let fresh = Arc::new(Fresh::default());
+        let state = ConnState::new();
         if self.refuse == Refuse::Http && self.per_client > 0 {
-            c.remember(fresh.clone(), self.per_client as usize);
+            c.conns.push_back(state.clone());
         }
         Ok(Admitted {
             gate: self.clone(),
             ip,
-            fresh,
+            state,
         })
     }
 
-    fn release(&self, ip: IpAddr, fresh: &Fresh) {
+    fn release(&self, ip: IpAddr, state: &Arc<ConnState>) {
         let mut clients = self.clients.lock();
         if let Some(c) = clients.get_mut(&ip) {
             c.open -= 1;
-            if fresh.evicted.load(Ordering::Acquire) {
+            if state.was_evicted() {
                 c.evicting -= 1;
+            } else if let Some(i) = c.conns.iter().position(|s| Arc::ptr_eq(s, state)) {
+                c.conns.remove(i);
             }
-            // Never a victim again.
-            fresh.established.store(true, Ordering::Release);
             if c.open == 0 {
                 clients.remove(&ip);
             }
@@ -329,74 +330,34 @@ struct Client {
     open: u32,
     /// Connections told to close for a newer one, not yet gone.
     evicting: u32,
-    /// Connections in the order accepted; those that have sent a complete
-    /// request (or ended) are skipped, and swept out as the list grows.
-    fresh: VecDeque<Arc<Fresh>>,
+    /// The open connections not told to close, oldest first (HTTP only).
+    conns: VecDeque<Arc<ConnState>>,
 }
 
 impl Client {
-    fn oldest_fresh(&mut self) -> Option<Arc<Fresh>> {
-        while let Some(f) = self.fresh.pop_front() {
-            if !f.established.load(Ordering::Acquire) && !f.evicted.load(Ordering::Acquire) {
-                return Some(f);
-            }
-        }
-        None
-    }
-
-    fn remember(&mut self, f: Arc<Fresh>, cap: usize) {
-        if self.fresh.len() >= 2 * cap.max(32) {
-            self.fresh
-                .retain(|f| !f.established.load(Ordering::Acquire));
-        }
-        self.fresh.push_back(f);
+    fn oldest_not_in_use(&mut self) -> Option<Arc<ConnState>> {
+        let i = self.conns.iter().position(|s| s.not_in_use())?;
+        self.conns.remove(i)
     }
 }
 
-/// Whether a connection has sent a complete request yet, and the signal
-/// that closes it for a newer connection of the same client.
-#[derive(Default)]
-pub struct Fresh {
-    established: AtomicBool,
-    evicted: AtomicBool,
-    evict: Notify,
-}
-
-impl Fresh {
-    fn evict(&self) {
-        self.evicted.store(true, Ordering::Release);
-        self.evict.notify_one();
-    }
-
-    /// A complete request arrived: no longer the first to go.
-    pub fn established(&self) {
-        if !self.established.load(Ordering::Relaxed) {
-            self.established.store(true, Ordering::Release);
-        }
-    }
-
-    /// Completes when the gate closes this connection for a newer one.
-    pub async fn evicted(&self) {
-        self.evict.notified().await
-    }
-}
-
-/// A connection counted by its gate until dropped.
+/// A connection counted by its gate until dropped, with the state its
+/// timeouts and the gate share.
 pub struct Admitted {
     gate: Arc<Gate>,
     ip: IpAddr,
-    fresh: Arc<Fresh>,
+    state: Arc<ConnState>,
 }
 
 impl Admitted {
-    pub fn fresh(&self) -> &Arc<Fresh> {
-        &self.fresh
+    pub fn state(&self) -> &Arc<ConnState> {
+        &self.state
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.gate.release(self.ip, &self.fresh);
+        self.gate.release(self.ip, &self.state);
     }
 }
 
@@ -406,7 +367,6 @@ impl Drop for Admitted {
 struct Tracked {
     inner: TowerToHyperService<Router>,
     state: Arc<ConnState>,
-    fresh: Arc<Fresh>,
     body_timeout: Duration,
 }
 
@@ -419,7 +379,6 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let guard = self.state.begin();
-        self.fresh.established();
         let req = req.map(|b| TimedBody::new(b, self.body_timeout));
         Counted::new(self.inner.call(req), guard)
     }
@@ -440,12 +399,11 @@ pub async fn serve(
         let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
         // Everything is built inside the task's future, so it is held once.
         async move {
-            let state = ConnState::new();
+            let state = admitted.state().clone();
             let io = TokioIo::new(Watched::new(stream, state.clone(), t));
             let svc = Tracked {
                 inner: TowerToHyperService::new(app),
                 state,
-                fresh: admitted.fresh().clone(),
                 body_timeout: t.body,
             };
             let conn = builder.serve_connection(io, svc);
@@ -457,7 +415,7 @@ pub async fn serve(
                     conn.await
                 }
                 // Its client opened a newer one at its cap.
-                _ = admitted.fresh().evicted() => Ok(()),
+                _ = admitted.state().evicted() => Ok(()),
             };
             if let Err(e) = r {
                 tracing::trace!(%peer, error = %e, "http connection ended");
@@ -573,29 +531,28 @@ mod tests {
     }
 
     /// HTTP: at its cap a client's new connection takes the place of its
-    /// oldest one that has sent no complete request; with none, 429.
+    /// oldest one not in use; with all busy, 429.
     #[test]
-    fn eviction_of_fresh_connections() {
+    fn eviction_of_connections_not_in_use() {
         let g = Gate::new("t", "cap", 2, Budget::new(100), Refuse::Http);
         let a: IpAddr = [127, 0, 0, 1].into();
         let c1 = g.admit(a).unwrap();
         let c2 = g.admit(a).unwrap();
-        c2.fresh().established();
+        let _busy2 = c2.state().begin();
         let c3 = g.admit(a).unwrap();
-        assert!(
-            c1.fresh().evicted.load(Ordering::Relaxed),
-            "the fresh one goes"
-        );
-        assert!(!c2.fresh().evicted.load(Ordering::Relaxed));
-        c3.fresh().established();
-        // Both remaining are in use: refused, even before c1 has gone.
+        assert!(c1.state().was_evicted(), "the idle one goes");
+        assert!(!c2.state().was_evicted());
+        let busy3 = c3.state().begin();
+        // Both remaining are busy: refused, even before c1 has gone.
         assert_eq!(g.admit(a).err(), Some(Refusal::PerClient));
         drop(c1);
         assert_eq!(g.admit(a).err(), Some(Refusal::PerClient));
-        drop(c2);
+        // c3 done with its request: it is the one to go.
+        drop(busy3);
         let _c4 = g.admit(a).unwrap();
+        assert!(c3.state().was_evicted());
         drop(c3);
-        assert_eq!(g.clients.lock()[&a].open, 1);
+        assert_eq!(g.clients.lock()[&a].open, 2);
         assert_eq!(g.clients.lock()[&a].evicting, 0);
     }
 }

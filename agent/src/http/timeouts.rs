@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::limits::Limits;
@@ -62,6 +63,9 @@ pub struct ConnState {
     /// is in progress: woken when it ends, to arm the idle deadline (hyper
     /// does not always read again by itself).
     waker: Mutex<Option<Waker>>,
+    /// Closed by its gate to make room for a newer connection of its client.
+    evicted: AtomicBool,
+    evict: Notify,
 }
 
 impl ConnState {
@@ -72,7 +76,29 @@ impl ConnState {
             head_start: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             waker: Mutex::new(None),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
         })
+    }
+
+    /// No request in progress (silent, half-sent, or idle between requests).
+    pub fn not_in_use(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    /// Tell the connection to close (its task waits in [`Self::evicted`]).
+    pub fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.evict.notify_one();
+    }
+
+    pub fn was_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// Completes once [`Self::evict`] was called.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
     }
 
     fn now_ms(&self) -> u64 {
