@@ -130,6 +130,7 @@ ensure_tools() {
 # ---------------------------------------------------------------- processes
 PIDS=()
 TMP=
+NO_CONN_CAP=
 cleanup() {
     local rc=$? pid _
     trap - EXIT INT TERM
@@ -204,7 +205,7 @@ start_dev() {
     DEV_LOG=$OUT_DIR/$name.log
     log "starting $name: tribune agent -dev -http-port $http -dns-port $dns"
     "$ROOT/target/release/tribune" agent -dev -http-port "$http" -dns-port "$dns" \
-        -log-level warn >"$DEV_LOG" 2>&1 &
+        -config-file "$NO_CONN_CAP" -log-level warn >"$DEV_LOG" 2>&1 &
     DEV_PID=$!
     PIDS+=("$DEV_PID")
     wait_ready "$name" "$DEV_PID" "$DEV_LOG" tribune_probe "http://127.0.0.1:$http"
@@ -347,7 +348,8 @@ run_bench_as() {
 # $OUT_DIR/NAME.log; sets TRIBUNE_PID and the server being measured.
 start_kv_tribune() {
     "$ROOT/target/release/tribune" agent -server -bootstrap-expect 1 -data-dir "$TMP/$1" \
-        -http-port "$TRIBUNE_PORT" -dns-port -1 -log-level warn >"$OUT_DIR/$1.log" 2>&1 &
+        -http-port "$TRIBUNE_PORT" -dns-port -1 -config-file "$NO_CONN_CAP" -log-level warn \
+        >"$OUT_DIR/$1.log" 2>&1 &
     TRIBUNE_PID=$!
     PIDS+=("$TRIBUNE_PID")
     wait_ready tribune "$TRIBUNE_PID" "$OUT_DIR/$1.log" tribune_probe
@@ -452,7 +454,7 @@ Notes
 - wrk errors (non-2xx + socket errors): PUT64 tribune ${R[tribune_put64_errors]}, etcd ${R[etcd_put64_errors]}; GET64 tribune ${R[tribune_get64_errors]}, etcd ${R[etcd_get64_errors]}; PUT1 tribune ${R[tribune_put1_errors]}, etcd ${R[etcd_put1_errors]}.
 - wake: ${R[wake_samples]} samples; the watcher's answer arrived before the PUT's own answer in ${R[wake_watcher_before_ack]} of them (negative values). PUT round trip p50 ${R[wake_put_rtt_p50_us]} µs.
 - fanout: the first watcher answered p50 ${R[fanout_first_p50_us]} µs after the PUT ack (negative = before it).
-- memory: server VmRSS ${R[memory_rss_before_kib]} KiB before, ${R[memory_rss_opened_kib]} KiB with $(fmt_int "${R[memory_parked]}") connections open, ${R[memory_rss_read_kib]} KiB after one GET on each, ${R[memory_rss_parked_kib]} KiB with all parked.
+- memory: server VmRSS ${R[memory_rss_before_kib]} KiB before, ${R[memory_rss_opened_kib]} KiB with $(fmt_int "${R[memory_parked]}") connections open, ${R[memory_rss_read_kib]} KiB after one GET on each, ${R[memory_rss_parked_kib]} KiB with all parked, ${R[memory_rss_closed_kib]} KiB once all closed.
 - CPU busy just before the servers started (other work on the machine): $IDLE_BUSY%.
 - etcd was stopped before the tribune-only benchmarks, and tribune restarted on a fresh data dir for them (memory is measured first, on a heap no earlier load has grown); raw outputs are in bench/out/.
 EOF
@@ -517,7 +519,7 @@ section_discovery() {
 
     # -- DNS: 10 instances of web
     start_dev discovery-agent "$DISC_HTTP_PORT" "$DISC_DNS_PORT"
-    R[cmd_disc_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$DISC_HTTP_PORT" -dns-port "$DISC_DNS_PORT" -log-level warn)
+    R[cmd_disc_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$DISC_HTTP_PORT" -dns-port "$DISC_DNS_PORT" -config-file "$NO_CONN_CAP" -log-level warn)
     for i in {0..9}; do
         reg="{\"Node\": \"node-$i\", \"Address\": \"127.0.0.$((i + 1))\", \"Service\": {\"Service\": \"web\", \"ID\": \"web-$i\", \"Port\": $((8000 + i))}}"
         [[ $(curl -sf --max-time 5 -X PUT --data "$reg" "$url/v1/catalog/register") == true ]] ||
@@ -540,7 +542,7 @@ section_discovery() {
 
     # -- catalog of CAT_SERVICES x CAT_INSTANCES, on a fresh agent
     start_dev catalog-agent "$CAT_HTTP_PORT" -1
-    R[cmd_cat_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$CAT_HTTP_PORT" -dns-port -1 -log-level warn)
+    R[cmd_cat_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$CAT_HTTP_PORT" -dns-port -1 -config-file "$NO_CONN_CAP" -log-level warn)
     SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
     BENCH_TIMEOUT=1000 run_bench catalog --addr "127.0.0.1:$CAT_HTTP_PORT" --pid "$DEV_PID" \
         --services "$CAT_SERVICES" --instances "$CAT_INSTANCES" --nodes "$CAT_NODES" \
@@ -587,7 +589,7 @@ section_template() {
     ports_free "$TMPL_HTTP_PORT"
     load_begin template
     start_dev template-agent "$TMPL_HTTP_PORT" -1
-    R[cmd_tmpl_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$TMPL_HTTP_PORT" -dns-port -1 -log-level warn)
+    R[cmd_tmpl_agent]=$(cmdline "$ROOT/target/release/tribune" agent -dev -http-port "$TMPL_HTTP_PORT" -dns-port -1 -config-file "$NO_CONN_CAP" -log-level warn)
     SERVER_PID=$DEV_PID SERVER_LOG=$DEV_LOG
     local addr=127.0.0.1:$TMPL_HTTP_PORT runner=$ROOT/target/release/tribune-template
     run_bench template-latency --addr "$addr" --runner "$runner" --dir "$TMP/template-latency" \
@@ -1050,6 +1052,10 @@ main() {
         [[ -x $ROOT/target/release/$b ]] || die "missing $ROOT/target/release/$b (run with BUILD=1)"
     done
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/tribune-bench.XXXXXX")
+    # One load generator on one address opens up to 10,000 connections (parked
+    # queries, 1,000 template watches): lift the per-client cap (default 200).
+    NO_CONN_CAP=$TMP/no-conn-cap.json
+    echo '{"limits":{"http_max_conns_per_client":0}}' >"$NO_CONN_CAP"
     for s in "${want[@]}"; do
         log "==== section $s"
         "section_$s"

@@ -376,6 +376,93 @@ fn formation(client_first: bool) {
     }
 }
 
+/// HEAD through a follower and through a client agent (both forward to
+/// the leader, in the RPC envelope) reads like GET and deletes nothing
+/// (issue 12: `curl -I ...?recurse` through a follower wiped the store);
+/// methods a route does not answer are refused before forwarding; and no
+/// server's RPC port answers the public API, over HTTP/1.1 or h2c.
+#[test]
+fn head_through_a_follower_deletes_nothing() {
+    let mut c = Cluster::new(3, 1);
+    for i in 0..3 {
+        c.start_server(i);
+    }
+    c.start_client(0);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    for k in ["hd/a", "hd/b"] {
+        let r = put(&c.server(follower).url, k, "1").unwrap();
+        assert_eq!(r.text().unwrap(), "true");
+    }
+    let h = client();
+    for url in [&c.server(follower).url, &c.client(0).url] {
+        let r = wait_for("a HEAD answered", Duration::from_secs(15), || {
+            h.head(format!("{url}/v1/kv/hd/a")).send().ok()
+        });
+        assert_eq!(r.status(), 200, "HEAD via {url}");
+        let get = h.get(format!("{url}/v1/kv/hd/a")).send().unwrap();
+        assert_eq!(
+            r.headers().get("content-length"),
+            Some(&get.bytes().unwrap().len().to_string().parse().unwrap()),
+            "HEAD's Content-Length is GET's"
+        );
+        assert!(r.headers().contains_key("x-consul-index"));
+        assert_eq!(r.headers()["x-consul-knownleader"], "true");
+        let r = h.head(format!("{url}/v1/kv/hd/?recurse")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().unwrap().is_empty());
+        let r = h.head(format!("{url}/v1/kv/hd/none")).send().unwrap();
+        assert_eq!(r.status(), 404);
+        let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+        for m in [reqwest::Method::PATCH, reqwest::Method::POST, brew] {
+            let r = h
+                .request(m.clone(), format!("{url}/v1/kv/hd/?recurse"))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 405, "{m} via {url}");
+            assert_eq!(r.headers()["allow"], "OPTIONS,GET,HEAD,PUT,DELETE");
+        }
+    }
+    for k in ["hd/a", "hd/b"] {
+        assert_eq!(
+            get_raw(&c.server(leader).url, k, "").as_deref(),
+            Some("1"),
+            "{k} deleted"
+        );
+    }
+    // The RPC ports: h2c has no API routes, HTTP/1.1 is not spoken.
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for p in &c.server_ports {
+        let rpc = format!("127.0.0.1:{}", p.server);
+        let r = h2
+            .get(format!("http://{rpc}/v1/kv/hd/a?raw"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "h2c API read on {rpc}");
+        let r = h2
+            .delete(format!("http://{rpc}/v1/kv/hd/a"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "h2c API delete on {rpc}");
+        let r = client()
+            .get(format!("http://{rpc}/v1/kv/hd/a?raw"))
+            .timeout(Duration::from_secs(5))
+            .send();
+        assert!(
+            r.as_ref().map_or(true, |r| !r.status().is_success()),
+            "HTTP/1.1 API read on {rpc}: {r:?}"
+        );
+    }
+    assert_eq!(
+        get_raw(&c.server(leader).url, "hd/a", "").as_deref(),
+        Some("1")
+    );
+}
+
 /// 3 servers + 1 client, the client started first.
 #[test]
 fn cluster_forms_client_first() {

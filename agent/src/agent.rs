@@ -13,6 +13,7 @@ use crate::cluster::gossip::{Gossip, GossipOptions, Ident};
 use crate::cluster::rpc::RpcClient;
 use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
+use crate::http::serve::{Budget, Gate, Refuse};
 use crate::http::{self, AppState, Shared};
 use crate::local::defs::{parse_service_as, parse_standalone_check};
 use crate::local::sync::{CatalogSource, NodeInfo};
@@ -364,10 +365,28 @@ pub async fn run(
     }
 
     let mut tasks: tokio::task::JoinSet<Result<(), AgentError>> = tokio::task::JoinSet::new();
+    let budget = connection_budget(&config);
+    tokio::spawn(http::serve::give_back_memory(
+        budget.clone(),
+        shutdown.clone(),
+    ));
     if let Some(listener) = rpc_listener {
         tracing::info!("server RPC listening on {}", raft_addr);
         let app = crate::cluster::rpc::router(state.clone(), http::router(state.clone()));
-        tokio::spawn(crate::cluster::rpc::serve(listener, app, shutdown.clone()));
+        let gate = Gate::new(
+            "server RPC",
+            "rpc_max_conns_per_client",
+            config.limits.rpc_max_conns_per_client,
+            budget.clone(),
+            Refuse::Close,
+        );
+        tokio::spawn(crate::cluster::rpc::serve(
+            listener,
+            app,
+            gate,
+            config.limits.rpc_handshake_timeout,
+            shutdown.clone(),
+        ));
     }
     if let Some(g) = &gossip {
         if config.server {
@@ -429,11 +448,20 @@ pub async fn run(
         })?;
         let bound = listener.local_addr().map_err(AgentError::Serve)?;
         tracing::info!("HTTP API listening on http://{bound}");
+        warn_if_exposed(config.client_addr);
         crate::watchplan::spawn_config_watches(watches, bound, shutdown.clone());
         let app = http::router(state.clone());
+        let gate = Gate::new(
+            "HTTP API",
+            "http_max_conns_per_client",
+            config.limits.http_max_conns_per_client,
+            budget.clone(),
+            Refuse::Http,
+        );
+        let timeouts = (&config.limits).into();
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            http::serve::serve(listener, app, stop).await;
+            http::serve::serve(listener, app, gate, timeouts, stop).await;
             Ok(())
         });
     } else if !watches.is_empty() {
@@ -485,6 +513,40 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The connections all listeners may hold together, from the open-file
+/// limit (logged, with a warning when a per-client cap cannot be reached).
+fn connection_budget(c: &AgentConfig) -> Arc<Budget> {
+    let (budget, limit) = Budget::from_rlimit();
+    tracing::info!(
+        "connection limit: {} (open-file limit {limit}); per client: HTTP {}, RPC {} (0 = no cap)",
+        budget.max(),
+        c.limits.http_max_conns_per_client,
+        c.limits.rpc_max_conns_per_client
+    );
+    let per_client = c.limits.http_max_conns_per_client as usize;
+    if per_client > budget.max() {
+        tracing::warn!(
+            "limits.http_max_conns_per_client is {per_client} but the open-file limit {limit} \
+             allows only {} connections: raise it (ulimit -n)",
+            budget.max()
+        );
+    }
+    budget
+}
+
+/// The API answers anyone who can reach `-client`: say so when that is
+/// more than this machine.
+fn warn_if_exposed(client: IpAddr) {
+    if !client.is_loopback() {
+        tracing::warn!(
+            client_addr = %client,
+            "[SECURITY] the HTTP API and DNS listen on a non-loopback address without ACLs: \
+             anyone who can reach {client} can read and change all data and register checks; \
+             use -client 127.0.0.1 or restrict access to this address"
+        );
+    }
 }
 
 /// User events travel by gossip: fired events are broadcast, received ones

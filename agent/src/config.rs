@@ -145,6 +145,8 @@ pub struct AgentConfig {
     pub leave_on_terminate: Option<bool>,
     /// Skip the graceful leave on SIGINT (default: servers yes, clients no).
     pub skip_leave_on_interrupt: Option<bool>,
+    /// Connection limits and timeouts (`limits`).
+    pub limits: crate::limits::Limits,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -184,6 +186,7 @@ impl Default for AgentConfig {
             reconnect_timeout: Duration::from_secs(72 * 3600),
             leave_on_terminate: None,
             skip_leave_on_interrupt: None,
+            limits: crate::limits::Limits::default(),
             warnings: Vec::new(),
         }
     }
@@ -463,6 +466,13 @@ impl AgentConfig {
                         }
                     }
                 }
+                "limits" => self
+                    .limits
+                    .merge(path, val, &mut self.warnings)
+                    .map_err(|msg| ConfigError::Invalid {
+                        key: format!("limits in {}", path.display()),
+                        msg,
+                    })?,
                 "service" => self.service_defs.push(val.clone()),
                 "services" => match val {
                     Value::Array(a) => self.service_defs.extend(a.iter().cloned()),

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
+//! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
 //! - [`agent`]: running an agent — raft, listeners, graceful shutdown.
 //! - [`state`]: the replicated tables (KV, ...) and per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
@@ -10,8 +11,11 @@
 //!   anti-entropy sync into the catalog.
 //! - [`cluster`]: several agents as one — gossip membership (foca), the
 //!   server RPC port (raft, forwarding), bootstrap and voter management.
-//! - [`http`]: the Consul HTTP API — route table, one file per area,
-//!   blocking queries, Consul's error mapping; `http::ui` serves the web UI
+//! - [`http`]: the Consul HTTP API — route table (`http::routes`: each
+//!   route with its methods), one file per area, blocking queries, Consul's
+//!   error mapping; `http::serve` is the accept loop (per-client caps, the
+//!   descriptor budget) and `http::timeouts` the per-connection timeouts;
+//!   `http::ui` serves the web UI
 //!   (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded at build.
 //! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
 //! - [`events`]: user events — the agent's buffer, receive-side filters,
@@ -32,6 +36,7 @@ pub mod dns;
 pub mod events;
 pub mod fsutil;
 pub mod http;
+pub mod limits;
 pub mod local;
 pub mod raft;
 pub mod session_ttl;

@@ -26,7 +26,8 @@
 //! * `memory --addr ... --pid PID [--parked 10000]` — writes `bench/mem/<i>`, then reads
 //!   the server's `VmRSS` (`/proc/PID/status`, once it stops moving) four times:
 //!   before; with `parked` connections open but idle; after one plain GET on each;
-//!   with one blocking query parked on each (distinct keys). Reports KiB per parked
+//!   with one blocking query parked on each (distinct keys); and once all are
+//!   closed again. Reports KiB per parked
 //!   query, and that figure split into the accepted connection, what its first
 //!   request leaves behind, and the parked query itself. Run it on a fresh server:
 //!   heap freed by earlier load is reused and hides the cost.

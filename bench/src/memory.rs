@@ -1,4 +1,5 @@
-//! `memory`: the server's resident memory per parked blocking query.
+//! `memory`: the server's resident memory per parked blocking query, and
+//! what it keeps after those connections close.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use crate::procfs::settled_rss;
 use crate::{kv, progress, result};
 
 const PREFIX: &str = "bench/mem/";
+/// Time given to the server after the clients close, before reading RSS.
+const CLOSE_SETTLE: Duration = Duration::from_secs(10);
 
 pub struct Opts {
     addr: SocketAddr,
@@ -56,6 +59,11 @@ pub async fn run(o: Opts) -> Result<()> {
     progress!("server RSS with {} parked queries: {parked} KiB", o.parked);
     let (answered, broken) = (idle.answered(), idle.broken());
     idle.close().await;
+    // What the server keeps once every client has gone (freed heap the
+    // allocator has not returned); allocators return memory after a delay.
+    tokio::time::sleep(CLOSE_SETTLE).await;
+    let closed = settled_rss(o.pid).await?;
+    progress!("server RSS after all {} closed: {closed} KiB", o.parked);
 
     let n = o.parked as f64;
     let per = |a: u64, b: u64| (b as f64 - a as f64) / n;
@@ -64,6 +72,7 @@ pub async fn run(o: Opts) -> Result<()> {
     result("memory_rss_opened_kib", opened);
     result("memory_rss_read_kib", read);
     result("memory_rss_parked_kib", parked);
+    result("memory_rss_closed_kib", closed);
     result(
         "memory_kib_per_parked",
         format!("{:.2}", per(before, parked)),

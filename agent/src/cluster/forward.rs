@@ -12,12 +12,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
+use tower::ServiceExt;
 
-use super::rpc::{hops, AGENT_NODE, HOPS};
+use super::rpc::{hops, RpcError, AGENT_NODE, HOPS};
 use super::Upstream;
 use crate::http::params::Query;
 use crate::http::{ApiError, Shared, MAX_BODY};
@@ -43,6 +46,11 @@ fn replicated(path: &str, client: bool) -> bool {
         return false;
     }
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
+}
+
+/// Reads may be repeated on another server; every other method is a write.
+fn is_read(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD)
 }
 
 type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -74,7 +82,7 @@ fn upstream_for(s: &Shared, req: &Request) -> Option<Upstream> {
         return None;
     }
     let up = s.upstream.as_ref()?;
-    let writes = !(req.method() == Method::GET || req.method() == Method::HEAD);
+    let writes = !is_read(req.method());
     if !client && !writes && Query::parse(req.uri().query()).has("stale") {
         return None;
     }
@@ -84,7 +92,7 @@ fn upstream_for(s: &Shared, req: &Request) -> Option<Upstream> {
 async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response {
     let client = s.raft.is_none();
     let query = Query::parse(req.uri().query());
-    let writes = !(req.method() == Method::GET || req.method() == Method::HEAD);
+    let writes = !is_read(req.method());
     let hop = hops(req.headers());
     if hop >= MAX_HOPS {
         return ApiError::Internal(
@@ -115,41 +123,36 @@ async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response 
     } else {
         Duration::from_secs(15)
     };
+    let envelope = Tunnelled {
+        method: parts.method.to_string(),
+        uri: path_q,
+        headers: tunnel_headers(&parts.headers, &s.node.node),
+        body: body.to_vec(),
+    };
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
         if !client && s.leadership.is_leader() {
             // This server took office while the request waited.
-            let mut req = Request::new(Body::from(body));
+            let mut req = Request::new(Body::from(envelope.body));
             *req.method_mut() = parts.method;
             *req.uri_mut() = parts.uri;
             *req.headers_mut() = parts.headers;
             return next.run(req).await;
         }
         for target in up.targets() {
-            let mut rb = up
+            let r: Result<TunnelledAnswer, RpcError> = up
                 .rpc
-                .http()
-                .request(parts.method.clone(), format!("http://{target}{path_q}"))
-                .header(HOPS, hop + 1)
-                .timeout(timeout)
-                .body(body.clone());
-            for (k, v) in parts.headers.iter() {
-                if !hop_by_hop(k) {
-                    rb = rb.header(k, v);
-                }
-            }
-            if !parts.headers.contains_key(AGENT_NODE) {
-                rb = rb.header(AGENT_NODE, &s.node.node);
-            }
-            match rb.send().await {
-                Ok(r) => {
+                .call(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
+                .await;
+            match r {
+                Ok(answer) => {
                     up.good(&target);
-                    return relay(r).await;
+                    return answer.into_response();
                 }
                 // Never sent, or a read (safe to repeat): try again, elsewhere
                 // or once a leader is known. A write that may have reached
                 // the old leader is not repeated: its outcome is unknown.
-                Err(e) if e.is_connect() || !writes => {
+                Err(e) if e.not_sent() || !writes => {
                     tracing::debug!(%target, error = %e, "forward: server unreachable");
                     up.bad(&target);
                 }
@@ -166,6 +169,123 @@ async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response 
     }
 }
 
+/// The request's headers for the envelope, without hop-by-hop ones, and
+/// naming the agent it first reached.
+fn tunnel_headers(h: &HeaderMap, node: &str) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = h
+        .iter()
+        .filter(|(k, _)| !hop_by_hop(k))
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    if !h.contains_key(AGENT_NODE) {
+        v.push((AGENT_NODE.to_string(), node.as_bytes().to_vec()));
+    }
+    v
+}
+
+/// Where tunnelled API requests go on the server RPC port.
+pub const TUNNEL_PATH: &str = "/rpc/api";
+
+/// An HTTP API request forwarded whole over server RPC. The RPC port
+/// serves only envelopes like this one, never the API itself, so `-client`
+/// decides who can reach the API.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Tunnelled {
+    pub method: String,
+    /// Path and query, e.g. `/v1/kv/a?index=7`.
+    pub uri: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// The answer to a [`Tunnelled`] request, as the serving agent gave it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TunnelledAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+impl IntoResponse for TunnelledAnswer {
+    fn into_response(self) -> Response {
+        let mut resp = Response::new(Body::from(self.body));
+        *resp.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = resp.headers_mut();
+        for (k, v) in self.headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_bytes(&v)) {
+                // Content-Length is the body's (or, for HEAD, GET's): kept.
+                if k == header::CONTENT_LENGTH || !hop_by_hop(&k) {
+                    h.append(k, v);
+                }
+            }
+        }
+        resp
+    }
+}
+
+/// Largest answer carried back (a full catalog listing can be megabytes).
+const MAX_ANSWER: usize = 64 << 20;
+
+/// Server side of [`TUNNEL_PATH`]: answer the enclosed request with the
+/// API router `api` (which forwards it on when this server is not the
+/// leader, `hops` counting the trip so far).
+pub async fn serve_tunnelled(api: Router, hops: u32, env: Tunnelled) -> TunnelledAnswer {
+    let failed = |status: StatusCode, msg: String| TunnelledAnswer {
+        status: status.as_u16(),
+        headers: vec![("content-type".into(), b"text/plain; charset=utf-8".to_vec())],
+        body: msg.into_bytes(),
+    };
+    let (Ok(method), Ok(uri)) = (
+        Method::from_bytes(env.method.as_bytes()),
+        env.uri.parse::<axum::http::Uri>(),
+    ) else {
+        return failed(
+            StatusCode::BAD_REQUEST,
+            "malformed forwarded request".into(),
+        );
+    };
+    if uri.scheme().is_some() || !uri.path().starts_with('/') {
+        return failed(
+            StatusCode::BAD_REQUEST,
+            "malformed forwarded request".into(),
+        );
+    }
+    let mut req = Request::new(Body::from(env.body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    for (k, v) in env.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_bytes(&v)) {
+            if !hop_by_hop(&k) {
+                h.append(k, v);
+            }
+        }
+    }
+    h.insert(HOPS, HeaderValue::from(hops));
+    let resp = match api.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = resp.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_ANSWER).await {
+        Ok(b) => b.to_vec(),
+        Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, format!("answer: {e}")),
+    };
+    TunnelledAnswer {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(k, _)| **k == header::CONTENT_LENGTH || !hop_by_hop(k))
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body,
+    }
+}
+
 fn hop_by_hop(h: &HeaderName) -> bool {
     h == header::HOST
         || h == header::CONNECTION
@@ -175,21 +295,4 @@ fn hop_by_hop(h: &HeaderName) -> bool {
         || h.as_str() == "keep-alive"
         || h.as_str() == "proxy-connection"
         || h.as_str() == HOPS
-}
-
-async fn relay(r: reqwest::Response) -> Response {
-    let status = r.status();
-    let mut headers = r.headers().clone();
-    let body = match r.bytes().await {
-        Ok(b) => b,
-        Err(e) => return ApiError::Internal(format!("forwarded answer: {e}")).into_response(),
-    };
-    let drop: Vec<HeaderName> = headers.keys().filter(|k| hop_by_hop(k)).cloned().collect();
-    for k in drop {
-        headers.remove(k);
-    }
-    let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
 }

@@ -1,12 +1,16 @@
-//! Server RPC on `ports.server` (8300): HTTP/2 with bincode bodies.
+//! Server RPC on `ports.server` (8300): HTTP/2 (prior knowledge, no
+//! HTTP/1.1) with bincode bodies.
 //!
 //! One listener carries raft traffic between servers, writes forwarded to
-//! the leader, catalog reads for client agents' anti-entropy, and tunnelled
-//! HTTP API calls (the whole API router is mounted behind the internal
-//! routes, so a forwarded request is answered exactly as it would be on the
-//! target's own HTTP port). HTTP/2 multiplexes every call over one reused
-//! connection per peer, blocking queries included.
+//! the leader, catalog reads for client agents' anti-entropy, and forwarded
+//! HTTP API calls, each in its envelope ([`forward::Tunnelled`], answered
+//! by the API router as the agent's own HTTP port would). The API itself is
+//! not served here: only `-client` addresses answer it. HTTP/2 multiplexes
+//! every call over one reused connection per peer, blocking queries
+//! included; refusing HTTP/1.1 also keeps browsers (which cannot speak h2c)
+//! from posting to these routes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -20,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::forward;
+use crate::http::serve::{accept_loop, Gate};
+use crate::http::timeouts::Handshake;
 use crate::http::Shared;
 use crate::raft::proposer::WriteError;
 use crate::raft::NodeId;
@@ -85,11 +92,6 @@ impl RpcClient {
             .build()
             .unwrap_or_default();
         Self { http }
-    }
-
-    /// The HTTP/2 client, for tunnelled API requests.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     /// POST a bincode request to `addr` and decode a bincode answer.
@@ -172,9 +174,9 @@ pub fn hops(h: &HeaderMap) -> u32 {
         .unwrap_or(0)
 }
 
-/// The RPC route table: internal routes first, the HTTP API behind them.
+/// The RPC route table. `api` answers forwarded API requests.
 pub fn router(state: Shared, api: Router) -> Router {
-    let internal = Router::new()
+    Router::new()
         .route("/rpc/raft/append", post(append))
         .route("/rpc/raft/vote", post(vote))
         .route("/rpc/raft/snapshot", post(snapshot))
@@ -182,9 +184,19 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/raft/remove", post(remove_peer))
         .route("/rpc/write", post(write))
         .route("/rpc/node-view/{node}", get(node_view))
+        .route(
+            forward::TUNNEL_PATH,
+            post(move |headers: HeaderMap, body: Bytes| tunnel(api.clone(), headers, body)),
+        )
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
-        .with_state(state);
-    internal.merge(api)
+        .with_state(state)
+}
+
+async fn tunnel(api: Router, headers: HeaderMap, body: Bytes) -> Response {
+    match decode::<forward::Tunnelled>(&body) {
+        Ok(env) => bin(&forward::serve_tunnelled(api, hops(&headers), env).await),
+        Err(r) => *r,
+    }
 }
 
 macro_rules! raft_or_503 {
@@ -255,18 +267,34 @@ async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Respons
     bin(&view)
 }
 
-/// Serve the RPC router on `listener` (HTTP/2, or HTTP/1.1 for a curious
-/// operator) until `stop`.
-pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
+/// Bytes a peer sends first: the HTTP/2 preface and a frame header.
+const HANDSHAKE_BYTES: usize = 24 + 9;
+
+/// Serve the RPC router on `listener` (HTTP/2 only) until `stop`; `gate`
+/// caps connections per peer address, `handshake` bounds a new
+/// connection's silence.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    gate: Arc<Gate>,
+    handshake: Duration,
+    stop: CancellationToken,
+) {
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    crate::http::serve::accept_loop(listener, &stop, "rpc", |stream, peer| {
+    accept_loop(listener, &stop, gate, |stream, peer, admitted| {
         let svc = TowerToHyperService::new(app.clone());
         let stop = stop.clone();
         async move {
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let _admitted = admitted;
+            let io = TokioIo::new(Handshake::new(stream, HANDSHAKE_BYTES, handshake));
+            // Pings find peers that vanished without closing (a partition,
+            // a host gone): their connections are freed.
+            let conn = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30))
+                .serve_connection(io, svc);
             // Peers retry: a connection is simply dropped at shutdown.
             tokio::select! {
                 r = conn => if let Err(e) = r {

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::json_body;
 use super::params::{check_dc, Query};
+use super::routes::{Endpoint as E, Routes};
 use super::{json, render, ApiError, Shared};
 use crate::local::defs::{normalize, parse_service, parse_standalone_check, DefError};
 use crate::local::{CheckView, LocalError, Source};
@@ -23,6 +24,39 @@ impl From<LocalError> for ApiError {
             LocalError::Invalid(_) | LocalError::NotTtl(_) => ApiError::BadRequest(e.to_string()),
         }
     }
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/v1/agent/services", E::get(services))
+        .route("/v1/agent/service/{id}", E::get(service))
+        .route("/v1/agent/checks", E::get(checks))
+        .route("/v1/agent/members", E::get(members))
+        .route("/v1/agent/service/register", E::put(register_service))
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            E::put(deregister_service),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            E::put(service_maintenance),
+        )
+        .route("/v1/agent/check/register", E::put(register_check))
+        .route("/v1/agent/check/deregister/{*id}", E::put(deregister_check))
+        .route("/v1/agent/check/pass/{*id}", E::put(pass))
+        .route("/v1/agent/check/warn/{*id}", E::put(warn))
+        .route("/v1/agent/check/fail/{*id}", E::put(fail))
+        .route("/v1/agent/check/update/{*id}", E::put(update))
+        .route("/v1/agent/maintenance", E::put(node_maintenance))
+        .route(
+            "/v1/agent/health/service/name/{name}",
+            E::get(health_by_name),
+        )
+        .route("/v1/agent/health/service/id/{id}", E::get(health_by_id))
+        .route("/v1/agent/reload", E::put(reload))
+        .route("/v1/agent/join/{addr}", E::put(join))
+        .route("/v1/agent/leave", E::put(leave))
+        .route("/v1/agent/force-leave/{node}", E::put(force_leave))
 }
 
 fn empty_ok() -> Response {

@@ -1,6 +1,6 @@
 //! HTTP errors, mapped to Consul's status codes and plain-text bodies in one place.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,9 @@ pub enum ApiError {
     NoLeader,
     #[error("{0}")]
     Internal(String),
+    /// Consul's text; `allow` becomes the `Allow` header.
+    #[error("method {method} not allowed")]
+    MethodNotAllowed { method: String, allow: HeaderValue },
 }
 
 impl ApiError {
@@ -29,6 +32,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoPathToDatacenter | Self::NoLeader | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -41,11 +45,15 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Internal(_) | Self::NoLeader) {
             tracing::warn!(error = %self, "request failed");
         }
-        (
+        let mut resp = (
             self.status(),
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             self.to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
+        resp
     }
 }

@@ -9,21 +9,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::Router;
 use base64::Engine;
 use rand::Rng;
 use serde_json::{json, Value};
 
 use super::kv::body_or_error;
 use super::params::{check_dc, Consistency, Query, ReadOpts};
+use super::routes::{Endpoint as E, Routes};
 use super::{json, ApiError, Shared};
 use crate::events::{list_index, EventError, UserEvent};
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/v1/event/fire/{name}", put(fire))
-        .route("/v1/event/list", get(list))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/v1/event/fire/{name}", E::put(fire))
+        .route("/v1/event/list", E::get(list))
 }
 
 /// An event as Consul renders it (payload base64, null when empty).

@@ -11,21 +11,20 @@ use std::time::Duration;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use rand::Rng;
 use serde_json::{json, Value};
 
 use super::params::{Query, ReadOpts};
+use super::routes::{Endpoint as E, Routes};
 use super::{json, render, ApiError, AppState, Shared};
 use crate::state::catalog::{self as cat, Catalog, NodeRec};
 use crate::state::{Health, Tables, WatchTarget};
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/v1/internal/ui/services", get(services))
-        .route("/v1/internal/ui/nodes", get(nodes))
-        .route("/v1/internal/ui/node/{name}", get(node))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/v1/internal/ui/services", E::get(services))
+        .route("/v1/internal/ui/nodes", E::get(nodes))
+        .route("/v1/internal/ui/node/{name}", E::get(node))
 }
 
 /// Consul's ServiceSummary: one entry per service name with its instance

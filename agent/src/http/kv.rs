@@ -1,11 +1,11 @@
-//! `/v1/kv/<key>`: GET (single, recurse, keys, raw, blocking), PUT, DELETE.
+//! `/v1/kv/<key>`: GET and HEAD (single, recurse, keys, raw, blocking), PUT, DELETE.
 
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use percent_encoding::percent_decode_str;
@@ -118,11 +118,18 @@ pub fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> impl std::future::Future<Output = Response> + Send {
     let q = Query::parse(uri.query());
-    let op = key_from_uri(&uri).and_then(|key| match method {
-        Method::GET => Ok(Op::Get(key)),
-        Method::PUT => body_or_error(body, &headers).map(|b| Op::Put(key, b)),
-        _ => Ok(Op::Delete(key)),
-    });
+    // Every method by name: HEAD is a read (answered as GET, without the
+    // body); anything else must never fall through to a write.
+    let op = match method {
+        Method::GET | Method::HEAD => key_from_uri(&uri).map(Op::Get),
+        Method::PUT => key_from_uri(&uri)
+            .and_then(|key| body_or_error(body, &headers).map(|b| Op::Put(key, b))),
+        Method::DELETE => key_from_uri(&uri).map(Op::Delete),
+        other => Err(ApiError::MethodNotAllowed {
+            method: other.to_string(),
+            allow: HeaderValue::from_static("OPTIONS,GET,HEAD,PUT,DELETE"),
+        }),
+    };
     async move {
         let res = match op {
             Err(e) => Err(e),

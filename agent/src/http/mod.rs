@@ -14,9 +14,11 @@ pub mod kv;
 pub mod operator;
 pub mod params;
 pub mod render;
+pub mod routes;
 pub mod serve;
 pub mod session;
 pub mod status;
+pub mod timeouts;
 pub mod txn;
 pub mod ui;
 
@@ -24,9 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
 use axum::Router;
 use rand::Rng;
 use serde::Serialize;
@@ -39,6 +40,7 @@ use crate::raft::Raft;
 use crate::state::{Command, Outcome, Store, Tables, WatchTarget};
 pub use error::ApiError;
 use params::{Consistency, ReadOpts};
+pub use routes::Routes;
 
 /// How long a read waits for a quorum to confirm the leader (Consul's rpc_hold_timeout).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(7);
@@ -77,84 +79,55 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-/// The route table: every endpoint tribune serves.
-pub fn router(state: Shared) -> Router {
-    let ui_enabled = state.config.ui;
-    let kv = get(kv::handle).put(kv::handle).delete(kv::handle);
-    Router::new()
-        .route("/v1/kv", kv.clone())
-        .route("/v1/kv/", kv.clone())
-        .route("/v1/kv/{*key}", kv)
-        .route("/v1/txn", put(txn::handle))
-        .route("/v1/status/leader", get(status::leader))
-        .route("/v1/status/peers", get(status::peers))
-        .route("/v1/agent/self", get(status::agent_self))
-        .route("/v1/catalog/datacenters", get(status::datacenters))
-        .route("/v1/catalog/register", put(catalog::register))
-        .route("/v1/catalog/deregister", put(catalog::deregister))
-        .route("/v1/catalog/services", get(catalog::services))
-        .route("/v1/catalog/service/{name}", get(catalog::service))
-        .route("/v1/catalog/nodes", get(catalog::nodes))
-        .route("/v1/catalog/node/{name}", get(catalog::node))
-        .route("/v1/health/service/{name}", get(health::service))
-        .route("/v1/health/checks/{name}", get(health::checks))
-        .route("/v1/health/node/{name}", get(health::node))
-        .route("/v1/health/state/{state}", get(health::state))
-        .route("/v1/agent/services", get(agent_api::services))
-        .route("/v1/agent/service/{id}", get(agent_api::service))
-        .route("/v1/agent/checks", get(agent_api::checks))
-        .route("/v1/agent/members", get(agent_api::members))
-        .route(
-            "/v1/agent/service/register",
-            put(agent_api::register_service),
-        )
-        .route(
-            "/v1/agent/service/deregister/{id}",
-            put(agent_api::deregister_service),
-        )
-        .route(
-            "/v1/agent/service/maintenance/{id}",
-            put(agent_api::service_maintenance),
-        )
-        .route("/v1/agent/check/register", put(agent_api::register_check))
-        .route(
-            "/v1/agent/check/deregister/{*id}",
-            put(agent_api::deregister_check),
-        )
-        .route("/v1/agent/check/pass/{*id}", put(agent_api::pass))
-        .route("/v1/agent/check/warn/{*id}", put(agent_api::warn))
-        .route("/v1/agent/check/fail/{*id}", put(agent_api::fail))
-        .route("/v1/agent/check/update/{*id}", put(agent_api::update))
-        .route("/v1/agent/maintenance", put(agent_api::node_maintenance))
-        .route(
-            "/v1/agent/health/service/name/{name}",
-            get(agent_api::health_by_name),
-        )
-        .route(
-            "/v1/agent/health/service/id/{id}",
-            get(agent_api::health_by_id),
-        )
-        .route("/v1/agent/reload", put(agent_api::reload))
-        .route("/v1/agent/join/{addr}", put(agent_api::join))
-        .route("/v1/agent/leave", put(agent_api::leave))
-        .route("/v1/agent/force-leave/{node}", put(agent_api::force_leave))
+/// The route table: every endpoint tribune serves, with its methods
+/// (Consul's `http_register.go`). No state is needed to build it, so tests
+/// can walk [`Routes::table`] of exactly what [`router`] serves.
+pub fn routes(ui_enabled: bool) -> Routes {
+    use routes::Endpoint as E;
+    let kv = || {
+        E::get(kv::handle)
+            .on(Method::PUT, kv::handle)
+            .on(Method::DELETE, kv::handle)
+    };
+    Routes::new()
+        .route("/v1/kv", kv())
+        .route("/v1/kv/", kv())
+        .route("/v1/kv/{*key}", kv())
+        .route("/v1/txn", E::put(txn::handle))
+        .route("/v1/status/leader", E::get(status::leader))
+        .route("/v1/status/peers", E::get(status::peers))
+        .route("/v1/agent/self", E::get(status::agent_self))
+        .route("/v1/catalog/datacenters", E::get(status::datacenters))
+        .route("/v1/catalog/register", E::put(catalog::register))
+        .route("/v1/catalog/deregister", E::put(catalog::deregister))
+        .route("/v1/catalog/services", E::get(catalog::services))
+        .route("/v1/catalog/service/{name}", E::get(catalog::service))
+        .route("/v1/catalog/nodes", E::get(catalog::nodes))
+        .route("/v1/catalog/node/{name}", E::get(catalog::node))
+        .route("/v1/health/service/{name}", E::get(health::service))
+        .route("/v1/health/checks/{name}", E::get(health::checks))
+        .route("/v1/health/node/{name}", E::get(health::node))
+        .route("/v1/health/state/{state}", E::get(health::state))
+        .merge(agent_api::routes())
         .route(
             "/v1/operator/raft/configuration",
-            get(operator::configuration),
+            E::get(operator::configuration),
         )
-        .route(
-            "/v1/operator/raft/peer",
-            axum::routing::delete(operator::remove_peer),
-        )
+        .route("/v1/operator/raft/peer", E::delete(operator::remove_peer))
         .merge(internal_ui::routes())
         .merge(ui::routes(ui_enabled))
         .merge(session::routes())
         .merge(event::routes())
+}
+
+/// The API router: [`routes`] with forwarding to the leader (for the
+/// methods a route answers; the others are refused here) and the body limit.
+pub fn router(state: Shared) -> Router {
+    let forward =
+        axum::middleware::from_fn_with_state(state.clone(), crate::cluster::forward::middleware);
+    routes(state.config.ui)
+        .into_router(|mr| mr.route_layer(forward.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::cluster::forward::middleware,
-        ))
         .with_state(state)
 }
 

@@ -10,12 +10,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, put};
-use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::kv::body_or_error;
 use super::params::{check_dc, parse_duration, Query};
+use super::routes::{Endpoint as E, Routes};
 use super::{json, ApiError, Shared};
 use crate::state::session::{Behavior, SessionRec, SERF_CHECK, SESSIONS, TTL_MAX, TTL_MIN};
 use crate::state::{Command, Outcome, SessionCommand, SessionOutcome, WatchTarget};
@@ -26,14 +25,14 @@ const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
 /// (clients send `5` meaning 5s; Consul does the same).
 const LOCK_DELAY_SECONDS_BELOW: u128 = 1000;
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/v1/session/create", put(create))
-        .route("/v1/session/destroy/{id}", put(destroy))
-        .route("/v1/session/renew/{id}", put(renew))
-        .route("/v1/session/info/{id}", get(info))
-        .route("/v1/session/node/{node}", get(node))
-        .route("/v1/session/list", get(list))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/v1/session/create", E::put(create))
+        .route("/v1/session/destroy/{id}", E::put(destroy))
+        .route("/v1/session/renew/{id}", E::put(renew))
+        .route("/v1/session/info/{id}", E::get(info))
+        .route("/v1/session/node/{node}", E::get(node))
+        .route("/v1/session/list", E::get(list))
 }
 
 /// A session as Consul renders it.

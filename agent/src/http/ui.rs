@@ -7,10 +7,8 @@ use std::sync::OnceLock;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
 
-use super::Shared;
+use super::routes::{Endpoint as E, Routes};
 
 /// One embedded file.
 struct Asset {
@@ -56,21 +54,24 @@ const DISABLED: &str = "tribune agent: the web UI is disabled. \
                         Start the agent with -ui (or set \"ui\": true in its config).\n";
 
 /// `/`, `/ui` and `/ui/*`; when the UI is off they answer 404 saying how to turn it on.
-pub fn routes(enabled: bool) -> Router<Shared> {
+pub fn routes(enabled: bool) -> Routes {
     if !enabled {
-        let off = get(|| async { (StatusCode::NOT_FOUND, DISABLED) });
-        return Router::new()
-            .route("/", off.clone())
-            .route("/ui", off.clone())
-            .route("/ui/", off.clone())
-            .route("/ui/{*path}", off);
+        let off = || E::get(|| async { (StatusCode::NOT_FOUND, DISABLED) });
+        return Routes::new()
+            .route("/", off())
+            .route("/ui", off())
+            .route("/ui/", off())
+            .route("/ui/{*path}", off());
     }
-    Router::new()
+    Routes::new()
         // Temporary, so a browser does not remember it after the UI is turned off.
-        .route("/", get(|| async { Redirect::temporary("/ui/") }))
-        .route("/ui", get(|| async { Redirect::temporary("/ui/") }))
-        .route("/ui/", get(|h: HeaderMap| async move { serve(INDEX, &h) }))
-        .route("/ui/{*path}", get(asset))
+        .route("/", E::get(|| async { Redirect::temporary("/ui/") }))
+        .route("/ui", E::get(|| async { Redirect::temporary("/ui/") }))
+        .route(
+            "/ui/",
+            E::get(|h: HeaderMap| async move { serve(INDEX, &h) }),
+        )
+        .route("/ui/{*path}", E::get(asset))
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
