@@ -48,7 +48,7 @@ log="$(mktemp)"
 status=0
 # Into a file, streamed by tail: a process some test left behind, still
 # holding the output open, must not hang the run (as a pipe to tee would).
-cargo test --workspace >"$log" 2>&1 &
+cargo test --workspace --no-fail-fast >"$log" 2>&1 &
 tests_pid=$!
 tail -n +1 -f --pid="$tests_pid" "$log" &
 tail_pid=$!

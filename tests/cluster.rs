@@ -826,6 +826,21 @@ fn members_failed_and_left() {
         Duration::from_secs(15),
         passing(2),
     );
+    // A session defaults to the node's serfHealth, which the leader registers
+    // when it sees c0 join; c0's own services can be in the catalog first (as
+    // in Consul, a session created before that is refused).
+    wait_for("c0's serfHealth passing", Duration::from_secs(15), || {
+        let v: Value = client()
+            .get(format!("{srv}/v1/health/node/c0"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v.as_array()?
+            .iter()
+            .any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing")
+            .then_some(())
+    });
     // A lock held by a session of c0 (through c0's own API, forwarded).
     let session: Value = client()
         .put(format!("{}/v1/session/create", c.client(0).url))

@@ -100,20 +100,7 @@ fn dig(port: u16, args: &[&str]) -> String {
 }
 
 fn dns_agent(extra: &[&str]) -> (Agent, u16) {
-    let dns = free_port();
-    let d = dns.to_string();
-    let mut args = vec![
-        "agent",
-        "-dev",
-        "-http-port",
-        "0",
-        "-dns-port",
-        &d,
-        "-node",
-        "node1",
-    ];
-    args.extend_from_slice(extra);
-    (Agent::spawn(&args, None), dns)
+    Agent::dev_dns(extra)
 }
 
 fn passing_ids(a: &Agent, svc: &str) -> Vec<String> {
@@ -1121,8 +1108,6 @@ fn dns_recursor_forwards_other_domains() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("domain.json");
     std::fs::write(&conf, r#"{"domain": "example"}"#).unwrap();
-    let upstream_dns = free_port();
-    let up = upstream_dns.to_string();
     let c = conf.to_str().unwrap();
     let upstream = Agent::spawn(
         &[
@@ -1131,7 +1116,7 @@ fn dns_recursor_forwards_other_domains() {
             "-http-port",
             "0",
             "-dns-port",
-            &up,
+            "0",
             "-node",
             "far",
             "-config-file",
@@ -1139,6 +1124,7 @@ fn dns_recursor_forwards_other_domains() {
         ],
         None,
     );
+    let upstream_dns = upstream.dns_port();
     // The upstream registers its own node through anti-entropy, just after start.
     wait_until("upstream node registered", Duration::from_secs(5), || {
         get(&upstream, "catalog/node/far").status() == 200

@@ -3,7 +3,6 @@
 //! as split TXT strings, UDP answers within the client's size (TC when
 //! cut), `dns_config.udp_answer_limit`, `a_record_limit`, `enable_truncate`.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,14 +18,6 @@ fn put_json(a: &Agent, path: &str, body: Value) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap_or_default())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn dig(port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
         .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
@@ -37,20 +28,7 @@ fn dig(port: u16, args: &[&str]) -> String {
 }
 
 fn dns_agent(extra: &[&str]) -> (Agent, u16) {
-    let dns = free_port();
-    let d = dns.to_string();
-    let mut args = vec![
-        "agent",
-        "-dev",
-        "-http-port",
-        "0",
-        "-dns-port",
-        &d,
-        "-node",
-        "node1",
-    ];
-    args.extend_from_slice(extra);
-    (Agent::spawn(&args, None), dns)
+    Agent::dev_dns(extra)
 }
 
 /// dig's `;; MSG SIZE  rcvd: N`.

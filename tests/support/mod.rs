@@ -119,6 +119,46 @@ impl Agent {
         Self::spawn(&args, Some(dir.to_path_buf()))
     }
 
+    /// `tribune agent -dev` with DNS on a port the agent picks (read from its
+    /// log: a port chosen by the test could be taken by the time it binds),
+    /// node name `node1`, plus `extra` flags. Returns the agent and its DNS port.
+    pub fn dev_dns(extra: &[&str]) -> (Agent, u16) {
+        let mut args = vec![
+            "agent",
+            "-dev",
+            "-http-port",
+            "0",
+            "-dns-port",
+            "0",
+            "-node",
+            "node1",
+        ];
+        args.extend_from_slice(extra);
+        let a = Self::spawn(&args, None);
+        let port = a.dns_port();
+        (a, port)
+    }
+
+    /// The DNS port from the agent's "DNS listening on dns://ADDR" line.
+    pub fn dns_port(&self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|l| {
+                let rest = &l[l.find("DNS listening on dns://")? + 23..];
+                let addr = rest.split_whitespace().next()?;
+                addr.rsplit_once(':')?.1.parse().ok()
+            });
+            if let Some(p) = found {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no DNS listening line in the agent's log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn spawn(args: &[&str], data_dir: Option<PathBuf>) -> Agent {
         let mut cmd = Command::new(bin("tribune"));
         cmd.args(args).env_remove("CONSUL_HTTP_ADDR");

@@ -511,19 +511,7 @@ pub async fn serve(
     handler: ConsulDns,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), DnsError> {
-    let udp = UdpSocket::bind(addr)
-        .await
-        .map_err(|source| DnsError::Bind { addr, source })?;
-    let bound = udp
-        .local_addr()
-        .map_err(|source| DnsError::Bind { addr, source })?;
-    // TCP on the same port UDP got (which matters when asked for port 0).
-    let tcp = TcpListener::bind(bound)
-        .await
-        .map_err(|source| DnsError::Bind {
-            addr: bound,
-            source,
-        })?;
+    let (udp, tcp, bound) = bind_pair(addr).await?;
     let mut server = ServerFuture::new(handler);
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5));
@@ -534,4 +522,29 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// UDP and TCP on one port. Asked for port 0, UDP picks one and TCP follows;
+/// when that TCP port happens to be taken, pick again (a few times).
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        let bound = udp
+            .local_addr()
+            .map_err(|source| DnsError::Bind { addr, source })?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(source) => {
+                last = Some(DnsError::Bind {
+                    addr: bound,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
