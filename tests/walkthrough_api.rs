@@ -85,7 +85,8 @@ fn agent_refuses(args: &[&str]) -> (i32, String) {
 /// `dig @127.0.0.1 -p 8600 n1.node.consul` answers the address with the
 /// node's meta as TXT in the additional section, `ANY` puts the TXT in the
 /// answer, and the catalog shows `Meta {"consul-network-segment": ""}`,
-/// beside the configured `node_meta`, as Consul's guides show.
+/// beside the configured `node_meta`; an SRV answer carries the TXT of its
+/// target, as Consul's guides show.
 #[test]
 fn node_meta_segment_and_its_txt_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,6 +151,33 @@ fn node_meta_segment_and_its_txt_record() {
             "n1.node.consul. A 127.0.0.1",
             "n1.node.consul. TXT \"consul-network-segment=\"",
             "n1.node.consul. TXT \"rack=r1\""
+        ],
+        "{out}"
+    );
+
+    // The "register a service" guide: an SRV answer's target comes with
+    // its address and its node's meta as TXT.
+    let r = client()
+        .put(format!("{}/v1/agent/service/register", a.url))
+        .json(&json!({"Name": "web", "Port": 80}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(wait_until(Duration::from_secs(10), || {
+        dig(dns, &["+short", "web.service.consul"]).trim() == "127.0.0.1"
+    }));
+    let out = dig(dns, &["web.service.consul", "SRV"]);
+    assert_eq!(
+        section(&out, "ANSWER SECTION"),
+        ["web.service.consul. SRV 1 1 80 n1.node.dc1.consul."],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ADDITIONAL SECTION"),
+        [
+            "n1.node.dc1.consul. A 127.0.0.1",
+            "n1.node.dc1.consul. TXT \"consul-network-segment=\"",
+            "n1.node.dc1.consul. TXT \"rack=r1\""
         ],
         "{out}"
     );
