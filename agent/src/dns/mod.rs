@@ -16,6 +16,7 @@ mod fit;
 mod names;
 mod records;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -296,14 +297,13 @@ impl ConsulDns {
         if qtype == RecordType::SRV {
             // Each target's node meta as TXT in the additional section, once
             // per target, as Consul sends it (enable_additional_node_meta_txt).
-            let mut with_txt: Vec<&Name> = Vec::new();
+            let mut with_txt: HashSet<&Name> = HashSet::new();
             for it in order {
                 let Some(target) = &it.target else { continue };
                 if a.answers.len() >= max {
                     break;
                 }
-                if !with_txt.contains(&target) {
-                    with_txt.push(target);
+                if !it.meta.is_empty() && with_txt.insert(target) {
                     a.extra
                         .extend(it.meta.iter().map(|(k, v)| meta_record(target, ttl, k, v)));
                 }
