@@ -113,12 +113,13 @@ fn node_meta_segment_and_its_txt_record() {
         ],
         None,
     );
-    assert!(wait_until(Duration::from_secs(10), || get(
-        &a,
-        "catalog/nodes"
-    )
-    .as_array()
-    .is_some_and(|n| !n.is_empty())));
+    // The leader registers the node from gossip first; anti-entropy then
+    // writes the agent's own view of it, meta included.
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(&a, "catalog/nodes")[0]["Meta"]
+            .get("consul-network-segment")
+            .is_some()
+    }));
     let nodes = get(&a, "catalog/nodes");
     assert_eq!(
         nodes[0]["Meta"],
