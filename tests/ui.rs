@@ -27,9 +27,12 @@ fn no_redirects() -> reqwest::blocking::Client {
 #[test]
 fn dev_agent_serves_the_ui() {
     let a = Agent::dev(&[]);
-    let r = no_redirects().get(format!("{}/", a.url)).send().unwrap();
-    assert!(r.status().is_redirection(), "{}", r.status());
-    assert_eq!(header(&r, "location"), "/ui/");
+    // 301, as Consul's `/` (issue 13); `/ui` too, as Go's mux answers it.
+    for p in ["/", "/ui"] {
+        let r = no_redirects().get(format!("{}{p}", a.url)).send().unwrap();
+        assert_eq!(r.status(), 301, "{p}");
+        assert_eq!(header(&r, "location"), "/ui/", "{p}");
+    }
 
     let c = client();
     let r = c.get(format!("{}/ui/", a.url)).send().unwrap();
@@ -64,6 +67,18 @@ fn dev_agent_serves_the_ui() {
     let r = c.get(format!("{}/ui/services/web", a.url)).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), index);
+    // Consul's deep links are the app too, dotted names included.
+    for deep in [
+        "dc1/services",
+        "dc1/services/redis.db/instances",
+        "dc1/nodes/host.example.com/health-checks",
+        "dc1/kv/app/config.json/edit",
+        "dc1/kv/app/config.json",
+    ] {
+        let r = c.get(format!("{}/ui/{deep}", a.url)).send().unwrap();
+        assert_eq!(r.status(), 200, "{deep}");
+        assert_eq!(r.text().unwrap(), index, "{deep}");
+    }
     for missing in ["js/nope.js", "nope.css", "js/views/../app.js.map"] {
         let r = c.get(format!("{}/ui/{missing}", a.url)).send().unwrap();
         assert_eq!(r.status(), 404, "{missing}");
@@ -71,7 +86,20 @@ fn dev_agent_serves_the_ui() {
     let r = c.head(format!("{}/ui/style.css", a.url)).send().unwrap();
     assert_eq!(r.status(), 200);
 
-    // The summaries the list pages read are blocking queries.
+    // The summaries the list pages read are blocking queries (once the
+    // server's own `consul` service is in: anti-entropy registers it just
+    // after the agent starts).
+    let consul_in = || {
+        c.get(format!("{}/v1/catalog/service/consul", a.url))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Vec<serde_json::Value>>().ok())
+            .is_some_and(|v| !v.is_empty())
+    };
+    assert!(tribune_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        consul_in
+    ));
     let r = c
         .get(format!("{}/v1/internal/ui/services", a.url))
         .send()

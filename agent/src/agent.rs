@@ -303,7 +303,7 @@ pub async fn run(
         id: node_id.clone(),
         address: advertise.to_string(),
         datacenter: config.datacenter.clone(),
-        meta: config.node_meta.clone(),
+        meta: crate::local::sync::node_meta(&config.node_meta),
         server_port: config.server.then_some(rpc_port),
         own_serf_health: gossip.is_none(),
     };

@@ -1,12 +1,15 @@
 //! Agent configuration: defaults, then config files (`-config-file`, then
 //! `*.json`/`*.hcl` of `-config-dir` in name order), then command-line flags.
-//! Keys tribune does not know are reported as warnings, never fatal.
+//! A key Consul does not know is an error naming it, as Consul's
+//! `invalid config key X`; a Consul key tribune does not implement is a
+//! warning, so an existing Consul config still loads.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::consul_keys;
 use crate::http::params::parse_duration;
 
 use serde_json::Value;
@@ -24,6 +27,8 @@ pub enum ConfigError {
     Invalid { key: String, msg: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("failed to parse {}: invalid config key {key}", path.display())]
+    UnknownKey { path: PathBuf, key: String },
     #[error("node_meta invalid: {0}")]
     NodeMeta(crate::local::defs::MetaError),
 }
@@ -443,10 +448,7 @@ impl AgentConfig {
                             "server" => self.ports.server = n,
                             "serf_lan" => self.ports.serf_lan = n,
                             "serf_wan" => self.ports.serf_wan = n,
-                            other => self.warnings.push(format!(
-                                "{}: unknown key ports.{other} ignored",
-                                path.display()
-                            )),
+                            other => self.unsupported(path, &format!("ports.{other}"))?,
                         }
                     }
                 }
@@ -459,10 +461,7 @@ impl AgentConfig {
                                     invalid("performance.raft_multiplier", "a number")
                                 })?
                             }
-                            other => self.warnings.push(format!(
-                                "{}: unknown key performance.{other} ignored",
-                                path.display()
-                            )),
+                            other => self.unsupported(path, &format!("performance.{other}"))?,
                         }
                     }
                 }
@@ -473,14 +472,32 @@ impl AgentConfig {
                         key: format!("limits in {}", path.display()),
                         msg,
                     })?,
-                "service" => self.service_defs.push(val.clone()),
+                "service" => {
+                    definition_keys(path, consul_keys::service_definition(val, key))?;
+                    self.service_defs.push(val.clone())
+                }
                 "services" => match val {
-                    Value::Array(a) => self.service_defs.extend(a.iter().cloned()),
+                    Value::Array(a) => {
+                        for (i, d) in a.iter().enumerate() {
+                            let at = format!("{key}[{i}]");
+                            definition_keys(path, consul_keys::service_definition(d, &at))?;
+                        }
+                        self.service_defs.extend(a.iter().cloned())
+                    }
                     _ => return Err(invalid(key, "a list of service definitions")),
                 },
-                "check" => self.check_defs.push(val.clone()),
+                "check" => {
+                    definition_keys(path, consul_keys::check_definition(val, key))?;
+                    self.check_defs.push(val.clone())
+                }
                 "checks" => match val {
-                    Value::Array(a) => self.check_defs.extend(a.iter().cloned()),
+                    Value::Array(a) => {
+                        for (i, d) in a.iter().enumerate() {
+                            let at = format!("{key}[{i}]");
+                            definition_keys(path, consul_keys::check_definition(d, &at))?;
+                        }
+                        self.check_defs.extend(a.iter().cloned())
+                    }
                     _ => return Err(invalid(key, "a list of check definitions")),
                 },
                 "watches" => match val {
@@ -551,13 +568,39 @@ impl AgentConfig {
                     }
                 }
                 "dns_config" => self.merge_dns_config(path, val)?,
-                other => self
-                    .warnings
-                    .push(format!("{}: unknown key {other:?} ignored", path.display())),
+                other => self.unsupported(path, other)?,
             }
         }
         Ok(())
     }
+
+    /// A key tribune does not read: a warning when it is one of Consul's,
+    /// else Consul's error naming it.
+    fn unsupported(&mut self, path: &Path, key: &str) -> Result<(), ConfigError> {
+        let known = match key.split_once('.') {
+            Some((section, k)) => consul_keys::nested(section, k),
+            None => consul_keys::top_level(key),
+        };
+        if !known {
+            return Err(ConfigError::UnknownKey {
+                path: path.into(),
+                key: key.into(),
+            });
+        }
+        self.warnings.push(format!(
+            "{}: config key {key:?} is not supported by tribune; ignored",
+            path.display()
+        ));
+        Ok(())
+    }
+}
+
+/// A definition key Consul would not accept is an error naming it.
+fn definition_keys(path: &Path, r: Result<(), String>) -> Result<(), ConfigError> {
+    r.map_err(|key| ConfigError::UnknownKey {
+        path: path.into(),
+        key,
+    })
 }
 
 impl AgentConfig {
@@ -605,10 +648,7 @@ impl AgentConfig {
                         self.dns.a_record_limit = n;
                     }
                 }
-                other => self.warnings.push(format!(
-                    "{}: unknown key dns_config.{other} ignored",
-                    path.display()
-                )),
+                other => self.unsupported(path, &format!("dns_config.{other}"))?,
             }
         }
         Ok(())
@@ -651,13 +691,14 @@ pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
 mod tests {
     use super::*;
 
-    /// Files set values, flags override them, unknown keys only warn.
+    /// Files set values, flags override them, Consul keys tribune does
+    /// not read only warn.
     #[test]
     fn files_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("a.json"),
-            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"mystery":1}"#,
+            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"telemetry":{}}"#,
         )
         .unwrap();
         std::fs::write(
@@ -679,6 +720,44 @@ mod tests {
         assert_eq!(c.ports.server, 9300);
         assert_eq!(c.raft_multiplier, 1);
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    /// A key Consul does not know is an error naming the file and key, as
+    /// Consul's; in service and check definitions too.
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.json");
+        for (text, want) in [
+            (r#"{"datacentre":"x"}"#, "invalid config key datacentre"),
+            (r#"{"ports":{"htp":1}}"#, "invalid config key ports.htp"),
+            (
+                r#"{"dns_config":{"allow_stal":true}}"#,
+                "invalid config key dns_config.allow_stal",
+            ),
+            (
+                r#"{"service":{"name":"web","bogus_key":1}}"#,
+                "invalid config key service.bogus_key",
+            ),
+            (
+                r#"{"services":[{"name":"a"},{"name":"b","check":{"ttl":"5s","nope":1}}]}"#,
+                "invalid config key services[1].check.nope",
+            ),
+            (
+                r#"{"checks":[{"name":"c","ttl":"5s","CheckID":"x"}]}"#,
+                "invalid config key checks[0].CheckID",
+            ),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let e = AgentConfig::load(&Flags {
+                dev: true,
+                config_file: vec![f.clone()],
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert_eq!(e, format!("failed to parse {}: {want}", f.display()));
+        }
     }
 
     /// Bad values are errors naming the key.

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
 //! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
+//! - [`consul_keys`]: the config-file keys Consul accepts (typos are errors).
 //! - [`agent`]: running an agent — raft, listeners, graceful shutdown.
 //! - [`state`]: the replicated tables (KV, ...) and per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
@@ -26,12 +27,14 @@
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
+//! - [`version`]: the Consul API version tribune reports, and its own.
 
 pub mod agent;
 pub mod apiclient;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod consul_keys;
 pub mod dns;
 pub mod events;
 pub mod fsutil;
@@ -41,4 +44,5 @@ pub mod local;
 pub mod raft;
 pub mod session_ttl;
 pub mod state;
+pub mod version;
 pub mod watchplan;

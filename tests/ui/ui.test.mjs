@@ -261,6 +261,35 @@ async function main() {
   await page.goto(ADDR + '/ui/#/settings');
   await page.getByRole('button', { name: 'Clear' }).click();
 
+  step("Consul's deep links (/ui/<dc>/...) open the matching view");
+  const self = (await api('GET', '/v1/agent/self')).json();
+  const dc = self.Config.Datacenter;
+  const nodeName = self.Config.NodeName;
+  await api('PUT', '/v1/kv/deep/link.json', '{"from":"a Consul bookmark"}');
+  r = await api('PUT', '/v1/agent/service/register', JSON.stringify({ Name: 'redis.db', ID: 'redis-1', Port: 6379 }));
+  assert.equal(r.status, 200, r.text);
+  for (const [p, want, ready] of [
+    [`/ui/${dc}/services`, '#/services', '[data-service="db"]'],
+    [`/ui/${dc}/services/web/instances`, '#/services/web', '[data-instance$="/web-1"]'],
+    [`/ui/${dc}/services/redis.db`, '#/services/redis.db', '[data-instance$="/redis-1"]'],
+    [`/ui/${dc}/nodes`, '#/nodes', '#node-list [data-node]'],
+    [`/ui/${dc}/nodes/${nodeName}/health-checks`, `#/nodes/${nodeName}`, '#node-services [data-service="db-1"]'],
+    [`/ui/${dc}/kv/deep/`, '#/kv/deep/', '#kv-list [data-key="deep/link.json"]'],
+    [`/ui/${dc}/kv/deep/link.json/edit`, '#/kv/deep/link.json', '#kv-value pre'],
+  ]) {
+    const resp = await page.goto(ADDR + p);
+    assert.equal(resp.status(), 200, `${p} answered ${resp.status()}`);
+    await page.locator(ready).first().waitFor();
+    const u = new URL(page.url());
+    assert.equal(u.pathname + u.hash, `/ui/${want}`, `${p} landed on ${page.url()}`);
+  }
+  assert.match(await page.locator('#kv-value').innerText(), /a Consul bookmark/);
+  // A section this UI lacks says so (and links back), not a blank page.
+  await page.goto(ADDR + `/ui/${dc}/acls/tokens`);
+  await page.waitForURL(/\/ui\/#\/acls\/tokens$/);
+  assert.equal(await page.locator('main h1').innerText(), 'Page not found');
+  await api('PUT', '/v1/agent/service/deregister/redis-1');
+
   step('phone width: no sideways scrolling; screenshots');
   const phone = await context.newPage();
   watchPage(phone, 'phone');

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::client::Api;
 use super::HttpOpts;
+use crate::consul_keys;
 use crate::local::defs::normalize;
 
 #[derive(Args, Debug)]
@@ -96,6 +97,23 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 /// Service definitions in a file: `service`, `services`, or a bare definition.
 fn file_services(path: &str) -> Result<Vec<Value>, String> {
     let v = crate::config::read_file(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    // Keys are checked as Consul checks a config file, in their spelling.
+    let keys = |r: Result<(), String>| {
+        r.map_err(|key| format!("failed to parse {path}: invalid config key {key}"))
+    };
+    if let Some(raw) = v.as_object() {
+        for (k, d) in raw {
+            match k.to_ascii_lowercase().as_str() {
+                "service" => keys(consul_keys::service_definition(d, k))?,
+                "services" => {
+                    for (i, s) in d.as_array().into_iter().flatten().enumerate() {
+                        keys(consul_keys::service_definition(s, &format!("{k}[{i}]")))?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     let n = normalize(&v);
     let obj = n
         .as_object()
@@ -107,6 +125,8 @@ fn file_services(path: &str) -> Result<Vec<Value>, String> {
         return Ok(a.clone());
     }
     if obj.contains_key("name") {
+        // A bare definition (a tribune extension): its keys are a service's.
+        keys(consul_keys::service_definition(&v, "service"))?;
         return Ok(vec![n.clone()]);
     }
     Err(format!(

@@ -16,6 +16,7 @@ mod fit;
 mod names;
 mod records;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -65,6 +66,8 @@ struct Item {
     ip: IpAddr,
     port: u16,
     weight: u16,
+    /// The node's meta, sent as TXT beside an SRV target's address.
+    meta: Arc<Vec<(String, String)>>,
 }
 
 /// Healthy instances of `(service, tag)` as of the service's catalog index
@@ -174,11 +177,13 @@ impl ConsulDns {
             } else {
                 s.weights.passing
             };
+            let meta = n.meta.iter().take(META_MAX_PAIRS);
             out.push(Item {
                 target,
                 ip,
                 port: s.port,
                 weight: weight.clamp(0, u16::MAX as i32) as u16,
+                meta: Arc::new(meta.map(|(k, v)| (k.clone(), v.clone())).collect()),
             });
         }
         out
@@ -290,10 +295,17 @@ impl ConsulDns {
         order.shuffle(&mut rand::thread_rng());
         let mut a = Answer::new(ResponseCode::NoError);
         if qtype == RecordType::SRV {
+            // Each target's node meta as TXT in the additional section, once
+            // per target, as Consul sends it (enable_additional_node_meta_txt).
+            let mut with_txt: HashSet<&Name> = HashSet::new();
             for it in order {
                 let Some(target) = &it.target else { continue };
                 if a.answers.len() >= max {
                     break;
+                }
+                if !it.meta.is_empty() && with_txt.insert(target) {
+                    a.extra
+                        .extend(it.meta.iter().map(|(k, v)| meta_record(target, ttl, k, v)));
                 }
                 let srv = SRV::new(1, it.weight, it.port, target.clone());
                 let qt = if it.ip.is_ipv4() {

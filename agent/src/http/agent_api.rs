@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::catalog::json_body;
-use super::params::{check_dc, Query};
+use super::params::{check_dc, Query, ReadOpts};
 use super::routes::{Endpoint as E, Routes};
 use super::{json, render, ApiError, Shared};
 use crate::local::defs::{normalize, parse_service, parse_standalone_check, DefError};
@@ -74,21 +74,58 @@ pub async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respons
     json(StatusCode::OK, &m, q.has("pretty"))
 }
 
+/// `GET /v1/agent/service/<id>`: the service with its `ContentHash` (also
+/// in `X-Consul-ContentHash`); `?hash=<h>` waits, up to `?wait`, until the
+/// service no longer hashes to `h`, as Consul's hash-based blocking does.
 pub async fn service(
     State(s): State<Shared>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
-    let d = s
-        .local
-        .service(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
-    Ok(json(
-        StatusCode::OK,
-        &render::agent_service(&d, &s.config.datacenter),
-        q.has("pretty"),
-    ))
+    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    let want = q.get("hash").unwrap_or("");
+    let mut changes = s.local.subscribe();
+    let deadline = tokio::time::Instant::now() + opts.wait;
+    loop {
+        // Subscribed before reading, so no change falls between the two.
+        changes.borrow_and_update();
+        let d = s
+            .local
+            .service(&id)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+        let (body, hash) = hashed_agent_service(&d, &s.config.datacenter);
+        let respond = || {
+            let mut resp = json(StatusCode::OK, &body, opts.pretty);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
+                resp.headers_mut().insert("x-consul-contenthash", v);
+            }
+            Ok(resp)
+        };
+        if want != hash {
+            return respond();
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return respond() },
+            _ = tokio::time::sleep_until(deadline) => return respond(),
+            _ = s.shutdown.cancelled() => return respond(),
+        }
+    }
+}
+
+/// A service as `/v1/agent/service/<id>` renders it, and its content hash
+/// (FNV-1a of the body without the hash, in hex as Consul writes its own).
+fn hashed_agent_service(d: &crate::local::ServiceDef, dc: &str) -> (Value, String) {
+    let mut body = render::agent_service(d, dc);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let hash = format!("{h:x}");
+    if let Some(o) = body.as_object_mut() {
+        o.insert("ContentHash".into(), Value::String(hash.clone()));
+    }
+    (body, hash)
 }
 
 pub async fn checks(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
@@ -284,7 +321,7 @@ fn health_body(
     json!({
         "AggregatedStatus": h.as_str(),
         "Service": render::agent_service(svc, &s.config.datacenter),
-        "Checks": checks.iter().map(|c| render::agent_check(c, node)).collect::<Vec<_>>(),
+        "Checks": checks.iter().map(|c| render::agent_health_check(c, node)).collect::<Vec<_>>(),
     })
 }
 
@@ -397,7 +434,7 @@ pub async fn members(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response
                 "role": if s.config.server { "consul" } else { "node" },
                 "dc": s.config.datacenter,
                 "id": s.node_id,
-                "build": format!("{}:tribune", env!("CARGO_PKG_VERSION")),
+                "build": crate::version::build_tag(),
             },
             "Status": 1,
             "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::kv::body_or_error;
 use super::params::{check_dc, Query};
 use super::{json, render, ApiError, Shared};
-use crate::local::defs::{normalize, parse_service_as, validate_meta, DefError};
+use crate::local::defs::{normalize, parse_service_as, validate_meta_with, DefError};
 use crate::local::{parse_check_rec, service_rec};
 use crate::state::catalog::{self as cat, CatalogCommand, CatalogOutcome, NodeRec, RegisterReq};
 use crate::state::{Command, Outcome, WatchTarget};
@@ -183,8 +183,9 @@ pub async fn register(
     }
     let meta = map_field(o, "nodemeta")?;
     // Consul checks only service meta here; node meta reaches DNS TXT
-    // answers too, so it gets the same limits.
-    validate_meta(&meta)
+    // answers too, so it gets the same limits, but `consul-` keys pass: a
+    // node read back from the catalog carries `consul-network-segment`.
+    validate_meta_with(&meta, true)
         .map_err(|e| ApiError::bad(format!("Invalid Node Meta for node {node_name}: {e}")))?;
     let node = NodeRec {
         id: str_field(o, "id")?,

@@ -32,7 +32,7 @@ pub async fn datacenters(State(s): State<Shared>, RawQuery(q): RawQuery) -> Resp
 pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let q = Query::parse(q.as_deref());
     let c = &s.config;
-    let version = env!("CARGO_PKG_VERSION");
+    let version = crate::version::CONSUL_API;
     let metrics = s.raft.as_ref().map(|r| r.metrics().borrow().clone());
     let (kv_keys, kv_index) = {
         let t = s.store.read();
@@ -65,6 +65,7 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
             "Server": c.server,
             "Revision": "",
             "Version": version,
+            "TribuneVersion": crate::version::TRIBUNE,
             "BuildDate": "",
         },
         "DebugConfig": {
@@ -89,10 +90,14 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
         },
         "Coord": { "Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5 },
         "Member": member,
-        "Meta": { "consul-network-segment": "" },
+        // The node's meta as the catalog has it (consul-network-segment included).
+        "Meta": s.node.meta,
         "Stats": {
             "agent": { "check_monitors": "0", "checks": "0", "services": "0" },
-            "build": { "prerelease": "", "revision": "", "version": version },
+            "build": {
+                "prerelease": "", "revision": "", "version": version,
+                "tribune_version": crate::version::TRIBUNE,
+            },
             "consul": {
                 "server": c.server.to_string(),
                 "leader": s.leadership.is_serving_leader().to_string(),
@@ -115,7 +120,8 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
                 "blocking_watch_targets": s.store.watches.targets().to_string(),
             },
         },
-        "xDS": { "SupportedProxies": {}, "Port": -1, "Ports": {} },
+        // No "xDS": Consul leaves it out when it runs no xDS server, and
+        // tribune has none (Envoy tooling must not be told otherwise).
     });
     json(StatusCode::OK, &body, q.has("pretty"))
 }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::routes::{Endpoint as E, Routes};
 
@@ -64,14 +64,22 @@ pub fn routes(enabled: bool) -> Routes {
             .route("/ui/{*path}", off());
     }
     Routes::new()
-        // Temporary, so a browser does not remember it after the UI is turned off.
-        .route("/", E::get(|| async { Redirect::temporary("/ui/") }))
-        .route("/ui", E::get(|| async { Redirect::temporary("/ui/") }))
+        // 301, as Consul answers `/` (and Go's mux answers `/ui`).
+        .route("/", E::get(|| async { moved_to_ui() }))
+        .route("/ui", E::get(|| async { moved_to_ui() }))
         .route(
             "/ui/",
             E::get(|h: HeaderMap| async move { serve(INDEX, &h) }),
         )
         .route("/ui/{*path}", E::get(asset))
+}
+
+fn moved_to_ui() -> Response {
+    (
+        StatusCode::MOVED_PERMANENTLY,
+        [(header::LOCATION, HeaderValue::from_static("/ui/"))],
+    )
+        .into_response()
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
@@ -81,14 +89,16 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     }
 }
 
-/// The asset at `path`; any other path without a file extension is a route
-/// of the app and gets index.html, a missing file is None (404).
+/// The asset at `path`. A missing file where assets live (under `js/`, or
+/// a top-level name with an extension) is None (404); any other path is a
+/// route of the app and gets index.html, Consul's deep links included
+/// (`dc1/services/redis.db`, `dc1/kv/app/config.json/edit`).
 fn lookup(path: &str) -> Option<usize> {
     if let Some(i) = ASSETS.iter().position(|a| a.path == path) {
         return Some(i);
     }
-    let last = path.rsplit('/').next().unwrap_or("");
-    (!last.contains('.')).then_some(INDEX)
+    let asset_space = path.starts_with("js/") || (!path.contains('/') && path.contains('.'));
+    (!asset_space).then_some(INDEX)
 }
 
 /// Strong validators, computed once: asset names carry no content hash, so
@@ -183,6 +193,11 @@ mod tests {
         assert_eq!(lookup("dc1/kv/app/"), Some(INDEX));
         assert_eq!(lookup("js/missing.js"), None);
         assert_eq!(lookup("favicon.ico"), None);
+        // Consul's deep links, dotted names included
+        assert_eq!(lookup("dc1/services/redis.db"), Some(INDEX));
+        assert_eq!(lookup("dc1/nodes/host.example.com"), Some(INDEX));
+        assert_eq!(lookup("dc1/kv/app/config.json/edit"), Some(INDEX));
+        assert_eq!(lookup("dc1/kv/app/config.json"), Some(INDEX));
     }
 
     #[test]

@@ -238,6 +238,13 @@ pub enum MetaError {
 /// of 1-128 letters, digits, `_` and `-` without the reserved `consul-`
 /// prefix, values of at most 512 bytes (Go's `len`).
 pub fn validate_meta(meta: &Meta) -> Result<(), MetaError> {
+    validate_meta_with(meta, false)
+}
+
+/// [`validate_meta`], where `allow_reserved` lets `consul-` keys through
+/// (Consul's `allowConsulPrefix`: node meta written to the catalog may
+/// carry the agents' own `consul-network-segment`).
+pub fn validate_meta_with(meta: &Meta, allow_reserved: bool) -> Result<(), MetaError> {
     if meta.len() > META_MAX_PAIRS {
         return Err(MetaError::TooMany);
     }
@@ -251,7 +258,7 @@ pub fn validate_meta(meta: &Meta) -> Result<(), MetaError> {
             "Key contains invalid characters"
         } else if k.len() > META_KEY_MAX {
             "Key is too long (limit: 128 characters)"
-        } else if k.starts_with(META_RESERVED_PREFIX) {
+        } else if k.starts_with(META_RESERVED_PREFIX) && !allow_reserved {
             "Key prefix 'consul-' is reserved for internal use"
         } else if v.len() > META_VALUE_MAX {
             "Value is too long (limit: 512 characters)"

@@ -21,7 +21,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::catalog::{CheckRec, ServiceRec};
+use crate::state::catalog::{CheckRec, ServiceAddress, ServiceRec};
 use crate::state::Health;
 pub use defs::{CheckDef, DefError, Probe, ServiceDef};
 
@@ -218,6 +218,71 @@ const DEFAULT_MAINT_REASON_NODE: &str =
 const DEFAULT_MAINT_REASON_SVC: &str =
     "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.";
 
+/// Tag an IP service address as `lan_ipv4`/`wan_ipv4` (`lan_ipv6`/`wan_ipv6`)
+/// unless the definition sets those itself, as Consul's agent does for
+/// every service it registers.
+fn default_tagged_addresses(def: &mut ServiceDef) {
+    let Ok(ip) = def.address.parse::<std::net::IpAddr>() else {
+        return;
+    };
+    // Go's To4 treats a v4-mapped v6 address as v4.
+    let v4 = match ip {
+        std::net::IpAddr::V4(_) => true,
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    };
+    let keys = if v4 {
+        ["lan_ipv4", "wan_ipv4"]
+    } else {
+        ["lan_ipv6", "wan_ipv6"]
+    };
+    for k in keys {
+        def.tagged_addresses
+            .entry(k.into())
+            .or_insert_with(|| ServiceAddress {
+                address: def.address.clone(),
+                port: def.port,
+            });
+    }
+}
+
+/// Longest DNS label.
+const DNS_LABEL_MAX: usize = 63;
+
+/// Consul accepts a service DNS cannot serve (`redis.db`, `my_svc`) and
+/// says so: a warning for the name, a debug line for each such tag, in
+/// Consul's words.
+fn warn_dns_names(def: &ServiceDef) {
+    let bad_chars = |s: &str| !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if bad_chars(&def.name) {
+        tracing::warn!(
+            service = %def.name,
+            "Service name will not be discoverable via DNS due to invalid characters. \
+             Valid characters include all alpha-numerics and dashes."
+        );
+    } else if def.name.len() > DNS_LABEL_MAX {
+        tracing::warn!(
+            service = %def.name,
+            "Service name will not be discoverable via DNS due to it being too long. \
+             Valid lengths are between 1 and 63 bytes."
+        );
+    }
+    for tag in &def.tags {
+        if bad_chars(tag) {
+            tracing::debug!(
+                tag = %tag,
+                "Service tag will not be discoverable via DNS due to invalid characters. \
+                 Valid characters include all alpha-numerics and dashes."
+            );
+        } else if tag.len() > DNS_LABEL_MAX {
+            tracing::debug!(
+                tag = %tag,
+                "Service tag will not be discoverable via DNS due to it being too long. \
+                 Valid lengths are between 1 and 63 bytes."
+            );
+        }
+    }
+}
+
 /// The local agent: its services, checks and their runners.
 pub struct LocalAgent {
     pub script_checks: bool,
@@ -226,6 +291,9 @@ pub struct LocalAgent {
     inner: Mutex<Inner>,
     /// Wakes the anti-entropy sync after any local change.
     pub changed: Notify,
+    /// Counts local changes, for readers that wait on one (hash-blocking
+    /// `/v1/agent/service/<id>`).
+    revision: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
     http: probe::HttpClients,
 }
@@ -241,6 +309,7 @@ impl LocalAgent {
             check_update_interval,
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
+            revision: tokio::sync::watch::Sender::new(0),
             shutdown,
             http: probe::HttpClients::new(),
         });
@@ -250,6 +319,12 @@ impl LocalAgent {
 
     fn notify(&self) {
         self.changed.notify_one();
+        self.revision.send_modify(|r| *r = r.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later local change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     /// Register (or replace) a service and its checks.
@@ -259,6 +334,8 @@ impl LocalAgent {
         source: Source,
         replace_checks: bool,
     ) {
+        default_tagged_addresses(&mut def);
+        warn_dns_names(&def);
         let checks = std::mem::take(&mut def.checks);
         let id = def.id.clone();
         {
@@ -519,6 +596,7 @@ impl LocalAgent {
         for s in services {
             let mut bare = s.clone();
             bare.checks.clear();
+            default_tagged_addresses(&mut bare);
             let same_service = current_services.get(&s.id) == Some(&bare);
             // Running checks hold clamped intervals: compare like with like.
             let same_checks = s

@@ -37,6 +37,19 @@ pub struct NodeInfo {
     pub own_serf_health: bool,
 }
 
+/// The meta key every agent sets on its own node: its network segment
+/// (always the default, "", as segments are a Consul Enterprise feature).
+pub const SEGMENT_META_KEY: &str = "consul-network-segment";
+
+/// This agent's node meta: the configured pairs plus the reserved segment
+/// key, as Consul's agent loads it (`node_meta` itself may not use the
+/// `consul-` prefix; the agent's own key is added after that check).
+pub fn node_meta(configured: &Meta) -> Meta {
+    let mut m = configured.clone();
+    m.insert(SEGMENT_META_KEY.into(), String::new());
+    m
+}
+
 impl NodeInfo {
     fn rec(&self) -> NodeRec {
         let mut tagged = Meta::new();

@@ -26,6 +26,40 @@ function decodeKey(s) {
   return s.split('/').map(decodeURIComponent).join('/');
 }
 
+/**
+ * Consul's own UI URLs as this app's routes, so a Consul user's bookmarks
+ * and links work: /ui/<dc>/services[/<name>[/instances...]],
+ * /ui/<dc>/nodes[/<name>[/health-checks...]], /ui/<dc>/kv[/<path>[/edit]],
+ * /ui/<dc>/settings and /ui/settings. Sections this UI lacks (acls,
+ * intentions...) map to their own name and show "Page not found".
+ * Returns null for /ui/ itself.
+ */
+export function consulRoute(pathname) {
+  const rest = pathname.replace(/^\/ui\/?/, '');
+  if (rest === '' || rest === 'index.html') return null;
+  if (rest === 'settings' || rest === 'settings/') return '/settings';
+  const slash = rest.indexOf('/');
+  const tail = slash < 0 ? '' : rest.slice(slash + 1); // without the datacenter
+  const parts = tail.split('/');
+  const section = parts[0];
+  switch (section) {
+    case '':
+      return '/services';
+    case 'services':
+    case 'nodes':
+      // <name> is one segment; Consul's sub-pages of it show the same view here.
+      return parts[1] ? `/${section}/${parts[1]}` : `/${section}`;
+    case 'kv': {
+      let key = parts.slice(1).join('/');
+      if (key.endsWith('/edit')) key = key.slice(0, -'/edit'.length);
+      else if (key === 'create' || key.endsWith('/create')) key = key.slice(0, -'create'.length);
+      return `/kv/${key}`;
+    }
+    default:
+      return `/${tail}`;
+  }
+}
+
 let current = null;
 
 function mount(fromNavigation) {
@@ -73,7 +107,8 @@ async function agentInfo() {
   try {
     const r = await request('/v1/agent/self');
     const c = r.data?.Config || {};
-    el.textContent = `${c.Datacenter || ''} · ${c.NodeName || ''} · v${c.Version || '?'}`;
+    // tribune's own version; Config.Version is the Consul API it implements.
+    el.textContent = `${c.Datacenter || ''} · ${c.NodeName || ''} · tribune v${c.TribuneVersion || c.Version || '?'}`;
   } catch {
     el.textContent = '';
   }
@@ -93,7 +128,17 @@ function connectionBanner() {
   });
 }
 
+/** A Consul deep link (/ui/dc1/services/web) becomes this app's /ui/#/ route. */
+function adoptConsulPath() {
+  if (location.pathname === '/ui/') return;
+  // A hash route of this app wins over the path it was appended to.
+  const hash = location.hash.startsWith('#/') ? location.hash : '';
+  const route = consulRoute(location.pathname);
+  history.replaceState(null, '', `/ui/${hash || (route ? `#${route}` : '')}`);
+}
+
 function start() {
+  adoptConsulPath();
   // The skip link targets <main> without touching the hash (the router's).
   document.querySelector('.skip')?.addEventListener('click', (e) => {
     e.preventDefault();
