@@ -1287,11 +1287,12 @@ fn dns_ttls_from_config() {
 /// A python backend for HTTP check tests: plain HTTP on `plain`, the same
 /// handler over TLS (self-signed test cert) on `tls`. `/big` answers 10,000
 /// bytes; `/alt*` alternates 200/500 per path; `/ctl` answers 200 until
-/// `/set-down` was requested, then 500.
-fn check_backend(plain: u16, tls: u16) -> Backend {
+/// `/set-down` was requested, then 500. It binds its own ports (a port the
+/// test picked could be taken by the time Python binds it) and prints them.
+fn check_backend() -> (Backend, u16, u16) {
     let script = r#"
 import http.server, ssl, sys, threading
-cert, key, p_plain, p_tls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cert, key = sys.argv[1], sys.argv[2]
 hits = {}
 down = {"v": False}
 class H(http.server.BaseHTTPRequestHandler):
@@ -1309,31 +1310,37 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.reply(200)
         if p == "/ctl": return self.reply(500 if down["v"] else 200)
         self.reply(200)
-plain = http.server.ThreadingHTTPServer(("127.0.0.1", p_plain), H)
-tls = http.server.ThreadingHTTPServer(("127.0.0.1", p_tls), H)
+plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+tls = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
 threading.Thread(target=tls.serve_forever, daemon=True).start()
+print(plain.server_address[1], tls.server_address[1], flush=True)
 plain.serve_forever()
 "#;
     let data = root().join("tests/data");
-    let child = Command::new("python3")
+    let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(data.join("grpc-test-cert.pem"))
         .arg(data.join("grpc-test-key.pem"))
-        .args([plain.to_string(), tls.to_string()])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let b = Backend(child);
-    wait_until("check backend up", Duration::from_secs(10), || {
-        [plain, tls]
-            .iter()
-            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
-    });
-    b
+    let ports: Vec<u16> = line
+        .split_whitespace()
+        .map(|p| p.parse().expect("check backend prints its ports"))
+        .collect();
+    assert_eq!(ports.len(), 2, "check backend did not start: {line:?}");
+    (b, ports[0], ports[1])
 }
 
 /// HTTP checks: TLSSkipVerify against a self-signed server, output capped at
@@ -1341,8 +1348,7 @@ plain.serve_forever()
 /// through flips, and Timeout against a backend that never answers.
 #[test]
 fn http_check_tls_cap_thresholds_and_timeout() {
-    let (plain, tls) = (free_port(), free_port());
-    let _backend = check_backend(plain, tls);
+    let (_backend, plain, tls) = check_backend();
     // Accepts connections (kernel backlog) but never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
