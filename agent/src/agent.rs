@@ -246,11 +246,24 @@ pub async fn run(
         )
         .await
         .map_err(|e| AgentError::Unsupported(e.to_string()))?;
-        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
         Some(g)
     } else {
         None
     };
+    let serf_lan = gossip
+        .as_ref()
+        .map_or(-1, |g| i32::from(g.me().addr.port()));
+    crate::banner::print(
+        &config,
+        &node_id,
+        &crate::banner::Addrs {
+            advertise,
+            serf_lan,
+        },
+    );
+    if let Some(g) = &gossip {
+        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
+    }
     if !config.server && gossip.is_none() {
         return Err(AgentError::Unsupported(
             "a client agent finds servers by gossip: ports.serf_lan must not be -1".into(),
@@ -265,7 +278,7 @@ pub async fn run(
                 data_dir: config.data_dir.clone(),
                 raft_multiplier: config.raft_multiplier,
                 snapshot_threshold: config.raft_snapshot_threshold,
-                bootstrap: config.bootstrap_expect == Some(1),
+                bootstrap: config.bootstraps_alone(),
                 network: Network::new(rpc.clone()),
             },
             store.clone(),
@@ -289,14 +302,6 @@ pub async fn run(
         (None, Some(up)) => Proposer::remote(up.clone()),
         (None, None) => unreachable!("checked above: a client has gossip"),
     };
-    tracing::info!(
-        node = %config.node_name,
-        datacenter = %config.datacenter,
-        server = config.server,
-        dev = config.dev,
-        data_dir = ?config.data_dir,
-        "agent starting"
-    );
 
     let node_info = NodeInfo {
         node: config.node_name.clone(),
@@ -362,6 +367,12 @@ pub async fn run(
 
     if let Some(g) = &gossip {
         connect_events(&state.events, g);
+    }
+    if !config.disable_remote_exec {
+        let rexec = crate::remote_exec::RemoteExec::new(state.clone());
+        state
+            .events
+            .set_remote_exec(Arc::new(move |ev| rexec.handle(ev)));
     }
 
     let mut tasks: tokio::task::JoinSet<Result<(), AgentError>> = tokio::task::JoinSet::new();
@@ -484,6 +495,7 @@ pub async fn run(
             Ok(())
         });
     }
+    tracing::info!("tribune agent running!");
 
     let storage = leadership.storage().clone();
     let fatal = tokio::select! {
