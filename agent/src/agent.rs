@@ -148,7 +148,7 @@ pub async fn graceful_leave(s: &Shared) {
         return;
     }
     s.leaving.cancel();
-    tracing::info!("leaving the cluster gracefully");
+    tracing::info!("Gracefully shutting down agent...");
     if s.raft.is_some() {
         let voters = s.leadership.servers().iter().filter(|x| x.2).count();
         if voters > 1 {
@@ -284,6 +284,11 @@ pub async fn run(
             store.clone(),
         )
         .await?;
+        crate::raft::transitions::spawn(
+            node.raft.clone(),
+            raft_addr.clone(),
+            raft_names(gossip.clone(), raft_id, config.node_name.clone()),
+        );
         let l = node.leadership.clone();
         (Some(node), l)
     } else {
@@ -413,7 +418,7 @@ pub async fn run(
                 .join(&config.start_join)
                 .await
                 .map_err(|e| AgentError::Unsupported(format!("-join: {e}")))?;
-            tracing::info!("joined {n} agent(s)");
+            tracing::info!(number_of_nodes = n, "(LAN) joined");
         }
         let remembered = g.snapshot_peers(config.rejoin_after_leave);
         if !remembered.is_empty() {
@@ -436,10 +441,19 @@ pub async fn run(
                 loop {
                     match g.join(&list).await {
                         Ok(n) => {
-                            tracing::info!("retry-join: joined {n} agent(s)");
+                            tracing::info!(
+                                cluster = "LAN",
+                                num_agents = n,
+                                "Join cluster completed. Synced with initial agents"
+                            );
                             return;
                         }
-                        Err(e) => tracing::warn!("retry-join: {e}; retrying in {every:?}"),
+                        Err(e) => tracing::warn!(
+                            cluster = "LAN",
+                            retry_interval = %crate::local::fmt_duration(every),
+                            error = %e,
+                            "Join cluster failed, will retry"
+                        ),
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
@@ -509,7 +523,7 @@ pub async fn run(
     } else if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
         graceful_leave(&state).await;
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("Requesting shutdown");
     while let Some(r) = tasks.join_next().await {
         match r {
             Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with error"),
@@ -523,7 +537,7 @@ pub async fn run(
     if let Some(msg) = fatal.or_else(|| storage.fatal_message()) {
         return Err(AgentError::Storage(msg));
     }
-    tracing::info!("agent stopped");
+    tracing::info!("shutdown complete");
     Ok(())
 }
 
@@ -559,6 +573,24 @@ fn warn_if_exposed(client: IpAddr) {
              use -client 127.0.0.1 or restrict access to this address"
         );
     }
+}
+
+/// Node names of raft ids, as gossip knows them (for the log).
+fn raft_names(
+    gossip: Option<Gossip>,
+    own_id: crate::raft::NodeId,
+    own_name: String,
+) -> crate::raft::transitions::Names {
+    Arc::new(move |id| {
+        if id == own_id {
+            return Some(own_name.clone());
+        }
+        let g = gossip.as_ref()?;
+        g.members()
+            .into_iter()
+            .find(|m| m.ident.raft_id == id)
+            .map(|m| m.ident.name)
+    })
 }
 
 /// User events travel by gossip: fired events are broadcast, received ones
@@ -602,7 +634,7 @@ async fn reload_on_sighup(state: Arc<AppState>) {
             r = hup.recv() => if r.is_none() { return },
             _ = state.shutdown.cancelled() => return,
         }
-        tracing::info!("caught SIGHUP");
+        tracing::info!(signal = "hangup", "Caught");
         if let Err(e) = reload(&state) {
             tracing::error!(error = %e, "reload failed; configuration unchanged");
         }

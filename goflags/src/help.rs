@@ -107,6 +107,9 @@ fn description(cmd: &Command) -> String {
 /// which stay apart.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
+    if text.trim().is_empty() {
+        return lines;
+    }
     for para in text.split("\n\n") {
         if !lines.is_empty() {
             lines.push(String::new());

@@ -188,9 +188,9 @@ async fn wait_for_signal() {
         return;
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("caught SIGTERM"),
+        _ = term.recv() => tracing::info!(signal = "terminated", "Caught"),
         _ = int.recv() => {
-            tracing::info!("caught SIGINT");
+            tracing::info!(signal = "interrupt", "Caught");
             crate::agent::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }

@@ -15,9 +15,10 @@ fn go_ms(ms: u64) -> String {
         0 => "0s".into(),
         1..=999 => format!("{ms}ms"),
         _ if ms % 1000 == 0 => crate::local::fmt_duration(std::time::Duration::from_millis(ms)),
-        _ => format!("{}.{:03}s", ms / 1000, ms % 1000)
-            .trim_end_matches('0')
-            .to_string(),
+        _ => {
+            let frac = format!("{:03}", ms % 1000);
+            format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'))
+        }
     }
 }
 

@@ -79,6 +79,19 @@ pub fn admits(want: Level, target: &str, level: Level) -> bool {
     level <= cap
 }
 
+/// openraft errors that only say a peer did not answer this time.
+const ROUTINE_OPENRAFT: [&str; 5] = [
+    "RPCError",
+    "while requesting vote",
+    "timeout",
+    "error replication to target",
+    "A message will be ignored",
+];
+
+fn routine(target: &str, message: &str) -> bool {
+    target.starts_with("openraft") && ROUTINE_OPENRAFT.iter().any(|p| message.starts_with(p))
+}
+
 /// The layer writing the log.
 struct ConsulLog {
     monitors: Arc<Monitors>,
@@ -118,17 +131,25 @@ impl<S: Subscriber> Layer<S> for ConsulLog {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let meta = event.metadata();
         let (level, target) = (*meta.level(), meta.target());
-        let to_stderr = admits(self.stderr, target, level);
+        let mut to_stderr = admits(self.stderr, target, level);
         if !to_stderr && !self.monitors.wants(target, level) {
             return;
         }
         let record = format::Record::of(event);
+        // openraft's per-attempt errors about unreachable peers are for
+        // debugging; the network logs one line when a peer stops answering.
+        let floor = if routine(target, &record.message) {
+            Level::DEBUG
+        } else {
+            Level::ERROR
+        };
+        to_stderr &= self.stderr >= floor;
         let module = format::module(target, self.server.load(Ordering::Relaxed));
         let line = format::text_line(&level, &module, &record);
         if to_stderr {
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
-        self.monitors.publish(target, level, &line, || {
+        self.monitors.publish(target, level, floor, &line, || {
             format::json_line(&level, &module, &record)
         });
     }

@@ -65,6 +65,7 @@ impl Monitors {
         &self,
         target: &str,
         level: Level,
+        floor: Level,
         text: &str,
         json: impl FnOnce() -> String,
     ) {
@@ -75,7 +76,8 @@ impl Monitors {
         let text_bytes = Bytes::copy_from_slice(text.as_bytes());
         let mut json = Some(json);
         let mut json_bytes: Option<Bytes> = None;
-        for w in watchers.iter().filter(|w| admits(w.level, target, level)) {
+        let reads = |w: &&Watcher| w.level >= floor && admits(w.level, target, level);
+        for w in watchers.iter().filter(reads) {
             let line = if w.json {
                 json_bytes
                     .get_or_insert_with(|| {
