@@ -23,7 +23,6 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Semaphore};
 use tower::ServiceExt;
 
@@ -215,7 +214,7 @@ impl Job<'_> {
             }
             _ => {
                 let script = match &script_file {
-                    Some(f) => f.path().display().to_string(),
+                    Some(f) => f.display().to_string(),
                     None => spec.command.clone(),
                 };
                 tracing::info!(script = %script, "remote exec");
@@ -228,20 +227,28 @@ impl Job<'_> {
                 c
             }
         };
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
+        // One pipe for stdout and stderr, so their lines keep their order.
+        let spawned = std::io::pipe().and_then(|(reader, writer)| {
+            let err = writer.try_clone()?;
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(writer)
+                .stderr(err)
+                .process_group(0)
+                .kill_on_drop(true);
+            let child = cmd.spawn();
+            // The parent's copies of the write end go, so the pipe ends with the job.
+            drop(cmd);
+            Ok((child?, reader))
+        });
+        let (mut child, output) = match spawned {
+            Ok(x) => x,
             Err(e) => {
                 tracing::debug!(error = %e, "failed to start remote exec");
                 return 255;
             }
         };
         let heartbeat = Duration::from_nanos(spec.wait).max(Duration::from_millis(100));
-        let chunks = collect_output(&mut child);
+        let chunks = collect_output(output);
         if self.stream(chunks, heartbeat).await.is_err() {
             tracing::error!("failed to write output for remote exec job; stopping it");
             kill_group(&child);
@@ -278,16 +285,18 @@ impl Job<'_> {
     }
 }
 
-/// The script of a job in a private temporary file, executable.
-fn spill(b64: &str) -> std::io::Result<tempfile::NamedTempFile> {
+/// The script of a job in a private temporary file, executable (and
+/// closed: a file open for writing cannot be executed). Removed on drop.
+fn spill(b64: &str) -> std::io::Result<tempfile::TempPath> {
     let script = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let mut f = tempfile::Builder::new().prefix("rexec").tempfile()?;
     std::io::Write::write_all(&mut f, &script)?;
     f.as_file().sync_all()?;
-    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o750))?;
-    Ok(f)
+    let path = f.into_temp_path();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750))?;
+    Ok(path)
 }
 
 fn kill_group(child: &tokio::process::Child) {
@@ -299,40 +308,25 @@ fn kill_group(child: &tokio::process::Child) {
     }
 }
 
-/// stdout and stderr together, in chunks of at most [`CHUNK`] bytes, a
-/// partial one after [`CHUNK_IDLE`] without more; [`MAX_OUTPUT`] in all.
-fn collect_output(child: &mut tokio::process::Child) -> mpsc::Receiver<Vec<u8>> {
+/// The job's output (stdout and stderr share the pipe), in chunks of at
+/// most [`CHUNK`] bytes, a partial one after [`CHUNK_IDLE`] without more;
+/// [`MAX_OUTPUT`] in all. The pipe is read on a thread of its own.
+fn collect_output(mut pipe: std::io::PipeReader) -> mpsc::Receiver<Vec<u8>> {
     let (raw_tx, mut raw_rx) = mpsc::channel::<Vec<u8>>(16);
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = raw_tx.clone();
-        tokio::spawn(async move {
-            let mut pipe = pipe;
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                match pipe.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if tx.send(buf[..n].to_vec()).await.is_err() {
-                            return;
-                        }
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if raw_tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
                     }
                 }
             }
-        });
-    }
-    drop(raw_tx);
+        }
+    });
     let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
     tokio::spawn(async move {
         let mut pending: Vec<u8> = Vec::new();

@@ -236,7 +236,7 @@ fn context_string(e: &clap::Error, kind: ContextKind) -> Option<String> {
 fn flag_name(rendered: &str) -> String {
     rendered
         .trim_start_matches('-')
-        .split(|c: char| c == ' ' || c == '=')
+        .split([' ', '='])
         .next()
         .unwrap_or_default()
         .to_string()

@@ -318,12 +318,22 @@ pub fn members(a: MembersArgs) -> ExitCode {
         // As Consul shows them: the default partition, and servers in every segment.
         let server = m["Tags"]["role"] == "consul";
         if let Some(tags) = m["Tags"].as_object_mut() {
-            if tags.get("partition").and_then(Value::as_str).unwrap_or("") == "" {
+            if tags
+                .get("partition")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 tags.insert("partition".into(), json!("default"));
             }
             if server {
                 tags.insert("segment".into(), json!("<all>"));
-            } else if tags.get("segment").and_then(Value::as_str).unwrap_or("") == "" {
+            } else if tags
+                .get("segment")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 tags.insert("segment".into(), json!("<default>"));
             }
         }

@@ -14,7 +14,9 @@ fn go_ms(ms: u64) -> String {
     match ms {
         0 => "0s".into(),
         1..=999 => format!("{ms}ms"),
-        _ if ms % 1000 == 0 => crate::local::fmt_duration(std::time::Duration::from_millis(ms)),
+        _ if ms.is_multiple_of(1000) => {
+            crate::local::fmt_duration(std::time::Duration::from_millis(ms))
+        }
         _ => {
             let frac = format!("{:03}", ms % 1000);
             format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'))
