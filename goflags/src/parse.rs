@@ -267,3 +267,122 @@ fn from_clap(cur: &Command, e: clap::Error) -> Exit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Arg, ArgAction};
+
+    fn cli() -> Command {
+        let leaf = Command::new("members")
+            .about("Lists members")
+            .arg(
+                Arg::new("detailed")
+                    .long("detailed")
+                    .action(ArgAction::SetTrue),
+            )
+            .arg(Arg::new("status").long("status").default_value(".*"))
+            .arg(
+                Arg::new("n")
+                    .long("n")
+                    .value_parser(clap::value_parser!(i64)),
+            )
+            .arg(Arg::new("shell").long("shell").action(ArgAction::SetTrue))
+            .arg(
+                Arg::new("no-shell")
+                    .long("no-shell")
+                    .hide(true)
+                    .action(ArgAction::SetTrue),
+            )
+            .arg(Arg::new("rest").num_args(0..));
+        Command::new("tool").subcommand(leaf).subcommand(
+            Command::new("kv")
+                .about("KV")
+                .subcommand(Command::new("get").arg(Arg::new("key"))),
+        )
+    }
+
+    fn run(args: &[&str]) -> Parsed {
+        parse(&cli(), args.iter().map(OsString::from).collect())
+    }
+
+    fn exit(args: &[&str]) -> Exit {
+        match run(args) {
+            Parsed::Exit(e) => e,
+            other => panic!("{args:?}: expected an exit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn go_forms_parse() {
+        let Parsed::Matches(m) = run(&[
+            "tool",
+            "members",
+            "-detailed",
+            "--status=al",
+            "-n",
+            "-2",
+            "-shell=false",
+            "a",
+            "-b",
+        ]) else {
+            panic!("no matches")
+        };
+        let (_, m) = m.subcommand().unwrap();
+        assert!(m.get_flag("detailed"));
+        assert!(m.get_flag("no-shell") && !m.get_flag("shell"));
+        assert_eq!(m.get_one::<String>("status").unwrap(), "al");
+        assert_eq!(*m.get_one::<i64>("n").unwrap(), -2);
+        let rest: Vec<&String> = m.get_many::<String>("rest").unwrap().collect();
+        assert_eq!(rest, ["a", "-b"], "flags stop at the first argument");
+        // A flag given twice keeps the last value, as in Go.
+        let Parsed::Matches(m) = run(&["tool", "members", "-status", "x", "-status=y"]) else {
+            panic!()
+        };
+        let (_, m) = m.subcommand().unwrap();
+        assert_eq!(m.get_one::<String>("status").unwrap(), "y");
+    }
+
+    #[test]
+    fn errors_and_help_are_gos() {
+        let e = exit(&["tool", "members", "-wan"]);
+        assert!(e.stderr && e.code == 1);
+        assert!(e
+            .text
+            .starts_with("flag provided but not defined: -wan\nUsage:\n  -detailed\n"));
+        assert!(e.text.contains("  -status string\n    \t"), "{}", e.text);
+        assert!(e.text.contains(" (default \".*\")"), "{}", e.text);
+        let e = exit(&["tool", "members", "-n"]);
+        assert!(e.text.starts_with("flag needs an argument: -n\n"));
+        let e = exit(&["tool", "members", "-n", "x"]);
+        assert!(
+            e.text
+                .starts_with("invalid value \"x\" for flag -n: parse error\n"),
+            "{}",
+            e.text
+        );
+        let e = exit(&["tool", "members", "-detailed=2"]);
+        assert!(e
+            .text
+            .starts_with("invalid boolean value \"2\" for -detailed: parse error\n"));
+        let e = exit(&["tool", "members", "-h"]);
+        assert!(!e.stderr && e.code == 0);
+        assert!(e
+            .text
+            .starts_with("Usage: tool members [options] [REST...]\n\n  Lists members\n"));
+        assert!(e.text.contains("\n  -n=<int>\n\n  -shell\n"), "{}", e.text);
+        assert!(!e.text.contains("no-shell"), "hidden flags stay hidden");
+        let e = exit(&["tool"]);
+        assert_eq!(e.code, 127);
+        assert!(e.text.contains("\n    kv         KV\n"), "{}", e.text);
+        assert_eq!(exit(&["tool", "nope"]).code, 127);
+        let e = exit(&["tool", "kv"]);
+        assert!(
+            e.code == 1 && e.text.contains("Subcommands:\n    get"),
+            "{}",
+            e.text
+        );
+        assert!(matches!(run(&["tool", "--version"]), Parsed::Version));
+        assert!(matches!(run(&["tool", "-v"]), Parsed::Version));
+    }
+}
