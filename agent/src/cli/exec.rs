@@ -389,6 +389,10 @@ async fn stream_results(api: ApiClient, dir: String, wait: Duration, tx: mpsc::S
             }
         };
         if r.index == index {
+            if index == 0 {
+                // No index to block on (not a Consul-compatible answer): pace.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             continue;
         }
         index = r.index;
