@@ -148,7 +148,7 @@ pub async fn graceful_leave(s: &Shared) {
         return;
     }
     s.leaving.cancel();
-    tracing::info!("leaving the cluster gracefully");
+    tracing::info!("Gracefully shutting down agent...");
     if s.raft.is_some() {
         let voters = s.leadership.servers().iter().filter(|x| x.2).count();
         if voters > 1 {
@@ -246,11 +246,24 @@ pub async fn run(
         )
         .await
         .map_err(|e| AgentError::Unsupported(e.to_string()))?;
-        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
         Some(g)
     } else {
         None
     };
+    let serf_lan = gossip
+        .as_ref()
+        .map_or(-1, |g| i32::from(g.me().addr.port()));
+    crate::banner::print(
+        &config,
+        &node_id,
+        &crate::banner::Addrs {
+            advertise,
+            serf_lan,
+        },
+    );
+    if let Some(g) = &gossip {
+        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
+    }
     if !config.server && gossip.is_none() {
         return Err(AgentError::Unsupported(
             "a client agent finds servers by gossip: ports.serf_lan must not be -1".into(),
@@ -265,12 +278,17 @@ pub async fn run(
                 data_dir: config.data_dir.clone(),
                 raft_multiplier: config.raft_multiplier,
                 snapshot_threshold: config.raft_snapshot_threshold,
-                bootstrap: config.bootstrap_expect == Some(1),
+                bootstrap: config.bootstraps_alone(),
                 network: Network::new(rpc.clone()),
             },
             store.clone(),
         )
         .await?;
+        crate::raft::transitions::spawn(
+            node.raft.clone(),
+            raft_addr.clone(),
+            raft_names(gossip.clone(), raft_id, config.node_name.clone()),
+        );
         let l = node.leadership.clone();
         (Some(node), l)
     } else {
@@ -289,14 +307,6 @@ pub async fn run(
         (None, Some(up)) => Proposer::remote(up.clone()),
         (None, None) => unreachable!("checked above: a client has gossip"),
     };
-    tracing::info!(
-        node = %config.node_name,
-        datacenter = %config.datacenter,
-        server = config.server,
-        dev = config.dev,
-        data_dir = ?config.data_dir,
-        "agent starting"
-    );
 
     let node_info = NodeInfo {
         node: config.node_name.clone(),
@@ -363,6 +373,12 @@ pub async fn run(
     if let Some(g) = &gossip {
         connect_events(&state.events, g);
     }
+    if !config.disable_remote_exec {
+        let rexec = crate::remote_exec::RemoteExec::new(state.clone());
+        state
+            .events
+            .set_remote_exec(Arc::new(move |ev| rexec.handle(ev)));
+    }
 
     let mut tasks: tokio::task::JoinSet<Result<(), AgentError>> = tokio::task::JoinSet::new();
     let budget = connection_budget(&config);
@@ -402,7 +418,7 @@ pub async fn run(
                 .join(&config.start_join)
                 .await
                 .map_err(|e| AgentError::Unsupported(format!("-join: {e}")))?;
-            tracing::info!("joined {n} agent(s)");
+            tracing::info!(number_of_nodes = n, "(LAN) joined");
         }
         let remembered = g.snapshot_peers(config.rejoin_after_leave);
         if !remembered.is_empty() {
@@ -425,10 +441,19 @@ pub async fn run(
                 loop {
                     match g.join(&list).await {
                         Ok(n) => {
-                            tracing::info!("retry-join: joined {n} agent(s)");
+                            tracing::info!(
+                                cluster = "LAN",
+                                num_agents = n,
+                                "Join cluster completed. Synced with initial agents"
+                            );
                             return;
                         }
-                        Err(e) => tracing::warn!("retry-join: {e}; retrying in {every:?}"),
+                        Err(e) => tracing::warn!(
+                            cluster = "LAN",
+                            retry_interval = %crate::local::fmt_duration(every),
+                            error = %e,
+                            "Join cluster failed, will retry"
+                        ),
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(every) => {}
@@ -484,6 +509,7 @@ pub async fn run(
             Ok(())
         });
     }
+    tracing::info!("tribune agent running!");
 
     let storage = leadership.storage().clone();
     let fatal = tokio::select! {
@@ -497,7 +523,7 @@ pub async fn run(
     } else if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
         graceful_leave(&state).await;
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("Requesting shutdown");
     while let Some(r) = tasks.join_next().await {
         match r {
             Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with error"),
@@ -511,7 +537,7 @@ pub async fn run(
     if let Some(msg) = fatal.or_else(|| storage.fatal_message()) {
         return Err(AgentError::Storage(msg));
     }
-    tracing::info!("agent stopped");
+    tracing::info!("shutdown complete");
     Ok(())
 }
 
@@ -547,6 +573,24 @@ fn warn_if_exposed(client: IpAddr) {
              use -client 127.0.0.1 or restrict access to this address"
         );
     }
+}
+
+/// Node names of raft ids, as gossip knows them (for the log).
+fn raft_names(
+    gossip: Option<Gossip>,
+    own_id: crate::raft::NodeId,
+    own_name: String,
+) -> crate::raft::transitions::Names {
+    Arc::new(move |id| {
+        if id == own_id {
+            return Some(own_name.clone());
+        }
+        let g = gossip.as_ref()?;
+        g.members()
+            .into_iter()
+            .find(|m| m.ident.raft_id == id)
+            .map(|m| m.ident.name)
+    })
 }
 
 /// User events travel by gossip: fired events are broadcast, received ones
@@ -590,7 +634,7 @@ async fn reload_on_sighup(state: Arc<AppState>) {
             r = hup.recv() => if r.is_none() { return },
             _ = state.shutdown.cancelled() => return,
         }
-        tracing::info!("caught SIGHUP");
+        tracing::info!(signal = "hangup", "Caught");
         if let Err(e) = reload(&state) {
             tracing::error!(error = %e, "reload failed; configuration unchanged");
         }

@@ -13,27 +13,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(660);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiClientError {
-    #[error("Error querying agent at {addr}: {}", chain(source))]
+    /// As Go's client says it: `Get "http://...": dial tcp ...: connect:
+    /// connection refused`.
+    #[error("{}", crate::goerr::request_error(method, url, source))]
     Transport {
-        addr: String,
+        method: Method,
+        url: String,
         source: reqwest::Error,
     },
     #[error("Unexpected response code: {status} ({body})")]
     Status { status: u16, body: String },
     #[error("Unreadable response: {0}")]
     Decode(String),
-}
-
-/// An error and its causes ("error sending request: connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 impl ApiClientError {
@@ -110,7 +101,7 @@ impl ApiClient {
         }
         let mut req = self
             .http
-            .request(method, format!("{}/v1/{path}", self.base))
+            .request(method.clone(), format!("{}/v1/{path}", self.base))
             .query(&q);
         if let Some(t) = &self.token {
             req = req.header("X-Consul-Token", t);
@@ -118,11 +109,18 @@ impl ApiClient {
         if let Some(b) = body {
             req = req.body(b);
         }
+        let req = req.build().map_err(|source| ApiClientError::Transport {
+            method: method.clone(),
+            url: format!("{}/v1/{path}", self.base),
+            source,
+        })?;
+        let url = req.url().to_string();
         let transport = |source| ApiClientError::Transport {
-            addr: self.base.clone(),
+            method: method.clone(),
+            url: url.clone(),
             source,
         };
-        let resp = req.send().await.map_err(transport)?;
+        let resp = self.http.execute(req).await.map_err(transport)?;
         let status = resp.status().as_u16();
         let index = resp
             .headers()
@@ -135,6 +133,49 @@ impl ApiClient {
             status,
             index,
             body,
+        })
+    }
+
+    /// `GET /v1/<path>` whose body is read as it arrives (the live log):
+    /// the response once its head is in; a non-2xx answer is an error.
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ApiClientError> {
+        let method = Method::GET;
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}/v1/{path}", self.base))
+            .query(query)
+            // A live stream has no end to wait for.
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let req = req.build().map_err(|source| ApiClientError::Transport {
+            method: method.clone(),
+            url: format!("{}/v1/{path}", self.base),
+            source,
+        })?;
+        let url = req.url().to_string();
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|source| ApiClientError::Transport {
+                method: method.clone(),
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(ApiClientError::Status {
+            status,
+            body: body.trim().to_string(),
         })
     }
 

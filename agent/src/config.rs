@@ -112,6 +112,8 @@ pub fn parse_recursor(s: &str) -> Option<SocketAddr> {
 pub struct AgentConfig {
     pub dev: bool,
     pub server: bool,
+    /// Form a cluster of this one server at once (`-bootstrap`).
+    pub bootstrap: bool,
     pub bootstrap_expect: Option<u32>,
     pub data_dir: Option<PathBuf>,
     pub node_name: String,
@@ -152,6 +154,9 @@ pub struct AgentConfig {
     pub skip_leave_on_interrupt: Option<bool>,
     /// Connection limits and timeouts (`limits`).
     pub limits: crate::limits::Limits,
+    /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
+    /// default true: running commands from the network is opt-in).
+    pub disable_remote_exec: bool,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -161,6 +166,7 @@ impl Default for AgentConfig {
         Self {
             dev: false,
             server: false,
+            bootstrap: false,
             bootstrap_expect: None,
             data_dir: None,
             node_name: hostname::get()
@@ -192,6 +198,7 @@ impl Default for AgentConfig {
             leave_on_terminate: None,
             skip_leave_on_interrupt: None,
             limits: crate::limits::Limits::default(),
+            disable_remote_exec: true,
             warnings: Vec::new(),
         }
     }
@@ -202,6 +209,7 @@ impl Default for AgentConfig {
 pub struct Flags {
     pub dev: bool,
     pub server: bool,
+    pub bootstrap: bool,
     pub bootstrap_expect: Option<u32>,
     pub data_dir: Option<PathBuf>,
     pub node: Option<String>,
@@ -236,13 +244,18 @@ impl AgentConfig {
         }
     }
 
+    /// This server forms a one-voter cluster by itself (`-bootstrap`,
+    /// `-bootstrap-expect 1`, `-dev`) instead of waiting for others.
+    pub fn bootstraps_alone(&self) -> bool {
+        self.server && (self.dev || self.bootstrap || self.bootstrap_expect == Some(1))
+    }
+
     /// Resolve defaults, files and flags into one configuration.
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
         let mut c = AgentConfig::default();
         if flags.dev {
             c.dev = true;
             c.server = true;
-            c.bootstrap_expect = Some(1);
             c.ui = true;
             c.raft_multiplier = 1;
             // A dev agent stands alone: its gossip and RPC ports need not be
@@ -266,13 +279,20 @@ impl AgentConfig {
             })?;
             c.dns.recursors.push(addr);
         }
+        if c.bootstrap_expect == Some(0) {
+            c.bootstrap_expect = None;
+        }
         c.validate()?;
+        c.bootstrap_warnings();
         Ok(c)
     }
 
     fn apply_flags(&mut self, f: &Flags) {
         if f.server {
             self.server = true;
+        }
+        if f.bootstrap {
+            self.bootstrap = true;
         }
         if f.bootstrap_expect.is_some() {
             self.bootstrap_expect = f.bootstrap_expect;
@@ -368,25 +388,57 @@ impl AgentConfig {
                 "-dev keeps everything in memory: drop -data-dir, or use -server -data-dir".into(),
             ));
         }
+        // Consul's rules and words (agent/config/builder.go).
+        let conflict = |m: &str| Err(ConfigError::Conflict(m.into()));
+        if self.bootstrap && !self.server {
+            return conflict("'bootstrap = true' requires 'server = true'");
+        }
         if let Some(n) = self.bootstrap_expect {
             if !self.server {
-                return Err(ConfigError::Conflict(
-                    "-bootstrap-expect requires -server".into(),
-                ));
+                return conflict("'bootstrap_expect > 0' requires 'server = true'");
             }
-            if !(1..=7).contains(&n) {
+            if self.dev {
+                return conflict("'bootstrap_expect > 0' not allowed in dev mode");
+            }
+            if self.bootstrap {
+                return conflict(
+                    "'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive",
+                );
+            }
+            if n > 7 {
                 return Err(bad(
                     "bootstrap_expect",
                     "must be between 1 and 7 (use 3 or 5)",
                 ));
             }
-            if self.dev && n != 1 {
-                return Err(ConfigError::Conflict(
-                    "-dev is a single server: drop -bootstrap-expect".into(),
-                ));
-            }
         }
         Ok(())
+    }
+
+    /// Consul's start-up warnings about how the servers bootstrap.
+    fn bootstrap_warnings(&mut self) {
+        if !self.server || self.dev {
+            return;
+        }
+        let w = &mut self.warnings;
+        match self.bootstrap_expect {
+            Some(1) => {
+                w.push("BootstrapExpect is set to 1; this is the same as Bootstrap mode.".into());
+                w.push("bootstrap = true: do not enable unless necessary".into());
+            }
+            Some(n) => {
+                if n == 2 {
+                    w.push("bootstrap_expect = 2: A cluster with 2 servers will provide no failure tolerance. See https://www.consul.io/docs/internals/consensus.html#deployment-table".into());
+                } else if n % 2 == 0 {
+                    w.push("bootstrap_expect is even number: A cluster with an even number of servers does not achieve optimum fault tolerance. See https://www.consul.io/docs/internals/consensus.html#deployment-table".into());
+                }
+                w.push(format!("bootstrap_expect > 0: expecting {n} servers"));
+            }
+            None if self.bootstrap => {
+                w.push("bootstrap = true: do not enable unless necessary".into());
+            }
+            None => {}
+        }
     }
 
     fn merge_file(&mut self, path: &Path, v: &Value) -> Result<(), ConfigError> {
@@ -419,6 +471,8 @@ impl AgentConfig {
                 "client_addr" => self.client_addr = ip(key, val)?,
                 "bind_addr" => self.bind_addr = ip(key, val)?,
                 "server" => self.server = b(key, val)?,
+                "bootstrap" => self.bootstrap = b(key, val)?,
+                "disable_remote_exec" => self.disable_remote_exec = b(key, val)?,
                 "ui" => self.ui = b(key, val)?,
                 "enable_script_checks" => self.enable_script_checks = b(key, val)?,
                 "log_level" => self.log_level = s(key, val)?,

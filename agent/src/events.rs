@@ -67,6 +67,10 @@ pub trait Broadcast: Send + Sync {
     fn broadcast(&self, event: &UserEvent) -> Result<(), EventError>;
 }
 
+/// Receives the `_rexec` events that pass this agent's filters (they are
+/// jobs for `tribune exec`, never buffered).
+pub type RemoteExecHook = Arc<dyn Fn(UserEvent) + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     buf: VecDeque<UserEvent>,
@@ -83,6 +87,8 @@ pub struct Events {
     inner: Mutex<Inner>,
     notify: Notify,
     broadcast: RwLock<Option<Arc<dyn Broadcast>>>,
+    /// Unset: remote execution is disabled here.
+    remote_exec: RwLock<Option<RemoteExecHook>>,
 }
 
 fn compile(what: &'static str, re: &str) -> Result<Option<Regex>, EventError> {
@@ -126,12 +132,18 @@ impl Events {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             broadcast: RwLock::new(None),
+            remote_exec: RwLock::new(None),
         })
     }
 
     /// Route fired events to the rest of the cluster as well.
     pub fn set_broadcast(&self, b: Arc<dyn Broadcast>) {
         *self.broadcast.write() = Some(b);
+    }
+
+    /// Run `tribune exec` jobs through `hook` (remote execution enabled).
+    pub fn set_remote_exec(&self, hook: RemoteExecHook) {
+        *self.remote_exec.write() = Some(hook);
     }
 
     /// Validate and fire a new event: deliver it here, then broadcast it.
@@ -203,7 +215,20 @@ impl Events {
             tracing::debug!(event = %ev.name, id = %ev.id, "event filtered out on this agent");
             return false;
         }
-        tracing::debug!(event = %ev.name, id = %ev.id, "event received");
+        if ev.name == crate::remote_exec::EVENT {
+            // A job, not an event to keep (Consul's ingestUserEvent).
+            let hook = self.remote_exec.read().clone();
+            match hook {
+                Some(h) => h(ev),
+                None => tracing::info!(
+                    event_name = %ev.name,
+                    event_id = %ev.id,
+                    "ignoring remote exec event, disabled."
+                ),
+            }
+            return false;
+        }
+        tracing::debug!(event_name = %ev.name, event_id = %ev.id, "new event");
         {
             let mut inner = self.inner.lock();
             inner.buf.push_back(ev);

@@ -4,7 +4,8 @@
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
 //! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
 //! - [`consul_keys`]: the config-file keys Consul accepts (typos are errors).
-//! - [`agent`]: running an agent — raft, listeners, graceful shutdown.
+//! - [`agent`]: running an agent — raft, listeners, graceful shutdown;
+//!   [`banner`]: what it prints as it starts.
 //! - [`state`]: the replicated tables (KV, ...) and per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
 //!   state machine with snapshots, peer network, leadership tracking.
@@ -18,6 +19,10 @@
 //!   descriptor budget) and `http::timeouts` the per-connection timeouts;
 //!   `http::ui` serves the web UI
 //!   (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded at build.
+//! - [`logging`]: the log in Consul's shape, on stderr and streamed to
+//!   `/v1/agent/monitor` watchers.
+//! - [`remote_exec`]: running `tribune exec` jobs (off unless
+//!   `disable_remote_exec = false`).
 //! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
 //! - [`events`]: user events — the agent's buffer, receive-side filters,
 //!   and the broadcast hook gossip plugs into.
@@ -28,9 +33,11 @@
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
 //! - [`version`]: the Consul API version tribune reports, and its own.
+//! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks).
 
 pub mod agent;
 pub mod apiclient;
+pub mod banner;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -38,10 +45,13 @@ pub mod consul_keys;
 pub mod dns;
 pub mod events;
 pub mod fsutil;
+pub mod goerr;
 pub mod http;
 pub mod limits;
 pub mod local;
+pub mod logging;
 pub mod raft;
+pub mod remote_exec;
 pub mod session_ttl;
 pub mod state;
 pub mod version;

@@ -4,6 +4,18 @@
 //! and `-flag value`, and stop parsing flags at the first positional
 //! argument. [`go_style`] rewrites such arguments into clap's GNU style,
 //! using the clap command definition to know which flags take values.
+//!
+//! [`parse`] goes further, for a command tree shaped like Consul's CLI
+//! (mitchellh/cli plus one Go `FlagSet` per command): it answers `-h` with
+//! Consul's help text, reports flag errors as Go does
+//! (`flag provided but not defined: -wan` and the usage, exit 1), and
+//! leaves only well-formed arguments to clap.
+
+mod help;
+mod parse;
+
+pub use help::{command_help, go_defaults, top_help, COMMAND_OPTIONS};
+pub use parse::{parse, Exit, Parsed};
 
 use std::ffi::OsString;
 

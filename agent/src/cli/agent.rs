@@ -17,8 +17,12 @@ pub struct AgentArgs {
     /// Run as a server (raft voter).
     #[arg(long)]
     pub server: bool,
-    /// Servers to expect before bootstrapping the cluster (1, 3 or 5).
-    #[arg(long = "bootstrap-expect")]
+    /// Sets server to bootstrap mode: it forms a cluster of itself at once.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Sets server to expect bootstrap mode: the number of servers (3 or 5)
+    /// to wait for before bootstrapping the cluster.
+    #[arg(long = "bootstrap-expect", value_name = "int")]
     pub bootstrap_expect: Option<u32>,
     /// Directory for the raft log and state snapshots.
     #[arg(long = "data-dir")]
@@ -82,38 +86,22 @@ pub struct AgentArgs {
     pub serf_lan_port: Option<i32>,
 }
 
-fn init_tracing(level: &str) -> Result<(), String> {
-    let ours = match level.to_ascii_lowercase().as_str() {
-        "trace" => "trace",
-        "debug" => "debug",
-        "info" => "info",
-        "warn" | "warning" => "warn",
-        "err" | "error" => "error",
-        other => {
-            return Err(format!(
-                "invalid -log-level {other:?}: use trace, debug, info, warn or err"
-            ))
-        }
+/// The agent's log at the configured level (Consul's `-log-level` words).
+fn init_log(level: &str, server: bool) -> Result<(), String> {
+    let Some(l) = crate::logging::parse_level(level) else {
+        return Err(format!(
+            "invalid -log-level {level:?}: use trace, debug, info, warn or err"
+        ));
     };
-    let raft = if matches!(ours, "trace" | "debug") {
-        ours
-    } else {
-        "warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::new(format!("{ours},openraft={raft}"));
-    let ansi = unsafe { libc::isatty(2) == 1 };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
-    Ok(())
+    crate::logging::set_server(server);
+    crate::logging::init(l)
 }
 
 pub fn run(a: AgentArgs) -> ExitCode {
     let flags = Flags {
         dev: a.dev,
         server: a.server,
+        bootstrap: a.bootstrap,
         bootstrap_expect: a.bootstrap_expect,
         data_dir: a.data_dir,
         node: a.node,
@@ -149,11 +137,11 @@ pub fn run(a: AgentArgs) -> ExitCode {
     let config = match AgentConfig::load(&flags) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("==> Error: {e}");
+            eprintln!("==> {e}");
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = init_tracing(&config.log_level) {
+    if let Err(e) = init_log(&config.log_level, config.server) {
         eprintln!("==> Error: {e}");
         return ExitCode::from(1);
     }
@@ -200,9 +188,9 @@ async fn wait_for_signal() {
         return;
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("caught SIGTERM"),
+        _ = term.recv() => tracing::info!(signal = "terminated", "Caught"),
         _ = int.recv() => {
-            tracing::info!("caught SIGINT");
+            tracing::info!(signal = "interrupt", "Caught");
             crate::agent::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }

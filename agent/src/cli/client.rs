@@ -9,9 +9,12 @@ use super::HttpOpts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("Error querying agent at {addr}: {source}")]
+    /// As Go's client says it: `Get "http://...": dial tcp ...: connect:
+    /// connection refused`.
+    #[error("{}", crate::goerr::request_error(method, url, source))]
     Transport {
-        addr: String,
+        method: Method,
+        url: String,
         source: reqwest::Error,
     },
     #[error("Unexpected response code: {status} ({body})")]
@@ -43,6 +46,14 @@ impl Api {
         }
     }
 
+    fn transport(&self, method: &Method, path: &str, source: reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            method: method.clone(),
+            url: format!("{}/v1/{path}", self.base),
+            source,
+        }
+    }
+
     /// Send a request to `/v1/<path>` with query pairs; returns the raw response.
     pub fn send(
         &self,
@@ -60,7 +71,7 @@ impl Api {
         }
         let mut req = self
             .client
-            .request(method, format!("{}/v1/{path}", self.base))
+            .request(method.clone(), format!("{}/v1/{path}", self.base))
             .query(&q);
         if let Some(t) = &self.opts.token {
             req = req.header("X-Consul-Token", t);
@@ -68,10 +79,17 @@ impl Api {
         if let Some(b) = body {
             req = req.body(b);
         }
-        req.send().map_err(|source| ClientError::Transport {
-            addr: self.base.clone(),
-            source,
-        })
+        let req = req
+            .build()
+            .map_err(|source| self.transport(&method, path, source))?;
+        let url = req.url().to_string();
+        self.client
+            .execute(req)
+            .map_err(|source| ClientError::Transport {
+                method,
+                url,
+                source,
+            })
     }
 
     /// Like [`send`](Self::send) but any non-2xx answer except 404 is an error.
@@ -82,13 +100,15 @@ impl Api {
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, ClientError> {
-        let resp = self.send(method, path, query, body)?;
+        let resp = self.send(method.clone(), path, query, body)?;
         let status = resp.status();
         if status.as_u16() == 404 {
             return Ok(None);
         }
+        let url = resp.url().to_string();
         let bytes = resp.bytes().map_err(|source| ClientError::Transport {
-            addr: self.base.clone(),
+            method,
+            url,
             source,
         })?;
         if !status.is_success() {

@@ -17,7 +17,7 @@ pub struct JoinArgs {
     #[arg(long)]
     pub wan: bool,
     /// Gossip addresses of agents to join (ip or ip:port).
-    #[arg(required = true)]
+    #[arg(value_name = "address")]
     pub addresses: Vec<String>,
 }
 
@@ -29,7 +29,8 @@ pub struct ForceLeaveArgs {
     #[arg(long)]
     pub prune: bool,
     /// The failed node's name.
-    pub node: String,
+    #[arg(value_name = "node")]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -77,8 +78,25 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// A usage error: the message, a blank line and the command's help.
+fn usage_error(msg: &str, path: &[&str]) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = super::Cli::command();
+    for p in path {
+        cmd = cmd.find_subcommand(p).cloned().unwrap_or(cmd);
+    }
+    let words: Vec<String> = std::iter::once("tribune")
+        .chain(path.iter().copied())
+        .map(String::from)
+        .collect();
+    fail(format!("{msg}\n\n{}", goflags::command_help(&cmd, &words)))
+}
+
 /// Joins each address through the local agent; succeeds if any joined.
 pub fn join(a: JoinArgs) -> ExitCode {
+    if a.addresses.is_empty() {
+        return usage_error("At least one address to join must be specified.", &["join"]);
+    }
     let api = Api::new(&a.http);
     let mut joined = 0;
     let mut last_err = String::new();
@@ -107,7 +125,13 @@ pub fn leave(a: super::services::SimpleArgs) -> ExitCode {
 }
 
 pub fn force_leave(a: ForceLeaveArgs) -> ExitCode {
-    let path = format!("agent/force-leave/{}", crate::apiclient::key_path(&a.node));
+    let [node] = a.nodes.as_slice() else {
+        return usage_error(
+            "A single node name must be specified to force leave.",
+            &["force-leave"],
+        );
+    };
+    let path = format!("agent/force-leave/{}", crate::apiclient::key_path(node));
     let q: Vec<(&str, String)> = if a.prune {
         vec![("prune", String::new())]
     } else {
@@ -116,8 +140,7 @@ pub fn force_leave(a: ForceLeaveArgs) -> ExitCode {
     match Api::new(&a.http).call(Method::PUT, &path, &q, None) {
         Ok(Some(_)) => ExitCode::SUCCESS,
         Ok(None) => fail(format!(
-            "Error force leaving: agent: No node found with name '{}'",
-            a.node
+            "Error force leaving: agent: No node found with name '{node}'"
         )),
         Err(e) => fail(format!("Error force leaving: {e}")),
     }

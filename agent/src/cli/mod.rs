@@ -7,9 +7,13 @@ pub mod agent;
 pub mod client;
 pub mod cluster;
 pub mod event;
+pub mod exec;
+pub mod info;
 pub mod kv;
 pub mod lock;
+pub mod monitor;
 pub mod services;
+pub mod version;
 pub mod watch;
 
 use std::process::ExitCode;
@@ -17,90 +21,178 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "tribune",
-    version,
-    about = "Consul-compatible service discovery and configuration"
-)]
-#[command(disable_help_subcommand = true)]
+#[command(name = "tribune")]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
 }
 
+/// The commands; each doc comment's first line is the synopsis in the
+/// command list, the rest its help text.
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Run an agent.
+    /// Runs a tribune agent
+    ///
+    /// Starts the agent and runs until an interrupt is received. The agent
+    /// represents a single node in a cluster.
     Agent(agent::AgentArgs),
-    /// Work with the key/value store.
+    /// Interact with the key-value store
+    ///
+    /// This command has subcommands for interacting with the key-value store:
+    /// get, put, delete, export and import.
     Kv(kv::KvArgs),
-    /// Register and deregister services.
+    /// Interact with services
+    ///
+    /// This command has subcommands for interacting with services registered
+    /// with the local agent.
     Services(services::ServicesArgs),
-    /// Reload the agent's configuration files.
+    /// Triggers the agent to reload configuration files
+    ///
+    /// Causes the agent to reload configurations. This can be used instead
+    /// of sending the SIGHUP signal to the agent.
     Reload(services::SimpleArgs),
-    /// List the members of the cluster.
-    Members(services::SimpleArgs),
-    /// List catalog services, nodes and datacenters.
+    /// Lists the members of a tribune cluster
+    ///
+    /// Outputs the members of a running tribune agent.
+    Members(services::MembersArgs),
+    /// Interact with the catalog
+    ///
+    /// This command has subcommands for interacting with the catalog:
+    /// datacenters, nodes and services.
     Catalog(services::CatalogArgs),
-    /// Tell the local agent to join a cluster.
+    /// Tell the agent to join a cluster
+    ///
+    /// Tells a running agent to join the cluster by specifying at least
+    /// one existing member.
     Join(cluster::JoinArgs),
-    /// Leave the cluster gracefully and shut the agent down.
+    /// Gracefully leaves the cluster and shuts down
+    ///
+    /// Causes the agent to gracefully leave the cluster and shut down.
     Leave(services::SimpleArgs),
-    /// Move a failed member to the left state.
+    /// Forces a member of the cluster to enter the "left" state
+    ///
+    /// Forces a member of the cluster to enter the "left" state. Note that
+    /// if the member is still actually alive, it will eventually rejoin
+    /// the cluster.
     #[command(name = "force-leave")]
     ForceLeave(cluster::ForceLeaveArgs),
-    /// Cluster operations (raft peers).
+    /// Provides cluster-level tools for operators
+    ///
+    /// Provides cluster-level tools for operators, such as interacting with
+    /// the Raft subsystem.
     Operator(cluster::OperatorArgs),
-    /// Watch a key, prefix, services, nodes, a service, checks or events.
+    /// Watch for changes
+    ///
+    /// Watches for changes in a given data view from the agent. If a child
+    /// process is specified, it will be invoked with the latest results on
+    /// changes. Otherwise, the latest values are dumped to stdout and the
+    /// watch terminates.
     Watch(watch::WatchArgs),
-    /// Run a command while holding a lock (or a semaphore slot).
+    /// Execute a command holding a lock
+    ///
+    /// Acquires a lock or semaphore at a given path, and invokes a child
+    /// process when successful. The child process can assume the lock is
+    /// held while it executes.
     Lock(lock::LockArgs),
-    /// Fire a user event.
+    /// Fire a new event
+    ///
+    /// Dispatches a custom user event across a datacenter. An event must
+    /// provide a name, but a payload is optional. Events support filtering
+    /// using regular expressions on node name, service, and tag definitions.
     Event(event::EventArgs),
-    /// Print the version.
-    Version,
+    /// Executes a command on tribune nodes
+    ///
+    /// Evaluates a command on remote nodes. The nodes responding can be
+    /// filtered using regular expressions on node name, service, and tag
+    /// definitions. If a command is '-', stdin will be read until EOF and
+    /// used as a script input.
+    Exec(exec::ExecArgs),
+    /// Provides debugging information for operators.
+    ///
+    /// Provides debugging information for operators.
+    Info(services::SimpleArgs),
+    /// Stream logs from an agent
+    ///
+    /// Shows recent log messages of an agent, and attaches to the agent,
+    /// outputting log messages as they occur in real time. The monitor lets
+    /// you listen for log levels that may be filtered out of the agent. For
+    /// example your agent may only be logging at INFO level, but with the
+    /// monitor you can see the DEBUG level logs.
+    Monitor(monitor::MonitorArgs),
+    /// Prints the tribune version
+    Version(version::VersionArgs),
 }
+
+/// Help heading of [`HttpOpts`], listed first as Consul lists them.
+const HTTP_OPTIONS: &str = "HTTP API Options";
 
 /// Connection options shared by every command that talks to an agent.
 #[derive(Args, Debug, Clone)]
 pub struct HttpOpts {
-    /// Agent HTTP address (also CONSUL_HTTP_ADDR).
+    /// The `address` and port of the agent's HTTP API: an IP address or DNS
+    /// name, and the port. This can also be specified via the
+    /// CONSUL_HTTP_ADDR environment variable.
     #[arg(
         long = "http-addr",
         env = "CONSUL_HTTP_ADDR",
-        default_value = "127.0.0.1:8500"
+        default_value = "127.0.0.1:8500",
+        value_name = "address",
+        hide_env = true,
+        help_heading = HTTP_OPTIONS
     )]
     pub http_addr: String,
-    /// ACL token (also CONSUL_HTTP_TOKEN).
-    #[arg(long = "token", env = "CONSUL_HTTP_TOKEN")]
+    /// ACL token to use in the request. This can also be specified via the
+    /// CONSUL_HTTP_TOKEN environment variable. If unspecified, the query
+    /// will default to the token of the agent at the HTTP address.
+    #[arg(
+        long = "token",
+        env = "CONSUL_HTTP_TOKEN",
+        value_name = "value",
+        hide_env = true,
+        help_heading = HTTP_OPTIONS
+    )]
     pub token: Option<String>,
-    /// Datacenter to query.
-    #[arg(long = "datacenter")]
+    /// Name of the datacenter to query. If unspecified, this will default
+    /// to the datacenter of the queried agent.
+    #[arg(long = "datacenter", help_heading = HTTP_OPTIONS)]
     pub datacenter: Option<String>,
-    /// Read from any server (`?stale`).
-    #[arg(long = "stale")]
+    /// Permit any server (non-leader) to respond to this request. This
+    /// allows for lower latency and higher throughput, but can result in
+    /// stale data. This option has no effect on non-read operations.
+    #[arg(long = "stale", help_heading = HTTP_OPTIONS)]
     pub stale: bool,
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cmd = Cli::command();
-    let args = goflags::go_style(&cmd, std::env::args_os().collect());
-    let matches = match cmd.try_get_matches_from(args) {
-        Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+    let matches = match goflags::parse(&cmd, std::env::args_os().collect()) {
+        goflags::Parsed::Matches(m) => m,
+        goflags::Parsed::Version => return version::print_pretty(),
+        goflags::Parsed::Exit(e) => {
+            e.print();
+            return ExitCode::from(e.code);
         }
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
+            eprintln!("{e}");
             return ExitCode::from(1);
         }
     };
+    if !matches!(
+        cli.cmd,
+        Cmd::Agent(_) | Cmd::Lock(_) | Cmd::Watch(_) | Cmd::Exec(_)
+    ) {
+        // Like a Go program, stop quietly when the reader of the output
+        // goes away (`tribune members | head -1`). The agent and the
+        // commands that run children keep ignoring SIGPIPE.
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.cmd {
         Cmd::Agent(a) => agent::run(a),
         Cmd::Kv(k) => kv::run(k),
@@ -115,11 +207,10 @@ pub fn main() -> ExitCode {
         Cmd::Watch(a) => watch::run(a),
         Cmd::Lock(a) => lock::run(a),
         Cmd::Event(a) => event::run(a),
-        Cmd::Version => {
-            println!("tribune v{}", env!("CARGO_PKG_VERSION"));
-            println!("Consul HTTP API and DNS compatible agent");
-            ExitCode::SUCCESS
-        }
+        Cmd::Exec(a) => exec::run(a),
+        Cmd::Info(a) => info::run(a),
+        Cmd::Monitor(a) => monitor::run(a),
+        Cmd::Version(a) => version::run(a),
     }
 }
 

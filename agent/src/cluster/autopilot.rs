@@ -109,7 +109,10 @@ async fn maybe_bootstrap(s: &Shared, gossip: &Gossip, expect: u32) {
         .map(|x| (x.raft_id, Node::new(x.rpc_addr().to_string())))
         .collect();
     let names: Vec<&str> = servers.iter().map(|x| x.name.as_str()).collect();
-    tracing::info!(servers = ?names, "found {expect} servers: bootstrapping the cluster");
+    tracing::info!(
+        servers = %names.join(", "),
+        "found {expect} servers: bootstrapping the cluster"
+    );
     if let Err(e) = raft.initialize(members).await {
         tracing::warn!(error = %e, "bootstrap");
     }

@@ -491,6 +491,10 @@ impl Gossip {
                     }
                 } else if let Some(x) = m.get_mut(&name) {
                     if x.status == MemberStatus::Failed {
+                        tracing::info!(
+                            "serf: EventMemberLeave (forced): {name} {}",
+                            x.ident.addr.ip()
+                        );
                         x.status = MemberStatus::Left;
                         x.since = Instant::now();
                     }
@@ -620,7 +624,8 @@ impl Task {
         let mut m = self.gossip.members.write();
         match n {
             OwnedNotification::MemberUp(id) => {
-                tracing::info!(member = %id.name, addr = %id.addr, "member joined");
+                // Serf's words, which Consul users know.
+                tracing::info!("serf: EventMemberJoin: {} {}", id.name, id.addr.ip());
                 m.insert(
                     id.name.clone(),
                     Member {
@@ -640,10 +645,10 @@ impl Task {
                     return false;
                 }
                 x.status = if x.status == MemberStatus::Leaving {
-                    tracing::info!(member = %id.name, "member left");
+                    tracing::info!("serf: EventMemberLeave: {} {}", id.name, id.addr.ip());
                     MemberStatus::Left
                 } else {
-                    tracing::warn!(member = %id.name, "member failed");
+                    tracing::info!("serf: EventMemberFailed: {} {}", id.name, id.addr.ip());
                     MemberStatus::Failed
                 };
                 x.since = Instant::now();
@@ -659,7 +664,11 @@ impl Task {
                 false
             }
             OwnedNotification::Rejoin(me) => {
-                tracing::warn!("declared down by the cluster; rejoined as {me:?}");
+                tracing::warn!(
+                    "memberlist: Refuting a dead message: rejoined as {} {}",
+                    me.name,
+                    me.addr
+                );
                 *self.gossip.me.write() = me.clone();
                 if let Some(x) = m.get_mut(&me.name) {
                     x.ident = me;

@@ -146,11 +146,13 @@ async fn answer<A: DeserializeOwned>(
     bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
 }
 
+/// The error with its cause, in Go's words (`dial tcp ...: connect:
+/// connection refused`).
 fn classify(addr: &str, e: reqwest::Error) -> RpcError {
     if e.is_connect() {
-        RpcError::Connect(addr.into(), e.to_string())
+        RpcError::Connect(addr.into(), crate::goerr::cause(&e))
     } else {
-        RpcError::Transport(addr.into(), e.to_string())
+        RpcError::Transport(addr.into(), crate::goerr::cause(&e))
     }
 }
 

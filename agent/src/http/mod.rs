@@ -11,12 +11,14 @@ pub mod event;
 pub mod health;
 pub mod internal_ui;
 pub mod kv;
+pub mod monitor;
 pub mod operator;
 pub mod params;
 pub mod render;
 pub mod routes;
 pub mod serve;
 pub mod session;
+pub mod stats;
 pub mod status;
 pub mod timeouts;
 pub mod txn;
@@ -118,6 +120,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(ui::routes(ui_enabled))
         .merge(session::routes())
         .merge(event::routes())
+        .merge(monitor::routes())
 }
 
 /// The API router: [`routes`] with forwarding to the leader (for the

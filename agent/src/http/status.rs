@@ -33,11 +33,6 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
     let q = Query::parse(q.as_deref());
     let c = &s.config;
     let version = crate::version::CONSUL_API;
-    let metrics = s.raft.as_ref().map(|r| r.metrics().borrow().clone());
-    let (kv_keys, kv_index) = {
-        let t = s.store.read();
-        (t.kv.len(), t.kv.table_index())
-    };
     let bind = c.bind_addr.to_string();
     let (server_port, serf_port) = match &s.gossip {
         Some(g) => {
@@ -92,34 +87,7 @@ pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respo
         "Member": member,
         // The node's meta as the catalog has it (consul-network-segment included).
         "Meta": s.node.meta,
-        "Stats": {
-            "agent": { "check_monitors": "0", "checks": "0", "services": "0" },
-            "build": {
-                "prerelease": "", "revision": "", "version": version,
-                "tribune_version": crate::version::TRIBUNE,
-            },
-            "consul": {
-                "server": c.server.to_string(),
-                "leader": s.leadership.is_serving_leader().to_string(),
-                "leader_addr": s.leadership.leader_addr(),
-                "known_datacenters": "1",
-            },
-            "raft": metrics.map(|m| json!({
-                "state": format!("{:?}", m.state),
-                "term": m.current_term.to_string(),
-                "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
-                "applied_index": m.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
-                "last_snapshot_index": m.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
-                "num_peers": (s.leadership.peers().len().saturating_sub(1)).to_string(),
-            })).unwrap_or_else(|| json!({})),
-            "kv": { "keys": kv_keys.to_string(), "index": kv_index.to_string() },
-            "runtime": {
-                "arch": std::env::consts::ARCH,
-                "os": std::env::consts::OS,
-                "uptime_s": s.started.elapsed().as_secs().to_string(),
-                "blocking_watch_targets": s.store.watches.targets().to_string(),
-            },
-        },
+        "Stats": super::stats::stats(&s),
         // No "xDS": Consul leaves it out when it runs no xDS server, and
         // tribune has none (Envoy tooling must not be told otherwise).
     });

@@ -133,7 +133,11 @@ async fn http_probe(
         Err(e) => {
             return (
                 Health::Critical,
-                format!("{} {url:?}: {e}", method_word(method)),
+                format!(
+                    "{} {url:?}: {}",
+                    method_word(method),
+                    crate::goerr::cause(&e)
+                ),
             )
         }
     };
@@ -176,7 +180,10 @@ fn method_word(method: &str) -> String {
 async fn tcp_probe(addr: &str, timeout: Duration) -> (Health, String) {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => (Health::Passing, format!("TCP connect {addr}: Success")),
-        Ok(Err(e)) => (Health::Critical, format!("dial tcp {addr}: {e}")),
+        Ok(Err(e)) => (
+            Health::Critical,
+            format!("dial tcp {addr}: connect: {}", crate::goerr::io_text(&e)),
+        ),
         Err(_) => (Health::Critical, format!("dial tcp {addr}: i/o timeout")),
     }
 }
@@ -447,7 +454,10 @@ mod tests {
         let (health, out) =
             http_probe(&http, &url, "PUT", &[], "", false, Duration::from_secs(2)).await;
         assert_eq!(health, Health::Critical);
-        assert!(out.starts_with(&format!("Put {url:?}: ")), "{out}");
+        assert_eq!(
+            out,
+            format!("Put {url:?}: dial tcp 127.0.0.1:{port}: connect: connection refused")
+        );
         assert_eq!(method_word("POST"), "Post");
         assert_eq!(method_word("get"), "Get");
     }

@@ -267,11 +267,48 @@ pub async fn sync_once(
     };
     let n = cmds.len();
     for c in cmds {
+        let done = synced(&c);
         if let (_, Outcome::Catalog(crate::state::CatalogOutcome::Error(e))) =
             proposer.write(Command::Catalog(c)).await?
         {
             tracing::debug!(error = %e, "catalog sync write refused");
+            continue;
+        }
+        for (msg, kind, id) in done {
+            match kind {
+                "" => tracing::info!("{msg}"),
+                "service" => tracing::info!(service = %id, "{msg}"),
+                _ => tracing::info!(check = %id, "{msg}"),
+            }
         }
     }
     Ok(n)
+}
+
+/// What a sync write did, in Consul's log words: (message, "service" or
+/// "check" or "", ID). The server's own `consul` service goes unsaid.
+fn synced(c: &CatalogCommand) -> Vec<(&'static str, &'static str, String)> {
+    match c {
+        CatalogCommand::Register(r) => {
+            let mut out = Vec::new();
+            if !r.skip_node_update {
+                out.push(("Synced node info", "", String::new()));
+            }
+            if let Some(s) = r.service.as_ref().filter(|s| s.id != "consul") {
+                out.push(("Synced service", "service", s.id.clone()));
+            }
+            for ch in &r.checks {
+                out.push(("Synced check", "check", ch.check_id.clone()));
+            }
+            out
+        }
+        CatalogCommand::Deregister {
+            service_id: Some(id),
+            ..
+        } => vec![("Deregistered service", "service", id.clone())],
+        CatalogCommand::Deregister {
+            check_id: Some(id), ..
+        } => vec![("Deregistered check", "check", id.clone())],
+        _ => Vec::new(),
+    }
 }

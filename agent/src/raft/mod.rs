@@ -9,6 +9,8 @@
 //! - [`proposer`]: group commit — concurrent writes share one raft entry.
 //! - [`node`]: building and starting a raft node, leadership tracking and
 //!   the leader lease that default reads rely on.
+//! - [`transitions`]: follower / candidate / leader changes, logged as
+//!   Consul logs them.
 
 pub mod disk;
 pub mod log_store;
@@ -16,6 +18,7 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod state_machine;
+pub mod transitions;
 
 use std::io::Cursor;
 

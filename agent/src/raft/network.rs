@@ -1,7 +1,11 @@
 //! Raft RPC between servers, over the server RPC port
 //! ([`crate::cluster::rpc`]): one pooled HTTP/2 connection per peer.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -17,15 +21,58 @@ use serde::Serialize;
 use super::{Node, NodeId, TypeConfig};
 use crate::cluster::rpc::{RpcClient, RpcError};
 
+/// Between repeats of "failed to contact" for a peer that stays down.
+const REPEAT_FAILURE: Duration = Duration::from_secs(60);
+
+/// Whether each peer answers, so the log says when one stops and when it
+/// is back (openraft's own per-attempt errors are kept quiet).
+#[derive(Default)]
+struct Reachability {
+    /// Failing peers: since when, last logged, attempts failed.
+    failing: HashMap<NodeId, (Instant, Instant, u64)>,
+}
+
+impl Reachability {
+    fn failed(&mut self, id: NodeId, addr: &str, e: &RpcError) {
+        let now = Instant::now();
+        match self.failing.get_mut(&id) {
+            None => {
+                self.failing.insert(id, (now, now, 1));
+                tracing::warn!(peer = %addr, error = %e, "failed to contact peer");
+            }
+            Some((_, logged, n)) => {
+                *n += 1;
+                if logged.elapsed() >= REPEAT_FAILURE {
+                    *logged = now;
+                    tracing::warn!(peer = %addr, failures = *n, error = %e, "failed to contact peer");
+                }
+            }
+        }
+    }
+
+    fn answered(&mut self, id: NodeId, addr: &str) {
+        if let Some((since, _, _)) = self.failing.remove(&id) {
+            let after = crate::local::fmt_duration(Duration::from_millis(
+                since.elapsed().as_millis() as u64,
+            ));
+            tracing::info!(peer = %addr, after = %after, "peer reachable again");
+        }
+    }
+}
+
 /// Creates clients for peers.
 #[derive(Clone, Default)]
 pub struct Network {
     rpc: RpcClient,
+    reach: Arc<Mutex<Reachability>>,
 }
 
 impl Network {
     pub fn new(rpc: RpcClient) -> Self {
-        Self { rpc }
+        Self {
+            rpc,
+            reach: Arc::default(),
+        }
     }
 }
 
@@ -33,6 +80,7 @@ pub struct PeerClient {
     target: NodeId,
     node: Node,
     rpc: RpcClient,
+    reach: Arc<Mutex<Reachability>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -43,6 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             rpc: self.rpc.clone(),
+            reach: self.reach.clone(),
         }
     }
 }
@@ -69,6 +118,10 @@ impl PeerClient {
                 0,
             )
             .await;
+        match &r {
+            Ok(_) => self.reach.lock().answered(self.target, &self.node.addr),
+            Err(e) => self.reach.lock().failed(self.target, &self.node.addr, e),
+        }
         match r {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new_with_node(

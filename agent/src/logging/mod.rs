@@ -1,0 +1,225 @@
+//! The agent's log: every `tracing` event becomes one line in the shape a
+//! Consul user knows (see [`format`]), written to stderr at the agent's
+//! `-log-level` and fanned out to every `/v1/agent/monitor` watcher at the
+//! watcher's own level ([`monitor`]).
+//!
+//! Libraries log at their own discretion: openraft's warnings are routine
+//! (a vote that crossed a newer one, a peer not yet up), so other crates'
+//! events show only as errors at info level, from warn at debug, and in
+//! full at trace. The events that matter — leader elected, members joining
+//! or failing — are logged by tribune itself in Consul's words.
+//!
+//! Filtering is decided per call site and cached by `tracing`; attaching
+//! or detaching a watcher re-evaluates the cache, so an agent with no
+//! monitor pays nothing for its debug lines.
+
+pub mod format;
+pub mod monitor;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+
+pub use monitor::{MonitorBody, Monitors};
+
+/// `trace`, `debug`, `info`, `warn`, `err` (any case; also `warning`,
+/// `error`), as Consul's `-log-level` and `/v1/agent/monitor?loglevel=`.
+pub fn parse_level(s: &str) -> Option<Level> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "trace" => Some(Level::TRACE),
+        "debug" => Some(Level::DEBUG),
+        "info" => Some(Level::INFO),
+        "warn" | "warning" => Some(Level::WARN),
+        "err" | "error" => Some(Level::ERROR),
+        _ => None,
+    }
+}
+
+/// Levels as numbers, most verbose highest (for an atomic maximum).
+pub(crate) fn rank(l: Level) -> usize {
+    match l {
+        Level::ERROR => 0,
+        Level::WARN => 1,
+        Level::INFO => 2,
+        Level::DEBUG => 3,
+        Level::TRACE => 4,
+    }
+}
+
+pub(crate) fn level_of(rank: usize) -> Level {
+    [
+        Level::ERROR,
+        Level::WARN,
+        Level::INFO,
+        Level::DEBUG,
+        Level::TRACE,
+    ][rank.min(4)]
+}
+
+/// Whether a reader asking for `want` sees an event of `level` from
+/// `target`: tribune's own at `want`, other crates' only a step or two
+/// above (see the module comment).
+pub fn admits(want: Level, target: &str, level: Level) -> bool {
+    let ours = target.starts_with("tribune") || target.starts_with("agent");
+    let cap = if ours {
+        want
+    } else {
+        match want {
+            Level::TRACE => Level::TRACE,
+            Level::DEBUG => Level::WARN,
+            _ => Level::ERROR,
+        }
+    };
+    level <= cap
+}
+
+/// openraft errors that only say a peer did not answer this time.
+const ROUTINE_OPENRAFT: [&str; 5] = [
+    "RPCError",
+    "while requesting vote",
+    "timeout",
+    "error replication to target",
+    "A message will be ignored",
+];
+
+fn routine(target: &str, message: &str) -> bool {
+    target.starts_with("openraft") && ROUTINE_OPENRAFT.iter().any(|p| message.starts_with(p))
+}
+
+/// The layer writing the log.
+struct ConsulLog {
+    monitors: Arc<Monitors>,
+    /// The agent's level on stderr.
+    stderr: Level,
+    /// Most verbose level anyone reads (stderr or a watcher), as a rank.
+    widest: Arc<AtomicUsize>,
+    server: Arc<AtomicBool>,
+}
+
+impl ConsulLog {
+    fn wanted(&self, meta: &Metadata<'_>) -> bool {
+        let widest = level_of(self.widest.load(Ordering::Relaxed));
+        admits(widest, meta.target(), *meta.level())
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ConsulLog {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.wanted(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        self.wanted(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::from_level(level_of(
+            self.widest.load(Ordering::Relaxed),
+        )))
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let meta = event.metadata();
+        let (level, target) = (*meta.level(), meta.target());
+        let mut to_stderr = admits(self.stderr, target, level);
+        if !to_stderr && !self.monitors.wants(target, level) {
+            return;
+        }
+        let record = format::Record::of(event);
+        // openraft's per-attempt errors about unreachable peers are for
+        // debugging; the network logs one line when a peer stops answering.
+        let floor = if routine(target, &record.message) {
+            Level::DEBUG
+        } else {
+            Level::ERROR
+        };
+        to_stderr &= self.stderr >= floor;
+        let module = format::module(target, self.server.load(Ordering::Relaxed));
+        let line = format::text_line(&level, &module, &record);
+        if to_stderr {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+        self.monitors.publish(target, level, floor, &line, || {
+            format::json_line(&level, &module, &record)
+        });
+    }
+}
+
+static MONITORS: OnceLock<Arc<Monitors>> = OnceLock::new();
+static SERVER: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Install the agent's log at `level` on stderr. Once per process.
+pub fn init(level: Level) -> Result<(), String> {
+    let widest = Arc::new(AtomicUsize::new(rank(level)));
+    let monitors = Monitors::new(level, widest.clone());
+    let server = SERVER.get_or_init(Arc::default).clone();
+    let layer = ConsulLog {
+        monitors: monitors.clone(),
+        stderr: level,
+        widest,
+        server,
+    };
+    tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .map_err(|e| format!("installing the log: {e}"))?;
+    let _ = MONITORS.set(monitors);
+    Ok(())
+}
+
+/// Name the agent's modules as a server's (`agent.server.*`) or a
+/// client's (`agent.client.*`).
+pub fn set_server(server: bool) {
+    SERVER
+        .get_or_init(Arc::default)
+        .store(server, Ordering::Relaxed);
+}
+
+/// The log's watchers, when [`init`] installed the log.
+pub fn monitors() -> Option<Arc<Monitors>> {
+    MONITORS.get().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_as_consuls() {
+        assert_eq!(parse_level("INFO"), Some(Level::INFO));
+        assert_eq!(parse_level("err"), Some(Level::ERROR));
+        assert_eq!(parse_level("Warning"), Some(Level::WARN));
+        assert_eq!(parse_level("loud"), None);
+        for l in [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ] {
+            assert_eq!(level_of(rank(l)), l);
+        }
+    }
+
+    /// Libraries' routine lines stay out at info; tribune's pass.
+    #[test]
+    fn libraries_are_quieter() {
+        assert!(admits(Level::INFO, "tribune::agent", Level::INFO));
+        assert!(!admits(Level::INFO, "tribune::agent", Level::DEBUG));
+        assert!(!admits(Level::INFO, "openraft::core", Level::WARN));
+        assert!(admits(Level::INFO, "openraft::core", Level::ERROR));
+        assert!(admits(Level::DEBUG, "openraft::core", Level::WARN));
+        assert!(!admits(Level::DEBUG, "openraft::core", Level::INFO));
+        assert!(admits(Level::TRACE, "openraft::core", Level::TRACE));
+    }
+}
