@@ -41,9 +41,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# Build the binaries once; the integration tests run exactly these.
-cargo build --workspace --bins
-export TRIBUNE_BIN_DIR="$PWD/target/debug"
+# Build the binaries once; the integration tests and the hostile checks run
+# exactly these (profile ci: optimized, with debug assertions).
+cargo build --profile ci --workspace --bins
+export TRIBUNE_BIN_DIR="$PWD/target/ci"
 log="$(mktemp)"
 status=0
 # Into a file, streamed by tail: a process some test left behind, still
@@ -57,4 +58,7 @@ wait "$tail_pid" || true
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
+# The hostile checks (tests/hostile): fuzzing, kill -9, full disk, leader
+# kills, template failures, each bounded in time; any DEFECT fails the run.
+tests/hostile/run.sh || status=1
 exit "$status"
