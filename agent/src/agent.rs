@@ -91,9 +91,6 @@ fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
     }
 }
 
-/// Run the agent until `shutdown` is cancelled; then stop accepting, let
-/// in-flight requests finish (parked blocking queries answer at once), and
-/// flush the raft log.
 /// Parse the service and check definitions of the config files.
 pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
     let services = c
@@ -174,11 +171,17 @@ pub async fn graceful_leave(s: &Shared) {
     }
 }
 
+/// Run the agent until `stop` is cancelled (a signal) or the agent is told
+/// to leave over HTTP. On a signal the graceful leave, when configured,
+/// runs first, while gossip, RPC and the local agent still work; only then
+/// is everything else stopped.
 pub async fn run(
     config: AgentConfig,
     flags: Flags,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) -> Result<(), AgentError> {
+    // Cancelled once the agent is done with the cluster: every task stops.
+    let shutdown = CancellationToken::new();
     let config = Arc::new(config);
     let node_id = node_id(config.data_dir.as_deref())?;
     let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
@@ -495,10 +498,21 @@ pub async fn run(
 
     if config.ports.dns >= 0 {
         let addr = SocketAddr::new(config.client_addr, config.ports.dns as u16);
+        let remote = upstream.clone().map(|up| {
+            crate::dns::lookup::Remote::new(up, config.dns.allow_stale, config.dns.max_stale)
+        });
+        let mode = match (config.server, remote) {
+            (false, Some(r)) => crate::dns::Mode::Client(r),
+            (_, remote) => crate::dns::Mode::Server {
+                leadership: leadership.clone(),
+                remote,
+            },
+        };
         let handler = crate::dns::ConsulDns::new(
             state.store.clone(),
             config.datacenter.clone(),
             config.dns.clone(),
+            mode,
         );
         let (bound, task) = crate::dns::serve(addr, handler, shutdown.clone())
             .await
@@ -513,16 +527,19 @@ pub async fn run(
 
     let storage = leadership.storage().clone();
     let fatal = tokio::select! {
+        // `PUT /v1/agent/leave` left already.
         _ = shutdown.cancelled() => None,
-        msg = storage.fatal() => Some(msg),
-    };
-    if fatal.is_some() {
+        _ = stop.cancelled() => {
+            if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
+                graceful_leave(&state).await;
+            }
+            None
+        }
         // Raft storage cannot be trusted: stop (no graceful leave, which
         // would need raft writes) so that a supervisor restarts the agent.
-        shutdown.cancel();
-    } else if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
-        graceful_leave(&state).await;
-    }
+        msg = storage.fatal() => Some(msg),
+    };
+    shutdown.cancel();
     tracing::info!("Requesting shutdown");
     while let Some(r) = tasks.join_next().await {
         match r {

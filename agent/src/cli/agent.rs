@@ -164,6 +164,10 @@ pub fn run(a: AgentArgs) -> ExitCode {
         tokio::spawn(async move {
             wait_for_signal().await;
             stop.cancel();
+            // As Consul: a second signal while leaving gives up at once.
+            wait_for_signal().await;
+            tracing::warn!("caught a second signal: exiting without finishing the leave");
+            std::process::exit(1);
         });
         crate::agent::run(config, flags, shutdown).await
     });
