@@ -72,6 +72,12 @@ pub struct DnsConfig {
     /// Set TC when `udp_answer_limit` drops answers, so clients retry over
     /// TCP (answers cut to fit the size always get TC).
     pub enable_truncate: bool,
+    /// Any server may answer from its own state (Consul's default); off,
+    /// the leader answers every lookup.
+    pub allow_stale: bool,
+    /// A stale answer whose server heard from the leader longer ago than
+    /// this is asked again of the leader (Consul's default: 87600h).
+    pub max_stale: Duration,
 }
 
 impl Default for DnsConfig {
@@ -85,6 +91,8 @@ impl Default for DnsConfig {
             udp_answer_limit: 3,
             a_record_limit: 0,
             enable_truncate: false,
+            allow_stale: true,
+            max_stale: Duration::from_secs(87_600 * 3600),
         }
     }
 }
@@ -689,6 +697,8 @@ impl AgentConfig {
                     }
                 }
                 "only_passing" => self.dns.only_passing = b(k, v)?,
+                "allow_stale" => self.dns.allow_stale = b(k, v)?,
+                "max_stale" => self.dns.max_stale = dur(k, v)?,
                 "enable_truncate" => self.dns.enable_truncate = b(k, v)?,
                 "udp_answer_limit" | "a_record_limit" => {
                     let n = v.as_i64().ok_or_else(|| invalid(k, "a number"))?;
