@@ -136,9 +136,16 @@ impl ConsulDns {
             Mode::Client(r) => Some((r, true)),
             Mode::Server { leadership, remote } => {
                 let local = if self.config.allow_stale {
-                    leadership.is_leader()
-                        || Duration::from_millis(leadership.last_contact_ms())
-                            <= self.config.max_stale
+                    let contact = leadership.last_contact_ms();
+                    let fresh = leadership.is_leader()
+                        || Duration::from_millis(contact) <= self.config.max_stale;
+                    if !fresh && remote.is_some() {
+                        tracing::warn!(
+                            last_contact_ms = contact,
+                            "Query results too stale, re-requesting"
+                        );
+                    }
+                    fresh
                 } else {
                     leadership.ready()
                 };
