@@ -443,3 +443,247 @@ fn ttl_expires_on_its_own_timer() {
     );
     println!("TTL 100ms went critical after {took:?}");
 }
+
+/// A network namespace of its own (we run as root), with loopback up and
+/// interfaces holding exactly the given addresses: a host whose private
+/// addresses the test decides. The interfaces are port-less bridges (this
+/// kernel may lack the dummy driver): administratively up, holding their
+/// address, like a NIC.
+struct Netns {
+    name: String,
+}
+
+fn ip_cmd(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new(tag: &str, addrs: &[(&str, &str)]) -> Netns {
+        let name = format!("tribune-wc-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip_cmd(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ip_cmd(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        for (ifname, cidr) in addrs {
+            ns.add(ifname, cidr);
+        }
+        ns
+    }
+
+    fn add(&self, ifname: &str, cidr: &str) {
+        ip_cmd(&["-n", &self.name, "link", "add", ifname, "type", "bridge"]);
+        ip_cmd(&["-n", &self.name, "addr", "add", cidr, "dev", ifname]);
+        ip_cmd(&["-n", &self.name, "link", "set", ifname, "up"]);
+    }
+
+    /// `prog` run inside the namespace (`ip netns exec` execs it in place).
+    fn cmd(&self, prog: &std::path::Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(prog);
+        c.env_remove("CONSUL_HTTP_ADDR");
+        c
+    }
+
+    /// `tribune agent <args>` inside the namespace, up to its HTTP listener.
+    fn agent(&self, args: &[&str]) -> Agent {
+        let mut cmd = self.cmd(&bin("tribune"));
+        cmd.arg("agent").args(args);
+        let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
+        Agent {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+            log,
+            data_dir: None,
+        }
+    }
+
+    /// `tribune agent <args>` that must refuse to start: its stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let mut child = self
+            .cmd(&bin("tribune"))
+            .arg("agent")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while matches!(child.try_wait(), Ok(None)) {
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the agent started with {args:?} instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err
+    }
+
+    /// GET `url` from inside the namespace.
+    fn get(&self, url: &str) -> Option<Value> {
+        let out = self
+            .cmd(Path::new("curl"))
+            .args(["-sf", "--max-time", "5", url])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The gossip address `a` advertises, as its members list shows it.
+    fn advertised(&self, a: &Agent, node: &str) -> String {
+        let m = self
+            .get(&format!("{}/v1/agent/members", a.url))
+            .unwrap_or(Value::Null);
+        m.as_array()
+            .and_then(|l| l.iter().find(|x| x["Name"] == node))
+            .and_then(|x| x["Addr"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no member {node}: {m}\n{}", a.log_text()))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// `-bind 0.0.0.0` on a host with one private address advertises it (the
+/// catalog and the raft peers show it); with two, the agent refuses to
+/// start in Consul's words, until `-advertise` or a more precise `-bind`
+/// picks one.
+#[test]
+fn bind_any_advertises_the_private_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    let ns = Netns::new("any", &[("d0", "10.251.0.1/24")]);
+    let server = [
+        "-server",
+        "-bootstrap-expect",
+        "1",
+        "-data-dir",
+        d,
+        "-node",
+        "ns1",
+    ];
+    let args = |extra: &[&'static str]| -> Vec<&str> {
+        let mut v = server.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut a = ns.agent(&args(&["-bind", "0.0.0.0"]));
+    assert_eq!(ns.advertised(&a, "ns1"), "10.251.0.1");
+    let leader = wait_for("a leader", Duration::from_secs(30), || {
+        ns.get(&format!("{}/v1/status/leader", a.url))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .filter(|l| !l.is_empty())
+    });
+    assert_eq!(leader, "10.251.0.1:8300");
+    let node = wait_for("ns1 in the catalog", Duration::from_secs(30), || {
+        ns.get(&format!("{}/v1/catalog/node/ns1", a.url))
+    });
+    assert_eq!(node["Node"]["Address"], "10.251.0.1");
+    a.signal_and_wait(libc::SIGTERM);
+
+    ns.add("d1", "10.252.0.1/24");
+    let err = ns.refused(&args(&["-bind", "0.0.0.0"]));
+    assert!(
+        err.contains(
+            "Multiple private IPv4 addresses found. Please configure one with 'bind' and/or 'advertise'."
+        ),
+        "{err}"
+    );
+    let mut a = ns.agent(&args(&["-bind", "0.0.0.0", "-advertise", "10.252.0.1"]));
+    assert_eq!(ns.advertised(&a, "ns1"), "10.252.0.1");
+    a.signal_and_wait(libc::SIGTERM);
+    let mut a = ns.agent(&args(&["-bind", "{{ GetInterfaceIP \"d1\" }}"]));
+    assert_eq!(ns.advertised(&a, "ns1"), "10.252.0.1");
+    a.signal_and_wait(libc::SIGTERM);
+    let err = ns.refused(&args(&["-bind", "0.0.0.0", "-advertise", "0.0.0.0"]));
+    assert!(
+        err.contains("Advertise address cannot be 0.0.0.0, :: or [::]"),
+        "{err}"
+    );
+}
+
+/// A host whose only address is public: Consul's "No private IPv4 address
+/// found".
+#[test]
+fn bind_any_without_a_private_address_refuses() {
+    let ns = Netns::new("pub", &[("d0", "203.0.113.7/24")]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    let err = ns.refused(&["-data-dir", d.to_str().unwrap(), "-bind", "0.0.0.0"]);
+    assert!(err.contains("No private IPv4 address found"), "{err}");
+}
+
+/// go-sockaddr templates in `-bind`, `-client` and the config keys, in the
+/// forms systemd units and container recipes use.
+#[test]
+fn sockaddr_templates_in_addresses() {
+    let ns = Netns::new("tpl", &[("eth7", "10.253.0.1/24"), ("d1", "172.31.9.9/16")]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    let d = d.to_str().unwrap();
+    // The flags, as a unit file writes them.
+    let mut a = ns.agent(&[
+        "-data-dir",
+        d,
+        "-node",
+        "t1",
+        "-bind",
+        "{{ GetAllInterfaces | include \"name\" \"^eth\" | attr \"address\" }}",
+        "-client",
+        "{{ GetPrivateInterfaces | include \"network\" \"172.16.0.0/12\" | attr \"address\" }}",
+    ]);
+    assert_eq!(a.addr, "172.31.9.9:8500", "the client address");
+    assert_eq!(ns.advertised(&a, "t1"), "10.253.0.1");
+    a.signal_and_wait(libc::SIGTERM);
+    // The config keys, in HCL.
+    let conf = dir.path().join("net.hcl");
+    std::fs::write(
+        &conf,
+        r#"bind_addr = "{{ GetInterfaceIP \"d1\" }}"
+client_addr = "{{ GetAllInterfaces | include \"flags\" \"loopback\" | include \"type\" \"IPv4\" | attr \"address\" }}"
+advertise_addr = "{{ GetPrivateInterfaces | sort \"-address\" | limit 1 | attr \"address\" }}"
+"#,
+    )
+    .unwrap();
+    let mut a = ns.agent(&[
+        "-data-dir",
+        d,
+        "-node",
+        "t1",
+        "-config-file",
+        conf.to_str().unwrap(),
+    ]);
+    assert_eq!(a.addr, "127.0.0.1:8500");
+    assert_eq!(ns.advertised(&a, "t1"), "172.31.9.9");
+    a.signal_and_wait(libc::SIGTERM);
+    let err = ns.refused(&["-data-dir", d, "-bind", "{{ GetPrivateIPs }}"]);
+    assert!(
+        err.contains("bind_addr cannot contain multiple addresses"),
+        "{err}"
+    );
+    let err = ns.refused(&["-data-dir", d, "-bind", "{{ GetPrivateIp }}"]);
+    assert!(
+        err.contains("bind_addr: error parsing")
+            && err.contains("function \"GetPrivateIp\" not defined"),
+        "{err}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Running an agent: storage and raft, the HTTP listener, graceful shutdown.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -193,12 +193,8 @@ pub async fn run(
     let store = Store::new();
     let rpc = RpcClient::new();
 
+    // Never unspecified: the config refuses or resolves 0.0.0.0 / ::.
     let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
-    let advertise = if advertise.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        advertise
-    };
 
     // Server RPC (raft, forwarding) listens on servers only.
     let rpc_listener = if config.server && config.ports.server >= 0 {
