@@ -22,7 +22,7 @@ fn hold(ips: &[&str]) -> Vec<MutexGuard<'static, ()>> {
     sorted
         .iter()
         .map(|ip| {
-            let l: &'static Mutex<()> = *LOCKS
+            let l: &'static Mutex<()> = LOCKS
                 .lock()
                 .unwrap()
                 .entry(ip.to_string())
