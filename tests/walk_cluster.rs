@@ -687,3 +687,93 @@ advertise_addr = "{{ GetPrivateInterfaces | sort \"-address\" | limit 1 | attr \
         "{err}"
     );
 }
+
+/// `tribune leave` on a server takes about a second (Consul's 1-2 s), from
+/// a follower and from the leader alike: the server leaves the raft
+/// configuration, the rest keep a quorum and a leader, and the cluster
+/// shows it `left`.
+#[test]
+fn server_leave_is_quick() {
+    let ips = ["127.0.0.61", "127.0.0.62", "127.0.0.63"];
+    let _l = hold(&ips);
+    let dir = tempfile::tempdir().unwrap();
+    let join: Vec<String> = ips.iter().map(|ip| format!("-retry-join={ip}")).collect();
+    let mut servers: Vec<Option<Agent>> = (0..3)
+        .map(|i| {
+            let mut args = vec![
+                "-server".to_string(),
+                "-bootstrap-expect=3".into(),
+                format!("-node=s{i}"),
+            ];
+            args.extend(join.iter().cloned());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Some(agent_on(ips[i], &args, &dir.path().join(format!("s{i}"))))
+        })
+        .collect();
+    let leader_of = |servers: &[Option<Agent>]| -> usize {
+        wait_for("an agreed leader", Duration::from_secs(30), || {
+            let views: Vec<String> = servers
+                .iter()
+                .flatten()
+                .map(|a| {
+                    get(a, "/v1/status/leader")
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let first = views.first()?.clone();
+            if first.is_empty() || views.iter().any(|v| *v != first) {
+                return None;
+            }
+            let i = ips.iter().position(|ip| first.starts_with(&format!("{ip}:")))?;
+            let kv = client()
+                .put(format!("{}/v1/kv/probe", servers[i].as_ref()?.url))
+                .body("x")
+                .send()
+                .ok()?;
+            (kv.status() == 200).then_some(i)
+        })
+    };
+    let l = leader_of(&servers);
+    // A follower first, then the leader of the two left.
+    for round in 0..2 {
+        let l = if round == 0 { l } else { leader_of(&servers) };
+        let who = if round == 0 {
+            (0..3).find(|i| *i != l && servers[*i].is_some()).unwrap()
+        } else {
+            l
+        };
+        let name = format!("s{who}");
+        let t = Instant::now();
+        let out = tribune_tests::run_cli(&format!("{}:8500", ips[who]), &["leave"], None);
+        let took = t.elapsed();
+        assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+        let mut a = servers[who].take().unwrap();
+        let exited = wait_until(Duration::from_secs(5), || {
+            matches!(a.child.try_wait(), Ok(Some(_)))
+        });
+        let total = t.elapsed();
+        println!("leave of {name} (round {round}): CLI {took:?}, exited after {total:?}");
+        assert!(exited, "{name} still running\n{}", a.log_text());
+        assert!(
+            total < Duration::from_secs(3),
+            "{name} took {total:?}\n{}",
+            a.log_text()
+        );
+        assert!(
+            a.log_text()
+                .contains("removed this server from the raft configuration"),
+            "{}",
+            a.log_text()
+        );
+        let rest: Vec<&Agent> = servers.iter().flatten().collect();
+        wait_member(rest[0], &name, 3);
+        let l2 = leader_of(&servers);
+        let peers = get(servers[l2].as_ref().unwrap(), "/v1/status/peers").unwrap();
+        assert_eq!(
+            peers.as_array().map(Vec::len),
+            Some(rest.len()),
+            "{peers}"
+        );
+    }
+}

@@ -136,38 +136,56 @@ pub fn reload(state: &AppState) -> Result<(), String> {
 /// on terminate by different defaults).
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Leave the cluster gracefully: a server first leaves the raft
-/// configuration (so the quorum shrinks instead of losing a vote), then the
-/// node is deregistered and gossip told, so members show it as `left`.
-/// Runs once.
+/// Leave the cluster gracefully: the node is deregistered (while a
+/// leaving server still leads or can reach the leader), a server leaves the
+/// raft configuration (so the quorum shrinks instead of losing a vote),
+/// then gossip is told, so members show it as `left`. Runs once.
 pub async fn graceful_leave(s: &Shared) {
     if s.leaving.is_cancelled() {
         return;
     }
     s.leaving.cancel();
     tracing::info!("Gracefully shutting down agent...");
-    if s.raft.is_some() {
-        let voters = s.leadership.servers().iter().filter(|x| x.2).count();
-        if voters > 1 {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline
-                && s.leadership.servers().iter().any(|x| x.0 == s.raft_id)
-            {
-                if let Err(e) = crate::cluster::autopilot::remove_voter(s, s.raft_id).await {
-                    tracing::debug!(error = %e, "leaving raft; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
     let dereg = Command::Catalog(CatalogCommand::Deregister {
         node: s.node.node.clone(),
         service_id: None,
         check_id: None,
     });
     let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
+    leave_raft(s).await;
     if let Some(g) = &s.gossip {
         g.leave().await;
+    }
+}
+
+/// A server leaves the raft configuration (the leader removes it; from a
+/// follower the request is forwarded), then stops raft.
+async fn leave_raft(s: &Shared) {
+    use crate::cluster::autopilot::{remove_voter, NOT_A_PEER};
+    let Some(raft) = s.raft.as_ref() else { return };
+    let voters = s.leadership.servers().iter().filter(|x| x.2).count();
+    if voters <= 1 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Done once the leader has committed the change: a follower never
+        // sees its own removal (the leader stops replicating to it).
+        match remove_voter(s, s.raft_id).await {
+            Ok(()) => break,
+            Err(e) if e.starts_with(NOT_A_PEER) => break,
+            Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("could not leave the raft configuration within 10s; the leader removes this server once gossip shows it left");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!("removed this server from the raft configuration");
+    // No longer a member, it must not stand for election while it stops.
+    if let Err(e) = raft.shutdown().await {
+        tracing::debug!(error = %e, "raft shutdown after leaving");
     }
 }
 
