@@ -725,7 +725,9 @@ fn server_leave_is_quick() {
             if first.is_empty() || views.iter().any(|v| *v != first) {
                 return None;
             }
-            let i = ips.iter().position(|ip| first.starts_with(&format!("{ip}:")))?;
+            let i = ips
+                .iter()
+                .position(|ip| first.starts_with(&format!("{ip}:")))?;
             let kv = client()
                 .put(format!("{}/v1/kv/probe", servers[i].as_ref()?.url))
                 .body("x")
@@ -770,10 +772,6 @@ fn server_leave_is_quick() {
         wait_member(rest[0], &name, 3);
         let l2 = leader_of(&servers);
         let peers = get(servers[l2].as_ref().unwrap(), "/v1/status/peers").unwrap();
-        assert_eq!(
-            peers.as_array().map(Vec::len),
-            Some(rest.len()),
-            "{peers}"
-        );
+        assert_eq!(peers.as_array().map(Vec::len), Some(rest.len()), "{peers}");
     }
 }

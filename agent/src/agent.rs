@@ -1,6 +1,6 @@
 //! Running an agent: storage and raft, the HTTP listener, graceful shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -147,7 +147,8 @@ impl ConsulDns {
                     }
                     fresh
                 } else {
-                    leadership.ready()
+                    // As a default-consistency read: the leader, under its lease.
+                    leadership.lease_valid()
                 };
                 match (local, remote) {
                     (true, _) | (false, None) => None,
