@@ -163,6 +163,14 @@ fn client_agent_answers_dns() {
                 .any(|l| l.ends_with("SRV 1 1 8080 n3.node.dc1.consul.")),
             "{ans:?}"
         );
+        // Node meta as TXT, from the server's catalog.
+        let (st, ans) = dig("127.0.0.52", &[proto, "n3.node.consul", "TXT"]);
+        assert_eq!(st, "NOERROR", "{proto} {ans:?}");
+        assert!(
+            ans.iter()
+                .any(|l| l.contains("TXT \"consul-network-segment=\"")),
+            "{ans:?}"
+        );
         let (st, _) = dig("127.0.0.52", &[proto, "nope.service.consul"]);
         assert_eq!(st, "NXDOMAIN");
         // The same answers as the server's own.
@@ -346,7 +354,7 @@ fn signals_on_a_client_leave_gracefully() {
     assert_eq!(term.signal_and_wait(libc::SIGTERM), Some(0));
     for (a, name) in [(&int, "c57"), (&term, "c58")] {
         assert!(
-            a.log_text().contains("leaving the cluster gracefully"),
+            a.log_text().contains("Gracefully shutting down agent..."),
             "{}",
             a.log_text()
         );

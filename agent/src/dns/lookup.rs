@@ -20,6 +20,7 @@ use super::Lookup;
 use crate::cluster::Upstream;
 use crate::http::params::Consistency;
 use crate::http::Shared;
+use crate::local::defs::META_MAX_PAIRS;
 use crate::state::{Health, Tables};
 
 /// Lookups a client agent has in flight to the servers at most; more are
@@ -66,6 +67,9 @@ pub struct Instance {
     pub weight_warning: i32,
     /// The worst status of its node's and its own checks: passing or warning.
     pub health: Health,
+    /// Its node's meta (at most Consul's 64 pairs), sent as TXT beside an
+    /// SRV target.
+    pub node_meta: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -125,6 +129,12 @@ pub fn instances(t: &Tables, service: &str, tag: Option<&str>) -> Vec<Instance> 
             weight_passing: s.weights.passing,
             weight_warning: s.weights.warning,
             health: worst,
+            node_meta: n
+                .meta
+                .iter()
+                .take(META_MAX_PAIRS)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
     }
     out

@@ -221,13 +221,12 @@ impl ConsulDns {
             } else {
                 i.weight_passing
             };
-            let meta = n.meta.iter().take(META_MAX_PAIRS);
             out.push(Item {
                 target,
                 ip,
                 port: i.port,
                 weight: weight.clamp(0, u16::MAX as i32) as u16,
-                meta: Arc::new(meta.map(|(k, v)| (k.clone(), v.clone())).collect()),
+                meta: Arc::new(i.node_meta.clone()),
             });
         }
         out
