@@ -91,9 +91,6 @@ fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
     }
 }
 
-/// Run the agent until `shutdown` is cancelled; then stop accepting, let
-/// in-flight requests finish (parked blocking queries answer at once), and
-/// flush the raft log.
 /// Parse the service and check definitions of the config files.
 pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
     let services = c
@@ -139,46 +136,70 @@ pub fn reload(state: &AppState) -> Result<(), String> {
 /// on terminate by different defaults).
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Leave the cluster gracefully: a server first leaves the raft
-/// configuration (so the quorum shrinks instead of losing a vote), then the
-/// node is deregistered and gossip told, so members show it as `left`.
-/// Runs once.
+/// Leave the cluster gracefully: the node is deregistered (while a
+/// leaving server still leads or can reach the leader), a server leaves the
+/// raft configuration (so the quorum shrinks instead of losing a vote),
+/// then gossip is told, so members show it as `left`. Runs once.
 pub async fn graceful_leave(s: &Shared) {
     if s.leaving.is_cancelled() {
         return;
     }
     s.leaving.cancel();
     tracing::info!("Gracefully shutting down agent...");
-    if s.raft.is_some() {
-        let voters = s.leadership.servers().iter().filter(|x| x.2).count();
-        if voters > 1 {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline
-                && s.leadership.servers().iter().any(|x| x.0 == s.raft_id)
-            {
-                if let Err(e) = crate::cluster::autopilot::remove_voter(s, s.raft_id).await {
-                    tracing::debug!(error = %e, "leaving raft; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
     let dereg = Command::Catalog(CatalogCommand::Deregister {
         node: s.node.node.clone(),
         service_id: None,
         check_id: None,
     });
     let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
+    leave_raft(s).await;
     if let Some(g) = &s.gossip {
         g.leave().await;
     }
 }
 
+/// A server leaves the raft configuration (the leader removes it; from a
+/// follower the request is forwarded), then stops raft.
+async fn leave_raft(s: &Shared) {
+    use crate::cluster::autopilot::{remove_voter, NOT_A_PEER};
+    let Some(raft) = s.raft.as_ref() else { return };
+    let voters = s.leadership.servers().iter().filter(|x| x.2).count();
+    if voters <= 1 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Done once the leader has committed the change: a follower never
+        // sees its own removal (the leader stops replicating to it).
+        match remove_voter(s, s.raft_id).await {
+            Ok(()) => break,
+            Err(e) if e.starts_with(NOT_A_PEER) => break,
+            Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("could not leave the raft configuration within 10s; the leader removes this server once gossip shows it left");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!("removed this server from the raft configuration");
+    // No longer a member, it must not stand for election while it stops.
+    if let Err(e) = raft.shutdown().await {
+        tracing::debug!(error = %e, "raft shutdown after leaving");
+    }
+}
+
+/// Run the agent until `stop` is cancelled (a signal) or the agent is told
+/// to leave over HTTP. On a signal the graceful leave, when configured,
+/// runs first, while gossip, RPC and the local agent still work; only then
+/// is everything else stopped.
 pub async fn run(
     config: AgentConfig,
     flags: Flags,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) -> Result<(), AgentError> {
+    // Cancelled once the agent is done with the cluster: every task stops.
+    let shutdown = CancellationToken::new();
     let config = Arc::new(config);
     let node_id = node_id(config.data_dir.as_deref())?;
     let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
@@ -190,12 +211,8 @@ pub async fn run(
     let store = Store::new();
     let rpc = RpcClient::new();
 
+    // Never unspecified: the config refuses or resolves 0.0.0.0 / ::.
     let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
-    let advertise = if advertise.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        advertise
-    };
 
     // Server RPC (raft, forwarding) listens on servers only.
     let rpc_listener = if config.server && config.ports.server >= 0 {
@@ -495,10 +512,21 @@ pub async fn run(
 
     if config.ports.dns >= 0 {
         let addr = SocketAddr::new(config.client_addr, config.ports.dns as u16);
+        let remote = upstream.clone().map(|up| {
+            crate::dns::lookup::Remote::new(up, config.dns.allow_stale, config.dns.max_stale)
+        });
+        let mode = match (config.server, remote) {
+            (false, Some(r)) => crate::dns::Mode::Client(r),
+            (_, remote) => crate::dns::Mode::Server {
+                leadership: leadership.clone(),
+                remote,
+            },
+        };
         let handler = crate::dns::ConsulDns::new(
             state.store.clone(),
             config.datacenter.clone(),
             config.dns.clone(),
+            mode,
         );
         let (bound, task) = crate::dns::serve(addr, handler, shutdown.clone())
             .await
@@ -513,16 +541,19 @@ pub async fn run(
 
     let storage = leadership.storage().clone();
     let fatal = tokio::select! {
+        // `PUT /v1/agent/leave` left already.
         _ = shutdown.cancelled() => None,
-        msg = storage.fatal() => Some(msg),
-    };
-    if fatal.is_some() {
+        _ = stop.cancelled() => {
+            if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
+                graceful_leave(&state).await;
+            }
+            None
+        }
         // Raft storage cannot be trusted: stop (no graceful leave, which
         // would need raft writes) so that a supervisor restarts the agent.
-        shutdown.cancel();
-    } else if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
-        graceful_leave(&state).await;
-    }
+        msg = storage.fatal() => Some(msg),
+    };
+    shutdown.cancel();
     tracing::info!("Requesting shutdown");
     while let Some(r) = tasks.join_next().await {
         match r {

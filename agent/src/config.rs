@@ -31,6 +31,18 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String },
     #[error("node_meta invalid: {0}")]
     NodeMeta(crate::local::defs::MetaError),
+    #[error("{0}")]
+    Address(#[from] crate::sockaddr::SockaddrError),
+}
+
+/// The address settings as written (go-sockaddr templates allowed), which
+/// [`AgentConfig::load`] resolves into `bind_addr`, `client_addr` and
+/// `advertise_addr`.
+#[derive(Clone, Debug, Default)]
+pub struct WrittenAddrs {
+    pub bind: Option<String>,
+    pub client: Option<String>,
+    pub advertise: Option<String>,
 }
 
 /// Listener ports; -1 disables one.
@@ -72,6 +84,12 @@ pub struct DnsConfig {
     /// Set TC when `udp_answer_limit` drops answers, so clients retry over
     /// TCP (answers cut to fit the size always get TC).
     pub enable_truncate: bool,
+    /// Any server may answer from its own state (Consul's default); off,
+    /// the leader answers every lookup.
+    pub allow_stale: bool,
+    /// A stale answer whose server heard from the leader longer ago than
+    /// this is asked again of the leader (Consul's default: 87600h).
+    pub max_stale: Duration,
 }
 
 impl Default for DnsConfig {
@@ -85,6 +103,8 @@ impl Default for DnsConfig {
             udp_answer_limit: 3,
             a_record_limit: 0,
             enable_truncate: false,
+            allow_stale: true,
+            max_stale: Duration::from_secs(87_600 * 3600),
         }
     }
 }
@@ -127,7 +147,10 @@ pub struct AgentConfig {
     pub enable_script_checks: bool,
     pub ui: bool,
     pub log_level: String,
+    /// Set when bound to `0.0.0.0` or `::` (detected as Consul does).
     pub advertise_addr: Option<IpAddr>,
+    /// The three addresses above as written.
+    pub written_addrs: WrittenAddrs,
     pub node_meta: BTreeMap<String, String>,
     /// Raw `service`/`services` and `check`/`checks` definitions from files,
     /// parsed (and validated) when the agent applies them.
@@ -184,6 +207,7 @@ impl Default for AgentConfig {
             ui: false,
             log_level: "info".into(),
             advertise_addr: None,
+            written_addrs: WrittenAddrs::default(),
             node_meta: BTreeMap::new(),
             service_defs: Vec::new(),
             check_defs: Vec::new(),
@@ -214,8 +238,8 @@ pub struct Flags {
     pub data_dir: Option<PathBuf>,
     pub node: Option<String>,
     pub datacenter: Option<String>,
-    pub bind: Option<IpAddr>,
-    pub client: Option<IpAddr>,
+    pub bind: Option<String>,
+    pub client: Option<String>,
     pub http_port: Option<i32>,
     pub dns_port: Option<i32>,
     pub config_dir: Vec<PathBuf>,
@@ -224,7 +248,7 @@ pub struct Flags {
     pub enable_script_checks: bool,
     pub ui: bool,
     pub recursors: Vec<String>,
-    pub advertise: Option<IpAddr>,
+    pub advertise: Option<String>,
     pub join: Vec<String>,
     pub retry_join: Vec<String>,
     pub retry_interval: Option<Duration>,
@@ -282,9 +306,60 @@ impl AgentConfig {
         if c.bootstrap_expect == Some(0) {
             c.bootstrap_expect = None;
         }
+        c.resolve_addrs()?;
         c.validate()?;
         c.bootstrap_warnings();
         Ok(c)
+    }
+
+    /// Expand the written addresses (go-sockaddr templates) as Consul's
+    /// config builder does; bound to `0.0.0.0` (or `::`) with no advertise
+    /// address, advertise the host's one private IPv4 (public IPv6) address.
+    fn resolve_addrs(&mut self) -> Result<(), ConfigError> {
+        use crate::sockaddr::{detect_advertise, expand_ips, expand_one, SockaddrError};
+        let w = self.written_addrs.clone();
+        if w.bind.is_none() && w.client.is_none() && w.advertise.is_none() {
+            return Ok(());
+        }
+        let fail = |m: &str| ConfigError::Address(SockaddrError::Config(m.into()));
+        let env = crate::sockaddr::host_env()?;
+        if let Some(b) = &w.bind {
+            match expand_ips("bind_addr", b, &env)?.as_slice() {
+                [] => return Err(fail("bind_addr cannot be empty")),
+                [one] => self.bind_addr = *one,
+                _ => return Err(fail(
+                    "bind_addr cannot contain multiple addresses. Use 'addresses.{dns,http,https}' instead.",
+                )),
+            }
+        }
+        if let Some(c) = &w.client {
+            match expand_ips("client_addr", c, &env)?.as_slice() {
+                [] => {
+                    return Err(fail(
+                        "client_addr is empty: the HTTP API and DNS would listen nowhere",
+                    ))
+                }
+                [one] => self.client_addr = *one,
+                many => {
+                    let list: Vec<String> = many.iter().map(IpAddr::to_string).collect();
+                    return Err(fail(&format!(
+                        "client_addr: multiple addresses found: {} (tribune listens on one client address)",
+                        list.join(" ")
+                    )));
+                }
+            }
+        }
+        if let Some(a) = &w.advertise {
+            if matches!(a.trim(), "0.0.0.0" | "::" | "[::]") {
+                return Err(fail("Advertise address cannot be 0.0.0.0, :: or [::]"));
+            }
+            self.advertise_addr = expand_one("advertise_addr", a, &env)?;
+        }
+        let advertise = self.advertise_addr.unwrap_or(self.bind_addr);
+        if advertise.is_unspecified() {
+            self.advertise_addr = Some(detect_advertise(advertise, &env.addrs)?);
+        }
+        Ok(())
     }
 
     fn apply_flags(&mut self, f: &Flags) {
@@ -306,11 +381,11 @@ impl AgentConfig {
         if let Some(d) = &f.datacenter {
             self.datacenter = d.clone();
         }
-        if let Some(b) = f.bind {
-            self.bind_addr = b;
+        if let Some(b) = &f.bind {
+            self.written_addrs.bind = Some(b.clone());
         }
-        if let Some(c) = f.client {
-            self.client_addr = c;
+        if let Some(c) = &f.client {
+            self.written_addrs.client = Some(c.clone());
         }
         if let Some(p) = f.http_port {
             self.ports.http = p;
@@ -327,8 +402,8 @@ impl AgentConfig {
         if f.ui {
             self.ui = true;
         }
-        if let Some(a) = f.advertise {
-            self.advertise_addr = Some(a);
+        if let Some(a) = &f.advertise {
+            self.written_addrs.advertise = Some(a.clone());
         }
         self.start_join.extend(f.join.iter().cloned());
         self.retry_join.extend(f.retry_join.iter().cloned());
@@ -458,18 +533,13 @@ impl AgentConfig {
                 .ok_or_else(|| invalid(key, "a string"))
         };
         let b = |key: &str, v: &Value| v.as_bool().ok_or_else(|| invalid(key, "true or false"));
-        let ip = |key: &str, v: &Value| {
-            v.as_str()
-                .and_then(|x| x.parse::<IpAddr>().ok())
-                .ok_or_else(|| invalid(key, "an IP address"))
-        };
         for (key, val) in map {
             match key.as_str() {
                 "datacenter" => self.datacenter = s(key, val)?,
                 "node_name" => self.node_name = s(key, val)?,
                 "data_dir" => self.data_dir = Some(PathBuf::from(s(key, val)?)),
-                "client_addr" => self.client_addr = ip(key, val)?,
-                "bind_addr" => self.bind_addr = ip(key, val)?,
+                "client_addr" => self.written_addrs.client = Some(s(key, val)?),
+                "bind_addr" => self.written_addrs.bind = Some(s(key, val)?),
                 "server" => self.server = b(key, val)?,
                 "bootstrap" => self.bootstrap = b(key, val)?,
                 "disable_remote_exec" => self.disable_remote_exec = b(key, val)?,
@@ -559,7 +629,7 @@ impl AgentConfig {
                     Value::Object(_) => self.watch_defs.push(val.clone()),
                     _ => return Err(invalid(key, "a list of watch definitions")),
                 },
-                "advertise_addr" => self.advertise_addr = Some(ip(key, val)?),
+                "advertise_addr" => self.written_addrs.advertise = Some(s(key, val)?),
                 "start_join" | "retry_join" => {
                     let list = val
                         .as_array()
@@ -689,6 +759,8 @@ impl AgentConfig {
                     }
                 }
                 "only_passing" => self.dns.only_passing = b(k, v)?,
+                "allow_stale" => self.dns.allow_stale = b(k, v)?,
+                "max_stale" => self.dns.max_stale = dur(k, v)?,
                 "enable_truncate" => self.dns.enable_truncate = b(k, v)?,
                 "udp_answer_limit" | "a_record_limit" => {
                     let n = v.as_i64().ok_or_else(|| invalid(k, "a number"))?;

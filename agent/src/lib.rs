@@ -30,6 +30,8 @@
 //! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
 //!   a handler (print, script, HTTP) run once per real change.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
+//! - [`sockaddr`]: go-sockaddr templates in addresses, and the address to
+//!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
 //! - [`version`]: the Consul API version tribune reports, and its own.
@@ -53,6 +55,7 @@ pub mod logging;
 pub mod raft;
 pub mod remote_exec;
 pub mod session_ttl;
+pub mod sockaddr;
 pub mod state;
 pub mod version;
 pub mod watchplan;

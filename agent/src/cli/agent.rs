@@ -1,6 +1,5 @@
 //! `tribune agent`.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,12 +32,13 @@ pub struct AgentArgs {
     /// Datacenter name (default dc1).
     #[arg(long)]
     pub datacenter: Option<String>,
-    /// Cluster (raft, gossip) bind address.
+    /// Cluster (raft, gossip) bind address (a go-sockaddr template allowed).
     #[arg(long)]
-    pub bind: Option<IpAddr>,
-    /// Address for client interfaces: HTTP, DNS (default 127.0.0.1).
+    pub bind: Option<String>,
+    /// Address for client interfaces: HTTP, DNS (default 127.0.0.1; a
+    /// go-sockaddr template allowed).
     #[arg(long)]
-    pub client: Option<IpAddr>,
+    pub client: Option<String>,
     /// HTTP API port (default 8500; 0 = any free port; -1 = off).
     #[arg(long = "http-port")]
     pub http_port: Option<i32>,
@@ -63,9 +63,10 @@ pub struct AgentArgs {
     /// Upstream DNS server for names outside the consul domain (repeatable).
     #[arg(long)]
     pub recursor: Vec<String>,
-    /// Address advertised to other nodes and in the catalog.
+    /// Address advertised to other nodes and in the catalog (a go-sockaddr
+    /// template allowed).
     #[arg(long)]
-    pub advertise: Option<IpAddr>,
+    pub advertise: Option<String>,
     /// Join the agent at this gossip address at start (repeatable; fatal if none answers).
     #[arg(long)]
     pub join: Vec<String>,
@@ -164,6 +165,10 @@ pub fn run(a: AgentArgs) -> ExitCode {
         tokio::spawn(async move {
             wait_for_signal().await;
             stop.cancel();
+            // As Consul: a second signal while leaving gives up at once.
+            wait_for_signal().await;
+            tracing::warn!("caught a second signal: exiting without finishing the leave");
+            std::process::exit(1);
         });
         crate::agent::run(config, flags, shutdown).await
     });

@@ -175,6 +175,9 @@ async fn promote(raft: &crate::raft::Raft, id: NodeId, name: &str) {
     }
 }
 
+/// How `remove_voter` says the server is not (or no longer) a peer.
+pub const NOT_A_PEER: &str = "no raft peer with id";
+
 /// Remove a server from the raft configuration. On a follower this is
 /// forwarded to the leader.
 pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
@@ -183,7 +186,7 @@ pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
     };
     let config = s.leadership.servers();
     if !config.iter().any(|(x, _, _)| *x == id) {
-        return Err(format!("no raft peer with id {id}"));
+        return Err(format!("{NOT_A_PEER} {id}"));
     }
     if !s.leadership.is_leader() {
         let leader = s.leadership.leader_addr();

@@ -2,7 +2,7 @@
 //! HTTP/1.1) with bincode bodies.
 //!
 //! One listener carries raft traffic between servers, writes forwarded to
-//! the leader, catalog reads for client agents' anti-entropy, and forwarded
+//! the leader, catalog reads for client agents' anti-entropy and DNS, and forwarded
 //! HTTP API calls, each in its envelope ([`forward::Tunnelled`], answered
 //! by the API router as the agent's own HTTP port would). The API itself is
 //! not served here: only `-client` addresses answer it. HTTP/2 multiplexes
@@ -186,6 +186,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/raft/remove", post(remove_peer))
         .route("/rpc/write", post(write))
         .route("/rpc/node-view/{node}", get(node_view))
+        .route("/rpc/dns", post(dns_lookup))
         .route(
             forward::TUNNEL_PATH,
             post(move |headers: HeaderMap, body: Bytes| tunnel(api.clone(), headers, body)),
@@ -262,6 +263,16 @@ async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
     let r: Result<(u64, Outcome), WriteError> =
         s.proposer.write_hops(cmd, hops(&headers) + 1).await;
     bin(&r)
+}
+
+/// A DNS lookup for a client agent (or a follower wanting the leader's
+/// answer): see [`crate::dns::lookup`].
+async fn dns_lookup(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: crate::dns::lookup::Request = match decode(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    bin(&crate::dns::lookup::serve(&s, req, hops(&headers)).await)
 }
 
 async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Response {

@@ -7,12 +7,16 @@
 //! - NXDOMAIN with the SOA for unknown names; other domains go to the
 //!   configured recursors, if any.
 //!
-//! Answers come straight from the local state store: no raft round trip.
+//! A server answers straight from its local state store: no raft round
+//! trip (unless `dns_config.allow_stale` is off, or its last contact with
+//! the leader is older than `max_stale`: then the leader answers). A client
+//! agent asks a server (module `lookup`).
 //! Every answer is cut to the client's size (module `fit`): UDP within 512
 //! bytes or the EDNS size (at most 1232), `dns_config.udp_answer_limit`
 //! answers for 512-byte clients, TCP within 64 KiB.
 
 mod fit;
+pub mod lookup;
 mod names;
 mod records;
 
@@ -35,8 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DnsConfig;
 use crate::local::defs::META_MAX_PAIRS;
+use crate::raft::node::Leadership;
+use crate::state::catalog::Meta;
 use crate::state::{Health, Store};
 use fit::Answer;
+use lookup::{Found, Instance, LookupError, Remote};
 pub use names::{addr_label, parse, Lookup};
 use records::{ip_record, meta_record};
 
@@ -49,13 +56,26 @@ pub enum DnsError {
     },
 }
 
-/// Answers queries for the consul domain from the store.
+/// Where the data for answers comes from.
+pub enum Mode {
+    /// A server: its own store; the leader (through `Remote`, absent on a
+    /// lone server without gossip) when a stale answer will not do.
+    Server {
+        leadership: Arc<Leadership>,
+        remote: Option<Remote>,
+    },
+    /// A client agent: the servers.
+    Client(Remote),
+}
+
+/// Answers queries for the consul domain.
 pub struct ConsulDns {
     store: Arc<Store>,
     datacenter: String,
     config: DnsConfig,
     domain: Name,
     services: ServiceCache,
+    mode: Mode,
 }
 
 /// One healthy instance, ready to answer with.
@@ -95,7 +115,7 @@ fn ttl_secs(d: Duration) -> u32 {
 }
 
 impl ConsulDns {
-    pub fn new(store: Arc<Store>, datacenter: String, config: DnsConfig) -> Self {
+    pub fn new(store: Arc<Store>, datacenter: String, config: DnsConfig, mode: Mode) -> Self {
         let domain =
             Name::from_str(&format!("{}.", config.domain)).unwrap_or_else(|_| Name::root());
         Self {
@@ -104,6 +124,37 @@ impl ConsulDns {
             config,
             domain,
             services: ServiceCache::default(),
+            mode,
+        }
+    }
+
+    /// Whether this lookup must ask elsewhere, and whether a stale answer
+    /// will do there. A server answers itself when stale reads are allowed
+    /// and its leader contact is recent enough, or when it leads.
+    fn remote(&self) -> Option<(&Remote, bool)> {
+        match &self.mode {
+            Mode::Client(r) => Some((r, true)),
+            Mode::Server { leadership, remote } => {
+                let local = if self.config.allow_stale {
+                    let contact = leadership.last_contact_ms();
+                    let fresh = leadership.is_leader()
+                        || Duration::from_millis(contact) <= self.config.max_stale;
+                    if !fresh && remote.is_some() {
+                        tracing::warn!(
+                            last_contact_ms = contact,
+                            "Query results too stale, re-requesting"
+                        );
+                    }
+                    fresh
+                } else {
+                    // As a default-consistency read: the leader, under its lease.
+                    leadership.lease_valid()
+                };
+                match (local, remote) {
+                    (true, _) | (false, None) => None,
+                    (false, Some(r)) => Some((r, false)),
+                }
+            }
         }
     }
 
@@ -132,30 +183,23 @@ impl ConsulDns {
     }
 
     fn build_items(&self, service: &str, tag: Option<&str>) -> Vec<Item> {
-        let t = self.store.read();
+        self.items_from(&lookup::instances(&self.store.read(), service, tag))
+    }
+
+    /// Answerable instances: warning ones only without `only_passing`, and
+    /// only with an address DNS can give.
+    fn items_from(&self, instances: &[Instance]) -> Vec<Item> {
         let mut out = Vec::new();
-        for (n, s) in t.catalog.instances(service) {
-            if let Some(tg) = tag {
-                if !s.tags.iter().any(|x| x.eq_ignore_ascii_case(tg)) {
-                    continue;
-                }
-            }
-            let worst = t
-                .catalog
-                .instance_checks(&n.node, &s.id)
-                .iter()
-                .map(|c| c.status)
-                .max()
-                .unwrap_or(Health::Passing);
-            let ok = match worst {
+        for i in instances {
+            let ok = match i.health {
                 Health::Passing => true,
                 Health::Warning => !self.config.only_passing,
                 _ => false,
             };
-            let addr = if s.address.is_empty() {
-                &n.address
+            let addr = if i.address.is_empty() {
+                &i.node_address
             } else {
-                &s.address
+                &i.address
             };
             let Ok(ip) = addr.parse::<IpAddr>() else {
                 continue;
@@ -164,26 +208,25 @@ impl ConsulDns {
                 continue;
             }
             // A service address of its own gets an `.addr.` target.
-            let host = if s.address.is_empty() || s.address == n.address {
-                format!("{}.node.{}", n.node, self.datacenter)
+            let host = if i.address.is_empty() || i.address == i.node_address {
+                format!("{}.node.{}", i.node, self.datacenter)
             } else {
                 format!("{}.addr.{}", addr_label(ip), self.datacenter)
             };
             let target = Name::from_str(&host)
                 .ok()
                 .and_then(|x| x.append_domain(&self.domain).ok());
-            let weight = if worst == Health::Warning {
-                s.weights.warning
+            let weight = if i.health == Health::Warning {
+                i.weight_warning
             } else {
-                s.weights.passing
+                i.weight_passing
             };
-            let meta = n.meta.iter().take(META_MAX_PAIRS);
             out.push(Item {
                 target,
                 ip,
-                port: s.port,
+                port: i.port,
                 weight: weight.clamp(0, u16::MAX as i32) as u16,
-                meta: Arc::new(meta.map(|(k, v)| (k.clone(), v.clone())).collect()),
+                meta: Arc::new(i.node_meta.clone()),
             });
         }
         out
@@ -217,7 +260,12 @@ impl ConsulDns {
 
     /// Resolve one question about the consul domain, with at most
     /// `max_answers` answer records.
-    fn answer(&self, qname: &Name, qtype: RecordType, max_answers: usize) -> Answer {
+    async fn answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        max_answers: usize,
+    ) -> Result<Answer, LookupError> {
         let lookup = parse(
             &qname.to_ascii().to_ascii_lowercase(),
             &self.config.domain,
@@ -231,23 +279,72 @@ impl ConsulDns {
                     .extend(ip_record(qname, 0, ip, qtype).map(|r| (r, None)));
                 a
             }
-            Some(Lookup::Node(node)) => self.node_answer(qname, qtype, &node, max_answers),
-            Some(Lookup::Service { service, tag }) => {
-                self.service_answer(qname, qtype, &service, tag, max_answers)
-            }
+            Some(l) => match self.remote() {
+                None => self.local_answer(qname, qtype, l, max_answers),
+                Some((remote, stale)) => {
+                    let found = remote.lookup(l.clone(), stale).await?;
+                    self.found_answer(qname, qtype, l, found, max_answers)
+                }
+            },
         };
         if a.answers.is_empty() {
             a.authority.push(self.soa());
         }
-        a
+        Ok(a)
+    }
+
+    /// An answer from this server's store (cached for services).
+    fn local_answer(&self, qname: &Name, qtype: RecordType, l: Lookup, max: usize) -> Answer {
+        match l {
+            Lookup::Node(node) => {
+                let t = self.store.read();
+                let n = t.catalog.node_folded(&node);
+                self.node_answer(qname, qtype, n.map(|n| (n.address.as_str(), &n.meta)), max)
+            }
+            Lookup::Service { service, tag } => {
+                let index = self.store.read().catalog.service_index(&service);
+                let items = self.service_items(&service, tag, index);
+                self.service_answer(qname, qtype, &service, &items, max)
+            }
+            Lookup::Addr(_) => Answer::new(ResponseCode::NoError),
+        }
+    }
+
+    /// An answer from what a server sent.
+    fn found_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        l: Lookup,
+        found: Found,
+        max: usize,
+    ) -> Answer {
+        match (l, found) {
+            (Lookup::Node(_), Found::Node(n)) => self.node_answer(
+                qname,
+                qtype,
+                n.as_ref().map(|n| (n.address.as_str(), &n.meta)),
+                max,
+            ),
+            (Lookup::Service { service, .. }, Found::Service(list)) => {
+                let items = self.items_from(&list);
+                self.service_answer(qname, qtype, &service, &items, max)
+            }
+            _ => Answer::new(ResponseCode::ServFail),
+        }
     }
 
     /// `<node>.node.consul`: its address, and its meta as TXT (the answer
     /// for TXT and ANY, additional records otherwise), as Consul does for
     /// A, AAAA, ANY and TXT; other types get an empty answer.
-    fn node_answer(&self, qname: &Name, qtype: RecordType, node: &str, max: usize) -> Answer {
-        let t = self.store.read();
-        let Some(n) = t.catalog.node_folded(node) else {
+    fn node_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        node: Option<(&str, &Meta)>,
+        max: usize,
+    ) -> Answer {
+        let Some((address, meta)) = node else {
             return Answer::new(ResponseCode::NXDomain);
         };
         let mut a = Answer::new(ResponseCode::NoError);
@@ -259,12 +356,12 @@ impl ConsulDns {
         }
         let ttl = ttl_secs(self.config.node_ttl);
         if qtype != RecordType::TXT {
-            if let Ok(ip) = n.address.parse::<IpAddr>() {
+            if let Ok(ip) = address.parse::<IpAddr>() {
                 a.answers
                     .extend(ip_record(qname, ttl, ip, qtype).map(|r| (r, None)));
             }
         }
-        let txt = n.meta.iter().map(|(k, v)| meta_record(qname, ttl, k, v));
+        let txt = meta.iter().map(|(k, v)| meta_record(qname, ttl, k, v));
         if matches!(qtype, RecordType::TXT | RecordType::ANY) {
             let room = max.saturating_sub(a.answers.len());
             a.answers.extend(txt.take(room).map(|r| (r, None)));
@@ -282,12 +379,10 @@ impl ConsulDns {
         qname: &Name,
         qtype: RecordType,
         service: &str,
-        tag: Option<String>,
+        items: &[Item],
         max: usize,
     ) -> Answer {
         let ttl = ttl_secs(self.config.service_ttl(service));
-        let index = self.store.read().catalog.service_index(service);
-        let items = self.service_items(service, tag, index);
         if items.is_empty() {
             return Answer::new(ResponseCode::NXDomain);
         }
@@ -501,7 +596,13 @@ impl RequestHandler for ConsulDns {
             (false, RecordType::SRV) => TCP_MAX_SRV_ANSWERS,
             (false, _) => TCP_MAX_ANSWERS,
         };
-        let mut a = self.answer(query.name(), qtype, max_answers);
+        let mut a = match self.answer(query.name(), qtype, max_answers).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(name = %query.name(), error = %e, "DNS lookup failed; answering SERVFAIL");
+                return send_error(request, handle, edns, ResponseCode::ServFail).await;
+            }
+        };
         // Consul's udp_answer_limit: a client that takes 512 bytes gets a
         // few answers (a random few: they are shuffled).
         // Consul applies it whenever the size is 512 bytes, EDNS or not.

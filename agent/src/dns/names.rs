@@ -1,7 +1,7 @@
 //! Parsing query names of the consul domain.
 
 /// What a name asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Lookup {
     Node(String),
     Service {

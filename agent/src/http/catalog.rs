@@ -249,6 +249,12 @@ pub async fn deregister(
     let o = v
         .as_object()
         .ok_or_else(|| ApiError::bad("Request decode failed: expected an object"))?;
+    // As register does: a body naming another datacenter is for a server
+    // there, and no other datacenter is reachable.
+    let dc = str_field(o, "datacenter")?;
+    if !dc.is_empty() && dc != s.config.datacenter {
+        return Err(ApiError::NoPathToDatacenter);
+    }
     let node = str_field(o, "node")?;
     if node.is_empty() {
         return Err(ApiError::bad("Must provide node"));

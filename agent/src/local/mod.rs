@@ -11,6 +11,7 @@
 pub mod defs;
 pub mod probe;
 pub mod sync;
+mod timers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,6 +122,36 @@ struct Inner {
     services: BTreeMap<String, LocalService>,
     checks: BTreeMap<String, LocalCheck>,
     generation: u64,
+    armed: timers::Armed,
+}
+
+impl LocalCheck {
+    /// When this check next needs the agent's attention, if ever: its TTL
+    /// runs out, a deferred output write falls due, or its service has been
+    /// critical for DeregisterCriticalServiceAfter.
+    fn deadlines(&self) -> impl Iterator<Item = Instant> {
+        let reap = match (self.def.deregister_after, self.critical_since) {
+            (Some(after), Some(since))
+                if self.status == Health::Critical && !self.def.service_id.is_empty() =>
+            {
+                since.checked_add(after)
+            }
+            _ => None,
+        };
+        [self.ttl_deadline, self.output_due, reap]
+            .into_iter()
+            .flatten()
+    }
+}
+
+impl Inner {
+    /// Arm the scheduler for the check `id`'s next deadline.
+    fn arm(&mut self, id: &str) {
+        let next = self.checks.get(id).and_then(|c| c.deadlines().min());
+        if let Some(at) = next {
+            self.armed.arm(at);
+        }
+    }
 }
 
 /// A check as reported by `/v1/agent/checks` and synced to the catalog.
@@ -304,16 +335,18 @@ impl LocalAgent {
         check_update_interval: Duration,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let inner = Inner::default();
+        let wake = inner.armed.waker();
         let agent = Arc::new(Self {
             script_checks,
             check_update_interval,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(inner),
             changed: Notify::new(),
             revision: tokio::sync::watch::Sender::new(0),
-            shutdown,
+            shutdown: shutdown.clone(),
             http: probe::HttpClients::new(),
         });
-        tokio::spawn(ticker(Arc::downgrade(&agent)));
+        tokio::spawn(timers::run(Arc::downgrade(&agent), wake, shutdown));
         agent
     }
 
@@ -407,8 +440,9 @@ impl LocalAgent {
             Probe::Maintenance => def.notes.clone(),
             _ => String::new(),
         };
+        let id = def.id.clone();
         inner.checks.insert(
-            def.id.clone(),
+            id.clone(),
             LocalCheck {
                 def,
                 source,
@@ -425,6 +459,7 @@ impl LocalAgent {
                 failures: 0,
             },
         );
+        inner.arm(&id);
     }
 
     pub fn remove_check(&self, id: &str) -> Result<(), LocalError> {
@@ -447,6 +482,7 @@ impl LocalAgent {
         };
         c.ttl_deadline = Some(Instant::now() + ttl);
         let changed = apply_result(c, status, cap_output(output), self.check_update_interval);
+        inner.arm(id);
         drop(inner);
         if changed {
             self.notify();
@@ -465,6 +501,7 @@ impl LocalAgent {
             return;
         };
         let changed = apply_result(c, status, cap_output(output), self.check_update_interval);
+        inner.arm(id);
         drop(inner);
         if changed {
             self.notify();
@@ -625,18 +662,18 @@ impl LocalAgent {
         self.notify();
     }
 
-    /// Expire TTLs and reap services critical for longer than their
-    /// DeregisterCriticalServiceAfter.
-    fn tick(&self) {
-        let now = Instant::now();
+    /// Act on every deadline that has passed (expire TTLs, write deferred
+    /// output, reap services critical for longer than their
+    /// DeregisterCriticalServiceAfter); returns the next deadline.
+    fn expire_due(&self, now: Instant) -> Option<Instant> {
         let mut changed = false;
         let mut reap = Vec::new();
         {
             let mut inner = self.inner.lock();
             for c in inner.checks.values_mut() {
-                if let Some(d) = c.ttl_deadline {
-                    if now >= d && !(c.status == Health::Critical && c.output == "TTL expired") {
-                        c.ttl_deadline = None;
+                if c.ttl_deadline.is_some_and(|d| now >= d) {
+                    c.ttl_deadline = None;
+                    if !(c.status == Health::Critical && c.output == "TTL expired") {
                         c.status = Health::Critical;
                         c.output = "TTL expired".into();
                         c.synced_output = c.output.clone();
@@ -667,6 +704,22 @@ impl LocalAgent {
         if changed {
             self.notify();
         }
+        // Only future deadlines: one already acted on never spins the loop.
+        let mut inner = self.inner.lock();
+        let next = inner
+            .checks
+            .values()
+            .flat_map(LocalCheck::deadlines)
+            .filter(|d| *d > now)
+            .min();
+        inner.armed.set(next);
+        next
+    }
+}
+
+impl timers::Expire for LocalAgent {
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        self.expire_due(now)
     }
 }
 
@@ -736,18 +789,6 @@ fn apply_result(
     c.output = output;
     c.output_due = None;
     true
-}
-
-async fn ticker(agent: std::sync::Weak<LocalAgent>) {
-    let mut iv = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        iv.tick().await;
-        let Some(a) = agent.upgrade() else { return };
-        if a.shutdown.is_cancelled() {
-            return;
-        }
-        a.tick();
-    }
 }
 
 async fn run_probe(
@@ -984,6 +1025,35 @@ mod tests {
             clamped(ttl_check(0, 0).def.clone()).interval,
             Duration::ZERO
         );
+    }
+
+    /// A TTL runs out on its own timer, not on a tick: a 100 ms TTL is
+    /// critical 100 ms after the last pass (the tick made it 100-200 ms).
+    #[tokio::test]
+    async fn ttl_expires_on_time() {
+        let stop = CancellationToken::new();
+        let agent = LocalAgent::new(false, Duration::ZERO, stop.clone());
+        let mut def = ttl_check(0, 0).def.clone();
+        def.probe = Probe::Ttl {
+            ttl: Duration::from_millis(100),
+        };
+        agent.add_check(def, Source::Http).unwrap();
+        for _ in 0..5 {
+            agent.ttl_update("c", Health::Passing, "ok".into()).unwrap();
+            let t = Instant::now();
+            while agent.checks()[0].status != Health::Critical {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let took = t.elapsed();
+            assert!(
+                took >= Duration::from_millis(100) && took < Duration::from_millis(115),
+                "{took:?}"
+            );
+            assert_eq!(agent.checks()[0].output, "TTL expired");
+        }
+        // Nothing is due any more: the scheduler sleeps.
+        assert_eq!(agent.expire_due(Instant::now()), None);
+        stop.cancel();
     }
 
     /// A reload of an unchanged definition whose interval was raised keeps

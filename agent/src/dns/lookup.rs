@@ -1,0 +1,238 @@
+//! What a DNS answer is made of, and where it comes from.
+//!
+//! A server answers from its own state store. A client agent holds no
+//! state: it asks a server over the RPC port (`/rpc/dns`), as Consul's DNS
+//! asks `Catalog.NodeServices` / `Health.ServiceNodes` by RPC, and builds
+//! the answer from the reply with its own `dns_config`. With
+//! `dns_config.allow_stale` (Consul's default) any server answers from its
+//! store; a reply whose server last heard from the leader longer than
+//! `max_stale` ago is asked again of the leader. Without `allow_stale` the
+//! leader answers (a follower forwards).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::Lookup;
+use crate::cluster::Upstream;
+use crate::http::params::Consistency;
+use crate::http::Shared;
+use crate::local::defs::META_MAX_PAIRS;
+use crate::state::{Health, Tables};
+
+/// Lookups a client agent has in flight to the servers at most; more are
+/// refused with SERVFAIL at once rather than queued behind a slow server.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// One lookup, retries on other servers included, gives up after this.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A forwarded lookup goes this many hops at most (servers disagreeing on
+/// the leader must not bounce it forever).
+const MAX_HOPS: u32 = 3;
+
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum LookupError {
+    #[error("No known Consul servers")]
+    NoServers,
+    #[error("too many DNS lookups waiting for the servers ({MAX_IN_FLIGHT})")]
+    Busy,
+    #[error("no answer from the servers within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Rpc(String),
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("lookup forwarded too many times (servers disagree on the leader)")]
+    Hops,
+}
+
+/// A node as DNS needs it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeData {
+    pub address: String,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// One instance of a service that is not critical, as DNS needs it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Instance {
+    pub node: String,
+    pub node_address: String,
+    /// The service's own address ("" when it has none).
+    pub address: String,
+    pub port: u16,
+    pub weight_passing: i32,
+    pub weight_warning: i32,
+    /// The worst status of its node's and its own checks: passing or warning.
+    pub health: Health,
+    /// Its node's meta (at most Consul's 64 pairs), sent as TXT beside an
+    /// SRV target.
+    pub node_meta: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Found {
+    Node(Option<NodeData>),
+    Service(Vec<Instance>),
+    /// A lookup that needs no data (`.addr.`), never sent.
+    Nothing,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub lookup: Lookup,
+    pub allow_stale: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub found: Found,
+    /// How long ago the answering server last heard from the leader.
+    pub last_contact_ms: u64,
+}
+
+/// The node `name` (matched ignoring case).
+pub fn node(t: &Tables, name: &str) -> Option<NodeData> {
+    t.catalog.node_folded(name).map(|n| NodeData {
+        address: n.address.clone(),
+        meta: n.meta.clone(),
+    })
+}
+
+/// Instances of `service` (with `tag`, ignoring case) that are not
+/// critical.
+pub fn instances(t: &Tables, service: &str, tag: Option<&str>) -> Vec<Instance> {
+    let mut out = Vec::new();
+    for (n, s) in t.catalog.instances(service) {
+        if let Some(tg) = tag {
+            if !s.tags.iter().any(|x| x.eq_ignore_ascii_case(tg)) {
+                continue;
+            }
+        }
+        let worst = t
+            .catalog
+            .instance_checks(&n.node, &s.id)
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Health::Passing);
+        if !matches!(worst, Health::Passing | Health::Warning) {
+            continue;
+        }
+        out.push(Instance {
+            node: n.node.clone(),
+            node_address: n.address.clone(),
+            address: s.address.clone(),
+            port: s.port,
+            weight_passing: s.weights.passing,
+            weight_warning: s.weights.warning,
+            health: worst,
+            node_meta: n
+                .meta
+                .iter()
+                .take(META_MAX_PAIRS)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// Look `lookup` up in the tables.
+pub fn find(t: &Tables, lookup: &Lookup) -> Found {
+    match lookup {
+        Lookup::Node(n) => Found::Node(node(t, n)),
+        Lookup::Service { service, tag } => Found::Service(instances(t, service, tag.as_deref())),
+        Lookup::Addr(_) => Found::Nothing,
+    }
+}
+
+/// The server side of `/rpc/dns`: answer from this server's store when a
+/// stale answer will do or this server leads; else ask the leader.
+pub async fn serve(s: &Shared, req: Request, hops: u32) -> Result<Reply, LookupError> {
+    if req.allow_stale || s.gate(Consistency::Default).await.is_ok() {
+        return Ok(Reply {
+            found: find(&s.store.read(), &req.lookup),
+            last_contact_ms: s.leadership.last_contact_ms(),
+        });
+    }
+    let up = s.upstream.as_ref().ok_or(LookupError::NoLeader)?;
+    if up.targets().is_empty() {
+        return Err(LookupError::NoLeader);
+    }
+    ask(up, &req, hops + 1).await
+}
+
+/// Ask the upstream servers (any alive one from a client, the leader from
+/// a server), the next one when one cannot be reached.
+pub async fn ask(up: &Upstream, req: &Request, hops: u32) -> Result<Reply, LookupError> {
+    if hops >= MAX_HOPS {
+        return Err(LookupError::Hops);
+    }
+    let mut last = LookupError::NoServers;
+    for target in up.targets() {
+        let r: Result<Result<Reply, LookupError>, _> = up
+            .rpc
+            .call(&target, "/rpc/dns", req, LOOKUP_TIMEOUT, hops)
+            .await;
+        match r {
+            Ok(answer) => {
+                up.good(&target);
+                return answer;
+            }
+            Err(e) => {
+                tracing::debug!(%target, error = %e, "DNS lookup: server unreachable");
+                up.bad(&target);
+                last = LookupError::Rpc(e.to_string());
+            }
+        }
+    }
+    Err(last)
+}
+
+/// DNS lookups of an agent that asks the servers: bounded in number and
+/// in time.
+pub struct Remote {
+    up: Upstream,
+    permits: Arc<Semaphore>,
+    allow_stale: bool,
+    max_stale: Duration,
+}
+
+impl Remote {
+    pub fn new(up: Upstream, allow_stale: bool, max_stale: Duration) -> Self {
+        Self {
+            up,
+            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            allow_stale,
+            max_stale,
+        }
+    }
+
+    /// Look `lookup` up on the servers. `allow_stale` as configured, but a
+    /// reply staler than `max_stale` is asked again of the leader.
+    pub async fn lookup(&self, lookup: Lookup, allow_stale: bool) -> Result<Found, LookupError> {
+        let _permit = self.permits.try_acquire().map_err(|_| LookupError::Busy)?;
+        let run = async {
+            let mut req = Request {
+                lookup,
+                allow_stale: allow_stale && self.allow_stale,
+            };
+            let mut reply = ask(&self.up, &req, 0).await?;
+            if req.allow_stale && Duration::from_millis(reply.last_contact_ms) > self.max_stale {
+                tracing::warn!(
+                    last_contact_ms = reply.last_contact_ms,
+                    "Query results too stale, re-requesting"
+                );
+                req.allow_stale = false;
+                reply = ask(&self.up, &req, 0).await?;
+            }
+            Ok(reply.found)
+        };
+        tokio::time::timeout(LOOKUP_TIMEOUT, run)
+            .await
+            .map_err(|_| LookupError::Timeout(LOOKUP_TIMEOUT))?
+    }
+}
