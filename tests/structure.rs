@@ -159,7 +159,9 @@ impl Crate {
         self.refs.push(Vec::new());
         // a/mod.rs and lib.rs hold children in a/; a.rs holds them in a/ too.
         let dir = match path.file_name().and_then(|n| n.to_str()) {
-            Some("mod.rs") | Some("lib.rs") | Some("main.rs") => path.parent().unwrap().to_path_buf(),
+            Some("mod.rs") | Some("lib.rs") | Some("main.rs") => {
+                path.parent().unwrap().to_path_buf()
+            }
             _ => path.with_extension(""),
         };
         self.add_items(&f.items, module, file, &dir);
@@ -407,7 +409,11 @@ fn agent_modules_form_no_import_circle() {
     // Layers: a file's depth is one more than the deepest file it uses.
     if found.is_empty() {
         let mut depth: BTreeMap<usize, usize> = BTreeMap::new();
-        fn d(v: usize, g: &BTreeMap<usize, BTreeSet<usize>>, memo: &mut BTreeMap<usize, usize>) -> usize {
+        fn d(
+            v: usize,
+            g: &BTreeMap<usize, BTreeSet<usize>>,
+            memo: &mut BTreeMap<usize, usize>,
+        ) -> usize {
             if let Some(&x) = memo.get(&v) {
                 return x;
             }
@@ -417,7 +423,9 @@ fn agent_modules_form_no_import_circle() {
         }
         let mut by: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for &v in g.keys() {
-            by.entry(d(v, &g, &mut depth)).or_default().push(c.name(v, &src));
+            by.entry(d(v, &g, &mut depth))
+                .or_default()
+                .push(c.name(v, &src));
         }
         for (k, v) in by {
             println!("layer {k}: {}", v.join(" "));
@@ -481,7 +489,9 @@ impl Fns {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -509,7 +519,11 @@ fn no_function_over_150_lines() {
         let mut v = Fns { out: Vec::new() };
         v.visit_file(&parse(f));
         let name = f.strip_prefix(&root).unwrap_or(f).display().to_string();
-        all.extend(v.out.into_iter().map(|(n, line, len)| (len, format!("{name}:{line} {n}"))));
+        all.extend(
+            v.out
+                .into_iter()
+                .map(|(n, line, len)| (len, format!("{name}:{line} {n}"))),
+        );
     }
     all.sort_by(|a, b| b.0.cmp(&a.0));
     for (len, what) in all.iter().take(10) {

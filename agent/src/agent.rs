@@ -2,27 +2,27 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{config_definitions, graceful_leave, reload, AppState, INTERRUPTED};
 use crate::cluster::gossip::{Gossip, GossipOptions, Ident};
-use crate::cluster::rpc::RpcClient;
 use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
+use crate::http;
 use crate::http::serve::{Budget, Gate, Refuse};
-use crate::http::{self, AppState, Shared};
-use crate::local::defs::{parse_service_as, parse_standalone_check};
 use crate::local::sync::{CatalogSource, NodeInfo};
-use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
+use crate::local::{LocalAgent, Source};
+use crate::raft::leadership::Leadership;
 use crate::raft::network::Network;
-use crate::raft::node::{Leadership, RaftNode, RaftOptions, RaftStartError};
+use crate::raft::node::{RaftNode, RaftOptions, RaftStartError};
 use crate::raft::proposer::Proposer;
-use crate::state::catalog::CatalogCommand;
-use crate::state::{Command, Store};
+use crate::rpc::client::RpcClient;
+use crate::state::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -88,104 +88,6 @@ fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
             crate::fsutil::write_atomic(&path, id.as_bytes()).map_err(err)?;
             Ok(id)
         }
-    }
-}
-
-/// Parse the service and check definitions of the config files.
-pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
-    let services = c
-        .service_defs
-        .iter()
-        .map(|v| {
-            parse_service_as(v, c.enable_script_checks, |name, _, e| {
-                format!("invalid meta for service {name}: {e}")
-            })
-            .map_err(|e| format!("service definition: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let checks = c
-        .check_defs
-        .iter()
-        .map(|v| {
-            parse_standalone_check(v, c.enable_script_checks)
-                .map_err(|e| format!("check definition: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((services, checks))
-}
-
-/// Re-read the config files and apply their service and check definitions
-/// (SIGHUP, `PUT /v1/agent/reload`, `tribune reload`). Nothing is applied
-/// when any file is invalid.
-pub fn reload(state: &AppState) -> Result<(), String> {
-    let c = AgentConfig::load(&state.flags).map_err(|e| e.to_string())?;
-    let (services, checks) = config_definitions(&c)?;
-    for w in &c.warnings {
-        tracing::warn!("{w}");
-    }
-    tracing::info!(
-        services = services.len(),
-        checks = checks.len(),
-        "reloading configuration"
-    );
-    state.local.reload(services, checks);
-    Ok(())
-}
-
-/// Set when the agent was stopped by SIGINT (Consul leaves on interrupt and
-/// on terminate by different defaults).
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Leave the cluster gracefully: the node is deregistered (while a
-/// leaving server still leads or can reach the leader), a server leaves the
-/// raft configuration (so the quorum shrinks instead of losing a vote),
-/// then gossip is told, so members show it as `left`. Runs once.
-pub async fn graceful_leave(s: &Shared) {
-    if s.leaving.is_cancelled() {
-        return;
-    }
-    s.leaving.cancel();
-    tracing::info!("Gracefully shutting down agent...");
-    let dereg = Command::Catalog(CatalogCommand::Deregister {
-        node: s.node.node.clone(),
-        service_id: None,
-        check_id: None,
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
-    leave_raft(s).await;
-    if let Some(g) = &s.gossip {
-        g.leave().await;
-    }
-}
-
-/// A server leaves the raft configuration (the leader removes it; from a
-/// follower the request is forwarded), then stops raft.
-async fn leave_raft(s: &Shared) {
-    use crate::cluster::autopilot::{remove_voter, NOT_A_PEER};
-    let Some(raft) = s.raft.as_ref() else { return };
-    let voters = s.leadership.servers().iter().filter(|x| x.2).count();
-    if voters <= 1 {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Done once the leader has committed the change: a follower never
-        // sees its own removal (the leader stops replicating to it).
-        match remove_voter(s, s.raft_id).await {
-            Ok(()) => break,
-            Err(e) if e.starts_with(NOT_A_PEER) => break,
-            Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!("could not leave the raft configuration within 10s; the leader removes this server once gossip shows it left");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tracing::info!("removed this server from the raft configuration");
-    // No longer a member, it must not stand for election while it stops.
-    if let Err(e) = raft.shutdown().await {
-        tracing::debug!(error = %e, "raft shutdown after leaving");
     }
 }
 
@@ -405,7 +307,7 @@ pub async fn run(
     ));
     if let Some(listener) = rpc_listener {
         tracing::info!("server RPC listening on {}", raft_addr);
-        let app = crate::cluster::rpc::router(state.clone(), http::router(state.clone()));
+        let app = crate::rpc::server::router(state.clone(), http::router(state.clone()));
         let gate = Gate::new(
             "server RPC",
             "rpc_max_conns_per_client",
@@ -413,7 +315,7 @@ pub async fn run(
             budget.clone(),
             Refuse::Close,
         );
-        tokio::spawn(crate::cluster::rpc::serve(
+        tokio::spawn(crate::rpc::server::serve(
             listener,
             app,
             gate,

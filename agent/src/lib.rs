@@ -39,6 +39,7 @@
 
 pub mod agent;
 pub mod apiclient;
+pub mod app;
 pub mod banner;
 pub mod cli;
 pub mod cluster;
@@ -52,8 +53,10 @@ pub mod http;
 pub mod limits;
 pub mod local;
 pub mod logging;
+pub mod pipeline;
 pub mod raft;
 pub mod remote_exec;
+pub mod rpc;
 pub mod session_ttl;
 pub mod sockaddr;
 pub mod state;

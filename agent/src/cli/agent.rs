@@ -196,7 +196,7 @@ async fn wait_for_signal() {
         _ = term.recv() => tracing::info!(signal = "terminated", "Caught"),
         _ = int.recv() => {
             tracing::info!(signal = "interrupt", "Caught");
-            crate::agent::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+            crate::app::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

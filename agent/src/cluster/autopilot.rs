@@ -20,11 +20,19 @@ use openraft::ChangeMembers;
 use tokio_util::sync::CancellationToken;
 
 use super::gossip::{Gossip, Ident, MemberStatus};
-use super::rpc::RaftInfo;
 use crate::http::Shared;
 use crate::raft::{Node, NodeId};
 use crate::state::catalog::{CatalogCommand, CheckRec, NodeRec, RegisterReq};
 use crate::state::{Command, Health};
+use serde::{Deserialize, Serialize};
+
+/// What a server says about its raft state (bootstrap decisions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftInfo {
+    pub id: NodeId,
+    pub initialized: bool,
+    pub leader: String,
+}
 
 /// Leader-only reaping of nodes unknown to gossip waits this long after
 /// taking office, so gossip has converged first.

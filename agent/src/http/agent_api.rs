@@ -377,7 +377,7 @@ pub async fn health_by_id(
 }
 
 pub async fn reload(State(s): State<Shared>) -> Result<Response, ApiError> {
-    crate::agent::reload(&s).map_err(ApiError::bad)?;
+    crate::app::reload(&s).map_err(ApiError::bad)?;
     Ok(empty_ok())
 }
 
@@ -462,7 +462,7 @@ pub async fn join(State(s): State<Shared>, Path(addr): Path<String>) -> Result<R
 /// `PUT /v1/agent/leave`: leave the cluster gracefully, then shut down.
 pub async fn leave(State(s): State<Shared>) -> Result<Response, ApiError> {
     gossip(&s)?;
-    crate::agent::graceful_leave(&s).await;
+    crate::app::graceful_leave(&s).await;
     s.shutdown.cancel();
     Ok(empty_ok())
 }

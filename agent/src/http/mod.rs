@@ -24,8 +24,7 @@ pub mod timeouts;
 pub mod txn;
 pub mod ui;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -33,13 +32,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rand::Rng;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentConfig;
-use crate::raft::node::Leadership;
-use crate::raft::proposer::{Proposer, WriteError};
-use crate::raft::Raft;
-use crate::state::{Command, Outcome, Store, Tables, WatchTarget};
+pub use crate::app::{AppState, Shared};
+use crate::raft::proposer::WriteError;
+use crate::state::{Command, Outcome, Tables, WatchTarget};
 pub use error::ApiError;
 use params::{Consistency, ReadOpts};
 pub use routes::Routes;
@@ -49,37 +45,6 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Largest request body accepted (Consul's kv_max_value_size / txn_max_req_len).
 pub const MAX_BODY: usize = 524_288;
-
-/// Everything a handler needs.
-pub struct AppState {
-    pub config: Arc<AgentConfig>,
-    pub store: Arc<Store>,
-    /// `None` on a client agent (no raft state).
-    pub raft: Option<Raft>,
-    pub raft_id: crate::raft::NodeId,
-    pub proposer: Proposer,
-    pub leadership: Arc<Leadership>,
-    /// Gossip membership (`None` when `ports.serf_lan` is -1).
-    pub gossip: Option<crate::cluster::gossip::Gossip>,
-    /// Where forwarded requests go (`None` without gossip on a lone server).
-    pub upstream: Option<crate::cluster::Upstream>,
-    pub rpc: crate::cluster::rpc::RpcClient,
-    /// Cancelled when a graceful leave starts: anti-entropy stops so the
-    /// node stays deregistered.
-    pub leaving: CancellationToken,
-    pub node_id: String,
-    /// This node as registered in the catalog.
-    pub node: crate::local::sync::NodeInfo,
-    pub local: Arc<crate::local::LocalAgent>,
-    /// This agent's user-event buffer.
-    pub events: Arc<crate::events::Events>,
-    /// The command-line flags, re-applied over the files on reload.
-    pub flags: crate::config::Flags,
-    pub shutdown: CancellationToken,
-    pub started: Instant,
-}
-
-pub type Shared = Arc<AppState>;
 
 /// The route table: every endpoint tribune serves, with its methods
 /// (Consul's `http_register.go`). No state is needed to build it, so tests
@@ -127,7 +92,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
 /// methods a route answers; the others are refused here) and the body limit.
 pub fn router(state: Shared) -> Router {
     let forward =
-        axum::middleware::from_fn_with_state(state.clone(), crate::cluster::forward::middleware);
+        axum::middleware::from_fn_with_state(state.clone(), crate::pipeline::forward::middleware);
     routes(state.config.ui)
         .into_router(|mr| mr.route_layer(forward.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -220,7 +220,7 @@ pub async fn create(
     let body = body_or_error(body, &headers)?;
     // Forwarded from another agent: its node is the default.
     let origin = headers
-        .get(crate::cluster::rpc::AGENT_NODE)
+        .get(crate::rpc::client::AGENT_NODE)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
     let rec = parse_create(&body, origin.unwrap_or(&s.node.node))?;

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Node, NodeId, TypeConfig};
-use crate::cluster::rpc::{RpcClient, RpcError};
+use crate::rpc::client::{RpcClient, RpcError};
 
 /// Between repeats of "failed to contact" for a peer that stays down.
 const REPEAT_FAILURE: Duration = Duration::from_secs(60);

@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::either::Either;
 use tower::ServiceExt;
 
-use super::rpc::{hops, RpcError, AGENT_NODE, HOPS};
-use super::Upstream;
+use crate::cluster::Upstream;
 use crate::http::params::Query;
 use crate::http::{ApiError, Shared, MAX_BODY};
+use crate::rpc::client::{hops, RpcError, AGENT_NODE, HOPS};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
 const HOLD: Duration = Duration::from_secs(7);
