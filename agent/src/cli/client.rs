@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::blocking::{Client, Response};
 use reqwest::Method;
 
-use super::HttpOpts;
+use super::common::HttpOpts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

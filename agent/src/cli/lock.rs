@@ -19,8 +19,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::watch::{cli_runtime, on_signals};
-use super::HttpOpts;
+use super::common::HttpOpts;
+use super::common::{cli_runtime, fail, on_signals};
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
 use crate::http::params::parse_duration;
 use crate::watchplan::shell_argv;
@@ -94,11 +94,6 @@ enum LockError {
     InUse,
     #[error("{0}")]
     Other(String),
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
 }
 
 /// One KV entry, as far as locks care.
