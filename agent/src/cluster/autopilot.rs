@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::gossip::{Gossip, Ident, MemberStatus};
 use crate::http::Shared;
 use crate::raft::{Node, NodeId};
-use crate::state::catalog::{CatalogCommand, CheckRec, NodeRec, RegisterReq};
+use crate::state::catalog::{serf_check, CatalogCommand, NodeRec, RegisterReq, SERF_CHECK};
 use crate::state::{Command, Health};
 use serde::{Deserialize, Serialize};
 
@@ -222,22 +222,6 @@ pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The serfHealth check gossip drives.
-pub fn serf_check(node: &str, status: Health) -> CheckRec {
-    CheckRec {
-        node: node.into(),
-        check_id: crate::state::session::SERF_CHECK.into(),
-        name: "Serf Health Status".into(),
-        status,
-        output: if status == Health::Passing {
-            "Agent alive and reachable".into()
-        } else {
-            "Agent not live or unreachable".into()
-        },
-        ..Default::default()
-    }
-}
-
 async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
     let members = gossip.members();
     let dc = gossip.me().dc;
@@ -262,7 +246,7 @@ async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
                 }
             };
             let check = serf_check(name, want);
-            let current = cat.check(name, "serfHealth");
+            let current = cat.check(name, SERF_CHECK);
             if current.is_some_and(|c| c.same_content(&check)) {
                 continue;
             }
@@ -287,7 +271,7 @@ async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
         if reap {
             let known: BTreeSet<&str> = members.iter().map(|m| m.ident.name.as_str()).collect();
             for n in cat.nodes() {
-                let gossip_node = cat.check(&n.node, "serfHealth").is_some();
+                let gossip_node = cat.check(&n.node, SERF_CHECK).is_some();
                 if gossip_node && !known.contains(n.node.as_str()) {
                     tracing::info!(node = %n.node, "reaping node unknown to gossip");
                     cmds.push(CatalogCommand::Deregister {

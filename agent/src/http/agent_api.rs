@@ -289,9 +289,7 @@ fn instance_health<'a>(checks: &'a [CheckView], service_id: &str) -> (Health, Ve
         .iter()
         .filter(|c| c.def.service_id.is_empty() || c.def.service_id == service_id)
         .collect();
-    let maint = mine.iter().any(|c| {
-        c.def.id == crate::local::NODE_MAINT || c.def.id.starts_with("_service_maintenance:")
-    });
+    let maint = mine.iter().any(|c| crate::local::is_maintenance(&c.def.id));
     let worst = if maint {
         Health::Maintenance
     } else {

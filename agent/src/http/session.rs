@@ -16,7 +16,8 @@ use super::kv::body_or_error;
 use super::params::{check_dc, parse_duration, Query};
 use super::routes::{Endpoint as E, Routes};
 use super::{json, ApiError, Shared};
-use crate::state::session::{Behavior, SessionRec, SERF_CHECK, SESSIONS, TTL_MAX, TTL_MIN};
+use crate::state::catalog::SERF_CHECK;
+use crate::state::session::{Behavior, SessionRec, SESSIONS, TTL_MAX, TTL_MIN};
 use crate::state::{Command, Outcome, SessionCommand, SessionOutcome, WatchTarget};
 
 /// Consul's default lock-delay.

@@ -241,8 +241,17 @@ pub fn service_rec(d: &ServiceDef) -> ServiceRec {
 }
 
 pub const NODE_MAINT: &str = "_node_maintenance";
+/// Service maintenance checks are `_service_maintenance:<service id>`.
+const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
+
 pub fn service_maint_id(id: &str) -> String {
-    format!("_service_maintenance:{id}")
+    format!("{SERVICE_MAINT_PREFIX}{id}")
+}
+
+/// A maintenance check (of the node or of a service), which the agent
+/// owns: never replaced by a definition, and critical by design.
+pub fn is_maintenance(check_id: &str) -> bool {
+    check_id == NODE_MAINT || check_id.starts_with(SERVICE_MAINT_PREFIX)
 }
 const DEFAULT_MAINT_REASON_NODE: &str =
     "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.";
@@ -379,9 +388,7 @@ impl LocalAgent {
             if replace_checks {
                 let keep: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
                 inner.checks.retain(|cid, c| {
-                    c.def.service_id != id
-                        || keep.contains(&cid.as_str())
-                        || cid.starts_with("_service_maintenance:")
+                    c.def.service_id != id || keep.contains(&cid.as_str()) || is_maintenance(cid)
                 });
             }
         }
