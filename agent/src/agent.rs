@@ -369,7 +369,7 @@ pub async fn run(
                         }
                         Err(e) => tracing::warn!(
                             cluster = "LAN",
-                            retry_interval = %crate::local::fmt_duration(every),
+                            retry_interval = %gocompat::duration::short(every),
                             error = %e,
                             "Join cluster failed, will retry"
                         ),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::consul_keys;
-use crate::http::params::parse_duration;
+use gocompat::duration::parse_duration;
 
 use serde_json::Value;
 

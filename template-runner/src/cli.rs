@@ -262,7 +262,7 @@ fn init_tracing(level: &str) -> Result<(), String> {
 /// Parse arguments, build the runner and run it; the process exit code.
 pub fn main() -> ExitCode {
     let cmd = Args::command();
-    let argv = goflags::go_style(&cmd, std::env::args_os().collect());
+    let argv = gocompat::flags::go_style(&cmd, std::env::args_os().collect());
     let m = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {

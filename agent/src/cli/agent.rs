@@ -127,7 +127,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
     };
     let mut flags = flags;
     if let Some(ri) = &a.retry_interval {
-        match crate::http::params::parse_duration(ri) {
+        match gocompat::duration::parse_duration(ri) {
             Some(d) => flags.retry_interval = Some(d),
             None => {
                 eprintln!("==> Error: invalid -retry-interval {ri:?}: use a duration like 30s");

@@ -86,7 +86,7 @@ pub(crate) fn command_help(path: &[&str]) -> String {
         .chain(path.iter().copied())
         .map(String::from)
         .collect();
-    goflags::command_help(&cmd, &words)
+    gocompat::flags::command_help(&cmd, &words)
 }
 
 /// A usage error: the message, a blank line and the command's help.

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::common::HttpOpts;
 use super::common::{cli_runtime, fail, on_signals};
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
-use crate::http::params::parse_duration;
+use gocompat::duration::parse_duration;
 
 /// The event name and KV prefix Consul uses.
 pub const REXEC_EVENT: &str = "_rexec";

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::common::HttpOpts;
 use super::common::{cli_runtime, fail, on_signals};
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
-use crate::http::params::parse_duration;
 use crate::watchplan::shell_argv;
+use gocompat::duration::parse_duration;
 
 /// Flags marking the KV entries of a lock and of a semaphore (Consul's values).
 const LOCK_FLAG: u64 = 0x2ddc_cbc0_58a5_0c18;

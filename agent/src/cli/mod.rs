@@ -1,6 +1,6 @@
 //! The `tribune` command line. Flags follow Go's `flag` package as Consul's
 //! do: `-flag`, `--flag`, `-flag=value`, `-flag value`, and flag parsing stops
-//! at the first positional argument; the `goflags` crate rewrites them for
+//! at the first positional argument; `gocompat::flags` rewrites them for
 //! clap using the command definitions, so one table describes every flag.
 
 pub mod agent;
@@ -136,10 +136,10 @@ pub enum Cmd {
 pub fn main() -> ExitCode {
     common::set_root_command(Cli::command);
     let cmd = Cli::command();
-    let matches = match goflags::parse(&cmd, std::env::args_os().collect()) {
-        goflags::Parsed::Matches(m) => m,
-        goflags::Parsed::Version => return version::print_pretty(),
-        goflags::Parsed::Exit(e) => {
+    let matches = match gocompat::flags::parse(&cmd, std::env::args_os().collect()) {
+        gocompat::flags::Parsed::Matches(m) => m,
+        gocompat::flags::Parsed::Version => return version::print_pretty(),
+        gocompat::flags::Parsed::Exit(e) => {
             e.print();
             return ExitCode::from(e.code);
         }
@@ -190,7 +190,7 @@ mod tests {
 
     fn norm(args: &[&str]) -> Vec<String> {
         let v = args.iter().map(std::ffi::OsString::from).collect();
-        goflags::go_style(&Cli::command(), v)
+        gocompat::flags::go_style(&Cli::command(), v)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()

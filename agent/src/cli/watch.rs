@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use super::common::{cli_runtime, fail, on_signals, HttpOpts};
 use crate::apiclient::ApiClient;
-use crate::http::params::parse_duration;
 use crate::watchplan::{shell_argv, Handler, WatchSpec};
+use gocompat::duration::parse_duration;
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {

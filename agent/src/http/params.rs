@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::error::ApiError;
+use gocompat::duration::parse_duration;
 
 /// Default and maximum blocking wait (Consul's default_query_time / max_query_time).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -136,48 +137,6 @@ pub fn check_dc(q: &Query, datacenter: &str) -> Result<(), ApiError> {
         Some(dc) if !dc.is_empty() && dc != datacenter => Err(ApiError::NoPathToDatacenter),
         _ => Ok(()),
     }
-}
-
-/// Parse a Go duration (`10s`, `5m`, `1m30s`, `1.5h`, `250ms`, `0`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    if s.is_empty() || s.starts_with('-') {
-        return None;
-    }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * scale;
-    }
-    if !total.is_finite() || total > 1e12 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]

@@ -13,12 +13,13 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::kv::body_or_error;
-use super::params::{check_dc, parse_duration, Query};
+use super::params::{check_dc, Query};
 use super::routes::{Endpoint as E, Routes};
 use super::{json, ApiError, Shared};
 use crate::state::catalog::SERF_CHECK;
 use crate::state::session::{Behavior, SessionRec, SESSIONS, TTL_MAX, TTL_MIN};
 use crate::state::{Command, Outcome, SessionCommand, SessionOutcome, WatchTarget};
+use gocompat::duration::parse_duration;
 
 /// Consul's default lock-delay.
 const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);

@@ -202,27 +202,8 @@ impl CheckView {
     }
 }
 
-/// Go-style duration text ("10s", "1m30s", "" for zero).
-pub fn fmt_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return String::new();
-    }
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || d.as_secs() == 0 {
-        return format!("{ms}ms");
-    }
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 || h > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&format!("{s}s"));
-    out
-}
+/// Consul's short form of a check's interval or timeout.
+pub use gocompat::duration::short as fmt_duration;
 
 pub fn service_rec(d: &ServiceDef) -> ServiceRec {
     ServiceRec {

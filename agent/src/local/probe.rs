@@ -327,7 +327,7 @@ async fn grpc_probe(
     match tokio::time::timeout(timeout, client.check(req)).await {
         Err(_) => failed(format!(
             "DeadlineExceeded: no answer within {}",
-            super::fmt_duration(timeout)
+            gocompat::duration::short(timeout)
         )),
         Ok(Err(status)) => failed(grpc_error_text(&status)),
         Ok(Ok(resp)) => match resp.into_inner().status() {
@@ -406,7 +406,10 @@ async fn script_probe(args: &[String], timeout: Duration) -> (Health, String) {
     match tokio::time::timeout(timeout, run).await {
         Err(_) => (
             Health::Critical,
-            format!("Timed out ({}) running check", super::fmt_duration(timeout)),
+            format!(
+                "Timed out ({}) running check",
+                gocompat::duration::short(timeout)
+            ),
         ),
         Ok((Err(e), _)) => (Health::Critical, format!("Check failed: {e}")),
         Ok((Ok(st), out)) => {

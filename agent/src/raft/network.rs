@@ -52,7 +52,7 @@ impl Reachability {
 
     fn answered(&mut self, id: NodeId, addr: &str) {
         if let Some((since, _, _)) = self.failing.remove(&id) {
-            let after = crate::local::fmt_duration(Duration::from_millis(
+            let after = gocompat::duration::short(Duration::from_millis(
                 since.elapsed().as_millis() as u64,
             ));
             tracing::info!(peer = %addr, after = %after, "peer reachable again");
