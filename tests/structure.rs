@@ -525,7 +525,7 @@ fn no_function_over_150_lines() {
                 .map(|(n, line, len)| (len, format!("{name}:{line} {n}"))),
         );
     }
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (len, what) in all.iter().take(10) {
         println!("{len:4} lines: {what}");
     }

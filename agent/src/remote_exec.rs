@@ -26,8 +26,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, Semaphore};
 use tower::ServiceExt;
 
+use crate::app::Shared;
 use crate::events::UserEvent;
-use crate::http::Shared;
 
 /// The user event that carries a job.
 pub const EVENT: &str = "_rexec";

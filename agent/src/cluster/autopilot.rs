@@ -20,7 +20,7 @@ use openraft::ChangeMembers;
 use tokio_util::sync::CancellationToken;
 
 use super::gossip::{Gossip, Ident, MemberStatus};
-use crate::http::Shared;
+use crate::app::Shared;
 use crate::raft::{Node, NodeId};
 use crate::state::catalog::{serf_check, CatalogCommand, NodeRec, RegisterReq, SERF_CHECK};
 use crate::state::{Command, Health};

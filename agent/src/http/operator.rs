@@ -1,20 +1,19 @@
 //! `/v1/operator/raft/*`: the raft configuration and removing a peer.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::params::{check_dc, Query};
-use super::{json, ApiError, Shared};
+use crate::app::Shared;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 
 /// `GET /v1/operator/raft/configuration`.
-pub async fn configuration(
-    State(s): State<Shared>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn configuration(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let Some(raft) = s.raft.as_ref() else {
         return Err(ApiError::NoLeader);
     };
@@ -71,12 +70,9 @@ pub async fn configuration(
 }
 
 /// `DELETE /v1/operator/raft/peer?id=<node id or raft id>` or `?address=ip:port`.
-pub async fn remove_peer(
-    State(s): State<Shared>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn remove_peer(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let servers = s.leadership.servers();
     let target = match (q.get("id"), q.get("address")) {
         (Some(id), None) => {

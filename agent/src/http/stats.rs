@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::AppState;
+use crate::app::AppState;
 use crate::cluster::gossip::MemberStatus;
 use crate::local::Probe;
 

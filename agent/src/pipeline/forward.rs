@@ -1,99 +1,59 @@
-//! Forwarding HTTP API calls, as Consul's RPC layer does.
+//! Step 3's other half: carrying a request that [`super::route`] sent
+//! elsewhere, as Consul's RPC layer forwards.
 //!
 //! A follower sends every request on replicated state to the leader unless
 //! it asks for `?stale`; a client agent, which holds no state, sends them to
 //! a server (which answers `?stale` itself or forwards on). The request goes
 //! whole over the server RPC port and the answer comes back unchanged, so
-//! headers such as `X-Consul-Index` are the leader's.
+//! headers such as `X-Consul-Index` are the leader's. On the server the
+//! envelope enters the same pipeline ([`serve_tunnelled`]).
+//!
+//! Issue 16 gives the RPC client its TLS settings ([`crate::rpc::client`]);
+//! issue 18 shares one forwarded blocking query among identical waiters.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use tokio_util::either::Either;
 use tower::ServiceExt;
 
+use super::body::MAX_BODY;
+use super::context::RequestCtx;
+use super::error::ApiError;
+use super::route::is_read;
+use crate::app::Shared;
 use crate::cluster::Upstream;
-use crate::http::params::Query;
-use crate::http::{ApiError, Shared, MAX_BODY};
-use crate::rpc::client::{hops, RpcError, AGENT_NODE, HOPS};
+use crate::rpc::client::{RpcError, AGENT_NODE, HOPS};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
 const HOLD: Duration = Duration::from_secs(7);
 const MAX_HOPS: u32 = 3;
 
-/// Paths answered from replicated state (the rest are agent-local).
-fn replicated(path: &str, client: bool) -> bool {
-    const PREFIXES: [&str; 9] = [
-        "/v1/internal/ui/",
-        "/v1/kv",
-        "/v1/txn",
-        "/v1/catalog/",
-        "/v1/health/",
-        "/v1/session/",
-        "/v1/operator/",
-        "/v1/coordinate/",
-        "/v1/query",
-    ];
-    if path == "/v1/catalog/datacenters" {
-        return false;
-    }
-    PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
-}
+/// Forwarding, boxed: see [`super::entry`].
+pub type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-/// Reads may be repeated on another server; every other method is a write.
-fn is_read(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD)
-}
-
-type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
-
-/// axum middleware: answer here, or forward.
-///
-/// Not an async fn: a request answered here (a parked blocking query among
-/// them) would otherwise carry the forwarding state machine, an HTTP client
-/// call, for its whole life. Forwarding is boxed instead.
-pub fn middleware(
-    State(s): State<Shared>,
+/// Carry `req` to `up` (the leader, or a server) and answer with its answer.
+pub fn forward_boxed(
+    s: Shared,
+    up: Upstream,
+    ctx: RequestCtx,
     req: Request,
     next: Next,
-) -> Either<impl Future<Output = Response> + Send, Forwarding> {
-    match upstream_for(&s, &req) {
-        None => Either::Left(next.run(req)),
-        Some(up) => Either::Right(Box::pin(forward(s, up, req, next))),
-    }
+) -> Forwarding {
+    Box::pin(forward(s, up, ctx, req, next))
 }
 
-/// Where `req` must go, or `None` to answer it here.
-fn upstream_for(s: &Shared, req: &Request) -> Option<Upstream> {
+async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: Next) -> Response {
     let client = s.raft.is_none();
-    if !replicated(req.uri().path(), client) {
-        return None;
-    }
-    // The leader answers everything itself: decide that before any work.
-    if !client && s.leadership.is_leader() {
-        return None;
-    }
-    let up = s.upstream.as_ref()?;
     let writes = !is_read(req.method());
-    if !client && !writes && Query::parse(req.uri().query()).has("stale") {
-        return None;
-    }
-    Some(up.clone())
-}
-
-async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response {
-    let client = s.raft.is_none();
-    let query = Query::parse(req.uri().query());
-    let writes = !is_read(req.method());
-    let hop = hops(req.headers());
+    let hop = ctx.hops;
     if hop >= MAX_HOPS {
         return ApiError::Internal(
             "request forwarded too many times (servers disagree on the leader)".into(),
@@ -118,7 +78,7 @@ async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response 
         .unwrap_or_else(|| "/".into());
     // A blocking query may park up to 10 min (+ jitter); anything else that
     // takes this long is lost in the network: answer 500 rather than hang.
-    let timeout = if query.has("index") {
+    let timeout = if ctx.query.has("index") {
         Duration::from_secs(11 * 60)
     } else {
         Duration::from_secs(15)
@@ -137,6 +97,7 @@ async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response 
             *req.method_mut() = parts.method;
             *req.uri_mut() = parts.uri;
             *req.headers_mut() = parts.headers;
+            req.extensions_mut().insert(ctx);
             return next.run(req).await;
         }
         for target in up.targets() {

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -119,11 +118,4 @@ fn classify(addr: &str, e: reqwest::Error) -> RpcError {
     } else {
         RpcError::Transport(addr.into(), crate::goerr::cause(&e))
     }
-}
-
-pub fn hops(h: &HeaderMap) -> u32 {
-    h.get(HOPS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,11 +24,12 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::client::hops;
+use crate::app::Shared;
 use crate::cluster::autopilot::RaftInfo;
+use crate::dns::lookup::{ask, find, LookupError, Reply, Request as LookupRequest};
 use crate::http::serve::{accept_loop, Gate};
 use crate::http::timeouts::Handshake;
-use crate::http::Shared;
+use crate::pipeline::context::{Consistency, RpcCtx};
 use crate::pipeline::forward;
 use crate::raft::proposer::WriteError;
 use crate::raft::NodeId;
@@ -63,15 +64,16 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/dns", post(dns_lookup))
         .route(
             forward::TUNNEL_PATH,
-            post(move |headers: HeaderMap, body: Bytes| tunnel(api.clone(), headers, body)),
+            post(move |ctx: RpcCtx, body: Bytes| tunnel(api.clone(), ctx, body)),
         )
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
         .with_state(state)
 }
 
-async fn tunnel(api: Router, headers: HeaderMap, body: Bytes) -> Response {
+/// A forwarded API request enters the API router, and so the pipeline.
+async fn tunnel(api: Router, ctx: RpcCtx, body: Bytes) -> Response {
     match decode::<forward::Tunnelled>(&body) {
-        Ok(env) => bin(&forward::serve_tunnelled(api, hops(&headers), env).await),
+        Ok(env) => bin(&forward::serve_tunnelled(api, ctx.hops, env).await),
         Err(r) => *r,
     }
 }
@@ -129,24 +131,41 @@ async fn remove_peer(State(s): State<Shared>, body: Bytes) -> Response {
     bin(&crate::cluster::autopilot::remove_voter(&s, id).await)
 }
 
-async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+/// A write forwarded to the leader; the proposer routes it on (or
+/// proposes it, here on the leader).
+async fn write(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
     let cmd: Command = match decode(&body) {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let r: Result<(u64, Outcome), WriteError> =
-        s.proposer.write_hops(cmd, hops(&headers) + 1).await;
+    let r: Result<(u64, Outcome), WriteError> = s.proposer.write_hops(cmd, ctx.hops + 1).await;
     bin(&r)
 }
 
 /// A DNS lookup for a client agent (or a follower wanting the leader's
 /// answer): see [`crate::dns::lookup`].
-async fn dns_lookup(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let req: crate::dns::lookup::Request = match decode(&body) {
+async fn dns_lookup(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    let req: LookupRequest = match decode(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    bin(&crate::dns::lookup::serve(&s, req, hops(&headers)).await)
+    bin(&lookup(&s, req, ctx.hops).await)
+}
+
+/// The server side of `/rpc/dns`: answer from this server's store when a
+/// stale answer will do or this server leads; else ask the leader.
+async fn lookup(s: &Shared, req: LookupRequest, hops: u32) -> Result<Reply, LookupError> {
+    if req.allow_stale || s.gate(Consistency::Default).await.is_ok() {
+        return Ok(Reply {
+            found: find(&s.store.read(), &req.lookup),
+            last_contact_ms: s.leadership.last_contact_ms(),
+        });
+    }
+    let up = s.upstream.as_ref().ok_or(LookupError::NoLeader)?;
+    if up.targets().is_empty() {
+        return Err(LookupError::NoLeader);
+    }
+    ask(up, &req, hops + 1).await
 }
 
 async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Response {
