@@ -118,6 +118,8 @@ impl<'ast> Visit<'ast> for Paths<'_> {
     }
     fn visit_item_use(&mut self, _: &'ast syn::ItemUse) {}
     fn visit_attribute(&mut self, _: &'ast syn::Attribute) {}
+    // `pub(super)` names who may see an item, not something it uses.
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {}
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
         if !is_test(&f.attrs) {
             syn::visit::visit_item_fn(self, f);

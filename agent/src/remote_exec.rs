@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -30,7 +31,7 @@ use crate::app::Shared;
 use crate::events::UserEvent;
 
 /// The user event that carries a job.
-pub const EVENT: &str = "_rexec";
+pub const EVENT: &str = crate::events::REMOTE_EXEC_EVENT;
 /// Output chunk size and the idle time after which a partial chunk goes.
 const CHUNK: usize = 4 * 1024;
 const CHUNK_IDLE: Duration = Duration::from_millis(500);
@@ -74,13 +75,16 @@ struct Spec {
 /// Runs jobs for one agent.
 pub struct RemoteExec {
     state: Shared,
+    /// The agent's API router (with the pipeline), called in-process.
+    api: Router,
     slots: Arc<Semaphore>,
 }
 
 impl RemoteExec {
-    pub fn new(state: Shared) -> Arc<Self> {
+    pub fn new(state: Shared, api: Router) -> Arc<Self> {
         Arc::new(Self {
             state,
+            api,
             slots: Arc::new(Semaphore::new(MAX_JOBS)),
         })
     }
@@ -116,7 +120,9 @@ impl RemoteExec {
             .uri(uri)
             .body(Body::from(body))
             .map_err(|e| ExecError::Api(e.to_string()))?;
-        let resp = crate::http::router(self.state.clone())
+        let resp = self
+            .api
+            .clone()
             .oneshot(req)
             .await
             .map_err(|e| ExecError::Api(e.to_string()))?;

@@ -1,5 +1,6 @@
-//! What the commands share: the HTTP options, failing with a message (and
-//! the usage), output tables, and the runtime of the long-running ones.
+//! What the commands share: the HTTP options (defined beside the client),
+//! failing with a message (and the usage), output tables, and the runtime
+//! of the long-running ones.
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -10,46 +11,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::client::Api;
-
-/// Help heading of [`HttpOpts`], listed first as Consul lists them.
-const HTTP_OPTIONS: &str = "HTTP API Options";
-
-/// Connection options shared by every command that talks to an agent.
-#[derive(Args, Debug, Clone)]
-pub struct HttpOpts {
-    /// The `address` and port of the agent's HTTP API: an IP address or DNS
-    /// name, and the port. This can also be specified via the
-    /// CONSUL_HTTP_ADDR environment variable.
-    #[arg(
-        long = "http-addr",
-        env = "CONSUL_HTTP_ADDR",
-        default_value = "127.0.0.1:8500",
-        value_name = "address",
-        hide_env = true,
-        help_heading = HTTP_OPTIONS
-    )]
-    pub http_addr: String,
-    /// ACL token to use in the request. This can also be specified via the
-    /// CONSUL_HTTP_TOKEN environment variable. If unspecified, the query
-    /// will default to the token of the agent at the HTTP address.
-    #[arg(
-        long = "token",
-        env = "CONSUL_HTTP_TOKEN",
-        value_name = "value",
-        hide_env = true,
-        help_heading = HTTP_OPTIONS
-    )]
-    pub token: Option<String>,
-    /// Name of the datacenter to query. If unspecified, this will default
-    /// to the datacenter of the queried agent.
-    #[arg(long = "datacenter", help_heading = HTTP_OPTIONS)]
-    pub datacenter: Option<String>,
-    /// Permit any server (non-leader) to respond to this request. This
-    /// allows for lower latency and higher throughput, but can result in
-    /// stale data. This option has no effect on non-read operations.
-    #[arg(long = "stale", help_heading = HTTP_OPTIONS)]
-    pub stale: bool,
-}
+pub use super::client::HttpOpts;
 
 #[derive(Args, Debug)]
 pub struct SimpleArgs {

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::catalog::{CheckRec, ServiceAddress, ServiceRec};
 use crate::state::Health;
 pub use defs::{CheckDef, DefError, Probe, ServiceDef};
+pub use probe::MAX_OUTPUT;
 
 /// Where a definition came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +45,6 @@ pub enum LocalError {
     #[error("CheckID {0:?} does not have associated TTL")]
     NotTtl(String),
 }
-
-/// Largest check output kept (Consul's default).
-pub const MAX_OUTPUT: usize = 4096;
 
 /// Shortest probe interval (Consul's `checks.MinInterval`): a shorter one is
 /// raised to it, with a warning.

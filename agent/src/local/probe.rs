@@ -12,8 +12,10 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use super::defs::{CheckDef, Probe};
-use super::MAX_OUTPUT;
 use crate::state::Health;
+
+/// Largest check output kept (Consul's default).
+pub const MAX_OUTPUT: usize = 4096;
 
 /// Two HTTP clients: one verifying TLS, one for `TLSSkipVerify` checks.
 #[derive(Clone)]

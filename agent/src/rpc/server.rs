@@ -30,7 +30,7 @@ use crate::dns::lookup::{ask, find, LookupError, Reply, Request as LookupRequest
 use crate::http::serve::{accept_loop, Gate};
 use crate::http::timeouts::Handshake;
 use crate::pipeline::context::{Consistency, RpcCtx};
-use crate::pipeline::forward;
+use crate::pipeline::{auth, forward};
 use crate::raft::proposer::WriteError;
 use crate::raft::NodeId;
 use crate::state::{Command, Outcome};
@@ -72,6 +72,7 @@ pub fn router(state: Shared, api: Router) -> Router {
 
 /// A forwarded API request enters the API router, and so the pipeline.
 async fn tunnel(api: Router, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
     match decode::<forward::Tunnelled>(&body) {
         Ok(env) => bin(&forward::serve_tunnelled(api, ctx.hops, env).await),
         Err(r) => *r,
@@ -134,6 +135,7 @@ async fn remove_peer(State(s): State<Shared>, body: Bytes) -> Response {
 /// A write forwarded to the leader; the proposer routes it on (or
 /// proposes it, here on the leader).
 async fn write(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
     let cmd: Command = match decode(&body) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -145,6 +147,7 @@ async fn write(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
 /// A DNS lookup for a client agent (or a follower wanting the leader's
 /// answer): see [`crate::dns::lookup`].
 async fn dns_lookup(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
     let req: LookupRequest = match decode(&body) {
         Ok(r) => r,
         Err(r) => return *r,

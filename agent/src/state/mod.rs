@@ -19,7 +19,7 @@ use crate::raft::{Node, NodeId};
 pub use catalog::{CatalogCommand, CatalogOutcome, Health};
 pub use kv::{KvCommand, KvEntry, KvOutcome, KvTable, KvVerb, TxnOp, TxnOutcome};
 pub use session::{SessionCommand, SessionOutcome, SessionTable};
-pub use watch::{WatchGuard, WatchTarget, Watches};
+pub use watch::{Changes, WatchGuard, WatchTarget, Watches};
 
 /// A replicated write (the raft log's application data).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,19 +110,6 @@ impl Store {
             self.watches
                 .named_changed(changes.named.iter().map(String::as_str));
         }
-    }
-}
-
-/// What an apply changed: KV keys and named resources, for wake-ups.
-#[derive(Default)]
-pub struct Changes {
-    pub kv: Vec<String>,
-    pub named: Vec<String>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.kv.is_empty() && self.named.is_empty()
     }
 }
 

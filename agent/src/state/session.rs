@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, Health};
 use super::kv::KvTable;
-use super::Changes;
+use super::watch::Changes;
 
 /// Watch target of every session read (`/v1/session/*`).
 pub const SESSIONS: &str = "tbl:sessions";
