@@ -14,6 +14,7 @@ pub mod autopilot;
 pub mod forward;
 pub mod gossip;
 pub mod rpc;
+pub mod write_conn;
 
 use std::sync::Arc;
 
