@@ -56,9 +56,19 @@ tail_pid=$!
 wait "$tests_pid" || status=$?
 wait "$tail_pid" || true
 # One closing line for the whole run (cargo prints one per test binary).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+summary="$(awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' "$log")"
+# What failed, kept for the end of the run (CI shows its tail): each
+# failing test's output, and any test binary that died without a verdict.
+failures="$(awk '/^failures:$/ { on = 1 } on { print } /^test result:/ { on = 0 }
+  /^error: test failed|process didn.t exit successfully|^error: [0-9]+ targets? failed/ { print; getline; print }' "$log" | tail -n 150)"
 rm -f "$log"
+echo "$summary"
 # The hostile checks (tests/hostile): fuzzing, kill -9, full disk, leader
 # kills, template failures, each bounded in time; any DEFECT fails the run.
 tests/hostile/run.sh || status=1
+if [ -n "$failures" ]; then
+  echo "=== failed tests (the last 150 lines of their output)"
+  echo "$failures"
+fi
+echo "$summary"
 exit "$status"

@@ -52,7 +52,7 @@ fn find_io<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a std::io::Error> {
 
 /// The causes of `e` joined with `: `, skipping wrapper messages that say
 /// nothing of their own (or only repeat the URL).
-fn chain_text(e: &(dyn Error + 'static)) -> String {
+pub fn chain_text(e: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn Error + 'static)> = Some(e);
     while let Some(x) = cur {

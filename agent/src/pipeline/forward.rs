@@ -78,8 +78,13 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
         .unwrap_or_else(|| "/".into());
     // A blocking query may park up to 10 min (+ jitter); anything else that
     // takes this long is lost in the network: answer 500 rather than hang.
+    // A forwarded write gets less: its error must reach the client before
+    // the client's own timeout, or the client cannot tell it failed (the
+    // write connection is torn down then, so it cannot arrive later).
     let timeout = if ctx.query.has("index") {
         Duration::from_secs(11 * 60)
+    } else if writes {
+        Duration::from_secs(10)
     } else {
         Duration::from_secs(15)
     };
@@ -101,10 +106,15 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
             return next.run(req).await;
         }
         for target in up.targets() {
-            let r: Result<TunnelledAnswer, RpcError> = up
-                .rpc
-                .call(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
-                .await;
+            let r: Result<TunnelledAnswer, RpcError> = if writes {
+                up.rpc
+                    .call_write(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
+                    .await
+            } else {
+                up.rpc
+                    .call(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
+                    .await
+            };
             match r {
                 Ok(answer) => {
                     up.good(&target);

@@ -94,6 +94,14 @@ impl StorageHealth {
         }
     }
 
+    /// Resolves once storage works again (at once if it does now).
+    pub async fn recovered(&self) {
+        let mut rx = self.error.subscribe();
+        if rx.wait_for(Option::is_none).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Resolves with the message once the agent must exit.
     pub async fn fatal(&self) -> String {
         let mut rx = self.fatal.subscribe();

@@ -98,6 +98,7 @@ impl RaftNode {
                 }
             }
         }
+        tokio::spawn(step_aside_while_failing(raft.clone(), health.clone()));
         let leadership = Arc::new(Leadership::new(health));
         tokio::spawn(super::leadership::track(
             raft.clone(),
@@ -120,5 +121,24 @@ impl RaftNode {
         }
         let log = self.log.clone();
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
+}
+
+/// While raft storage fails this server sends no heartbeats and stands
+/// for no election: a leader whose disk is full then hands over to a
+/// healthy server within an election timeout, rather than hold office it
+/// cannot use (its heartbeats alone would keep the others from electing).
+async fn step_aside_while_failing(raft: Raft, health: Arc<StorageHealth>) {
+    loop {
+        health.failed().await;
+        let rc = raft.runtime_config();
+        rc.heartbeat(false);
+        rc.elect(false);
+        tracing::warn!("raft storage failing: this server sends no heartbeats and stands for no election until it works again");
+        health.recovered().await;
+        let rc = raft.runtime_config();
+        rc.heartbeat(true);
+        rc.elect(true);
+        tracing::info!("raft storage works again: heartbeats and elections resume");
     }
 }

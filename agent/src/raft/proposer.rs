@@ -101,7 +101,7 @@ impl Proposer {
                 for target in up.targets() {
                     let r: Result<Result<(u64, Outcome), WriteError>, _> = up
                         .rpc
-                        .call(&target, "/rpc/write", &cmd, Duration::from_secs(30), hops)
+                        .call_write(&target, "/rpc/write", &cmd, Duration::from_secs(30), hops)
                         .await;
                     match r {
                         Ok(Err(WriteError::NoLeader)) => continue,

@@ -7,34 +7,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Header counting how many times a request has been forwarded.
-pub const HOPS: &str = "x-tribune-hops";
-/// Header naming the agent a forwarded request first reached: defaults such
-/// as a new session's node are that agent's, not the leader's.
-pub const AGENT_NODE: &str = "x-tribune-agent-node";
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RpcError {
-    #[error("connecting to {0}: {1}")]
-    Connect(String, String),
-    #[error("calling {0}: {1}")]
-    Transport(String, String),
-    #[error("{0} answered {1}: {2}")]
-    Status(String, u16, String),
-    #[error("decoding the answer of {0}: {1}")]
-    Codec(String, String),
-}
-
-impl RpcError {
-    /// The request certainly did not reach the peer: safe to retry elsewhere.
-    pub fn not_sent(&self) -> bool {
-        matches!(self, RpcError::Connect(..))
-    }
-}
+pub use super::wire::{RpcError, AGENT_NODE, HOPS};
 
 /// Client side of server RPC. Cheap to clone; connections are pooled.
 #[derive(Clone)]
 pub struct RpcClient {
     http: reqwest::Client,
+    /// Forwarded writes: connections torn down when a write is abandoned.
+    writes: super::write_conn::WritePool,
 }
 
 impl Default for RpcClient {
@@ -55,7 +35,27 @@ impl RpcClient {
             .no_proxy()
             .build()
             .unwrap_or_default();
-        Self { http }
+        Self {
+            http,
+            writes: Default::default(),
+        }
+    }
+
+    /// [`Self::call`] for a write: on its own connection, which is torn
+    /// down if the write times out or its caller goes away, so that a write
+    /// reported as failed cannot reach the peer later.
+    pub async fn call_write<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Q,
+        timeout: Duration,
+        hops: u32,
+    ) -> Result<A, RpcError> {
+        let body =
+            bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
+        let (status, bytes) = self.writes.post(addr, path, hops, body, timeout).await?;
+        decode_answer(addr, status.as_u16(), &bytes)
     }
 
     /// POST a bincode request to `addr` and decode a bincode answer.
@@ -100,14 +100,22 @@ async fn answer<A: DeserializeOwned>(
     let r = r.map_err(|e| classify(addr, e))?;
     let status = r.status();
     let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
-    if !status.is_success() {
+    decode_answer(addr, status.as_u16(), &bytes)
+}
+
+fn decode_answer<A: DeserializeOwned>(
+    addr: &str,
+    status: u16,
+    bytes: &[u8],
+) -> Result<A, RpcError> {
+    if !(200..300).contains(&status) {
         return Err(RpcError::Status(
             addr.into(),
-            status.as_u16(),
-            String::from_utf8_lossy(&bytes).into_owned(),
+            status,
+            String::from_utf8_lossy(bytes).into_owned(),
         ));
     }
-    bincode::deserialize(&bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
+    bincode::deserialize(bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
 }
 
 /// The error with its cause, in Go's words (`dial tcp ...: connect:
