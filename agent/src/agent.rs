@@ -437,7 +437,7 @@ async fn join_cluster(state: &Shared, g: &Gossip) -> Result<(), AgentError> {
     let shutdown = &state.shutdown;
     if config.server {
         tokio::spawn(crate::cluster::autopilot::run(
-            state.clone(),
+            state.autopilot(),
             g.clone(),
             config.bootstrap_expect,
             shutdown.clone(),

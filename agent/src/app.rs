@@ -52,6 +52,19 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
+impl AppState {
+    /// The handles autopilot and voter removal work with.
+    pub fn autopilot(&self) -> crate::cluster::autopilot::Handles {
+        crate::cluster::autopilot::Handles {
+            raft: self.raft.clone(),
+            leadership: self.leadership.clone(),
+            store: self.store.clone(),
+            proposer: self.proposer.clone(),
+            rpc: self.rpc.clone(),
+        }
+    }
+}
+
 /// Parse the service and check definitions of the config files.
 pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
     let services = c
@@ -132,7 +145,7 @@ async fn leave_raft(s: &Shared) {
     loop {
         // Done once the leader has committed the change: a follower never
         // sees its own removal (the leader stops replicating to it).
-        match remove_voter(s, s.raft_id).await {
+        match remove_voter(&s.autopilot(), s.raft_id).await {
             Ok(()) => break,
             Err(e) if e.starts_with(NOT_A_PEER) => break,
             Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),

@@ -14,16 +14,20 @@
 //!   that left or were reaped are deregistered.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
 use tokio_util::sync::CancellationToken;
 
 use super::gossip::{Gossip, Ident, MemberStatus};
-use crate::app::Shared;
+use crate::raft::leadership::Leadership;
+use crate::raft::proposer::Proposer;
+use crate::raft::Raft;
 use crate::raft::{Node, NodeId};
+use crate::rpc::client::RpcClient;
 use crate::state::catalog::{serf_check, CatalogCommand, NodeRec, RegisterReq, SERF_CHECK};
-use crate::state::{Command, Health};
+use crate::state::{Command, Health, Store};
 use serde::{Deserialize, Serialize};
 
 /// What a server says about its raft state (bootstrap decisions).
@@ -34,11 +38,24 @@ pub struct RaftInfo {
     pub leader: String,
 }
 
+/// What autopilot works with — raft, the leadership view, the tables (to
+/// compare with gossip), the proposer and the RPC client — not the agent's
+/// whole state.
+#[derive(Clone)]
+pub struct Handles {
+    /// `None` on a client agent.
+    pub raft: Option<Raft>,
+    pub leadership: Arc<Leadership>,
+    pub store: Arc<Store>,
+    pub proposer: Proposer,
+    pub rpc: RpcClient,
+}
+
 /// Leader-only reaping of nodes unknown to gossip waits this long after
 /// taking office, so gossip has converged first.
 const REAP_GRACE: Duration = Duration::from_secs(15);
 
-pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: CancellationToken) {
+pub async fn run(s: Handles, gossip: Gossip, expect: Option<u32>, stop: CancellationToken) {
     let mut changes = gossip.subscribe();
     let mut leading_since: Option<Instant> = None;
     loop {
@@ -69,7 +86,7 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
     }
 }
 
-async fn maybe_bootstrap(s: &Shared, gossip: &Gossip, expect: u32) {
+async fn maybe_bootstrap(s: &Handles, gossip: &Gossip, expect: u32) {
     let Some(raft) = s.raft.as_ref() else { return };
     let servers = gossip.alive_servers();
     if (servers.len() as u32) < expect {
@@ -126,7 +143,7 @@ async fn maybe_bootstrap(s: &Shared, gossip: &Gossip, expect: u32) {
     }
 }
 
-async fn reconcile_servers(s: &Shared, gossip: &Gossip) {
+async fn reconcile_servers(s: &Handles, gossip: &Gossip) {
     let Some(raft) = s.raft.as_ref() else { return };
     let config = s.leadership.servers();
     let known: BTreeMap<NodeId, bool> = config.iter().map(|(id, _, v)| (*id, *v)).collect();
@@ -188,7 +205,7 @@ pub const NOT_A_PEER: &str = "no raft peer with id";
 
 /// Remove a server from the raft configuration. On a follower this is
 /// forwarded to the leader.
-pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
+pub async fn remove_voter(s: &Handles, id: NodeId) -> Result<(), String> {
     let Some(raft) = s.raft.as_ref() else {
         return Err("not a server".into());
     };
@@ -222,7 +239,7 @@ pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
+async fn reconcile_members(s: &Handles, gossip: &Gossip, reap: bool) {
     let members = gossip.members();
     let dc = gossip.me().dc;
     let mut cmds = Vec::new();

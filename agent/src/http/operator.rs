@@ -94,7 +94,7 @@ pub async fn remove_peer(State(s): State<Shared>, ctx: RequestCtx) -> Result<Res
     let Some(target) = target.filter(|t| servers.iter().any(|x| x.0 == *t)) else {
         return Err(ApiError::bad("no such raft peer"));
     };
-    crate::cluster::autopilot::remove_voter(&s, target)
+    crate::cluster::autopilot::remove_voter(&s.autopilot(), target)
         .await
         .map_err(ApiError::Internal)?;
     Ok(json(StatusCode::OK, &json!(null), false))

@@ -129,7 +129,7 @@ async fn remove_peer(State(s): State<Shared>, body: Bytes) -> Response {
         Ok(id) => id,
         Err(r) => return *r,
     };
-    bin(&crate::cluster::autopilot::remove_voter(&s, id).await)
+    bin(&crate::cluster::autopilot::remove_voter(&s.autopilot(), id).await)
 }
 
 /// A write forwarded to the leader; the proposer routes it on (or
