@@ -1,6 +1,6 @@
 //! Who leads, readable without touching raft: what handlers, forwarding
 //! and DNS ask on every request (atomic loads), and the leader lease that
-//! default reads rely on. [`track`] keeps it in step with raft's metrics.
+//! default reads rely on. `track` keeps it in step with raft's metrics.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -1,5 +1,5 @@
 //! Raft RPC between servers, over the server RPC port
-//! ([`crate::cluster::rpc`]): one pooled HTTP/2 connection per peer.
+//! ([`crate::rpc::client`]): one pooled HTTP/2 connection per peer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
