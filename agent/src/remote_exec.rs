@@ -307,10 +307,7 @@ fn spill(b64: &str) -> std::io::Result<tempfile::TempPath> {
 
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: killpg only sends a signal; the group is the job's own.
-        unsafe {
-            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
-        }
+        gocompat::process::kill_group(pid);
     }
 }
 

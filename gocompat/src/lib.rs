@@ -5,6 +5,10 @@
 //! - [`flags`]: Go `flag`-package command lines for clap (`-flag value`,
 //!   Go's usage and error texts).
 //! - [`duration`]: Go's `time.ParseDuration` and `Duration.String`.
+//! - [`log`]: the `-log-level` names Go tools accept; colour on terminals.
+//! - [`process`]: signalling the process group of a command we started.
 
 pub mod duration;
 pub mod flags;
+pub mod log;
+pub mod process;

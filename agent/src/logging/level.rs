@@ -6,14 +6,7 @@ use tracing::Level;
 /// `trace`, `debug`, `info`, `warn`, `err` (any case; also `warning`,
 /// `error`), as Consul's `-log-level` and `/v1/agent/monitor?loglevel=`.
 pub fn parse_level(s: &str) -> Option<Level> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "trace" => Some(Level::TRACE),
-        "debug" => Some(Level::DEBUG),
-        "info" => Some(Level::INFO),
-        "warn" | "warning" => Some(Level::WARN),
-        "err" | "error" => Some(Level::ERROR),
-        _ => None,
-    }
+    gocompat::log::level_name(s).and_then(|n| n.parse().ok())
 }
 
 /// Levels as numbers, most verbose highest (for an atomic maximum).
