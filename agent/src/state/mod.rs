@@ -149,3 +149,6 @@ impl Tables {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
