@@ -24,6 +24,8 @@
 //! - [`remote_exec`]: running `tribune exec` jobs (off unless
 //!   `disable_remote_exec = false`).
 //! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
+//! - [`snapshot`]: the snapshot file format (save, restore, inspect, and
+//!   the raft snapshots servers keep).
 //! - [`events`]: user events — the agent's buffer, receive-side filters,
 //!   and the broadcast hook gossip plugs into.
 //! - [`apiclient`]: an async client of the Consul HTTP API (watch plans, `lock`).
@@ -55,6 +57,7 @@ pub mod logging;
 pub mod raft;
 pub mod remote_exec;
 pub mod session_ttl;
+pub mod snapshot;
 pub mod sockaddr;
 pub mod state;
 pub mod version;

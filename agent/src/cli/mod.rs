@@ -13,6 +13,7 @@ pub mod kv;
 pub mod lock;
 pub mod monitor;
 pub mod services;
+pub mod snapshot;
 pub mod version;
 pub mod watch;
 
@@ -119,6 +120,13 @@ pub enum Cmd {
     /// example your agent may only be logging at INFO level, but with the
     /// monitor you can see the DEBUG level logs.
     Monitor(monitor::MonitorArgs),
+    /// Saves, restores and inspects snapshots of tribune server state
+    ///
+    /// This command has subcommands for saving, restoring, and inspecting the
+    /// state of the tribune servers for disaster recovery. These are atomic,
+    /// point-in-time snapshots which include key/value entries, the service
+    /// catalog and sessions.
+    Snapshot(snapshot::SnapshotArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
 }
@@ -210,6 +218,7 @@ pub fn main() -> ExitCode {
         Cmd::Exec(a) => exec::run(a),
         Cmd::Info(a) => info::run(a),
         Cmd::Monitor(a) => monitor::run(a),
+        Cmd::Snapshot(a) => snapshot::run(a),
         Cmd::Version(a) => version::run(a),
     }
 }
