@@ -11,9 +11,11 @@ pub mod exec;
 pub mod info;
 pub mod kv;
 pub mod lock;
+pub mod maint;
 pub mod monitor;
 pub mod services;
 pub mod snapshot;
+pub mod validate;
 pub mod version;
 pub mod watch;
 
@@ -127,6 +129,23 @@ pub enum Cmd {
     /// point-in-time snapshots which include key/value entries, the service
     /// catalog and sessions.
     Snapshot(snapshot::SnapshotArgs),
+    /// Controls node or service maintenance mode
+    ///
+    /// Places a node or service into maintenance mode. During maintenance
+    /// mode, the node or service will be excluded from all queries through
+    /// the DNS or API interfaces, effectively taking it out of the pool of
+    /// available nodes. This is done by registering an additional critical
+    /// health check. Without -enable or -disable, lists what is currently
+    /// under maintenance (nothing is printed when nothing is).
+    Maint(maint::MaintArgs),
+    /// Validate config files/directories
+    ///
+    /// Performs a basic sanity test on tribune configuration files. For each
+    /// file or directory given, the validate command will attempt to parse
+    /// the contents just as the "tribune agent" command would, and catch any
+    /// errors. Returns 0 if the configuration is valid, or 1 if there are
+    /// problems.
+    Validate(validate::ValidateArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
 }
@@ -219,6 +238,8 @@ pub fn main() -> ExitCode {
         Cmd::Info(a) => info::run(a),
         Cmd::Monitor(a) => monitor::run(a),
         Cmd::Snapshot(a) => snapshot::run(a),
+        Cmd::Maint(a) => maint::run(a),
+        Cmd::Validate(a) => validate::run(a),
         Cmd::Version(a) => version::run(a),
     }
 }
