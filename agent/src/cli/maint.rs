@@ -70,10 +70,9 @@ pub fn run(a: MaintArgs) -> ExitCode {
         )
     };
     // A 404 is an unknown service: an error, not "nothing there".
-    let r = api.send(Method::PUT, &path, &query, None).and_then(|r| {
+    let r = api.send(Method::PUT, &path, &query, None).map(|r| {
         let status = r.status().as_u16();
-        let body = r.text().unwrap_or_default();
-        Ok((status, body))
+        (status, r.text().unwrap_or_default())
     });
     let verb = if a.enable { "enabling" } else { "disabling" };
     match r {
