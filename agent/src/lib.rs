@@ -36,6 +36,8 @@
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
+//! - [`supervisor`]: telling systemd (sd_notify) and init scripts (the pid
+//!   file) about the agent.
 //! - [`version`]: the Consul API version tribune reports, and its own.
 //! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks).
 
@@ -60,5 +62,6 @@ pub mod session_ttl;
 pub mod snapshot;
 pub mod sockaddr;
 pub mod state;
+pub mod supervisor;
 pub mod version;
 pub mod watchplan;

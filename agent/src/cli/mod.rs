@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod complete;
 pub mod event;
 pub mod exec;
 pub mod info;
@@ -193,6 +194,10 @@ pub struct HttpOpts {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cmd = Cli::command();
+    // The shell asking for completions, or -autocomplete-(un)install.
+    if let Some(code) = complete::handle(&cmd) {
+        return code;
+    }
     let matches = match goflags::parse(&cmd, std::env::args_os().collect()) {
         goflags::Parsed::Matches(m) => m,
         goflags::Parsed::Version => return version::print_pretty(),
