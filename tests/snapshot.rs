@@ -11,8 +11,34 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tribune_tests::{bin, client, run_cli, spawn_logged, wait_for, Agent};
 
+/// A started server and how to start it again.
+struct Member {
+    agent: Agent,
+    args: Vec<std::ffi::OsString>,
+}
+
+impl std::ops::Deref for Member {
+    type Target = Agent;
+    fn deref(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+fn start(args: &[std::ffi::OsString], data: &Path) -> Agent {
+    let mut cmd = Command::new(bin("tribune"));
+    cmd.args(args).env_remove("CONSUL_HTTP_ADDR");
+    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
+    Agent {
+        child,
+        url: format!("http://{addr}"),
+        addr,
+        log,
+        data_dir: Some(data.to_path_buf()),
+    }
+}
+
 /// A 3-server cluster (raft_multiplier 1) in `dir`.
-fn cluster(dir: &Path, name: &str) -> Vec<Agent> {
+fn cluster(dir: &Path, name: &str) -> Vec<Member> {
     let held: Vec<TcpListener> = (0..9)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -31,35 +57,38 @@ fn cluster(dir: &Path, name: &str) -> Vec<Agent> {
             ]
         })
         .collect();
-    let agents: Vec<Agent> = (0..3)
+    let agents: Vec<Member> = (0..3)
         .map(|i| {
             let node = format!("{name}{i}");
             let data = dir.join(&node);
             let p = |k: usize| ports[3 * i + k].to_string();
-            let mut cmd = Command::new(bin("tribune"));
-            cmd.args(["agent", "-server", "-bootstrap-expect", "3", "-node", &node])
-                .arg("-data-dir")
-                .arg(&data)
-                .args([
-                    "-http-port",
-                    &p(0),
-                    "-server-port",
-                    &p(1),
-                    "-serf-lan-port",
-                    &p(2),
-                ])
-                .args(["-dns-port", "-1", "-retry-interval", "1s"])
-                .arg("-config-file")
-                .arg(&perf)
-                .args(&join)
-                .env_remove("CONSUL_HTTP_ADDR");
-            let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-            Agent {
-                child,
-                url: format!("http://{addr}"),
-                addr,
-                log,
-                data_dir: Some(data),
+            let mut args: Vec<std::ffi::OsString> = [
+                "agent",
+                "-server",
+                "-bootstrap-expect",
+                "3",
+                "-node",
+                &node,
+                "-http-port",
+                &p(0),
+                "-server-port",
+                &p(1),
+                "-serf-lan-port",
+                &p(2),
+                "-dns-port",
+                "-1",
+                "-retry-interval",
+                "1s",
+            ]
+            .iter()
+            .map(Into::into)
+            .collect();
+            args.extend(["-data-dir".into(), data.clone().into_os_string()]);
+            args.extend(["-config-file".into(), perf.clone().into_os_string()]);
+            args.extend(join.iter().map(Into::into));
+            Member {
+                agent: start(&args, &data),
+                args,
             }
         })
         .collect();
@@ -93,11 +122,11 @@ fn get_json(url: &str, path: &str) -> Option<Value> {
 }
 
 /// The leader's index in `agents`, and one follower's.
-fn roles(agents: &[Agent]) -> (usize, usize) {
+fn roles(agents: &[Member]) -> (usize, usize) {
     let leader: String = get_json(&agents[0].url, "/v1/status/leader")
         .and_then(|v| v.as_str().map(String::from))
         .unwrap();
-    let is_leader = |a: &Agent| {
+    let is_leader = |a: &Member| {
         let v = get_json(&a.url, "/v1/agent/self").unwrap();
         v["Stats"]["raft"]["state"] == "Leader" || v["Stats"]["consul"]["leader"] == "true"
     };
@@ -293,6 +322,25 @@ fn save_on_one_cluster_restore_on_another() {
         created > index,
         "new write at {created}, restored up to {index}"
     );
+    // A server restarted (kill -9) holds the restored state from its disk,
+    // and the next write is still above the restored indexes.
+    let mut b = b;
+    let f_data = b[bf].data_dir.clone().unwrap();
+    b[bf].agent.kill9();
+    let args = b[bf].args.clone();
+    b[bf].agent = start(&args, &f_data);
+    let mut want = want;
+    let kv = want["kv"].as_array_mut().unwrap();
+    kv.push(after[0].clone());
+    kv.sort_by_key(|e| e["Key"].as_str().unwrap().to_string());
+    wait_for(
+        "the restarted server to hold the state",
+        Duration::from_secs(20),
+        || (state_of(&b[bf].url) == want).then_some(()),
+    );
+    put(&b[bl].url, "/v1/kv/app/later", "x");
+    let later = get_json(&b[bl].url, "/v1/kv/app/later").unwrap();
+    assert!(later[0]["ModifyIndex"].as_u64().unwrap() > created);
     for x in &b {
         assert!(!x.log_text().contains("panicked"), "{}", x.log_text());
     }
@@ -300,7 +348,7 @@ fn save_on_one_cluster_restore_on_another() {
 
 /// Truncated, flipped and foreign files are refused with a clear error
 /// and change nothing on any server.
-fn refuses_bad_files(b: &[Agent], via: usize, good: &[u8], dir: &Path, before: &Value) {
+fn refuses_bad_files(b: &[Member], via: usize, good: &[u8], dir: &Path, before: &Value) {
     let mut flipped = good.to_vec();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x20;

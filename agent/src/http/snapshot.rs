@@ -87,7 +87,7 @@ async fn restore(State(s): State<Shared>, req: Request) -> Result<Response, ApiE
     if !s.leadership.is_serving_leader() {
         return Err(ApiError::NoLeader);
     }
-    let Ok(_running) = RESTORING.try_lock() else {
+    let Ok(running) = RESTORING.try_lock() else {
         return Err(ApiError::Internal(
             "a snapshot restore is already in progress".into(),
         ));
@@ -115,9 +115,13 @@ async fn restore(State(s): State<Shared>, req: Request) -> Result<Response, ApiE
         index = summary.header.index,
         "restoring snapshot: file verified; replicating it"
     );
-    // In a task of its own: a client that hangs up does not leave the
-    // servers holding half a restore.
-    let task = tokio::spawn(replicate(s.clone(), file, size));
+    // In a task of its own, which holds the lock to its end: a client that
+    // hangs up does not leave the servers holding half a restore, nor let
+    // another restore start beside it.
+    let task = tokio::spawn(async move {
+        let _running = running;
+        replicate(s, file, size).await
+    });
     let keys = task
         .await
         .map_err(|e| ApiError::Internal(format!("restore task: {e}")))??;
