@@ -50,7 +50,7 @@ impl Opts {
             concurrency: args.get("concurrency", 64)?,
             prefix: args.get("prefix", "large/".to_string())?,
         };
-        if o.prefixes == 0 || o.keys % o.prefixes != 0 {
+        if o.prefixes == 0 || !o.keys.is_multiple_of(o.prefixes) {
             bail!("--keys must be a multiple of --prefixes");
         }
         Ok(o)
@@ -107,7 +107,7 @@ pub async fn run(o: Opts) -> Result<()> {
                 if o.kind == Kind::Tribune && r.body.trim_ascii() != b"true" {
                     bail!("{path}: answered {:?}", String::from_utf8_lossy(&r.body));
                 }
-                if w == 0 && n % (workers * 50_000) == 0 && n > 0 {
+                if w == 0 && n > 0 && n.is_multiple_of(workers * 50_000) {
                     progress!("{n} keys written");
                 }
             }
