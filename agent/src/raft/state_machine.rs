@@ -53,12 +53,14 @@ struct Snapshots {
 impl Snapshots {
     /// Save a snapshot durably, retrying a failed write (a full disk) until
     /// it succeeds: openraft would stop on an error, and it must not purge
-    /// the log behind a snapshot that is not on disk.
-    async fn save(&self, meta: Meta, data: Vec<u8>) -> Result<(), StoreError> {
+    /// the log behind a snapshot that is not on disk. Hands the bytes back
+    /// (a whole state's worth: not copied when they go to disk).
+    async fn save(&self, meta: Meta, data: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let data = Arc::new(data);
         let Some(file) = &self.file else {
+            let copy = data.as_ref().clone();
             *self.current.lock() = Some((meta, Some(data)));
-            return Ok(());
+            return Ok(copy);
         };
         let meta_bytes = Arc::new(bincode::serialize(&meta)?);
         let mut backoff = FIRST_BACKOFF;
@@ -93,7 +95,8 @@ impl Snapshots {
             backoff = next_backoff(backoff);
         }
         *self.current.lock() = Some((meta, None));
-        Ok(())
+        // The writer's clones are gone once its task returned.
+        Ok(Arc::try_unwrap(data).unwrap_or_else(|d| d.as_ref().clone()))
     }
 
     /// The current snapshot's bytes.
@@ -350,15 +353,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         let bytes = data.len();
-        let cursor = Cursor::new(data.clone());
-        self.snapshots
+        let data = self
+            .snapshots
             .save(meta.clone(), data)
             .await
             .map_err(sm_err)?;
         tracing::debug!(last = ?last_log_id, bytes, "snapshot built");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(cursor),
+            snapshot: Box::new(Cursor::new(data)),
         })
     }
 }
@@ -420,12 +423,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut tables = decoded.map_err(sm_err)?.tables;
         tables.last_applied = meta.last_log_id;
         tables.membership = meta.last_membership.clone();
-        self.snapshots
-            .save(meta.clone(), data)
-            .await
-            .map_err(sm_err)?;
+        drop(
+            self.snapshots
+                .save(meta.clone(), data)
+                .await
+                .map_err(sm_err)?,
+        );
         let old = self.store.replace(tables);
-        tokio::task::spawn_blocking(move || drop(old));
+        tokio::task::spawn_blocking(move || {
+            drop(old);
+            release_freed_memory();
+        });
         Ok(())
     }
 
