@@ -4,8 +4,9 @@
 //!
 //! Save is a read: the leader answers (followers and client agents forward
 //! to it) unless `?stale`, with `X-Consul-Index` the index the copy was
-//! taken at. Restore runs on the leader: the body is streamed to a temp file
-//! (never held in memory, bounded by [`MAX_FILE`]), checked whole — a
+//! taken at (concurrent saves take turns). Restore runs on the leader: the
+//! body is streamed to a temp file in `TMPDIR` (never held in memory,
+//! bounded by [`MAX_FILE`]), checked whole — a
 //! truncated or corrupt file is refused here and nothing is written — then
 //! replicated piece by piece through raft and installed by one last entry on
 //! every server (see [`crate::state::restore`]). One restore at a time.
@@ -29,6 +30,9 @@ use crate::state::{Command, Outcome};
 
 /// Held while a restore runs.
 static RESTORING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held while a save encodes the state: each copy is a whole state's
+/// worth of memory, so concurrent saves take turns.
+static SAVING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn routes() -> Routes {
     Routes::new().route("/v1/snapshot", E::get(save).on(Method::PUT, restore))
@@ -52,6 +56,7 @@ async fn save(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response
     s.gate(opts.consistency).await?;
     let store = s.store.clone();
     let dc = s.config.datacenter.clone();
+    let _turn = SAVING.lock().await;
     let started = std::time::Instant::now();
     let (bytes, index) = tokio::task::spawn_blocking(move || {
         let t = store.read();
@@ -93,7 +98,9 @@ async fn restore(State(s): State<Shared>, req: Request) -> Result<Response, ApiE
         ));
     };
     let started = std::time::Instant::now();
-    let dir = s.config.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    // As Consul's: the temp dir (TMPDIR), not the data dir, which an
+    // upload must not fill under raft's feet.
+    let dir = std::env::temp_dir();
     let file = tempfile::tempfile_in(&dir)
         .map_err(|e| ApiError::Internal(format!("temp file in {}: {e}", dir.display())))?;
     let (file, size) = receive(req.into_body(), file).await?;
