@@ -538,6 +538,7 @@ pub async fn run(
         });
     }
     tracing::info!("tribune agent running!");
+    crate::supervisor::ready();
 
     let storage = leadership.storage().clone();
     let fatal = tokio::select! {
@@ -555,6 +556,7 @@ pub async fn run(
     };
     shutdown.cancel();
     tracing::info!("Requesting shutdown");
+    crate::supervisor::stopping();
     while let Some(r) = tasks.join_next().await {
         match r {
             Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with error"),

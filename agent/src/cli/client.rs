@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::{Body, Client, Response};
 use reqwest::Method;
 
 use super::HttpOpts;
@@ -61,6 +61,17 @@ impl Api {
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        self.send_body(method, path, query, body.map(Body::from))
+    }
+
+    /// [`Self::send`] with any body (a file, streamed).
+    pub fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
     ) -> Result<Response, ClientError> {
         let mut q: Vec<(&str, String)> = query.to_vec();
         if let Some(dc) = &self.opts.datacenter {

@@ -6,13 +6,17 @@
 pub mod agent;
 pub mod client;
 pub mod cluster;
+pub mod complete;
 pub mod event;
 pub mod exec;
 pub mod info;
 pub mod kv;
 pub mod lock;
+pub mod maint;
 pub mod monitor;
 pub mod services;
+pub mod snapshot;
+pub mod validate;
 pub mod version;
 pub mod watch;
 
@@ -119,6 +123,30 @@ pub enum Cmd {
     /// example your agent may only be logging at INFO level, but with the
     /// monitor you can see the DEBUG level logs.
     Monitor(monitor::MonitorArgs),
+    /// Saves, restores and inspects snapshots of tribune server state
+    ///
+    /// This command has subcommands for saving, restoring, and inspecting the
+    /// state of the tribune servers for disaster recovery. These are atomic,
+    /// point-in-time snapshots which include key/value entries, the service
+    /// catalog and sessions.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Controls node or service maintenance mode
+    ///
+    /// Places a node or service into maintenance mode. During maintenance
+    /// mode, the node or service will be excluded from all queries through
+    /// the DNS or API interfaces, effectively taking it out of the pool of
+    /// available nodes. This is done by registering an additional critical
+    /// health check. Without -enable or -disable, lists what is currently
+    /// under maintenance (nothing is printed when nothing is).
+    Maint(maint::MaintArgs),
+    /// Validate config files/directories
+    ///
+    /// Performs a basic sanity test on tribune configuration files. For each
+    /// file or directory given, the validate command will attempt to parse
+    /// the contents just as the "tribune agent" command would, and catch any
+    /// errors. Returns 0 if the configuration is valid, or 1 if there are
+    /// problems.
+    Validate(validate::ValidateArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
 }
@@ -166,6 +194,10 @@ pub struct HttpOpts {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cmd = Cli::command();
+    // The shell asking for completions, or -autocomplete-(un)install.
+    if let Some(code) = complete::handle(&cmd) {
+        return code;
+    }
     let matches = match goflags::parse(&cmd, std::env::args_os().collect()) {
         goflags::Parsed::Matches(m) => m,
         goflags::Parsed::Version => return version::print_pretty(),
@@ -210,6 +242,9 @@ pub fn main() -> ExitCode {
         Cmd::Exec(a) => exec::run(a),
         Cmd::Info(a) => info::run(a),
         Cmd::Monitor(a) => monitor::run(a),
+        Cmd::Snapshot(a) => snapshot::run(a),
+        Cmd::Maint(a) => maint::run(a),
+        Cmd::Validate(a) => validate::run(a),
         Cmd::Version(a) => version::run(a),
     }
 }

@@ -27,11 +27,15 @@ use crate::http::{ApiError, Shared, MAX_BODY};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
 const HOLD: Duration = Duration::from_secs(7);
+/// Whole snapshots go through here: streamed, see [`forward_snapshot`].
+const SNAPSHOT: &str = "/v1/snapshot";
+/// Where they go on the server RPC port.
+pub const SNAPSHOT_PATH: &str = "/rpc/snapshot";
 const MAX_HOPS: u32 = 3;
 
 /// Paths answered from replicated state (the rest are agent-local).
 fn replicated(path: &str, client: bool) -> bool {
-    const PREFIXES: [&str; 9] = [
+    const PREFIXES: [&str; 10] = [
         "/v1/internal/ui/",
         "/v1/kv",
         "/v1/txn",
@@ -41,6 +45,7 @@ fn replicated(path: &str, client: bool) -> bool {
         "/v1/operator/",
         "/v1/coordinate/",
         "/v1/query",
+        SNAPSHOT,
     ];
     if path == "/v1/catalog/datacenters" {
         return false;
@@ -67,6 +72,9 @@ pub fn middleware(
 ) -> Either<impl Future<Output = Response> + Send, Forwarding> {
     match upstream_for(&s, &req) {
         None => Either::Left(next.run(req)),
+        Some(up) if req.uri().path() == SNAPSHOT => {
+            Either::Right(Box::pin(forward_snapshot(s, up, req, next)))
+        }
         Some(up) => Either::Right(Box::pin(forward(s, up, req, next))),
     }
 }
@@ -305,4 +313,100 @@ fn hop_by_hop(h: &HeaderName) -> bool {
         || h.as_str() == "keep-alive"
         || h.as_str() == "proxy-connection"
         || h.as_str() == HOPS
+}
+
+/// `/v1/snapshot` carries whole snapshots, larger than an envelope may be:
+/// the body and the answer are streamed through [`SNAPSHOT_PATH`] (not
+/// buffered), with a long timeout, to one target (a streamed body cannot be
+/// sent twice).
+async fn forward_snapshot(s: Shared, up: Upstream, req: Request, next: Next) -> Response {
+    let client = s.raft.is_none();
+    let hop = hops(req.headers());
+    if hop >= MAX_HOPS {
+        return ApiError::Internal(
+            "request forwarded too many times (servers disagree on the leader)".into(),
+        )
+        .into_response();
+    }
+    let deadline = tokio::time::Instant::now() + HOLD;
+    let target = loop {
+        if !client && s.leadership.is_leader() {
+            return next.run(req).await;
+        }
+        if let Some(t) = up.targets().into_iter().next() {
+            break t;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return ApiError::NoLeader.into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (parts, body) = req.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let mut rb = up
+        .rpc
+        .http()
+        .request(
+            parts.method.clone(),
+            format!("http://{target}{SNAPSHOT_PATH}{query}"),
+        )
+        .header(HOPS, hop + 1)
+        .timeout(Duration::from_secs(30 * 60))
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    for (k, v) in parts.headers.iter() {
+        if !hop_by_hop(k) {
+            rb = rb.header(k, v);
+        }
+    }
+    match rb.send().await {
+        Ok(r) => {
+            up.good(&target);
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = r.status();
+            for (k, v) in r.headers() {
+                if !hop_by_hop(k) {
+                    resp.headers_mut().append(k, v.clone());
+                }
+            }
+            *resp.body_mut() = Body::from_stream(r.bytes_stream());
+            resp
+        }
+        Err(e) => {
+            up.bad(&target);
+            ApiError::Internal(format!("forwarding to {target}: {e}")).into_response()
+        }
+    }
+}
+
+/// Server side of [`SNAPSHOT_PATH`]: the request as `/v1/snapshot` through
+/// the API router `api` (which forwards it on when this server is not the
+/// leader), its answer streamed back.
+pub async fn serve_snapshot(api: Router, req: Request) -> Response {
+    let hop = hops(req.headers());
+    let (mut parts, body) = req.into_parts();
+    if !matches!(parts.method, Method::GET | Method::PUT) {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, PUT")],
+        )
+            .into_response();
+    }
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = match format!("{SNAPSHOT}{query}").parse() {
+        Ok(u) => u,
+        Err(_) => return (StatusCode::BAD_REQUEST, "malformed forwarded request").into_response(),
+    };
+    parts.headers.insert(HOPS, HeaderValue::from(hop));
+    match api.oneshot(Request::from_parts(parts, body)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
 }

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,11 @@ impl RpcClient {
             bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
         let (status, bytes) = self.writes.post(addr, path, hops, body, timeout).await?;
         decode_answer(addr, status.as_u16(), &bytes)
+    }
+
+    /// The HTTP/2 client, for streamed calls (snapshots).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// POST a bincode request to `addr` and decode a bincode answer.
@@ -219,9 +224,17 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/dns", post(dns_lookup))
         .route(
             forward::TUNNEL_PATH,
-            post(move |headers: HeaderMap, body: Bytes| tunnel(api.clone(), headers, body)),
+            post({
+                let api = api.clone();
+                move |headers: HeaderMap, body: Bytes| tunnel(api.clone(), headers, body)
+            }),
         )
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        // Streamed, so no body limit applies; the API's handler bounds it.
+        .route(
+            forward::SNAPSHOT_PATH,
+            any(move |req: axum::extract::Request| forward::serve_snapshot(api.clone(), req)),
+        )
         .with_state(state)
 }
 

@@ -160,6 +160,7 @@ async fn block_any(
         .iter()
         .map(|t| s.store.watches.watch(WatchTarget::Named((*t).to_string())))
         .collect();
+    let generation = s.store.generation();
     loop {
         let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = guards
             .iter()
@@ -169,7 +170,7 @@ async fn block_any(
         for w in &mut waits {
             w.as_mut().enable();
         }
-        if index_of(&s.store.read()) > opts.index {
+        if index_of(&s.store.read()) > opts.index || s.store.generation() != generation {
             return;
         }
         let any = std::future::poll_fn(|cx| {

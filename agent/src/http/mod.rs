@@ -18,6 +18,7 @@ pub mod render;
 pub mod routes;
 pub mod serve;
 pub mod session;
+pub mod snapshot;
 pub mod stats;
 pub mod status;
 pub mod timeouts;
@@ -121,6 +122,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(session::routes())
         .merge(event::routes())
         .merge(monitor::routes())
+        .merge(snapshot::routes())
 }
 
 /// The API router: [`routes`] with forwarding to the leader (for the
@@ -199,11 +201,13 @@ impl AppState {
         };
         let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
         let guard = self.store.watches.watch(target);
+        // A restore replaces everything (indexes may go back): answer then.
+        let generation = self.store.generation();
         loop {
             let notified = guard.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if index_of(&self.store.read()) > opts.index {
+            if index_of(&self.store.read()) > opts.index || self.store.generation() != generation {
                 return;
             }
             tokio::select! {
