@@ -202,6 +202,43 @@ fn catalog_fields_like_consul_template() {
     assert_eq!(text, want);
 }
 
+/// A service in maintenance has consul's aggregated status `maintenance`
+/// (not `critical`): `|maintenance` lists it, the default (passing) and
+/// `|critical` do not.
+#[test]
+fn maintenance_status_like_consul() {
+    let a = Agent::dev(&["-node", "maint1"]);
+    let r = client()
+        .put(format!("{}/v1/agent/service/register", a.url))
+        .json(&json!({"Name": "db", "ID": "db1", "Port": 5432}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .put(format!(
+            "{}/v1/agent/service/maintenance/db1?enable=true&reason=upgrade",
+            a.url
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let in_maint = wait_until(Duration::from_secs(10), || {
+        get(&a, "/v1/health/service/db")[0]["Checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["CheckID"] == "_service_maintenance:db1"))
+    });
+    assert!(in_maint, "maintenance check not in the catalog");
+    let (out, text) = render_once(
+        &a,
+        "[{{ range service \"db|maintenance\" }}{{ .ID }}:{{ .Status }}{{ end }}]\
+         [{{ range service \"db|critical\" }}{{ .ID }}{{ end }}]\
+         [{{ range service \"db|any\" }}{{ .Status }}{{ end }}]",
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(text, "[db1:maintenance][][maintenance]");
+}
+
 /// `@dc` on `services`, `nodes`, `node` and `service` reaches the agent as
 /// `?dc=`: an unknown datacenter is the agent's error, named by -once.
 #[test]
