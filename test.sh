@@ -12,8 +12,10 @@ command -v python3 >/dev/null || apt_pkgs+=(python3 python3-pip)
 command -v curl >/dev/null || apt_pkgs+=(curl)
 command -v dig >/dev/null || apt_pkgs+=(dnsutils)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_pkgs+=(nginx-light)
-# network namespaces for the partition test
+# network namespaces for the partition test; `ip` for the container entrypoint test
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || apt_pkgs+=(iproute2)
+# systemd-analyze verify of examples/systemd/ (Debian ships it in systemd)
+command -v systemd-analyze >/dev/null || apt_pkgs+=(systemd)
 # the UI test: Debian's chromium, driven from node by playwright-core
 [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
 command -v node >/dev/null || apt_pkgs+=(nodejs npm)

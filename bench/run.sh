@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: tribune's benchmarks, in sections that can run on their own.
 #
-#   bench/run.sh [kv|discovery|template|nginx|cluster|all]...      (default: all)
+#   bench/run.sh [kv|discovery|template|nginx|cluster|large|all]...      (default: all)
 #
 # Every run builds tribune, tribune-template and tribune-bench (release) once first
 # (BUILD=0 skips that and uses the binaries in target/release), and installs the
@@ -33,6 +33,12 @@
 #           sequentially through a surviving member, kill -9s the leader and times the
 #           first acknowledged write; the killed member is restarted and the clusters
 #           must be healthy again before the next run.
+# large     issue 20: a durable tribune server and an etcd member side by side; GET at 64
+#           connections with 1,000 keys, then LG_KEYS (1,000,000) keys written into each
+#           (tribune-bench load) and a catalog of 10,000 nodes / 100,000 instances into
+#           tribune; RSS, GET (hot and random keys), recurse of a 1,000-key prefix vs etcd
+#           range with prefix, snapshot save and restore (tribune snapshot vs etcdctl),
+#           start-up on the data dir, and a new server / member catching up.
 #
 # Each section writes its markdown table (with the exact commands) to
 # bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
@@ -47,7 +53,9 @@
 #   template: TMPL_HTTP_PORT TMPL_CHANGES TMPL_TEMPLATES TMPL_GAP_MS;
 #   nginx: NGX_HTTP_PORT NGX_DNS_PORT NGX_PORT NGX_BACKEND_PORTS NGX_CHANGES NGX_GAP_MS
 #     NGX_POLL_US;
-#   cluster: WRK_DURATION CL_SIZE CL_RUNS CL_WARMUP_MS CL_TIMEOUT_MS CL_RETRY_MS CL_SETTLE_S.
+#   cluster: WRK_DURATION CL_SIZE CL_RUNS CL_WARMUP_MS CL_TIMEOUT_MS CL_RETRY_MS CL_SETTLE_S;
+#   large: WRK_DURATION LG_HTTP_PORT LG_ETCD_PORT LG_KEYS LG_PREFIXES LG_SERVICES LG_INSTANCES
+#     LG_NODES.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -90,8 +98,15 @@ CL_WARMUP_MS=${CL_WARMUP_MS:-1000}
 CL_TIMEOUT_MS=${CL_TIMEOUT_MS:-250}
 CL_RETRY_MS=${CL_RETRY_MS:-10}
 CL_SETTLE_S=${CL_SETTLE_S:-3}
+LG_HTTP_PORT=${LG_HTTP_PORT:-18590} # and +1..+5: RPC, gossip; the second server's three
+LG_ETCD_PORT=${LG_ETCD_PORT:-2479}  # peer +1; the second member +2, +3; metrics peer +100
+LG_KEYS=${LG_KEYS:-1000000}
+LG_PREFIXES=${LG_PREFIXES:-1000}
+LG_SERVICES=${LG_SERVICES:-10000}
+LG_INSTANCES=${LG_INSTANCES:-10}
+LG_NODES=${LG_NODES:-10000}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
-SECTIONS=(kv discovery template nginx cluster)
+SECTIONS=(kv discovery template nginx cluster large)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -1015,6 +1030,233 @@ $(load_note cluster) Busiest processes during the wrk runs: ${R[cl_wrk_top]}; du
 EOT
 }
 
+# ---------------------------------------------------------------- large
+# Issue 20: a million keys. tribune (durable single server) and etcd (single member)
+# side by side, the same keys in the same run.
+LG_URL=http://127.0.0.1:$LG_HTTP_PORT
+LG_ETCD_URL=http://127.0.0.1:$LG_ETCD_PORT
+LG_TB=
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+# lg_wait_http URL SECONDS: until URL answers 200 (polled every 50 ms); dies after SECONDS.
+lg_wait_http() {
+    local url=$1 k
+    for ((k = 0; k < $2 * 20; k++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url") == 200 ]] && return 0
+        sleep 0.05
+    done
+    die "no answer from $url within $2 s"
+}
+
+# lg_etcd_range URL KEY: the value of KEY (serializable), empty when missing.
+lg_etcd_range() {
+    curl -s --max-time 2 -X POST "$1/v3/kv/range" \
+        -d "{\"key\":\"$(printf '%s' "$2" | base64 -w0)\",\"serializable\":true}" |
+        sed -n 's/.*"value":"\([^"]*\)".*/\1/p' | base64 -d 2>/dev/null
+}
+
+# lg_wait_etcd URL KEY SECONDS: until KEY can be read on URL (every 50 ms).
+lg_wait_etcd() {
+    local k
+    for ((k = 0; k < $3 * 20; k++)); do
+        [[ -n $(lg_etcd_range "$1" "$2") ]] && return 0
+        sleep 0.05
+    done
+    die "etcd at $1 did not serve $2 within $3 s"
+}
+
+# lg_tribune NAME DATA HTTP SERVER SERF [ARGS...]: a durable server; sets LG_PID.
+lg_tribune() {
+    local name=$1 data=$2 http=$3 srv=$4 serf=$5
+    shift 5
+    "$ROOT/target/release/tribune" agent -server -data-dir "$data" -node "$name" \
+        -http-port "$http" -server-port "$srv" -serf-lan-port "$serf" -dns-port -1 \
+        -log-level warn "$@" >>"$OUT_DIR/large-$name.log" 2>&1 &
+    LG_PID=$!
+    PIDS+=("$LG_PID")
+}
+
+# lg_etcd NAME DATA CLIENT PEER CLUSTER STATE: an etcd member; sets LG_PID.
+lg_etcd() {
+    etcd --name "$1" --data-dir "$2" \
+        --listen-client-urls "http://127.0.0.1:$3" --advertise-client-urls "http://127.0.0.1:$3" \
+        --listen-peer-urls "http://127.0.0.1:$4" --initial-advertise-peer-urls "http://127.0.0.1:$4" \
+        --initial-cluster "$5" --initial-cluster-state "$6" \
+        --listen-metrics-urls "http://127.0.0.1:$(($4 + 100))" --quota-backend-bytes 8589934592 \
+        >>"$OUT_DIR/large-etcd-$1.log" 2>&1 &
+    LG_PID=$!
+    PIDS+=("$LG_PID")
+}
+
+section_large() {
+    ensure_tools
+    ulimit -n 65536 2>/dev/null || true
+    local d=$TMP/large wl=$BENCH_DIR/wrk last t0 e1=p1=http://127.0.0.1:$((LG_ETCD_PORT + 1))
+    ports_free "$LG_HTTP_PORT" $((LG_HTTP_PORT + 1)) $((LG_HTTP_PORT + 2)) $((LG_HTTP_PORT + 3)) \
+        $((LG_HTTP_PORT + 4)) $((LG_HTTP_PORT + 5)) "$LG_ETCD_PORT" $((LG_ETCD_PORT + 1)) \
+        $((LG_ETCD_PORT + 2)) $((LG_ETCD_PORT + 3))
+    mkdir -p "$d"
+    : >"$OUT_DIR/large-s1.log"
+    : >"$OUT_DIR/large-s2.log"
+    : >"$OUT_DIR/large-etcd-p1.log"
+    : >"$OUT_DIR/large-etcd-p2.log"
+    load_begin large
+    lg_etcd p1 "$d/etcd" "$LG_ETCD_PORT" $((LG_ETCD_PORT + 1)) "$e1" new
+    local etcd_pid=$LG_PID
+    lg_tribune s1 "$d/s1" "$LG_HTTP_PORT" $((LG_HTTP_PORT + 1)) $((LG_HTTP_PORT + 2)) -bootstrap-expect 1
+    LG_TB=$LG_PID
+    SERVER_PID=$LG_TB SERVER_LOG=$OUT_DIR/large-s1.log
+    wait_ready etcd "$etcd_pid" "$OUT_DIR/large-etcd-p1.log" curl -sf --max-time 2 "$LG_ETCD_URL/health"
+    wait_ready tribune "$LG_TB" "$SERVER_LOG" tribune_probe "$LG_URL"
+    R[cmd_lg_tribune]=$(cmdline "$ROOT/target/release/tribune" agent -server -data-dir "$d/s1" -node s1 -http-port "$LG_HTTP_PORT" -server-port $((LG_HTTP_PORT + 1)) -serf-lan-port $((LG_HTTP_PORT + 2)) -dns-port -1 -log-level warn -bootstrap-expect 1)
+    R[cmd_lg_tribune]=${R[cmd_lg_tribune]//$TMP/\$TMP}
+
+    # -- GET with 1,000 keys (the figure the million is compared with)
+    run_wrk lg_t_put_warm 2 64 3s consul_put.lua "$LG_URL"
+    run_wrk lg_e_put_warm 2 64 3s etcd_put.lua "$LG_ETCD_URL"
+    run_wrk lg_t_get_small 2 64 "$WRK_DURATION" consul_get.lua "$LG_URL"
+    run_wrk lg_e_get_small 2 64 "$WRK_DURATION" etcd_get.lua "$LG_ETCD_URL"
+
+    # -- a million keys into each, then the catalog into tribune
+    local args=(--keys "$LG_KEYS" --prefixes "$LG_PREFIXES" --value-bytes 100 --concurrency 64 --limit-s 3000)
+    BENCH_TIMEOUT=3100 run_bench_as lg_load_t load --kind tribune --addr "127.0.0.1:$LG_HTTP_PORT" "${args[@]}"
+    R[lg_t_load_s]=${R[load_s]} R[lg_t_load_rate]=${R[load_rate]}
+    SERVER_PID=$etcd_pid SERVER_LOG=$OUT_DIR/large-etcd-p1.log
+    BENCH_TIMEOUT=3100 run_bench_as lg_load_e load --kind etcd --addr "127.0.0.1:$LG_ETCD_PORT" "${args[@]}"
+    R[lg_e_load_s]=${R[load_s]} R[lg_e_load_rate]=${R[load_rate]}
+    last=${R[load_last_key]}
+    SERVER_PID=$LG_TB SERVER_LOG=$OUT_DIR/large-s1.log
+    BENCH_TIMEOUT=1000 run_bench_as lg_catalog catalog --addr "127.0.0.1:$LG_HTTP_PORT" --pid "$LG_TB" \
+        --services "$LG_SERVICES" --instances "$LG_INSTANCES" --nodes "$LG_NODES" \
+        --concurrency 64 --readers 64 --read-s 5 --limit-s 900
+    sleep 5
+    R[lg_t_rss]=$(rss_kib "$LG_TB") R[lg_e_rss]=$(rss_kib "$etcd_pid")
+    log "RSS: tribune ${R[lg_t_rss]} KiB, etcd ${R[lg_e_rss]} KiB"
+
+    # -- reads with the million in
+    run_wrk lg_t_get 2 64 "$WRK_DURATION" consul_get.lua "$LG_URL"
+    run_wrk lg_e_get 2 64 "$WRK_DURATION" etcd_get.lua "$LG_ETCD_URL"
+    run_wrk lg_t_get_rand 2 64 "$WRK_DURATION" "$wl/consul_get_large.lua" "$LG_URL"
+    run_wrk lg_e_get_rand 2 64 "$WRK_DURATION" "$wl/etcd_get_large.lua" "$LG_ETCD_URL"
+    run_wrk lg_t_recurse 2 8 "$WRK_DURATION" "$wl/consul_recurse_large.lua" "$LG_URL"
+    run_wrk lg_e_recurse 2 8 "$WRK_DURATION" "$wl/etcd_range_large.lua" "$LG_ETCD_URL"
+
+    # -- snapshot save and restore
+    t0=$EPOCHREALTIME
+    "$ROOT/target/release/tribune" snapshot save -http-addr "127.0.0.1:$LG_HTTP_PORT" "$d/tribune.snap" \
+        >"$OUT_DIR/large-save.txt" 2>&1 || die "tribune snapshot save: $(cat "$OUT_DIR/large-save.txt")"
+    R[lg_t_save_s]=$(since "$t0") R[lg_t_snap_mb]=$(du -m "$d/tribune.snap" | cut -f1)
+    t0=$EPOCHREALTIME
+    etcdctl --endpoints "$LG_ETCD_URL" snapshot save "$d/etcd.db" >"$OUT_DIR/large-etcd-save.txt" 2>&1 ||
+        die "etcdctl snapshot save: $(cat "$OUT_DIR/large-etcd-save.txt")"
+    R[lg_e_save_s]=$(since "$t0") R[lg_e_snap_mb]=$(du -m "$d/etcd.db" | cut -f1)
+    log "snapshot save: tribune ${R[lg_t_save_s]} s (${R[lg_t_snap_mb]} MB), etcd ${R[lg_e_save_s]} s (${R[lg_e_snap_mb]} MB)"
+    run_wrk lg_t_put_mid 1 1 1s consul_put.lua "$LG_URL" # a write after the save, undone by the restore
+    t0=$EPOCHREALTIME
+    "$ROOT/target/release/tribune" snapshot restore -http-addr "127.0.0.1:$LG_HTTP_PORT" "$d/tribune.snap" \
+        >"$OUT_DIR/large-restore.txt" 2>&1 || die "tribune snapshot restore: $(cat "$OUT_DIR/large-restore.txt")"
+    R[lg_t_restore_s]=$(since "$t0")
+    [[ $(curl -sf "$LG_URL/v1/kv/$last?raw") == value-* ]] || die "tribune lost $last in the restore"
+    sleep 5 # the old tables are dropped and the log purged behind the restore meanwhile
+    R[lg_t_rss_restored]=$(rss_kib "$LG_TB")
+    t0=$EPOCHREALTIME
+    ETCDCTL_API=3 etcdctl snapshot restore "$d/etcd.db" --data-dir "$d/etcd-restored" --name p1 \
+        --initial-cluster "$e1" --initial-advertise-peer-urls "http://127.0.0.1:$((LG_ETCD_PORT + 1))" \
+        >"$OUT_DIR/large-etcd-restore.txt" 2>&1 || die "etcdctl snapshot restore: $(cat "$OUT_DIR/large-etcd-restore.txt")"
+    R[lg_e_restore_s]=$(since "$t0")
+    log "snapshot restore: tribune ${R[lg_t_restore_s]} s (online, through raft), etcd ${R[lg_e_restore_s]} s (offline, to a new data dir)"
+
+    # -- start-up with the million on disk
+    stop "$LG_TB" 30
+    stop "$etcd_pid" 30
+    t0=$EPOCHREALTIME
+    lg_tribune s1 "$d/s1" "$LG_HTTP_PORT" $((LG_HTTP_PORT + 1)) $((LG_HTTP_PORT + 2)) -bootstrap-expect 1
+    LG_TB=$LG_PID
+    lg_wait_http "$LG_URL/v1/kv/$last" 300
+    R[lg_t_start_s]=$(since "$t0")
+    sleep 3
+    R[lg_t_rss_start]=$(rss_kib "$LG_TB")
+    t0=$EPOCHREALTIME
+    lg_etcd p1 "$d/etcd-restored" "$LG_ETCD_PORT" $((LG_ETCD_PORT + 1)) "$e1" new
+    etcd_pid=$LG_PID
+    lg_wait_etcd "$LG_ETCD_URL" "$last" 300
+    R[lg_e_start_s]=$(since "$t0")
+    sleep 3
+    R[lg_e_rss_start]=$(rss_kib "$etcd_pid")
+    log "start-up: tribune ${R[lg_t_start_s]} s (RSS ${R[lg_t_rss_start]} KiB), etcd on the restored dir ${R[lg_e_start_s]} s (RSS ${R[lg_e_rss_start]} KiB)"
+
+    # -- a new server catches up
+    t0=$EPOCHREALTIME
+    lg_tribune s2 "$d/s2" $((LG_HTTP_PORT + 3)) $((LG_HTTP_PORT + 4)) $((LG_HTTP_PORT + 5)) \
+        -retry-join "127.0.0.1:$((LG_HTTP_PORT + 2))" -retry-interval 1s
+    local s2=$LG_PID
+    lg_wait_http "http://127.0.0.1:$((LG_HTTP_PORT + 3))/v1/kv/$last?stale" 600
+    R[lg_t_catchup_s]=$(since "$t0")
+    R[lg_t_catchup_snap]=$(curl -s "http://127.0.0.1:$((LG_HTTP_PORT + 3))/v1/agent/self" |
+        sed -n 's/.*"last_snapshot_index":"\([0-9]*\)".*/\1/p')
+    t0=$EPOCHREALTIME
+    etcdctl --endpoints "$LG_ETCD_URL" member add p2 --peer-urls "http://127.0.0.1:$((LG_ETCD_PORT + 3))" \
+        >"$OUT_DIR/large-etcd-member-add.txt" 2>&1 || die "etcdctl member add: $(cat "$OUT_DIR/large-etcd-member-add.txt")"
+    lg_etcd p2 "$d/etcd-p2" $((LG_ETCD_PORT + 2)) $((LG_ETCD_PORT + 3)) \
+        "$e1,p2=http://127.0.0.1:$((LG_ETCD_PORT + 3))" existing
+    local p2=$LG_PID
+    lg_wait_etcd "http://127.0.0.1:$((LG_ETCD_PORT + 2))" "$last" 600
+    R[lg_e_catchup_s]=$(since "$t0")
+    log "catch-up: tribune ${R[lg_t_catchup_s]} s (snapshot index ${R[lg_t_catchup_snap]}), etcd ${R[lg_e_catchup_s]} s"
+    load_end large
+    stop "$s2" 30
+    stop "$p2" 30
+    stop "$LG_TB" 30
+    stop "$etcd_pid" 30
+    rm -rf "$d"
+    report_large >"$OUT_DIR/results-large.md"
+}
+
+report_large() {
+    local small=${R[lg_t_get_small_rps]} big=${R[lg_t_get_rps]} rss_ratio get_ratio
+    rss_ratio=$(awk -v a="${R[lg_t_rss]}" -v b="${R[lg_e_rss]}" 'BEGIN { printf "%.2f", a / b }')
+    get_ratio=$(awk -v a="$big" -v b="$small" 'BEGIN { printf "%.2f", a / b }')
+    cat <<EOT
+# A million keys (issue 20): tribune vs etcd: $(date -u '+%Y-%m-%d %H:%M UTC')
+
+$(nproc) cores, $(uname -r), data on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {print $2}'); tribune $(revision); $(etcd --version | head -n 1). Both single durable nodes, up side by side for the whole section. $(fmt_int "$LG_KEYS") keys (large/pNNNN/kNNNN: $(fmt_int "$LG_PREFIXES") prefixes of $((LG_KEYS / LG_PREFIXES)) keys, 100-byte values) written into each one PUT per request over 64 connections; tribune also holds a catalog of $(fmt_int "$LG_NODES") nodes with $(fmt_int $((LG_SERVICES * LG_INSTANCES))) service instances ($(fmt_int "$LG_SERVICES") services), etcd holds only the keys. wrk -t2 -c64 -d$WRK_DURATION (recurse: -c8), sharing the cores with both servers.
+
+| benchmark | tribune | etcd 3.4 | ratio | target | met |
+|---|---:|---:|---:|---|---|
+| writing the $(fmt_int "$LG_KEYS") keys, 64 conns (s) | ${R[lg_t_load_s]} ($(fmt_int "${R[lg_t_load_rate]}")/s) | ${R[lg_e_load_s]} ($(fmt_int "${R[lg_e_load_rate]}")/s) | $(ratio "${R[lg_e_load_s]}" "${R[lg_t_load_s]}") | | |
+| RSS with everything in (MiB) | $((R[lg_t_rss] / 1024)) | $((R[lg_e_rss] / 1024)) | ${rss_ratio}× etcd | ≤ 2× etcd | $(atmost "$rss_ratio" 2) |
+| … after a restart (MiB) | $((R[lg_t_rss_start] / 1024)) | $((R[lg_e_rss_start] / 1024)) | | | |
+| start-up until the last key is served (s) | ${R[lg_t_start_s]} | ${R[lg_e_start_s]} | $(ratio "${R[lg_e_start_s]}" "${R[lg_t_start_s]}") | | |
+| GET of 1,000 hot keys, 64 conns, with 1,000 keys in (req/s) | $(fmt_int "$small") | $(fmt_int "${R[lg_e_get_small_rps]}") | $(ratio "$small" "${R[lg_e_get_small_rps]}") | | |
+| … with the million in (req/s) | $(fmt_int "$big") | $(fmt_int "${R[lg_e_get_rps]}") | $(ratio "$big" "${R[lg_e_get_rps]}") | within 10% of the line above | ${get_ratio}×: $(atleast "$get_ratio" 0.9) |
+| … p50 / p99 (ms) | ${R[lg_t_get_p50_ms]} / ${R[lg_t_get_p99_ms]} | ${R[lg_e_get_p50_ms]} / ${R[lg_e_get_p99_ms]} | | | |
+| GET of 10,000 random keys of the million, 64 conns (req/s) | $(fmt_int "${R[lg_t_get_rand_rps]}") | $(fmt_int "${R[lg_e_get_rand_rps]}") | $(ratio "${R[lg_t_get_rand_rps]}" "${R[lg_e_get_rand_rps]}") | | |
+| recurse of one 1,000-key prefix (etcd: range with prefix), 8 conns (req/s) | $(fmt_int "${R[lg_t_recurse_rps]}") | $(fmt_int "${R[lg_e_recurse_rps]}") | $(ratio "${R[lg_t_recurse_rps]}" "${R[lg_e_recurse_rps]}") | | |
+| … p50 / p99 (ms) | ${R[lg_t_recurse_p50_ms]} / ${R[lg_t_recurse_p99_ms]} | ${R[lg_e_recurse_p50_ms]} / ${R[lg_e_recurse_p99_ms]} | | | |
+| snapshot save (s) | ${R[lg_t_save_s]} (${R[lg_t_snap_mb]} MB) | ${R[lg_e_save_s]} (${R[lg_e_snap_mb]} MB) | $(ratio "${R[lg_e_save_s]}" "${R[lg_t_save_s]}") | ≤ 5 s | $(atmost "${R[lg_t_save_s]}" 5) |
+| snapshot restore (s) | ${R[lg_t_restore_s]} | ${R[lg_e_restore_s]} | $(ratio "${R[lg_e_restore_s]}" "${R[lg_t_restore_s]}") | ≤ 10 s | $(atmost "${R[lg_t_restore_s]}" 10) |
+| a new server catches up: start → it serves the last key (s) | ${R[lg_t_catchup_s]} | ${R[lg_e_catchup_s]} | $(ratio "${R[lg_e_catchup_s]}" "${R[lg_t_catchup_s]}") | | |
+| health of one service, 64 readers, p50 / p99 (ms) | ${R[catalog_read_p50_us]:+$(ms "${R[catalog_read_p50_us]}") / $(ms "${R[catalog_read_p99_us]}")} | — | | | |
+
+Commands (from the repository root; \$TMP is the run's temp dir)
+- tribune: \`${R[cmd_lg_tribune]}\`; etcd: \`etcd --name p1 --data-dir \$TMP/etcd --listen-client-urls $LG_ETCD_URL ... --quota-backend-bytes 8589934592\` (8 GiB: the default 2 GiB quota holds the million, with little room).
+- keys: \`${R[cmd_lg_load_t]}\` and the same with \`--kind etcd --addr 127.0.0.1:$LG_ETCD_PORT\`; catalog: \`${R[cmd_lg_catalog]}\`.
+- reads: wrk with consul_get.lua / etcd_get.lua ($SCRIPTS; the 1,000 keys bench/keyNNNNN, written by consul_put.lua / etcd_put.lua for 3 s first), bench/wrk/consul_get_large.lua / etcd_get_large.lua, bench/wrk/consul_recurse_large.lua / etcd_range_large.lua.
+- save: \`tribune snapshot save FILE\` (CLI: GET /v1/snapshot, written to a temp file, fsynced, verified, renamed) vs \`etcdctl snapshot save FILE\`. Restore: \`tribune snapshot restore FILE\` on the running server (through raft: 1 MiB pieces, then the install) vs \`etcdctl snapshot restore FILE --data-dir DIR\` (offline, into a new data dir, no server involved).
+- start-up: the server stopped (SIGTERM) and started on its data dir; the time until \`GET\` of the last key answers 200 (tribune: snapshot load + log replay; etcd: started on the restored data dir).
+- catch-up: tribune: a second server \`-retry-join\`ing the first (autopilot adds it, raft sends the snapshot); etcd: \`etcdctl member add p2\` then the member started with \`--initial-cluster-state existing\`; the time until the new member serves the last key (tribune ?stale, etcd serializable).
+
+Notes
+- RSS: tribune ${R[lg_t_rss]} KiB with keys and catalog, ${R[lg_t_rss_restored]} KiB 5 s after the restore, ${R[lg_t_rss_start]} KiB after the restart; etcd ${R[lg_e_rss]} KiB, ${R[lg_e_rss_start]} KiB after its restart on the restored dir. Snapshot file: tribune ${R[lg_t_snap_mb]} MB, etcd ${R[lg_e_snap_mb]} MB.
+- The new tribune server's last snapshot index once caught up: ${R[lg_t_catchup_snap]:-?} (non-zero: it was sent a snapshot).
+- catalog: ${R[catalog_instances]:-?} instances registered in ${R[catalog_register_s]:-?} s.
+- wrk errors: GET ${R[lg_t_get_errors]} / ${R[lg_e_get_errors]}, random GET ${R[lg_t_get_rand_errors]} / ${R[lg_e_get_rand_errors]}, recurse ${R[lg_t_recurse_errors]} / ${R[lg_e_recurse_errors]} (tribune / etcd).
+$(load_note large)
+EOT
+}
+
 # ---------------------------------------------------------------- run
 revision() {
     local rev
@@ -1031,12 +1273,12 @@ main() {
     for s in "$@"; do
         case $s in
         all) want+=("${SECTIONS[@]}") ;;
-        kv | discovery | template | nginx | cluster) want+=("$s") ;;
+        kv | discovery | template | nginx | cluster | large) want+=("$s") ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d'
             return 0
             ;;
-        *) die "unknown section $s (kv, discovery, template, nginx, cluster, all)" ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, all)" ;;
         esac
     done
     command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"

@@ -131,9 +131,15 @@ fn ui_is_off_without_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let a = Agent::server(dir.path(), &[]);
     let c = client();
-    for p in ["/", "/ui/", "/ui/js/app.js"] {
+    // `/` answers 200 as Consul's index does without a UI; the UI's paths 404.
+    for (p, status) in [
+        ("/", 200),
+        ("/ui", 404),
+        ("/ui/", 404),
+        ("/ui/js/app.js", 404),
+    ] {
         let r = c.get(format!("{}{p}", a.url)).send().unwrap();
-        assert_eq!(r.status(), 404, "{p}");
+        assert_eq!(r.status(), status, "{p}");
         assert!(r.text().unwrap().contains("-ui"), "{p}");
     }
     drop(a);

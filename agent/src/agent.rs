@@ -159,6 +159,7 @@ pub async fn run(
     serve_http(&state, watches, &budget, &mut tasks)?;
     serve_dns(&state, &mut tasks).await?;
     tracing::info!("tribune agent running!");
+    crate::supervisor::ready();
     wait_and_stop(&state, cluster, stop, tasks).await
 }
 
@@ -596,6 +597,7 @@ async fn wait_and_stop(
     };
     shutdown.cancel();
     tracing::info!("Requesting shutdown");
+    crate::supervisor::stopping();
     while let Some(r) = tasks.join_next().await {
         match r {
             Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with error"),

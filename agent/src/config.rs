@@ -175,6 +175,8 @@ pub struct AgentConfig {
     pub leave_on_terminate: Option<bool>,
     /// Skip the graceful leave on SIGINT (default: servers yes, clients no).
     pub skip_leave_on_interrupt: Option<bool>,
+    /// Where the agent writes its process id (`-pid-file`, `pid_file`).
+    pub pid_file: Option<PathBuf>,
     /// Connection limits and timeouts (`limits`).
     pub limits: crate::limits::Limits,
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
@@ -221,6 +223,7 @@ impl Default for AgentConfig {
             reconnect_timeout: Duration::from_secs(72 * 3600),
             leave_on_terminate: None,
             skip_leave_on_interrupt: None,
+            pid_file: None,
             limits: crate::limits::Limits::default(),
             disable_remote_exec: true,
             warnings: Vec::new(),
@@ -255,6 +258,7 @@ pub struct Flags {
     pub rejoin: bool,
     pub server_port: Option<i32>,
     pub serf_lan_port: Option<i32>,
+    pub pid_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -419,6 +423,9 @@ impl AgentConfig {
         if let Some(p) = f.serf_lan_port {
             self.ports.serf_lan = p;
         }
+        if let Some(p) = &f.pid_file {
+            self.pid_file = Some(p.clone());
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -577,6 +584,7 @@ impl AgentConfig {
                 "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
                 "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
                 "skip_leave_on_interrupt" => self.skip_leave_on_interrupt = Some(b(key, val)?),
+                "pid_file" => self.pid_file = Some(PathBuf::from(s(key, val)?)),
                 "node_meta" => {
                     let obj = val
                         .as_object()

@@ -39,6 +39,8 @@
 //! - [`remote_exec`]: running `tribune exec` jobs (off unless
 //!   `disable_remote_exec = false`).
 //! - [`session_ttl`]: session TTL expiry, decided by the raft leader.
+//! - [`snapshot`]: the snapshot file format (save, restore, inspect, and
+//!   the raft snapshots servers keep).
 //! - [`events`]: user events — the agent's buffer, receive-side filters,
 //!   and the broadcast hook gossip plugs into.
 //! - [`apiclient`]: an async client of the Consul HTTP API (watch plans, `lock`).
@@ -49,6 +51,8 @@
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
+//! - [`supervisor`]: telling systemd (sd_notify) and init scripts (the pid
+//!   file) about the agent.
 //! - [`version`]: the Consul API version tribune reports, and its own.
 //! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks).
 //!
@@ -102,7 +106,9 @@ pub mod raft;
 pub mod remote_exec;
 pub mod rpc;
 pub mod session_ttl;
+pub mod snapshot;
 pub mod sockaddr;
 pub mod state;
+pub mod supervisor;
 pub mod version;
 pub mod watchplan;

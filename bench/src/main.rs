@@ -67,6 +67,11 @@
 //!   writes, then the time to the first acknowledged write. A failed or timed-out
 //!   write moves to the next endpoint. See `failover.rs`.
 //!
+//! * `load --kind tribune|etcd --addr ... [--keys 1000000] [--prefixes 1000]
+//!   [--value-bytes 100] [--concurrency 64]` — writes `keys` KV keys
+//!   (`large/p<NNNN>/k<NNNN>`, `keys / prefixes` under each prefix) over
+//!   `concurrency` connections, one write per request; time and rate.
+//!
 //! Common options: `--wait 5m` (the blocking queries' `wait`), `--settle-ms` (pause
 //! between parking and writing), `--limit-s` (hard bound on the whole subcommand).
 //! The process needs one file descriptor per parked query: raise `ulimit -n` first.
@@ -81,6 +86,7 @@ mod fanout;
 mod filewatch;
 mod http;
 mod kv;
+mod load;
 mod memory;
 mod nginx;
 mod park;
@@ -112,6 +118,8 @@ const USAGE: &str = "usage: tribune-bench <command> --addr 127.0.0.1:PORT [optio
   failover --kind tribune|etcd --endpoints IP:PORT[,...] --kill-pid PID
            [--warmup-ms 1000] [--timeout-ms 250] [--retry-ms 10] [--give-up-s 30]
            (no --addr)
+  load --kind tribune|etcd [--keys 1000000] [--prefixes 1000] [--value-bytes 100]
+       [--concurrency 64] [--prefix large/]
   common: [--limit-s 240]";
 
 fn main() -> Result<()> {
@@ -135,6 +143,7 @@ fn main() -> Result<()> {
         "template-render" => Cmd::TemplateRender(render::Opts::from_args(&mut args)?),
         "nginx" => Cmd::Nginx(nginx::Opts::from_args(&mut args)?),
         "failover" => Cmd::Failover(failover::Opts::from_args(&mut args)?),
+        "load" => Cmd::Load(load::Opts::from_args(&mut args)?),
         other => bail!("unknown subcommand {other:?}\n{USAGE}"),
     };
     args.finish()?;
@@ -154,6 +163,7 @@ fn main() -> Result<()> {
                 Cmd::TemplateRender(o) => render::run(o).await,
                 Cmd::Nginx(o) => nginx::run(o).await,
                 Cmd::Failover(o) => failover::run(o).await,
+                Cmd::Load(o) => load::run(o).await,
             }
         };
         tokio::time::timeout(limit, run)
@@ -172,6 +182,7 @@ enum Cmd {
     TemplateRender(render::Opts),
     Nginx(nginx::Opts),
     Failover(failover::Opts),
+    Load(load::Opts),
 }
 
 /// Print one machine-readable result line.

@@ -48,16 +48,14 @@ fn instance(j: usize) -> Instance {
         node_id: "0b6e3b2c-0000-4000-8000-000000000001".into(),
         node_address: "127.0.0.1".into(),
         node_datacenter: "dc1".into(),
-        node_meta: BTreeMap::new(),
         address: format!("10.0.0.{j}"),
         id: format!("web{j}"),
         name: "web".into(),
         tags: vec!["v1".into()],
         port: 8000 + j as u64,
-        meta: BTreeMap::new(),
-        service_meta: BTreeMap::new(),
         status: "passing".into(),
         checks: vec![check],
+        ..Default::default()
     }
 }
 
@@ -66,13 +64,17 @@ fn renderer(form: Form) -> Result<(Renderer, String)> {
     let store = Arc::new(DataStore::default());
     store.put(
         &Dependency::KvPrefix("bench/t0/".into()),
-        Data::Kv(BTreeMap::from([(KEY.to_string(), "1024".to_string())])),
+        Data::Kv(BTreeMap::from([(
+            KEY.to_string(),
+            "1024".to_string().into(),
+        )])),
     );
     store.put(
         &Dependency::Service {
             name: "web".into(),
             tag: None,
             dc: None,
+            near: None,
         },
         Data::Service((1..=10).map(instance).collect()),
     );

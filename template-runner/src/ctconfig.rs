@@ -4,7 +4,7 @@
 //! SIGHUP re-reads them.
 //!
 //! Read: `consul { address token ssl { enabled verify ca_cert cert key
-//! server_name } retry { backoff max_backoff } }`, `template { source
+//! server_name } retry { enabled attempts backoff max_backoff } }`, `template { source
 //! contents destination command command_timeout perms backup
 //! left_delimiter right_delimiter wait error_on_missing_key
 //! create_dest_dirs engine }`, `wait`, `max_stale`, `kill_signal`,
@@ -24,6 +24,7 @@ use crate::gosyntax::Engine;
 use crate::helpers::Flavor;
 use crate::render::TemplateOptions;
 use crate::resource::{parse_duration, Owner, Resource, Wait, DEFAULT_COMMAND_TIMEOUT};
+use crate::watch::QueryRetry;
 
 const TOP: &[&str] = &[
     "consul",
@@ -73,7 +74,7 @@ const ENV: &[&str] = &[
 ];
 
 /// TLS to the agent (`consul { ssl { ... } }`).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Tls {
     pub enabled: bool,
     pub verify: bool,
@@ -81,6 +82,20 @@ pub struct Tls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub server_name: Option<String>,
+}
+
+/// Certificates are verified unless `verify = false` says otherwise.
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            enabled: false,
+            verify: true,
+            ca_cert: None,
+            cert: None,
+            key: None,
+            server_name: None,
+        }
+    }
 }
 
 /// `exec { ... }`.
@@ -100,8 +115,8 @@ pub struct CtConfig {
     pub address: Option<String>,
     pub token: Option<String>,
     pub tls: Tls,
-    /// (first, longest) pause between failed queries.
-    pub retry: Option<(Duration, Duration)>,
+    /// How failed queries are retried, when a `retry` block says.
+    pub retry: Option<QueryRetry>,
     pub templates: Vec<Resource>,
     pub wait: Option<Wait>,
     pub max_stale: Option<Duration>,
@@ -365,7 +380,7 @@ impl CtConfig {
             let t = &mut self.tls;
             t.enabled = r.boolean(&s, "enabled")?.unwrap_or(t.enabled);
             // consul-template verifies unless told not to.
-            t.verify = r.boolean(&s, "verify")?.unwrap_or(true);
+            t.verify = r.boolean(&s, "verify")?.unwrap_or(t.verify);
             t.ca_cert = r
                 .string(&s, "ca_cert")?
                 .map(PathBuf::from)
@@ -382,17 +397,32 @@ impl CtConfig {
                 &mut self.warnings,
             );
             let Value::Object(rt) = rt else { return Ok(()) };
-            if r.string(&rt, "attempts")?.is_some_and(|a| a != "0") {
-                self.warnings.push(format!(
-                    "{at}consul.retry.attempts: tribune-template never gives up on a dependency; ignored"
-                ));
-            }
-            let (b0, m0) = self
-                .retry
-                .unwrap_or((Duration::from_millis(250), Duration::from_secs(60)));
-            let b = r.duration(&rt, "backoff")?.unwrap_or(b0);
-            let m = r.duration(&rt, "max_backoff")?.unwrap_or(m0).max(b);
-            self.retry = Some((b, m));
+            let old = self.retry.unwrap_or_default();
+            let backoff = r.duration(&rt, "backoff")?.unwrap_or(old.backoff);
+            let max_backoff = r
+                .duration(&rt, "max_backoff")?
+                .unwrap_or(old.max_backoff)
+                .max(backoff);
+            // consul-template: 0 attempts retries forever; `enabled = false`
+            // gives up at the first failure. Unset keeps tribune's default
+            // (never give up) rather than consul-template's 12.
+            let attempts = match r.string(&rt, "attempts")? {
+                None => old.attempts,
+                Some(a) => match a.trim().parse::<u32>() {
+                    Ok(0) => None,
+                    Ok(n) => Some(n),
+                    Err(_) => return Err(r.err(format!("retry.attempts: invalid number {a:?}"))),
+                },
+            };
+            let attempts = match r.boolean(&rt, "enabled")? {
+                Some(false) => Some(0),
+                _ => attempts,
+            };
+            self.retry = Some(QueryRetry {
+                backoff,
+                max_backoff,
+                attempts,
+            });
         }
         Ok(())
     }
@@ -501,6 +531,32 @@ fn template(
 mod tests {
     use super::*;
 
+    /// `retry.attempts` bounds query retries (0 = forever, as in
+    /// consul-template); `enabled = false` gives up at the first failure.
+    #[test]
+    fn retry_attempts() {
+        let read = |text: &str| {
+            let mut c = CtConfig::default();
+            c.merge_text(Path::new("r.hcl"), text).map(|_| c.retry)
+        };
+        let r = read("consul {\n retry {\n attempts = 3\n backoff = \"100ms\"\n }\n}\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.attempts, r.backoff, r.max_backoff),
+            (Some(3), Duration::from_millis(100), Duration::from_secs(60))
+        );
+        let r = read("consul {\n retry {\n attempts = 0\n }\n}\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.attempts, None);
+        let r = read("consul {\n retry {\n enabled = false\n }\n}\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.attempts, Some(0));
+        assert!(read("consul {\n retry {\n attempts = \"x\"\n }\n}\n").is_err());
+    }
+
     /// Two files merge: templates add up, later scalars win, unknown keys
     /// are warned about, HCL's octal perms and both wait forms parse.
     #[test]
@@ -559,7 +615,11 @@ exec {
         assert_eq!(c.token.as_deref(), Some("t2"));
         assert_eq!(
             c.retry,
-            Some((Duration::from_secs(1), Duration::from_secs(10)))
+            Some(QueryRetry {
+                backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(10),
+                attempts: None,
+            })
         );
         assert_eq!(c.wait.unwrap().max, Duration::from_secs(10));
         assert_eq!(c.templates.len(), 3);

@@ -17,12 +17,24 @@ pub enum Dependency {
         tag: Option<String>,
         /// Another datacenter (`service "web@dc2"`).
         dc: Option<String>,
+        /// `~node`: sent as `?near=`; the agent's order is kept (tribune
+        /// has no network coordinates, so it does not sort by distance).
+        near: Option<String>,
     },
-    /// Service names and tags.
-    Services,
-    Nodes,
-    /// One node and its services; `None` is the agent's own node.
-    Node(Option<String>),
+    /// Service names and tags (`services "@dc"`).
+    Services {
+        dc: Option<String>,
+    },
+    /// Every node (`nodes "@dc~near"`).
+    Nodes {
+        dc: Option<String>,
+        near: Option<String>,
+    },
+    /// One node and its services; no name is the agent's own node.
+    Node {
+        name: Option<String>,
+        dc: Option<String>,
+    },
     Datacenters,
     /// A local file (consul-template's `file`), re-read every second.
     File(String),
@@ -40,23 +52,75 @@ impl std::fmt::Display for Dependency {
         match self {
             Dependency::KvPrefix(p) => write!(f, "kv.list({p})"),
             Dependency::KvKey(k) => write!(f, "kv.key({k})"),
-            Dependency::Service { name, tag, dc } => {
+            Dependency::Service {
+                name,
+                tag,
+                dc,
+                near,
+            } => {
                 let tag = tag.as_ref().map(|t| format!("{t}.")).unwrap_or_default();
-                let dc = dc.as_ref().map(|d| format!("@{d}")).unwrap_or_default();
-                write!(f, "health.service({tag}{name}{dc})")
+                write!(f, "health.service({tag}{name}{})", at(dc, near))
             }
-            Dependency::Services => write!(f, "catalog.services"),
-            Dependency::Nodes => write!(f, "catalog.nodes"),
-            Dependency::Node(None) => write!(f, "catalog.node"),
-            Dependency::Node(Some(n)) => write!(f, "catalog.node({n})"),
+            Dependency::Services { dc } => match at(dc, &None) {
+                a if a.is_empty() => write!(f, "catalog.services"),
+                a => write!(f, "catalog.services({a})"),
+            },
+            Dependency::Nodes { dc, near } => match at(dc, near) {
+                a if a.is_empty() => write!(f, "catalog.nodes"),
+                a => write!(f, "catalog.nodes({a})"),
+            },
+            Dependency::Node { name, dc } => {
+                match format!("{}{}", name.as_deref().unwrap_or(""), at(dc, &None)) {
+                    a if a.is_empty() => write!(f, "catalog.node"),
+                    a => write!(f, "catalog.node({a})"),
+                }
+            }
             Dependency::Datacenters => write!(f, "catalog.datacenters"),
             Dependency::File(p) => write!(f, "file({p})"),
         }
     }
 }
 
-/// One service instance, with consul-template's field names.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// `@dc` and `~near` of a query, as consul-template prints them.
+fn at(dc: &Option<String>, near: &Option<String>) -> String {
+    let dc = dc.as_ref().map(|d| format!("@{d}")).unwrap_or_default();
+    let near = near.as_ref().map(|n| format!("~{n}")).unwrap_or_default();
+    format!("{dc}{near}")
+}
+
+/// One KV entry with the metadata consul-template's `KeyPair` carries.
+/// The file and env backends have no indexes: theirs are 0.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KvEntry {
+    pub value: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub lock_index: u64,
+    pub flags: u64,
+    pub session: String,
+}
+
+impl From<String> for KvEntry {
+    fn from(value: String) -> Self {
+        KvEntry {
+            value,
+            ..Default::default()
+        }
+    }
+}
+
+/// `Weights` of a service (consul's `AgentWeights`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Weights {
+    pub passing: i64,
+    pub warning: i64,
+}
+
+/// One service instance: consul-template's `HealthService`, field for
+/// field and in its order (plus `Meta`, the same as `ServiceMeta`, which
+/// older templates use).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Instance {
     pub node: String,
@@ -64,31 +128,40 @@ pub struct Instance {
     pub node_id: String,
     pub node_address: String,
     pub node_datacenter: String,
+    pub node_tagged_addresses: BTreeMap<String, String>,
     pub node_meta: BTreeMap<String, String>,
+    pub service_meta: BTreeMap<String, String>,
     /// The service address, or the node's when the service has none.
     pub address: String,
+    /// `{lan: {Address, Port}, ...}` as the agent lists them.
+    pub service_tagged_addresses: BTreeMap<String, serde_json::Value>,
     #[serde(rename = "ID")]
     pub id: String,
     pub name: String,
+    pub kind: String,
+    /// Sorted, as consul-template sorts them.
     pub tags: Vec<String>,
-    pub port: u64,
-    pub meta: BTreeMap<String, String>,
-    pub service_meta: BTreeMap<String, String>,
-    /// Worst check status: passing, warning, critical (maintenance counts as critical).
-    pub status: String,
     pub checks: Vec<serde_json::Value>,
+    /// consul's aggregated status: maintenance (a maintenance check is
+    /// present), else critical, warning or passing.
+    pub status: String,
+    pub port: u64,
+    pub weights: Weights,
+    pub namespace: String,
+    pub meta: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// consul-template's `Node`, fields in its order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NodeInfo {
-    pub node: String,
     #[serde(rename = "ID")]
     pub id: String,
+    pub node: String,
     pub address: String,
     pub datacenter: String,
-    pub meta: BTreeMap<String, String>,
     pub tagged_addresses: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
 }
 
 /// A service as `/v1/catalog/node/<name>` lists it (consul-template's
@@ -103,6 +176,7 @@ pub struct NodeService {
     pub meta: BTreeMap<String, String>,
     pub port: u64,
     pub address: String,
+    pub enable_tag_override: bool,
 }
 
 /// consul-template's `CatalogNode`: `{{Node.Address}}`, `{{#each Services}}`.
@@ -110,15 +184,15 @@ pub struct NodeService {
 #[serde(rename_all = "PascalCase")]
 pub struct NodeDetail {
     pub node: NodeInfo,
-    /// Sorted by ID, so renders are stable.
+    /// Sorted by service name, then ID (as consul-template sorts them).
     pub services: Vec<NodeService>,
 }
 
 /// Fetched data of one dependency.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
-    /// Key (no leading slash) -> value.
-    Kv(BTreeMap<String, String>),
+    /// Key (no leading slash) -> value and metadata.
+    Kv(BTreeMap<String, KvEntry>),
     Key(Option<String>),
     Service(Vec<Instance>),
     Services(BTreeMap<String, Vec<String>>),

@@ -20,7 +20,7 @@ use crate::render::{DataStore, Outcome, RenderSettings, Renderer};
 use crate::resource::{self, Resource, Wait};
 use crate::retry::{Seen, WriteRetry};
 use crate::signals::{Event, Signals};
-use crate::watch::{self, Watches};
+use crate::watch::{self, Notice, Watches};
 use crate::write::{self, Target, WriteError, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum RunError {
     Nothing(String),
     #[error("signals: {0}")]
     Signal(std::io::Error),
+    #[error("giving up: {0}")]
+    GaveUp(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +67,8 @@ pub struct Options {
     pub ct_templates: Vec<Resource>,
     /// Re-read on reload for the templates and `wait`.
     pub ct_source: Option<CtSource>,
-    /// consul-template's `retry { backoff max_backoff }`.
-    pub retry: Option<(Duration, Duration)>,
+    /// consul-template's `retry { attempts backoff max_backoff }`.
+    pub retry: Option<watch::QueryRetry>,
     /// `plugin` may run programs.
     pub plugins: bool,
     pub pid_file: Option<PathBuf>,
@@ -478,7 +480,7 @@ impl Runner {
                 }
             }
             for d in missing {
-                match self.backend.fetch(&d, 0, watch::BLOCK_WAIT).await {
+                match self.fetch_with_retry(&d).await {
                     Ok((data, idx)) => {
                         index.insert(d.clone(), idx);
                         self.store.put(&d, data);
@@ -502,15 +504,40 @@ impl Runner {
         }
     }
 
+    /// `-once`'s first fetch of `dep`: one try, or with consul-template's
+    /// `retry` block, its attempts and backoff.
+    async fn fetch_with_retry(
+        &self,
+        dep: &Dependency,
+    ) -> Result<crate::backend::Fetched, crate::backend::BackendError> {
+        let Some(retry) = self.opts.retry else {
+            return self.backend.fetch(dep, 0, watch::BLOCK_WAIT).await;
+        };
+        let mut retries = 0;
+        loop {
+            match self.backend.fetch(dep, 0, watch::BLOCK_WAIT).await {
+                Err(e) if !retry.exhausted(retries) => {
+                    let pause = retry.pause(retries);
+                    tracing::warn!(dependency = %dep, error = %e, retry_in_ms = pause.as_millis() as u64, "fetch failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    retries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Block until one of `deps` changes (blocking queries where the
     /// backend has them, else a re-read every second); errors are retried
-    /// with backoff like a watch's, never given up on.
+    /// with backoff like a watch's, given up on only when `retry.attempts`
+    /// says so.
     async fn wait_for_change(
         &self,
         deps: &BTreeSet<Dependency>,
         index: &mut HashMap<Dependency, u64>,
     ) -> Result<(), ()> {
-        let mut backoff = Duration::from_millis(250);
+        let retry = self.opts.retry.unwrap_or_default();
+        let mut retries = 0;
         loop {
             let mut set = tokio::task::JoinSet::new();
             for d in deps {
@@ -531,12 +558,17 @@ impl Runner {
                     Ok((data, idx)) => {
                         index.insert(d.clone(), idx);
                         changed |= self.store.put(&d, data);
-                        backoff = Duration::from_millis(250);
+                        retries = 0;
+                    }
+                    Err(e) if retry.exhausted(retries) => {
+                        tracing::error!(dependency = %d, error = %e, retries, "query retries exhausted (consul.retry.attempts)");
+                        return Err(());
                     }
                     Err(e) => {
-                        tracing::warn!(dependency = %d, error = %e, retry_in_ms = backoff.as_millis() as u64, "fetch failed; still waiting");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        let pause = retry.pause(retries);
+                        tracing::warn!(dependency = %d, error = %e, retry_in_ms = pause.as_millis() as u64, "fetch failed; still waiting");
+                        tokio::time::sleep(pause).await;
+                        retries += 1;
                     }
                 }
                 if changed {
@@ -593,8 +625,8 @@ impl Runner {
         };
         let (mut watches, mut changes) =
             Watches::new(self.backend.clone(), self.store.clone(), mode, stop.clone());
-        if let Some((first, max)) = self.opts.retry {
-            watches.set_backoff(first, max);
+        if let Some(r) = self.opts.retry {
+            watches.set_retry(r);
         }
         let mut signals = Signals::new(self.opts.reload_signal, self.opts.kill_signal)
             .map_err(RunError::Signal)?;
@@ -665,10 +697,24 @@ impl Runner {
                 }
             };
             tokio::select! {
-                Some(dep) = changes.recv() => {
-                    let mut deps = vec![dep];
-                    while let Ok(d) = changes.try_recv() {
-                        deps.push(d);
+                Some(n) = changes.recv() => {
+                    let mut notices = vec![n];
+                    while let Ok(n) = changes.try_recv() {
+                        notices.push(n);
+                    }
+                    let mut deps = Vec::new();
+                    for n in notices {
+                        match n {
+                            Notice::Changed(d) => deps.push(d),
+                            Notice::GaveUp(msg) => {
+                                tracing::error!(error = %msg, "query retries exhausted (consul.retry.attempts); stopping");
+                                stop.cancel();
+                                if let Some(c) = child.as_mut() {
+                                    c.stop().await;
+                                }
+                                return Err(RunError::GaveUp(msg));
+                            }
+                        }
                     }
                     for d in deps {
                         let why = d.to_string();

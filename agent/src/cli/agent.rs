@@ -85,6 +85,9 @@ pub struct AgentArgs {
     /// LAN gossip port (default 8301).
     #[arg(long = "serf-lan-port")]
     pub serf_lan_port: Option<i32>,
+    /// Path to file to store agent PID.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// The agent's log at the configured level (Consul's `-log-level` words).
@@ -124,6 +127,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
         rejoin: a.rejoin,
         server_port: a.server_port,
         serf_lan_port: a.serf_lan_port,
+        pid_file: a.pid_file,
     };
     let mut flags = flags;
     if let Some(ri) = &a.retry_interval {
@@ -149,6 +153,18 @@ pub fn run(a: AgentArgs) -> ExitCode {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // Removed again when this returns.
+    let _pid_file = match config
+        .pid_file
+        .as_deref()
+        .map(crate::supervisor::PidFile::create)
+    {
+        Some(Err(e)) => {
+            eprintln!("==> Error: {e}");
+            return ExitCode::from(1);
+        }
+        other => other.and_then(Result::ok),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::{Body, Client, Response};
 use reqwest::Method;
 
 /// Help heading of [`HttpOpts`], listed first as Consul lists them.
@@ -101,6 +101,17 @@ impl Api {
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        self.send_body(method, path, query, body.map(Body::from))
+    }
+
+    /// [`Self::send`] with any body (a file, streamed).
+    pub fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
     ) -> Result<Response, ClientError> {
         let mut q: Vec<(&str, String)> = query.to_vec();
         if let Some(dc) = &self.opts.datacenter {

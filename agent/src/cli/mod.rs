@@ -7,6 +7,7 @@ pub mod agent;
 pub mod catalog;
 pub mod client;
 pub mod common;
+pub mod complete;
 pub mod event;
 pub mod exec;
 pub mod force_leave;
@@ -15,11 +16,14 @@ pub mod join;
 pub mod kv;
 pub mod leave;
 pub mod lock;
+pub mod maint;
 pub mod members;
 pub mod monitor;
 pub mod operator;
 pub mod reload;
 pub mod services;
+pub mod snapshot;
+pub mod validate;
 pub mod version;
 pub mod watch;
 
@@ -128,6 +132,30 @@ pub enum Cmd {
     /// example your agent may only be logging at INFO level, but with the
     /// monitor you can see the DEBUG level logs.
     Monitor(monitor::MonitorArgs),
+    /// Saves, restores and inspects snapshots of tribune server state
+    ///
+    /// This command has subcommands for saving, restoring, and inspecting the
+    /// state of the tribune servers for disaster recovery. These are atomic,
+    /// point-in-time snapshots which include key/value entries, the service
+    /// catalog and sessions.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Controls node or service maintenance mode
+    ///
+    /// Places a node or service into maintenance mode. During maintenance
+    /// mode, the node or service will be excluded from all queries through
+    /// the DNS or API interfaces, effectively taking it out of the pool of
+    /// available nodes. This is done by registering an additional critical
+    /// health check. Without -enable or -disable, lists what is currently
+    /// under maintenance (nothing is printed when nothing is).
+    Maint(maint::MaintArgs),
+    /// Validate config files/directories
+    ///
+    /// Performs a basic sanity test on tribune configuration files. For each
+    /// file or directory given, the validate command will attempt to parse
+    /// the contents just as the "tribune agent" command would, and catch any
+    /// errors. Returns 0 if the configuration is valid, or 1 if there are
+    /// problems.
+    Validate(validate::ValidateArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
 }
@@ -136,6 +164,10 @@ pub enum Cmd {
 pub fn main() -> ExitCode {
     common::set_root_command(Cli::command);
     let cmd = Cli::command();
+    // The shell asking for completions, or -autocomplete-(un)install.
+    if let Some(code) = complete::handle(&cmd) {
+        return code;
+    }
     let matches = match gocompat::flags::parse(&cmd, std::env::args_os().collect()) {
         gocompat::flags::Parsed::Matches(m) => m,
         gocompat::flags::Parsed::Version => return version::print_pretty(),
@@ -180,6 +212,9 @@ pub fn main() -> ExitCode {
         Cmd::Exec(a) => exec::run(a),
         Cmd::Info(a) => info::run(a),
         Cmd::Monitor(a) => monitor::run(a),
+        Cmd::Snapshot(a) => snapshot::run(a),
+        Cmd::Maint(a) => maint::run(a),
+        Cmd::Validate(a) => validate::run(a),
         Cmd::Version(a) => version::run(a),
     }
 }

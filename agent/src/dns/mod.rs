@@ -94,6 +94,9 @@ struct Item {
 /// (which moves on any change to the service, its checks or its nodes).
 struct Cached {
     index: u64,
+    /// [`Store::generation`]: a restore can bring back an index with
+    /// other contents.
+    generation: u64,
     items: Arc<Vec<Item>>,
 }
 
@@ -162,8 +165,9 @@ impl ConsulDns {
     /// cache while the service's index has not moved.
     fn service_items(&self, service: &str, tag: Option<String>, index: u64) -> Arc<Vec<Item>> {
         let key = (service.to_string(), tag);
+        let generation = self.store.generation();
         if let Some(c) = self.services.read().get(&key) {
-            if c.index == index {
+            if c.index == index && c.generation == generation {
                 return c.items.clone();
             }
         }
@@ -176,6 +180,7 @@ impl ConsulDns {
             key,
             Cached {
                 index,
+                generation,
                 items: items.clone(),
             },
         );

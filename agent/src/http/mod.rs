@@ -15,6 +15,7 @@ pub mod records;
 pub mod routes;
 pub mod serve;
 pub mod session;
+pub mod snapshot;
 pub mod stats;
 pub mod status;
 pub mod timeouts;
@@ -69,6 +70,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(session::routes())
         .merge(event::routes())
         .merge(monitor::routes())
+        .merge(snapshot::routes())
 }
 
 /// The API router: [`routes`], each through the request pipeline (for the

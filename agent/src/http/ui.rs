@@ -53,12 +53,14 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; 
 const DISABLED: &str = "tribune agent: the web UI is disabled. \
                         Start the agent with -ui (or set \"ui\": true in its config).\n";
 
-/// `/`, `/ui` and `/ui/*`; when the UI is off they answer 404 saying how to turn it on.
+/// `/`, `/ui` and `/ui/*`; when the UI is off they say how to turn it on:
+/// `/` with 200, as Consul's index (probes of `/` keep working), the UI's
+/// own paths with 404.
 pub fn routes(enabled: bool) -> Routes {
     if !enabled {
         let off = || E::get(|| async { (StatusCode::NOT_FOUND, DISABLED) });
         return Routes::new()
-            .route("/", off())
+            .route("/", E::get(|| async { DISABLED }))
             .route("/ui", off())
             .route("/ui/", off())
             .route("/ui/{*path}", off());

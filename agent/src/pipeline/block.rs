@@ -45,11 +45,13 @@ impl AppState {
         };
         let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
         let guard = self.store.watches.watch(target());
+        // A restore replaces everything (indexes may go back): answer then.
+        let generation = self.store.generation();
         loop {
             let notified = guard.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if index_of(&self.store.read()) > opts.index {
+            if index_of(&self.store.read()) > opts.index || self.store.generation() != generation {
                 return;
             }
             tokio::select! {
@@ -131,6 +133,7 @@ async fn block_any(
         .iter()
         .map(|t| s.store.watches.watch(WatchTarget::Named((*t).to_string())))
         .collect();
+    let generation = s.store.generation();
     loop {
         let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = guards
             .iter()
@@ -140,7 +143,7 @@ async fn block_any(
         for w in &mut waits {
             w.as_mut().enable();
         }
-        if index_of(&s.store.read()) > opts.index {
+        if index_of(&s.store.read()) > opts.index || s.store.generation() != generation {
             return;
         }
         let any = std::future::poll_fn(|cx| {

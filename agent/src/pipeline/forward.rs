@@ -6,7 +6,8 @@
 //! a server (which answers `?stale` itself or forwards on). The request goes
 //! whole over the server RPC port and the answer comes back unchanged, so
 //! headers such as `X-Consul-Index` are the leader's. On the server the
-//! envelope enters the same pipeline ([`serve_tunnelled`]).
+//! envelope enters the same pipeline ([`serve_tunnelled`]). Whole snapshots
+//! (`/v1/snapshot`) are streamed instead ([`forward_snapshot`]).
 //!
 //! Issue 16 gives the RPC client its TLS settings ([`crate::rpc::client`]);
 //! issue 18 shares one forwarded blocking query among identical waiters.
@@ -27,13 +28,15 @@ use tower::ServiceExt;
 use super::body::MAX_BODY;
 use super::context::RequestCtx;
 use super::error::ApiError;
-use super::route::is_read;
+use super::route::{is_read, SNAPSHOT};
 use crate::app::Shared;
 use crate::cluster::Upstream;
 use crate::rpc::client::{RpcError, AGENT_NODE, HOPS};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
 const HOLD: Duration = Duration::from_secs(7);
+/// Where they go on the server RPC port.
+pub const SNAPSHOT_PATH: &str = "/rpc/snapshot";
 const MAX_HOPS: u32 = 3;
 
 /// Forwarding, boxed: see [`super::entry`].
@@ -47,6 +50,9 @@ pub fn forward_boxed(
     req: Request,
     next: Next,
 ) -> Forwarding {
+    if req.uri().path() == SNAPSHOT {
+        return Box::pin(forward_snapshot(s, up, ctx, req, next));
+    }
     Box::pin(forward(s, up, ctx, req, next))
 }
 
@@ -266,4 +272,107 @@ fn hop_by_hop(h: &HeaderName) -> bool {
         || h.as_str() == "keep-alive"
         || h.as_str() == "proxy-connection"
         || h.as_str() == HOPS
+}
+
+/// `/v1/snapshot` carries whole snapshots, larger than an envelope may be:
+/// the body and the answer are streamed through [`SNAPSHOT_PATH`] (not
+/// buffered), with a long timeout, to one target (a streamed body cannot be
+/// sent twice).
+async fn forward_snapshot(
+    s: Shared,
+    up: Upstream,
+    ctx: RequestCtx,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let client = s.raft.is_none();
+    let hop = ctx.hops;
+    if hop >= MAX_HOPS {
+        return ApiError::Internal(
+            "request forwarded too many times (servers disagree on the leader)".into(),
+        )
+        .into_response();
+    }
+    let deadline = tokio::time::Instant::now() + HOLD;
+    let target = loop {
+        if !client && s.leadership.is_leader() {
+            req.extensions_mut().insert(ctx);
+            return next.run(req).await;
+        }
+        if let Some(t) = up.targets().into_iter().next() {
+            break t;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return ApiError::NoLeader.into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (parts, body) = req.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let mut rb = up
+        .rpc
+        .http()
+        .request(
+            parts.method.clone(),
+            format!("http://{target}{SNAPSHOT_PATH}{query}"),
+        )
+        .header(HOPS, hop + 1)
+        .timeout(Duration::from_secs(30 * 60))
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    for (k, v) in parts.headers.iter() {
+        if !hop_by_hop(k) {
+            rb = rb.header(k, v);
+        }
+    }
+    match rb.send().await {
+        Ok(r) => {
+            up.good(&target);
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = r.status();
+            for (k, v) in r.headers() {
+                if !hop_by_hop(k) {
+                    resp.headers_mut().append(k, v.clone());
+                }
+            }
+            *resp.body_mut() = Body::from_stream(r.bytes_stream());
+            resp
+        }
+        Err(e) => {
+            up.bad(&target);
+            ApiError::Internal(format!("forwarding to {target}: {e}")).into_response()
+        }
+    }
+}
+
+/// Server side of [`SNAPSHOT_PATH`]: the request as `/v1/snapshot` through
+/// the API router `api` (which forwards it on when this server is not the
+/// leader), its answer streamed back.
+pub async fn serve_snapshot(api: Router, req: Request) -> Response {
+    let hop = super::context::hops(req.headers());
+    let (mut parts, body) = req.into_parts();
+    if !matches!(parts.method, Method::GET | Method::PUT) {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, PUT")],
+        )
+            .into_response();
+    }
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = match format!("{SNAPSHOT}{query}").parse() {
+        Ok(u) => u,
+        Err(_) => return (StatusCode::BAD_REQUEST, "malformed forwarded request").into_response(),
+    };
+    parts.headers.insert(HOPS, HeaderValue::from(hop));
+    match api.oneshot(Request::from_parts(parts, body)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
 }

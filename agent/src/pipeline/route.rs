@@ -19,6 +19,10 @@ use crate::cluster::Upstream;
 /// How long a read waits for a quorum to confirm the leader (Consul's rpc_hold_timeout).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(7);
 
+/// Whole snapshots: replicated state, forwarded streamed (see
+/// [`super::forward`]).
+pub const SNAPSHOT: &str = "/v1/snapshot";
+
 /// Where a request goes.
 pub enum Route {
     /// This agent answers (agent endpoints, the leader, `?stale` reads on
@@ -32,7 +36,7 @@ pub enum Route {
 
 /// Paths answered from replicated state (the rest are agent-local).
 fn replicated(path: &str, client: bool) -> bool {
-    const PREFIXES: [&str; 9] = [
+    const PREFIXES: [&str; 10] = [
         "/v1/internal/ui/",
         "/v1/kv",
         "/v1/txn",
@@ -42,6 +46,7 @@ fn replicated(path: &str, client: bool) -> bool {
         "/v1/operator/",
         "/v1/coordinate/",
         "/v1/query",
+        SNAPSHOT,
     ];
     if path == "/v1/catalog/datacenters" {
         return false;

@@ -55,6 +55,10 @@ pub enum StoreError {
     WriterGone,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error("{0}")]
+    Task(String),
 }
 
 macro_rules! redb_err {

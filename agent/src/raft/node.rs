@@ -82,7 +82,10 @@ impl RaftNode {
             }
             None => (LogStore::memory(), StateMachine::memory(store.clone())),
         };
+        let (restored_tx, restored_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sm = sm.on_restore(restored_tx);
         let raft = Raft::new(opts.id, Arc::new(config), opts.network, log.clone(), sm).await?;
+        tokio::spawn(compact_after_restore(raft.clone(), restored_rx));
         if opts.bootstrap {
             if !raft.is_initialized().await? {
                 let members = BTreeMap::from([(opts.id, Node::new(opts.addr.clone()))]);
@@ -140,5 +143,37 @@ async fn step_aside_while_failing(raft: Raft, health: Arc<StorageHealth>) {
         rc.heartbeat(true);
         rc.elect(true);
         tracing::info!("raft storage works again: heartbeats and elections resume");
+    }
+}
+/// After a restore, snapshot at once and purge the log up to it: the
+/// restore's pieces (the whole file) would otherwise stay in the log, in
+/// memory, until the snapshot policy came round.
+async fn compact_after_restore(raft: Raft, mut rx: tokio::sync::mpsc::UnboundedReceiver<u64>) {
+    while let Some(mut index) = rx.recv().await {
+        while let Ok(i) = rx.try_recv() {
+            index = index.max(i);
+        }
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        let built = raft
+            .wait(Some(Duration::from_secs(300)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= index),
+                "snapshot after restore",
+            )
+            .await;
+        match built {
+            Ok(_) => {
+                if raft.trigger().purge_log(index).await.is_err() {
+                    return;
+                }
+                tracing::info!(
+                    index,
+                    "snapshot taken after the restore; log purged up to it"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "no snapshot after the restore"),
+        }
     }
 }

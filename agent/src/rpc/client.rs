@@ -58,6 +58,11 @@ impl RpcClient {
         decode_answer(addr, status.as_u16(), &bytes)
     }
 
+    /// The HTTP/2 client, for streamed calls (snapshots).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// POST a bincode request to `addr` and decode a bincode answer.
     pub async fn call<Q: Serialize, A: DeserializeOwned>(
         &self,

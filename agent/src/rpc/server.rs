@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,9 +64,17 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/dns", post(dns_lookup))
         .route(
             forward::TUNNEL_PATH,
-            post(move |ctx: RpcCtx, body: Bytes| tunnel(api.clone(), ctx, body)),
+            post({
+                let api = api.clone();
+                move |ctx: RpcCtx, body: Bytes| tunnel(api.clone(), ctx, body)
+            }),
         )
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        // Streamed, so no body limit applies; the API's handler bounds it.
+        .route(
+            forward::SNAPSHOT_PATH,
+            any(move |req: axum::extract::Request| forward::serve_snapshot(api.clone(), req)),
+        )
         .with_state(state)
 }
 

@@ -285,6 +285,72 @@ impl From<CatalogWire> for Catalog {
     }
 }
 
+/// The stored parts of a [`Catalog`] (snapshots), without what is derived.
+pub(crate) struct CatalogParts {
+    pub nodes: BTreeMap<String, NodeRec>,
+    pub services: Vec<ServiceRec>,
+    pub service_nodes: Vec<String>,
+    pub checks: Vec<CheckRec>,
+    pub service_index: BTreeMap<String, u64>,
+    pub node_index: BTreeMap<String, u64>,
+    pub nodes_index: u64,
+    pub services_index: u64,
+    pub checks_index: u64,
+}
+
+impl Catalog {
+    /// A catalog from its stored parts; the name index and folded names are
+    /// rebuilt. `services[i]` lives on node `service_nodes[i]`.
+    pub(crate) fn from_parts(p: CatalogParts) -> Self {
+        let mut services = BTreeMap::new();
+        let mut by_name: BTreeMap<String, BTreeSet<Key>> = BTreeMap::new();
+        for (s, node) in p.services.into_iter().zip(p.service_nodes) {
+            let key = (node, s.id.clone());
+            by_name
+                .entry(s.service.clone())
+                .or_default()
+                .insert(key.clone());
+            services.insert(key, s);
+        }
+        let checks = p
+            .checks
+            .into_iter()
+            .map(|c| ((c.node.clone(), c.check_id.clone()), c))
+            .collect();
+        Self::from(CatalogWire {
+            nodes: p.nodes,
+            services,
+            checks,
+            by_name,
+            service_index: p.service_index,
+            node_index: p.node_index,
+            nodes_index: p.nodes_index,
+            services_index: p.services_index,
+            checks_index: p.checks_index,
+        })
+    }
+
+    /// Every service instance with its node, in (node, id) order.
+    pub(crate) fn all_services(&self) -> impl ExactSizeIterator<Item = (&str, &ServiceRec)> {
+        self.services.iter().map(|((n, _), s)| (n.as_str(), s))
+    }
+
+    /// Last change per service name and per node (kept after removal).
+    pub(crate) fn name_indexes(&self) -> (&BTreeMap<String, u64>, &BTreeMap<String, u64>) {
+        (&self.service_index, &self.node_index)
+    }
+
+    /// How many nodes, service instances and checks there are.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        (self.nodes.len(), self.services.len(), self.checks.len())
+    }
+
+    /// The raw table indexes: nodes, services, checks (0 if never written).
+    pub(crate) fn table_indexes(&self) -> (u64, u64, u64) {
+        (self.nodes_index, self.services_index, self.checks_index)
+    }
+}
+
 /// Accumulates what an apply changed, for indexes and wake-ups.
 struct Touch<'a> {
     index: u64,

@@ -176,6 +176,29 @@ fn prefix_range<'a, V>(
 }
 
 impl KvTable {
+    /// A table from its stored parts (snapshot load).
+    pub(crate) fn from_parts(
+        entries: BTreeMap<String, KvEntry>,
+        tombstones: BTreeMap<String, u64>,
+        index: u64,
+    ) -> Self {
+        Self {
+            entries,
+            tombstones,
+            index,
+        }
+    }
+
+    /// Deleted keys and the index of each deletion, in key order.
+    pub(crate) fn tombstones(&self) -> impl ExactSizeIterator<Item = (&String, &u64)> {
+        self.tombstones.iter()
+    }
+
+    /// Every live entry, in key order.
+    pub(crate) fn entries(&self) -> impl ExactSizeIterator<Item = (&String, &KvEntry)> {
+        self.entries.iter()
+    }
+
     pub fn get(&self, key: &str) -> Option<&KvEntry> {
         self.entries.get(key)
     }

@@ -6,9 +6,11 @@
 
 pub mod catalog;
 pub mod kv;
+pub mod restore;
 pub mod session;
 pub mod watch;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::{LogId, StoredMembership};
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::raft::{Node, NodeId};
 pub use catalog::{CatalogCommand, CatalogOutcome, Health};
 pub use kv::{KvCommand, KvEntry, KvOutcome, KvTable, KvVerb, TxnOp, TxnOutcome};
+pub use restore::{RestoreCommand, RestoreOutcome};
 pub use session::{SessionCommand, SessionOutcome, SessionTable};
 pub use watch::{Changes, WatchGuard, WatchTarget, Watches};
 
@@ -29,6 +32,8 @@ pub enum Command {
     Session(SessionCommand),
     /// Several writes committed in one raft entry (group commit), applied in order.
     Batch(Vec<Command>),
+    /// A snapshot restore, piece by piece (see [`restore`]).
+    Restore(RestoreCommand),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -40,11 +45,30 @@ pub enum Outcome {
     Catalog(CatalogOutcome),
     Session(SessionOutcome),
     Batch(Vec<Outcome>),
+    Restore(RestoreOutcome),
 }
 
-/// Everything the state machine holds; this is what a snapshot contains.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Everything the state machine holds; this is what a snapshot contains
+/// (encoded by [`crate::snapshot`]).
+#[derive(Clone, Debug, Default)]
 pub struct Tables {
+    pub kv: KvTable,
+    pub catalog: catalog::Catalog,
+    pub sessions: SessionTable,
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, Node>,
+    /// Added to a raft log index to give the index writes are stamped
+    /// with. 0 until a restore brings in state with higher indexes than
+    /// this cluster's log: from then on every new index is above them.
+    pub index_offset: u64,
+    /// The pieces of a restore in progress.
+    pub restore: Option<restore::Staging>,
+}
+
+/// The layout of [`Tables`] in snapshots written before the sectioned
+/// format (bincode of the struct); read once, at start-up.
+#[derive(Deserialize)]
+pub(crate) struct LegacyTables {
     pub kv: KvTable,
     pub catalog: catalog::Catalog,
     pub sessions: SessionTable,
@@ -52,10 +76,34 @@ pub struct Tables {
     pub membership: StoredMembership<NodeId, Node>,
 }
 
+impl From<LegacyTables> for Tables {
+    fn from(l: LegacyTables) -> Self {
+        Tables {
+            kv: l.kv,
+            catalog: l.catalog,
+            sessions: l.sessions,
+            last_applied: l.last_applied,
+            membership: l.membership,
+            index_offset: 0,
+            restore: None,
+        }
+    }
+}
+
+impl Tables {
+    /// The index every write so far is stamped at or below: the last
+    /// applied raft index plus the offset.
+    pub fn applied_index(&self) -> u64 {
+        self.last_applied.map(|l| l.index).unwrap_or(0) + self.index_offset
+    }
+}
+
 /// Tables behind a lock, plus the watchers to wake after each apply.
 pub struct Store {
     tables: RwLock<Tables>,
     pub watches: Arc<Watches>,
+    /// Moves on every wholesale replacement (snapshot install, restore).
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -63,7 +111,15 @@ impl Store {
         Arc::new(Self {
             tables: RwLock::new(Tables::default()),
             watches: Watches::new(),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// Changes whenever the tables were replaced wholesale: a parked query
+    /// that sees it move answers (indexes may have gone backwards), and a
+    /// cache keyed on indexes starts over.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Read access for handlers; keep the guard short-lived.
@@ -75,29 +131,15 @@ impl Store {
         self.tables.write()
     }
 
-    /// Replace everything (snapshot install) and wake every watcher.
-    pub(crate) fn replace(&self, tables: Tables) {
-        let (keys, named) = {
-            let mut t = self.tables.write();
-            let mut keys: Vec<String> = t.kv.list("").map(|(k, _)| k.clone()).collect();
-            keys.extend(tables.kv.list("").map(|(k, _)| k.clone()));
-            let mut named: Vec<String> = vec![
-                catalog::NODES.into(),
-                catalog::SERVICES.into(),
-                catalog::CHECKS.into(),
-                session::SESSIONS.into(),
-            ];
-            for c in [&t.catalog, &tables.catalog] {
-                named.extend(c.service_names().map(|(n, _)| catalog::svc_target(n)));
-                named.extend(c.nodes().map(|n| catalog::node_target(&n.node)));
-            }
-            *t = tables;
-            (keys, named)
-        };
-        self.watches.kv_changed(keys.iter().map(String::as_str));
-        // The root prefix covers keys present in neither map (pure tombstones).
-        self.watches.kv_changed([""]);
-        self.watches.named_changed(named.iter().map(String::as_str));
+    /// Replace everything (snapshot install, restore) and wake every
+    /// watcher. Returns the old tables, for the caller to drop where a
+    /// large drop does not hold up anyone.
+    pub(crate) fn replace(&self, tables: Tables) -> Tables {
+        let old = std::mem::replace(&mut *self.tables.write(), tables);
+        // Before the wake-up: a woken query must see the new generation.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.watches.wake_all();
+        old
     }
 
     /// Wake the watchers of everything in `changes`.
@@ -146,6 +188,20 @@ impl Tables {
             Command::Batch(cmds) => {
                 Outcome::Batch(cmds.iter().map(|c| self.apply(index, c, changed)).collect())
             }
+            Command::Restore(RestoreCommand::Chunk { id, seq, data }) => {
+                Outcome::Restore(restore::Staging::stage(&mut self.restore, *id, *seq, data))
+            }
+            Command::Restore(RestoreCommand::Abort { id }) => {
+                if self.restore.as_ref().is_some_and(|s| s.id == *id) {
+                    self.restore = None;
+                }
+                Outcome::Restore(RestoreOutcome::Aborted)
+            }
+            // Decoding a whole file is the state machine's (off the lock);
+            // it never reaches here but inside a batch, which is refused.
+            Command::Restore(RestoreCommand::Install { .. }) => Outcome::Restore(
+                RestoreOutcome::Error("a restore install must be an entry of its own".into()),
+            ),
         }
     }
 }

@@ -128,6 +128,24 @@ fn is_critical(h: Health) -> bool {
 }
 
 impl SessionTable {
+    /// A table from its stored parts (snapshot load). Every session's TTL
+    /// clock starts now: a loaded session is never expired early.
+    pub(crate) fn from_parts(sessions: BTreeMap<String, SessionRec>, index: u64) -> Self {
+        let now = Instant::now();
+        let renewed = sessions.keys().map(|id| (id.clone(), now)).collect();
+        Self {
+            sessions,
+            index,
+            renewed,
+            lock_delays: HashMap::new(),
+        }
+    }
+
+    /// Highest raft index that created or removed a session (0 if none).
+    pub(crate) fn raw_index(&self) -> u64 {
+        self.index
+    }
+
     // ---- reads ----
 
     pub fn get(&self, id: &str) -> Option<&SessionRec> {

@@ -149,6 +149,19 @@ impl Watches {
         }
     }
 
+    /// Wake every parked watcher (the whole state was replaced).
+    pub fn wake_all(&self) {
+        let maps = self.maps.lock();
+        for slot in maps
+            .exact
+            .values()
+            .chain(maps.prefix.values())
+            .chain(maps.named.values())
+        {
+            slot.notify.notify_waiters();
+        }
+    }
+
     /// Number of distinct watched targets (for stats and tests).
     pub fn targets(&self) -> usize {
         let m = self.maps.lock();

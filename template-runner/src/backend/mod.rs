@@ -97,7 +97,7 @@ pub fn kv_view(all: &BTreeMap<String, String>, dep: &Dependency) -> Result<Data,
         Dependency::KvPrefix(p) => Ok(Data::Kv(
             all.range(p.clone()..)
                 .take_while(|(k, _)| k.starts_with(p.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), v.clone().into()))
                 .collect(),
         )),
         Dependency::KvKey(k) => Ok(Data::Key(all.get(k).cloned())),

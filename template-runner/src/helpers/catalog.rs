@@ -28,7 +28,35 @@ pub struct ServiceSpec {
     pub tag: Option<String>,
     pub name: String,
     pub dc: Option<String>,
+    pub near: Option<String>,
     pub filters: Vec<String>,
+}
+
+/// consul-template's `[[:word:].-]+` for datacenter, node and near names.
+fn word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// `[name][@dc][~near]` (the arguments joined, as consul-template joins
+/// them): each part present only if given, and made of word characters.
+fn name_dc_near(what: &str, args: &[Value]) -> Result<[Option<String>; 3], String> {
+    let raw = args.iter().map(text).collect::<String>();
+    let (rest, near) = match raw.split_once('~') {
+        Some((r, n)) => (r, Some(n.to_string())),
+        None => (raw.as_str(), None),
+    };
+    let (name, dc) = match rest.split_once('@') {
+        Some((n, d)) => (n, Some(d.to_string())),
+        None => (rest, None),
+    };
+    let name = (!name.is_empty()).then(|| name.to_string());
+    let parts = [name, dc, near];
+    if parts.iter().flatten().any(|p| !word(p)) {
+        return Err(format!("{what}: invalid format: {raw:?}"));
+    }
+    Ok(parts)
 }
 
 /// consul-template's service query syntax; extra arguments are filters
@@ -39,8 +67,13 @@ pub fn parse_service(args: &[Value]) -> Result<ServiceSpec, String> {
         Some((a, f)) => (a.to_string(), f.to_string()),
         None => (joined.clone(), "passing".to_string()),
     };
-    // `~near` sorts by distance to a node; with one agent there is nothing to sort.
-    let spec = spec.split_once('~').map_or(spec.as_str(), |(s, _)| s);
+    // `~near` asks the agent to sort by distance to a node; tribune has no
+    // network coordinates, so the agent's order is kept (see the README).
+    let (spec, near) = match spec.split_once('~') {
+        Some((s, n)) if word(n) => (s, Some(n.to_string())),
+        Some(_) => return Err(format!("service: invalid near in {joined:?}")),
+        None => (spec.as_str(), None),
+    };
     let (spec, dc) = match spec.split_once('@') {
         Some((s, dc)) if !dc.is_empty() => (s, Some(dc.to_string())),
         Some((s, _)) => (s, None),
@@ -67,6 +100,7 @@ pub fn parse_service(args: &[Value]) -> Result<ServiceSpec, String> {
         tag,
         name,
         dc,
+        near,
         filters,
     })
 }
@@ -82,6 +116,7 @@ fn service(ctx: &Ctx, args: &[Value]) -> R {
         name: s.name,
         tag: s.tag,
         dc: s.dc,
+        near: s.near,
     };
     let Some(d) = ctx.data(dep) else {
         return Ok(json!([]));
@@ -98,8 +133,16 @@ fn service(ctx: &Ctx, args: &[Value]) -> R {
     ))
 }
 
-fn services(ctx: &Ctx, _: &[Value]) -> R {
-    match ctx.data(Dependency::Services).as_deref() {
+/// `services ["@dc"]`: every service name with its tags.
+fn services(ctx: &Ctx, args: &[Value]) -> R {
+    let [name, dc, near] = name_dc_near("catalog.services", args)?;
+    if name.is_some() || near.is_some() {
+        return Err(format!(
+            "catalog.services: invalid format: {:?} (only \"@dc\")",
+            args.iter().map(text).collect::<String>()
+        ));
+    }
+    match ctx.data(Dependency::Services { dc }).as_deref() {
         Some(Data::Services(m)) => Ok(Value::Array(
             m.iter()
                 .map(|(n, t)| json!({"Name": n, "Tags": t}))
@@ -109,17 +152,29 @@ fn services(ctx: &Ctx, _: &[Value]) -> R {
     }
 }
 
-fn nodes(ctx: &Ctx, _: &[Value]) -> R {
-    match ctx.data(Dependency::Nodes).as_deref() {
+/// `nodes ["@dc~near"]`.
+fn nodes(ctx: &Ctx, args: &[Value]) -> R {
+    let [name, dc, near] = name_dc_near("catalog.nodes", args)?;
+    if name.is_some() {
+        return Err(format!(
+            "catalog.nodes: invalid format: {:?} (only \"@dc~near\")",
+            args.iter().map(text).collect::<String>()
+        ));
+    }
+    match ctx.data(Dependency::Nodes { dc, near }).as_deref() {
         Some(Data::Nodes(n)) => Ok(serde_json::to_value(n).unwrap_or(Value::Null)),
         _ => Ok(json!([])),
     }
 }
 
-/// consul-template's `node`: the agent's own node without an argument.
+/// consul-template's `node ["name"] ["@dc"]`: the agent's own node
+/// without a name.
 fn node(ctx: &Ctx, args: &[Value]) -> R {
-    let name = args.first().map(text).filter(|n| !n.is_empty());
-    match ctx.data(Dependency::Node(name)).as_deref() {
+    let [name, dc, near] = name_dc_near("catalog.node", args)?;
+    if near.is_some() {
+        return Err("catalog.node: ~near is not accepted here".into());
+    }
+    match ctx.data(Dependency::Node { name, dc }).as_deref() {
         Some(Data::Node(Some(n))) => Ok(serde_json::to_value(n).unwrap_or(Value::Null)),
         _ => Ok(Value::Null),
     }
@@ -200,10 +255,34 @@ mod tests {
         assert_eq!(s.name, "web");
         assert_eq!(s.dc.as_deref(), Some("dc2"));
         assert_eq!(s.filters, ["passing", "warning"]);
+        let s = parse_service(&[json!("web@dc1~n1|any")]).unwrap();
+        assert_eq!(
+            (s.dc.as_deref(), s.near.as_deref()),
+            (Some("dc1"), Some("n1"))
+        );
+        assert!(parse_service(&[json!("web~")]).is_err());
         let s = parse_service(&[json!("v1.2.web"), json!("any")]).unwrap();
         assert_eq!(s.tag.as_deref(), Some("v1.2"));
         assert_eq!(s.filters, ["any"]);
         assert_eq!(parse_service(&[json!("web")]).unwrap().filters, ["passing"]);
         assert!(parse_service(&[json!("web|bogus")]).is_err());
+    }
+
+    #[test]
+    fn dc_and_near_arguments() {
+        let p = |a: &[&str]| name_dc_near("x", &a.iter().map(|s| json!(s)).collect::<Vec<_>>());
+        assert_eq!(p(&[]).unwrap(), [None, None, None]);
+        assert_eq!(
+            p(&["@dc2~n1"]).unwrap(),
+            [None, Some("dc2".into()), Some("n1".into())]
+        );
+        // node "n1" "@dc2" is node "n1@dc2".
+        assert_eq!(
+            p(&["n1", "@dc2"]).unwrap(),
+            [Some("n1".into()), Some("dc2".into()), None]
+        );
+        assert!(p(&["@"]).is_err());
+        assert!(p(&["@dc 2"]).is_err());
+        assert!(p(&["@dc?x=1"]).is_err());
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use super::goenc;
 use super::text::within;
 use super::{arg, both, float, int, list, num, s_arg, text, Helper, R};
 use crate::render::Ctx;
@@ -98,7 +99,7 @@ fn parse_yaml(_: &Ctx, args: &[Value]) -> R {
 
 /// Go's encoding/json escapes `<`, `>`, `&`, U+2028 and U+2029 in strings;
 /// outside strings JSON has none of them.
-fn go_json_escape(s: String) -> String {
+pub(super) fn go_json_escape(s: String) -> String {
     if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
         return s;
     }
@@ -110,23 +111,19 @@ fn go_json_escape(s: String) -> String {
 }
 
 fn to_json(_: &Ctx, args: &[Value]) -> R {
-    let s = serde_json::to_string(arg(args, 0, "value")?).map_err(|e| e.to_string())?;
-    Ok(json!(go_json_escape(s)))
+    Ok(json!(goenc::to_json(arg(args, 0, "value")?, false)))
 }
 
 fn to_json_pretty(_: &Ctx, args: &[Value]) -> R {
-    let s = serde_json::to_string_pretty(arg(args, 0, "value")?).map_err(|e| e.to_string())?;
-    Ok(json!(go_json_escape(s)))
+    Ok(json!(goenc::to_json(arg(args, 0, "value")?, true)))
 }
 
 fn to_yaml(_: &Ctx, args: &[Value]) -> R {
-    let s = serde_yaml::to_string(arg(args, 0, "value")?).map_err(|e| e.to_string())?;
-    Ok(json!(s.trim()))
+    Ok(json!(goenc::to_yaml(arg(args, 0, "value")?)?))
 }
 
 fn to_toml(_: &Ctx, args: &[Value]) -> R {
-    let s = toml::to_string(arg(args, 0, "value")?).map_err(|e| format!("toTOML: {e}"))?;
-    Ok(json!(s.trim()))
+    Ok(json!(goenc::to_toml(arg(args, 0, "value")?)?))
 }
 
 /// Go's strconv.ParseBool; "" is false (consul-template).

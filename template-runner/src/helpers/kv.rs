@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{both, s_arg, text, Flavor, Helper, R};
-use crate::dependency::{Data, Dependency};
+use crate::dependency::{Data, Dependency, KvEntry};
 use crate::render::Ctx;
 use crate::resource::join_key;
 
@@ -103,7 +103,7 @@ impl Ctx {
             Kv::Missing => Err(()),
             Kv::Map(d) => Ok(match &*d {
                 Data::Key(v) => v.clone(),
-                Data::Kv(m) => m.get(&full).cloned(),
+                Data::Kv(m) => m.get(&full).map(|e| e.value.clone()),
                 _ => None,
             }),
         }
@@ -120,7 +120,7 @@ impl Ctx {
     }
 
     /// Every key under `dir` (full keys); Err(()) = data not here yet.
-    fn under(&self, dir: &str) -> Result<BTreeMap<String, String>, ()> {
+    fn under(&self, dir: &str) -> Result<BTreeMap<String, KvEntry>, ()> {
         let prefix = self.dir_prefix(dir);
         let dep = self.kv_dep(&prefix, Dependency::KvPrefix(prefix.clone()));
         match self.fetch(dep) {
@@ -178,7 +178,7 @@ fn glob_pairs(ctx: &Ctx, pattern: &str) -> Result<Vec<(String, String)>, ()> {
         .filter_map(|(k, v)| {
             let shown = ctx.shown(&k, true);
             let ok = pat.as_ref().map(|p| p.matches(&shown)).unwrap_or(false);
-            ok.then(|| (ctx.shown(&k, slash), v))
+            ok.then(|| (ctx.shown(&k, slash), v.value))
         })
         .collect())
 }
@@ -280,9 +280,19 @@ fn getvs(ctx: &Ctx, args: &[Value]) -> R {
     Ok(json!(values))
 }
 
-/// consul-template's `KeyPair`: key relative to the listed prefix.
-fn pair(prefix: &str, full: &str, v: &str) -> Value {
-    json!({"Key": &full[prefix.len()..], "Value": v, "Path": full})
+/// consul-template's `KeyPair`: key relative to the listed prefix, the
+/// full path, and the entry's indexes, flags and session.
+fn pair(prefix: &str, full: &str, e: &KvEntry) -> Value {
+    json!({
+        "Path": full,
+        "Key": &full[prefix.len()..],
+        "Value": e.value,
+        "CreateIndex": e.create_index,
+        "ModifyIndex": e.modify_index,
+        "LockIndex": e.lock_index,
+        "Flags": e.flags,
+        "Session": e.session,
+    })
 }
 
 /// consul-template `ls`/`safeLs`: top-level pairs under a prefix.

@@ -10,7 +10,8 @@
 //!   consul-template's `key keyOrDefault keyExists ls safeLs tree safeTree`.
 //! - [`catalog`]: `service services node nodes datacenters byTag byMeta`.
 //! - [`text`]: strings, paths, regular expressions, hashes.
-//! - [`data`]: JSON/YAML/TOML, parsing, lists and maps, math.
+//! - [`data`]: JSON/YAML/TOML, parsing, lists and maps, math ([`goenc`]:
+//!   the `to*` encoders, byte for byte as Go's).
 //! - [`net`]: `lookupIP lookupSRV sockaddr` ([`sockaddr`]: go-sockaddr's
 //!   expressions over this host's interfaces).
 //! - [`sys`]: environment, time ([`gotime`]: Go layouts), files, `plugin`.
@@ -25,6 +26,7 @@
 
 pub mod catalog;
 pub mod data;
+pub mod goenc;
 pub mod gotime;
 pub mod kv;
 pub mod net;

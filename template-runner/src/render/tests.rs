@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::dependency::KvEntry;
 
 fn store(kv: &[(&str, &str)]) -> Arc<DataStore> {
     let s = Arc::new(DataStore::default());
-    let m: BTreeMap<String, String> = kv
+    let m: BTreeMap<String, KvEntry> = kv
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), v.to_string().into()))
         .collect();
     s.put(&Dependency::KvPrefix(String::new()), Data::Kv(m));
     s
