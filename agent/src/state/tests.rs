@@ -87,8 +87,8 @@ fn filled() -> Tables {
 
 /// Every table goes through a raft snapshot and back unchanged: compared
 /// by the tables' own serde form (every field but the derived ones), so a
-/// field added to a table that the snapshot sections do not carry fails
-/// here, whatever its value.
+/// field that applying the commands above fills, but that the snapshot
+/// sections do not carry, fails here (checked by adding one to `Catalog`).
 #[test]
 fn snapshot_round_trip_keeps_every_field() {
     let t = filled();
