@@ -150,9 +150,9 @@ pub async fn collect(s: &Shared) -> Result<ClusterHealth, String> {
 }
 
 /// Run the asks at once (a stopped server costs its timeout once).
-async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = fs.map(tokio::spawn).collect();

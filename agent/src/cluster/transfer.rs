@@ -44,6 +44,8 @@ pub enum TransferError {
     Behind(NodeId),
     #[error("server {id}: {err}")]
     Rpc { id: NodeId, err: String },
+    #[error("this server's raft storage is failing; it is handing over leadership by itself")]
+    StorageFailing,
     #[error("leadership was not transferred within {0:?}")]
     Timeout(Duration),
 }
@@ -59,23 +61,27 @@ fn now_ms() -> u64 {
 
 /// Stand for no election for `ms` (bounded by the caller); elections are
 /// allowed again once the last hold asked for has passed.
-pub fn hold(raft: &crate::raft::Raft, ms: u64) {
+pub fn hold(s: &Shared, raft: &crate::raft::Raft, ms: u64) {
     let until = now_ms() + ms;
     HOLD_UNTIL.fetch_max(until, Ordering::Relaxed);
     raft.runtime_config().elect(false);
-    let raft = raft.clone();
+    let (s, raft) = (s.clone(), raft.clone());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        if now_ms() >= HOLD_UNTIL.load(Ordering::Relaxed) {
-            raft.runtime_config().elect(true);
+        let until = HOLD_UNTIL.load(Ordering::Relaxed);
+        if until != 0 && now_ms() >= until {
+            release(&s, &raft);
         }
     });
 }
 
-/// Elections allowed again at once.
-pub fn release(raft: &crate::raft::Raft) {
+/// Elections allowed again at once (unless failing storage keeps this
+/// server out of them: see `raft::node`).
+pub fn release(s: &Shared, raft: &crate::raft::Raft) {
     HOLD_UNTIL.store(0, Ordering::Relaxed);
-    raft.runtime_config().elect(true);
+    if !s.leadership.storage().failing() {
+        raft.runtime_config().elect(true);
+    }
 }
 
 /// Answer a leader's [`Ask`] (RPC `/rpc/raft/transfer`).
@@ -83,8 +89,8 @@ pub async fn answer(s: &Shared, ask: Ask) -> Result<(), String> {
     let raft = s.raft.as_ref().ok_or("not a server")?;
     match ask {
         // Bounded: a hold cannot keep a server out of elections for long.
-        Ask::Hold(ms) => hold(raft, ms.min(60_000)),
-        Ask::Release => release(raft),
+        Ask::Hold(ms) => hold(s, raft, ms.min(60_000)),
+        Ask::Release => release(s, raft),
         Ask::Elect => {
             tracing::info!("standing for election: the leader transfers leadership here");
             raft.trigger().elect().await.map_err(|e| e.to_string())?;
@@ -114,6 +120,10 @@ pub fn resolve(s: &Shared, id: &str) -> Result<NodeId, TransferError> {
 /// voter); returns the new leader's raft id.
 pub async fn transfer(s: &Shared, target: Option<NodeId>) -> Result<NodeId, TransferError> {
     let raft = s.raft.as_ref().ok_or(TransferError::NotServer)?;
+    if s.leadership.storage().failing() {
+        // It hands over by itself (see `raft::node`).
+        return Err(TransferError::StorageFailing);
+    }
     let me = s.raft_id;
     let servers = s.leadership.servers();
     let others: Vec<(NodeId, String)> = servers
@@ -161,8 +171,10 @@ pub async fn transfer(s: &Shared, target: Option<NodeId>) -> Result<NodeId, Tran
     tracing::info!(target = target, "transferring leadership");
     raft.runtime_config().heartbeat(false);
     let result = run(s, target, &target_addr, &others, lease, hold_for).await;
-    raft.runtime_config().heartbeat(true);
-    release(raft);
+    if !s.leadership.storage().failing() {
+        raft.runtime_config().heartbeat(true);
+    }
+    release(s, raft);
     for (_, addr) in others.iter().filter(|x| x.0 != target) {
         let _: Result<Result<(), String>, _> = s
             .rpc
@@ -192,7 +204,7 @@ async fn run(
 ) -> Result<(), TransferError> {
     let raft = s.raft.as_ref().ok_or(TransferError::NotServer)?;
     let hold_ms = hold_for.as_millis() as u64;
-    hold(raft, hold_ms);
+    hold(s, raft, hold_ms);
     let ask = |id: NodeId, addr: String, a: Ask| async move {
         // The RPC client's result: the call's, then the server's answer.
         let r: Result<Result<(), String>, _> = s

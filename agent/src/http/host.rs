@@ -184,13 +184,11 @@ fn disk(path: &str) -> Result<Value, String> {
 /// The type of the file system mounted at `path` (`/proc/self/mounts`).
 fn fstype(path: &str) -> Option<String> {
     let mounts = read("/proc/self/mounts").ok()?;
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[1] == path).then(|| f[2].to_string())
-        })
-        .last()
+    // The last mount on a path is the one in effect.
+    mounts.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 3 && f[1] == path).then(|| f[2].to_string())
+    })
 }
 
 /// gopsutil's `host.InfoStat`.

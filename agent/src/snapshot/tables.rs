@@ -444,6 +444,32 @@ mod tests {
         assert_eq!(r.kv.get("app/a").unwrap().modify_index, 3);
     }
 
+    /// The autopilot configuration travels in its own section, indexes kept.
+    #[test]
+    fn autopilot_round_trip() {
+        use crate::state::autopilot::AutopilotCommand;
+        let mut t = sample();
+        let config = AutopilotConfig {
+            max_trailing_logs: 42,
+            ..Default::default()
+        };
+        let set = Command::Autopilot(AutopilotCommand::Set { config, cas: None });
+        t.apply(8, &set, &mut Changes::default());
+        let f = encode(&t, &header(), false).unwrap();
+        let d = decode(&f[..], false).unwrap();
+        assert_eq!(d.tables.autopilot, t.autopilot);
+        assert_eq!(
+            d.tables
+                .autopilot
+                .map(|a| (a.max_trailing_logs, a.modify_index)),
+            Some((42, 8))
+        );
+        assert_eq!(d.max_index, 8);
+        // Without one, none comes back (Consul's defaults apply).
+        let f = encode(&sample(), &header(), false).unwrap();
+        assert_eq!(decode(&f[..], false).unwrap().tables.autopilot, None);
+    }
+
     /// A raft snapshot also carries the raft position, the offset and a
     /// staged restore; a portable file does not.
     #[test]
