@@ -222,6 +222,27 @@ fn transfer_leader_moves_leadership() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(leader_of(&members), Some(next));
+
+    // Two at once on the leader: one moves leadership, the other is
+    // refused while it runs (a transfer waits out the lease, ~650 ms here).
+    let url = format!(
+        "{}/v1/operator/raft/transfer-leader",
+        members[next].agent.url
+    );
+    let (a, b) = std::thread::scope(|sc| {
+        let one = sc.spawn(|| client().post(&url).send().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let two = sc.spawn(|| client().post(&url).send().unwrap());
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    assert_eq!(a.status(), 200);
+    assert_eq!(b.status(), 400);
+    assert!(b.text().unwrap().contains("in progress"));
+    wait_for(
+        "a leader other than the last",
+        Duration::from_secs(10),
+        || leader_of(&members).filter(|l| *l != next),
+    );
 }
 
 fn health(url: &str) -> (u16, Value) {

@@ -40,6 +40,8 @@ pub enum TransferError {
     ToSelf,
     #[error("{0} is not a voter of the raft configuration")]
     NotVoter(String),
+    #[error("leadership transfer in progress")]
+    InProgress,
     #[error("server {0} did not catch up with the leader's log in time")]
     Behind(NodeId),
     #[error("server {id}: {err}")]
@@ -49,6 +51,9 @@ pub enum TransferError {
     #[error("leadership was not transferred within {0:?}")]
     Timeout(Duration),
 }
+
+/// Held while this leader transfers leadership: one transfer at a time.
+static TRANSFERRING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Milliseconds (on [`Instant`] since the first hold) until which this
 /// server stands for no election.
@@ -124,6 +129,9 @@ pub async fn transfer(s: &Shared, target: Option<NodeId>) -> Result<NodeId, Tran
         // It hands over by itself (see `raft::node`).
         return Err(TransferError::StorageFailing);
     }
+    let Ok(_one) = TRANSFERRING.try_lock() else {
+        return Err(TransferError::InProgress);
+    };
     let me = s.raft_id;
     let servers = s.leadership.servers();
     let others: Vec<(NodeId, String)> = servers

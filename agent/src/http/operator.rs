@@ -131,7 +131,9 @@ pub async fn transfer_leader(
             &json!({ "Success": true }),
             q.has("pretty"),
         )),
-        Err(e @ (T::ToSelf | T::NotVoter(_) | T::NoPeer)) => Err(ApiError::bad(e.to_string())),
+        Err(e @ (T::ToSelf | T::NotVoter(_) | T::NoPeer | T::InProgress)) => {
+            Err(ApiError::bad(e.to_string()))
+        }
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
