@@ -361,6 +361,25 @@ fn autopilot_configuration_health_and_state() {
     assert!(servers
         .iter()
         .all(|s| s["SerfStatus"] == "alive" && s["Voter"] == true));
+    // ?stale on a follower still answers the leader's view.
+    let follower = (leader_of(&members).unwrap() + 1) % 3;
+    let stale = get_json(
+        &members[follower].agent.url,
+        "/v1/operator/autopilot/health?stale",
+    )
+    .unwrap();
+    let leaders: Vec<&Value> = stale["Servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Leader"] == true)
+        .collect();
+    assert_eq!(leaders.len(), 1, "{stale}");
+    assert_ne!(
+        leaders[0]["Address"],
+        members[follower].rpc.as_str(),
+        "{stale}"
+    );
     let state = get_json(&url, "/v1/operator/autopilot/state").unwrap();
     assert_eq!(state["Voters"].as_array().unwrap().len(), 3, "{state}");
     let leader_id = state["Leader"].as_str().unwrap();

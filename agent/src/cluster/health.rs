@@ -60,6 +60,9 @@ pub fn config(s: &Shared) -> AutopilotConfig {
 /// Ask every server and judge it (on the leader).
 pub async fn collect(s: &Shared) -> Result<ClusterHealth, String> {
     let raft = s.raft.as_ref().ok_or("not a server")?;
+    if !s.leadership.is_leader() {
+        return Err("not the leader".into());
+    }
     let conf = config(s);
     let metrics = raft.metrics().borrow().clone();
     let term = metrics.current_term;
