@@ -43,6 +43,56 @@ pub struct OperatorArgs {
 pub enum OperatorCmd {
     /// Raft operations.
     Raft(RaftArgs),
+    /// Autopilot: its configuration and the servers' health.
+    Autopilot(AutopilotArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AutopilotArgs {
+    #[command(subcommand)]
+    pub cmd: AutopilotCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AutopilotCmd {
+    /// Display the current autopilot configuration.
+    #[command(name = "get-config")]
+    GetConfig(super::services::SimpleArgs),
+    /// Modify the current autopilot configuration.
+    #[command(name = "set-config")]
+    SetConfig(SetConfigArgs),
+    /// Display the current autopilot state.
+    State(StateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SetConfigArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Remove dead servers once a replacement joins (true or false).
+    #[arg(long = "cleanup-dead-servers", num_args = 0..=1, default_missing_value = "true")]
+    pub cleanup_dead_servers: Option<String>,
+    /// Longest time since a server heard from the leader and is still healthy.
+    #[arg(long = "last-contact-threshold")]
+    pub last_contact_threshold: Option<String>,
+    /// Most log entries a server may trail the leader by and still be healthy.
+    #[arg(long = "max-trailing-logs")]
+    pub max_trailing_logs: Option<u64>,
+    /// Fewest servers autopilot keeps before it stops removing dead ones.
+    #[arg(long = "min-quorum")]
+    pub min_quorum: Option<u64>,
+    /// Time a new server must be healthy before it is promoted.
+    #[arg(long = "server-stabilization-time")]
+    pub server_stabilization_time: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Output format: pretty or json.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +109,19 @@ pub enum RaftCmd {
     /// Remove a (dead) server from the raft configuration.
     #[command(name = "remove-peer")]
     RemovePeer(RemovePeerArgs),
+    /// Transfer raft leadership to another server.
+    #[command(name = "transfer-leader")]
+    TransferLeader(TransferLeaderArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TransferLeaderArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// The ID of the node to transfer leadership to (else the most
+    /// caught-up voter).
+    #[arg(long)]
+    pub id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -147,7 +210,10 @@ pub fn force_leave(a: ForceLeaveArgs) -> ExitCode {
 }
 
 pub fn operator(a: OperatorArgs) -> ExitCode {
-    let OperatorCmd::Raft(r) = a.cmd;
+    let r = match a.cmd {
+        OperatorCmd::Raft(r) => r,
+        OperatorCmd::Autopilot(a) => return super::autopilot::run(a),
+    };
     match r.cmd {
         RaftCmd::ListPeers(a) => {
             let v = match get_json(&Api::new(&a.http), "operator/raft/configuration") {
@@ -187,6 +253,22 @@ pub fn operator(a: OperatorArgs) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(format!("Error removing peer: {e}")),
+            }
+        }
+        RaftCmd::TransferLeader(a) => {
+            let q: Vec<(&str, String)> = a.id.iter().map(|id| ("id", id.clone())).collect();
+            let r = Api::new(&a.http).call(Method::POST, "operator/raft/transfer-leader", &q, None);
+            let parsed =
+                r.map(|b| b.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()));
+            match parsed {
+                Ok(Some(v)) if v["Success"] == true => {
+                    println!("Success");
+                    ExitCode::SUCCESS
+                }
+                Ok(_) => fail("Error transfering leadership: Failed to transfer leadership"),
+                Err(e) => fail(format!(
+                    "Error transfering leadership: Failed to transfer leadership {e}"
+                )),
             }
         }
     }

@@ -53,6 +53,12 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
+/// Reads only the leader answers, `?stale` or not.
+const LEADER_ONLY: [&str; 2] = [
+    "/v1/operator/autopilot/health",
+    "/v1/operator/autopilot/state",
+];
+
 /// Reads may be repeated on another server; every other method is a write.
 fn is_read(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD)
@@ -91,7 +97,9 @@ fn upstream_for(s: &Shared, req: &Request) -> Option<Upstream> {
     }
     let up = s.upstream.as_ref()?;
     let writes = !is_read(req.method());
-    if !client && !writes && Query::parse(req.uri().query()).has("stale") {
+    // Autopilot's health is the leader's view (Consul requires it there).
+    let leader_only = LEADER_ONLY.contains(&req.uri().path());
+    if !client && !writes && !leader_only && Query::parse(req.uri().query()).has("stale") {
         return None;
     }
     Some(up.clone())

@@ -13,7 +13,9 @@
 pub mod autopilot;
 pub mod forward;
 pub mod gossip;
+pub mod health;
 pub mod rpc;
+pub mod transfer;
 pub mod write_conn;
 
 use std::sync::Arc;
