@@ -214,3 +214,214 @@ fn validate_good_and_bad_configurations() {
         (1, "Must specify at least one config file or directory")
     );
 }
+
+/// `/v1/agent/version` and `/v1/agent/host` in Consul's shapes, with this
+/// machine's figures.
+#[test]
+fn agent_version_and_host() {
+    let a = Agent::dev(&[]);
+    let c = client();
+    let get = |path: &str| -> Value {
+        let r = c.get(format!("{}{path}", a.url)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().unwrap()
+    };
+    let v = get("/v1/agent/version");
+    let me = get("/v1/agent/self");
+    assert_eq!(v["HumanVersion"], me["Config"]["Version"], "{v}");
+    let date = v["BuildDate"].as_str().unwrap();
+    assert!(
+        date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+        "{date}"
+    );
+    assert_eq!(v["SHA"], "");
+    assert_eq!(v["FIPS"], "");
+
+    let h = get("/v1/agent/host");
+    assert!(h["Errors"].is_null(), "{}", h["Errors"]);
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let t = h["CollectionTime"].as_i64().unwrap();
+    assert!(now_ns - t < 60_000_000_000 && t <= now_ns, "{t}");
+    // Memory as /proc/meminfo says, in bytes.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(h["Memory"]["total"].as_u64(), Some(total_kb * 1024));
+    let used = h["Memory"]["used"].as_u64().unwrap();
+    assert!(used > 0 && used < total_kb * 1024);
+    // One CPU entry per logical CPU.
+    let nproc = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(h["CPU"].as_array().unwrap().len(), nproc, "{}", h["CPU"]);
+    assert!(!h["CPU"][0]["modelName"].as_str().unwrap().is_empty());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(h["Host"]["hostname"], hostname.trim());
+    assert_eq!(h["Host"]["os"], "linux");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(h["Host"]["kernelVersion"], release.trim());
+    assert!(h["Host"]["uptime"].as_u64().unwrap() > 0);
+    assert!(h["Host"]["procs"].as_u64().unwrap() > 1);
+    // The root file system, as `df /` sees it.
+    assert_eq!(h["Disk"]["path"], "/");
+    let df = Command::new("df")
+        .args(["-B1", "--output=size", "/"])
+        .output()
+        .unwrap();
+    let size: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(h["Disk"]["total"].as_u64(), Some(size));
+    // Read-only endpoints: other methods change nothing.
+    let r = c.put(format!("{}/v1/agent/host", a.url)).send().unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "OPTIONS,GET,HEAD");
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Lines of the active log file and of its archives, by file name.
+fn log_files(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `-log-json` on stderr and in `-log-file`, rotated by size with
+/// `-log-rotate-max-files` archives kept, and `log_level` changed by
+/// `tribune reload` (debug lines appear, then stop again).
+#[test]
+fn logs_json_file_rotation_and_reload_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    let level = |l: &str| {
+        std::fs::write(cfg.join("log.json"), format!(r#"{{"log_level": "{l}"}}"#)).unwrap()
+    };
+    level("info");
+    let file = logs.join("agent.log");
+    let a = Agent::dev(&[
+        "-config-dir",
+        cfg.to_str().unwrap(),
+        "-log-json",
+        "-log-file",
+        file.to_str().unwrap(),
+        "-log-rotate-bytes",
+        "1500",
+        "-log-rotate-max-files",
+        "2",
+    ]);
+    let c = client();
+    // stderr: JSON lines in hclog's keys, no text lines.
+    let stderr = a.log_text();
+    let listening = stderr
+        .lines()
+        .find(|l| l.contains("HTTP API listening"))
+        .unwrap();
+    let v: Value = serde_json::from_str(listening).unwrap();
+    assert_eq!(v["@level"], "info", "{v}");
+    assert!(v["@module"].as_str().unwrap().starts_with("agent"), "{v}");
+    assert!(v["@timestamp"].as_str().unwrap().ends_with('Z'), "{v}");
+    assert!(!stderr.contains("[INFO]"), "{stderr}");
+
+    let fire = |name: &str| {
+        let r = c
+            .put(format!("{}/v1/event/fire/{name}", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    let active = || std::fs::read_to_string(&file).unwrap();
+    // At info the event's debug line is written nowhere.
+    fire("quiet");
+    let reload = |want: i32| {
+        let o = a.cli(&["reload"], None);
+        assert_eq!(o.code, want, "{} {}", o.stdout, o.stderr);
+    };
+    // Enough reloads (an info line each) to rotate several times.
+    for _ in 0..30 {
+        reload(0);
+    }
+    let files = log_files(&logs);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 3, "active + 2 archives: {names:?}");
+    assert_eq!(names[2], "agent.log");
+    for (name, text) in &files {
+        if name != "agent.log" {
+            let ts = name
+                .strip_prefix("agent-")
+                .unwrap()
+                .strip_suffix(".log")
+                .unwrap();
+            assert!(
+                ts.len() >= 19 && ts.bytes().all(|b| b.is_ascii_digit()),
+                "{name}"
+            );
+            // Rotated once it held 1,500 bytes: at most one line over.
+            assert!(
+                text.len() >= 1500 && text.len() < 1500 + 600,
+                "{name}: {}",
+                text.len()
+            );
+        }
+        for v in json_lines(text) {
+            assert_ne!(v["@level"], "debug", "{v}");
+            assert!(!v["@message"].as_str().unwrap().is_empty(), "{v}");
+        }
+    }
+    assert!(!stderr.contains("event fired") && !a.log_text().contains("event fired"));
+
+    // log_level = "debug" and reload: the debug line appears in the file.
+    level("debug");
+    reload(0);
+    fire("loud");
+    wait_for(
+        "the debug line in the log file",
+        Duration::from_secs(10),
+        || {
+            json_lines(&active())
+                .into_iter()
+                .find(|v| v["@message"] == "event fired" && v["event"] == "loud")
+                .filter(|v| v["@level"] == "debug")
+        },
+    );
+    // A bad level is refused by reload and changes nothing.
+    level("loud");
+    reload(1);
+    fire("still-debug");
+    wait_for("debug still on", Duration::from_secs(10), || {
+        active().contains("still-debug").then_some(())
+    });
+    // Back to info: debug lines stop.
+    level("info");
+    reload(0);
+    fire("quiet-again");
+    std::thread::sleep(Duration::from_millis(500));
+    let all: String = log_files(&logs).into_iter().map(|(_, t)| t).collect();
+    assert!(!all.contains("quiet-again") && !a.log_text().contains("quiet-again"));
+    assert!(
+        !all.contains("\"quiet\""),
+        "the first event was logged at info"
+    );
+}

@@ -89,13 +89,25 @@ pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<Check
 }
 
 /// Re-read the config files and apply their service and check definitions
-/// (SIGHUP, `PUT /v1/agent/reload`, `tribune reload`). Nothing is applied
-/// when any file is invalid.
+/// and `log_level` (SIGHUP, `PUT /v1/agent/reload`, `tribune reload`).
+/// Nothing is applied when any file is invalid.
 pub fn reload(state: &AppState) -> Result<(), String> {
     let c = AgentConfig::load(&state.flags).map_err(|e| e.to_string())?;
     let (services, checks) = config_definitions(&c)?;
     for w in &c.warnings {
         tracing::warn!("{w}");
+    }
+    // Validated by the load above.
+    if let Some(level) = crate::logging::parse_level(&c.log_level) {
+        let old = crate::logging::level();
+        if old.is_some_and(|o| o != level) {
+            crate::logging::set_level(level);
+            tracing::info!(
+                from = %old.map(|o| o.to_string()).unwrap_or_default(),
+                to = %level,
+                "log level changed"
+            );
+        }
     }
     tracing::info!(
         services = services.len(),

@@ -147,6 +147,12 @@ pub struct AgentConfig {
     pub enable_script_checks: bool,
     pub ui: bool,
     pub log_level: String,
+    /// JSON log lines (`-log-json`, `log_json`).
+    pub log_json: bool,
+    /// Also log to this file (`-log-file`, `log_file`), rotated by `log_rotate`.
+    pub log_file: Option<PathBuf>,
+    /// `log_rotate_bytes`, `log_rotate_duration`, `log_rotate_max_files`.
+    pub log_rotate: crate::logging::Rotation,
     /// Set when bound to `0.0.0.0` or `::` (detected as Consul does).
     pub advertise_addr: Option<IpAddr>,
     /// The three addresses above as written.
@@ -208,6 +214,9 @@ impl Default for AgentConfig {
             enable_script_checks: false,
             ui: false,
             log_level: "info".into(),
+            log_json: false,
+            log_file: None,
+            log_rotate: crate::logging::Rotation::default(),
             advertise_addr: None,
             written_addrs: WrittenAddrs::default(),
             node_meta: BTreeMap::new(),
@@ -248,6 +257,11 @@ pub struct Flags {
     pub config_dir: Vec<PathBuf>,
     pub config_file: Vec<PathBuf>,
     pub log_level: Option<String>,
+    pub log_json: bool,
+    pub log_file: Option<PathBuf>,
+    pub log_rotate_bytes: Option<u64>,
+    pub log_rotate_duration: Option<Duration>,
+    pub log_rotate_max_files: Option<i64>,
     pub enable_script_checks: bool,
     pub ui: bool,
     pub recursors: Vec<String>,
@@ -400,6 +414,21 @@ impl AgentConfig {
         if let Some(l) = &f.log_level {
             self.log_level = l.clone();
         }
+        if f.log_json {
+            self.log_json = true;
+        }
+        if let Some(p) = &f.log_file {
+            self.log_file = Some(p.clone());
+        }
+        if let Some(n) = f.log_rotate_bytes {
+            self.log_rotate.max_bytes = n;
+        }
+        if let Some(d) = f.log_rotate_duration {
+            self.log_rotate.duration = d;
+        }
+        if let Some(n) = f.log_rotate_max_files {
+            self.log_rotate.max_files = n;
+        }
         if f.enable_script_checks {
             self.enable_script_checks = true;
         }
@@ -435,6 +464,15 @@ impl AgentConfig {
         };
         if self.node_name.trim().is_empty() {
             return Err(bad("node_name", "must not be empty"));
+        }
+        if crate::logging::parse_level(&self.log_level).is_none() {
+            return Err(bad(
+                "log_level",
+                &format!(
+                    "invalid level {:?}: use trace, debug, info, warn or err",
+                    self.log_level
+                ),
+            ));
         }
         if self.datacenter.is_empty()
             || !self
@@ -550,6 +588,24 @@ impl AgentConfig {
                 "ui" => self.ui = b(key, val)?,
                 "enable_script_checks" => self.enable_script_checks = b(key, val)?,
                 "log_level" => self.log_level = s(key, val)?,
+                "log_json" => self.log_json = b(key, val)?,
+                "log_file" => self.log_file = Some(PathBuf::from(s(key, val)?)),
+                "log_rotate_bytes" => {
+                    self.log_rotate.max_bytes = val
+                        .as_u64()
+                        .ok_or_else(|| invalid(key, "a number of bytes"))?
+                }
+                "log_rotate_max_files" => {
+                    self.log_rotate.max_files =
+                        val.as_i64().ok_or_else(|| invalid(key, "a number"))?
+                }
+                "log_rotate_duration" => {
+                    self.log_rotate.duration = val
+                        .as_str()
+                        .and_then(parse_duration)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| invalid(key, "a duration like \"24h\""))?
+                }
                 "raft_snapshot_threshold" => {
                     self.raft_snapshot_threshold = val
                         .as_u64()

@@ -70,7 +70,13 @@ pub fn spawn_logged(mut cmd: Command, marker: &str) -> (Child, String, Arc<Mutex
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
                 if let Some(i) = line.find(&marker) {
-                    let _ = tx.send(line[i + marker.len()..].trim().to_string());
+                    let rest = &line[i + marker.len()..];
+                    // A JSON log line (-log-json): the value ends at its quote.
+                    let rest = match line.starts_with('{') {
+                        true => rest.split('"').next().unwrap_or(rest),
+                        false => rest,
+                    };
+                    let _ = tx.send(rest.trim().to_string());
                 }
                 log.lock().unwrap().push(line);
             }

@@ -54,6 +54,21 @@ pub struct AgentArgs {
     /// trace, debug, info, warn, err.
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
+    /// Log JSON lines (Consul's hclog JSON: @level, @message, @module, @timestamp).
+    #[arg(long = "log-json")]
+    pub log_json: bool,
+    /// Also log to this file (a directory: consul.log in it).
+    #[arg(long = "log-file")]
+    pub log_file: Option<PathBuf>,
+    /// Rotate the log file once it holds this many bytes (0: no limit).
+    #[arg(long = "log-rotate-bytes")]
+    pub log_rotate_bytes: Option<u64>,
+    /// Rotate the log file after this long (default 24h).
+    #[arg(long = "log-rotate-duration")]
+    pub log_rotate_duration: Option<String>,
+    /// Archived log files kept (0: all, -1: none).
+    #[arg(long = "log-rotate-max-files", allow_hyphen_values = true)]
+    pub log_rotate_max_files: Option<i64>,
     /// Allow script health checks (off by default: remote code execution risk).
     #[arg(long = "enable-script-checks")]
     pub enable_script_checks: bool,
@@ -90,15 +105,24 @@ pub struct AgentArgs {
     pub pid_file: Option<PathBuf>,
 }
 
-/// The agent's log at the configured level (Consul's `-log-level` words).
-fn init_log(level: &str, server: bool) -> Result<(), String> {
+/// The agent's log at the configured level (Consul's `-log-level` words),
+/// on stderr and in `-log-file`.
+fn init_log(c: &AgentConfig) -> Result<(), String> {
+    let level = &c.log_level;
     let Some(l) = crate::logging::parse_level(level) else {
         return Err(format!(
             "invalid -log-level {level:?}: use trace, debug, info, warn or err"
         ));
     };
-    crate::logging::set_server(server);
-    crate::logging::init(l)
+    let file = match &c.log_file {
+        Some(p) => Some(
+            crate::logging::LogFile::open(p, c.log_rotate.clone()).map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    crate::logging::set_server(c.server);
+    let json = c.log_json;
+    crate::logging::init(l, crate::logging::Outputs { json, file })
 }
 
 pub fn run(a: AgentArgs) -> ExitCode {
@@ -117,6 +141,11 @@ pub fn run(a: AgentArgs) -> ExitCode {
         config_dir: a.config_dir,
         config_file: a.config_file,
         log_level: a.log_level,
+        log_json: a.log_json,
+        log_file: a.log_file,
+        log_rotate_bytes: a.log_rotate_bytes,
+        log_rotate_duration: None,
+        log_rotate_max_files: a.log_rotate_max_files,
         enable_script_checks: a.enable_script_checks,
         ui: a.ui,
         recursors: a.recursor,
@@ -139,6 +168,15 @@ pub fn run(a: AgentArgs) -> ExitCode {
             }
         }
     }
+    if let Some(d) = &a.log_rotate_duration {
+        match gocompat::duration::parse_duration(d).filter(|d| !d.is_zero()) {
+            Some(d) => flags.log_rotate_duration = Some(d),
+            None => {
+                eprintln!("==> Error: invalid -log-rotate-duration {d:?}: use a duration like 24h");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let config = match AgentConfig::load(&flags) {
         Ok(c) => c,
         Err(e) => {
@@ -146,7 +184,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = init_log(&config.log_level, config.server) {
+    if let Err(e) = init_log(&config) {
         eprintln!("==> Error: {e}");
         return ExitCode::from(1);
     }

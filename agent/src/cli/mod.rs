@@ -4,6 +4,7 @@
 //! clap using the command definitions, so one table describes every flag.
 
 pub mod agent;
+pub mod autopilot;
 pub mod catalog;
 pub mod client;
 pub mod common;

@@ -18,6 +18,8 @@ pub struct OperatorArgs {
 pub enum OperatorCmd {
     /// Raft operations.
     Raft(RaftArgs),
+    /// Autopilot: its configuration and the servers' health.
+    Autopilot(super::autopilot::AutopilotArgs),
 }
 
 #[derive(Args, Debug)]
@@ -34,6 +36,19 @@ pub enum RaftCmd {
     /// Remove a (dead) server from the raft configuration.
     #[command(name = "remove-peer")]
     RemovePeer(RemovePeerArgs),
+    /// Transfer raft leadership to another server.
+    #[command(name = "transfer-leader")]
+    TransferLeader(TransferLeaderArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TransferLeaderArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// The ID of the node to transfer leadership to (else the most
+    /// caught-up voter).
+    #[arg(long)]
+    pub id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -49,7 +64,10 @@ pub struct RemovePeerArgs {
 }
 
 pub fn run(a: OperatorArgs) -> ExitCode {
-    let OperatorCmd::Raft(r) = a.cmd;
+    let r = match a.cmd {
+        OperatorCmd::Raft(r) => r,
+        OperatorCmd::Autopilot(a) => return super::autopilot::run(a),
+    };
     match r.cmd {
         RaftCmd::ListPeers(a) => {
             let v = match get_json(&Api::new(&a.http), "operator/raft/configuration") {
@@ -91,5 +109,22 @@ pub fn run(a: OperatorArgs) -> ExitCode {
                 Err(e) => fail(format!("Error removing peer: {e}")),
             }
         }
+        RaftCmd::TransferLeader(a) => transfer_leader(a),
+    }
+}
+
+fn transfer_leader(a: TransferLeaderArgs) -> ExitCode {
+    let q: Vec<(&str, String)> = a.id.iter().map(|id| ("id", id.clone())).collect();
+    let r = Api::new(&a.http).call(Method::POST, "operator/raft/transfer-leader", &q, None);
+    let parsed = r.map(|b| b.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()));
+    match parsed {
+        Ok(Some(v)) if v["Success"] == true => {
+            println!("Success");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => fail("Error transfering leadership: Failed to transfer leadership"),
+        Err(e) => fail(format!(
+            "Error transfering leadership: Failed to transfer leadership {e}"
+        )),
     }
 }

@@ -36,6 +36,11 @@ pub struct RaftInfo {
     pub id: NodeId,
     pub initialized: bool,
     pub leader: String,
+    /// Milliseconds since this server last heard from the leader.
+    pub last_contact_ms: u64,
+    /// The term of this server's last log entry, and its index.
+    pub last_term: u64,
+    pub last_index: u64,
 }
 
 /// What autopilot works with — raft, the leadership view, the tables (to

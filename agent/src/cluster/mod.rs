@@ -10,6 +10,8 @@
 
 pub mod autopilot;
 pub mod gossip;
+pub mod health;
+pub mod transfer;
 pub mod upstream;
 
 pub use upstream::Upstream;

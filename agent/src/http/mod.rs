@@ -7,6 +7,7 @@ pub mod agent_api;
 pub mod catalog;
 pub mod event;
 pub mod health;
+pub mod host;
 pub mod internal_ui;
 pub mod kv;
 pub mod monitor;
@@ -65,12 +66,29 @@ pub fn routes(ui_enabled: bool) -> Routes {
             E::get(operator::configuration),
         )
         .route("/v1/operator/raft/peer", E::delete(operator::remove_peer))
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            E::post(operator::transfer_leader),
+        )
+        .route(
+            "/v1/operator/autopilot/configuration",
+            E::get(operator::autopilot_get).on(Method::PUT, operator::autopilot_put),
+        )
+        .route(
+            "/v1/operator/autopilot/health",
+            E::get(operator::autopilot_health),
+        )
+        .route(
+            "/v1/operator/autopilot/state",
+            E::get(operator::autopilot_state),
+        )
         .merge(internal_ui::routes())
         .merge(ui::routes(ui_enabled))
         .merge(session::routes())
         .merge(event::routes())
         .merge(monitor::routes())
         .merge(snapshot::routes())
+        .merge(host::routes())
 }
 
 /// The API router: [`routes`], each through the request pipeline (for the

@@ -1,7 +1,10 @@
-//! `/v1/operator/raft/*`: the raft configuration and removing a peer.
+//! `/v1/operator/raft/*` (the raft configuration, removing a peer,
+//! transferring leadership) and `/v1/operator/autopilot/*`.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
@@ -9,6 +12,8 @@ use crate::app::Shared;
 use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
 use crate::pipeline::render::json;
+use crate::state::autopilot::{AutopilotCommand, AutopilotConfig};
+use crate::state::{Command, Outcome};
 
 /// `GET /v1/operator/raft/configuration`.
 pub async fn configuration(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
@@ -98,4 +103,174 @@ pub async fn remove_peer(State(s): State<Shared>, ctx: RequestCtx) -> Result<Res
         .await
         .map_err(ApiError::Internal)?;
     Ok(json(StatusCode::OK, &json!(null), false))
+}
+
+/// `POST /v1/operator/raft/transfer-leader[?id=<node id or raft id>]`
+/// (answered by the leader: followers forward it).
+pub async fn transfer_leader(
+    State(s): State<Shared>,
+    ctx: RequestCtx,
+) -> Result<Response, ApiError> {
+    use crate::cluster::transfer::{self, TransferError as T};
+    let q = &ctx.query;
+    ctx.check_dc()?;
+    if s.raft.is_none() {
+        return Err(ApiError::NoLeader);
+    }
+    let target = match q.get("id").filter(|id| !id.is_empty()) {
+        Some(id) => Some(transfer::resolve(&s, id).map_err(|e| ApiError::bad(e.to_string()))?),
+        None => None,
+    };
+    match transfer::transfer(&s, target).await {
+        Ok(_) => Ok(json(
+            StatusCode::OK,
+            &json!({ "Success": true }),
+            q.has("pretty"),
+        )),
+        Err(e @ (T::ToSelf | T::NotVoter(_) | T::NoPeer | T::InProgress)) => {
+            Err(ApiError::bad(e.to_string()))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// The configuration in Consul's JSON.
+pub fn autopilot_json(c: &AutopilotConfig) -> serde_json::Value {
+    use crate::cluster::health::go_duration;
+    use std::time::Duration;
+    json!({
+        "CleanupDeadServers": c.cleanup_dead_servers,
+        "LastContactThreshold": go_duration(Duration::from_millis(c.last_contact_threshold_ms)),
+        "MaxTrailingLogs": c.max_trailing_logs,
+        "MinQuorum": c.min_quorum,
+        "ServerStabilizationTime": go_duration(Duration::from_millis(c.server_stabilization_time_ms)),
+        "RedundancyZoneTag": c.redundancy_zone_tag,
+        "DisableUpgradeMigration": c.disable_upgrade_migration,
+        "UpgradeVersionTag": c.upgrade_version_tag,
+        "CreateIndex": c.create_index,
+        "ModifyIndex": c.modify_index,
+    })
+}
+
+/// A PUT body: the whole configuration, as Consul decodes it (a field
+/// left out is its zero value); a field of the wrong type is refused.
+fn parse_autopilot(v: &serde_json::Value) -> Result<AutopilotConfig, ApiError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad("Request decode failed: body must be a JSON object"))?;
+    let bad = |k: &str, want: &str| ApiError::bad(format!("Request decode failed: {k}: {want}"));
+    let mut c = AutopilotConfig {
+        cleanup_dead_servers: false,
+        last_contact_threshold_ms: 0,
+        max_trailing_logs: 0,
+        min_quorum: 0,
+        server_stabilization_time_ms: 0,
+        ..AutopilotConfig::default()
+    };
+    for (k, val) in obj {
+        let boolean = || {
+            val.as_bool()
+                .ok_or_else(|| bad(k, "expected true or false"))
+        };
+        let number = || {
+            val.as_u64()
+                .ok_or_else(|| bad(k, "expected a non-negative number"))
+        };
+        let text = || {
+            val.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad(k, "expected a string"))
+        };
+        let ms = || {
+            val.as_str()
+                .and_then(gocompat::duration::parse_duration)
+                .map(|d| d.as_millis() as u64)
+                .ok_or_else(|| bad(k, "expected a duration like \"200ms\""))
+        };
+        match k.as_str() {
+            "CleanupDeadServers" => c.cleanup_dead_servers = boolean()?,
+            "LastContactThreshold" => c.last_contact_threshold_ms = ms()?,
+            "MaxTrailingLogs" => c.max_trailing_logs = number()?,
+            "MinQuorum" => c.min_quorum = number()?,
+            "ServerStabilizationTime" => c.server_stabilization_time_ms = ms()?,
+            "RedundancyZoneTag" => c.redundancy_zone_tag = text()?,
+            "DisableUpgradeMigration" => c.disable_upgrade_migration = boolean()?,
+            "UpgradeVersionTag" => c.upgrade_version_tag = text()?,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// `GET /v1/operator/autopilot/configuration`.
+pub async fn autopilot_get(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
+    if s.raft.is_none() {
+        return Err(ApiError::NoLeader);
+    }
+    let c = crate::cluster::health::config(&s);
+    Ok(json(StatusCode::OK, &autopilot_json(&c), q.has("pretty")))
+}
+
+/// `PUT /v1/operator/autopilot/configuration[?cas=<ModifyIndex>]`:
+/// `true`, or `false` when the CAS failed.
+pub async fn autopilot_put(
+    State(s): State<Shared>,
+    ctx: RequestCtx,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
+    if s.raft.is_none() {
+        return Err(ApiError::NoLeader);
+    }
+    let cas = q.u64("cas", "Error parsing cas value")?;
+    let config = parse_autopilot(&crate::pipeline::body::json_body(body, &headers)?)?;
+    let cmd = Command::Autopilot(AutopilotCommand::Set { config, cas });
+    match s.write(cmd).await? {
+        (_, Outcome::Autopilot(ok)) => Ok(json(StatusCode::OK, &json!(ok), false)),
+        (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// `GET /v1/operator/autopilot/health`: 429 when a server is unhealthy, as
+/// Consul.
+pub async fn autopilot_health(
+    State(s): State<Shared>,
+    ctx: RequestCtx,
+) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
+    let h = crate::cluster::health::collect(&s)
+        .await
+        .map_err(|_| ApiError::NoLeader)?;
+    let status = if h.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    Ok(json(
+        status,
+        &crate::cluster::health::health_json(&h),
+        q.has("pretty"),
+    ))
+}
+
+/// `GET /v1/operator/autopilot/state`.
+pub async fn autopilot_state(
+    State(s): State<Shared>,
+    ctx: RequestCtx,
+) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
+    let h = crate::cluster::health::collect(&s)
+        .await
+        .map_err(|_| ApiError::NoLeader)?;
+    Ok(json(
+        StatusCode::OK,
+        &crate::cluster::health::state_json(&h),
+        q.has("pretty"),
+    ))
 }

@@ -79,6 +79,10 @@ impl Endpoint {
     pub fn delete<H: Handler<T, Shared>, T: 'static>(handler: H) -> Self {
         Self::new().on(Method::DELETE, handler)
     }
+
+    pub fn post<H: Handler<T, Shared>, T: 'static>(handler: H) -> Self {
+        Self::new().on(Method::POST, handler)
+    }
 }
 
 /// A set of routes under construction, with their table.

@@ -1,7 +1,9 @@
 //! The agent's log: every `tracing` event becomes one line in the shape a
-//! Consul user knows (see [`format`]), written to stderr at the agent's
-//! `-log-level` and fanned out to every `/v1/agent/monitor` watcher at the
-//! watcher's own level ([`monitor`]).
+//! Consul user knows (see [`format`]; JSON with `-log-json`), written to
+//! stderr and to `-log-file` ([`file`], rotated) at the agent's
+//! `-log-level`, which `tribune reload` can change, and fanned out to
+//! every `/v1/agent/monitor` watcher at the watcher's own level
+//! ([`monitor`]).
 //!
 //! Libraries log at their own discretion: openraft's warnings are routine
 //! (a vote that crossed a newer one, a peer not yet up), so other crates'
@@ -13,6 +15,7 @@
 //! or detaching a watcher re-evaluates the cache, so an agent with no
 //! monitor pays nothing for its debug lines.
 
+pub mod file;
 pub mod format;
 pub mod level;
 pub mod monitor;
@@ -21,12 +24,15 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
+
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
+pub use file::{LogFile, LogFileError, Rotation};
 pub use level::{admits, parse_level};
 use level::{level_of, rank};
 pub use monitor::{MonitorBody, Monitors};
@@ -47,8 +53,10 @@ fn routine(target: &str, message: &str) -> bool {
 /// The layer writing the log.
 struct ConsulLog {
     monitors: Arc<Monitors>,
-    /// The agent's level on stderr.
-    stderr: Level,
+    /// The agent's level on stderr and in the file, as a rank.
+    base: Arc<AtomicUsize>,
+    json: bool,
+    file: Option<Mutex<FileSink>>,
     /// Most verbose level anyone reads (stderr or a watcher), as a rank.
     widest: Arc<AtomicUsize>,
     server: Arc<AtomicBool>,
@@ -83,7 +91,8 @@ impl<S: Subscriber> Layer<S> for ConsulLog {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let meta = event.metadata();
         let (level, target) = (*meta.level(), meta.target());
-        let mut to_stderr = admits(self.stderr, target, level);
+        let base = level_of(self.base.load(Ordering::Relaxed));
+        let mut to_stderr = admits(base, target, level);
         if !to_stderr && !self.monitors.wants(target, level) {
             return;
         }
@@ -95,29 +104,84 @@ impl<S: Subscriber> Layer<S> for ConsulLog {
         } else {
             Level::ERROR
         };
-        to_stderr &= self.stderr >= floor;
+        to_stderr &= base >= floor;
         let module = format::module(target, self.server.load(Ordering::Relaxed));
         let line = format::text_line(&level, &module, &record);
+        let mut json = None;
         if to_stderr {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            let out = if self.json {
+                json.get_or_insert_with(|| format::json_line(&level, &module, &record))
+            } else {
+                &line
+            };
+            let _ = std::io::stderr().lock().write_all(out.as_bytes());
+            if let Some(f) = &self.file {
+                f.lock().write(out.as_bytes());
+            }
         }
         self.monitors.publish(target, level, floor, &line, || {
-            format::json_line(&level, &module, &record)
+            json.take()
+                .unwrap_or_else(|| format::json_line(&level, &module, &record))
         });
     }
 }
 
-static MONITORS: OnceLock<Arc<Monitors>> = OnceLock::new();
+/// The log file and whether its last write failed (reported once per run
+/// of failures on stderr, then again when writes work again).
+struct FileSink {
+    file: LogFile,
+    failing: bool,
+}
+
+impl FileSink {
+    fn write(&mut self, line: &[u8]) {
+        match self.file.write_line(line) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                let _ = writeln!(std::io::stderr(), "[INFO]  agent: log file writable again");
+            }
+            Ok(()) => {}
+            Err(e) if !self.failing => {
+                self.failing = true;
+                let _ = writeln!(std::io::stderr(), "[ERROR] agent: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Where and how the agent logs besides stderr.
+#[derive(Default)]
+pub struct Outputs {
+    /// JSON lines (`-log-json`) on stderr and in the file.
+    pub json: bool,
+    pub file: Option<LogFile>,
+}
+
+struct Installed {
+    monitors: Arc<Monitors>,
+    base: Arc<AtomicUsize>,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
 static SERVER: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// Install the agent's log at `level` on stderr. Once per process.
-pub fn init(level: Level) -> Result<(), String> {
+/// Install the agent's log at `level`. Once per process.
+pub fn init(level: Level, out: Outputs) -> Result<(), String> {
+    let base = Arc::new(AtomicUsize::new(rank(level)));
     let widest = Arc::new(AtomicUsize::new(rank(level)));
-    let monitors = Monitors::new(level, widest.clone());
+    let monitors = Monitors::new(base.clone(), widest.clone());
     let server = SERVER.get_or_init(Arc::default).clone();
     let layer = ConsulLog {
         monitors: monitors.clone(),
-        stderr: level,
+        base: base.clone(),
+        json: out.json,
+        file: out.file.map(|file| {
+            Mutex::new(FileSink {
+                file,
+                failing: false,
+            })
+        }),
         widest,
         server,
     };
@@ -125,8 +189,26 @@ pub fn init(level: Level) -> Result<(), String> {
         .with(layer)
         .try_init()
         .map_err(|e| format!("installing the log: {e}"))?;
-    let _ = MONITORS.set(monitors);
+    let _ = INSTALLED.set(Installed { monitors, base });
     Ok(())
+}
+
+/// The agent's level now.
+pub fn level() -> Option<Level> {
+    INSTALLED
+        .get()
+        .map(|i| level_of(i.base.load(Ordering::Relaxed)))
+}
+
+/// Change the agent's level (`log_level` on `tribune reload`).
+pub fn set_level(level: Level) {
+    if let Some(i) = INSTALLED.get() {
+        if i.base.swap(rank(level), Ordering::Relaxed) != rank(level) {
+            i.monitors.refresh();
+            // Call sites cached as off at the old level are asked again.
+            tracing::callsite::rebuild_interest_cache();
+        }
+    }
 }
 
 /// Name the agent's modules as a server's (`agent.server.*`) or a
@@ -139,7 +221,7 @@ pub fn set_server(server: bool) {
 
 /// The log's watchers, when [`init`] installed the log.
 pub fn monitors() -> Option<Arc<Monitors>> {
-    MONITORS.get().cloned()
+    INSTALLED.get().map(|i| i.monitors.clone())
 }
 
 #[cfg(test)]

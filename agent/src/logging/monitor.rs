@@ -35,17 +35,18 @@ struct Watcher {
 
 /// Everyone reading the log live.
 pub struct Monitors {
-    /// The agent's own stderr level: the floor of [`Monitors::widest`].
-    stderr: Level,
+    /// The agent's own level (stderr and `-log-file`), as a rank: the
+    /// floor of [`Monitors::widest`]; `tribune reload` may change it.
+    base: Arc<AtomicUsize>,
     widest: Arc<AtomicUsize>,
     watchers: Mutex<Vec<Watcher>>,
     next_id: AtomicU64,
 }
 
 impl Monitors {
-    pub(super) fn new(stderr: Level, widest: Arc<AtomicUsize>) -> Arc<Self> {
+    pub(super) fn new(base: Arc<AtomicUsize>, widest: Arc<AtomicUsize>) -> Arc<Self> {
         Arc::new(Self {
-            stderr,
+            base,
             widest,
             watchers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -95,13 +96,13 @@ impl Monitors {
 
     /// Widest level read by stderr or any watcher; re-evaluate `tracing`'s
     /// per-call-site cache when it changes. Never called with the lock held.
-    fn refresh(&self) {
+    pub(super) fn refresh(&self) {
         let widest = self
             .watchers
             .lock()
             .iter()
             .map(|w| rank(w.level))
-            .fold(rank(self.stderr), usize::max);
+            .fold(self.base.load(Ordering::Relaxed), usize::max);
         if self.widest.swap(widest, Ordering::Relaxed) != widest {
             tracing::callsite::rebuild_interest_cache();
         }

@@ -54,6 +54,12 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
+/// Reads only the leader answers, `?stale` or not.
+const LEADER_ONLY: [&str; 2] = [
+    "/v1/operator/autopilot/health",
+    "/v1/operator/autopilot/state",
+];
+
 /// Reads may be repeated on another server; every other method is a write.
 pub fn is_read(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD)
@@ -75,7 +81,9 @@ pub fn decide(s: &AppState, method: &Method, path: &str, ctx: &RequestCtx) -> Ro
     if client {
         return Route::Server(up.clone());
     }
-    if is_read(method) && ctx.query.has("stale") {
+    // Autopilot's health is the leader's view (Consul requires it there).
+    let leader_only = LEADER_ONLY.contains(&path);
+    if is_read(method) && !leader_only && ctx.query.has("stale") {
         return Route::Here;
     }
     Route::Leader(up.clone())

@@ -59,6 +59,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/raft/snapshot", post(snapshot))
         .route("/rpc/raft/info", post(info))
         .route("/rpc/raft/remove", post(remove_peer))
+        .route("/rpc/raft/transfer", post(transfer))
         .route("/rpc/write", post(write))
         .route("/rpc/node-view/{node}", get(node_view))
         .route("/rpc/dns", post(dns_lookup))
@@ -96,8 +97,28 @@ macro_rules! raft_or_503 {
     };
 }
 
+/// Milliseconds (since [`contact_base`]) of the last append (heartbeats
+/// included) received from a leader; 0: never.
+static LAST_APPEND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn contact_base() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(std::time::Instant::now)
+}
+
+/// Milliseconds since a leader's last append reached this server
+/// (`u64::MAX` if none ever did).
+pub fn since_last_append_ms() -> u64 {
+    match LAST_APPEND.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => u64::MAX,
+        at => (contact_base().elapsed().as_millis() as u64).saturating_sub(at),
+    }
+}
+
 async fn append(State(s): State<Shared>, body: Bytes) -> Response {
     let raft = raft_or_503!(s);
+    let now = (contact_base().elapsed().as_millis() as u64).max(1);
+    LAST_APPEND.store(now, std::sync::atomic::Ordering::Relaxed);
     match decode(&body) {
         Ok(req) => bin(&raft.append_entries(req).await),
         Err(r) => *r,
@@ -123,10 +144,18 @@ async fn snapshot(State(s): State<Shared>, body: Bytes) -> Response {
 async fn info(State(s): State<Shared>) -> Response {
     let raft = raft_or_503!(s);
     let initialized = raft.is_initialized().await.unwrap_or(false);
+    let m = raft.metrics().borrow().clone();
     bin(&RaftInfo {
         id: s.raft_id,
         initialized,
         leader: s.leadership.leader_addr(),
+        last_contact_ms: if s.leadership.is_leader() {
+            0
+        } else {
+            since_last_append_ms()
+        },
+        last_term: m.vote.leader_id().term,
+        last_index: m.last_log_index.unwrap_or(0),
     })
 }
 
@@ -138,6 +167,14 @@ async fn remove_peer(State(s): State<Shared>, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     bin(&crate::cluster::autopilot::remove_voter(&s.autopilot(), id).await)
+}
+
+/// A leader's request during a leadership transfer.
+async fn transfer(State(s): State<Shared>, body: Bytes) -> Response {
+    match decode::<crate::cluster::transfer::Ask>(&body) {
+        Ok(ask) => bin(&crate::cluster::transfer::answer(&s, ask).await),
+        Err(r) => *r,
+    }
 }
 
 /// A write forwarded to the leader; the proposer routes it on (or

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::SnapshotError;
 use super::format::{self, decode_record, Header, SectionInfo, Summary, Writer};
 use crate::raft::{LogId, Node, NodeId};
+use crate::state::autopilot::AutopilotConfig;
 use crate::state::catalog::{Catalog, CatalogParts, CheckRec, NodeRec, ServiceRec};
 use crate::state::kv::{KvEntry, KvTable};
 use crate::state::restore::Staging;
@@ -33,6 +34,7 @@ pub const SECTIONS: &[(&str, u32)] = &[
     ("index", 1),
     ("raft", 1),
     ("restore", 1),
+    ("autopilot", 1),
 ];
 
 /// Sections that describe the raft node that wrote them, not the data: in
@@ -51,6 +53,7 @@ pub fn display_name(section: &str) -> &str {
         "index" => "Index",
         "raft" => "Raft",
         "restore" => "RestoreChunk",
+        "autopilot" => "Autopilot",
         other => other,
     }
 }
@@ -119,6 +122,10 @@ pub fn encode(t: &Tables, header: &Header, raft: bool) -> Result<Vec<u8>, Snapsh
     for (name, i) in by_node {
         w.record(&(format!("{IDX_NODE}{name}"), i))?;
     }
+    w.section("autopilot", 1);
+    if let Some(a) = &t.autopilot {
+        w.record(a)?;
+    }
     if raft {
         w.section("raft", 1);
         w.record(&RaftMeta {
@@ -158,6 +165,7 @@ struct Parts {
     index: BTreeMap<String, u64>,
     raft: Option<RaftMeta>,
     restore: Option<Staging>,
+    autopilot: Option<AutopilotConfig>,
     max_index: u64,
 }
 
@@ -217,6 +225,11 @@ impl Parts {
                 let (name, i): (String, u64) = decode_record(rec)?;
                 *max = (*max).max(i);
                 self.index.insert(name, i);
+            }
+            "autopilot" => {
+                let a: AutopilotConfig = decode_record(rec)?;
+                *max = (*max).max(a.modify_index);
+                self.autopilot = Some(a);
             }
             "raft" if raft => self.raft = Some(decode_record(rec)?),
             "restore" if raft => {
@@ -286,6 +299,7 @@ impl Parts {
             membership,
             index_offset,
             restore: self.restore,
+            autopilot: self.autopilot,
         }
     }
 }
@@ -428,6 +442,32 @@ mod tests {
         assert_eq!(r.sessions.get("s-1"), t.sessions.get("s-1"));
         assert_eq!(r.sessions.table_index(), 7);
         assert_eq!(r.kv.get("app/a").unwrap().modify_index, 3);
+    }
+
+    /// The autopilot configuration travels in its own section, indexes kept.
+    #[test]
+    fn autopilot_round_trip() {
+        use crate::state::autopilot::AutopilotCommand;
+        let mut t = sample();
+        let config = AutopilotConfig {
+            max_trailing_logs: 42,
+            ..Default::default()
+        };
+        let set = Command::Autopilot(AutopilotCommand::Set { config, cas: None });
+        t.apply(8, &set, &mut Changes::default());
+        let f = encode(&t, &header(), false).unwrap();
+        let d = decode(&f[..], false).unwrap();
+        assert_eq!(d.tables.autopilot, t.autopilot);
+        assert_eq!(
+            d.tables
+                .autopilot
+                .map(|a| (a.max_trailing_logs, a.modify_index)),
+            Some((42, 8))
+        );
+        assert_eq!(d.max_index, 8);
+        // Without one, none comes back (Consul's defaults apply).
+        let f = encode(&sample(), &header(), false).unwrap();
+        assert_eq!(decode(&f[..], false).unwrap().tables.autopilot, None);
     }
 
     /// A raft snapshot also carries the raft position, the offset and a

@@ -4,6 +4,7 @@
 //! The state machine (`crate::raft::state_machine`) is the only writer: it
 //! applies committed raft entries here. HTTP handlers only read.
 
+pub mod autopilot;
 pub mod catalog;
 pub mod kv;
 pub mod restore;
@@ -34,6 +35,8 @@ pub enum Command {
     Batch(Vec<Command>),
     /// A snapshot restore, piece by piece (see [`restore`]).
     Restore(RestoreCommand),
+    /// The autopilot configuration.
+    Autopilot(autopilot::AutopilotCommand),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -46,6 +49,8 @@ pub enum Outcome {
     Session(SessionOutcome),
     Batch(Vec<Outcome>),
     Restore(RestoreOutcome),
+    /// Whether the autopilot configuration was written (`?cas`).
+    Autopilot(bool),
 }
 
 /// Everything the state machine holds; this is what a snapshot contains
@@ -63,6 +68,8 @@ pub struct Tables {
     pub index_offset: u64,
     /// The pieces of a restore in progress.
     pub restore: Option<restore::Staging>,
+    /// Set once written (else Consul's defaults apply).
+    pub autopilot: Option<autopilot::AutopilotConfig>,
 }
 
 /// The layout of [`Tables`] in snapshots written before the sectioned
@@ -86,6 +93,7 @@ impl From<LegacyTables> for Tables {
             membership: l.membership,
             index_offset: 0,
             restore: None,
+            autopilot: None,
         }
     }
 }
@@ -190,6 +198,9 @@ impl Tables {
             }
             Command::Restore(RestoreCommand::Chunk { id, seq, data }) => {
                 Outcome::Restore(restore::Staging::stage(&mut self.restore, *id, *seq, data))
+            }
+            Command::Autopilot(c) => {
+                Outcome::Autopilot(autopilot::apply(&mut self.autopilot, index, c))
             }
             Command::Restore(RestoreCommand::Abort { id }) => {
                 if self.restore.as_ref().is_some_and(|s| s.id == *id) {
