@@ -141,6 +141,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(monitor::routes())
         .merge(snapshot::routes())
         .merge(host::routes())
+        .merge(crate::telemetry::http::routes())
 }
 
 /// The API router: [`routes`] with forwarding to the leader (for the
@@ -149,7 +150,10 @@ pub fn router(state: Shared) -> Router {
     let forward =
         axum::middleware::from_fn_with_state(state.clone(), crate::cluster::forward::middleware);
     routes(state.config.ui)
-        .into_router(|mr| mr.route_layer(forward.clone()))
+        .into_router(|mr| {
+            mr.route_layer(forward.clone())
+                .route_layer(axum::middleware::from_fn(crate::telemetry::http::measure))
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

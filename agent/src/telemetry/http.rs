@@ -1,0 +1,80 @@
+//! `/v1/agent/metrics` and the per-request HTTP timer.
+
+use axum::extract::{MatchedPath, RawQuery, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::params::Query;
+use crate::http::routes::{Endpoint as E, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new().route("/v1/agent/metrics", E::get(metrics))
+}
+
+/// Consul's `AgentMetrics`: the in-memory summary as JSON, or with
+/// `?format=prometheus` the Prometheus text (415 while retention is 0).
+pub async fn metrics(RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q.as_deref());
+    let Some(sinks) = super::sinks() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "metrics are not set up").into_response();
+    };
+    if q.get("format") == Some("prometheus") {
+        return match &sinks.prometheus {
+            Some(h) => (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                h.render(),
+            )
+                .into_response(),
+            None => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "Prometheus is not enabled since its retention time is not positive",
+            )
+                .into_response(),
+        };
+    }
+    crate::http::json(StatusCode::OK, &sinks.inmem.summary(), q.has("pretty"))
+}
+
+/// Consul's `consul.http.<METHOD>.<path>` timer: the route pattern's fixed
+/// segments, `_` for the parameter part (`/v1/kv/{*key}` → `v1.kv._`).
+pub async fn measure(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().as_str().to_string();
+    let resp = next.run(req).await;
+    if let Some(p) = path {
+        let name = format!("http.{method}.{}", metric_path(p.as_str()));
+        metrics::histogram!(name).record(super::ms_since(start));
+    }
+    resp
+}
+
+fn metric_path(pattern: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in pattern.trim_start_matches('/').split('/') {
+        if seg.is_empty() || seg.starts_with('{') {
+            parts.push("_");
+            break;
+        }
+        parts.push(seg);
+    }
+    parts.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_as_consul_names_them() {
+        use super::metric_path as p;
+        assert_eq!(p("/v1/kv/{*key}"), "v1.kv._");
+        assert_eq!(p("/v1/kv/"), "v1.kv._");
+        assert_eq!(p("/v1/kv"), "v1.kv");
+        assert_eq!(p("/v1/catalog/service/{name}"), "v1.catalog.service._");
+        assert_eq!(p("/v1/agent/metrics"), "v1.agent.metrics");
+    }
+}

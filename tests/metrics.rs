@@ -1,0 +1,195 @@
+//! Metrics: `/v1/agent/metrics` in Consul's JSON shape and as Prometheus
+//! text (parsed by the real `prometheus_client` parser), the `telemetry`
+//! config block, and tribune-template's `-metrics-addr`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tribune_tests::{client, root, run_cli, wait_for, Agent};
+
+/// Parse `url`'s Prometheus text with prometheus_client; family -> data.
+pub fn prom(url: &str) -> Value {
+    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(root().join("tests/clients/prom_parse.py"))
+        .arg(url)
+        .output()
+        .expect("python3 must be installed (test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse {url} (is it installed? test.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("parser output is JSON")
+}
+
+/// A family's sample value: `suffix` picks `_count`, `_sum` or "" (the
+/// value itself), `labels` must all match.
+pub fn sample(fams: &Value, family: &str, suffix: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want = format!("{family}{suffix}");
+    fams.get(family)?["samples"]
+        .as_array()?
+        .iter()
+        .find(|s| s[0] == want.as_str() && labels.iter().all(|(k, v)| s[1][*k] == *v))
+        .and_then(|s| s[2].as_f64())
+}
+
+fn agent_with(dir: &Path, telemetry: &str) -> Agent {
+    let f = dir.join("telemetry.json");
+    std::fs::write(&f, format!("{{\"telemetry\": {telemetry}}}")).unwrap();
+    Agent::dev(&["-config-file", f.to_str().unwrap()])
+}
+
+fn put(a: &Agent, key: &str, v: &str) {
+    let r = client()
+        .put(format!("{}/v1/kv/{key}", a.url))
+        .body(v.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Prometheus text: parsed by prometheus_client; the HTTP timer of
+/// `PUT /v1/kv/...` counts each PUT.
+#[test]
+fn prometheus_text_parses_and_counters_move() {
+    let d = tempfile::tempdir().unwrap();
+    let a = agent_with(
+        d.path(),
+        r#"{"prometheus_retention_time": "60s", "disable_hostname": true}"#,
+    );
+    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    put(&a, "m/a", "1");
+    let before = prom(&url);
+    let n0 = sample(&before, "consul_http_PUT_v1_kv__", "_count", &[]).expect("PUT timer");
+    assert_eq!(before["consul_http_PUT_v1_kv__"]["type"], "summary");
+    put(&a, "m/b", "2");
+    put(&a, "m/c", "3");
+    let after = prom(&url);
+    let n1 = sample(&after, "consul_http_PUT_v1_kv__", "_count", &[]).unwrap();
+    assert_eq!(n1, n0 + 2.0, "PUT count did not move by the two PUTs");
+    // Gauges sampled each second, without the host name (disable_hostname).
+    wait_for("runtime gauges", Duration::from_secs(10), || {
+        let f = prom(&url);
+        let rss = sample(&f, "consul_runtime_alloc_bytes", "", &[])?;
+        let tasks = sample(&f, "consul_runtime_num_goroutines", "", &[])?;
+        (rss > 1e6 && tasks >= 1.0).then_some(())
+    });
+}
+
+/// Without a positive retention Prometheus output is refused as Consul
+/// refuses it; the JSON has Consul's MetricsSummary shape; other methods 405.
+#[test]
+fn json_shape_and_prometheus_off() {
+    let a = Agent::dev(&[]);
+    let c = client();
+    let r = c
+        .get(format!("{}/v1/agent/metrics?format=prometheus", a.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(
+        r.text().unwrap(),
+        "Prometheus is not enabled since its retention time is not positive"
+    );
+    put(&a, "j/a", "1");
+    let v: Value = wait_for(
+        "the PUT's sample and a gauge",
+        Duration::from_secs(25),
+        || {
+            let v: Value = c
+                .get(format!("{}/v1/agent/metrics", a.url))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let has_put = v["Samples"]
+                .as_array()?
+                .iter()
+                .any(|s| s["Name"] == "consul.http.PUT.v1.kv._");
+            (has_put && !v["Gauges"].as_array()?.is_empty()).then_some(v)
+        },
+    );
+    let keys = |o: &Value| {
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&v),
+        ["Counters", "Gauges", "Points", "Samples", "Timestamp"]
+    );
+    let ts = v["Timestamp"].as_str().unwrap();
+    assert!(ts.len() == 29 && ts.ends_with(" +0000 UTC"), "{ts}");
+    let s = v["Samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Name"] == "consul.http.PUT.v1.kv._")
+        .unwrap();
+    assert_eq!(
+        keys(s),
+        ["Count", "Labels", "Max", "Mean", "Min", "Name", "Rate", "Stddev", "Sum"]
+    );
+    assert!(s["Count"].as_u64().unwrap() >= 1 && s["Max"].as_f64().unwrap() > 0.0);
+    // Gauges carry the host name unless disable_hostname is set.
+    let g = &v["Gauges"][0];
+    assert_eq!(keys(g), ["Labels", "Name", "Value"]);
+    let host = hostname();
+    assert!(
+        v["Gauges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["Name"] == format!("consul.{host}.runtime.alloc_bytes")),
+        "no consul.{host}.runtime.alloc_bytes in {v}"
+    );
+    for m in ["POST", "PUT", "DELETE"] {
+        let r = c
+            .request(m.parse().unwrap(), format!("{}/v1/agent/metrics", a.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 405, "{m}");
+        assert_eq!(r.headers()["allow"], "OPTIONS,GET,HEAD");
+    }
+}
+
+fn hostname() -> String {
+    let out = Command::new("hostname").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('.', "_")
+}
+
+/// `metrics_prefix` renames every Consul series; the config keys pass
+/// `tribune validate`, bad values are refused with the key named.
+#[test]
+fn telemetry_config_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let a = agent_with(
+        d.path(),
+        r#"{"prometheus_retention_time": "1m", "disable_hostname": true, "metrics_prefix": "tb"}"#,
+    );
+    put(&a, "p/a", "1");
+    let f = prom(&format!("{}/v1/agent/metrics?format=prometheus", a.url));
+    assert!(f.get("tb_http_PUT_v1_kv__").is_some(), "{f}");
+    assert!(f.get("consul_http_PUT_v1_kv__").is_none());
+    let good = d.path().join("telemetry.json");
+    let out = run_cli(&a.addr, &["validate", good.to_str().unwrap()], None);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let bad = d.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"telemetry": {"prometheus_retention_time": "soon"}}"#,
+    )
+    .unwrap();
+    let out = run_cli(&a.addr, &["validate", bad.to_str().unwrap()], None);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("prometheus_retention_time"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
