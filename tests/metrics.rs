@@ -193,3 +193,90 @@ fn telemetry_config_keys() {
         out.stderr
     );
 }
+
+/// Consul's series at their choke points: a KV PUT moves consul.kvs.apply,
+/// consul.raft.apply, consul.raft.commitTime and the group-commit batch
+/// size; a txn moves consul.txn.apply, a catalog register
+/// consul.catalog.register, a DNS lookup (dig) consul.dns.domain_query; a
+/// parked blocking query shows in tribune.blocking.parked and its wake-up
+/// in tribune.blocking.wakeups; the leader counted its election and
+/// reports autopilot healthy.
+#[test]
+fn consul_series_move() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("telemetry.json");
+    std::fs::write(
+        &f,
+        r#"{"telemetry": {"prometheus_retention_time": "60s", "disable_hostname": true}}"#,
+    )
+    .unwrap();
+    let (a, dns) = Agent::dev_dns(&["-config-file", f.to_str().unwrap()]);
+    a.wait_leader();
+    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    let c = client();
+    let count = |f: &Value, fam: &str| sample(f, fam, "_count", &[]).unwrap_or(0.0);
+    let value = |f: &Value, fam: &str| sample(f, fam, "", &[]).unwrap_or(0.0);
+    // The parser names a counter's sample `<family>_total`.
+    let counter = |f: &Value, fam: &str| sample(f, fam, "_total", &[]).unwrap_or(0.0);
+    let f0 = prom(&url);
+    put(&a, "s/a", "1");
+    let f1 = prom(&url);
+    assert_eq!(
+        count(&f1, "consul_kvs_apply"),
+        count(&f0, "consul_kvs_apply") + 1.0
+    );
+    assert!(counter(&f1, "consul_raft_apply") >= counter(&f0, "consul_raft_apply") + 1.0);
+    assert!(count(&f1, "consul_raft_commitTime") > count(&f0, "consul_raft_commitTime"));
+    assert!(
+        count(&f1, "tribune_group_commit_batch_size")
+            > count(&f0, "tribune_group_commit_batch_size")
+    );
+    assert_eq!(f1["consul_raft_apply"]["type"], "counter");
+    assert!(counter(&f1, "consul_raft_state_leader") >= 1.0, "{f1}");
+
+    let txn = r#"[{"KV": {"Verb": "set", "Key": "s/t", "Value": "eA=="}}]"#;
+    let r = c.put(format!("{}/v1/txn", a.url)).body(txn).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let reg = r#"{"Node": "ext1", "Address": "10.0.0.9", "Service": {"Service": "db"}}"#;
+    let r = c
+        .put(format!("{}/v1/catalog/register", a.url))
+        .body(reg)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dig = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "+time=2", "+tries=1"])
+        .args(["db.service.consul", "A"])
+        .output()
+        .expect("dig must be installed (test.sh installs dnsutils)");
+    assert!(String::from_utf8_lossy(&dig.stdout).contains("10.0.0.9"));
+    let f2 = prom(&url);
+    assert_eq!(
+        count(&f2, "consul_txn_apply"),
+        count(&f1, "consul_txn_apply") + 1.0
+    );
+    assert_eq!(
+        count(&f2, "consul_catalog_register"),
+        count(&f1, "consul_catalog_register") + 1.0
+    );
+    assert!(count(&f2, "consul_dns_domain_query") >= 1.0, "{f2}");
+
+    // A blocking query parks, then a PUT wakes it.
+    let index = tribune_tests::index_of(&c.get(format!("{}/v1/kv/s/a", a.url)).send().unwrap());
+    let wakeups0 = counter(&f2, "tribune_blocking_wakeups");
+    let blocking = {
+        let url = format!("{}/v1/kv/s/a?index={index}&wait=30s", a.url);
+        std::thread::spawn(move || client().get(url).send().unwrap().status())
+    };
+    wait_for("a parked query", Duration::from_secs(10), || {
+        (value(&prom(&url), "tribune_blocking_parked") >= 1.0).then_some(())
+    });
+    put(&a, "s/a", "2");
+    assert_eq!(blocking.join().unwrap(), 200);
+    let f3 = prom(&url);
+    assert_eq!(value(&f3, "tribune_blocking_parked"), 0.0);
+    assert!(counter(&f3, "tribune_blocking_wakeups") > wakeups0);
+    wait_for("autopilot healthy", Duration::from_secs(20), || {
+        (value(&prom(&url), "consul_autopilot_healthy") == 1.0).then_some(())
+    });
+}

@@ -315,6 +315,7 @@ pub async fn run(
             store.clone(),
         )
         .await?;
+        crate::telemetry::raft::spawn(node.raft.clone(), shutdown.clone());
         crate::raft::transitions::spawn(
             node.raft.clone(),
             raft_addr.clone(),

@@ -54,6 +54,15 @@ pub async fn measure(path: Option<MatchedPath>, req: Request, next: Next) -> Res
     resp
 }
 
+/// Consul's `consul.rpc.request`: each server RPC served, raft's own
+/// traffic (append, vote, snapshot) aside as Consul's raft layer has it.
+pub async fn rpc_request(req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/rpc/raft/") {
+        metrics::counter!("rpc.request").increment(1);
+    }
+    next.run(req).await
+}
+
 fn metric_path(pattern: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for seg in pattern.trim_start_matches('/').split('/') {

@@ -89,6 +89,8 @@ fn now_secs() -> u64 {
 
 enum Kind {
     Gauge(f64),
+    /// A relative change of a gauge, from the last value held.
+    GaugeAdd(f64),
     Counter(f64),
     Sample(f64),
 }
@@ -98,6 +100,17 @@ impl Inmem {
         let step = INTERVAL.as_secs();
         let start = now_secs() / step * step;
         let mut ring = self.intervals.lock();
+        let key = series_key(name, labels);
+        let kind = match kind {
+            Kind::GaugeAdd(d) => {
+                let last = ring
+                    .iter()
+                    .rev()
+                    .find_map(|iv| iv.gauges.get(&key).map(|g| g.2));
+                Kind::Gauge(last.unwrap_or(0.0) + d)
+            }
+            k => k,
+        };
         if ring.back().map(|i| i.start) != Some(start) {
             ring.push_back(Interval {
                 start,
@@ -109,7 +122,6 @@ impl Inmem {
         }
         let Some(cur) = ring.back_mut() else { return };
         let room = cur.gauges.len() + cur.counters.len() + cur.samples.len() < MAX_SERIES;
-        let key = series_key(name, labels);
         let entry = |m: &mut BTreeMap<String, (String, Labels, Aggregate)>, v: f64| {
             if let Some(e) = m.get_mut(&key) {
                 e.2.ingest(v);
@@ -122,7 +134,7 @@ impl Inmem {
         match kind {
             Kind::Counter(v) => entry(&mut cur.counters, v),
             Kind::Sample(v) => entry(&mut cur.samples, v),
-            Kind::Gauge(v) => {
+            Kind::Gauge(v) | Kind::GaugeAdd(v) => {
                 if room || cur.gauges.contains_key(&key) {
                     cur.gauges
                         .insert(key.clone(), (name.to_string(), labels.clone(), v));
@@ -261,30 +273,16 @@ impl CounterFn for Handle {
 
 impl GaugeFn for Handle {
     fn increment(&self, value: f64) {
-        self.adjust(value);
+        self.sink
+            .record(&self.name, &self.labels, Kind::GaugeAdd(value));
     }
     fn decrement(&self, value: f64) {
-        self.adjust(-value);
+        self.sink
+            .record(&self.name, &self.labels, Kind::GaugeAdd(-value));
     }
     fn set(&self, value: f64) {
         self.sink
             .record(&self.name, &self.labels, Kind::Gauge(value));
-    }
-}
-
-impl Handle {
-    /// Relative gauge changes (parked requests): from the last value held.
-    fn adjust(&self, delta: f64) {
-        let key = series_key(&self.name, &self.labels);
-        let last = {
-            let ring = self.sink.intervals.lock();
-            ring.iter()
-                .rev()
-                .find_map(|iv| iv.gauges.get(&key).map(|g| g.2))
-                .unwrap_or(0.0)
-        };
-        self.sink
-            .record(&self.name, &self.labels, Kind::Gauge(last + delta));
     }
 }
 

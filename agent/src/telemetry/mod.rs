@@ -10,6 +10,7 @@
 
 pub mod http;
 pub mod inmem;
+pub mod raft;
 pub mod runtime;
 
 use std::path::Path;
@@ -212,6 +213,20 @@ pub fn timer(name: &'static str) -> Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         metrics::histogram!(self.name).record(ms_since(self.start));
+    }
+}
+
+/// `tribune.blocking.parked`: one more while held.
+pub struct Parked(());
+
+pub fn parked() -> Parked {
+    metrics::gauge!("tribune.blocking.parked").increment(1.0);
+    Parked(())
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        metrics::gauge!("tribune.blocking.parked").decrement(1.0);
     }
 }
 
