@@ -280,3 +280,144 @@ fn consul_series_move() {
         (value(&prom(&url), "consul_autopilot_healthy") == 1.0).then_some(())
     });
 }
+
+/// tribune-template `-metrics-addr`: after renders, its Prometheus text
+/// (parsed by prometheus_client) counts renders by template and outcome,
+/// render and command durations, a failing reload command, the
+/// dependency fetches, and the age of each template's data; a PUT moves the
+/// render count; other methods are refused.
+#[test]
+fn template_runner_metrics() {
+    let a = Agent::dev(&[]);
+    put(&a, "app/port", "8080");
+    let w = tempfile::tempdir().unwrap();
+    std::fs::write(w.path().join("a.tmpl"), "port={{getv \"/app/port\"}}\n").unwrap();
+    std::fs::write(w.path().join("b.tmpl"), "p={{getv \"/app/port\"}}\n").unwrap();
+    let r = tribune_tests::Renderer::spawn(
+        w.path(),
+        &[
+            "-node",
+            &a.addr,
+            "-template",
+            "a.tmpl:a.conf:true",
+            "-template",
+            "b.tmpl:b.conf:false",
+            "-metrics-addr",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let addr = wait_for(
+        "the metrics address in the log",
+        Duration::from_secs(20),
+        || {
+            let log = r.log_text();
+            let line = log
+                .lines()
+                .find(|l| l.contains("serving Prometheus metrics"))?;
+            let at = line.find("addr=")? + 5;
+            Some(line[at..].split_whitespace().next()?.to_string())
+        },
+    );
+    let url = format!("http://{addr}/metrics");
+    let renders = |f: &Value, t: &str, outcome: &str| {
+        sample(
+            f,
+            "tribune_template_renders",
+            "_total",
+            &[("template", t), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    let f = wait_for("both templates rendered", Duration::from_secs(20), || {
+        let f = prom(&url);
+        (renders(&f, "a.tmpl", "changed") >= 1.0 && renders(&f, "b.tmpl", "changed") >= 1.0)
+            .then_some(f)
+    });
+    let fam = |n: &str| f[n]["type"].as_str().unwrap_or("missing").to_string();
+    assert_eq!(fam("tribune_template_render_duration_seconds"), "summary");
+    let durations = sample(
+        &f,
+        "tribune_template_render_duration_seconds",
+        "_count",
+        &[("template", "a.tmpl")],
+    );
+    assert!(durations >= Some(1.0), "{f}");
+    let reloads = sample(
+        &f,
+        "tribune_template_command_duration_seconds",
+        "_count",
+        &[("kind", "reload")],
+    );
+    assert!(reloads >= Some(2.0), "{f}");
+    let failed = sample(
+        &f,
+        "tribune_template_failures",
+        "_total",
+        &[("template", "b.tmpl"), ("stage", "command")],
+    );
+    assert_eq!(failed, Some(1.0), "{f}");
+    let fetches = sample(
+        &f,
+        "tribune_template_dependency_fetches",
+        "_total",
+        &[("outcome", "ok")],
+    );
+    assert!(fetches >= Some(1.0), "{f}");
+    let age = |f: &Value| {
+        sample(
+            f,
+            "tribune_template_data_age_seconds",
+            "",
+            &[("template", "a.tmpl")],
+        )
+    };
+    let age0 = age(&f).expect("data age of a.tmpl");
+    assert!(age0 >= 0.0);
+    // A change renders again (and the age starts over).
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = renders(&prom(&url), "a.tmpl", "changed");
+    put(&a, "app/port", "9090");
+    let f2 = wait_for("a.tmpl rendered again", Duration::from_secs(20), || {
+        let f = prom(&url);
+        (renders(&f, "a.tmpl", "changed") > before).then_some(f)
+    });
+    assert!(age(&f2).unwrap() < 1.5, "age did not start over: {f2}");
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("a.conf")).unwrap(),
+        "port=9090\n"
+    );
+    let c = client();
+    let resp = c.post(&url).send().unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD");
+    let head = c.head(&url).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        c.get(format!("http://{addr}/other"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // A bad address is a start-up error naming the flag.
+    let out = tribune_tests::run_renderer(
+        w.path(),
+        &[
+            "-onetime",
+            "-backend",
+            "env",
+            "-template",
+            "a.tmpl:x.conf",
+            "-metrics-addr",
+            "bogus",
+        ],
+        &[],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("invalid -metrics-addr"),
+        "{}",
+        out.stderr
+    );
+}

@@ -36,6 +36,7 @@ const TOP: &[&str] = &[
     "pid_file",
     "log_level",
     "exec",
+    "metrics_addr",
 ];
 const CONSUL: &[&str] = &["address", "token", "ssl", "retry"];
 const SSL: &[&str] = &["enabled", "verify", "ca_cert", "cert", "key", "server_name"];
@@ -124,6 +125,8 @@ pub struct CtConfig {
     pub reload_signal: Option<Signal>,
     pub pid_file: Option<PathBuf>,
     pub log_level: Option<String>,
+    /// tribune-template's own: where `-metrics-addr` serves.
+    pub metrics_addr: Option<String>,
     pub exec: Option<ExecConfig>,
     /// Keys we ignored, one message each.
     pub warnings: Vec<String>,
@@ -363,6 +366,7 @@ impl CtConfig {
             .map(PathBuf::from)
             .or(self.pid_file.take());
         self.log_level = r.string(&top, "log_level")?.or(self.log_level.take());
+        self.metrics_addr = r.string(&top, "metrics_addr")?.or(self.metrics_addr.take());
         if let Some(mut e) = block(top.get("exec")).map(Value::Object) {
             prune(&mut e, EXEC, &format!("{at}exec."), &mut self.warnings);
             self.merge_exec(&r, &at, e)?;

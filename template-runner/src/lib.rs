@@ -26,6 +26,7 @@ pub mod dependency;
 pub mod exec;
 pub mod gosyntax;
 pub mod helpers;
+pub mod metrics;
 pub mod render;
 pub mod resource;
 pub mod retry;
