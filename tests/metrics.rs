@@ -421,3 +421,65 @@ fn template_runner_metrics() {
         out.stderr
     );
 }
+
+/// Gossip and RPC: a client agent joining counts consul.serf.member.join
+/// on the server, its KV write forwarded over server RPC counts
+/// consul.rpc.request, and its SIGKILL ends in consul.serf.member.failed.
+#[test]
+fn serf_and_rpc_series() {
+    let d = tempfile::tempdir().unwrap();
+    let held: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<String> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port().to_string())
+        .collect();
+    drop(held);
+    let f = d.path().join("telemetry.json");
+    std::fs::write(
+        &f,
+        r#"{"telemetry": {"prometheus_retention_time": "60s", "disable_hostname": true}}"#,
+    )
+    .unwrap();
+    let server = Agent::dev(&[
+        "-serf-lan-port",
+        &ports[0],
+        "-config-file",
+        f.to_str().unwrap(),
+    ]);
+    let url = format!("{}/v1/agent/metrics?format=prometheus", server.url);
+    let counter = |f: &Value, fam: &str| sample(f, fam, "_total", &[]).unwrap_or(0.0);
+    let f0 = prom(&url);
+    let data = d.path().join("c1");
+    let join = format!("127.0.0.1:{}", ports[0]);
+    let mut client_agent = Agent::spawn(
+        &[
+            "agent",
+            "-node",
+            "c1",
+            "-http-port",
+            "0",
+            "-dns-port",
+            "-1",
+            "-serf-lan-port",
+            &ports[1],
+            "-data-dir",
+            data.to_str().unwrap(),
+            "-retry-join",
+            &join,
+        ],
+        Some(data.clone()),
+    );
+    wait_for("the join counted", Duration::from_secs(20), || {
+        (counter(&prom(&url), "consul_serf_member_join") > counter(&f0, "consul_serf_member_join"))
+            .then_some(())
+    });
+    let rpc0 = counter(&prom(&url), "consul_rpc_request");
+    put(&client_agent, "via/client", "1");
+    assert!(counter(&prom(&url), "consul_rpc_request") > rpc0);
+    client_agent.kill9();
+    wait_for("the failure counted", Duration::from_secs(30), || {
+        (counter(&prom(&url), "consul_serf_member_failed") >= 1.0).then_some(())
+    });
+}

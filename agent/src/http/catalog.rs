@@ -64,7 +64,7 @@ pub async fn service(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
     let tags: Vec<&str> = query.all("tag").collect();
-    metrics::counter!("catalog.service.query", "service" => name.clone()).increment(1);
+    metrics::counter!("catalog.service.query").increment(1);
     s.blocking_json(
         q.as_deref(),
         WatchTarget::Named(cat::svc_target(&name)),
