@@ -903,7 +903,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("a.json"),
-            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"telemetry":{}}"#,
+            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"telemetry":{"disable_hostname":true,"statsd_address":"127.0.0.1:8125"}}"#,
         )
         .unwrap();
         std::fs::write(
@@ -925,6 +925,12 @@ mod tests {
         assert_eq!(c.ports.server, 9300);
         assert_eq!(c.raft_multiplier, 1);
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("telemetry.statsd_address"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.telemetry.disable_hostname);
     }
 
     /// A key Consul does not know is an error naming the file and key, as
