@@ -1,7 +1,12 @@
 //! `/v1/agent/metrics` and the per-request HTTP timer.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use parking_lot::RwLock;
+
 use axum::extract::{MatchedPath, RawQuery, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -45,13 +50,34 @@ pub async fn metrics(RawQuery(q): RawQuery) -> Response {
 /// segments, `_` for the parameter part (`/v1/kv/{*key}` → `v1.kv._`).
 pub async fn measure(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
-    let method = req.method().as_str().to_string();
+    let method = req.method().clone();
     let resp = next.run(req).await;
     if let Some(p) = path {
-        let name = format!("http.{method}.{}", metric_path(p.as_str()));
-        metrics::histogram!(name).record(super::ms_since(start));
+        route_timer(&method, p.as_str()).record(super::ms_since(start));
     }
     resp
+}
+
+/// Each (method, route)'s histogram, registered once (no allocation per
+/// request): the route table and its methods bound the map.
+fn route_timer(method: &Method, pattern: &str) -> metrics::Histogram {
+    type Timers = HashMap<String, Vec<(Method, metrics::Histogram)>>;
+    static TIMERS: OnceLock<RwLock<Timers>> = OnceLock::new();
+    let timers = TIMERS.get_or_init(Default::default);
+    let found = timers
+        .read()
+        .get(pattern)
+        .and_then(|v| v.iter().find(|(m, _)| m == method).map(|(_, h)| h.clone()));
+    if let Some(h) = found {
+        return h;
+    }
+    let h = metrics::histogram!(format!("http.{method}.{}", metric_path(pattern)));
+    let mut w = timers.write();
+    let v = w.entry(pattern.to_string()).or_default();
+    if !v.iter().any(|(m, _)| m == method) {
+        v.push((method.clone(), h.clone()));
+    }
+    h
 }
 
 /// Consul's `consul.rpc.request`: each server RPC served, raft's own

@@ -96,17 +96,22 @@ enum Kind {
 }
 
 impl Inmem {
+    #[cfg(test)]
     fn record(&self, name: &str, labels: &Labels, kind: Kind) {
+        self.record_keyed(&series_key(name, labels), name, labels, kind)
+    }
+
+    /// [`Self::record`] with the series key already built (handles keep it).
+    fn record_keyed(&self, key: &str, name: &str, labels: &Labels, kind: Kind) {
         let step = INTERVAL.as_secs();
         let start = now_secs() / step * step;
         let mut ring = self.intervals.lock();
-        let key = series_key(name, labels);
         let kind = match kind {
             Kind::GaugeAdd(d) => {
                 let last = ring
                     .iter()
                     .rev()
-                    .find_map(|iv| iv.gauges.get(&key).map(|g| g.2));
+                    .find_map(|iv| iv.gauges.get(key).map(|g| g.2));
                 Kind::Gauge(last.unwrap_or(0.0) + d)
             }
             k => k,
@@ -123,21 +128,21 @@ impl Inmem {
         let Some(cur) = ring.back_mut() else { return };
         let room = cur.gauges.len() + cur.counters.len() + cur.samples.len() < MAX_SERIES;
         let entry = |m: &mut BTreeMap<String, (String, Labels, Aggregate)>, v: f64| {
-            if let Some(e) = m.get_mut(&key) {
+            if let Some(e) = m.get_mut(key) {
                 e.2.ingest(v);
             } else if room {
                 let mut a = Aggregate::default();
                 a.ingest(v);
-                m.insert(key.clone(), (name.to_string(), labels.clone(), a));
+                m.insert(key.to_string(), (name.to_string(), labels.clone(), a));
             }
         };
         match kind {
             Kind::Counter(v) => entry(&mut cur.counters, v),
             Kind::Sample(v) => entry(&mut cur.samples, v),
             Kind::Gauge(v) | Kind::GaugeAdd(v) => {
-                if room || cur.gauges.contains_key(&key) {
+                if room || cur.gauges.contains_key(key) {
                     cur.gauges
-                        .insert(key.clone(), (name.to_string(), labels.clone(), v));
+                        .insert(key.to_string(), (name.to_string(), labels.clone(), v));
                 }
             }
         }
@@ -255,41 +260,43 @@ pub struct SampledValue {
 /// One series' handle: records into the sink under its name and labels.
 struct Handle {
     sink: Arc<Inmem>,
+    key: String,
     name: String,
     labels: Labels,
 }
 
+impl Handle {
+    fn put(&self, kind: Kind) {
+        self.sink
+            .record_keyed(&self.key, &self.name, &self.labels, kind);
+    }
+}
+
 impl CounterFn for Handle {
     fn increment(&self, value: u64) {
-        self.sink
-            .record(&self.name, &self.labels, Kind::Counter(value as f64));
+        self.put(Kind::Counter(value as f64));
     }
     // go-metrics has no absolute counters; an absolute value is a gauge there.
     fn absolute(&self, value: u64) {
-        self.sink
-            .record(&self.name, &self.labels, Kind::Gauge(value as f64));
+        self.put(Kind::Gauge(value as f64));
     }
 }
 
 impl GaugeFn for Handle {
     fn increment(&self, value: f64) {
-        self.sink
-            .record(&self.name, &self.labels, Kind::GaugeAdd(value));
+        self.put(Kind::GaugeAdd(value));
     }
     fn decrement(&self, value: f64) {
-        self.sink
-            .record(&self.name, &self.labels, Kind::GaugeAdd(-value));
+        self.put(Kind::GaugeAdd(-value));
     }
     fn set(&self, value: f64) {
-        self.sink
-            .record(&self.name, &self.labels, Kind::Gauge(value));
+        self.put(Kind::Gauge(value));
     }
 }
 
 impl HistogramFn for Handle {
     fn record(&self, value: f64) {
-        self.sink
-            .record(&self.name, &self.labels, Kind::Sample(value));
+        self.put(Kind::Sample(value));
     }
 }
 
@@ -298,13 +305,16 @@ pub struct InmemRecorder(pub Arc<Inmem>);
 
 impl InmemRecorder {
     fn handle(&self, key: &Key) -> Arc<Handle> {
+        let name = key.name().to_string();
+        let labels: Labels = key
+            .labels()
+            .map(|l| (l.key().to_string(), l.value().to_string()))
+            .collect();
         Arc::new(Handle {
             sink: self.0.clone(),
-            name: key.name().to_string(),
-            labels: key
-                .labels()
-                .map(|l| (l.key().to_string(), l.value().to_string()))
-                .collect(),
+            key: series_key(&name, &labels),
+            name,
+            labels,
         })
     }
 }
