@@ -483,3 +483,28 @@ fn serf_and_rpc_series() {
         (counter(&prom(&url), "consul_serf_member_failed") >= 1.0).then_some(())
     });
 }
+
+/// consul.session_ttl.invalidate: the leader expiring a TTL session (10 s,
+/// Consul's minimum; expired after twice that) is timed.
+#[test]
+fn session_ttl_invalidation_is_timed() {
+    let d = tempfile::tempdir().unwrap();
+    let a = agent_with(
+        d.path(),
+        r#"{"prometheus_retention_time": "2m", "disable_hostname": true}"#,
+    );
+    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    let r: Value = client()
+        .put(format!("{}/v1/session/create", a.url))
+        .body(r#"{"TTL": "10s", "Behavior": "delete"}"#)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(r["ID"].is_string(), "{r}");
+    assert!(sample(&prom(&url), "consul_session_ttl_invalidate", "_count", &[]).is_none());
+    wait_for("the TTL expiry timed", Duration::from_secs(45), || {
+        let n = sample(&prom(&url), "consul_session_ttl_invalidate", "_count", &[])?;
+        (n >= 1.0).then_some(())
+    });
+}
