@@ -537,6 +537,19 @@ mod tests {
 
     /// `retry.attempts` bounds query retries (0 = forever, as in
     /// consul-template); `enabled = false` gives up at the first failure.
+    /// `metrics_addr` is read (no "unsupported" warning); a later file wins.
+    #[test]
+    fn metrics_addr_key() {
+        let mut c = CtConfig::default();
+        c.merge_text(Path::new("a.hcl"), "metrics_addr = \"127.0.0.1:9102\"\n")
+            .unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("127.0.0.1:9102"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        c.merge_text(Path::new("b.json"), r#"{"metrics_addr": ":9200"}"#)
+            .unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some(":9200"));
+    }
+
     #[test]
     fn retry_attempts() {
         let read = |text: &str| {
