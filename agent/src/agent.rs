@@ -213,6 +213,8 @@ pub async fn run(
     // Cancelled once the agent is done with the cluster: every task stops.
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
+    crate::telemetry::install(&config.telemetry);
+    tokio::spawn(crate::telemetry::runtime::run(shutdown.clone()));
     let node_id = node_id(config.data_dir.as_deref())?;
     let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
     // Raft ids are u64; the first half of the node UUID is unique enough and stable.
@@ -313,6 +315,7 @@ pub async fn run(
             store.clone(),
         )
         .await?;
+        crate::telemetry::raft::spawn(node.raft.clone(), shutdown.clone());
         crate::raft::transitions::spawn(
             node.raft.clone(),
             raft_addr.clone(),

@@ -30,9 +30,14 @@ use crate::state::{Command, Health};
 /// taking office, so gossip has converged first.
 const REAP_GRACE: Duration = Duration::from_secs(15);
 
+/// How often the leader refreshes `consul.autopilot.healthy` (Consul's
+/// autopilot ServerHealthInterval is 2 s; this asks every server).
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+
 pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: CancellationToken) {
     let mut changes = gossip.subscribe();
     let mut leading_since: Option<Instant> = None;
+    let mut health_at: Option<Instant> = None;
     loop {
         // Poll fast until this server has led for a moment (a new leader
         // writes every node's serfHealth at once), then settle to 1 s.
@@ -49,6 +54,13 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
                 }
                 reconcile_servers(&s, &gossip).await;
                 reconcile_members(&s, &gossip, since.elapsed() >= REAP_GRACE).await;
+                // consul.autopilot.healthy, as Consul's leader refreshes it
+                // (aside: asking a stopped server must not hold this loop).
+                if health_at.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
+                    health_at = Some(Instant::now());
+                    let s = s.clone();
+                    tokio::spawn(async move { super::health::collect(&s).await });
+                }
             } else {
                 leading_since = None;
             }

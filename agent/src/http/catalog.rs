@@ -64,6 +64,7 @@ pub async fn service(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
     let tags: Vec<&str> = query.all("tag").collect();
+    metrics::counter!("catalog.service.query").increment(1);
     s.blocking_json(
         q.as_deref(),
         WatchTarget::Named(cat::svc_target(&name)),
@@ -163,6 +164,7 @@ pub async fn register(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let _t = crate::telemetry::timer("catalog.register");
     let q = Query::parse(q.as_deref());
     check_dc(&q, &s.config.datacenter)?;
     let v = normalize(&json_body(body, &headers)?);
@@ -243,6 +245,7 @@ pub async fn deregister(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let _t = crate::telemetry::timer("catalog.deregister");
     let q = Query::parse(q.as_deref());
     check_dc(&q, &s.config.datacenter)?;
     let v = normalize(&json_body(body, &headers)?);

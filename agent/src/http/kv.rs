@@ -263,6 +263,7 @@ async fn put(s: &Shared, key: String, q: &Query, body: Bytes) -> Result<Response
             cas,
         },
     };
+    let _t = crate::telemetry::timer("kvs.apply");
     let (_, outcome) = s.write(Command::Kv(cmd)).await?;
     bool_outcome(outcome)
 }
@@ -275,6 +276,7 @@ async fn delete(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError
         return Err(ApiError::bad("Missing key name"));
     }
     let cas = q.u64("cas", "Invalid cas index: must be an unsigned integer")?;
+    let _t = crate::telemetry::timer("kvs.apply");
     let (_, outcome) = s
         .write(Command::Kv(KvCommand::Delete { key, recurse, cas }))
         .await?;

@@ -141,6 +141,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(monitor::routes())
         .merge(snapshot::routes())
         .merge(host::routes())
+        .merge(crate::telemetry::http::routes())
 }
 
 /// The API router: [`routes`] with forwarding to the leader (for the
@@ -149,7 +150,10 @@ pub fn router(state: Shared) -> Router {
     let forward =
         axum::middleware::from_fn_with_state(state.clone(), crate::cluster::forward::middleware);
     routes(state.config.ui)
-        .into_router(|mr| mr.route_layer(forward.clone()))
+        .into_router(|mr| {
+            mr.route_layer(forward.clone())
+                .route_layer(axum::middleware::from_fn(crate::telemetry::http::measure))
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -219,6 +223,7 @@ impl AppState {
         };
         let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
         let guard = self.store.watches.watch(target);
+        let _parked = crate::telemetry::parked();
         // A restore replaces everything (indexes may go back): answer then.
         let generation = self.store.generation();
         loop {
@@ -229,7 +234,7 @@ impl AppState {
                 return;
             }
             tokio::select! {
-                _ = &mut notified => {}
+                _ = &mut notified => metrics::counter!("tribune.blocking.wakeups").increment(1),
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = self.shutdown.cancelled() => return,
             }
