@@ -34,6 +34,13 @@ if ! python3 -c 'import consul' 2>/dev/null; then
     || { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-consul; }
 fi
 
+# prometheus_client: its text parser reads the metrics endpoints' output.
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  python3 -m pip install -q prometheus_client 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages prometheus_client 2>/dev/null \
+    || { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-prometheus-client; }
+fi
+
 # playwright-core for the UI test (it never downloads a browser; the test
 # runs Debian's). Reinstalled only when missing or the lockfile changed.
 ui_modules=tests/ui/node_modules

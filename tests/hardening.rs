@@ -205,6 +205,7 @@ fn consul_methods(path: &str) -> &'static [&'static str] {
         "/v1/snapshot" => &["GET", "HEAD", "PUT"],
         "/v1/operator/raft/transfer-leader" => &["POST"],
         "/v1/operator/autopilot/configuration" => &["GET", "HEAD", "PUT"],
+        "/v1/agent/metrics" => READ,
         "/v1/txn"
         | "/v1/catalog/register"
         | "/v1/catalog/deregister"

@@ -363,7 +363,7 @@ fn unknown_keys_in_definition_files_are_errors() {
 }
 
 /// Unknown top-level config keys are Consul's error too; a Consul key
-/// tribune does not implement (`telemetry`) only warns.
+/// tribune does not implement (`telemetry.statsd_address`) only warns.
 #[test]
 fn unknown_top_level_keys_error_consul_keys_warn() {
     let dir = tempfile::tempdir().unwrap();
@@ -389,7 +389,7 @@ fn unknown_top_level_keys_error_consul_keys_warn() {
     );
     std::fs::write(
         &f,
-        r#"{"datacenter": "east", "telemetry": {"disable_hostname": true}}"#,
+        r#"{"datacenter": "east", "telemetry": {"disable_hostname": true, "statsd_address": "127.0.0.1:8125"}}"#,
     )
     .unwrap();
     let a = Agent::dev(&["-config-file", f.to_str().unwrap()]);

@@ -114,6 +114,8 @@ pub async fn run(
     // Cancelled once the agent is done with the cluster: every task stops.
     let shutdown = CancellationToken::new();
     let config = Arc::new(config);
+    crate::telemetry::install(&config.telemetry);
+    tokio::spawn(crate::telemetry::runtime::run(shutdown.clone()));
     let (node_id, raft_id) = identity(&config)?;
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
     let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
@@ -133,7 +135,8 @@ pub async fn run(
     };
     let gossip = start_gossip(&config, &ids, &shutdown).await?;
     let store = Store::new();
-    let (raft_node, leadership) = start_raft(&config, &ids, &gossip, &store, &rpc).await?;
+    let (raft_node, leadership) =
+        start_raft(&config, &ids, &gossip, &store, &rpc, &shutdown).await?;
     let cluster = Cluster {
         gossip,
         raft_node,
@@ -272,6 +275,7 @@ async fn start_raft(
     gossip: &Option<Gossip>,
     store: &Arc<Store>,
     rpc: &RpcClient,
+    shutdown: &CancellationToken,
 ) -> Result<(Option<RaftNode>, Arc<Leadership>), AgentError> {
     if !config.server {
         return Ok((None, Arc::new(Leadership::default())));
@@ -289,6 +293,7 @@ async fn start_raft(
         store.clone(),
     )
     .await?;
+    crate::telemetry::raft::spawn(node.raft.clone(), shutdown.clone());
     crate::raft::transitions::spawn(
         node.raft.clone(),
         ids.raft_addr.clone(),
@@ -437,8 +442,15 @@ async fn join_cluster(state: &Shared, g: &Gossip) -> Result<(), AgentError> {
     let config = &state.config;
     let shutdown = &state.shutdown;
     if config.server {
+        let health_of = state.clone();
+        // consul.autopilot.healthy: asked of every server, off autopilot's loop.
+        let refresh_health = move || {
+            let s = health_of.clone();
+            tokio::spawn(async move { crate::cluster::health::collect(&s).await });
+        };
         tokio::spawn(crate::cluster::autopilot::run(
             state.autopilot(),
+            refresh_health,
             g.clone(),
             config.bootstrap_expect,
             shutdown.clone(),

@@ -185,6 +185,8 @@ pub struct AgentConfig {
     pub pid_file: Option<PathBuf>,
     /// Connection limits and timeouts (`limits`).
     pub limits: crate::limits::Limits,
+    /// Metrics (`telemetry`).
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
     /// default true: running commands from the network is opt-in).
     pub disable_remote_exec: bool,
@@ -234,6 +236,7 @@ impl Default for AgentConfig {
             skip_leave_on_interrupt: None,
             pid_file: None,
             limits: crate::limits::Limits::default(),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
             disable_remote_exec: true,
             warnings: Vec::new(),
         }
@@ -628,6 +631,18 @@ impl AgentConfig {
                         key: format!("limits in {}", path.display()),
                         msg,
                     })?,
+                "telemetry" => {
+                    let rest =
+                        self.telemetry
+                            .merge(path, val)
+                            .map_err(|msg| ConfigError::Invalid {
+                                key: format!("telemetry in {}", path.display()),
+                                msg,
+                            })?;
+                    for k in rest {
+                        self.unsupported(path, &format!("telemetry.{k}"))?;
+                    }
+                }
                 "service" | "services" | "check" | "checks" | "watches" => {
                     self.merge_definitions(path, key, val)?
                 }
@@ -930,7 +945,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("a.json"),
-            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"telemetry":{}}"#,
+            r#"{"datacenter":"east","ports":{"http":9000,"dns":-1},"performance":{"raft_multiplier":1},"telemetry":{"disable_hostname":true,"statsd_address":"127.0.0.1:8125"}}"#,
         )
         .unwrap();
         std::fs::write(
@@ -952,6 +967,12 @@ mod tests {
         assert_eq!(c.ports.server, 9300);
         assert_eq!(c.raft_multiplier, 1);
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("telemetry.statsd_address"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.telemetry.disable_hostname);
     }
 
     /// A key Consul does not know is an error naming the file and key, as

@@ -53,6 +53,8 @@
 //! - [`fsutil`]: atomic, fsynced file replacement.
 //! - [`supervisor`]: telling systemd (sd_notify) and init scripts (the pid
 //!   file) about the agent.
+//! - [`telemetry`]: metrics — the recorder (Consul's names), the in-memory
+//!   sink of `/v1/agent/metrics` and its Prometheus text.
 //! - [`version`]: the Consul API version tribune reports, and its own.
 //! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks).
 //!
@@ -110,5 +112,6 @@ pub mod snapshot;
 pub mod sockaddr;
 pub mod state;
 pub mod supervisor;
+pub mod telemetry;
 pub mod version;
 pub mod watchplan;

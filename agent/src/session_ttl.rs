@@ -40,6 +40,7 @@ pub async fn run(
                     id: id.clone(),
                     renew_index,
                 });
+                let _t = crate::telemetry::timer("session_ttl.invalidate");
                 match proposer.write(cmd).await {
                     Ok(_) => tracing::info!(session = %id, "session TTL expired; invalidated"),
                     Err(e) => {

@@ -106,6 +106,10 @@ pub struct Args {
     /// Write our process id here (removed on exit).
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`host:port`;
+    /// `:port` is 127.0.0.1).
+    #[arg(long = "metrics-addr")]
+    pub metrics_addr: Option<String>,
     /// Let any server answer, up to this stale (consul-template's -max-stale).
     #[arg(long = "max-stale")]
     pub max_stale: Option<String>,
@@ -153,6 +157,8 @@ struct FileConfig {
     wait: Option<String>,
     token: Option<String>,
     scheme: Option<String>,
+    #[serde(rename = "metrics-addr")]
+    metrics_addr: Option<String>,
 }
 
 /// A parsed confd config file.
@@ -319,6 +325,7 @@ pub fn main() -> ExitCode {
         }
         a.prefix = a.prefix.or(fc.prefix);
         a.log_level = a.log_level.or(fc.log_level);
+        a.metrics_addr = a.metrics_addr.or(fc.metrics_addr);
         a.watch |= fc.watch.unwrap_or(false);
         a.noop |= fc.noop.unwrap_or(false);
         a.sync_only |= fc.sync_only.unwrap_or(false);
@@ -371,6 +378,15 @@ pub fn main() -> ExitCode {
     for w in config_warnings {
         tracing::warn!("{w}");
     }
+    let metrics_addr = match a
+        .metrics_addr
+        .as_deref()
+        .map(parse_metrics_addr)
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
     let (mut opts, backend) = match build(a, ct) {
         Ok(x) => x,
         Err(e) => return fail(e),
@@ -380,11 +396,23 @@ pub fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    ExitCode::from(run(opts, backend).clamp(0, 255) as u8)
+    ExitCode::from(run(opts, backend, metrics_addr).clamp(0, 255) as u8)
+}
+
+/// `-metrics-addr`: `host:port`, or `:port` on 127.0.0.1 (never every
+/// interface unless asked).
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => s.to_string(),
+    };
+    full.parse().map_err(|_| {
+        format!("invalid -metrics-addr {s:?}: expected host:port, e.g. 127.0.0.1:9102")
+    })
 }
 
 /// Run the runner to completion on a small runtime; the exit code.
-fn run(opts: Options, backend: Backend) -> i32 {
+fn run(opts: Options, backend: Backend, metrics_addr: Option<std::net::SocketAddr>) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -398,6 +426,13 @@ fn run(opts: Options, backend: Backend) -> i32 {
     };
     let once = opts.mode == Mode::Once;
     let code = rt.block_on(async move {
+        if let Some(addr) = metrics_addr {
+            if let Err(e) = crate::metrics::serve(addr).await {
+                tracing::error!("{e}");
+                eprintln!("tribune-template: {e}");
+                return 2;
+            }
+        }
         let runner = match Runner::new(opts, backend) {
             Ok(r) => r,
             Err(e) => {
@@ -442,6 +477,7 @@ fn ct_config(a: &mut Args, token_from_env: bool) -> Result<Option<CtConfig>, Str
     }
     a.log_level = a.log_level.take().or(c.log_level.clone());
     a.pid_file = a.pid_file.take().or(c.pid_file.clone());
+    a.metrics_addr = a.metrics_addr.take().or(c.metrics_addr.clone());
     Ok(Some(c))
 }
 

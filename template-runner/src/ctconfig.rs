@@ -36,6 +36,7 @@ const TOP: &[&str] = &[
     "pid_file",
     "log_level",
     "exec",
+    "metrics_addr",
 ];
 const CONSUL: &[&str] = &["address", "token", "ssl", "retry"];
 const SSL: &[&str] = &["enabled", "verify", "ca_cert", "cert", "key", "server_name"];
@@ -124,6 +125,8 @@ pub struct CtConfig {
     pub reload_signal: Option<Signal>,
     pub pid_file: Option<PathBuf>,
     pub log_level: Option<String>,
+    /// tribune-template's own: where `-metrics-addr` serves.
+    pub metrics_addr: Option<String>,
     pub exec: Option<ExecConfig>,
     /// Keys we ignored, one message each.
     pub warnings: Vec<String>,
@@ -363,6 +366,7 @@ impl CtConfig {
             .map(PathBuf::from)
             .or(self.pid_file.take());
         self.log_level = r.string(&top, "log_level")?.or(self.log_level.take());
+        self.metrics_addr = r.string(&top, "metrics_addr")?.or(self.metrics_addr.take());
         if let Some(mut e) = block(top.get("exec")).map(Value::Object) {
             prune(&mut e, EXEC, &format!("{at}exec."), &mut self.warnings);
             self.merge_exec(&r, &at, e)?;
@@ -533,6 +537,19 @@ mod tests {
 
     /// `retry.attempts` bounds query retries (0 = forever, as in
     /// consul-template); `enabled = false` gives up at the first failure.
+    /// `metrics_addr` is read (no "unsupported" warning); a later file wins.
+    #[test]
+    fn metrics_addr_key() {
+        let mut c = CtConfig::default();
+        c.merge_text(Path::new("a.hcl"), "metrics_addr = \"127.0.0.1:9102\"\n")
+            .unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("127.0.0.1:9102"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        c.merge_text(Path::new("b.json"), r#"{"metrics_addr": ":9200"}"#)
+            .unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some(":9200"));
+    }
+
     #[test]
     fn retry_attempts() {
         let read = |text: &str| {

@@ -41,6 +41,20 @@ pub enum Dependency {
 }
 
 impl Dependency {
+    /// The kind, as the `type` label of the fetch metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Dependency::KvPrefix(_) => "kv_prefix",
+            Dependency::KvKey(_) => "kv_key",
+            Dependency::Service { .. } => "service",
+            Dependency::Services { .. } => "services",
+            Dependency::Nodes { .. } => "nodes",
+            Dependency::Node { .. } => "node",
+            Dependency::Datacenters => "datacenters",
+            Dependency::File(_) => "file",
+        }
+    }
+
     /// Whether the backend can long-poll it (else it is re-read).
     pub fn blocking(&self) -> bool {
         !matches!(self, Dependency::File(_))

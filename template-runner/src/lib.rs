@@ -15,6 +15,7 @@
 //! - [`runner`]: the daemon — debounce, render what changed, SIGHUP, conf.d watching.
 //! - [`signals`]: which signal reloads, stops, or goes to the child.
 //! - [`exec`]: sidecar mode, supervising one child process.
+//! - [`metrics`]: `-metrics-addr`, the renderer's Prometheus metrics.
 //! - [`cli`]: flags (confd's and consul-template's, Go style).
 //! - [`ctconfig`]: consul-template's HCL/JSON `-config` files.
 
@@ -26,6 +27,7 @@ pub mod dependency;
 pub mod exec;
 pub mod gosyntax;
 pub mod helpers;
+pub mod metrics;
 pub mod render;
 pub mod resource;
 pub mod retry;

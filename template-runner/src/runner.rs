@@ -281,11 +281,14 @@ impl Runner {
                         tracing::info!(template = %src, dest = %dest, waiting_for = %w.join(","), "waiting for data; not rendered");
                     }
                     t.waiting = waited;
+                    crate::metrics::render(&src, "waiting", None);
                     let m: Vec<String> = m.iter().map(ToString::to_string).collect();
                     tracing::debug!(template = %src, dest = %dest, waiting_for = %m.join(","), "render deferred: data not fetched yet");
                     continue;
                 }
                 Outcome::Failed(e) => {
+                    crate::metrics::render(&src, "failed", None);
+                    crate::metrics::failure(&src, "render");
                     pass.failed += 1;
                     t.ok = false;
                     t.retry = None;
@@ -322,8 +325,16 @@ impl Runner {
             let reload = t.res.reload_cmd.clone();
             let timeout = t.res.command_timeout;
             let took = started.elapsed();
-            match self.settle(i, result, &trigger, took) {
+            let settled = self.settle(i, result, &trigger, took);
+            let outcome = match &settled {
+                Some(Written::Changed { .. }) => "changed",
+                Some(Written::Unchanged) => "unchanged",
+                None => "failed",
+            };
+            crate::metrics::render(&src, outcome, Some(took));
+            match settled {
                 Some(w) => {
+                    crate::metrics::mark_fresh(&src);
                     self.tpls[i].ok = true;
                     let mut r = Rendered {
                         src,
@@ -337,8 +348,10 @@ impl Runner {
                     if let Written::Changed { check } = w {
                         pass.changed += 1;
                         r.changed = true;
-                        r.check =
-                            check.map(|(code, d)| format!("check:exit {code} {}ms", d.as_millis()));
+                        r.check = check.map(|(code, d)| {
+                            crate::metrics::command("check", d);
+                            format!("check:exit {code} {}ms", d.as_millis())
+                        });
                         if let Some(c) = reload.filter(|_| !self.opts.sync_only) {
                             if !commands.iter().any(|(x, _)| *x == c) {
                                 commands.push((c.clone(), timeout));
@@ -348,44 +361,13 @@ impl Runner {
                     }
                     written.push(r);
                 }
-                None => pass.failed += 1,
+                None => {
+                    crate::metrics::failure(&src, "write");
+                    pass.failed += 1
+                }
             }
         }
-        // Each distinct reload command once, in order; its summary goes on
-        // the line of every template that asked for it.
-        let mut summaries: Vec<(String, String)> = Vec::new();
-        for (c, timeout) in commands {
-            let summary = match command::run(&c, timeout).await {
-                Ok(r) if r.success() => {
-                    tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command ran");
-                    format!("reload:exit 0 {}ms", r.duration.as_millis())
-                }
-                Ok(r) => {
-                    pass.failed += 1;
-                    tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command failed; still running");
-                    format!("reload:{} {}ms", r.describe(), r.duration.as_millis())
-                }
-                Err(e) => {
-                    pass.failed += 1;
-                    tracing::error!(command = %c, error = %e, "reload command could not start; still running");
-                    "reload:not started".to_string()
-                }
-            };
-            summaries.push((c, summary));
-        }
-        for r in written {
-            let reload = r
-                .reload
-                .and_then(|c| summaries.iter().find(|(x, _)| *x == c))
-                .map(|(_, s)| s.clone());
-            let cmds: Vec<String> = r.check.into_iter().chain(reload).collect();
-            let cmds = if cmds.is_empty() {
-                "none".to_string()
-            } else {
-                cmds.join(", ")
-            };
-            tracing::info!(template = %r.src, dest = %r.dest, trigger = %r.trigger, changed = r.changed, commands = %cmds, duration_us = r.took.as_micros() as u64, "rendered");
-        }
+        pass.failed += run_reloads(commands, written).await;
         pass
     }
 
@@ -808,6 +790,56 @@ impl Runner {
 
 /// After a change: the child gets its reload signal (after a random splay),
 /// or is stopped to be restarted; true when it was stopped.
+/// Each distinct reload command once, in order; its summary goes on the
+/// line of every template that asked for it. The number that failed.
+async fn run_reloads(commands: Vec<(String, Duration)>, written: Vec<Rendered>) -> usize {
+    let mut failed = 0;
+    let mut summaries: Vec<(String, String)> = Vec::new();
+    for (c, timeout) in commands {
+        let ran = command::run(&c, timeout).await;
+        if let Ok(r) = &ran {
+            crate::metrics::command("reload", r.duration);
+        }
+        let summary = match ran {
+            Ok(r) if r.success() => {
+                tracing::info!(command = %c, exit = 0, duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command ran");
+                format!("reload:exit 0 {}ms", r.duration.as_millis())
+            }
+            Ok(r) => {
+                failed += 1;
+                tracing::error!(command = %c, status = %r.describe(), duration_us = r.duration.as_micros() as u64, output = ?r.output, "reload command failed; still running");
+                format!("reload:{} {}ms", r.describe(), r.duration.as_millis())
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::error!(command = %c, error = %e, "reload command could not start; still running");
+                "reload:not started".to_string()
+            }
+        };
+        summaries.push((c, summary));
+    }
+    for r in written {
+        let reload = r
+            .reload
+            .and_then(|c| summaries.iter().find(|(x, _)| *x == c))
+            .map(|(_, s)| s.clone());
+        if reload
+            .as_ref()
+            .is_some_and(|s| !s.starts_with("reload:exit 0 "))
+        {
+            crate::metrics::failure(&r.src, "command");
+        }
+        let cmds: Vec<String> = r.check.into_iter().chain(reload).collect();
+        let cmds = if cmds.is_empty() {
+            "none".to_string()
+        } else {
+            cmds.join(", ")
+        };
+        tracing::info!(template = %r.src, dest = %r.dest, trigger = %r.trigger, changed = r.changed, commands = %cmds, duration_us = r.took.as_micros() as u64, "rendered");
+    }
+    failed
+}
+
 async fn reload_child(child: &mut Option<Child>) -> bool {
     let Some(c) = child else {
         return false;

@@ -60,9 +60,22 @@ pub struct Handles {
 /// taking office, so gossip has converged first.
 const REAP_GRACE: Duration = Duration::from_secs(15);
 
-pub async fn run(s: Handles, gossip: Gossip, expect: Option<u32>, stop: CancellationToken) {
+/// How often the leader refreshes `consul.autopilot.healthy` (Consul's
+/// autopilot ServerHealthInterval is 2 s; this asks every server).
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+
+/// `refresh_health` starts a refresh of `consul.autopilot.healthy` (it asks
+/// every server: the caller runs it off this loop).
+pub async fn run(
+    s: Handles,
+    refresh_health: impl Fn() + Send,
+    gossip: Gossip,
+    expect: Option<u32>,
+    stop: CancellationToken,
+) {
     let mut changes = gossip.subscribe();
     let mut leading_since: Option<Instant> = None;
+    let mut health_at: Option<Instant> = None;
     loop {
         // Poll fast until this server has led for a moment (a new leader
         // writes every node's serfHealth at once), then settle to 1 s.
@@ -79,6 +92,12 @@ pub async fn run(s: Handles, gossip: Gossip, expect: Option<u32>, stop: Cancella
                 }
                 reconcile_servers(&s, &gossip).await;
                 reconcile_members(&s, &gossip, since.elapsed() >= REAP_GRACE).await;
+                // consul.autopilot.healthy, as Consul's leader refreshes it
+                // (aside: asking a stopped server must not hold this loop).
+                if health_at.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
+                    health_at = Some(Instant::now());
+                    refresh_health();
+                }
             } else {
                 leading_since = None;
             }

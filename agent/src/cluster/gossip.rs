@@ -626,6 +626,7 @@ impl Task {
             OwnedNotification::MemberUp(id) => {
                 // Serf's words, which Consul users know.
                 tracing::info!("serf: EventMemberJoin: {} {}", id.name, id.addr.ip());
+                metrics::counter!("serf.member.join").increment(1);
                 m.insert(
                     id.name.clone(),
                     Member {
@@ -646,9 +647,11 @@ impl Task {
                 }
                 x.status = if x.status == MemberStatus::Leaving {
                     tracing::info!("serf: EventMemberLeave: {} {}", id.name, id.addr.ip());
+                    metrics::counter!("serf.member.left").increment(1);
                     MemberStatus::Left
                 } else {
                     tracing::info!("serf: EventMemberFailed: {} {}", id.name, id.addr.ip());
+                    metrics::counter!("serf.member.failed").increment(1);
                     MemberStatus::Failed
                 };
                 x.since = Instant::now();

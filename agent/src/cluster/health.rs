@@ -144,8 +144,12 @@ pub async fn collect(s: &Shared) -> Result<ClusterHealth, String> {
     let voters = servers.iter().filter(|x| x.voter).count();
     let healthy_voters = servers.iter().filter(|x| x.voter && x.healthy).count();
     let quorum = voters / 2 + 1;
+    let healthy = servers.iter().all(|x| x.healthy);
+    metrics::gauge!("autopilot.healthy").set(if healthy { 1.0 } else { 0.0 });
+    metrics::gauge!("autopilot.failure_tolerance")
+        .set(healthy_voters.saturating_sub(quorum) as f64);
     Ok(ClusterHealth {
-        healthy: servers.iter().all(|x| x.healthy),
+        healthy,
         failure_tolerance: healthy_voters.saturating_sub(quorum),
         optimistic_failure_tolerance: voters.saturating_sub(quorum),
         servers,

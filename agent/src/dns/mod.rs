@@ -271,6 +271,7 @@ impl ConsulDns {
         qtype: RecordType,
         max_answers: usize,
     ) -> Result<Answer, LookupError> {
+        let _t = crate::telemetry::timer("dns.domain_query");
         let lookup = parse(
             &qname.to_ascii().to_ascii_lowercase(),
             &self.config.domain,

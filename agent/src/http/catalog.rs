@@ -52,6 +52,7 @@ pub async fn service(
 ) -> Result<Response, ApiError> {
     let query = &ctx.query;
     let tags: Vec<&str> = query.all("tag").collect();
+    metrics::counter!("catalog.service.query").increment(1);
     s.blocking_json(
         &ctx,
         || WatchTarget::Named(cat::svc_target(&name)),
@@ -151,6 +152,7 @@ pub async fn register(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let _t = crate::telemetry::timer("catalog.register");
     ctx.check_dc()?;
     let v = normalize(&json_body(body, &headers)?);
     let o = v
@@ -230,6 +232,7 @@ pub async fn deregister(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let _t = crate::telemetry::timer("catalog.deregister");
     ctx.check_dc()?;
     let v = normalize(&json_body(body, &headers)?);
     let o = v

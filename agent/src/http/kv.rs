@@ -245,6 +245,7 @@ async fn put(s: &Shared, key: String, ctx: &RequestCtx, body: Bytes) -> Result<R
             cas,
         },
     };
+    let _t = crate::telemetry::timer("kvs.apply");
     let (_, outcome) = s.write(Command::Kv(cmd)).await?;
     bool_outcome(outcome)
 }
@@ -258,6 +259,7 @@ async fn delete(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, A
         return Err(ApiError::bad("Missing key name"));
     }
     let cas = q.u64("cas", "Invalid cas index: must be an unsigned integer")?;
+    let _t = crate::telemetry::timer("kvs.apply");
     let (_, outcome) = s
         .write(Command::Kv(KvCommand::Delete { key, recurse, cas }))
         .await?;

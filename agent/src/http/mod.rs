@@ -89,6 +89,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(monitor::routes())
         .merge(snapshot::routes())
         .merge(host::routes())
+        .merge(crate::telemetry::http::routes())
 }
 
 /// The API router: [`routes`], each through the request pipeline (for the
@@ -97,7 +98,10 @@ pub fn router(state: Shared) -> Router {
     let pipeline =
         axum::middleware::from_fn_with_state(state.clone(), crate::pipeline::entry::entry);
     routes(state.config.ui)
-        .into_router(|mr| mr.route_layer(pipeline.clone()))
+        .into_router(|mr| {
+            mr.route_layer(pipeline.clone())
+                .route_layer(axum::middleware::from_fn(crate::telemetry::http::measure))
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -175,6 +175,7 @@ async fn run(
             pretty,
         ));
     }
+    let _t = crate::telemetry::timer("txn.apply");
     match s.write(Command::Kv(KvCommand::Txn(ops))).await? {
         (_, Outcome::Kv(KvOutcome::Txn(outcome))) => Ok(render(outcome, pretty)),
         (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),

@@ -45,6 +45,7 @@ impl AppState {
         };
         let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
         let guard = self.store.watches.watch(target());
+        let _parked = crate::telemetry::parked();
         // A restore replaces everything (indexes may go back): answer then.
         let generation = self.store.generation();
         loop {
@@ -55,7 +56,7 @@ impl AppState {
                 return;
             }
             tokio::select! {
-                _ = &mut notified => {}
+                _ = &mut notified => metrics::counter!("tribune.blocking.wakeups").increment(1),
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = self.shutdown.cancelled() => return,
             }

@@ -190,6 +190,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, health: Arc<S
 }
 
 async fn submit(raft: &Raft, mut batch: Vec<Pending>, health: &StorageHealth) {
+    metrics::histogram!("tribune.group_commit.batch_size").record(batch.len() as f64);
+    metrics::counter!("raft.apply").increment(batch.len() as u64);
+    let _commit = crate::telemetry::timer("raft.commitTime");
     let cmd = if batch.len() == 1 {
         batch[0].cmd.clone()
     } else {

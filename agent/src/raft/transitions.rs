@@ -72,6 +72,7 @@ fn log_state(
     let Some((word, tag)) = state_word(state) else {
         return;
     };
+    metrics::counter!(format!("raft.state.{word}")).increment(1);
     let node = format!("Node at {addr} [{tag}]");
     match state {
         ServerState::Leader => {

@@ -71,6 +71,9 @@ pub fn router(state: Shared, api: Router) -> Router {
             }),
         )
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        .layer(axum::middleware::from_fn(
+            crate::telemetry::http::rpc_request,
+        ))
         // Streamed, so no body limit applies; the API's handler bounds it.
         .route(
             forward::SNAPSHOT_PATH,

@@ -49,14 +49,14 @@ impl Backend {
         index: u64,
         wait: Duration,
     ) -> Result<Fetched, BackendError> {
-        if let Dependency::File(p) = dep {
-            return read_file(p).map(|d| (d, 0));
-        }
-        match self {
-            Backend::Consul(c) => c.fetch(dep, index, wait).await,
-            Backend::File(f) => f.fetch(dep),
-            Backend::Env => env_fetch(dep),
-        }
+        let r = match (self, dep) {
+            (_, Dependency::File(p)) => read_file(p).map(|d| (d, 0)),
+            (Backend::Consul(c), _) => c.fetch(dep, index, wait).await,
+            (Backend::File(f), _) => f.fetch(dep),
+            (Backend::Env, _) => env_fetch(dep),
+        };
+        crate::metrics::fetch(dep.kind(), r.is_ok());
+        r
     }
 }
 
