@@ -66,10 +66,12 @@ fn read_headers_on_200_and_404() {
     let r = get(&a, "kv/k?consistent");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-consul-effective-consistency"], "consistent");
-    // ?keys on an empty prefix is an empty list, not a 404
+    // ?keys under a prefix that holds none is 404, as Consul answers (with
+    // the index, so a blocking query can wait for the first key); only the
+    // root answers an empty list.
     let r = get(&a, "kv/nothing/?keys");
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().unwrap(), "[]");
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-consul-index"));
 }
 
 /// GET forms: single, raw, recurse, keys with separator (and the old spelling), flags, cas.

@@ -475,6 +475,10 @@ fn serf_and_rpc_series() {
         (counter(&prom(&url), "consul_serf_member_join") > counter(&f0, "consul_serf_member_join"))
             .then_some(())
     });
+    // memberlist's traffic counters (bytes) moved with the join.
+    let now = prom(&url);
+    assert!(counter(&now, "consul_memberlist_udp_sent") > 0.0);
+    assert!(counter(&now, "consul_memberlist_udp_received") > 0.0);
     let rpc0 = counter(&prom(&url), "consul_rpc_request");
     put(&client_agent, "via/client", "1");
     assert!(counter(&prom(&url), "consul_rpc_request") > rpc0);
@@ -503,8 +507,18 @@ fn session_ttl_invalidation_is_timed() {
         .unwrap();
     assert!(r["ID"].is_string(), "{r}");
     assert!(sample(&prom(&url), "consul_session_ttl_invalidate", "_count", &[]).is_none());
+    // The leader's gauge of TTL sessions counts it (it scans every second).
+    let active = |want: f64| {
+        (sample(&prom(&url), "consul_session_ttl_active", "", &[]) == Some(want)).then_some(())
+    };
+    wait_for("session_ttl.active 1", Duration::from_secs(5), || {
+        active(1.0)
+    });
     wait_for("the TTL expiry timed", Duration::from_secs(45), || {
         let n = sample(&prom(&url), "consul_session_ttl_invalidate", "_count", &[])?;
         (n >= 1.0).then_some(())
+    });
+    wait_for("session_ttl.active 0", Duration::from_secs(5), || {
+        active(0.0)
     });
 }

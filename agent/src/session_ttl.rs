@@ -34,7 +34,18 @@ pub async fn run(
         if leadership.ready() {
             let since = *leader_since.get_or_insert_with(std::time::Instant::now);
             let now = std::time::Instant::now();
-            let (due, soonest) = store.read().sessions.ttl_scan(since, now);
+            let (due, soonest, active) = {
+                let t = store.read();
+                let (due, soonest) = t.sessions.ttl_scan(since, now);
+                let active = t
+                    .sessions
+                    .list()
+                    .filter(|s| !s.ttl_duration.is_zero())
+                    .count();
+                (due, soonest, active)
+            };
+            // Consul's leader reports its TTL sessions as this gauge.
+            metrics::gauge!("session_ttl.active").set(active as f64);
             for (id, renew_index) in due {
                 let cmd = Command::Session(SessionCommand::Expire {
                     id: id.clone(),

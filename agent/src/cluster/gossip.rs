@@ -557,6 +557,8 @@ impl Task {
             tokio::select! {
                 r = socket.recv_from(&mut buf) => match r {
                     Ok((n, _from)) => {
+                        // memberlist's names: bytes, not packets.
+                        metrics::counter!("memberlist.udp.received").increment(n as u64);
                         if let Err(e) = self.foca.handle_data(&buf[..n], &mut self.runtime) {
                             tracing::trace!(error = %e, "gossip packet ignored");
                         }
@@ -596,7 +598,9 @@ impl Task {
     /// Send what foca produced, schedule its timers, apply notifications.
     async fn flush(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
-            let _ = self.socket.send_to(&data, to.addr).await;
+            if self.socket.send_to(&data, to.addr).await.is_ok() {
+                metrics::counter!("memberlist.udp.sent").increment(data.len() as u64);
+            }
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
             let tx = self.tx.clone();

@@ -135,7 +135,12 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
             let t = s.store.read();
             (t.kv.prefix_index(&key), t.kv.keys(&key, &sep))
         };
-        let mut resp = json(StatusCode::OK, &keys, opts.pretty);
+        // As Consul: no keys under a prefix is 404; the root is always a list.
+        let mut resp = if keys.is_empty() && !key.is_empty() {
+            StatusCode::NOT_FOUND.into_response()
+        } else {
+            json(StatusCode::OK, &keys, opts.pretty)
+        };
         s.meta(&mut resp, index, opts.consistency);
         return Ok(resp);
     }
