@@ -2,27 +2,28 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::gossip::{Gossip, GossipOptions, Ident};
-use crate::cluster::rpc::RpcClient;
+use crate::app::{config_definitions, graceful_leave, reload, AppState, Shared, INTERRUPTED};
+use crate::cluster::gossip::{Gossip, GossipError, GossipOptions, Ident};
 use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
+use crate::http;
 use crate::http::serve::{Budget, Gate, Refuse};
-use crate::http::{self, AppState, Shared};
-use crate::local::defs::{parse_service_as, parse_standalone_check};
 use crate::local::sync::{CatalogSource, NodeInfo};
 use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
+use crate::raft::leadership::Leadership;
 use crate::raft::network::Network;
-use crate::raft::node::{Leadership, RaftNode, RaftOptions, RaftStartError};
+use crate::raft::node::{RaftNode, RaftOptions, RaftStartError};
 use crate::raft::proposer::Proposer;
-use crate::state::catalog::CatalogCommand;
-use crate::state::{Command, Store};
+use crate::rpc::client::RpcClient;
+use crate::state::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -40,7 +41,13 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Unsupported(String),
+    Gossip(#[from] GossipError),
+    #[error("-join: {0}")]
+    Join(GossipError),
+    #[error("a client agent finds servers by gossip: ports.serf_lan must not be -1")]
+    NoGossip,
+    #[error("{0}")]
+    Dns(#[from] crate::dns::DnsError),
     #[error("config: {0}")]
     Definition(String),
     #[error("HTTP server: {0}")]
@@ -91,120 +98,14 @@ fn node_id(data_dir: Option<&Path>) -> Result<String, AgentError> {
     }
 }
 
-/// Parse the service and check definitions of the config files.
-pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
-    let services = c
-        .service_defs
-        .iter()
-        .map(|v| {
-            parse_service_as(v, c.enable_script_checks, |name, _, e| {
-                format!("invalid meta for service {name}: {e}")
-            })
-            .map_err(|e| format!("service definition: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let checks = c
-        .check_defs
-        .iter()
-        .map(|v| {
-            parse_standalone_check(v, c.enable_script_checks)
-                .map_err(|e| format!("check definition: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((services, checks))
-}
-
-/// Re-read the config files and apply their service and check definitions
-/// and `log_level` (SIGHUP, `PUT /v1/agent/reload`, `tribune reload`).
-/// Nothing is applied when any file is invalid.
-pub fn reload(state: &AppState) -> Result<(), String> {
-    let c = AgentConfig::load(&state.flags).map_err(|e| e.to_string())?;
-    let (services, checks) = config_definitions(&c)?;
-    for w in &c.warnings {
-        tracing::warn!("{w}");
-    }
-    // Validated by the load above.
-    if let Some(level) = crate::logging::parse_level(&c.log_level) {
-        let old = crate::logging::level();
-        if old.is_some_and(|o| o != level) {
-            crate::logging::set_level(level);
-            tracing::info!(
-                from = %old.map(|o| o.to_string()).unwrap_or_default(),
-                to = %level,
-                "log level changed"
-            );
-        }
-    }
-    tracing::info!(
-        services = services.len(),
-        checks = checks.len(),
-        "reloading configuration"
-    );
-    state.local.reload(services, checks);
-    Ok(())
-}
-
-/// Set when the agent was stopped by SIGINT (Consul leaves on interrupt and
-/// on terminate by different defaults).
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Leave the cluster gracefully: the node is deregistered (while a
-/// leaving server still leads or can reach the leader), a server leaves the
-/// raft configuration (so the quorum shrinks instead of losing a vote),
-/// then gossip is told, so members show it as `left`. Runs once.
-pub async fn graceful_leave(s: &Shared) {
-    if s.leaving.is_cancelled() {
-        return;
-    }
-    s.leaving.cancel();
-    tracing::info!("Gracefully shutting down agent...");
-    let dereg = Command::Catalog(CatalogCommand::Deregister {
-        node: s.node.node.clone(),
-        service_id: None,
-        check_id: None,
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
-    leave_raft(s).await;
-    if let Some(g) = &s.gossip {
-        g.leave().await;
-    }
-}
-
-/// A server leaves the raft configuration (the leader removes it; from a
-/// follower the request is forwarded), then stops raft.
-async fn leave_raft(s: &Shared) {
-    use crate::cluster::autopilot::{remove_voter, NOT_A_PEER};
-    let Some(raft) = s.raft.as_ref() else { return };
-    let voters = s.leadership.servers().iter().filter(|x| x.2).count();
-    if voters <= 1 {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Done once the leader has committed the change: a follower never
-        // sees its own removal (the leader stops replicating to it).
-        match remove_voter(s, s.raft_id).await {
-            Ok(()) => break,
-            Err(e) if e.starts_with(NOT_A_PEER) => break,
-            Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!("could not leave the raft configuration within 10s; the leader removes this server once gossip shows it left");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tracing::info!("removed this server from the raft configuration");
-    // No longer a member, it must not stand for election while it stops.
-    if let Err(e) = raft.shutdown().await {
-        tracing::debug!(error = %e, "raft shutdown after leaving");
-    }
-}
-
 /// Run the agent until `stop` is cancelled (a signal) or the agent is told
 /// to leave over HTTP. On a signal the graceful leave, when configured,
 /// runs first, while gossip, RPC and the local agent still work; only then
 /// is everything else stopped.
+///
+/// The start-up steps, in order: identity, the server RPC port, gossip,
+/// raft, the shared state, the background tasks, then the listeners (RPC,
+/// the cluster join, HTTP, DNS); then wait, and shut down.
 pub async fn run(
     config: AgentConfig,
     flags: Flags,
@@ -215,36 +116,106 @@ pub async fn run(
     let config = Arc::new(config);
     crate::telemetry::install(&config.telemetry);
     tokio::spawn(crate::telemetry::runtime::run(shutdown.clone()));
-    let node_id = node_id(config.data_dir.as_deref())?;
-    let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
-    // Raft ids are u64; the first half of the node UUID is unique enough and stable.
-    let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
+    let (node_id, raft_id) = identity(&config)?;
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
     let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
         .map_err(AgentError::Definition)?;
-    let store = Store::new();
     let rpc = RpcClient::new();
 
     // Never unspecified: the config refuses or resolves 0.0.0.0 / ::.
     let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
-
-    // Server RPC (raft, forwarding) listens on servers only.
-    let rpc_listener = if config.server && config.ports.server >= 0 {
-        let addr = SocketAddr::new(config.bind_addr, config.ports.server as u16);
-        Some(listen(addr).map_err(|source| AgentError::Bind {
-            what: "server RPC",
-            addr,
-            source,
-        })?)
-    } else {
-        None
-    };
-    let rpc_port = match &rpc_listener {
-        Some(l) => l.local_addr().map_err(AgentError::Serve)?.port(),
-        None => 0,
-    };
+    let (rpc_listener, rpc_port) = bind_rpc(&config)?;
     let raft_addr = SocketAddr::new(advertise, rpc_port).to_string();
+    let ids = Ids {
+        node_id,
+        raft_id,
+        advertise,
+        rpc_port,
+        raft_addr,
+    };
+    let gossip = start_gossip(&config, &ids, &shutdown).await?;
+    let store = Store::new();
+    let (raft_node, leadership) =
+        start_raft(&config, &ids, &gossip, &store, &rpc, &shutdown).await?;
+    let cluster = Cluster {
+        gossip,
+        raft_node,
+        leadership,
+        rpc,
+    };
+    let state = shared_state(&config, &ids, &cluster, store, flags, &shutdown)?;
+    load_definitions(&state, services, checks)?;
+    spawn_background(&state, &cluster);
 
+    let mut tasks: JoinSet<Result<(), AgentError>> = JoinSet::new();
+    let budget = connection_budget(&config);
+    tokio::spawn(http::serve::give_back_memory(
+        budget.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(listener) = rpc_listener {
+        serve_rpc(&state, listener, &ids.raft_addr, &budget);
+    }
+    if let Some(g) = &cluster.gossip {
+        join_cluster(&state, g).await?;
+    }
+    serve_http(&state, watches, &budget, &mut tasks)?;
+    serve_dns(&state, &mut tasks).await?;
+    tracing::info!("tribune agent running!");
+    crate::supervisor::ready();
+    wait_and_stop(&state, cluster, stop, tasks).await
+}
+
+/// What start-up learns about this agent before anything runs.
+struct Ids {
+    node_id: String,
+    raft_id: crate::raft::NodeId,
+    advertise: IpAddr,
+    rpc_port: u16,
+    /// The server RPC address other servers reach (raft, forwarding).
+    raft_addr: String,
+}
+
+/// The agent's links to its cluster, made before the shared state.
+struct Cluster {
+    gossip: Option<Gossip>,
+    raft_node: Option<RaftNode>,
+    leadership: Arc<Leadership>,
+    rpc: RpcClient,
+}
+
+/// The node UUID (kept in the data dir) and the raft id drawn from it.
+fn identity(config: &AgentConfig) -> Result<(String, crate::raft::NodeId), AgentError> {
+    let node_id = node_id(config.data_dir.as_deref())?;
+    let uuid = uuid::Uuid::parse_str(&node_id).unwrap_or_default();
+    // Raft ids are u64; the first half of the node UUID is unique enough and stable.
+    let raft_id = u64::from_be_bytes(uuid.as_bytes()[..8].try_into().unwrap_or([0; 8])).max(1);
+    Ok((node_id, raft_id))
+}
+
+/// Server RPC (raft, forwarding) listens on servers only; its port (0 when
+/// none) is announced by gossip.
+fn bind_rpc(config: &AgentConfig) -> Result<(Option<TcpListener>, u16), AgentError> {
+    if !config.server || config.ports.server < 0 {
+        return Ok((None, 0));
+    }
+    let addr = SocketAddr::new(config.bind_addr, config.ports.server as u16);
+    let listener = listen(addr).map_err(|source| AgentError::Bind {
+        what: "server RPC",
+        addr,
+        source,
+    })?;
+    let port = listener.local_addr().map_err(AgentError::Serve)?.port();
+    Ok((Some(listener), port))
+}
+
+/// Gossip (LAN) membership, unless `ports.serf_lan` is -1; the banner is
+/// printed once its port is known.
+async fn start_gossip(
+    config: &AgentConfig,
+    ids: &Ids,
+    shutdown: &CancellationToken,
+) -> Result<Option<Gossip>, AgentError> {
     let gossip = if config.ports.serf_lan >= 0 {
         let bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan as u16);
         let ident = Ident {
@@ -254,30 +225,25 @@ pub async fn run(
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             name: config.node_name.clone(),
-            node_id: node_id.clone(),
+            node_id: ids.node_id.clone(),
             dc: config.datacenter.clone(),
             server: config.server,
-            rpc_port,
-            raft_id: if config.server { raft_id } else { 0 },
+            rpc_port: ids.rpc_port,
+            raft_id: if config.server { ids.raft_id } else { 0 },
             bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
             build: format!("{}:tribune", env!("CARGO_PKG_VERSION")),
         };
-        let g = Gossip::start(
-            GossipOptions {
-                bind,
-                advertise,
-                ident,
-                snapshot: config
-                    .data_dir
-                    .as_ref()
-                    .map(|d| d.join("serf").join("local.snapshot")),
-                reconnect_timeout: config.reconnect_timeout,
-            },
-            shutdown.clone(),
-        )
-        .await
-        .map_err(|e| AgentError::Unsupported(e.to_string()))?;
-        Some(g)
+        let options = GossipOptions {
+            bind,
+            advertise: ids.advertise,
+            ident,
+            snapshot: config
+                .data_dir
+                .as_ref()
+                .map(|d| d.join("serf").join("local.snapshot")),
+            reconnect_timeout: config.reconnect_timeout,
+        };
+        Some(Gossip::start(options, shutdown.clone()).await?)
     } else {
         None
     };
@@ -285,10 +251,10 @@ pub async fn run(
         .as_ref()
         .map_or(-1, |g| i32::from(g.me().addr.port()));
     crate::banner::print(
-        &config,
-        &node_id,
+        config,
+        &ids.node_id,
         &crate::banner::Addrs {
-            advertise,
+            advertise: ids.advertise,
             serf_lan,
         },
     );
@@ -296,102 +262,138 @@ pub async fn run(
         tracing::info!("gossip (LAN) listening on {}", g.me().addr);
     }
     if !config.server && gossip.is_none() {
-        return Err(AgentError::Unsupported(
-            "a client agent finds servers by gossip: ports.serf_lan must not be -1".into(),
-        ));
+        return Err(AgentError::NoGossip);
     }
+    Ok(gossip)
+}
 
-    let (raft_node, leadership) = if config.server {
-        let node = RaftNode::start(
-            RaftOptions {
-                id: raft_id,
-                addr: raft_addr.clone(),
-                data_dir: config.data_dir.clone(),
-                raft_multiplier: config.raft_multiplier,
-                snapshot_threshold: config.raft_snapshot_threshold,
-                bootstrap: config.bootstraps_alone(),
-                network: Network::new(rpc.clone()),
-            },
-            store.clone(),
-        )
-        .await?;
-        crate::telemetry::raft::spawn(node.raft.clone(), shutdown.clone());
-        crate::raft::transitions::spawn(
-            node.raft.clone(),
-            raft_addr.clone(),
-            raft_names(gossip.clone(), raft_id, config.node_name.clone()),
-        );
-        let l = node.leadership.clone();
-        (Some(node), l)
-    } else {
-        (None, Arc::new(Leadership::default()))
-    };
-    let upstream = gossip.as_ref().map(|g| {
+/// Raft on a server (with its role-change log); a client only follows
+/// leadership as its servers report it.
+async fn start_raft(
+    config: &AgentConfig,
+    ids: &Ids,
+    gossip: &Option<Gossip>,
+    store: &Arc<Store>,
+    rpc: &RpcClient,
+    shutdown: &CancellationToken,
+) -> Result<(Option<RaftNode>, Arc<Leadership>), AgentError> {
+    if !config.server {
+        return Ok((None, Arc::new(Leadership::default())));
+    }
+    let node = RaftNode::start(
+        RaftOptions {
+            id: ids.raft_id,
+            addr: ids.raft_addr.clone(),
+            data_dir: config.data_dir.clone(),
+            raft_multiplier: config.raft_multiplier,
+            snapshot_threshold: config.raft_snapshot_threshold,
+            bootstrap: config.bootstraps_alone(),
+            network: Network::new(rpc.clone()),
+        },
+        store.clone(),
+    )
+    .await?;
+    crate::telemetry::raft::spawn(node.raft.clone(), shutdown.clone());
+    crate::raft::transitions::spawn(
+        node.raft.clone(),
+        ids.raft_addr.clone(),
+        raft_names(gossip.clone(), ids.raft_id, config.node_name.clone()),
+    );
+    let l = node.leadership.clone();
+    Ok((Some(node), l))
+}
+
+/// The shared state: the upstream servers, the proposer (raft here, or a
+/// server's), the local agent and the event buffer.
+fn shared_state(
+    config: &Arc<AgentConfig>,
+    ids: &Ids,
+    cluster: &Cluster,
+    store: Arc<Store>,
+    flags: Flags,
+    shutdown: &CancellationToken,
+) -> Result<Shared, AgentError> {
+    let leadership = &cluster.leadership;
+    let upstream = cluster.gossip.as_ref().map(|g| {
         Upstream::new(
-            rpc.clone(),
+            cluster.rpc.clone(),
             config.server.then(|| leadership.clone()),
             g.clone(),
-            raft_addr.clone(),
+            ids.raft_addr.clone(),
         )
     });
-    let proposer = match (&raft_node, &upstream) {
+    let proposer = match (&cluster.raft_node, &upstream) {
         (Some(n), up) => Proposer::start(n.raft.clone(), leadership.clone(), up.clone()),
         (None, Some(up)) => Proposer::remote(up.clone()),
-        (None, None) => unreachable!("checked above: a client has gossip"),
+        // start_gossip refuses a client without gossip.
+        (None, None) => return Err(AgentError::NoGossip),
     };
-
     let node_info = NodeInfo {
         node: config.node_name.clone(),
-        id: node_id.clone(),
-        address: advertise.to_string(),
+        id: ids.node_id.clone(),
+        address: ids.advertise.to_string(),
         datacenter: config.datacenter.clone(),
         meta: crate::local::sync::node_meta(&config.node_meta),
-        server_port: config.server.then_some(rpc_port),
-        own_serf_health: gossip.is_none(),
+        server_port: config.server.then_some(ids.rpc_port),
+        own_serf_health: cluster.gossip.is_none(),
     };
     let local = LocalAgent::new(
         config.enable_script_checks,
         config.check_update_interval,
         shutdown.clone(),
     );
-    for s in services {
-        local.add_service(s, Source::Config, true);
-    }
-    for c in checks {
-        local
-            .add_check(c, Source::Config)
-            .map_err(|e| AgentError::Definition(e.to_string()))?;
-    }
     let events = crate::events::Events::new(config.node_name.clone(), local.clone());
-    let state = Arc::new(AppState {
+    Ok(Arc::new(AppState {
         config: config.clone(),
         store,
-        raft: raft_node.as_ref().map(|n| n.raft.clone()),
-        raft_id,
-        proposer: proposer.clone(),
+        raft: cluster.raft_node.as_ref().map(|n| n.raft.clone()),
+        raft_id: ids.raft_id,
+        proposer,
         leadership: leadership.clone(),
-        gossip: gossip.clone(),
-        upstream: upstream.clone(),
-        rpc,
+        gossip: cluster.gossip.clone(),
+        upstream,
+        rpc: cluster.rpc.clone(),
         leaving: CancellationToken::new(),
-        node_id,
-        node: node_info.clone(),
-        local: local.clone(),
+        node_id: ids.node_id.clone(),
+        node: node_info,
+        local,
         events,
         flags,
         shutdown: shutdown.clone(),
         started: Instant::now(),
-    });
+    }))
+}
 
-    let source = match (&raft_node, &upstream) {
+/// The services and checks of the config files.
+fn load_definitions(
+    state: &Shared,
+    services: Vec<ServiceDef>,
+    checks: Vec<CheckDef>,
+) -> Result<(), AgentError> {
+    for s in services {
+        state.local.add_service(s, Source::Config, true);
+    }
+    for c in checks {
+        state
+            .local
+            .add_check(c, Source::Config)
+            .map_err(|e| AgentError::Definition(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Anti-entropy, SIGHUP reloads, session TTLs, user events (by gossip)
+/// and remote exec.
+fn spawn_background(state: &Shared, cluster: &Cluster) {
+    let source = match (&cluster.raft_node, &state.upstream) {
         (None, Some(up)) => CatalogSource::Remote(up.clone()),
         _ => CatalogSource::Local(state.store.clone()),
     };
     tokio::spawn(crate::local::sync::run(
-        local.clone(),
-        node_info,
+        state.local.clone(),
+        state.node.clone(),
         source,
-        proposer,
+        state.proposer.clone(),
         state.leaving.clone(),
     ));
     tokio::spawn(reload_on_sighup(state.clone()));
@@ -399,169 +401,205 @@ pub async fn run(
         state.store.clone(),
         state.leadership.clone(),
         state.proposer.clone(),
-        shutdown.clone(),
+        state.shutdown.clone(),
     ));
-
-    if let Some(g) = &gossip {
+    if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);
     }
-    if !config.disable_remote_exec {
-        let rexec = crate::remote_exec::RemoteExec::new(state.clone());
+    if !state.config.disable_remote_exec {
+        let rexec = crate::remote_exec::RemoteExec::new(state.clone(), http::router(state.clone()));
         state
             .events
             .set_remote_exec(Arc::new(move |ev| rexec.handle(ev)));
     }
+}
 
-    let mut tasks: tokio::task::JoinSet<Result<(), AgentError>> = tokio::task::JoinSet::new();
-    let budget = connection_budget(&config);
-    tokio::spawn(http::serve::give_back_memory(
+/// The server RPC port: raft, forwarded requests (into the API router),
+/// writes and DNS lookups.
+fn serve_rpc(state: &Shared, listener: TcpListener, raft_addr: &str, budget: &Arc<Budget>) {
+    let config = &state.config;
+    tracing::info!("server RPC listening on {}", raft_addr);
+    let app = crate::rpc::server::router(state.clone(), http::router(state.clone()));
+    let gate = Gate::new(
+        "server RPC",
+        "rpc_max_conns_per_client",
+        config.limits.rpc_max_conns_per_client,
         budget.clone(),
-        shutdown.clone(),
+        Refuse::Close,
+    );
+    tokio::spawn(crate::rpc::server::serve(
+        listener,
+        app,
+        gate,
+        config.limits.rpc_handshake_timeout,
+        state.shutdown.clone(),
     ));
-    if let Some(listener) = rpc_listener {
-        tracing::info!("server RPC listening on {}", raft_addr);
-        let app = crate::cluster::rpc::router(state.clone(), http::router(state.clone()));
-        let gate = Gate::new(
-            "server RPC",
-            "rpc_max_conns_per_client",
-            config.limits.rpc_max_conns_per_client,
-            budget.clone(),
-            Refuse::Close,
-        );
-        tokio::spawn(crate::cluster::rpc::serve(
-            listener,
-            app,
-            gate,
-            config.limits.rpc_handshake_timeout,
+}
+
+/// Autopilot on servers; `-join` (which must succeed), the remembered
+/// peers, and `-retry-join` in the background.
+async fn join_cluster(state: &Shared, g: &Gossip) -> Result<(), AgentError> {
+    let config = &state.config;
+    let shutdown = &state.shutdown;
+    if config.server {
+        let health_of = state.clone();
+        // consul.autopilot.healthy: asked of every server, off autopilot's loop.
+        let refresh_health = move || {
+            let s = health_of.clone();
+            tokio::spawn(async move { crate::cluster::health::collect(&s).await });
+        };
+        tokio::spawn(crate::cluster::autopilot::run(
+            state.autopilot(),
+            refresh_health,
+            g.clone(),
+            config.bootstrap_expect,
             shutdown.clone(),
         ));
     }
-    if let Some(g) = &gossip {
-        if config.server {
-            tokio::spawn(crate::cluster::autopilot::run(
-                state.clone(),
-                g.clone(),
-                config.bootstrap_expect,
-                shutdown.clone(),
-            ));
-        }
-        if !config.start_join.is_empty() {
-            let n = g
-                .join(&config.start_join)
-                .await
-                .map_err(|e| AgentError::Unsupported(format!("-join: {e}")))?;
-            tracing::info!(number_of_nodes = n, "(LAN) joined");
-        }
-        let remembered = g.snapshot_peers(config.rejoin_after_leave);
-        if !remembered.is_empty() {
-            let g = g.clone();
-            tokio::spawn(async move {
-                match g.join(&remembered).await {
-                    Ok(n) => tracing::info!("rejoined {n} remembered agent(s)"),
-                    Err(e) => tracing::info!("rejoining remembered agents: {e}"),
-                }
-            });
-        }
-        if !config.retry_join.is_empty() {
-            let (g, list, every, stop) = (
-                g.clone(),
-                config.retry_join.clone(),
-                config.retry_interval,
-                shutdown.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    match g.join(&list).await {
-                        Ok(n) => {
-                            tracing::info!(
-                                cluster = "LAN",
-                                num_agents = n,
-                                "Join cluster completed. Synced with initial agents"
-                            );
-                            return;
-                        }
-                        Err(e) => tracing::warn!(
-                            cluster = "LAN",
-                            retry_interval = %crate::local::fmt_duration(every),
-                            error = %e,
-                            "Join cluster failed, will retry"
-                        ),
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            });
-        }
+    if !config.start_join.is_empty() {
+        let n = g.join(&config.start_join).await.map_err(AgentError::Join)?;
+        tracing::info!(number_of_nodes = n, "(LAN) joined");
     }
-
-    if config.ports.http >= 0 {
-        let addr = SocketAddr::new(config.client_addr, config.ports.http as u16);
-        let listener = listen(addr).map_err(|source| AgentError::Bind {
-            what: "HTTP API",
-            addr,
-            source,
-        })?;
-        let bound = listener.local_addr().map_err(AgentError::Serve)?;
-        tracing::info!("HTTP API listening on http://{bound}");
-        warn_if_exposed(config.client_addr);
-        crate::watchplan::spawn_config_watches(watches, bound, shutdown.clone());
-        let app = http::router(state.clone());
-        let gate = Gate::new(
-            "HTTP API",
-            "http_max_conns_per_client",
-            config.limits.http_max_conns_per_client,
-            budget.clone(),
-            Refuse::Http,
-        );
-        let timeouts = (&config.limits).into();
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            http::serve::serve(listener, app, gate, timeouts, stop).await;
-            Ok(())
-        });
-    } else if !watches.is_empty() {
-        tracing::warn!("watches need the HTTP API, which is disabled: not started");
-    }
-
-    if config.ports.dns >= 0 {
-        let addr = SocketAddr::new(config.client_addr, config.ports.dns as u16);
-        let remote = upstream.clone().map(|up| {
-            crate::dns::lookup::Remote::new(up, config.dns.allow_stale, config.dns.max_stale)
-        });
-        let mode = match (config.server, remote) {
-            (false, Some(r)) => crate::dns::Mode::Client(r),
-            (_, remote) => crate::dns::Mode::Server {
-                leadership: leadership.clone(),
-                remote,
-            },
-        };
-        let handler = crate::dns::ConsulDns::new(
-            state.store.clone(),
-            config.datacenter.clone(),
-            config.dns.clone(),
-            mode,
-        );
-        let (bound, task) = crate::dns::serve(addr, handler, shutdown.clone())
-            .await
-            .map_err(|e| AgentError::Unsupported(e.to_string()))?;
-        tracing::info!("DNS listening on dns://{bound} (udp and tcp)");
-        tasks.spawn(async move {
-            let _ = task.await;
-            Ok(())
+    let remembered = g.snapshot_peers(config.rejoin_after_leave);
+    if !remembered.is_empty() {
+        let g = g.clone();
+        tokio::spawn(async move {
+            match g.join(&remembered).await {
+                Ok(n) => tracing::info!("rejoined {n} remembered agent(s)"),
+                Err(e) => tracing::info!("rejoining remembered agents: {e}"),
+            }
         });
     }
-    tracing::info!("tribune agent running!");
-    crate::supervisor::ready();
+    if !config.retry_join.is_empty() {
+        tokio::spawn(retry_join(
+            g.clone(),
+            config.retry_join.clone(),
+            config.retry_interval,
+            shutdown.clone(),
+        ));
+    }
+    Ok(())
+}
 
-    let storage = leadership.storage().clone();
+/// `-retry-join`: try every `every` until one join succeeds.
+async fn retry_join(g: Gossip, list: Vec<String>, every: Duration, stop: CancellationToken) {
+    loop {
+        match g.join(&list).await {
+            Ok(n) => {
+                tracing::info!(
+                    cluster = "LAN",
+                    num_agents = n,
+                    "Join cluster completed. Synced with initial agents"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(
+                cluster = "LAN",
+                retry_interval = %gocompat::duration::short(every),
+                error = %e,
+                "Join cluster failed, will retry"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The HTTP API (and the config file's watches, which use it).
+fn serve_http(
+    state: &Shared,
+    watches: Vec<crate::watchplan::ConfigWatch>,
+    budget: &Arc<Budget>,
+    tasks: &mut JoinSet<Result<(), AgentError>>,
+) -> Result<(), AgentError> {
+    let config = &state.config;
+    if config.ports.http < 0 {
+        if !watches.is_empty() {
+            tracing::warn!("watches need the HTTP API, which is disabled: not started");
+        }
+        return Ok(());
+    }
+    let addr = SocketAddr::new(config.client_addr, config.ports.http as u16);
+    let listener = listen(addr).map_err(|source| AgentError::Bind {
+        what: "HTTP API",
+        addr,
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(AgentError::Serve)?;
+    tracing::info!("HTTP API listening on http://{bound}");
+    warn_if_exposed(config.client_addr);
+    crate::watchplan::spawn_config_watches(watches, bound, state.shutdown.clone());
+    let app = http::router(state.clone());
+    let gate = Gate::new(
+        "HTTP API",
+        "http_max_conns_per_client",
+        config.limits.http_max_conns_per_client,
+        budget.clone(),
+        Refuse::Http,
+    );
+    let timeouts = (&config.limits).into();
+    let stop = state.shutdown.clone();
+    tasks.spawn(async move {
+        http::serve::serve(listener, app, gate, timeouts, stop).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// The DNS interface: a server answers from its store (asking the leader
+/// when it must), a client agent asks a server.
+async fn serve_dns(
+    state: &Shared,
+    tasks: &mut JoinSet<Result<(), AgentError>>,
+) -> Result<(), AgentError> {
+    let config = &state.config;
+    if config.ports.dns < 0 {
+        return Ok(());
+    }
+    let addr = SocketAddr::new(config.client_addr, config.ports.dns as u16);
+    let remote = state.upstream.clone().map(|up| {
+        crate::dns::lookup::Remote::new(up, config.dns.allow_stale, config.dns.max_stale)
+    });
+    let mode = match (config.server, remote) {
+        (false, Some(r)) => crate::dns::Mode::Client(r),
+        (_, remote) => crate::dns::Mode::Server {
+            leadership: state.leadership.clone(),
+            remote,
+        },
+    };
+    let handler = crate::dns::ConsulDns::new(
+        state.store.clone(),
+        config.datacenter.clone(),
+        config.dns.clone(),
+        mode,
+    );
+    let (bound, task) = crate::dns::serve(addr, handler, state.shutdown.clone()).await?;
+    tracing::info!("DNS listening on dns://{bound} (udp and tcp)");
+    tasks.spawn(async move {
+        let _ = task.await;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// Wait for a signal, `PUT /v1/agent/leave` or a storage failure; leave
+/// gracefully when configured; stop every task and raft.
+async fn wait_and_stop(
+    state: &Shared,
+    cluster: Cluster,
+    stop: CancellationToken,
+    mut tasks: JoinSet<Result<(), AgentError>>,
+) -> Result<(), AgentError> {
+    let shutdown = &state.shutdown;
+    let storage = cluster.leadership.storage().clone();
     let fatal = tokio::select! {
         // `PUT /v1/agent/leave` left already.
         _ = shutdown.cancelled() => None,
         _ = stop.cancelled() => {
-            if gossip.is_some() && config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
-                graceful_leave(&state).await;
+            if cluster.gossip.is_some() && state.config.leave_on(INTERRUPTED.load(Ordering::Relaxed)) {
+                graceful_leave(state).await;
             }
             None
         }
@@ -579,7 +617,7 @@ pub async fn run(
             Ok(Ok(())) => {}
         }
     }
-    if let Some(node) = raft_node {
+    if let Some(node) = cluster.raft_node {
         node.shutdown().await;
     }
     if let Some(msg) = fatal.or_else(|| storage.fatal_message()) {

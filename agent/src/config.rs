@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::consul_keys;
-use crate::http::params::parse_duration;
+use gocompat::duration::parse_duration;
 
 use serde_json::Value;
 
@@ -571,10 +571,7 @@ impl AgentConfig {
                 msg: "top level must be an object".into(),
             });
         };
-        let invalid = |key: &str, want: &str| ConfigError::Invalid {
-            key: format!("{key} in {}", path.display()),
-            msg: format!("expected {want}"),
-        };
+        let invalid = |key: &str, want: &str| invalid(path, key, want);
         let s = |key: &str, v: &Value| {
             v.as_str()
                 .map(str::to_string)
@@ -625,36 +622,8 @@ impl AgentConfig {
                             .ok_or_else(|| invalid(key, "a number"))?,
                     )
                 }
-                "ports" => {
-                    let obj = val.as_object().ok_or_else(|| invalid(key, "an object"))?;
-                    for (p, pv) in obj {
-                        let n = pv
-                            .as_i64()
-                            .and_then(|n| i32::try_from(n).ok())
-                            .ok_or_else(|| invalid(&format!("ports.{p}"), "a number"))?;
-                        match p.as_str() {
-                            "http" => self.ports.http = n,
-                            "dns" => self.ports.dns = n,
-                            "server" => self.ports.server = n,
-                            "serf_lan" => self.ports.serf_lan = n,
-                            "serf_wan" => self.ports.serf_wan = n,
-                            other => self.unsupported(path, &format!("ports.{other}"))?,
-                        }
-                    }
-                }
-                "performance" => {
-                    let obj = val.as_object().ok_or_else(|| invalid(key, "an object"))?;
-                    for (p, pv) in obj {
-                        match p.as_str() {
-                            "raft_multiplier" => {
-                                self.raft_multiplier = pv.as_u64().ok_or_else(|| {
-                                    invalid("performance.raft_multiplier", "a number")
-                                })?
-                            }
-                            other => self.unsupported(path, &format!("performance.{other}"))?,
-                        }
-                    }
-                }
+                "ports" => self.merge_ports(path, key, val)?,
+                "performance" => self.merge_performance(path, key, val)?,
                 "limits" => self
                     .limits
                     .merge(path, val, &mut self.warnings)
@@ -674,72 +643,15 @@ impl AgentConfig {
                         self.unsupported(path, &format!("telemetry.{k}"))?;
                     }
                 }
-                "service" => {
-                    definition_keys(path, consul_keys::service_definition(val, key))?;
-                    self.service_defs.push(val.clone())
+                "service" | "services" | "check" | "checks" | "watches" => {
+                    self.merge_definitions(path, key, val)?
                 }
-                "services" => match val {
-                    Value::Array(a) => {
-                        for (i, d) in a.iter().enumerate() {
-                            let at = format!("{key}[{i}]");
-                            definition_keys(path, consul_keys::service_definition(d, &at))?;
-                        }
-                        self.service_defs.extend(a.iter().cloned())
-                    }
-                    _ => return Err(invalid(key, "a list of service definitions")),
-                },
-                "check" => {
-                    definition_keys(path, consul_keys::check_definition(val, key))?;
-                    self.check_defs.push(val.clone())
-                }
-                "checks" => match val {
-                    Value::Array(a) => {
-                        for (i, d) in a.iter().enumerate() {
-                            let at = format!("{key}[{i}]");
-                            definition_keys(path, consul_keys::check_definition(d, &at))?;
-                        }
-                        self.check_defs.extend(a.iter().cloned())
-                    }
-                    _ => return Err(invalid(key, "a list of check definitions")),
-                },
-                "watches" => match val {
-                    Value::Array(a) => self.watch_defs.extend(a.iter().cloned()),
-                    Value::Object(_) => self.watch_defs.push(val.clone()),
-                    _ => return Err(invalid(key, "a list of watch definitions")),
-                },
                 "advertise_addr" => self.written_addrs.advertise = Some(s(key, val)?),
-                "start_join" | "retry_join" => {
-                    let list = val
-                        .as_array()
-                        .and_then(|a| {
-                            a.iter()
-                                .map(|x| x.as_str().map(str::to_string))
-                                .collect::<Option<Vec<_>>>()
-                        })
-                        .ok_or_else(|| invalid(key, "a list of addresses"))?;
-                    if key == "start_join" {
-                        self.start_join.extend(list);
-                    } else {
-                        self.retry_join.extend(list);
-                    }
-                }
-                "retry_interval" | "reconnect_timeout" => {
-                    let d = val
-                        .as_str()
-                        .and_then(parse_duration)
-                        .ok_or_else(|| invalid(key, "a duration like \"30s\""))?;
-                    if key == "retry_interval" {
-                        self.retry_interval = d.max(Duration::from_millis(100));
-                    } else {
-                        self.reconnect_timeout = d;
-                    }
-                }
-                "check_update_interval" => {
-                    self.check_update_interval = val
-                        .as_str()
-                        .and_then(parse_duration)
-                        .ok_or_else(|| invalid(key, "a duration like \"5m\""))?
-                }
+                "start_join"
+                | "retry_join"
+                | "retry_interval"
+                | "reconnect_timeout"
+                | "check_update_interval" => self.merge_joining(path, key, val)?,
                 "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
                 "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
                 "skip_leave_on_interrupt" => self.skip_leave_on_interrupt = Some(b(key, val)?),
@@ -756,23 +668,145 @@ impl AgentConfig {
                     }
                 }
                 "domain" => self.dns.domain = s(key, val)?.trim_matches('.').to_string(),
-                "recursors" => {
-                    let list = val
-                        .as_array()
-                        .ok_or_else(|| invalid(key, "a list of addresses"))?;
-                    for r in list {
-                        let r = r
-                            .as_str()
-                            .ok_or_else(|| invalid(key, "a list of addresses"))?;
-                        self.dns.recursors.push(
-                            parse_recursor(r)
-                                .ok_or_else(|| invalid(key, "IP addresses or ip:port"))?,
-                        );
-                    }
-                }
+                "recursors" => self.merge_recursors(path, key, val)?,
                 "dns_config" => self.merge_dns_config(path, val)?,
                 other => self.unsupported(path, other)?,
             }
+        }
+        Ok(())
+    }
+
+    /// `ports`: each a number (-1 turns a listener off).
+    fn merge_ports(&mut self, path: &Path, key: &str, val: &Value) -> Result<(), ConfigError> {
+        let obj = val
+            .as_object()
+            .ok_or_else(|| invalid(path, key, "an object"))?;
+        for (p, pv) in obj {
+            let n = pv
+                .as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(|| invalid(path, &format!("ports.{p}"), "a number"))?;
+            match p.as_str() {
+                "http" => self.ports.http = n,
+                "dns" => self.ports.dns = n,
+                "server" => self.ports.server = n,
+                "serf_lan" => self.ports.serf_lan = n,
+                "serf_wan" => self.ports.serf_wan = n,
+                other => self.unsupported(path, &format!("ports.{other}"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// `performance`: the raft timing multiplier.
+    fn merge_performance(
+        &mut self,
+        path: &Path,
+        key: &str,
+        val: &Value,
+    ) -> Result<(), ConfigError> {
+        let obj = val
+            .as_object()
+            .ok_or_else(|| invalid(path, key, "an object"))?;
+        for (p, pv) in obj {
+            match p.as_str() {
+                "raft_multiplier" => {
+                    self.raft_multiplier = pv
+                        .as_u64()
+                        .ok_or_else(|| invalid(path, "performance.raft_multiplier", "a number"))?
+                }
+                other => self.unsupported(path, &format!("performance.{other}"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// `service(s)`, `check(s)` (their keys checked here, their values when
+    /// the agent loads them) and `watches`.
+    fn merge_definitions(
+        &mut self,
+        path: &Path,
+        key: &str,
+        val: &Value,
+    ) -> Result<(), ConfigError> {
+        match (key, val) {
+            ("service", _) => {
+                definition_keys(path, consul_keys::service_definition(val, key))?;
+                self.service_defs.push(val.clone())
+            }
+            ("services", Value::Array(a)) => {
+                for (i, d) in a.iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    definition_keys(path, consul_keys::service_definition(d, &at))?;
+                }
+                self.service_defs.extend(a.iter().cloned())
+            }
+            ("services", _) => return Err(invalid(path, key, "a list of service definitions")),
+            ("check", _) => {
+                definition_keys(path, consul_keys::check_definition(val, key))?;
+                self.check_defs.push(val.clone())
+            }
+            ("checks", Value::Array(a)) => {
+                for (i, d) in a.iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    definition_keys(path, consul_keys::check_definition(d, &at))?;
+                }
+                self.check_defs.extend(a.iter().cloned())
+            }
+            ("checks", _) => return Err(invalid(path, key, "a list of check definitions")),
+            (_, Value::Array(a)) => self.watch_defs.extend(a.iter().cloned()),
+            (_, Value::Object(_)) => self.watch_defs.push(val.clone()),
+            _ => return Err(invalid(path, key, "a list of watch definitions")),
+        }
+        Ok(())
+    }
+
+    /// `start_join`, `retry_join` and the durations of joining, reconnecting
+    /// and check updates.
+    fn merge_joining(&mut self, path: &Path, key: &str, val: &Value) -> Result<(), ConfigError> {
+        let duration = |want: &str| {
+            val.as_str()
+                .and_then(parse_duration)
+                .ok_or_else(|| invalid(path, key, want))
+        };
+        match key {
+            "start_join" | "retry_join" => {
+                let list = val
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| invalid(path, key, "a list of addresses"))?;
+                if key == "start_join" {
+                    self.start_join.extend(list);
+                } else {
+                    self.retry_join.extend(list);
+                }
+            }
+            "retry_interval" => {
+                self.retry_interval =
+                    duration("a duration like \"30s\"")?.max(Duration::from_millis(100))
+            }
+            "reconnect_timeout" => self.reconnect_timeout = duration("a duration like \"30s\"")?,
+            _ => self.check_update_interval = duration("a duration like \"5m\"")?,
+        }
+        Ok(())
+    }
+
+    /// `recursors`: IP addresses, with an optional port.
+    fn merge_recursors(&mut self, path: &Path, key: &str, val: &Value) -> Result<(), ConfigError> {
+        let list = val
+            .as_array()
+            .ok_or_else(|| invalid(path, key, "a list of addresses"))?;
+        for r in list {
+            let r = r
+                .as_str()
+                .ok_or_else(|| invalid(path, key, "a list of addresses"))?;
+            self.dns.recursors.push(
+                parse_recursor(r).ok_or_else(|| invalid(path, key, "IP addresses or ip:port"))?,
+            );
         }
         Ok(())
     }
@@ -795,6 +829,14 @@ impl AgentConfig {
             path.display()
         ));
         Ok(())
+    }
+}
+
+/// A config value of the wrong kind, named with its file.
+fn invalid(path: &Path, key: &str, want: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("{key} in {}", path.display()),
+        msg: format!("expected {want}"),
     }
 }
 

@@ -30,6 +30,8 @@ pub const SIZE_LIMIT: usize = 512;
 pub const VERSION: u32 = 1;
 /// Event IDs remembered for deduplication (gossip delivers repeatedly).
 const SEEN: usize = 4 * BUFFER;
+/// The user event that carries a remote exec job ([`crate::remote_exec`]).
+pub const REMOTE_EXEC_EVENT: &str = "_rexec";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserEvent {
@@ -215,7 +217,7 @@ impl Events {
             tracing::debug!(event = %ev.name, id = %ev.id, "event filtered out on this agent");
             return false;
         }
-        if ev.name == crate::remote_exec::EVENT {
+        if ev.name == REMOTE_EXEC_EVENT {
             // A job, not an event to keep (Consul's ingestUserEvent).
             let hook = self.remote_exec.read().clone();
             match hook {

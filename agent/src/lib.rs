@@ -1,24 +1,39 @@
 //! tribune: a Consul-compatible service-discovery and configuration agent.
 //!
 //! # Layout
+//! Read in this order: the core, then the request path, then what lies
+//! below it. No file imports another that imports it back (checked by
+//! `tests/structure.rs`).
+//!
+//! - [`app`]: the agent's shared state ([`app::AppState`]) and its
+//!   operations on the whole agent (`reload`, `graceful_leave`); above
+//!   `http/`, `cluster/`, `raft/`, `local/`, which get only the handles
+//!   they use.
+//! - [`agent`]: running an agent — the start-up steps (identity, the server
+//!   RPC port, gossip, raft, the shared state, the listeners), waiting,
+//!   graceful shutdown; [`banner`]: what it prints as it starts.
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
 //! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
 //! - [`consul_keys`]: the config-file keys Consul accepts (typos are errors).
-//! - [`agent`]: running an agent — raft, listeners, graceful shutdown;
-//!   [`banner`]: what it prints as it starts.
-//! - [`state`]: the replicated tables (KV, ...) and per-key/prefix watchers.
+//! - [`pipeline`]: the steps every API request takes (below).
+//! - [`http`]: the Consul HTTP API — route table (`http::routes`: each
+//!   route with its methods), one handler file per area; `http::serve` is
+//!   the accept loop (per-client caps, the descriptor budget) and
+//!   `http::timeouts` the per-connection timeouts; `http::ui` serves the
+//!   web UI (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded
+//!   at build.
+//! - [`rpc`]: the server RPC port — `rpc::server` (raft, forwarded
+//!   requests and writes, DNS lookups), `rpc::client` (how any layer calls
+//!   a server).
+//! - [`state`]: the replicated tables (KV, catalog, sessions) and
+//!   per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
-//!   state machine with snapshots, peer network, leadership tracking.
+//!   state machine with snapshots, peer network, leadership tracking, the
+//!   proposer.
 //! - [`local`]: this agent's services and checks — definitions, probes,
 //!   anti-entropy sync into the catalog.
 //! - [`cluster`]: several agents as one — gossip membership (foca), the
-//!   server RPC port (raft, forwarding), bootstrap and voter management.
-//! - [`http`]: the Consul HTTP API — route table (`http::routes`: each
-//!   route with its methods), one file per area, blocking queries, Consul's
-//!   error mapping; `http::serve` is the accept loop (per-client caps, the
-//!   descriptor budget) and `http::timeouts` the per-connection timeouts;
-//!   `http::ui` serves the web UI
-//!   (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded at build.
+//!   upstream servers, bootstrap and voter management (autopilot).
 //! - [`logging`]: the log in Consul's shape, on stderr and streamed to
 //!   `/v1/agent/monitor` watchers.
 //! - [`remote_exec`]: running `tribune exec` jobs (off unless
@@ -42,9 +57,39 @@
 //!   sink of `/v1/agent/metrics` and its Prometheus text.
 //! - [`version`]: the Consul API version tribune reports, and its own.
 //! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks).
+//!
+//! # How a request travels
+//! Every HTTP API request passes [`pipeline::entry`], the one middleware:
+//! 1. [`pipeline::context`] parses the common query (`dc`, `token`,
+//!    `stale`/`consistent`, `index`/`wait`, `cached`, `filter`, the hop
+//!    count) once into a `RequestCtx`;
+//! 2. [`pipeline::auth`] resolves the token (a no-op until ACLs);
+//! 3. [`pipeline::route`] decides where it is answered: here, by the leader
+//!    (from a follower) or by a server (from a client agent); elsewhere,
+//!    [`pipeline::forward`] carries it whole over server RPC, and it enters
+//!    the same pipeline there;
+//! 4. the handler (`http::*`) takes the context — it never re-parses the
+//!    query nor decides forwarding — and a read passes the route's gate
+//!    (the leader lease, or a quorum's confirmation);
+//! 5. [`pipeline::block`] holds a read with `?index` until its data change;
+//! 6. [`pipeline::render`] writes the JSON and the `X-Consul-*` headers,
+//!    [`pipeline::error`] Consul's status codes and texts.
+//!
+//! An RPC on the server port (a forwarded write, a DNS lookup) takes the
+//! same steps in small: an `RpcCtx` (hops), auth, then its own route.
+//!
+//! # How a write travels
+//! The handler validates the request and builds a `state::Command`;
+//! [`pipeline::write`] hands it to the proposer ([`raft::proposer`]). On
+//! the leader the proposer folds it with other writes into one raft entry
+//! (group commit, one fsync); elsewhere it sends it to the leader over
+//! server RPC (`/rpc/write`, on a connection of its own). Once a quorum has
+//! the entry, the state machine applies it to the tables and wakes the
+//! watchers of what changed, and the handler answers with the outcome.
 
 pub mod agent;
 pub mod apiclient;
+pub mod app;
 pub mod banner;
 pub mod cli;
 pub mod cluster;
@@ -58,8 +103,10 @@ pub mod http;
 pub mod limits;
 pub mod local;
 pub mod logging;
+pub mod pipeline;
 pub mod raft;
 pub mod remote_exec;
+pub mod rpc;
 pub mod session_ttl;
 pub mod snapshot;
 pub mod sockaddr;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::http::params::parse_duration;
+use gocompat::duration::parse_duration;
 
 /// The resolved `limits` block.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,17 +20,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{mpsc, Semaphore};
 use tower::ServiceExt;
 
+use crate::app::Shared;
 use crate::events::UserEvent;
-use crate::http::Shared;
 
 /// The user event that carries a job.
-pub const EVENT: &str = "_rexec";
+pub const EVENT: &str = crate::events::REMOTE_EXEC_EVENT;
 /// Output chunk size and the idle time after which a partial chunk goes.
 const CHUNK: usize = 4 * 1024;
 const CHUNK_IDLE: Duration = Duration::from_millis(500);
@@ -74,13 +75,16 @@ struct Spec {
 /// Runs jobs for one agent.
 pub struct RemoteExec {
     state: Shared,
+    /// The agent's API router (with the pipeline), called in-process.
+    api: Router,
     slots: Arc<Semaphore>,
 }
 
 impl RemoteExec {
-    pub fn new(state: Shared) -> Arc<Self> {
+    pub fn new(state: Shared, api: Router) -> Arc<Self> {
         Arc::new(Self {
             state,
+            api,
             slots: Arc::new(Semaphore::new(MAX_JOBS)),
         })
     }
@@ -116,7 +120,9 @@ impl RemoteExec {
             .uri(uri)
             .body(Body::from(body))
             .map_err(|e| ExecError::Api(e.to_string()))?;
-        let resp = crate::http::router(self.state.clone())
+        let resp = self
+            .api
+            .clone()
             .oneshot(req)
             .await
             .map_err(|e| ExecError::Api(e.to_string()))?;
@@ -301,10 +307,7 @@ fn spill(b64: &str) -> std::io::Result<tempfile::TempPath> {
 
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: killpg only sends a signal; the group is the job's own.
-        unsafe {
-            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
-        }
+        gocompat::process::kill_group(pid);
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::raft::node::Leadership;
+use crate::raft::leadership::Leadership;
 use crate::raft::proposer::Proposer;
 use crate::state::{Command, SessionCommand, Store};
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
 use crate::events::event_index;
-use crate::http::params::parse_duration;
+use gocompat::duration::parse_duration;
 
 /// Retry after a failed query: this × failures², at most [`MAX_BACKOFF`].
 const RETRY_BASE: Duration = Duration::from_secs(1);

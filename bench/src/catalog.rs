@@ -76,42 +76,7 @@ pub async fn run(o: Opts) -> Result<()> {
         o.concurrency
     );
 
-    // ---- registration
-    let cpu0 = Cpu::read(o.pid)?;
-    let started = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut set = JoinSet::new();
-    for _ in 0..o.concurrency.clamp(1, total) {
-        let (o, next) = (o.clone(), next.clone());
-        set.spawn(async move {
-            let mut conn = Conn::connect(o.addr).await?;
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let (k, j) = (i / o.instances, i % o.instances);
-                let t = Instant::now();
-                conn.put("/v1/catalog/register", registration(&o, k, j))
-                    .await?
-                    .written(&format!("register svc-{k}-{j}"))?;
-                lat.push(micros(t.elapsed()));
-                if (i + 1) % (total / 10).max(1) == 0 {
-                    progress!("registered {}/{total} in {:.1?}", i + 1, started.elapsed());
-                }
-            }
-            anyhow::Ok(lat)
-        });
-    }
-    let mut reg_lat = Vec::with_capacity(total);
-    while let Some(r) = set.join_next().await {
-        reg_lat.extend(r.context("register task panicked")??);
-    }
-    let reg_time = started.elapsed();
-    let cpu1 = Cpu::read(o.pid)?;
-    let (_, reg_cpu_us) = cpu1.since(&cpu0);
-    progress!("registered {total} instances in {reg_time:.2?}");
+    let (reg_lat, reg_time, reg_cpu_us) = register(&o, total).await?;
 
     let rss_after = settled_rss(o.pid).await?;
     progress!("agent RSS with the catalog: {rss_after} KiB");
@@ -135,43 +100,7 @@ pub async fn run(o: Opts) -> Result<()> {
         }
     }
 
-    // ---- readers
-    progress!("{} readers for {:?}", o.readers, o.read_for);
-    let deadline = Instant::now() + o.read_for;
-    let read_started = Instant::now();
-    let mut set = JoinSet::new();
-    for r in 0..o.readers.max(1) {
-        let o = o.clone();
-        set.spawn(async move {
-            let mut conn = Conn::connect(o.addr).await?;
-            let mut rng = XorShift::new(r as u64 + 1);
-            let mut lat = Vec::new();
-            let mut wrong = 0usize;
-            while Instant::now() < deadline {
-                let k = (rng.next() % o.services as u64) as usize;
-                let t = Instant::now();
-                let reply = conn.get(&format!("/v1/health/service/svc-{k}")).await?;
-                lat.push(micros(t.elapsed()));
-                let reply = reply.ok(&format!("GET /v1/health/service/svc-{k}"))?;
-                // Parse one answer in 64 (the client shares the cores with the agent).
-                if lat.len() % 64 == 1 {
-                    let v: serde_json::Value = serde_json::from_slice(&reply.body)?;
-                    if v.as_array().map(|a| a.len()) != Some(o.instances) {
-                        wrong += 1;
-                    }
-                }
-            }
-            anyhow::Ok((lat, wrong))
-        });
-    }
-    let mut read_lat = Vec::new();
-    let mut wrong = 0;
-    while let Some(r) = set.join_next().await {
-        let (l, w) = r.context("reader task panicked")??;
-        read_lat.extend(l);
-        wrong += w;
-    }
-    let read_time = read_started.elapsed();
+    let (read_lat, wrong, read_time) = read(&o).await?;
     let reads = read_lat.len();
     let rss_read = settled_rss(o.pid).await?;
 
@@ -228,6 +157,89 @@ pub async fn run(o: Opts) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Register every instance over `o.concurrency` connections: the
+/// latencies, the time taken and the agent's CPU time.
+async fn register(o: &Arc<Opts>, total: usize) -> Result<(Vec<i64>, Duration, u64)> {
+    let cpu0 = Cpu::read(o.pid)?;
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut set = JoinSet::new();
+    for _ in 0..o.concurrency.clamp(1, total) {
+        let (o, next) = (o.clone(), next.clone());
+        set.spawn(async move {
+            let mut conn = Conn::connect(o.addr).await?;
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let (k, j) = (i / o.instances, i % o.instances);
+                let t = Instant::now();
+                conn.put("/v1/catalog/register", registration(&o, k, j))
+                    .await?
+                    .written(&format!("register svc-{k}-{j}"))?;
+                lat.push(micros(t.elapsed()));
+                if (i + 1) % (total / 10).max(1) == 0 {
+                    progress!("registered {}/{total} in {:.1?}", i + 1, started.elapsed());
+                }
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    let mut reg_lat = Vec::with_capacity(total);
+    while let Some(r) = set.join_next().await {
+        reg_lat.extend(r.context("register task panicked")??);
+    }
+    let reg_time = started.elapsed();
+    let cpu1 = Cpu::read(o.pid)?;
+    let (_, reg_cpu_us) = cpu1.since(&cpu0);
+    progress!("registered {total} instances in {reg_time:.2?}");
+    Ok((reg_lat, reg_time, reg_cpu_us))
+}
+
+/// `o.readers` readers of random services for `o.read_for`: the
+/// latencies, the sampled answers that were wrong, the time taken.
+async fn read(o: &Arc<Opts>) -> Result<(Vec<i64>, usize, Duration)> {
+    progress!("{} readers for {:?}", o.readers, o.read_for);
+    let deadline = Instant::now() + o.read_for;
+    let read_started = Instant::now();
+    let mut set = JoinSet::new();
+    for r in 0..o.readers.max(1) {
+        let o = o.clone();
+        set.spawn(async move {
+            let mut conn = Conn::connect(o.addr).await?;
+            let mut rng = XorShift::new(r as u64 + 1);
+            let mut lat = Vec::new();
+            let mut wrong = 0usize;
+            while Instant::now() < deadline {
+                let k = (rng.next() % o.services as u64) as usize;
+                let t = Instant::now();
+                let reply = conn.get(&format!("/v1/health/service/svc-{k}")).await?;
+                lat.push(micros(t.elapsed()));
+                let reply = reply.ok(&format!("GET /v1/health/service/svc-{k}"))?;
+                // Parse one answer in 64 (the client shares the cores with the agent).
+                if lat.len() % 64 == 1 {
+                    let v: serde_json::Value = serde_json::from_slice(&reply.body)?;
+                    if v.as_array().map(|a| a.len()) != Some(o.instances) {
+                        wrong += 1;
+                    }
+                }
+            }
+            anyhow::Ok((lat, wrong))
+        });
+    }
+    let mut read_lat = Vec::new();
+    let mut wrong = 0;
+    while let Some(r) = set.join_next().await {
+        let (l, w) = r.context("reader task panicked")??;
+        read_lat.extend(l);
+        wrong += w;
+    }
+    let read_time = read_started.elapsed();
+    Ok((read_lat, wrong, read_time))
 }
 
 async fn health_entries(conn: &mut Conn, k: usize) -> Result<usize> {

@@ -8,7 +8,7 @@
 //! sooner than that after the previous one would wait for the next query.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -482,6 +482,29 @@ async fn lay_out_cpu(o: &CpuOpts) -> Result<()> {
     Ok(())
 }
 
+/// Wait until the runner has rendered `n` files into `out_dir`.
+async fn all_rendered(
+    runner: &mut Runner,
+    out_dir: &Path,
+    n: usize,
+    started: Instant,
+) -> Result<()> {
+    loop {
+        runner.alive()?;
+        let done = std::fs::read_dir(out_dir)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".conf"))
+            .count();
+        if done >= n {
+            return Ok(());
+        }
+        if started.elapsed() > START_LIMIT {
+            bail!("only {done}/{n} files rendered after {START_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `templates` resources, resource `t<i>` watching `/bench/t<i>` and rendering
 /// `v={{getv "/bench/t<i>/k"}}`; writes go to `bench/t0/k` only, so exactly one
 /// template depends on each change. Reports the runner's CPU time per change.
@@ -504,21 +527,7 @@ pub async fn cpu(o: CpuOpts) -> Result<()> {
     let mut watch = FileWatch::start(&dest0, limit)?;
     let mut runner = Runner::spawn(c, &tag)?;
     let started = Instant::now();
-    let out_dir = c.dir.join("out");
-    loop {
-        runner.alive()?;
-        let done = std::fs::read_dir(&out_dir)?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".conf"))
-            .count();
-        if done >= n {
-            break;
-        }
-        if started.elapsed() > START_LIMIT {
-            bail!("only {done}/{n} files rendered after {START_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_rendered(&mut runner, &c.dir.join("out"), n, started).await?;
     let startup = started.elapsed();
     let startup_cpu = Cpu::read(runner.pid)?;
     progress!("{n} files rendered after {startup:.2?}");

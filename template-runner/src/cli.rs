@@ -248,13 +248,13 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn init_tracing(level: &str) -> Result<(), String> {
-    let l = match level.to_ascii_lowercase().as_str() {
-        "trace" | "debug" | "info" | "warn" | "error" => level.to_ascii_lowercase(),
-        "warning" => "warn".into(),
-        "err" => "error".into(),
-        other => return Err(format!("invalid -log-level {other:?}")),
+    let Some(l) = gocompat::log::level_name(level) else {
+        return Err(format!(
+            "invalid -log-level {:?}",
+            level.to_ascii_lowercase()
+        ));
     };
-    let ansi = unsafe { libc::isatty(2) == 1 };
+    let ansi = gocompat::log::stderr_is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "tribune_template={l},warn"
@@ -268,7 +268,7 @@ fn init_tracing(level: &str) -> Result<(), String> {
 /// Parse arguments, build the runner and run it; the process exit code.
 pub fn main() -> ExitCode {
     let cmd = Args::command();
-    let argv = goflags::go_style(&cmd, std::env::args_os().collect());
+    let argv = gocompat::flags::go_style(&cmd, std::env::args_os().collect());
     let m = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {

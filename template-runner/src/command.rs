@@ -116,9 +116,7 @@ pub async fn run(cmd: &str, timeout: Duration) -> std::io::Result<CmdResult> {
         Err(_) => {
             if let Some(pid) = pid {
                 // The whole group: `sh -c` may have spawned children.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
+                gocompat::process::kill_group(pid);
             }
             let _ = child.wait().await;
             (None, true)

@@ -49,41 +49,13 @@ impl Wait {
     }
 }
 
-/// Go-style duration; a bare number means seconds (confd configs use both).
+/// A Go duration, or a bare number of seconds (confd configs use both).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if let Ok(n) = s.parse::<f64>() {
         return (n >= 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n));
     }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if n_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..n_len].parse().ok()?;
-        rest = &rest[n_len..];
-        let u_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        total += n * match &rest[..u_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u_len..];
-    }
-    (total.is_finite() && total < 1e10).then(|| Duration::from_secs_f64(total))
+    gocompat::duration::parse(s).ok()
 }
 
 /// File owner: numeric id or a name resolved at load time.

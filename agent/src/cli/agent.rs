@@ -160,7 +160,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
     };
     let mut flags = flags;
     if let Some(ri) = &a.retry_interval {
-        match crate::http::params::parse_duration(ri) {
+        match gocompat::duration::parse_duration(ri) {
             Some(d) => flags.retry_interval = Some(d),
             None => {
                 eprintln!("==> Error: invalid -retry-interval {ri:?}: use a duration like 30s");
@@ -169,7 +169,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
         }
     }
     if let Some(d) = &a.log_rotate_duration {
-        match crate::http::params::parse_duration(d).filter(|d| !d.is_zero()) {
+        match gocompat::duration::parse_duration(d).filter(|d| !d.is_zero()) {
             Some(d) => flags.log_rotate_duration = Some(d),
             None => {
                 eprintln!("==> Error: invalid -log-rotate-duration {d:?}: use a duration like 24h");
@@ -250,7 +250,7 @@ async fn wait_for_signal() {
         _ = term.recv() => tracing::info!(signal = "terminated", "Caught"),
         _ = int.recv() => {
             tracing::info!(signal = "interrupt", "Caught");
-            crate::agent::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+            crate::app::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

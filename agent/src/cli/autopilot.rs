@@ -7,8 +7,56 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::Api;
-use super::cluster::{AutopilotArgs, AutopilotCmd, SetConfigArgs, StateArgs};
-use super::services::get_json;
+use super::common::{get_json, HttpOpts, SimpleArgs};
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct AutopilotArgs {
+    #[command(subcommand)]
+    pub cmd: AutopilotCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AutopilotCmd {
+    /// Display the current autopilot configuration.
+    #[command(name = "get-config")]
+    GetConfig(SimpleArgs),
+    /// Modify the current autopilot configuration.
+    #[command(name = "set-config")]
+    SetConfig(SetConfigArgs),
+    /// Display the current autopilot state.
+    State(StateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SetConfigArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Remove dead servers once a replacement joins (true or false).
+    #[arg(long = "cleanup-dead-servers", num_args = 0..=1, default_missing_value = "true")]
+    pub cleanup_dead_servers: Option<String>,
+    /// Longest time since a server heard from the leader and is still healthy.
+    #[arg(long = "last-contact-threshold")]
+    pub last_contact_threshold: Option<String>,
+    /// Most log entries a server may trail the leader by and still be healthy.
+    #[arg(long = "max-trailing-logs")]
+    pub max_trailing_logs: Option<u64>,
+    /// Fewest servers autopilot keeps before it stops removing dead ones.
+    #[arg(long = "min-quorum")]
+    pub min_quorum: Option<u64>,
+    /// Time a new server must be healthy before it is promoted.
+    #[arg(long = "server-stabilization-time")]
+    pub server_stabilization_time: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Output format: pretty or json.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
+}
 
 const CONFIG: &str = "operator/autopilot/configuration";
 
@@ -78,7 +126,7 @@ fn set_config(a: SetConfigArgs) -> ExitCode {
         ),
     ] {
         if let Some(d) = val {
-            if crate::http::params::parse_duration(d).is_none() {
+            if gocompat::duration::parse_duration(d).is_none() {
                 return fail(format!(
                     "invalid value {d:?} for -{flag}: use a duration like 200ms"
                 ));

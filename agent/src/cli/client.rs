@@ -1,11 +1,51 @@
-//! A small blocking HTTP client for CLI commands.
+//! A small blocking HTTP client for CLI commands, and the HTTP options
+//! every command that talks to an agent takes.
 
 use std::time::Duration;
 
+use clap::Args;
 use reqwest::blocking::{Body, Client, Response};
 use reqwest::Method;
 
-use super::HttpOpts;
+/// Help heading of [`HttpOpts`], listed first as Consul lists them.
+const HTTP_OPTIONS: &str = "HTTP API Options";
+
+/// Connection options shared by every command that talks to an agent.
+#[derive(Args, Debug, Clone)]
+pub struct HttpOpts {
+    /// The `address` and port of the agent's HTTP API: an IP address or DNS
+    /// name, and the port. This can also be specified via the
+    /// CONSUL_HTTP_ADDR environment variable.
+    #[arg(
+        long = "http-addr",
+        env = "CONSUL_HTTP_ADDR",
+        default_value = "127.0.0.1:8500",
+        value_name = "address",
+        hide_env = true,
+        help_heading = HTTP_OPTIONS
+    )]
+    pub http_addr: String,
+    /// ACL token to use in the request. This can also be specified via the
+    /// CONSUL_HTTP_TOKEN environment variable. If unspecified, the query
+    /// will default to the token of the agent at the HTTP address.
+    #[arg(
+        long = "token",
+        env = "CONSUL_HTTP_TOKEN",
+        value_name = "value",
+        hide_env = true,
+        help_heading = HTTP_OPTIONS
+    )]
+    pub token: Option<String>,
+    /// Name of the datacenter to query. If unspecified, this will default
+    /// to the datacenter of the queried agent.
+    #[arg(long = "datacenter", help_heading = HTTP_OPTIONS)]
+    pub datacenter: Option<String>,
+    /// Permit any server (non-leader) to respond to this request. This
+    /// allows for lower latency and higher throughput, but can result in
+    /// stale data. This option has no effect on non-read operations.
+    #[arg(long = "stale", help_heading = HTTP_OPTIONS)]
+    pub stale: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

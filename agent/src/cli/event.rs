@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::Api;
-use super::HttpOpts;
+use super::common::{fail, HttpOpts};
 use crate::apiclient::key_path;
 
 #[derive(Args, Debug)]
@@ -28,11 +28,6 @@ pub struct EventArgs {
     tag: Option<String>,
     /// Optional payload.
     payload: Vec<String>,
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
 }
 
 pub fn run(a: EventArgs) -> ExitCode {

@@ -17,10 +17,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::watch::{cli_runtime, on_signals};
-use super::HttpOpts;
+use super::common::HttpOpts;
+use super::common::{cli_runtime, fail, on_signals};
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
-use crate::http::params::parse_duration;
+use gocompat::duration::parse_duration;
 
 /// The event name and KV prefix Consul uses.
 pub const REXEC_EVENT: &str = "_rexec";
@@ -62,11 +62,6 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
-}
-
 /// What the agents are asked to run (Consul's `rExecSpec`).
 struct Job {
     command: String,
@@ -95,10 +90,7 @@ impl Job {
 }
 
 fn usage() -> String {
-    use clap::CommandFactory;
-    let cmd = super::Cli::command();
-    let exec = cmd.find_subcommand("exec").cloned().unwrap_or(cmd);
-    goflags::command_help(&exec, &["tribune".into(), "exec".into()])
+    super::common::command_help(&["exec"])
 }
 
 /// The job from the arguments, or the message to fail with.

@@ -6,12 +6,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::client::Api;
-use super::services::{get_json, SimpleArgs};
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
-}
+use super::common::{fail, get_json, SimpleArgs};
 
 /// The text of a `Stats` object: `section:` then `\tkey = value` lines.
 pub fn render(stats: &serde_json::Map<String, Value>) -> Result<String, String> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::Api;
-use super::HttpOpts;
+use super::common::{fail, HttpOpts};
 use crate::apiclient::key_path;
 
 #[derive(Args, Debug)]
@@ -150,11 +150,6 @@ struct Exported {
     key: String,
     flags: u64,
     value: String,
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
 }
 
 fn ok(msg: impl std::fmt::Display) -> ExitCode {

@@ -19,11 +19,12 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::watch::{cli_runtime, on_signals};
-use super::HttpOpts;
+use super::common::HttpOpts;
+use super::common::{cli_runtime, fail, on_signals};
 use crate::apiclient::{key_path, ApiClient, ApiClientError};
-use crate::http::params::parse_duration;
 use crate::watchplan::shell_argv;
+use gocompat::duration::parse_duration;
+use gocompat::process::{signal_group, Signal};
 
 /// Flags marking the KV entries of a lock and of a semaphore (Consul's values).
 const LOCK_FLAG: u64 = 0x2ddc_cbc0_58a5_0c18;
@@ -94,11 +95,6 @@ enum LockError {
     InUse,
     #[error("{0}")]
     Other(String),
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
 }
 
 /// One KV entry, as far as locks care.
@@ -609,14 +605,6 @@ async fn keep_session(api: ApiClient, id: String, ttl: Duration, stop: Cancellat
         .await;
 }
 
-fn signal_group(pid: u32, sig: i32) {
-    // The child leads its own process group, so its children get it too.
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-    unsafe {
-        libc::kill(-(pid as i32), sig);
-    }
-}
-
 /// SIGTERM the child's group, SIGKILL after the grace period.
 async fn kill_child(child: &mut tokio::process::Child, verbose: bool) {
     let Some(pid) = child.id() else {
@@ -625,7 +613,8 @@ async fn kill_child(child: &mut tokio::process::Child, verbose: bool) {
     if verbose {
         println!("Terminating child pid {pid}");
     }
-    signal_group(pid, libc::SIGTERM);
+    // The child leads its own process group, so its children get it too.
+    signal_group(pid, Signal::SIGTERM);
     if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_ok() {
         if verbose {
             println!("Child terminated");
@@ -637,7 +626,7 @@ async fn kill_child(child: &mut tokio::process::Child, verbose: bool) {
             "Child did not exit after grace period of {KILL_GRACE:?}; killing child pid {pid}"
         );
     }
-    signal_group(pid, libc::SIGKILL);
+    signal_group(pid, Signal::SIGKILL);
     let _ = child.wait().await;
 }
 

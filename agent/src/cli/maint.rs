@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::Api;
-use super::services::get_json;
+use super::common::get_json;
 use super::HttpOpts;
 
 #[derive(Args, Debug)]

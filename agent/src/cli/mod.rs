@@ -1,20 +1,27 @@
 //! The `tribune` command line. Flags follow Go's `flag` package as Consul's
 //! do: `-flag`, `--flag`, `-flag=value`, `-flag value`, and flag parsing stops
-//! at the first positional argument; the `goflags` crate rewrites them for
+//! at the first positional argument; `gocompat::flags` rewrites them for
 //! clap using the command definitions, so one table describes every flag.
 
 pub mod agent;
 pub mod autopilot;
+pub mod catalog;
 pub mod client;
-pub mod cluster;
+pub mod common;
 pub mod complete;
 pub mod event;
 pub mod exec;
+pub mod force_leave;
 pub mod info;
+pub mod join;
 pub mod kv;
+pub mod leave;
 pub mod lock;
 pub mod maint;
+pub mod members;
 pub mod monitor;
+pub mod operator;
+pub mod reload;
 pub mod services;
 pub mod snapshot;
 pub mod validate;
@@ -23,7 +30,9 @@ pub mod watch;
 
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub use common::{HttpOpts, SimpleArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "tribune")]
@@ -55,37 +64,37 @@ pub enum Cmd {
     ///
     /// Causes the agent to reload configurations. This can be used instead
     /// of sending the SIGHUP signal to the agent.
-    Reload(services::SimpleArgs),
+    Reload(SimpleArgs),
     /// Lists the members of a tribune cluster
     ///
     /// Outputs the members of a running tribune agent.
-    Members(services::MembersArgs),
+    Members(members::MembersArgs),
     /// Interact with the catalog
     ///
     /// This command has subcommands for interacting with the catalog:
     /// datacenters, nodes and services.
-    Catalog(services::CatalogArgs),
+    Catalog(catalog::CatalogArgs),
     /// Tell the agent to join a cluster
     ///
     /// Tells a running agent to join the cluster by specifying at least
     /// one existing member.
-    Join(cluster::JoinArgs),
+    Join(join::JoinArgs),
     /// Gracefully leaves the cluster and shuts down
     ///
     /// Causes the agent to gracefully leave the cluster and shut down.
-    Leave(services::SimpleArgs),
+    Leave(SimpleArgs),
     /// Forces a member of the cluster to enter the "left" state
     ///
     /// Forces a member of the cluster to enter the "left" state. Note that
     /// if the member is still actually alive, it will eventually rejoin
     /// the cluster.
     #[command(name = "force-leave")]
-    ForceLeave(cluster::ForceLeaveArgs),
+    ForceLeave(force_leave::ForceLeaveArgs),
     /// Provides cluster-level tools for operators
     ///
     /// Provides cluster-level tools for operators, such as interacting with
     /// the Raft subsystem.
-    Operator(cluster::OperatorArgs),
+    Operator(operator::OperatorArgs),
     /// Watch for changes
     ///
     /// Watches for changes in a given data view from the agent. If a child
@@ -115,7 +124,7 @@ pub enum Cmd {
     /// Provides debugging information for operators.
     ///
     /// Provides debugging information for operators.
-    Info(services::SimpleArgs),
+    Info(SimpleArgs),
     /// Stream logs from an agent
     ///
     /// Shows recent log messages of an agent, and attaches to the agent,
@@ -152,57 +161,18 @@ pub enum Cmd {
     Version(version::VersionArgs),
 }
 
-/// Help heading of [`HttpOpts`], listed first as Consul lists them.
-const HTTP_OPTIONS: &str = "HTTP API Options";
-
-/// Connection options shared by every command that talks to an agent.
-#[derive(Args, Debug, Clone)]
-pub struct HttpOpts {
-    /// The `address` and port of the agent's HTTP API: an IP address or DNS
-    /// name, and the port. This can also be specified via the
-    /// CONSUL_HTTP_ADDR environment variable.
-    #[arg(
-        long = "http-addr",
-        env = "CONSUL_HTTP_ADDR",
-        default_value = "127.0.0.1:8500",
-        value_name = "address",
-        hide_env = true,
-        help_heading = HTTP_OPTIONS
-    )]
-    pub http_addr: String,
-    /// ACL token to use in the request. This can also be specified via the
-    /// CONSUL_HTTP_TOKEN environment variable. If unspecified, the query
-    /// will default to the token of the agent at the HTTP address.
-    #[arg(
-        long = "token",
-        env = "CONSUL_HTTP_TOKEN",
-        value_name = "value",
-        hide_env = true,
-        help_heading = HTTP_OPTIONS
-    )]
-    pub token: Option<String>,
-    /// Name of the datacenter to query. If unspecified, this will default
-    /// to the datacenter of the queried agent.
-    #[arg(long = "datacenter", help_heading = HTTP_OPTIONS)]
-    pub datacenter: Option<String>,
-    /// Permit any server (non-leader) to respond to this request. This
-    /// allows for lower latency and higher throughput, but can result in
-    /// stale data. This option has no effect on non-read operations.
-    #[arg(long = "stale", help_heading = HTTP_OPTIONS)]
-    pub stale: bool,
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    common::set_root_command(Cli::command);
     let cmd = Cli::command();
     // The shell asking for completions, or -autocomplete-(un)install.
     if let Some(code) = complete::handle(&cmd) {
         return code;
     }
-    let matches = match goflags::parse(&cmd, std::env::args_os().collect()) {
-        goflags::Parsed::Matches(m) => m,
-        goflags::Parsed::Version => return version::print_pretty(),
-        goflags::Parsed::Exit(e) => {
+    let matches = match gocompat::flags::parse(&cmd, std::env::args_os().collect()) {
+        gocompat::flags::Parsed::Matches(m) => m,
+        gocompat::flags::Parsed::Version => return version::print_pretty(),
+        gocompat::flags::Parsed::Exit(e) => {
             e.print();
             return ExitCode::from(e.code);
         }
@@ -230,13 +200,13 @@ pub fn main() -> ExitCode {
         Cmd::Agent(a) => agent::run(a),
         Cmd::Kv(k) => kv::run(k),
         Cmd::Services(a) => services::run(a),
-        Cmd::Reload(a) => services::reload(a),
-        Cmd::Members(a) => services::members(a),
-        Cmd::Catalog(a) => services::catalog(a),
-        Cmd::Join(a) => cluster::join(a),
-        Cmd::Leave(a) => cluster::leave(a),
-        Cmd::ForceLeave(a) => cluster::force_leave(a),
-        Cmd::Operator(a) => cluster::operator(a),
+        Cmd::Reload(a) => reload::run(a),
+        Cmd::Members(a) => members::run(a),
+        Cmd::Catalog(a) => catalog::run(a),
+        Cmd::Join(a) => join::run(a),
+        Cmd::Leave(a) => leave::run(a),
+        Cmd::ForceLeave(a) => force_leave::run(a),
+        Cmd::Operator(a) => operator::run(a),
         Cmd::Watch(a) => watch::run(a),
         Cmd::Lock(a) => lock::run(a),
         Cmd::Event(a) => event::run(a),
@@ -256,7 +226,7 @@ mod tests {
 
     fn norm(args: &[&str]) -> Vec<String> {
         let v = args.iter().map(std::ffi::OsString::from).collect();
-        goflags::go_style(&Cli::command(), v)
+        gocompat::flags::go_style(&Cli::command(), v)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::watch::{cli_runtime, on_signals};
-use super::HttpOpts;
+use super::common::HttpOpts;
+use super::common::{cli_runtime, on_signals};
 use crate::apiclient::ApiClient;
 
 #[derive(Args, Debug)]

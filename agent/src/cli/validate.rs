@@ -29,7 +29,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<String>, String> {
         }
     }
     let c = AgentConfig::load(&flags).map_err(|e| e.to_string())?;
-    crate::agent::config_definitions(&c)?;
+    crate::app::config_definitions(&c)?;
     crate::watchplan::parse_config_watches(&c.watch_defs)?;
     Ok(c.warnings)
 }

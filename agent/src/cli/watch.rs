@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
 
-use super::HttpOpts;
+use super::common::{cli_runtime, fail, on_signals, HttpOpts};
 use crate::apiclient::ApiClient;
-use crate::http::params::parse_duration;
 use crate::watchplan::{shell_argv, Handler, WatchSpec};
+use gocompat::duration::parse_duration;
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -56,52 +55,6 @@ pub struct WatchArgs {
     wait: Option<String>,
     /// Handler command; without one the JSON is printed.
     handler: Vec<String>,
-}
-
-/// Log lines of the watch loop (retries) go to stderr.
-fn init_cli_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .try_init();
-}
-
-/// The long-running CLI commands (watch, lock): their logging, and a
-/// single-threaded runtime for their blocking-query loops.
-pub(crate) fn cli_runtime() -> Result<tokio::runtime::Runtime, String> {
-    init_cli_tracing();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("Error starting runtime: {e}"))
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
-    ExitCode::from(1)
-}
-
-/// Cancelled on SIGINT or SIGTERM.
-pub(crate) fn on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        t.cancel();
-    });
-    token
 }
 
 fn params(a: &WatchArgs) -> Result<Map<String, Value>, String> {

@@ -14,17 +14,47 @@
 //!   that left or were reaped are deregistered.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
 use tokio_util::sync::CancellationToken;
 
 use super::gossip::{Gossip, Ident, MemberStatus};
-use super::rpc::RaftInfo;
-use crate::http::Shared;
+use crate::raft::leadership::Leadership;
+use crate::raft::proposer::Proposer;
+use crate::raft::Raft;
 use crate::raft::{Node, NodeId};
-use crate::state::catalog::{CatalogCommand, CheckRec, NodeRec, RegisterReq};
-use crate::state::{Command, Health};
+use crate::rpc::client::RpcClient;
+use crate::state::catalog::{serf_check, CatalogCommand, NodeRec, RegisterReq, SERF_CHECK};
+use crate::state::{Command, Health, Store};
+use serde::{Deserialize, Serialize};
+
+/// What a server says about its raft state (bootstrap decisions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftInfo {
+    pub id: NodeId,
+    pub initialized: bool,
+    pub leader: String,
+    /// Milliseconds since this server last heard from the leader.
+    pub last_contact_ms: u64,
+    /// The term of this server's last log entry, and its index.
+    pub last_term: u64,
+    pub last_index: u64,
+}
+
+/// What autopilot works with — raft, the leadership view, the tables (to
+/// compare with gossip), the proposer and the RPC client — not the agent's
+/// whole state.
+#[derive(Clone)]
+pub struct Handles {
+    /// `None` on a client agent.
+    pub raft: Option<Raft>,
+    pub leadership: Arc<Leadership>,
+    pub store: Arc<Store>,
+    pub proposer: Proposer,
+    pub rpc: RpcClient,
+}
 
 /// Leader-only reaping of nodes unknown to gossip waits this long after
 /// taking office, so gossip has converged first.
@@ -34,7 +64,15 @@ const REAP_GRACE: Duration = Duration::from_secs(15);
 /// autopilot ServerHealthInterval is 2 s; this asks every server).
 const HEALTH_EVERY: Duration = Duration::from_secs(10);
 
-pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: CancellationToken) {
+/// `refresh_health` starts a refresh of `consul.autopilot.healthy` (it asks
+/// every server: the caller runs it off this loop).
+pub async fn run(
+    s: Handles,
+    refresh_health: impl Fn() + Send,
+    gossip: Gossip,
+    expect: Option<u32>,
+    stop: CancellationToken,
+) {
     let mut changes = gossip.subscribe();
     let mut leading_since: Option<Instant> = None;
     let mut health_at: Option<Instant> = None;
@@ -58,8 +96,7 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
                 // (aside: asking a stopped server must not hold this loop).
                 if health_at.is_none_or(|t| t.elapsed() >= HEALTH_EVERY) {
                     health_at = Some(Instant::now());
-                    let s = s.clone();
-                    tokio::spawn(async move { super::health::collect(&s).await });
+                    refresh_health();
                 }
             } else {
                 leading_since = None;
@@ -73,7 +110,7 @@ pub async fn run(s: Shared, gossip: Gossip, expect: Option<u32>, stop: Cancellat
     }
 }
 
-async fn maybe_bootstrap(s: &Shared, gossip: &Gossip, expect: u32) {
+async fn maybe_bootstrap(s: &Handles, gossip: &Gossip, expect: u32) {
     let Some(raft) = s.raft.as_ref() else { return };
     let servers = gossip.alive_servers();
     if (servers.len() as u32) < expect {
@@ -130,7 +167,7 @@ async fn maybe_bootstrap(s: &Shared, gossip: &Gossip, expect: u32) {
     }
 }
 
-async fn reconcile_servers(s: &Shared, gossip: &Gossip) {
+async fn reconcile_servers(s: &Handles, gossip: &Gossip) {
     let Some(raft) = s.raft.as_ref() else { return };
     let config = s.leadership.servers();
     let known: BTreeMap<NodeId, bool> = config.iter().map(|(id, _, v)| (*id, *v)).collect();
@@ -192,7 +229,7 @@ pub const NOT_A_PEER: &str = "no raft peer with id";
 
 /// Remove a server from the raft configuration. On a follower this is
 /// forwarded to the leader.
-pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
+pub async fn remove_voter(s: &Handles, id: NodeId) -> Result<(), String> {
     let Some(raft) = s.raft.as_ref() else {
         return Err("not a server".into());
     };
@@ -226,23 +263,7 @@ pub async fn remove_voter(s: &Shared, id: NodeId) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The serfHealth check gossip drives.
-pub fn serf_check(node: &str, status: Health) -> CheckRec {
-    CheckRec {
-        node: node.into(),
-        check_id: crate::state::session::SERF_CHECK.into(),
-        name: "Serf Health Status".into(),
-        status,
-        output: if status == Health::Passing {
-            "Agent alive and reachable".into()
-        } else {
-            "Agent not live or unreachable".into()
-        },
-        ..Default::default()
-    }
-}
-
-async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
+async fn reconcile_members(s: &Handles, gossip: &Gossip, reap: bool) {
     let members = gossip.members();
     let dc = gossip.me().dc;
     let mut cmds = Vec::new();
@@ -266,7 +287,7 @@ async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
                 }
             };
             let check = serf_check(name, want);
-            let current = cat.check(name, "serfHealth");
+            let current = cat.check(name, SERF_CHECK);
             if current.is_some_and(|c| c.same_content(&check)) {
                 continue;
             }
@@ -291,7 +312,7 @@ async fn reconcile_members(s: &Shared, gossip: &Gossip, reap: bool) {
         if reap {
             let known: BTreeSet<&str> = members.iter().map(|m| m.ident.name.as_str()).collect();
             for n in cat.nodes() {
-                let gossip_node = cat.check(&n.node, "serfHealth").is_some();
+                let gossip_node = cat.check(&n.node, SERF_CHECK).is_some();
                 if gossip_node && !known.contains(n.node.as_str()) {
                     tracing::info!(node = %n.node, "reaping node unknown to gossip");
                     cmds.push(CatalogCommand::Deregister {

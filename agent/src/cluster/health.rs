@@ -18,9 +18,9 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use super::autopilot::RaftInfo;
 use super::gossip::MemberStatus;
-use super::rpc::RaftInfo;
-use crate::http::Shared;
+use crate::app::Shared;
 use crate::raft::NodeId;
 use crate::state::autopilot::AutopilotConfig;
 

@@ -2,100 +2,16 @@
 //!
 //! - [`gossip`]: SWIM membership (foca) on `ports.serf_lan`; alive / left /
 //!   failed members, leave intents, force-leave, user events.
-//! - [`rpc`]: the server RPC listener on `ports.server` (HTTP/2): raft
-//!   traffic, forwarded writes, tunnelled API calls; and its client.
-//! - [`forward`]: the HTTP middleware that sends a request to the leader
-//!   (from a follower) or to a server (from a client agent).
+//! - [`upstream`]: where requests this agent cannot answer go (the leader,
+//!   or any alive server from a client agent).
 //! - [`autopilot`]: what servers do about membership — bootstrap once
 //!   `bootstrap_expect` servers are known, add new servers as voters, drop
 //!   servers that left, and mirror gossip health into `serfHealth` checks.
 
 pub mod autopilot;
-pub mod forward;
 pub mod gossip;
 pub mod health;
-pub mod rpc;
 pub mod transfer;
-pub mod write_conn;
+pub mod upstream;
 
-use std::sync::Arc;
-
-use parking_lot::RwLock;
-use rand::seq::SliceRandom;
-
-use crate::raft::node::Leadership;
-use gossip::Gossip;
-use rpc::RpcClient;
-
-/// Where requests that this agent cannot answer itself go: the leader (from
-/// a server) or any alive server (from a client agent).
-#[derive(Clone)]
-pub struct Upstream {
-    pub rpc: RpcClient,
-    /// Set on servers.
-    leadership: Option<Arc<Leadership>>,
-    gossip: Gossip,
-    /// This server's own RPC address, never a target.
-    own_rpc: String,
-    /// The server that answered last (clients stick to it).
-    preferred: Arc<RwLock<Option<String>>>,
-}
-
-impl Upstream {
-    pub fn new(
-        rpc: RpcClient,
-        leadership: Option<Arc<Leadership>>,
-        gossip: Gossip,
-        own_rpc: String,
-    ) -> Self {
-        Self {
-            rpc,
-            leadership,
-            gossip,
-            own_rpc,
-            preferred: Arc::new(RwLock::new(None)),
-        }
-    }
-
-    /// Candidate RPC addresses, best first. Empty while a server knows no
-    /// leader (or leads itself).
-    pub fn targets(&self) -> Vec<String> {
-        if let Some(l) = &self.leadership {
-            let a = l.leader_addr();
-            if a.is_empty() || a == self.own_rpc || l.is_leader() {
-                return vec![];
-            }
-            return vec![a];
-        }
-        let mut v: Vec<String> = self
-            .gossip
-            .alive_servers()
-            .iter()
-            .map(|i| i.rpc_addr().to_string())
-            .collect();
-        v.shuffle(&mut rand::thread_rng());
-        if let Some(p) = self.preferred.read().as_ref() {
-            if let Some(i) = v.iter().position(|x| x == p) {
-                v.swap(0, i);
-            }
-        }
-        v
-    }
-
-    pub fn good(&self, target: &str) {
-        if self.leadership.is_none() && self.preferred.read().as_deref() != Some(target) {
-            *self.preferred.write() = Some(target.to_string());
-        }
-    }
-
-    pub fn bad(&self, target: &str) {
-        let mut p = self.preferred.write();
-        if p.as_deref() == Some(target) {
-            *p = None;
-        }
-    }
-
-    pub fn gossip(&self) -> &Gossip {
-        &self.gossip
-    }
-}
+pub use upstream::Upstream;

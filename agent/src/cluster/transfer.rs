@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::Shared;
+use crate::app::Shared;
 use crate::raft::NodeId;
 
 /// What the leader asks of the other servers.

@@ -18,8 +18,6 @@ use tokio::sync::Semaphore;
 
 use super::Lookup;
 use crate::cluster::Upstream;
-use crate::http::params::Consistency;
-use crate::http::Shared;
 use crate::local::defs::META_MAX_PAIRS;
 use crate::state::{Health, Tables};
 
@@ -147,22 +145,6 @@ pub fn find(t: &Tables, lookup: &Lookup) -> Found {
         Lookup::Service { service, tag } => Found::Service(instances(t, service, tag.as_deref())),
         Lookup::Addr(_) => Found::Nothing,
     }
-}
-
-/// The server side of `/rpc/dns`: answer from this server's store when a
-/// stale answer will do or this server leads; else ask the leader.
-pub async fn serve(s: &Shared, req: Request, hops: u32) -> Result<Reply, LookupError> {
-    if req.allow_stale || s.gate(Consistency::Default).await.is_ok() {
-        return Ok(Reply {
-            found: find(&s.store.read(), &req.lookup),
-            last_contact_ms: s.leadership.last_contact_ms(),
-        });
-    }
-    let up = s.upstream.as_ref().ok_or(LookupError::NoLeader)?;
-    if up.targets().is_empty() {
-        return Err(LookupError::NoLeader);
-    }
-    ask(up, &req, hops + 1).await
 }
 
 /// Ask the upstream servers (any alive one from a client, the leader from

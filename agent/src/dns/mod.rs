@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DnsConfig;
 use crate::local::defs::META_MAX_PAIRS;
-use crate::raft::node::Leadership;
+use crate::raft::leadership::Leadership;
 use crate::state::catalog::Meta;
 use crate::state::{Health, Store};
 use fit::Answer;

@@ -2,17 +2,20 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::catalog::json_body;
-use super::params::{check_dc, Query, ReadOpts};
+use super::records as render;
 use super::routes::{Endpoint as E, Routes};
-use super::{json, render, ApiError, Shared};
+use crate::app::Shared;
 use crate::local::defs::{normalize, parse_service, parse_standalone_check, DefError};
 use crate::local::{CheckView, LocalError, Source};
+use crate::pipeline::body::json_body;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 use crate::state::Health;
 
 impl From<LocalError> for ApiError {
@@ -63,8 +66,8 @@ fn empty_ok() -> Response {
     StatusCode::OK.into_response()
 }
 
-pub async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+pub async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let m: Map<String, Value> = s
         .local
         .services()
@@ -80,10 +83,10 @@ pub async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Respons
 pub async fn service(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    let opts = ctx.read_opts()?;
     let want = q.get("hash").unwrap_or("");
     let mut changes = s.local.subscribe();
     let deadline = tokio::time::Instant::now() + opts.wait;
@@ -128,8 +131,8 @@ fn hashed_agent_service(d: &crate::local::ServiceDef, dc: &str) -> (Value, Strin
     (body, hash)
 }
 
-pub async fn checks(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+pub async fn checks(State(s): State<Shared>, ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let node = &s.config.node_name;
     let m: Map<String, Value> = s
         .local
@@ -142,12 +145,12 @@ pub async fn checks(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response 
 
 pub async fn register_service(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let v = json_body(body, &headers)?;
     let def =
         parse_service(&v, s.config.enable_script_checks).map_err(|DefError(e)| ApiError::bad(e))?;
@@ -171,12 +174,11 @@ pub async fn deregister_service(
 
 pub async fn register_check(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    ctx.check_dc()?;
     let v = json_body(body, &headers)?;
     let def = parse_standalone_check(&v, s.config.enable_script_checks)
         .map_err(|DefError(e)| ApiError::bad(e))?;
@@ -192,13 +194,8 @@ pub async fn deregister_check(
     Ok(empty_ok())
 }
 
-async fn ttl(
-    s: Shared,
-    id: String,
-    q: Option<String>,
-    status: Health,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
+async fn ttl(s: Shared, id: String, ctx: RequestCtx, status: Health) -> Result<Response, ApiError> {
+    let q = &ctx.query;
     let note = q.get("note").unwrap_or("").to_string();
     s.local.ttl_update(&id, status, note)?;
     Ok(empty_ok())
@@ -207,23 +204,23 @@ async fn ttl(
 pub async fn pass(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    ttl(s, id, q, Health::Passing).await
+    ttl(s, id, ctx, Health::Passing).await
 }
 pub async fn warn(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    ttl(s, id, q, Health::Warning).await
+    ttl(s, id, ctx, Health::Warning).await
 }
 pub async fn fail(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    ttl(s, id, q, Health::Critical).await
+    ttl(s, id, ctx, Health::Critical).await
 }
 
 /// `PUT /v1/agent/check/update/<id>` with `{"Status", "Output"}`.
@@ -249,7 +246,7 @@ pub async fn update(
     Ok(empty_ok())
 }
 
-fn enable_param(q: &Query) -> Result<bool, ApiError> {
+fn enable_param(q: &crate::pipeline::context::Query) -> Result<bool, ApiError> {
     match q.get("enable") {
         Some("true") => Ok(true),
         Some("false") => Ok(false),
@@ -262,10 +259,10 @@ fn enable_param(q: &Query) -> Result<bool, ApiError> {
 
 pub async fn node_maintenance(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let enable = enable_param(&q)?;
+    let q = &ctx.query;
+    let enable = enable_param(q)?;
     s.local
         .set_node_maintenance(enable, q.get("reason").unwrap_or(""));
     Ok(empty_ok())
@@ -274,10 +271,10 @@ pub async fn node_maintenance(
 pub async fn service_maintenance(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let enable = enable_param(&q)?;
+    let q = &ctx.query;
+    let enable = enable_param(q)?;
     s.local
         .set_service_maintenance(&id, enable, q.get("reason").unwrap_or(""))?;
     Ok(empty_ok())
@@ -289,9 +286,7 @@ fn instance_health<'a>(checks: &'a [CheckView], service_id: &str) -> (Health, Ve
         .iter()
         .filter(|c| c.def.service_id.is_empty() || c.def.service_id == service_id)
         .collect();
-    let maint = mine.iter().any(|c| {
-        c.def.id == crate::local::NODE_MAINT || c.def.id.starts_with("_service_maintenance:")
-    });
+    let maint = mine.iter().any(|c| crate::local::is_maintenance(&c.def.id));
     let worst = if maint {
         Health::Maintenance
     } else {
@@ -328,9 +323,9 @@ fn health_body(
 pub async fn health_by_name(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
+    let q = &ctx.query;
     let checks = s.local.checks();
     let services: Vec<_> = s
         .local
@@ -357,9 +352,9 @@ pub async fn health_by_name(
 pub async fn health_by_id(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
+    let q = &ctx.query;
     let svc = s
         .local
         .service(&id)
@@ -377,7 +372,7 @@ pub async fn health_by_id(
 }
 
 pub async fn reload(State(s): State<Shared>) -> Result<Response, ApiError> {
-    crate::agent::reload(&s).map_err(ApiError::bad)?;
+    crate::app::reload(&s).map_err(ApiError::bad)?;
     Ok(empty_ok())
 }
 
@@ -418,8 +413,8 @@ pub fn member_json(
 }
 
 /// `/v1/agent/members`: every member gossip knows, failed and left included.
-pub async fn members(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+pub async fn members(State(s): State<Shared>, ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let list: Vec<serde_json::Value> = match &s.gossip {
         Some(g) => g
             .members()
@@ -462,7 +457,7 @@ pub async fn join(State(s): State<Shared>, Path(addr): Path<String>) -> Result<R
 /// `PUT /v1/agent/leave`: leave the cluster gracefully, then shut down.
 pub async fn leave(State(s): State<Shared>) -> Result<Response, ApiError> {
     gossip(&s)?;
-    crate::agent::graceful_leave(&s).await;
+    crate::app::graceful_leave(&s).await;
     s.shutdown.cancel();
     Ok(empty_ok())
 }
@@ -471,9 +466,9 @@ pub async fn leave(State(s): State<Shared>) -> Result<Response, ApiError> {
 pub async fn force_leave(
     State(s): State<Shared>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
+    let q = &ctx.query;
     let g = gossip(&s)?;
     let Some(m) = g.member(&node) else {
         return Err(ApiError::NotFound(format!(

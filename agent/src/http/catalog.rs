@@ -2,43 +2,31 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value};
 
-use super::kv::body_or_error;
-use super::params::{check_dc, Query};
-use super::{json, render, ApiError, Shared};
+use super::records as render;
+use crate::app::Shared;
 use crate::local::defs::{normalize, parse_service_as, validate_meta_with, DefError};
 use crate::local::{parse_check_rec, service_rec};
+use crate::pipeline::body::json_body;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 use crate::state::catalog::{self as cat, CatalogCommand, CatalogOutcome, NodeRec, RegisterReq};
 use crate::state::{Command, Outcome, WatchTarget};
-
-/// Parse a JSON body (Go's decoder is case-insensitive; so are we).
-pub fn json_body(
-    body: Result<Bytes, BytesRejection>,
-    headers: &HeaderMap,
-) -> Result<Value, ApiError> {
-    let body = body_or_error(body, headers)?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad("Request decode failed: empty body"));
-    }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))
-}
 
 fn tags_match(tags: &[String], want: &[&str]) -> bool {
     want.iter()
         .all(|w| tags.iter().any(|t| t.eq_ignore_ascii_case(w)))
 }
 
-pub async fn services(
-    State(s): State<Shared>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::SERVICES.into()),
+        &ctx,
+        || WatchTarget::Named(cat::SERVICES.into()),
         |t| t.catalog.services_index(),
         |t| {
             let m: Map<String, Value> = t
@@ -60,14 +48,14 @@ pub async fn services(
 pub async fn service(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(q.as_deref());
+    let query = &ctx.query;
     let tags: Vec<&str> = query.all("tag").collect();
     metrics::counter!("catalog.service.query").increment(1);
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::svc_target(&name)),
+        &ctx,
+        || WatchTarget::Named(cat::svc_target(&name)),
         |t| t.catalog.service_index(&name),
         |t| {
             let list: Vec<Value> = t
@@ -83,10 +71,10 @@ pub async fn service(
     .await
 }
 
-pub async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::NODES.into()),
+        &ctx,
+        || WatchTarget::Named(cat::NODES.into()),
         |t| t.catalog.nodes_index(),
         |t| Some(t.catalog.nodes().map(render::node).collect::<Vec<_>>()),
     )
@@ -96,11 +84,11 @@ pub async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Res
 pub async fn node(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::node_target(&name)),
+        &ctx,
+        || WatchTarget::Named(cat::node_target(&name)),
         |t| t.catalog.node_index(&name),
         |t| {
             t.catalog.node(&name).map(|n| {
@@ -160,13 +148,12 @@ async fn catalog_write(s: &Shared, cmd: CatalogCommand) -> Result<Response, ApiE
 /// `PUT /v1/catalog/register`.
 pub async fn register(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let _t = crate::telemetry::timer("catalog.register");
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    ctx.check_dc()?;
     let v = normalize(&json_body(body, &headers)?);
     let o = v
         .as_object()
@@ -241,13 +228,12 @@ pub async fn register(
 /// `PUT /v1/catalog/deregister`.
 pub async fn deregister(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let _t = crate::telemetry::timer("catalog.deregister");
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    ctx.check_dc()?;
     let v = normalize(&json_body(body, &headers)?);
     let o = v
         .as_object()

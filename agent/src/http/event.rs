@@ -6,18 +6,20 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use super::kv::body_or_error;
-use super::params::{check_dc, Consistency, Query, ReadOpts};
 use super::routes::{Endpoint as E, Routes};
-use super::{json, ApiError, Shared};
+use crate::app::Shared;
 use crate::events::{list_index, EventError, UserEvent};
+use crate::pipeline::body::body_or_error;
+use crate::pipeline::context::{Consistency, RequestCtx};
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -42,13 +44,13 @@ pub fn event_json(e: &UserEvent) -> Value {
 pub async fn fire(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let res = (|| {
-        let q = Query::parse(q.as_deref());
-        check_dc(&q, &s.config.datacenter)?;
+        let q = &ctx.query;
+        ctx.check_dc()?;
         let payload = body_or_error(body, &headers)?;
         let get = |k: &str| q.get(k).unwrap_or("");
         let ev = s
@@ -71,10 +73,10 @@ pub async fn fire(
     res.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn list(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
+pub async fn list(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let res = async {
-        let q = Query::parse(q.as_deref());
-        let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+        let q = &ctx.query;
+        let opts = ctx.read_opts()?;
         let name = q.get("name").filter(|n| !n.is_empty());
         let jitter_max = opts.wait.as_millis() as u64 / 16;
         let jitter = if jitter_max > 0 {

@@ -1,11 +1,13 @@
 //! `/v1/health/*`: instances with their checks, filtered by health.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::params::Query;
-use super::{render, ApiError, Shared};
+use super::records as render;
+use crate::app::Shared;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
 use crate::state::catalog::{self as cat, Catalog, CheckRec};
 use crate::state::{Health, WatchTarget};
 
@@ -43,14 +45,14 @@ pub fn service_entries(c: &Catalog, name: &str, tags: &[&str], passing_only: boo
 pub async fn service(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(q.as_deref());
+    let query = &ctx.query;
     let tags: Vec<&str> = query.all("tag").collect();
     let passing = query.has("passing");
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::svc_target(&name)),
+        &ctx,
+        || WatchTarget::Named(cat::svc_target(&name)),
         |t| t.catalog.service_index(&name),
         |t| Some(service_entries(&t.catalog, &name, &tags, passing)),
     )
@@ -60,11 +62,11 @@ pub async fn service(
 pub async fn checks(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::svc_target(&name)),
+        &ctx,
+        || WatchTarget::Named(cat::svc_target(&name)),
         |t| t.catalog.service_index(&name),
         |t| {
             let list: Vec<Value> = t
@@ -82,11 +84,11 @@ pub async fn checks(
 pub async fn node(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::node_target(&name)),
+        &ctx,
+        || WatchTarget::Named(cat::node_target(&name)),
         |t| t.catalog.node_index(&name),
         |t| {
             Some(
@@ -103,7 +105,7 @@ pub async fn node(
 pub async fn state(
     State(s): State<Shared>,
     Path(state): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let want = match state.as_str() {
         "any" => None,
@@ -117,8 +119,8 @@ pub async fn state(
         },
     };
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(cat::CHECKS.into()),
+        &ctx,
+        || WatchTarget::Named(cat::CHECKS.into()),
         |t| t.catalog.checks_index(),
         |t| {
             let list: Vec<Value> = t

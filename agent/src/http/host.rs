@@ -12,14 +12,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::json;
-use super::params::Query;
 use super::routes::{Endpoint as E, Routes};
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::render::json;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -27,8 +26,8 @@ pub fn routes() -> Routes {
         .route("/v1/agent/host", E::get(host))
 }
 
-async fn version(RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+async fn version(ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let body = json!({
         "SHA": "",
         "BuildDate": crate::cli::version::BUILD_DATE,
@@ -39,8 +38,8 @@ async fn version(RawQuery(q): RawQuery) -> Response {
     json(StatusCode::OK, &body, q.has("pretty"))
 }
 
-async fn host(RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+async fn host(ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let body = tokio::task::spawn_blocking(collect)
         .await
         .unwrap_or_else(|e| json!({ "Errors": [format!("collecting host info: {e}")] }));

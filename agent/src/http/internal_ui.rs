@@ -3,22 +3,19 @@
 //! allow only six connections per origin, and each long-poll holds one).
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use rand::Rng;
+use axum::extract::{Path, State};
+use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::params::{Query, ReadOpts};
+use super::records as render;
 use super::routes::{Endpoint as E, Routes};
-use super::{json, render, ApiError, AppState, Shared};
+use crate::app::Shared;
+use crate::pipeline::block::blocking_any;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
 use crate::state::catalog::{self as cat, Catalog, NodeRec};
-use crate::state::{Health, Tables, WatchTarget};
+use crate::state::Health;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -67,11 +64,11 @@ pub fn node_dump(c: &Catalog, n: &NodeRec) -> Value {
     v
 }
 
-async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
     let dc = s.config.datacenter.clone();
     blocking_any(
         &s,
-        q.as_deref(),
+        &ctx,
         &[cat::SERVICES, cat::CHECKS],
         |t| t.catalog.services_index().max(t.catalog.checks_index()),
         |t| Some(service_summaries(&t.catalog, &dc)),
@@ -79,10 +76,10 @@ async fn services(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Resp
     .await
 }
 
-async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
     blocking_any(
         &s,
-        q.as_deref(),
+        &ctx,
         &[cat::NODES, cat::SERVICES, cat::CHECKS],
         |t| {
             let c = &t.catalog;
@@ -101,12 +98,12 @@ async fn nodes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Respons
 async fn node(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let target = cat::node_target(&name);
     blocking_any(
         &s,
-        q.as_deref(),
+        &ctx,
         &[target.as_str()],
         |t| t.catalog.node_index(&name),
         |t| t.catalog.node(&name).map(|n| node_dump(&t.catalog, n)),
@@ -114,85 +111,11 @@ async fn node(
     .await
 }
 
-/// [`AppState::blocking_json`] for a resource made of several tables: parks
-/// until any of the named `targets` changes and the combined index passes
-/// `?index`.
-async fn blocking_any<T: serde::Serialize>(
-    s: &AppState,
-    raw_query: Option<&str>,
-    targets: &[&str],
-    index_of: impl Fn(&Tables) -> u64,
-    build: impl FnOnce(&Tables) -> Option<T>,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(raw_query);
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
-    s.gate(opts.consistency).await?;
-    if opts.index > 0 {
-        block_any(s, &opts, targets, &index_of).await;
-    }
-    let (index, body) = {
-        let t = s.store.read();
-        (index_of(&t), build(&t))
-    };
-    let mut resp = match body {
-        Some(b) => json(StatusCode::OK, &b, opts.pretty),
-        None => StatusCode::NOT_FOUND.into_response(),
-    };
-    s.meta(&mut resp, index, opts.consistency);
-    Ok(resp)
-}
-
-/// Park as [`AppState::block`] does, woken by any of several targets.
-async fn block_any(
-    s: &AppState,
-    opts: &ReadOpts,
-    targets: &[&str],
-    index_of: &impl Fn(&Tables) -> u64,
-) {
-    let jitter_max = opts.wait.as_millis() as u64 / 16;
-    let jitter = if jitter_max > 0 {
-        rand::thread_rng().gen_range(0..=jitter_max)
-    } else {
-        0
-    };
-    let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
-    let guards: Vec<_> = targets
-        .iter()
-        .map(|t| s.store.watches.watch(WatchTarget::Named((*t).to_string())))
-        .collect();
-    let generation = s.store.generation();
-    loop {
-        let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = guards
-            .iter()
-            .map(|g| Box::pin(g.notify().notified()))
-            .collect();
-        // Enabled before reading the index, so a change in between still wakes us.
-        for w in &mut waits {
-            w.as_mut().enable();
-        }
-        if index_of(&s.store.read()) > opts.index || s.store.generation() != generation {
-            return;
-        }
-        let any = std::future::poll_fn(|cx| {
-            for w in &mut waits {
-                if w.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-            }
-            Poll::Pending
-        });
-        tokio::select! {
-            _ = any => {}
-            _ = tokio::time::sleep_until(deadline) => return,
-            _ = s.shutdown.cancelled() => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::catalog::{CatalogCommand, CheckRec, RegisterReq, ServiceRec};
+    use crate::state::Tables;
     use crate::state::{Changes, Command};
 
     fn node(name: &str) -> NodeRec {

@@ -11,8 +11,11 @@ use base64::Engine;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
-use super::params::{check_dc, Query, ReadOpts};
-use super::{json, ApiError, Shared, MAX_BODY};
+use crate::app::Shared;
+use crate::pipeline::body::body_or_error;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 use crate::state::{Command, KvCommand, KvEntry, KvOutcome, Outcome, WatchTarget};
 
 /// One entry as Consul renders it.
@@ -71,35 +74,6 @@ fn key_from_uri(uri: &Uri) -> Result<String, ApiError> {
     Ok(key)
 }
 
-pub fn body_too_large(len: Option<usize>) -> ApiError {
-    match len {
-        Some(n) => ApiError::TooLarge(format!(
-            "Request body({n} bytes) too large, max size: {MAX_BODY} bytes"
-        )),
-        None => ApiError::TooLarge(format!(
-            "Request body too large, max size: {MAX_BODY} bytes"
-        )),
-    }
-}
-
-/// Map a body-extraction failure to Consul's answer (413 names the declared size).
-pub fn body_or_error(
-    body: Result<Bytes, BytesRejection>,
-    headers: &HeaderMap,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            let declared = headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            body_too_large(declared)
-        } else {
-            ApiError::bad(format!("Failed to read body: {r}"))
-        }
-    })
-}
-
 /// What a request asks for, decided before anything waits.
 enum Op {
     Get(String),
@@ -112,12 +86,12 @@ enum Op {
 /// write path's state, which is boxed).
 pub fn handle(
     State(s): State<Shared>,
+    ctx: RequestCtx,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> impl std::future::Future<Output = Response> + Send {
-    let q = Query::parse(uri.query());
     // Every method by name: HEAD is a read (answered as GET, without the
     // body); anything else must never fall through to a write.
     let op = match method {
@@ -133,16 +107,17 @@ pub fn handle(
     async move {
         let res = match op {
             Err(e) => Err(e),
-            Ok(Op::Get(key)) => get(&s, key, &q).await,
-            Ok(Op::Put(key, b)) => Box::pin(put(&s, key, &q, b)).await,
-            Ok(Op::Delete(key)) => Box::pin(delete(&s, key, &q)).await,
+            Ok(Op::Get(key)) => get(&s, key, &ctx).await,
+            Ok(Op::Put(key, b)) => Box::pin(put(&s, key, &ctx, b)).await,
+            Ok(Op::Delete(key)) => Box::pin(delete(&s, key, &ctx)).await,
         };
         res.unwrap_or_else(IntoResponse::into_response)
     }
 }
 
-async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
-    let opts = ReadOpts::parse(q, &s.config.datacenter)?;
+async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    let opts = ctx.read_opts()?;
     s.gate(opts.consistency).await?;
     if q.has("keys") {
         let sep = q
@@ -150,9 +125,11 @@ async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
             .or_else(|| q.get("seperator"))
             .unwrap_or("")
             .to_string();
-        s.block(&opts, WatchTarget::Prefix(key.clone()), |t| {
-            t.kv.prefix_index(&key)
-        })
+        s.block(
+            &opts,
+            || WatchTarget::Prefix(key.clone()),
+            |t| t.kv.prefix_index(&key),
+        )
         .await;
         let (index, keys) = {
             let t = s.store.read();
@@ -168,9 +145,11 @@ async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
         return Ok(resp);
     }
     if q.has("recurse") {
-        s.block(&opts, WatchTarget::Prefix(key.clone()), |t| {
-            t.kv.prefix_index(&key)
-        })
+        s.block(
+            &opts,
+            || WatchTarget::Prefix(key.clone()),
+            |t| t.kv.prefix_index(&key),
+        )
         .await;
         let (index, body) = {
             let t = s.store.read();
@@ -189,9 +168,11 @@ async fn get(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
         s.meta(&mut resp, index, opts.consistency);
         return Ok(resp);
     }
-    s.block(&opts, WatchTarget::Key(key.clone()), |t| {
-        t.kv.key_index(&key)
-    })
+    s.block(
+        &opts,
+        || WatchTarget::Key(key.clone()),
+        |t| t.kv.key_index(&key),
+    )
     .await;
     let raw = q.has("raw");
     let (index, mut resp) = {
@@ -223,8 +204,9 @@ fn bool_outcome(o: Outcome) -> Result<Response, ApiError> {
     }
 }
 
-async fn put(s: &Shared, key: String, q: &Query, body: Bytes) -> Result<Response, ApiError> {
-    check_dc(q, &s.config.datacenter)?;
+async fn put(s: &Shared, key: String, ctx: &RequestCtx, body: Bytes) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     if key.is_empty() {
         return Err(ApiError::bad("Missing key name"));
     }
@@ -273,8 +255,9 @@ async fn put(s: &Shared, key: String, q: &Query, body: Bytes) -> Result<Response
     bool_outcome(outcome)
 }
 
-async fn delete(s: &Shared, key: String, q: &Query) -> Result<Response, ApiError> {
-    check_dc(q, &s.config.datacenter)?;
+async fn delete(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     q.conflicting(&["recurse", "cas"])?;
     let recurse = q.has("recurse");
     if key.is_empty() && !recurse {

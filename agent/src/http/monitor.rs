@@ -2,21 +2,22 @@
 //! it is written (chunked), until the client hangs up or the agent stops.
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::params::Query;
 use super::routes::{Endpoint as E, Routes};
-use super::{ApiError, Shared};
+use crate::app::Shared;
 use crate::logging::{self, MonitorBody};
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
 
 pub fn routes() -> Routes {
     Routes::new().route("/v1/agent/monitor", E::get(monitor))
 }
 
-async fn monitor(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
+async fn monitor(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
     let asked = q
         .get("loglevel")
         .filter(|l| !l.is_empty())

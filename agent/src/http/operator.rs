@@ -3,23 +3,22 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use super::params::{check_dc, Query};
-use super::{json, ApiError, Shared};
+use crate::app::Shared;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 use crate::state::autopilot::{AutopilotCommand, AutopilotConfig};
 use crate::state::{Command, Outcome};
 
 /// `GET /v1/operator/raft/configuration`.
-pub async fn configuration(
-    State(s): State<Shared>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn configuration(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let Some(raft) = s.raft.as_ref() else {
         return Err(ApiError::NoLeader);
     };
@@ -76,12 +75,9 @@ pub async fn configuration(
 }
 
 /// `DELETE /v1/operator/raft/peer?id=<node id or raft id>` or `?address=ip:port`.
-pub async fn remove_peer(
-    State(s): State<Shared>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn remove_peer(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let servers = s.leadership.servers();
     let target = match (q.get("id"), q.get("address")) {
         (Some(id), None) => {
@@ -103,7 +99,7 @@ pub async fn remove_peer(
     let Some(target) = target.filter(|t| servers.iter().any(|x| x.0 == *t)) else {
         return Err(ApiError::bad("no such raft peer"));
     };
-    crate::cluster::autopilot::remove_voter(&s, target)
+    crate::cluster::autopilot::remove_voter(&s.autopilot(), target)
         .await
         .map_err(ApiError::Internal)?;
     Ok(json(StatusCode::OK, &json!(null), false))
@@ -113,11 +109,11 @@ pub async fn remove_peer(
 /// (answered by the leader: followers forward it).
 pub async fn transfer_leader(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     use crate::cluster::transfer::{self, TransferError as T};
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    ctx.check_dc()?;
     if s.raft.is_none() {
         return Err(ApiError::NoLeader);
     }
@@ -187,7 +183,7 @@ fn parse_autopilot(v: &serde_json::Value) -> Result<AutopilotConfig, ApiError> {
         };
         let ms = || {
             val.as_str()
-                .and_then(super::params::parse_duration)
+                .and_then(gocompat::duration::parse_duration)
                 .map(|d| d.as_millis() as u64)
                 .ok_or_else(|| bad(k, "expected a duration like \"200ms\""))
         };
@@ -207,12 +203,9 @@ fn parse_autopilot(v: &serde_json::Value) -> Result<AutopilotConfig, ApiError> {
 }
 
 /// `GET /v1/operator/autopilot/configuration`.
-pub async fn autopilot_get(
-    State(s): State<Shared>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn autopilot_get(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     if s.raft.is_none() {
         return Err(ApiError::NoLeader);
     }
@@ -224,17 +217,17 @@ pub async fn autopilot_get(
 /// `true`, or `false` when the CAS failed.
 pub async fn autopilot_put(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    ctx.check_dc()?;
     if s.raft.is_none() {
         return Err(ApiError::NoLeader);
     }
     let cas = q.u64("cas", "Error parsing cas value")?;
-    let config = parse_autopilot(&super::catalog::json_body(body, &headers)?)?;
+    let config = parse_autopilot(&crate::pipeline::body::json_body(body, &headers)?)?;
     let cmd = Command::Autopilot(AutopilotCommand::Set { config, cas });
     match s.write(cmd).await? {
         (_, Outcome::Autopilot(ok)) => Ok(json(StatusCode::OK, &json!(ok), false)),
@@ -246,10 +239,10 @@ pub async fn autopilot_put(
 /// Consul.
 pub async fn autopilot_health(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let h = crate::cluster::health::collect(&s)
         .await
         .map_err(|_| ApiError::NoLeader)?;
@@ -268,10 +261,10 @@ pub async fn autopilot_health(
 /// `GET /v1/operator/autopilot/state`.
 pub async fn autopilot_state(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let h = crate::cluster::health::collect(&s)
         .await
         .map_err(|_| ApiError::NoLeader)?;

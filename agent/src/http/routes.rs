@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 
-use super::{ApiError, Shared};
+use crate::app::Shared;
+use crate::pipeline::error::ApiError;
 
 /// One route of the table: its path pattern (axum syntax, e.g.
 /// `/v1/kv/{*key}`) and the methods it answers besides `OPTIONS`.

@@ -7,17 +7,21 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use super::kv::body_or_error;
-use super::params::{check_dc, parse_duration, Query};
 use super::routes::{Endpoint as E, Routes};
-use super::{json, ApiError, Shared};
-use crate::state::session::{Behavior, SessionRec, SERF_CHECK, SESSIONS, TTL_MAX, TTL_MIN};
+use crate::app::Shared;
+use crate::pipeline::body::body_or_error;
+use crate::pipeline::context::{Query, RequestCtx};
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
+use crate::state::catalog::SERF_CHECK;
+use crate::state::session::{Behavior, SessionRec, SESSIONS, TTL_MAX, TTL_MIN};
 use crate::state::{Command, Outcome, SessionCommand, SessionOutcome, WatchTarget};
+use gocompat::duration::parse_duration;
 
 /// Consul's default lock-delay.
 const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
@@ -204,23 +208,22 @@ async fn write_session(s: &Shared, cmd: SessionCommand) -> Result<SessionOutcome
 }
 
 /// The dc check every session endpoint starts with.
-fn query(raw: Option<&str>, s: &Shared) -> Result<Query, ApiError> {
-    let q = Query::parse(raw);
-    check_dc(&q, &s.config.datacenter)?;
-    Ok(q)
+fn query(ctx: &RequestCtx) -> Result<&Query, ApiError> {
+    ctx.check_dc()?;
+    Ok(&ctx.query)
 }
 
 pub async fn create(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let q = query(q.as_deref(), &s)?;
+    let q = query(&ctx)?;
     let body = body_or_error(body, &headers)?;
     // Forwarded from another agent: its node is the default.
     let origin = headers
-        .get(crate::cluster::rpc::AGENT_NODE)
+        .get(crate::rpc::client::AGENT_NODE)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
     let rec = parse_create(&body, origin.unwrap_or(&s.node.node))?;
@@ -233,9 +236,9 @@ pub async fn create(
 pub async fn destroy(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    query(q.as_deref(), &s)?;
+    query(&ctx)?;
     write_session(&s, SessionCommand::Destroy { id }).await?;
     Ok(json(StatusCode::OK, &true, false))
 }
@@ -243,9 +246,9 @@ pub async fn destroy(
 pub async fn renew(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    let q = query(q.as_deref(), &s)?;
+    let q = query(&ctx)?;
     match write_session(&s, SessionCommand::Renew { id: id.clone() }).await? {
         SessionOutcome::Session(rec) => {
             Ok(json(StatusCode::OK, &[session_json(&rec)], q.has("pretty")))
@@ -256,12 +259,12 @@ pub async fn renew(
 
 async fn blocking_sessions(
     s: Shared,
-    q: Option<String>,
+    ctx: RequestCtx,
     select: impl Fn(&SessionRec) -> bool,
 ) -> Result<Response, ApiError> {
     s.blocking_json(
-        q.as_deref(),
-        WatchTarget::Named(SESSIONS.into()),
+        &ctx,
+        || WatchTarget::Named(SESSIONS.into()),
         |t| t.sessions.table_index(),
         |t| {
             Some(
@@ -279,21 +282,21 @@ async fn blocking_sessions(
 pub async fn info(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    blocking_sessions(s, q, move |r| r.id == id).await
+    blocking_sessions(s, ctx, move |r| r.id == id).await
 }
 
 pub async fn node(
     State(s): State<Shared>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    blocking_sessions(s, q, move |r| r.node == node).await
+    blocking_sessions(s, ctx, move |r| r.node == node).await
 }
 
-pub async fn list(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    blocking_sessions(s, q, |_| true).await
+pub async fn list(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    blocking_sessions(s, ctx, |_| true).await
 }
 
 #[cfg(test)]

@@ -14,16 +14,17 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
-use super::params::{check_dc, Query, ReadOpts};
 use super::routes::{Endpoint as E, Routes};
-use super::{ApiError, Shared};
+use crate::app::Shared;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
 use crate::snapshot::{self, SnapshotError};
 use crate::state::restore::{RestoreCommand, RestoreOutcome, CHUNK, MAX_FILE};
 use crate::state::{Command, Outcome};
@@ -49,10 +50,9 @@ fn server_only(s: &Shared) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn save(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn save(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
     server_only(&s)?;
-    let q = Query::parse(q.as_deref());
-    let opts = ReadOpts::parse(&q, &s.config.datacenter)?;
+    let opts = ctx.read_opts()?;
     s.gate(opts.consistency).await?;
     let store = s.store.clone();
     let dc = s.config.datacenter.clone();
@@ -82,10 +82,13 @@ async fn save(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response
     Ok(resp)
 }
 
-async fn restore(State(s): State<Shared>, req: Request) -> Result<Response, ApiError> {
-    let q = Query::parse(req.uri().query());
-    check_dc(&q, &s.config.datacenter)?;
-    if q.has("stale") {
+async fn restore(
+    State(s): State<Shared>,
+    ctx: RequestCtx,
+    req: Request,
+) -> Result<Response, ApiError> {
+    ctx.check_dc()?;
+    if ctx.query.has("stale") {
         return Err(ApiError::bad("stale not allowed for restore"));
     }
     server_only(&s)?;

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::AppState;
+use crate::app::AppState;
 use crate::cluster::gossip::MemberStatus;
 use crate::local::Probe;
 
@@ -15,7 +15,7 @@ fn go_ms(ms: u64) -> String {
         0 => "0s".into(),
         1..=999 => format!("{ms}ms"),
         _ if ms.is_multiple_of(1000) => {
-            crate::local::fmt_duration(std::time::Duration::from_millis(ms))
+            gocompat::duration::short(std::time::Duration::from_millis(ms))
         }
         _ => {
             let frac = format!("{:03}", ms % 1000);

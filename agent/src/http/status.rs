@@ -1,16 +1,18 @@
 //! `/v1/status/*`, `/v1/agent/self`, `/v1/catalog/datacenters`.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::params::{check_dc, Query};
-use super::{json, ApiError, Shared};
+use crate::app::Shared;
+use crate::pipeline::context::RequestCtx;
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 
-pub async fn leader(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn leader(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     Ok(json(
         StatusCode::OK,
         &s.leadership.leader_addr(),
@@ -18,19 +20,19 @@ pub async fn leader(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Re
     ))
 }
 
-pub async fn peers(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+pub async fn peers(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    let q = &ctx.query;
+    ctx.check_dc()?;
     Ok(json(StatusCode::OK, &s.leadership.peers(), q.has("pretty")))
 }
 
-pub async fn datacenters(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     json(StatusCode::OK, &[&s.config.datacenter], q.has("pretty"))
 }
 
-pub async fn agent_self(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+pub async fn agent_self(State(s): State<Shared>, ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let c = &s.config;
     let version = crate::version::CONSUL_API;
     let bind = c.bind_addr.to_string();

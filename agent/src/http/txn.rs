@@ -2,15 +2,18 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json as j, Map, Value};
 
-use super::kv::{body_or_error, validate_key, KvJson};
-use super::params::{check_dc, Consistency, Query};
-use super::{json, ApiError, Shared};
+use super::kv::{validate_key, KvJson};
+use crate::app::Shared;
+use crate::pipeline::body::body_or_error;
+use crate::pipeline::context::{Consistency, RequestCtx};
+use crate::pipeline::error::ApiError;
+use crate::pipeline::render::json;
 use crate::state::{Command, KvCommand, KvOutcome, KvVerb, Outcome, TxnOp, TxnOutcome};
 
 /// Consul's limit on operations per transaction.
@@ -102,23 +105,23 @@ fn render(outcome: TxnOutcome, pretty: bool) -> Response {
 
 pub async fn handle(
     State(s): State<Shared>,
-    RawQuery(q): RawQuery,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(s, q, headers, body)
+    run(s, ctx, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn run(
     s: Shared,
-    q: Option<String>,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    check_dc(&q, &s.config.datacenter)?;
+    let q = &ctx.query;
+    ctx.check_dc()?;
     let body = body_or_error(body, &headers)?;
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("Failed to parse body: {e}")))?;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::http::params::parse_duration;
 use crate::state::catalog::{Meta, ServiceAddress, Weights};
 use crate::state::Health;
+use gocompat::duration::parse_duration;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]

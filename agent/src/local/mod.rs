@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::catalog::{CheckRec, ServiceAddress, ServiceRec};
 use crate::state::Health;
 pub use defs::{CheckDef, DefError, Probe, ServiceDef};
+pub use probe::MAX_OUTPUT;
 
 /// Where a definition came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +45,6 @@ pub enum LocalError {
     #[error("CheckID {0:?} does not have associated TTL")]
     NotTtl(String),
 }
-
-/// Largest check output kept (Consul's default).
-pub const MAX_OUTPUT: usize = 4096;
 
 /// Shortest probe interval (Consul's `checks.MinInterval`): a shorter one is
 /// raised to it, with a warning.
@@ -202,27 +200,8 @@ impl CheckView {
     }
 }
 
-/// Go-style duration text ("10s", "1m30s", "" for zero).
-pub fn fmt_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return String::new();
-    }
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) || d.as_secs() == 0 {
-        return format!("{ms}ms");
-    }
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 || h > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&format!("{s}s"));
-    out
-}
+/// Consul's short form of a check's interval or timeout.
+pub use gocompat::duration::short as fmt_duration;
 
 pub fn service_rec(d: &ServiceDef) -> ServiceRec {
     ServiceRec {
@@ -241,8 +220,17 @@ pub fn service_rec(d: &ServiceDef) -> ServiceRec {
 }
 
 pub const NODE_MAINT: &str = "_node_maintenance";
+/// Service maintenance checks are `_service_maintenance:<service id>`.
+const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
+
 pub fn service_maint_id(id: &str) -> String {
-    format!("_service_maintenance:{id}")
+    format!("{SERVICE_MAINT_PREFIX}{id}")
+}
+
+/// A maintenance check (of the node or of a service), which the agent
+/// owns: never replaced by a definition, and critical by design.
+pub fn is_maintenance(check_id: &str) -> bool {
+    check_id == NODE_MAINT || check_id.starts_with(SERVICE_MAINT_PREFIX)
 }
 const DEFAULT_MAINT_REASON_NODE: &str =
     "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.";
@@ -379,9 +367,7 @@ impl LocalAgent {
             if replace_checks {
                 let keep: Vec<&str> = checks.iter().map(|c| c.id.as_str()).collect();
                 inner.checks.retain(|cid, c| {
-                    c.def.service_id != id
-                        || keep.contains(&cid.as_str())
-                        || cid.starts_with("_service_maintenance:")
+                    c.def.service_id != id || keep.contains(&cid.as_str()) || is_maintenance(cid)
                 });
             }
         }

@@ -12,8 +12,10 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use super::defs::{CheckDef, Probe};
-use super::MAX_OUTPUT;
 use crate::state::Health;
+
+/// Largest check output kept (Consul's default).
+pub const MAX_OUTPUT: usize = 4096;
 
 /// Two HTTP clients: one verifying TLS, one for `TLSSkipVerify` checks.
 #[derive(Clone)]
@@ -327,7 +329,7 @@ async fn grpc_probe(
     match tokio::time::timeout(timeout, client.check(req)).await {
         Err(_) => failed(format!(
             "DeadlineExceeded: no answer within {}",
-            super::fmt_duration(timeout)
+            gocompat::duration::short(timeout)
         )),
         Ok(Err(status)) => failed(grpc_error_text(&status)),
         Ok(Ok(resp)) => match resp.into_inner().status() {
@@ -406,7 +408,10 @@ async fn script_probe(args: &[String], timeout: Duration) -> (Health, String) {
     match tokio::time::timeout(timeout, run).await {
         Err(_) => (
             Health::Critical,
-            format!("Timed out ({}) running check", super::fmt_duration(timeout)),
+            format!(
+                "Timed out ({}) running check",
+                gocompat::duration::short(timeout)
+            ),
         ),
         Ok((Err(e), _)) => (Health::Critical, format!("Check failed: {e}")),
         Ok((Ok(st), out)) => {

@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use super::{service_rec, LocalAgent};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::autopilot::serf_check;
 use crate::cluster::Upstream;
 use crate::raft::proposer::{Proposer, WriteError};
+use crate::state::catalog::serf_check;
+use crate::state::catalog::SERF_CHECK;
 use crate::state::catalog::{CatalogCommand, CheckRec, Meta, NodeRec, RegisterReq, ServiceRec};
-use crate::state::session::SERF_CHECK;
 use crate::state::{Command, Health, Outcome, Store, Tables};
 
 /// Who this node is in the catalog.

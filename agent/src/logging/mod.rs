@@ -17,6 +17,7 @@
 
 pub mod file;
 pub mod format;
+pub mod level;
 pub mod monitor;
 
 use std::io::Write as _;
@@ -32,58 +33,9 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
 pub use file::{LogFile, LogFileError, Rotation};
+pub use level::{admits, parse_level};
+use level::{level_of, rank};
 pub use monitor::{MonitorBody, Monitors};
-
-/// `trace`, `debug`, `info`, `warn`, `err` (any case; also `warning`,
-/// `error`), as Consul's `-log-level` and `/v1/agent/monitor?loglevel=`.
-pub fn parse_level(s: &str) -> Option<Level> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "trace" => Some(Level::TRACE),
-        "debug" => Some(Level::DEBUG),
-        "info" => Some(Level::INFO),
-        "warn" | "warning" => Some(Level::WARN),
-        "err" | "error" => Some(Level::ERROR),
-        _ => None,
-    }
-}
-
-/// Levels as numbers, most verbose highest (for an atomic maximum).
-pub(crate) fn rank(l: Level) -> usize {
-    match l {
-        Level::ERROR => 0,
-        Level::WARN => 1,
-        Level::INFO => 2,
-        Level::DEBUG => 3,
-        Level::TRACE => 4,
-    }
-}
-
-pub(crate) fn level_of(rank: usize) -> Level {
-    [
-        Level::ERROR,
-        Level::WARN,
-        Level::INFO,
-        Level::DEBUG,
-        Level::TRACE,
-    ][rank.min(4)]
-}
-
-/// Whether a reader asking for `want` sees an event of `level` from
-/// `target`: tribune's own at `want`, other crates' only a step or two
-/// above (see the module comment).
-pub fn admits(want: Level, target: &str, level: Level) -> bool {
-    let ours = target.starts_with("tribune") || target.starts_with("agent");
-    let cap = if ours {
-        want
-    } else {
-        match want {
-            Level::TRACE => Level::TRACE,
-            Level::DEBUG => Level::WARN,
-            _ => Level::ERROR,
-        }
-    };
-    level <= cap
-}
 
 /// openraft errors that only say a peer did not answer this time.
 const ROUTINE_OPENRAFT: [&str; 5] = [

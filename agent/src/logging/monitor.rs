@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Level;
 
-use super::{admits, rank};
+use super::level::{admits, rank};
 
 /// Lines queued per watcher (Consul's monitor buffer).
 pub const QUEUE: usize = 512;

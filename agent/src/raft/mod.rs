@@ -7,12 +7,14 @@
 //!   snapshots are kept in redb next to the log.
 //! - [`network`]: raft RPC between servers.
 //! - [`proposer`]: group commit — concurrent writes share one raft entry.
-//! - [`node`]: building and starting a raft node, leadership tracking and
-//!   the leader lease that default reads rely on.
+//! - [`node`]: building and starting a raft node.
+//! - [`leadership`]: who leads, readable without raft, and the leader
+//!   lease that default reads rely on.
 //! - [`transitions`]: follower / candidate / leader changes, logged as
 //!   Consul logs them.
 
 pub mod disk;
+pub mod leadership;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -1,5 +1,5 @@
 //! Raft RPC between servers, over the server RPC port
-//! ([`crate::cluster::rpc`]): one pooled HTTP/2 connection per peer.
+//! ([`crate::rpc::client`]): one pooled HTTP/2 connection per peer.
 //!
 //! openraft bounds an append by its number of entries only; entries can be
 //! large (group-commit batches, restore pieces), so an append is cut to
@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Entry, Node, NodeId, TypeConfig};
-use crate::cluster::rpc::{RpcClient, RpcError};
+use crate::rpc::client::{RpcClient, RpcError};
 use crate::state::{Command, KvCommand, RestoreCommand};
 
 /// An append carries entries of about this many bytes at most (at least
@@ -99,7 +99,7 @@ impl Reachability {
 
     fn answered(&mut self, id: NodeId, addr: &str) {
         if let Some((since, _, _)) = self.failing.remove(&id) {
-            let after = crate::local::fmt_duration(Duration::from_millis(
+            let after = gocompat::duration::short(Duration::from_millis(
                 since.elapsed().as_millis() as u64,
             ));
             tracing::info!(peer = %addr, after = %after, "peer reachable again");

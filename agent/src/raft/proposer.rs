@@ -19,7 +19,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::disk::StorageHealth;
-use super::node::Leadership;
+use super::leadership::Leadership;
 use super::Raft;
 use crate::cluster::Upstream;
 use crate::state::{Command, KvCommand, Outcome};

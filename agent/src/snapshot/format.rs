@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::SnapshotError;
+use super::error::SnapshotError;
 
 pub const MAGIC: &[u8; 8] = b"TRIBSNAP";
 pub const FORMAT_VERSION: u32 = 1;

@@ -5,48 +5,21 @@
 //! - [`format`]: the container (header, versioned sections of records,
 //!   SHA-256 trailer) and its reader, which checks everything it reads.
 //! - [`tables`]: [`crate::state::Tables`] as sections and back.
+//! - [`error`]: what reading or writing one can fail with.
 //!
 //! A restore replaces the state of the whole cluster through raft; see
 //! [`crate::state::restore`] for the commands and `crate::http::snapshot`
 //! for the endpoint.
 
+pub mod error;
 pub mod format;
 pub mod tables;
 
+pub use error::SnapshotError;
 pub use format::{Header, SectionInfo, Summary};
 pub use tables::{decode, encode, Decoded};
 
 use crate::state::Tables;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("reading snapshot: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("not a tribune snapshot (no TRIBSNAP header)")]
-    NotASnapshot,
-    #[error("snapshot format version {0} is not one this tribune reads (it reads version 1)")]
-    UnsupportedFormat(u32),
-    #[error("snapshot is truncated: the file {0}")]
-    Truncated(String),
-    #[error("snapshot is corrupt: {0}")]
-    Corrupt(String),
-    #[error("snapshot is corrupt: its SHA-256 checksum does not match its contents")]
-    Checksum,
-    #[error(
-        "snapshot holds section {name:?} version {version}, which this tribune ({}) cannot read: \
-         restore it with the tribune that wrote it or a newer one",
-        env!("CARGO_PKG_VERSION")
-    )]
-    UnknownSection { name: String, version: u32 },
-    #[error("snapshot is corrupt: record {n} of section {section}: {msg}")]
-    Record {
-        section: String,
-        n: u64,
-        msg: String,
-    },
-    #[error("encoding snapshot: {0}")]
-    Encode(String),
-}
 
 /// The header describing `t` now.
 pub fn header_for(t: &Tables, datacenter: &str) -> Header {

@@ -12,8 +12,8 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::SnapshotError;
 use super::format::{self, decode_record, Header, SectionInfo, Summary, Writer};
-use super::SnapshotError;
 use crate::raft::{LogId, Node, NodeId};
 use crate::state::autopilot::AutopilotConfig;
 use crate::state::catalog::{Catalog, CatalogParts, CheckRec, NodeRec, ServiceRec};

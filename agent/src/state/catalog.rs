@@ -708,6 +708,27 @@ impl Catalog {
     }
 }
 
+/// The check gossip drives on every node, and sessions check by default.
+pub const SERF_CHECK: &str = "serfHealth";
+
+/// The `serfHealth` check of `node`, as gossip drives it: on servers the
+/// leader mirrors each member's gossip status into it; a server without
+/// gossip keeps a passing one itself.
+pub fn serf_check(node: &str, status: Health) -> CheckRec {
+    CheckRec {
+        node: node.into(),
+        check_id: SERF_CHECK.into(),
+        name: "Serf Health Status".into(),
+        status,
+        output: if status == Health::Passing {
+            "Agent alive and reachable".into()
+        } else {
+            "Agent not live or unreachable".into()
+        },
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ pub use catalog::{CatalogCommand, CatalogOutcome, Health};
 pub use kv::{KvCommand, KvEntry, KvOutcome, KvTable, KvVerb, TxnOp, TxnOutcome};
 pub use restore::{RestoreCommand, RestoreOutcome};
 pub use session::{SessionCommand, SessionOutcome, SessionTable};
-pub use watch::{WatchGuard, WatchTarget, Watches};
+pub use watch::{Changes, WatchGuard, WatchTarget, Watches};
 
 /// A replicated write (the raft log's application data).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -163,19 +163,6 @@ impl Store {
     }
 }
 
-/// What an apply changed: KV keys and named resources, for wake-ups.
-#[derive(Default)]
-pub struct Changes {
-    pub kv: Vec<String>,
-    pub named: Vec<String>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.kv.is_empty() && self.named.is_empty()
-    }
-}
-
 impl Tables {
     /// Apply one command at `index`, recording what changed.
     pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Changes) -> Outcome {
@@ -229,3 +216,6 @@ impl Tables {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

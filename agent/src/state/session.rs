@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, Health};
 use super::kv::KvTable;
-use super::Changes;
+use super::watch::Changes;
 
 /// Watch target of every session read (`/v1/session/*`).
 pub const SESSIONS: &str = "tbl:sessions";
@@ -33,7 +33,7 @@ pub const TTL_MULTIPLIER: u32 = 2;
 /// Lock-delays longer than this are cut to it (Consul's MaxLockDelay).
 pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 /// The node check a session links to by default.
-pub const SERF_CHECK: &str = "serfHealth";
+pub use super::catalog::SERF_CHECK;
 
 /// What invalidating a session does to its locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -169,6 +169,19 @@ impl Watches {
     }
 }
 
+/// What an apply changed: KV keys and named resources, for wake-ups.
+#[derive(Default)]
+pub struct Changes {
+    pub kv: Vec<String>,
+    pub named: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty() && self.named.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,13 +5,13 @@ use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 
-use axum::extract::{MatchedPath, RawQuery, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::params::Query;
 use crate::http::routes::{Endpoint as E, Routes};
+use crate::pipeline::context::RequestCtx;
 
 pub fn routes() -> Routes {
     Routes::new().route("/v1/agent/metrics", E::get(metrics))
@@ -19,8 +19,8 @@ pub fn routes() -> Routes {
 
 /// Consul's `AgentMetrics`: the in-memory summary as JSON, or with
 /// `?format=prometheus` the Prometheus text (415 while retention is 0).
-pub async fn metrics(RawQuery(q): RawQuery) -> Response {
-    let q = Query::parse(q.as_deref());
+pub async fn metrics(ctx: RequestCtx) -> Response {
+    let q = &ctx.query;
     let Some(sinks) = super::sinks() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "metrics are not set up").into_response();
     };
@@ -43,7 +43,7 @@ pub async fn metrics(RawQuery(q): RawQuery) -> Response {
                 .into_response(),
         };
     }
-    crate::http::json(StatusCode::OK, &sinks.inmem.summary(), q.has("pretty"))
+    crate::pipeline::render::json(StatusCode::OK, &sinks.inmem.summary(), q.has("pretty"))
 }
 
 /// Consul's `consul.http.<METHOD>.<path>` timer: the route pattern's fixed

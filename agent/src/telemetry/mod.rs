@@ -56,7 +56,7 @@ impl TelemetryConfig {
                 "prometheus_retention_time" => {
                     self.prometheus_retention_time = v
                         .as_str()
-                        .and_then(crate::http::params::parse_duration)
+                        .and_then(gocompat::duration::parse_duration)
                         .ok_or_else(|| bad("a duration like \"60s\""))?
                 }
                 "disable_hostname" => {

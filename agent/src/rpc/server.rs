@@ -15,186 +15,28 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::forward;
+use crate::app::Shared;
+use crate::cluster::autopilot::RaftInfo;
+use crate::dns::lookup::{ask, find, LookupError, Reply, Request as LookupRequest};
 use crate::http::serve::{accept_loop, Gate};
 use crate::http::timeouts::Handshake;
-use crate::http::Shared;
+use crate::pipeline::context::{Consistency, RpcCtx};
+use crate::pipeline::{auth, forward};
 use crate::raft::proposer::WriteError;
 use crate::raft::NodeId;
 use crate::state::{Command, Outcome};
 
-/// Header counting how many times a request has been forwarded.
-pub const HOPS: &str = "x-tribune-hops";
-/// Header naming the agent a forwarded request first reached: defaults such
-/// as a new session's node are that agent's, not the leader's.
-pub const AGENT_NODE: &str = "x-tribune-agent-node";
 /// Raft messages (entry batches, snapshot chunks) may be large.
 const MAX_RPC_BODY: usize = 64 << 20;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RpcError {
-    #[error("connecting to {0}: {1}")]
-    Connect(String, String),
-    #[error("calling {0}: {1}")]
-    Transport(String, String),
-    #[error("{0} answered {1}: {2}")]
-    Status(String, u16, String),
-    #[error("decoding the answer of {0}: {1}")]
-    Codec(String, String),
-}
-
-impl RpcError {
-    /// The request certainly did not reach the peer: safe to retry elsewhere.
-    pub fn not_sent(&self) -> bool {
-        matches!(self, RpcError::Connect(..))
-    }
-}
-
-/// What a server says about its raft state (bootstrap decisions).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RaftInfo {
-    pub id: NodeId,
-    pub initialized: bool,
-    pub leader: String,
-    /// Milliseconds since this server last heard from the leader.
-    pub last_contact_ms: u64,
-    /// The term of this server's last log entry, and its index.
-    pub last_term: u64,
-    pub last_index: u64,
-}
-
-/// Client side of server RPC. Cheap to clone; connections are pooled.
-#[derive(Clone)]
-pub struct RpcClient {
-    http: reqwest::Client,
-    /// Forwarded writes: connections torn down when a write is abandoned.
-    writes: super::write_conn::WritePool,
-}
-
-impl Default for RpcClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RpcClient {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .http2_keep_alive_while_idle(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        Self {
-            http,
-            writes: Default::default(),
-        }
-    }
-
-    /// [`Self::call`] for a write: on its own connection, which is torn
-    /// down if the write times out or its caller goes away, so that a write
-    /// reported as failed cannot reach the peer later.
-    pub async fn call_write<Q: Serialize, A: DeserializeOwned>(
-        &self,
-        addr: &str,
-        path: &str,
-        req: &Q,
-        timeout: Duration,
-        hops: u32,
-    ) -> Result<A, RpcError> {
-        let body =
-            bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
-        let (status, bytes) = self.writes.post(addr, path, hops, body, timeout).await?;
-        decode_answer(addr, status.as_u16(), &bytes)
-    }
-
-    /// The HTTP/2 client, for streamed calls (snapshots).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    /// POST a bincode request to `addr` and decode a bincode answer.
-    pub async fn call<Q: Serialize, A: DeserializeOwned>(
-        &self,
-        addr: &str,
-        path: &str,
-        req: &Q,
-        timeout: Duration,
-        hops: u32,
-    ) -> Result<A, RpcError> {
-        let body =
-            bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
-        let r = self
-            .http
-            .post(format!("http://{addr}{path}"))
-            .header(HOPS, hops)
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await;
-        answer(addr, r).await
-    }
-
-    /// GET `path` from `addr`, decoding a bincode answer.
-    pub async fn get<A: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<A, RpcError> {
-        let r = self
-            .http
-            .get(format!("http://{addr}{path}"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        answer(addr, r).await
-    }
-}
-
-/// Decode a bincode answer; a non-2xx status is an error with its body.
-async fn answer<A: DeserializeOwned>(
-    addr: &str,
-    r: Result<reqwest::Response, reqwest::Error>,
-) -> Result<A, RpcError> {
-    let r = r.map_err(|e| classify(addr, e))?;
-    let status = r.status();
-    let bytes = r.bytes().await.map_err(|e| classify(addr, e))?;
-    decode_answer(addr, status.as_u16(), &bytes)
-}
-
-fn decode_answer<A: DeserializeOwned>(
-    addr: &str,
-    status: u16,
-    bytes: &[u8],
-) -> Result<A, RpcError> {
-    if !(200..300).contains(&status) {
-        return Err(RpcError::Status(
-            addr.into(),
-            status,
-            String::from_utf8_lossy(bytes).into_owned(),
-        ));
-    }
-    bincode::deserialize(bytes).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))
-}
-
-/// The error with its cause, in Go's words (`dial tcp ...: connect:
-/// connection refused`).
-fn classify(addr: &str, e: reqwest::Error) -> RpcError {
-    if e.is_connect() {
-        RpcError::Connect(addr.into(), crate::goerr::cause(&e))
-    } else {
-        RpcError::Transport(addr.into(), crate::goerr::cause(&e))
-    }
-}
 
 fn bin<T: Serialize>(v: &T) -> Response {
     match bincode::serialize(v) {
@@ -207,13 +49,6 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     bincode::deserialize(body).map_err(|e| {
         Box::new((StatusCode::BAD_REQUEST, format!("bad rpc body: {e}")).into_response())
     })
-}
-
-pub fn hops(h: &HeaderMap) -> u32 {
-    h.get(HOPS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The RPC route table. `api` answers forwarded API requests.
@@ -232,7 +67,7 @@ pub fn router(state: Shared, api: Router) -> Router {
             forward::TUNNEL_PATH,
             post({
                 let api = api.clone();
-                move |headers: HeaderMap, body: Bytes| tunnel(api.clone(), headers, body)
+                move |ctx: RpcCtx, body: Bytes| tunnel(api.clone(), ctx, body)
             }),
         )
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
@@ -247,9 +82,11 @@ pub fn router(state: Shared, api: Router) -> Router {
         .with_state(state)
 }
 
-async fn tunnel(api: Router, headers: HeaderMap, body: Bytes) -> Response {
+/// A forwarded API request enters the API router, and so the pipeline.
+async fn tunnel(api: Router, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
     match decode::<forward::Tunnelled>(&body) {
-        Ok(env) => bin(&forward::serve_tunnelled(api, hops(&headers), env).await),
+        Ok(env) => bin(&forward::serve_tunnelled(api, ctx.hops, env).await),
         Err(r) => *r,
     }
 }
@@ -332,7 +169,7 @@ async fn remove_peer(State(s): State<Shared>, body: Bytes) -> Response {
         Ok(id) => id,
         Err(r) => return *r,
     };
-    bin(&crate::cluster::autopilot::remove_voter(&s, id).await)
+    bin(&crate::cluster::autopilot::remove_voter(&s.autopilot(), id).await)
 }
 
 /// A leader's request during a leadership transfer.
@@ -343,24 +180,43 @@ async fn transfer(State(s): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+/// A write forwarded to the leader; the proposer routes it on (or
+/// proposes it, here on the leader).
+async fn write(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
     let cmd: Command = match decode(&body) {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let r: Result<(u64, Outcome), WriteError> =
-        s.proposer.write_hops(cmd, hops(&headers) + 1).await;
+    let r: Result<(u64, Outcome), WriteError> = s.proposer.write_hops(cmd, ctx.hops + 1).await;
     bin(&r)
 }
 
 /// A DNS lookup for a client agent (or a follower wanting the leader's
 /// answer): see [`crate::dns::lookup`].
-async fn dns_lookup(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let req: crate::dns::lookup::Request = match decode(&body) {
+async fn dns_lookup(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
+    let req: LookupRequest = match decode(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    bin(&crate::dns::lookup::serve(&s, req, hops(&headers)).await)
+    bin(&lookup(&s, req, ctx.hops).await)
+}
+
+/// The server side of `/rpc/dns`: answer from this server's store when a
+/// stale answer will do or this server leads; else ask the leader.
+async fn lookup(s: &Shared, req: LookupRequest, hops: u32) -> Result<Reply, LookupError> {
+    if req.allow_stale || s.gate(Consistency::Default).await.is_ok() {
+        return Ok(Reply {
+            found: find(&s.store.read(), &req.lookup),
+            last_contact_ms: s.leadership.last_contact_ms(),
+        });
+    }
+    let up = s.upstream.as_ref().ok_or(LookupError::NoLeader)?;
+    if up.targets().is_empty() {
+        return Err(LookupError::NoLeader);
+    }
+    ask(up, &req, hops + 1).await
 }
 
 async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Response {

@@ -7,8 +7,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::local::{fmt_duration, CheckView, ServiceDef};
+use crate::local::{CheckView, ServiceDef};
 use crate::state::catalog::{CheckRec, NodeRec, ServiceAddress, ServiceRec, Weights};
+use gocompat::duration::short as fmt_duration;
 use std::collections::BTreeMap;
 
 fn tagged(t: &BTreeMap<String, ServiceAddress>) -> Value {

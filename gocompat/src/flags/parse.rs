@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgMatches, Command};
 
-use crate::help::{command_help, find_flag, go_defaults, takes_value, top_help};
+use super::help::{command_help, find_flag, go_defaults, takes_value, top_help};
 
 /// What to do after looking at the command line.
 #[derive(Debug)]

@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
-use super::rpc::{RpcError, HOPS};
+use super::wire::{RpcError, HOPS};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

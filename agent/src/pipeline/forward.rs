@@ -1,115 +1,65 @@
-//! Forwarding HTTP API calls, as Consul's RPC layer does.
+//! Step 3's other half: carrying a request that [`super::route`] sent
+//! elsewhere, as Consul's RPC layer forwards.
 //!
 //! A follower sends every request on replicated state to the leader unless
 //! it asks for `?stale`; a client agent, which holds no state, sends them to
 //! a server (which answers `?stale` itself or forwards on). The request goes
 //! whole over the server RPC port and the answer comes back unchanged, so
-//! headers such as `X-Consul-Index` are the leader's.
+//! headers such as `X-Consul-Index` are the leader's. On the server the
+//! envelope enters the same pipeline ([`serve_tunnelled`]). Whole snapshots
+//! (`/v1/snapshot`) are streamed instead ([`forward_snapshot`]).
+//!
+//! Issue 16 gives the RPC client its TLS settings ([`crate::rpc::client`]);
+//! issue 18 shares one forwarded blocking query among identical waiters.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use tokio_util::either::Either;
 use tower::ServiceExt;
 
-use super::rpc::{hops, RpcError, AGENT_NODE, HOPS};
-use super::Upstream;
-use crate::http::params::Query;
-use crate::http::{ApiError, Shared, MAX_BODY};
+use super::body::MAX_BODY;
+use super::context::RequestCtx;
+use super::error::ApiError;
+use super::route::{is_read, SNAPSHOT};
+use crate::app::Shared;
+use crate::cluster::Upstream;
+use crate::rpc::client::{RpcError, AGENT_NODE, HOPS};
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
 const HOLD: Duration = Duration::from_secs(7);
-/// Whole snapshots go through here: streamed, see [`forward_snapshot`].
-const SNAPSHOT: &str = "/v1/snapshot";
 /// Where they go on the server RPC port.
 pub const SNAPSHOT_PATH: &str = "/rpc/snapshot";
 const MAX_HOPS: u32 = 3;
 
-/// Paths answered from replicated state (the rest are agent-local).
-fn replicated(path: &str, client: bool) -> bool {
-    const PREFIXES: [&str; 10] = [
-        "/v1/internal/ui/",
-        "/v1/kv",
-        "/v1/txn",
-        "/v1/catalog/",
-        "/v1/health/",
-        "/v1/session/",
-        "/v1/operator/",
-        "/v1/coordinate/",
-        "/v1/query",
-        SNAPSHOT,
-    ];
-    if path == "/v1/catalog/datacenters" {
-        return false;
-    }
-    PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
-}
+/// Forwarding, boxed: see [`super::entry`].
+pub type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-/// Reads only the leader answers, `?stale` or not.
-const LEADER_ONLY: [&str; 2] = [
-    "/v1/operator/autopilot/health",
-    "/v1/operator/autopilot/state",
-];
-
-/// Reads may be repeated on another server; every other method is a write.
-fn is_read(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD)
-}
-
-type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
-
-/// axum middleware: answer here, or forward.
-///
-/// Not an async fn: a request answered here (a parked blocking query among
-/// them) would otherwise carry the forwarding state machine, an HTTP client
-/// call, for its whole life. Forwarding is boxed instead.
-pub fn middleware(
-    State(s): State<Shared>,
+/// Carry `req` to `up` (the leader, or a server) and answer with its answer.
+pub fn forward_boxed(
+    s: Shared,
+    up: Upstream,
+    ctx: RequestCtx,
     req: Request,
     next: Next,
-) -> Either<impl Future<Output = Response> + Send, Forwarding> {
-    match upstream_for(&s, &req) {
-        None => Either::Left(next.run(req)),
-        Some(up) if req.uri().path() == SNAPSHOT => {
-            Either::Right(Box::pin(forward_snapshot(s, up, req, next)))
-        }
-        Some(up) => Either::Right(Box::pin(forward(s, up, req, next))),
+) -> Forwarding {
+    if req.uri().path() == SNAPSHOT {
+        return Box::pin(forward_snapshot(s, up, ctx, req, next));
     }
+    Box::pin(forward(s, up, ctx, req, next))
 }
 
-/// Where `req` must go, or `None` to answer it here.
-fn upstream_for(s: &Shared, req: &Request) -> Option<Upstream> {
+async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: Next) -> Response {
     let client = s.raft.is_none();
-    if !replicated(req.uri().path(), client) {
-        return None;
-    }
-    // The leader answers everything itself: decide that before any work.
-    if !client && s.leadership.is_leader() {
-        return None;
-    }
-    let up = s.upstream.as_ref()?;
     let writes = !is_read(req.method());
-    // Autopilot's health is the leader's view (Consul requires it there).
-    let leader_only = LEADER_ONLY.contains(&req.uri().path());
-    if !client && !writes && !leader_only && Query::parse(req.uri().query()).has("stale") {
-        return None;
-    }
-    Some(up.clone())
-}
-
-async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response {
-    let client = s.raft.is_none();
-    let query = Query::parse(req.uri().query());
-    let writes = !is_read(req.method());
-    let hop = hops(req.headers());
+    let hop = ctx.hops;
     if hop >= MAX_HOPS {
         return ApiError::Internal(
             "request forwarded too many times (servers disagree on the leader)".into(),
@@ -137,7 +87,7 @@ async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response 
     // A forwarded write gets less: its error must reach the client before
     // the client's own timeout, or the client cannot tell it failed (the
     // write connection is torn down then, so it cannot arrive later).
-    let timeout = if query.has("index") {
+    let timeout = if ctx.query.has("index") {
         Duration::from_secs(11 * 60)
     } else if writes {
         Duration::from_secs(10)
@@ -158,6 +108,7 @@ async fn forward(s: Shared, up: Upstream, req: Request, next: Next) -> Response 
             *req.method_mut() = parts.method;
             *req.uri_mut() = parts.uri;
             *req.headers_mut() = parts.headers;
+            req.extensions_mut().insert(ctx);
             return next.run(req).await;
         }
         for target in up.targets() {
@@ -327,9 +278,15 @@ fn hop_by_hop(h: &HeaderName) -> bool {
 /// the body and the answer are streamed through [`SNAPSHOT_PATH`] (not
 /// buffered), with a long timeout, to one target (a streamed body cannot be
 /// sent twice).
-async fn forward_snapshot(s: Shared, up: Upstream, req: Request, next: Next) -> Response {
+async fn forward_snapshot(
+    s: Shared,
+    up: Upstream,
+    ctx: RequestCtx,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let client = s.raft.is_none();
-    let hop = hops(req.headers());
+    let hop = ctx.hops;
     if hop >= MAX_HOPS {
         return ApiError::Internal(
             "request forwarded too many times (servers disagree on the leader)".into(),
@@ -339,6 +296,7 @@ async fn forward_snapshot(s: Shared, up: Upstream, req: Request, next: Next) -> 
     let deadline = tokio::time::Instant::now() + HOLD;
     let target = loop {
         if !client && s.leadership.is_leader() {
+            req.extensions_mut().insert(ctx);
             return next.run(req).await;
         }
         if let Some(t) = up.targets().into_iter().next() {
@@ -394,7 +352,7 @@ async fn forward_snapshot(s: Shared, up: Upstream, req: Request, next: Next) -> 
 /// the API router `api` (which forwards it on when this server is not the
 /// leader), its answer streamed back.
 pub async fn serve_snapshot(api: Router, req: Request) -> Response {
-    let hop = hops(req.headers());
+    let hop = super::context::hops(req.headers());
     let (mut parts, body) = req.into_parts();
     if !matches!(parts.method, Method::GET | Method::PUT) {
         return (

@@ -1,0 +1,48 @@
+//! The request pipeline: every HTTP API request takes the same steps, each
+//! in a module of its own, so that a concern the next issues add (ACLs,
+//! TLS, datacenters, request merging) has one place on every request.
+//!
+//! # How a request travels
+//! 1. [`entry`]: the axum middleware on every API route.
+//! 2. [`context`]: the common query — `dc`, `token`, consistency
+//!    (`stale`/`consistent`), `index`/`wait`, `cached`, `filter`, the hop
+//!    count — parsed once into a [`context::RequestCtx`].
+//! 3. [`auth`]: who is asking (a no-op until ACLs, issue 15).
+//! 4. [`route`]: answered here, by the leader (from a follower) or by a
+//!    server (from a client agent); later by another datacenter (issue 17).
+//!    Elsewhere means [`forward`]: the request goes whole over server RPC
+//!    and re-enters this pipeline there ([`forward::serve_tunnelled`]).
+//! 5. The handler (`crate::http::*`) takes the context, never re-parses
+//!    the query nor decides forwarding; a read checks it may be answered
+//!    here ([`route`]'s `gate`: the leader lease or a quorum).
+//! 6. [`block`]: the blocking wait of a read with `?index`.
+//! 7. [`render`]: JSON and the `X-Consul-*` headers; [`error`] maps
+//!    failures to Consul's status codes and texts.
+//!
+//! RPCs arriving on the server port (forwarded writes, DNS lookups) take
+//! the same steps in small: [`context::RpcCtx`] (hops), [`auth`], then the
+//! RPC's own route (the proposer, or the DNS lookup, each forwards to the
+//! leader when it must).
+//!
+//! # How a write travels
+//! A handler validates the request and builds a `Command`; [`write`] hands
+//! it to the proposer ([`crate::raft::proposer`]), which on the leader
+//! folds it with other writes into one raft entry (group commit, one fsync)
+//! and elsewhere sends it to the leader over server RPC (`/rpc/write`).
+//! Once a quorum has it, the state machine applies it to the tables and
+//! wakes the watchers of what changed; the handler answers with the
+//! outcome. A write that came in on a follower was forwarded whole in
+//! step 4, so it is the leader's handler that proposes it.
+//!
+//! - [`body`]: body size limits and Consul's answers to bad bodies.
+
+pub mod auth;
+pub mod block;
+pub mod body;
+pub mod context;
+pub mod entry;
+pub mod error;
+pub mod forward;
+pub mod render;
+pub mod route;
+pub mod write;

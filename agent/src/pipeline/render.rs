@@ -1,0 +1,50 @@
+//! Step 6 of the pipeline: the answer in Consul's shape — JSON bodies
+//! (`?pretty` indents) and the `X-Consul-*` headers of every read. Errors
+//! become Consul's status codes and texts in [`super::error`].
+
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::context::Consistency;
+use super::error::ApiError;
+use crate::app::AppState;
+
+static X_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+static X_KNOWN_LEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
+static X_LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+static X_CONSISTENCY: HeaderName = HeaderName::from_static("x-consul-effective-consistency");
+
+impl AppState {
+    /// Add the read headers every Consul client expects (on 404s too).
+    pub fn meta(&self, resp: &mut Response, index: u64, c: Consistency) {
+        let h = resp.headers_mut();
+        h.insert(X_INDEX.clone(), HeaderValue::from(index.max(1)));
+        h.insert(
+            X_KNOWN_LEADER.clone(),
+            HeaderValue::from_static(if self.leadership.known() {
+                "true"
+            } else {
+                "false"
+            }),
+        );
+        h.insert(
+            X_LAST_CONTACT.clone(),
+            HeaderValue::from(self.leadership.last_contact_ms()),
+        );
+        h.insert(X_CONSISTENCY.clone(), HeaderValue::from_static(c.header()));
+    }
+}
+
+/// Serialize `v` as a JSON response (`?pretty` indents).
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T, pretty: bool) -> Response {
+    let body = if pretty {
+        serde_json::to_vec_pretty(v)
+    } else {
+        serde_json::to_vec(v)
+    };
+    match body {
+        Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
+    }
+}

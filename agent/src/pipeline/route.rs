@@ -1,0 +1,132 @@
+//! Step 3 of the pipeline: where a request is answered — here, by the
+//! leader (from a follower), or by a server (from a client agent) — and,
+//! for a read answered here, whether this agent may answer it now
+//! ([`AppState::gate`]: the leader lease, or a quorum's confirmation).
+//!
+//! Issue 17 adds a route: a request whose `?dc=` names another datacenter
+//! goes to a server of that datacenter ([`RequestCtx::check_dc`] refuses
+//! it today). A forwarded request is carried by [`super::forward`].
+
+use std::time::Duration;
+
+use axum::http::Method;
+
+use super::context::{Consistency, RequestCtx};
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::cluster::Upstream;
+
+/// How long a read waits for a quorum to confirm the leader (Consul's rpc_hold_timeout).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Whole snapshots: replicated state, forwarded streamed (see
+/// [`super::forward`]).
+pub const SNAPSHOT: &str = "/v1/snapshot";
+
+/// Where a request goes.
+pub enum Route {
+    /// This agent answers (agent endpoints, the leader, `?stale` reads on
+    /// a follower).
+    Here,
+    /// A follower sends it to the leader.
+    Leader(Upstream),
+    /// A client agent, which holds no state, sends it to a server.
+    Server(Upstream),
+}
+
+/// Paths answered from replicated state (the rest are agent-local).
+fn replicated(path: &str, client: bool) -> bool {
+    const PREFIXES: [&str; 10] = [
+        "/v1/internal/ui/",
+        "/v1/kv",
+        "/v1/txn",
+        "/v1/catalog/",
+        "/v1/health/",
+        "/v1/session/",
+        "/v1/operator/",
+        "/v1/coordinate/",
+        "/v1/query",
+        SNAPSHOT,
+    ];
+    if path == "/v1/catalog/datacenters" {
+        return false;
+    }
+    PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
+}
+
+/// Reads only the leader answers, `?stale` or not.
+const LEADER_ONLY: [&str; 2] = [
+    "/v1/operator/autopilot/health",
+    "/v1/operator/autopilot/state",
+];
+
+/// Reads may be repeated on another server; every other method is a write.
+pub fn is_read(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD)
+}
+
+/// Where a request with this method, path and context is answered.
+pub fn decide(s: &AppState, method: &Method, path: &str, ctx: &RequestCtx) -> Route {
+    let client = s.raft.is_none();
+    if !replicated(path, client) {
+        return Route::Here;
+    }
+    // The leader answers everything itself: decided before any other work.
+    if !client && s.leadership.is_leader() {
+        return Route::Here;
+    }
+    let Some(up) = s.upstream.as_ref() else {
+        return Route::Here;
+    };
+    if client {
+        return Route::Server(up.clone());
+    }
+    // Autopilot's health is the leader's view (Consul requires it there).
+    let leader_only = LEADER_ONLY.contains(&path);
+    if is_read(method) && !leader_only && ctx.query.has("stale") {
+        return Route::Here;
+    }
+    Route::Leader(up.clone())
+}
+
+impl AppState {
+    /// Make sure a read with this consistency may be answered here.
+    ///
+    /// Default reads are answered from local state while the leader lease
+    /// holds (an atomic load); otherwise, on a leader, only after a quorum
+    /// confirms it still leads, as `?consistent` reads always are.
+    pub async fn gate(&self, c: Consistency) -> Result<(), ApiError> {
+        match c {
+            Consistency::Stale => Ok(()),
+            Consistency::Default if self.leadership.lease_valid() => Ok(()),
+            Consistency::Default if self.leadership.is_leader() => self.confirm_leadership().await,
+            Consistency::Default => Err(ApiError::NoLeader),
+            // A lone voter's lease is the quorum's answer.
+            Consistency::Consistent if self.leadership.sole_leader() => Ok(()),
+            Consistency::Consistent => self.confirm_leadership().await,
+        }
+    }
+
+    /// A heartbeat round: this node still leads, and has applied everything
+    /// committed before the read arrived.
+    async fn confirm_leadership(&self) -> Result<(), ApiError> {
+        let Some(raft) = self.raft.as_ref() else {
+            return Err(ApiError::NoLeader);
+        };
+        // Raft cannot answer while a write waits for the disk.
+        if self.leadership.storage().failing() {
+            return Err(ApiError::NoLeader);
+        }
+        // Boxed: openraft's future is large, and every read's future
+        // (parked for minutes when blocking) would carry it.
+        let check = Box::pin(raft.ensure_linearizable());
+        match tokio::time::timeout(CONFIRM_TIMEOUT, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "read refused: leadership not confirmed");
+                Err(ApiError::NoLeader)
+            }
+            Err(_) => Err(ApiError::NoLeader),
+        }
+    }
+}
