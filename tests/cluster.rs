@@ -1002,6 +1002,12 @@ fn servers_leave_join_and_remove_peer() {
     let victim = (leader + 1) % 3;
     c.servers[victim].as_mut().unwrap().kill9();
     c.servers[victim] = None;
+    // Only once gossip has it failed: a server still alive in gossip is
+    // added back by the leader's reconciliation, as Consul's is.
+    let name = format!("s{victim}");
+    wait_for("the killed server failed", Duration::from_secs(30), || {
+        (members(c.server(leader)).get(&name).map(|m| m.0) == Some(4)).then_some(())
+    });
     let address = format!("127.0.0.1:{}", c.server_ports[victim].server);
     let out = run_cli(
         &c.server(leader).addr,
