@@ -69,6 +69,7 @@ summary="$(awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d pas
 # What failed, kept for the end of the run (CI shows its tail): each
 # failing test's output, and any test binary that died without a verdict.
 failures="$(awk '/^failures:$/ { on = 1 } on { print } /^test result:/ { on = 0 }
+  /overflowed its stack|^fatal runtime error/ { print }
   /^error: test failed|process didn.t exit successfully|^error: [0-9]+ targets? failed/ { print; getline; print }' "$log" | tail -n 150)"
 rm -f "$log"
 echo "$summary"

@@ -779,12 +779,21 @@ fn history_is_linearizable_across_a_leader_kill() {
     }
     eprintln!("{ops} operations, {} with unknown outcome", open.len());
     assert!(ops > 100, "too few operations: {ops}");
-    for (k, t) in &testers {
-        assert!(
-            t.is_consistent(),
-            "history of {k} is not linearizable ({} ops)",
-            t.len()
-        );
+    // The checker searches recursively, a few frames per operation: a
+    // long history overflows a test thread's 2 MiB stack (it did in CI).
+    let verdicts: Vec<(String, bool, usize)> = thread::Builder::new()
+        .stack_size(512 << 20)
+        .spawn(move || {
+            testers
+                .iter()
+                .map(|(k, t)| (k.clone(), t.is_consistent(), t.len()))
+                .collect()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    for (k, consistent, len) in verdicts {
+        assert!(consistent, "history of {k} is not linearizable ({len} ops)");
     }
 }
 
