@@ -146,9 +146,17 @@ fn client_agent_answers_dns() {
             .filter(|a| !a.is_empty())
             .map(|_| ())
     });
-    wait_for("n3 in the catalog", Duration::from_secs(20), || {
-        get(&server, "/v1/catalog/node/n3").map(|_| ())
-    });
+    // With its meta: the server registers a joining node from gossip first,
+    // the client's own sync (node meta) lands just after, as in Consul.
+    wait_for(
+        "n3 and its meta in the catalog",
+        Duration::from_secs(20),
+        || {
+            get(&server, "/v1/catalog/node/n3")?["Node"]["Meta"]
+                .get("consul-network-segment")
+                .map(|_| ())
+        },
+    );
     for proto in ["+notcp", "+tcp"] {
         let (st, ans) = dig("127.0.0.52", &[proto, "n3.node.consul"]);
         assert_eq!(st, "NOERROR", "{proto} {ans:?}\n{}", c.log_text());
@@ -286,6 +294,22 @@ fn server_dns_allow_stale_and_max_stale() {
         .position(|ip| leader.starts_with(&format!("{ip}:")))
         .expect("a leader among the servers");
     let survivor = (li + 1) % 3;
+    // The survivor's own state must hold all three passing before the
+    // others go: a follower may not yet have applied the last health update
+    // (its answers below come from its own state).
+    wait_for(
+        "the survivor's state to hold 3 passing",
+        Duration::from_secs(20),
+        || {
+            get(
+                &servers[survivor],
+                "/v1/health/service/consul?passing&stale",
+            )?
+            .as_array()
+            .filter(|a| a.len() == 3)
+            .map(|_| ())
+        },
+    );
     for (i, s) in servers.iter_mut().enumerate() {
         if i != survivor {
             s.kill9();
