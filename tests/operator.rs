@@ -65,8 +65,10 @@ fn cluster(dir: &Path) -> Vec<Member> {
                 "3",
                 "-node",
                 &node,
+                // Port 0: the agent logs the one it got (a pre-picked port can
+                // be taken by another test before the agent binds it).
                 "-http-port",
-                &p(0),
+                "0",
                 "-server-port",
                 &p(1),
                 "-serf-lan-port",
