@@ -235,6 +235,17 @@ pub async fn autopilot_put(
     }
 }
 
+/// The leader's view of the servers' health, for `/health` and `/state`.
+async fn leader_health(
+    s: &Shared,
+    ctx: &RequestCtx,
+) -> Result<crate::cluster::health::ClusterHealth, ApiError> {
+    ctx.check_dc()?;
+    crate::cluster::health::collect(s)
+        .await
+        .map_err(|_| ApiError::NoLeader)
+}
+
 /// `GET /v1/operator/autopilot/health`: 429 when a server is unhealthy, as
 /// Consul.
 pub async fn autopilot_health(
@@ -242,10 +253,7 @@ pub async fn autopilot_health(
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let q = &ctx.query;
-    ctx.check_dc()?;
-    let h = crate::cluster::health::collect(&s)
-        .await
-        .map_err(|_| ApiError::NoLeader)?;
+    let h = leader_health(&s, &ctx).await?;
     let status = if h.healthy {
         StatusCode::OK
     } else {
@@ -264,10 +272,7 @@ pub async fn autopilot_state(
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let q = &ctx.query;
-    ctx.check_dc()?;
-    let h = crate::cluster::health::collect(&s)
-        .await
-        .map_err(|_| ApiError::NoLeader)?;
+    let h = leader_health(&s, &ctx).await?;
     Ok(json(
         StatusCode::OK,
         &crate::cluster::health::state_json(&h),
