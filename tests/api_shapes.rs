@@ -389,19 +389,7 @@ fn health_endpoints() {
 fn kv_session_event_txn() {
     let a = Agent::dev(&["-node", "shape-k"]);
     let c = client();
-    // Sessions need the node's serfHealth check, which anti-entropy
-    // registers just after start (Consul has the same window).
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            c.get(format!("{}/v1/health/node/shape-k", a.url))
-                .send()
-                .ok()
-                .and_then(|r| r.json::<Value>().ok())
-                .and_then(|v| v.as_array().cloned())
-                .is_some_and(|v| v.iter().any(|c| c["CheckID"] == "serfHealth"))
-        }),
-        "serfHealth never registered"
-    );
+    a.wait_serf_health();
     let dir_entry = [
         "LockIndex",
         "Key",

@@ -23,18 +23,6 @@ fn get(a: &Agent, path: &str) -> Value {
         .unwrap()
 }
 
-/// Wait until anti-entropy has put the agent's node and its serfHealth
-/// check in the catalog (just after start): sessions need the check, and
-/// instances list it.
-fn wait_serf(a: &Agent, node: &str) {
-    let ok = wait_until(Duration::from_secs(20), || {
-        get(a, &format!("/v1/health/node/{node}"))
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["CheckID"] == "serfHealth"))
-    });
-    assert!(ok, "serfHealth never registered; log:\n{}", a.log_text());
-}
-
 /// Render `tmpl` once with `-template` against `a`; the output file's text.
 fn render_once(a: &Agent, tmpl: &str, extra: &[&str]) -> (CliOutput, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +46,7 @@ fn render_once(a: &Agent, tmpl: &str, extra: &[&str]) -> (CliOutput, String) {
 #[test]
 fn kv_pairs_have_keypair_fields() {
     let a = Agent::dev(&["-node", "kv1"]);
-    wait_serf(&a, "kv1");
+    a.wait_serf_health();
     let r = client()
         .put(format!("{}/v1/kv/x/a?flags=42", a.url))
         .body("one")
@@ -172,7 +160,7 @@ fn encoders_print_keypairs_like_consul_template() {
 #[test]
 fn catalog_fields_like_consul_template() {
     let a = Agent::dev(&["-node", "cat1"]);
-    wait_serf(&a, "cat1");
+    a.wait_serf_health();
     let reg = json!({"Name": "web", "ID": "w1", "Port": 8080, "Tags": ["zeta", "alpha"],
         "Meta": {"version": "7"}, "Weights": {"Passing": 3, "Warning": 2},
         "TaggedAddresses": {"lan": {"Address": "10.1.1.1", "Port": 8081}},

@@ -165,6 +165,7 @@ impl Fixture {
 }
 
 fn fixture(a: &Agent) -> Fixture {
+    a.wait_serf_health();
     put_kv(a, "hard/a", "1");
     put_kv(a, "hard/b", "2");
     put_json(

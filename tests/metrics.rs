@@ -498,6 +498,7 @@ fn session_ttl_invalidation_is_timed() {
         r#"{"prometheus_retention_time": "2m", "disable_hostname": true}"#,
     );
     let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    a.wait_serf_health();
     let r: Value = client()
         .put(format!("{}/v1/session/create", a.url))
         .body(r#"{"TTL": "10s", "Behavior": "delete"}"#)

@@ -199,6 +199,31 @@ impl Agent {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Wait until anti-entropy has registered this agent's serfHealth check,
+    /// passing, in the catalog (just after start): a default session checks
+    /// it, so creating one before then is refused (as in Consul).
+    pub fn wait_serf_health(&self) {
+        let c = client();
+        let url = format!("{}/v1/agent/self", self.url);
+        let node = wait_for("the agent's node name", Duration::from_secs(20), || {
+            let v: serde_json::Value = c.get(&url).send().ok()?.json().ok()?;
+            v["Config"]["NodeName"].as_str().map(str::to_string)
+        });
+        let url = format!("{}/v1/health/node/{node}", self.url);
+        let ok = wait_until(Duration::from_secs(20), || {
+            c.get(&url)
+                .send()
+                .ok()
+                .and_then(|r| r.json::<serde_json::Value>().ok())
+                .and_then(|v| v.as_array().cloned())
+                .is_some_and(|v| {
+                    v.iter()
+                        .any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing")
+                })
+        });
+        assert!(ok, "serfHealth never passing; log:\n{}", self.log_text());
+    }
+
     /// SIGKILL, no chance to flush.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
