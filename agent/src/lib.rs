@@ -13,6 +13,9 @@
 //!   RPC port, gossip, raft, the shared state, the listeners), waiting,
 //!   graceful shutdown; [`banner`]: what it prints as it starts.
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
+//! - [`acl`]: ACL rules (HCL/JSON), the authorizer (Consul's precedence),
+//!   the `acl` config block; the tables are `state::acl`, the API
+//!   `http::acl`, resolution the pipeline's auth step.
 //! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
 //! - [`consul_keys`]: the config-file keys Consul accepts (typos are errors).
 //! - [`pipeline`]: the steps every API request takes (below).
@@ -87,6 +90,7 @@
 //! the entry, the state machine applies it to the tables and wakes the
 //! watchers of what changed, and the handler answers with the outcome.
 
+pub mod acl;
 pub mod agent;
 pub mod apiclient;
 pub mod app;

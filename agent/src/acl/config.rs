@@ -1,0 +1,191 @@
+//! The agent's `acl` block (JSON or HCL), and the pre-1.4 top-level keys
+//! still found in configs (`acl_master_token`, `acl_default_policy`, ...).
+//!
+//! ```hcl
+//! acl {
+//!   enabled        = true
+//!   default_policy = "deny"
+//!   down_policy    = "extend-cache"
+//!   enable_token_persistence = true
+//!   tokens { initial_management = "..." agent = "..." default = "..." }
+//! }
+//! ```
+
+use serde_json::Value;
+
+use super::authorizer::DefaultPolicy;
+
+/// `acl.down_policy`: what a client agent does when no server answers a
+/// token lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DownPolicy {
+    #[default]
+    ExtendCache,
+    AsyncCache,
+    Allow,
+    Deny,
+}
+
+/// Secrets are kept out of `Debug` (the config is logged in places).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub Option<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "<hidden>" } else { "None" })
+    }
+}
+
+impl Secret {
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref().filter(|s| !s.is_empty())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AclConfig {
+    pub enabled: bool,
+    pub default_policy: DefaultPolicy,
+    pub down_policy: DownPolicy,
+    pub enable_token_persistence: bool,
+    pub enable_key_list_policy: bool,
+    pub initial_management: Secret,
+    pub agent: Secret,
+    pub default: Secret,
+    pub agent_recovery: Secret,
+    pub replication: Secret,
+}
+
+impl AclConfig {
+    /// Merge one file's `acl` object. Errors name the key.
+    pub fn merge(&mut self, val: &Value) -> Result<(), String> {
+        for (k, v) in object(val, "acl")? {
+            let bad = |want: &str| format!("acl.{k}: expected {want}");
+            let b = || v.as_bool().ok_or_else(|| bad("true or false"));
+            match k.as_str() {
+                "enabled" => self.enabled = b()?,
+                "enable_token_persistence" => self.enable_token_persistence = b()?,
+                "enable_key_list_policy" => self.enable_key_list_policy = b()?,
+                "default_policy" => {
+                    self.default_policy =
+                        default_policy(v).ok_or_else(|| bad("\"allow\" or \"deny\""))?
+                }
+                "down_policy" => {
+                    self.down_policy = down_policy(v).ok_or_else(|| {
+                        bad("\"extend-cache\", \"async-cache\", \"allow\" or \"deny\"")
+                    })?
+                }
+                "tokens" => self.merge_tokens(v)?,
+                // Read by Consul, meaningless for one datacenter.
+                "policy_ttl" | "role_ttl" | "token_ttl" | "enable_token_replication" => {}
+                other => return Err(format!("acl: unknown key {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_tokens(&mut self, val: &Value) -> Result<(), String> {
+        for (k, v) in object(val, "acl.tokens")? {
+            let s = v
+                .as_str()
+                .map(|s| Secret(Some(s.to_string())))
+                .ok_or_else(|| format!("acl.tokens.{k}: expected a string"))?;
+            match k.as_str() {
+                "initial_management" | "master" => self.initial_management = s,
+                "agent" => self.agent = s,
+                "default" => self.default = s,
+                "agent_recovery" | "agent_master" => self.agent_recovery = s,
+                "replication" => self.replication = s,
+                other => return Err(format!("acl.tokens: unknown key {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The legacy top-level keys; `Ok(false)` for a key that is not one.
+    pub fn merge_legacy(&mut self, key: &str, v: &Value) -> Result<bool, String> {
+        let s = || {
+            v.as_str()
+                .map(|s| Secret(Some(s.to_string())))
+                .ok_or_else(|| format!("{key}: expected a string"))
+        };
+        match key {
+            "acl_master_token" => self.initial_management = s()?,
+            "acl_token" => self.default = s()?,
+            "acl_agent_token" => self.agent = s()?,
+            "acl_agent_master_token" => self.agent_recovery = s()?,
+            "acl_default_policy" => {
+                self.default_policy = default_policy(v)
+                    .ok_or_else(|| format!("{key}: expected \"allow\" or \"deny\""))?
+            }
+            "acl_down_policy" => {
+                self.down_policy = down_policy(v).ok_or_else(|| format!("{key}: invalid"))?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+fn object<'a>(val: &'a Value, what: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
+    match val {
+        Value::Object(o) => Ok(o),
+        // HCL blocks may come as a one-element list.
+        Value::Array(a) if a.len() == 1 => object(&a[0], what),
+        _ => Err(format!("{what}: expected an object")),
+    }
+}
+
+fn default_policy(v: &Value) -> Option<DefaultPolicy> {
+    match v.as_str()? {
+        "allow" => Some(DefaultPolicy::Allow),
+        "deny" => Some(DefaultPolicy::Deny),
+        _ => None,
+    }
+}
+
+fn down_policy(v: &Value) -> Option<DownPolicy> {
+    match v.as_str()? {
+        "extend-cache" => Some(DownPolicy::ExtendCache),
+        "async-cache" => Some(DownPolicy::AsyncCache),
+        "allow" => Some(DownPolicy::Allow),
+        "deny" => Some(DownPolicy::Deny),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_hcl_blocks() {
+        let mut c = AclConfig::default();
+        let v: Value = serde_json::from_str(
+            r#"{"enabled": true, "default_policy": "deny", "down_policy": "deny",
+                "tokens": {"initial_management": "root", "agent": "ag", "default": "df"}}"#,
+        )
+        .unwrap();
+        c.merge(&v).unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.default_policy, DefaultPolicy::Deny);
+        assert_eq!(c.down_policy, DownPolicy::Deny);
+        assert_eq!(c.initial_management.get(), Some("root"));
+        assert_eq!(c.default.get(), Some("df"));
+        assert!(
+            !format!("{c:?}").contains("root"),
+            "secrets stay out of Debug"
+        );
+        let h: Value = hcl::from_str(
+            "acl {\n enabled = true\n default_policy = \"allow\"\n tokens {\n agent = \"x\"\n }\n}",
+        )
+        .unwrap();
+        let mut c = AclConfig::default();
+        c.merge(&h["acl"]).unwrap();
+        assert_eq!((c.enabled, c.agent.get()), (true, Some("x")));
+        assert!(c
+            .merge(&serde_json::json!({"default_policy": "maybe"}))
+            .is_err());
+        assert!(c.merge(&serde_json::json!({"bogus": 1})).is_err());
+    }
+}
