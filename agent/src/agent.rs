@@ -359,6 +359,7 @@ fn shared_state(
         local,
         events,
         flags,
+        acl_tokens: crate::acl::config::AgentTokens::from_config(&config.acl),
         shutdown: shutdown.clone(),
         started: Instant::now(),
     }))
@@ -403,6 +404,9 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
         state.proposer.clone(),
         state.shutdown.clone(),
     ));
+    if state.config.acl.enabled && state.raft.is_some() {
+        tokio::spawn(crate::acl::leader::run(state.clone()));
+    }
     if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);
     }

@@ -4,6 +4,8 @@
 //! and among rules for the same name from several policies `deny` wins.
 //! A name no rule covers gets the agent's `default_policy`.
 
+use serde::{Deserialize, Serialize};
+
 use super::rules::{Global, Level, Resource, Rules};
 
 /// What a request needs of a resource.
@@ -27,7 +29,7 @@ impl Need {
 }
 
 /// `acl.default_policy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum DefaultPolicy {
     #[default]
     Allow,
@@ -35,7 +37,7 @@ pub enum DefaultPolicy {
 }
 
 /// One token's authority.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Authorizer {
     /// A management token (`global-management`): everything.
     Manage,

@@ -11,6 +11,9 @@
 //! }
 //! ```
 
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use super::authorizer::DefaultPolicy;
@@ -124,6 +127,58 @@ impl AclConfig {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+}
+
+/// The agent's own tokens at run time: from the config, replaced by
+/// `PUT /v1/agent/token/<kind>` (kept in memory).
+#[derive(Default)]
+pub struct AgentTokens {
+    default: RwLock<Option<Arc<str>>>,
+    agent: RwLock<Option<Arc<str>>>,
+    recovery: RwLock<Option<Arc<str>>>,
+    replication: RwLock<Option<Arc<str>>>,
+}
+
+impl std::fmt::Debug for AgentTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentTokens")
+    }
+}
+
+impl AgentTokens {
+    pub fn from_config(c: &AclConfig) -> Self {
+        let s = |x: &Secret| RwLock::new(x.get().map(Arc::from));
+        Self {
+            default: s(&c.default),
+            agent: s(&c.agent),
+            recovery: s(&c.agent_recovery),
+            replication: s(&c.replication),
+        }
+    }
+
+    /// The `default` token (requests without one act with it; DNS too).
+    pub fn default_token(&self) -> Option<Arc<str>> {
+        self.default.read().clone()
+    }
+
+    /// The `agent` token (the agent's own work), else the default one.
+    pub fn agent_token(&self) -> Option<Arc<str>> {
+        self.agent.read().clone().or_else(|| self.default_token())
+    }
+
+    /// Replace one (Consul's kinds and their legacy names); false for an
+    /// unknown kind. An empty token clears it.
+    pub fn set(&self, kind: &str, token: String) -> bool {
+        let slot = match kind {
+            "default" | "acl_token" => &self.default,
+            "agent" | "acl_agent_token" => &self.agent,
+            "agent_recovery" | "agent_master" | "acl_agent_master_token" => &self.recovery,
+            "replication" | "acl_replication_token" => &self.replication,
+            _ => return false,
+        };
+        *slot.write() = Some(token).filter(|t| !t.is_empty()).map(Arc::from);
+        true
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod authorizer;
 pub mod config;
+pub mod leader;
 pub mod rules;
 
 pub use authorizer::{Authorizer, DefaultPolicy, Need};

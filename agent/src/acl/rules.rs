@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// An access level. Ordered by precedence when policies are merged:
 /// `deny` beats `write` beats `list` beats `read` (Consul's
 /// `takesPrecedenceOver`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Level {
     Read,
     List,
@@ -41,7 +42,7 @@ impl Level {
 }
 
 /// The resources a rule names, each with an exact and a prefix form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Resource {
     Key,
     Service,
@@ -78,7 +79,7 @@ impl Resource {
 }
 
 /// The resources with a single level (`operator = "read"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Global {
     Operator,
     Acl,
@@ -100,7 +101,7 @@ impl Global {
 }
 
 /// One parsed policy: per resource, its exact and prefix rules.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     /// `(resource, prefix?) -> name -> level`.
     pub named: BTreeMap<(Resource, bool), BTreeMap<String, Level>>,

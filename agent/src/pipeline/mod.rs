@@ -37,6 +37,7 @@
 //! - [`body`]: body size limits and Consul's answers to bad bodies.
 
 pub mod auth;
+pub mod authz;
 pub mod block;
 pub mod body;
 pub mod context;
