@@ -554,6 +554,22 @@ fn serve_http(
 
 /// The DNS interface: a server answers from its store (asking the leader
 /// when it must), a client agent asks a server.
+/// DNS answers with the agent's default token; a token that does not
+/// resolve (or no server to ask) may see nothing.
+fn dns_acl(s: Shared) -> crate::dns::AclCheck {
+    Arc::new(move || {
+        let s = s.clone();
+        Box::pin(async move {
+            s.resolve_token(None).await.unwrap_or_else(|_| {
+                crate::pipeline::authz::Authz::Acl(Arc::new(crate::acl::Authorizer::from_policies(
+                    [],
+                    crate::acl::DefaultPolicy::Deny,
+                )))
+            })
+        })
+    })
+}
+
 async fn serve_dns(
     state: &Shared,
     tasks: &mut JoinSet<Result<(), AgentError>>,
@@ -573,12 +589,15 @@ async fn serve_dns(
             remote,
         },
     };
-    let handler = crate::dns::ConsulDns::new(
+    let mut handler = crate::dns::ConsulDns::new(
         state.store.clone(),
         config.datacenter.clone(),
         config.dns.clone(),
         mode,
     );
+    if config.acl.enabled {
+        handler = handler.with_acl(dns_acl(state.clone()));
+    }
     let (bound, task) = crate::dns::serve(addr, handler, state.shutdown.clone()).await?;
     tracing::info!("DNS listening on dns://{bound} (udp and tcp)");
     tasks.spawn(async move {

@@ -9,7 +9,8 @@ use crate::app::Shared;
 use crate::state::acl::{AclCommand, TokenRec, ANONYMOUS_ACCESSOR, MANAGEMENT_POLICY_ID};
 use crate::state::Command;
 
-const POLL: Duration = Duration::from_secs(1);
+/// Short: requests with the initial management token wait for it.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Until shutdown: whenever this server leads and something is missing,
 /// write it.

@@ -1,0 +1,417 @@
+//! ACLs against the real binary: bootstrap once, default deny, a
+//! `key_prefix "app/"` token (writes, recurse filtered, a blocking query
+//! not woken by keys it cannot read), whole transactions refused, service
+//! registration denied, DNS hiding a service, a deleted token refused at
+//! once, state surviving a restart, and python-consul / py-consul 1.5.1.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tribune_tests::{client, index_of, root, Agent};
+
+const ROOT: &str = "3f1e2d4c-0000-4000-8000-00000000aaaa";
+
+/// A config dir enabling ACLs (default deny) with `extra` inside `acl {}`.
+fn acl_dir(dir: &Path, extra: &str) -> String {
+    std::fs::write(
+        dir.join("acl.hcl"),
+        format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  {extra}\n}}\n"),
+    )
+    .unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+fn with_root(dir: &Path) -> String {
+    acl_dir(
+        dir,
+        &format!("tokens {{ initial_management = \"{ROOT}\" }}"),
+    )
+}
+
+/// The leader creates the initial management token just after it takes
+/// office: wait for it.
+fn wait_root(a: &Agent) {
+    let ok = tribune_tests::wait_until(Duration::from_secs(10), || {
+        call(a, "GET", "/v1/acl/token/self", Some(ROOT), None).status() == 200
+    });
+    assert!(
+        ok,
+        "the initial management token never worked; log:\n{}",
+        a.log_text()
+    );
+}
+
+/// An authenticated request (`X-Consul-Token`).
+fn call(
+    a: &Agent,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::blocking::Response {
+    let c = client();
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = c.request(m, format!("{}{path}", a.url));
+    if let Some(t) = token {
+        r = r.header("X-Consul-Token", t);
+    }
+    if let Some(b) = body {
+        r = r.body(b.to_string());
+    }
+    r.send().unwrap()
+}
+
+fn ok_json(r: reqwest::blocking::Response) -> Value {
+    let status = r.status();
+    let text = r.text().unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A policy and a token holding it; returns the token's secret.
+fn token_with(a: &Agent, name: &str, rules: &str) -> (String, String) {
+    let p = ok_json(call(
+        a,
+        "PUT",
+        "/v1/acl/policy",
+        Some(ROOT),
+        Some(json!({"Name": name, "Rules": rules})),
+    ));
+    let t = ok_json(call(
+        a,
+        "PUT",
+        "/v1/acl/token",
+        Some(ROOT),
+        Some(json!({"Policies": [{"ID": p["ID"]}], "Description": name})),
+    ));
+    (
+        t["SecretID"].as_str().unwrap().to_string(),
+        t["AccessorID"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Bootstrap works once (then 403 with Consul's text naming the reset
+/// index); the anonymous token may neither read nor write KV.
+#[test]
+fn bootstrap_once_and_default_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &acl_dir(dir.path(), "")]);
+    let r = call(&a, "PUT", "/v1/acl/bootstrap", None, None);
+    let boot = ok_json(r);
+    let secret = boot["SecretID"].as_str().unwrap();
+    assert_eq!(boot["Policies"][0]["Name"], "global-management");
+    let again = call(&a, "PUT", "/v1/acl/bootstrap", None, None);
+    assert_eq!(again.status(), 403);
+    let text = again.text().unwrap();
+    assert!(
+        text.starts_with("Permission denied: ACL bootstrap no longer allowed (reset index: "),
+        "{text}"
+    );
+    let r = call(&a, "PUT", "/v1/kv/app/x", None, Some(json!(1)));
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().unwrap(), "Permission denied");
+    assert_eq!(call(&a, "GET", "/v1/kv/app/x", None, None).status(), 403);
+    // The bootstrap token manages everything; an unknown one is refused.
+    assert_eq!(
+        call(&a, "PUT", "/v1/kv/app/x", Some(secret), Some(json!(1))).status(),
+        200
+    );
+    let r = call(&a, "GET", "/v1/kv/app/x", Some("not-a-token"), None);
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().unwrap(), "ACL not found");
+    let me = ok_json(call(&a, "GET", "/v1/acl/token/self", Some(secret), None));
+    assert_eq!(me["AccessorID"], boot["AccessorID"]);
+    // A policy whose rules do not parse is refused with the reason.
+    let bad = call(
+        &a,
+        "PUT",
+        "/v1/acl/policy",
+        Some(secret),
+        Some(json!({"Name": "bad", "Rules": "key_prefix \"a\" { policy = \"admin\" }"})),
+    );
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().unwrap().contains("invalid access level"));
+}
+
+/// The issue's scenario: `key_prefix "app/" { policy = "write" }`.
+#[test]
+fn prefix_token_writes_reads_and_blocks_only_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &with_root(dir.path())]);
+    wait_root(&a);
+    let (tok, _) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
+    let put = |k: &str, t: &str| call(&a, "PUT", &format!("/v1/kv/{k}"), Some(t), Some(json!(1)));
+    assert_eq!(put("app/x", &tok).status(), 200);
+    let denied = put("other/x", &tok);
+    assert_eq!(denied.status(), 403);
+    // Nothing was written.
+    assert_eq!(
+        call(&a, "GET", "/v1/kv/other/x", Some(ROOT), None).status(),
+        404
+    );
+    assert_eq!(put("other/x", ROOT).status(), 200);
+    assert_eq!(
+        call(&a, "GET", "/v1/kv/other/x", Some(&tok), None).status(),
+        403
+    );
+    // Recurse of the root: only app/, and the header says so.
+    let r = call(&a, "GET", "/v1/kv/?recurse", Some(&tok), None);
+    assert_eq!(
+        r.headers()["x-consul-results-filtered-by-acls"],
+        "true",
+        "filtered header"
+    );
+    let index = index_of(&r);
+    let list = ok_json(r);
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["app/x"]);
+    let r = call(&a, "GET", "/v1/kv/?keys", Some(&tok), None);
+    assert_eq!(ok_json(r), json!(["app/x"]));
+    // A management token sees everything, unfiltered.
+    let r = call(&a, "GET", "/v1/kv/?recurse", Some(ROOT), None);
+    assert!(r
+        .headers()
+        .get("x-consul-results-filtered-by-acls")
+        .is_none());
+    // A blocking recurse on the root is not woken by other/y ...
+    let url = format!("/v1/kv/?recurse&index={index}&wait=3s");
+    let waiter = {
+        let (u, t, base) = (url.clone(), tok.clone(), a.url.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let r = client()
+                .get(format!("{base}{u}"))
+                .header("X-Consul-Token", t)
+                .send()
+                .unwrap();
+            (start.elapsed(), index_of(&r))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(put("other/y", ROOT).status(), 200);
+    let (took, got) = waiter.join().unwrap();
+    assert!(took >= Duration::from_millis(2900), "woken after {took:?}");
+    assert_eq!(got, index, "the index it sees did not move");
+    // ... but is by app/z.
+    let waiter = {
+        let (u, t, base) = (url, tok.clone(), a.url.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let r = client()
+                .get(format!("{base}{u}"))
+                .header("X-Consul-Token", t)
+                .send()
+                .unwrap();
+            (start.elapsed(), index_of(&r))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(put("app/z", ROOT).status(), 200);
+    let (took, got) = waiter.join().unwrap();
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert!(got > index);
+    // A transaction with one denied operation is refused whole.
+    let txn = json!([
+        {"KV": {"Verb": "set", "Key": "app/t1", "Value": "MQ=="}},
+        {"KV": {"Verb": "set", "Key": "other/t1", "Value": "MQ=="}}
+    ]);
+    assert_eq!(
+        call(&a, "PUT", "/v1/txn", Some(&tok), Some(txn)).status(),
+        403
+    );
+    assert_eq!(
+        call(&a, "GET", "/v1/kv/app/t1", Some(ROOT), None).status(),
+        404
+    );
+    // A recursive delete that would reach keys it may not write is refused.
+    assert_eq!(
+        call(&a, "DELETE", "/v1/kv/?recurse", Some(&tok), None).status(),
+        403
+    );
+}
+
+/// Service registration needs `service:write`; DNS answers with the
+/// agent's default token, hiding what it may not read.
+#[test]
+fn service_write_and_dns_hiding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, dns) = Agent::dev_dns(&["-config-dir", &with_root(dir.path())]);
+    wait_root(&a);
+    let svc = json!({"Name": "web", "Port": 80});
+    let r = call(
+        &a,
+        "PUT",
+        "/v1/agent/service/register",
+        None,
+        Some(svc.clone()),
+    );
+    assert_eq!(r.status(), 403);
+    let (tok, _) = token_with(&a, "web", r#"service "web" { policy = "write" }"#);
+    let r = call(
+        &a,
+        "PUT",
+        "/v1/agent/service/register",
+        Some(&tok),
+        Some(svc),
+    );
+    assert_eq!(r.status(), 200);
+    let r = call(
+        &a,
+        "PUT",
+        "/v1/agent/service/register",
+        Some(&tok),
+        Some(json!({"Name": "db", "Port": 5432})),
+    );
+    assert_eq!(r.status(), 403);
+    let c = client();
+    tribune_tests::wait_until(Duration::from_secs(10), || {
+        c.get(format!("{}/v1/catalog/service/web", a.url))
+            .header("X-Consul-Token", ROOT)
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .is_some_and(|v| v.as_array().is_some_and(|l| !l.is_empty()))
+    });
+    // The anonymous token (the default) may not read it: NXDOMAIN, and the
+    // catalog list leaves it out.
+    let dig = |name: &str| {
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &dns.to_string(), "+time=2", "+tries=1"])
+            .arg(name)
+            .output()
+            .expect("dig must be installed (test.sh installs dnsutils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = dig("web.service.consul");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let r = call(&a, "GET", "/v1/catalog/services", None, None);
+    assert_eq!(r.headers()["x-consul-results-filtered-by-acls"], "true");
+    assert_eq!(ok_json(r), json!({}));
+    // With a default token that reads services, DNS answers.
+    let (reader, _) = token_with(
+        &a,
+        "reader",
+        "service_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }",
+    );
+    let r = call(
+        &a,
+        "PUT",
+        "/v1/agent/token/default",
+        Some(ROOT),
+        Some(json!({"Token": reader})),
+    );
+    assert_eq!(r.status(), 200);
+    let out = dig("web.service.consul");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 1"),
+        "{out}"
+    );
+}
+
+/// A deleted token is refused from the next request on; tokens, policies
+/// and the bootstrap survive a restart of a durable server.
+#[test]
+fn deleted_token_refused_and_state_survives_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let cfg = with_root(conf.path());
+    let (tok, accessor) = {
+        let a = Agent::server(data.path(), &["-config-dir", &cfg]);
+        wait_root(&a);
+        let (tok, accessor) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
+        let (gone, gone_acc) = token_with(&a, "gone", r#"key_prefix "" { policy = "read" }"#);
+        assert_eq!(call(&a, "GET", "/v1/kv/x", Some(&gone), None).status(), 404);
+        let d = call(
+            &a,
+            "DELETE",
+            &format!("/v1/acl/token/{gone_acc}"),
+            Some(ROOT),
+            None,
+        );
+        assert_eq!(ok_json(d), json!(true));
+        let r = call(&a, "GET", "/v1/kv/x", Some(&gone), None);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.text().unwrap(), "ACL not found");
+        (tok, accessor)
+    };
+    let a = Agent::server(data.path(), &["-config-dir", &cfg]);
+    wait_root(&a);
+    assert_eq!(
+        call(&a, "PUT", "/v1/kv/app/after", Some(&tok), Some(json!(1))).status(),
+        200
+    );
+    let t = ok_json(call(
+        &a,
+        "GET",
+        &format!("/v1/acl/token/{accessor}"),
+        Some(ROOT),
+        None,
+    ));
+    assert_eq!(t["Policies"][0]["Name"], "app");
+    // initial_management counted as the bootstrap.
+    assert_eq!(
+        call(&a, "PUT", "/v1/acl/bootstrap", None, None).status(),
+        403
+    );
+    // Lists need acl:read; the app token has none.
+    assert_eq!(
+        call(&a, "GET", "/v1/acl/tokens", Some(&tok), None).status(),
+        403
+    );
+    let list = ok_json(call(&a, "GET", "/v1/acl/tokens", Some(ROOT), None));
+    assert!(list.as_array().unwrap().len() >= 3, "{list}");
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn run_py(script: &str, args: &[&str], pythonpath: Option<&Path>) -> String {
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/clients").join(script))
+        .args(args);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd.output().expect("python3 must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// python-consul (X-Consul-Token) and py-consul 1.5.1 (`?token=`, its
+/// ACL token and policy API) against the same agent.
+#[test]
+fn python_clients_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &with_root(dir.path())]);
+    wait_root(&a);
+    let (host, port) = a.addr.rsplit_once(':').unwrap();
+    let (tok, _) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
+    let out = run_py("acl_python_consul.py", &[host, port, &tok], None);
+    assert!(out.contains("all checks passed"));
+    // py-consul shares python-consul's module name: its own directory.
+    let lib = root().join("target/py-consul-1.5.1");
+    if !lib.join("consul").exists() {
+        let st = Command::new(python())
+            .args(["-m", "pip", "install", "-q", "--no-deps", "--target"])
+            .arg(&lib)
+            .arg("py-consul==1.5.1")
+            .status()
+            .expect("pip");
+        assert!(st.success(), "installing py-consul 1.5.1 failed");
+    }
+    let out = run_py("acl_py_consul.py", &[host, port, ROOT], Some(&lib));
+    assert!(out.contains("all checks passed"));
+}
