@@ -415,3 +415,57 @@ fn python_clients_acl() {
     let out = run_py("acl_py_consul.py", &[host, port, ROOT], Some(&lib));
     assert!(out.contains("all checks passed"));
 }
+
+/// tribune-template with a token (`-consul-token`, and CONSUL_HTTP_TOKEN)
+/// renders what the token may read; without one it is refused.
+#[test]
+fn template_runner_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &with_root(dir.path())]);
+    wait_root(&a);
+    let (tok, _) = token_with(&a, "tmpl", r#"key_prefix "app/" { policy = "read" }"#);
+    assert_eq!(
+        call(&a, "PUT", "/v1/kv/app/port", Some(ROOT), Some(json!(8080))).status(),
+        200
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("t")).unwrap();
+    std::fs::write(w.join("t/p.tmpl"), "p={{getv \"/app/port\"}}\n").unwrap();
+    let args = ["-once", "-node", &a.addr, "-template", "t/p.tmpl:out/p.conf"];
+    let out = tribune_tests::run_renderer(w, &args, &[]);
+    assert_ne!(out.code, 0, "rendered without a token: {}", out.stdout);
+    assert!(!w.join("out/p.conf").exists());
+    let mut with = args.to_vec();
+    with.extend(["-consul-token", &tok]);
+    let out = tribune_tests::run_renderer(w, &with, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(w.join("out/p.conf")).unwrap(), "p=8080\n");
+    std::fs::remove_file(w.join("out/p.conf")).unwrap();
+    let out = tribune_tests::run_renderer(w, &args, &[("CONSUL_HTTP_TOKEN", &tok)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(w.join("out/p.conf")).unwrap(), "p=8080\n");
+}
+
+/// A token sent in the URL never reaches the log, at any level.
+#[test]
+fn token_in_url_is_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &with_root(dir.path()), "-log-level", "trace"]);
+    wait_root(&a);
+    let (tok, _) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
+    let c = client();
+    for path in ["/v1/kv/app/x", "/v1/kv/other/x", "/v1/kv/?recurse"] {
+        let url = format!("{}{path}{}token={tok}", a.url, if path.contains('?') { "&" } else { "?" });
+        c.put(&url).body("1").send().unwrap();
+        c.get(&url).send().unwrap();
+    }
+    c.get(format!("{}/v1/kv/x?token=not-a-real-secret-123", a.url))
+        .send()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = a.log_text();
+    assert!(!log.contains(&tok), "the secret is in the log");
+    assert!(!log.contains(ROOT), "the management secret is in the log");
+    assert!(!log.contains("not-a-real-secret-123"));
+}
