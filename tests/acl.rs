@@ -432,7 +432,13 @@ fn template_runner_with_a_token() {
     let w = work.path();
     std::fs::create_dir_all(w.join("t")).unwrap();
     std::fs::write(w.join("t/p.tmpl"), "p={{getv \"/app/port\"}}\n").unwrap();
-    let args = ["-once", "-node", &a.addr, "-template", "t/p.tmpl:out/p.conf"];
+    let args = [
+        "-once",
+        "-node",
+        &a.addr,
+        "-template",
+        "t/p.tmpl:out/p.conf",
+    ];
     let out = tribune_tests::run_renderer(w, &args, &[]);
     assert_ne!(out.code, 0, "rendered without a token: {}", out.stdout);
     assert!(!w.join("out/p.conf").exists());
@@ -440,11 +446,17 @@ fn template_runner_with_a_token() {
     with.extend(["-consul-token", &tok]);
     let out = tribune_tests::run_renderer(w, &with, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(w.join("out/p.conf")).unwrap(), "p=8080\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("out/p.conf")).unwrap(),
+        "p=8080\n"
+    );
     std::fs::remove_file(w.join("out/p.conf")).unwrap();
     let out = tribune_tests::run_renderer(w, &args, &[("CONSUL_HTTP_TOKEN", &tok)]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(w.join("out/p.conf")).unwrap(), "p=8080\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("out/p.conf")).unwrap(),
+        "p=8080\n"
+    );
 }
 
 /// A token sent in the URL never reaches the log, at any level.
@@ -456,7 +468,11 @@ fn token_in_url_is_never_logged() {
     let (tok, _) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
     let c = client();
     for path in ["/v1/kv/app/x", "/v1/kv/other/x", "/v1/kv/?recurse"] {
-        let url = format!("{}{path}{}token={tok}", a.url, if path.contains('?') { "&" } else { "?" });
+        let url = format!(
+            "{}{path}{}token={tok}",
+            a.url,
+            if path.contains('?') { "&" } else { "?" }
+        );
         c.put(&url).body("1").send().unwrap();
         c.get(&url).send().unwrap();
     }
