@@ -132,13 +132,20 @@ fn governing(rules: &Rules, res: Resource, name: &str) -> Option<Level> {
 
 fn longest_prefix(rules: &Rules, res: Resource, name: &str) -> Option<Level> {
     let prefixes = rules.named.get(&(res, true))?;
-    // Each prefix of `name`, longest first, looked up directly: bounded by
-    // the name's length, not by the number of rules.
-    let mut ends: Vec<usize> = name.char_indices().map(|(i, _)| i).collect();
-    ends.push(name.len());
-    ends.iter()
+    if prefixes.len() <= name.len() {
+        // Few rules: test each (no allocation, no map walk per length).
+        return prefixes
+            .iter()
+            .filter(|(p, _)| name.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, l)| *l);
+    }
+    // Many rules: each prefix of `name`, longest first, looked up directly
+    // (bounded by the name's length, not by the number of rules).
+    (0..=name.len())
         .rev()
-        .find_map(|&end| prefixes.get(&name[..end]).copied())
+        .filter(|&end| name.is_char_boundary(end))
+        .find_map(|end| prefixes.get(&name[..end]).copied())
 }
 
 #[cfg(test)]
@@ -216,6 +223,24 @@ mod tests {
         let op = authz(r#"operator = "read""#, DefaultPolicy::Deny);
         assert!(op.allows_global(Global::Operator, Need::Read));
         assert!(!op.allows_global(Global::Operator, Need::Write));
+    }
+
+    /// Longest prefix wins with more rules than the name has characters
+    /// (the per-length lookup) as with few (the scan).
+    #[test]
+    fn longest_prefix_with_many_rules() {
+        let mut text = String::new();
+        for i in 0..50 {
+            text += &format!("key_prefix \"z{i}/\" {{ policy = \"read\" }}\n");
+        }
+        text +=
+            "key_prefix \"a\" { policy = \"deny\" }\nkey_prefix \"ab\" { policy = \"write\" }\n";
+        let a = authz(&text, DefaultPolicy::Deny);
+        assert!(a.allows(Resource::Key, "abc", Need::Write));
+        assert!(!a.allows(Resource::Key, "ax", Need::Read));
+        assert!(a.allows(Resource::Key, "z7/k", Need::Read));
+        assert!(!a.allows(Resource::Key, "z7/k", Need::Write));
+        assert!(!a.allows(Resource::Key, "é", Need::Read));
     }
 
     /// A recursive delete needs write on everything below the prefix.

@@ -35,15 +35,13 @@ pub fn entry(
             return Either::Right(forward_boxed(s, up, ctx, req, next))
         }
     }
-    let pattern = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
     if !s.config.acl.enabled {
         req.extensions_mut().insert(ctx);
         return Either::Left(next.run(req));
     }
+    // The route's pattern (an `Arc<str>` inside: no copy).
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let pattern = matched.as_ref().map_or("", MatchedPath::as_str);
     if s.raft.is_some() {
         // A server resolves from its own tables, synchronously.
         let resolved = match ctx.token() {
@@ -51,7 +49,7 @@ pub fn entry(
             None => s.resolve_local(&s.default_secret()),
         };
         let checked =
-            resolved.and_then(|a| access::check(&s, &pattern, req.method(), &a).map(|()| a));
+            resolved.and_then(|a| access::check(&s, pattern, req.method(), &a).map(|()| a));
         return match checked {
             Ok(a) => {
                 ctx.set_authz(a);
@@ -62,6 +60,7 @@ pub fn entry(
         };
     }
     // A client agent asks a server (boxed: rare beside the common path).
+    let pattern = pattern.to_string();
     Either::Right(Box::pin(async move {
         let a: Authz = match auth::authenticate(&s, &ctx).await {
             Ok(a) => a,

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -106,7 +106,7 @@ pub enum AclOutcome {
 
 /// Authorizers built for tokens, by accessor; emptied on every ACL write.
 #[derive(Default)]
-struct Cache(Mutex<HashMap<String, Arc<Authorizer>>>);
+struct Cache(RwLock<HashMap<String, Arc<Authorizer>>>);
 
 impl Clone for Cache {
     fn clone(&self) -> Self {
@@ -265,11 +265,11 @@ impl AclTable {
             }
             None => return Err(Unresolved::NotFound),
         };
-        if let Some(a) = self.cache.0.lock().get(&token.accessor_id) {
+        if let Some(a) = self.cache.0.read().get(&token.accessor_id) {
             return Ok(a.clone());
         }
         let a = Arc::new(self.build(token, default));
-        let mut cache = self.cache.0.lock();
+        let mut cache = self.cache.0.write();
         // Bounded: one entry per token that exists.
         if cache.len() < self.tokens.len() + 1 {
             cache.insert(token.accessor_id.clone(), a.clone());
@@ -294,7 +294,7 @@ impl AclTable {
         let out = self.apply_inner(index, cmd);
         if out == AclOutcome::Done {
             self.index = index;
-            self.cache.0.lock().clear();
+            self.cache.0.write().clear();
         }
         out
     }
