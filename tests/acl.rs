@@ -485,3 +485,102 @@ fn token_in_url_is_never_logged() {
     assert!(!log.contains(ROOT), "the management secret is in the log");
     assert!(!log.contains("not-a-real-secret-123"));
 }
+
+fn field_of(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+}
+
+/// The ACL commands, as Consul's: bootstrap (once), policy create from a
+/// rules file, token create by policy name, `-token` and
+/// CONSUL_HTTP_TOKEN, read -self, list, delete, set-agent-token.
+#[test]
+fn acl_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &acl_dir(dir.path(), "")]);
+    let cli = |args: &[&str]| tribune_tests::run_cli(&a.addr, args, None);
+    // The anonymous token may not be created yet: bootstrap retries.
+    let mut out = cli(&["acl", "bootstrap"]);
+    for _ in 0..50 {
+        if out.code == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = cli(&["acl", "bootstrap"]);
+    }
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let root = field_of(&out.stdout, "SecretID:");
+    assert!(out
+        .stdout
+        .contains("   00000000-0000-0000-0000-000000000001 - global-management"));
+    let again = cli(&["acl", "bootstrap"]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("Failed ACL bootstrapping: Unexpected response code: 403 (Permission denied: ACL bootstrap no longer allowed"),
+        "{}",
+        again.stderr
+    );
+    let rules = dir.path().join("app.hcl");
+    std::fs::write(&rules, "key_prefix \"app/\" { policy = \"write\" }\n").unwrap();
+    let rules_arg = format!("@{}", rules.display());
+    let out = cli(&[
+        "acl", "policy", "create", "-token", &root, "-name", "app", "-rules", &rules_arg,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(field_of(&out.stdout, "Name:"), "app");
+    let out = cli(&[
+        "acl",
+        "token",
+        "create",
+        "-token",
+        &root,
+        "-description",
+        "cli",
+        "-policy-name",
+        "app",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let secret = field_of(&out.stdout, "SecretID:");
+    let accessor = field_of(&out.stdout, "AccessorID:");
+    let out = cli(&["kv", "put", "-token", &secret, "app/x", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = cli(&["kv", "put", "-token", &secret, "other/x", "1"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    // CONSUL_HTTP_TOKEN, as every Consul command reads it.
+    let env = std::process::Command::new(tribune_tests::bin("tribune"))
+        .args(["acl", "token", "read", "-self"])
+        .env("CONSUL_HTTP_ADDR", &a.addr)
+        .env("CONSUL_HTTP_TOKEN", &secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&env.stdout);
+    assert!(env.status.success(), "{stdout}");
+    assert_eq!(field_of(&stdout, "AccessorID:"), accessor);
+    let out = cli(&["acl", "policy", "list", "-token", &root]);
+    assert!(out.stdout.contains("app:\n   ID:"), "{}", out.stdout);
+    let out = cli(&["acl", "token", "list", "-token", &root, "-format", "json"]);
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(list.as_array().unwrap().len() >= 3);
+    let out = cli(&[
+        "acl",
+        "set-agent-token",
+        "-token",
+        &root,
+        "default",
+        &secret,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "ACL token \"default\" set successfully");
+    // Requests without a token now act with it.
+    assert_eq!(cli(&["kv", "put", "app/y", "1"]).code, 0);
+    let out = cli(&["acl", "token", "delete", "-token", &root, "-id", &accessor]);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Token \"{accessor}\" deleted successfully")
+    );
+    let out = cli(&["kv", "put", "-token", &secret, "app/z", "1"]);
+    assert_ne!(out.code, 0);
+}

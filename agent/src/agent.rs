@@ -343,6 +343,14 @@ fn shared_state(
         shutdown.clone(),
     );
     let events = crate::events::Events::new(config.node_name.clone(), local.clone());
+    let acl_tokens = crate::acl::config::AgentTokens::from_config(&config.acl);
+    if config.acl.enable_token_persistence {
+        if let Some(d) = &config.data_dir {
+            if let Err(e) = acl_tokens.load_persisted(&d.join("acl-tokens.json")) {
+                tracing::warn!(error = %e, "persisted ACL tokens not loaded");
+            }
+        }
+    }
     Ok(Arc::new(AppState {
         config: config.clone(),
         store,
@@ -359,7 +367,7 @@ fn shared_state(
         local,
         events,
         flags,
-        acl_tokens: crate::acl::config::AgentTokens::from_config(&config.acl),
+        acl_tokens,
         shutdown: shutdown.clone(),
         started: Instant::now(),
     }))

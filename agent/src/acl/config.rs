@@ -167,6 +167,42 @@ impl AgentTokens {
         self.agent.read().clone().or_else(|| self.default_token())
     }
 
+    /// With `enable_token_persistence`: the tokens set through the API
+    /// before a restart (Consul's `acl-tokens.json` in the data dir) win
+    /// over the config's.
+    pub fn load_persisted(&self, path: &std::path::Path) -> Result<(), String> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        let v: Value = serde_json::from_slice(&text)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        for (kind, key) in [
+            ("default", "default"),
+            ("agent", "agent"),
+            ("agent_recovery", "agent_recovery"),
+            ("replication", "replication"),
+        ] {
+            if let Some(t) = v.get(key).and_then(Value::as_str) {
+                self.set(kind, t.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the tokens set so far to `path` (atomically, fsynced).
+    pub fn persist(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let get = |s: &RwLock<Option<Arc<str>>>| s.read().as_deref().map(str::to_string);
+        let v = serde_json::json!({
+            "default": get(&self.default),
+            "agent": get(&self.agent),
+            "agent_recovery": get(&self.recovery),
+            "replication": get(&self.replication),
+        });
+        crate::fsutil::write_atomic(path, v.to_string().as_bytes())
+    }
+
     /// Replace one (Consul's kinds and their legacy names); false for an
     /// unknown kind. An empty token clears it.
     pub fn set(&self, kind: &str, token: String) -> bool {

@@ -342,6 +342,19 @@ async fn agent_token(
     if !s.acl_tokens.set(&kind, token) {
         return Err(ApiError::NotFound(format!("Token {kind:?} is unknown")));
     }
+    if let Some(path) = persisted_tokens_path(&s) {
+        s.acl_tokens
+            .persist(&path)
+            .map_err(|e| ApiError::Internal(format!("persisting the agent's tokens: {e}")))?;
+    }
     tracing::info!(kind = %kind, "Updated agent's ACL token");
     Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
+}
+
+/// Where `enable_token_persistence` keeps the agent's tokens.
+pub fn persisted_tokens_path(s: &AppState) -> Option<std::path::PathBuf> {
+    let c = &s.config;
+    (c.acl.enable_token_persistence)
+        .then(|| c.data_dir.as_ref().map(|d| d.join("acl-tokens.json")))
+        .flatten()
 }

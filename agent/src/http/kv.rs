@@ -122,6 +122,10 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
     let q = &ctx.query;
     let opts = ctx.read_opts()?;
     s.gate(opts.consistency).await?;
+    // `acl.enable_key_list_policy`: listing needs `list` on the prefix.
+    if s.config.acl.enable_key_list_policy && (q.has("keys") || q.has("recurse")) {
+        ctx.authz().require(Resource::Key, &key, Need::List)?;
+    }
     if q.has("keys") {
         let sep = q
             .get("separator")
