@@ -584,3 +584,49 @@ fn acl_cli() {
     let out = cli(&["kv", "put", "-token", &secret, "app/z", "1"]);
     assert_ne!(out.code, 0);
 }
+
+/// `enable_token_persistence`: a default token set through the API is
+/// still the default after a restart.
+#[test]
+fn agent_token_persists_across_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let cfg = acl_dir(
+        conf.path(),
+        &format!("enable_token_persistence = true\n  tokens {{ initial_management = \"{ROOT}\" }}"),
+    );
+    let tok = {
+        let a = Agent::server(data.path(), &["-config-dir", &cfg]);
+        wait_root(&a);
+        let (tok, _) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
+        let r = call(
+            &a,
+            "PUT",
+            "/v1/agent/token/default",
+            Some(ROOT),
+            Some(json!({"Token": tok})),
+        );
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            call(&a, "PUT", "/v1/kv/app/a", None, Some(json!(1))).status(),
+            200
+        );
+        tok
+    };
+    let file = data.path().join("acl-tokens.json");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(saved.contains(&tok));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is readable by others");
+    let a = Agent::server(data.path(), &["-config-dir", &cfg]);
+    wait_root(&a);
+    assert_eq!(
+        call(&a, "PUT", "/v1/kv/app/b", None, Some(json!(1))).status(),
+        200
+    );
+    assert_eq!(
+        call(&a, "PUT", "/v1/kv/other/b", None, Some(json!(1))).status(),
+        403
+    );
+}

@@ -22,7 +22,9 @@
 //! - [`http`]: the Consul HTTP API — route table (`http::routes`: each
 //!   route with its methods), one handler file per area; `http::serve` is
 //!   the accept loop (per-client caps, the descriptor budget) and
-//!   `http::timeouts` the per-connection timeouts; `http::ui` serves the
+//!   `http::timeouts` the per-connection timeouts; `http::access` is every
+//!   route's ACL class (checked in the pipeline), `http::acl` the ACL API;
+//!   `http::ui` serves the
 //!   web UI (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded
 //!   at build.
 //! - [`rpc`]: the server RPC port — `rpc::server` (raft, forwarded
@@ -66,7 +68,9 @@
 //! 1. [`pipeline::context`] parses the common query (`dc`, `token`,
 //!    `stale`/`consistent`, `index`/`wait`, `cached`, `filter`, the hop
 //!    count) once into a `RequestCtx`;
-//! 2. [`pipeline::auth`] resolves the token (a no-op until ACLs);
+//! 2. [`pipeline::auth`] resolves the token into an `Authz` (where the
+//!    request is answered, after routing) and the route's ACL class is
+//!    checked ([`http::access`]); handlers filter lists with it;
 //! 3. [`pipeline::route`] decides where it is answered: here, by the leader
 //!    (from a follower) or by a server (from a client agent); elsewhere,
 //!    [`pipeline::forward`] carries it whole over server RPC, and it enters

@@ -200,7 +200,7 @@ impl AgentTokens {
             "agent_recovery": get(&self.recovery),
             "replication": get(&self.replication),
         });
-        crate::fsutil::write_atomic(path, v.to_string().as_bytes())
+        crate::fsutil::write_atomic_private(path, v.to_string().as_bytes())
     }
 
     /// Replace one (Consul's kinds and their legacy names); false for an
