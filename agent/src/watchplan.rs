@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::apiclient::{key_path, ApiClient, ApiClientError};
+use crate::apiclient::{key_path, ApiClient, Error as ApiClientError};
 use crate::events::event_index;
 use gocompat::duration::parse_duration;
 
@@ -614,11 +614,12 @@ pub fn spawn_config_watches(watches: Vec<ConfigWatch>, http: SocketAddr, stop: C
     }
     for w in watches {
         let stop = stop.clone();
-        let api = ApiClient::new(
-            &addr.to_string(),
-            w.spec.token.clone(),
-            w.spec.datacenter.clone(),
-        );
+        let api = ApiClient::new(crate::apiclient::Config {
+            address: addr.to_string(),
+            token: w.spec.token.clone(),
+            datacenter: w.spec.datacenter.clone(),
+            ..crate::apiclient::Config::default()
+        });
         tracing::info!(watch = w.spec.type_name(), "starting watch from config");
         tokio::spawn(async move {
             // Handler errors are logged, never fatal, inside the agent.

@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+pub mod tls;
+
 static BUILD: Once = Once::new();
 
 /// Workspace root.

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::common::HttpOpts;
 use super::common::{cli_runtime, fail, on_signals};
-use crate::apiclient::{key_path, ApiClient, ApiClientError};
+use crate::apiclient::{key_path, ApiClient, Error as ApiClientError};
 use crate::watchplan::shell_argv;
 use gocompat::duration::parse_duration;
 use gocompat::process::{signal_group, Signal};
@@ -715,11 +715,7 @@ pub fn run(a: LockArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let plan = Plan {
-        api: ApiClient::new(
-            &a.http.http_addr,
-            a.http.token.clone(),
-            a.http.datacenter.clone(),
-        ),
+        api: ApiClient::new(a.http.async_config()),
         mode,
         name,
         child,
