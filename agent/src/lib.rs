@@ -48,7 +48,7 @@
 //! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
 //!   a handler (print, script, HTTP) run once per real change.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
-//! - [`sockaddr`]: go-sockaddr templates in addresses, and the address to
+//! - [`sockaddr`] (in `gocompat`): go-sockaddr templates in addresses, and the address to
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
@@ -113,7 +113,8 @@ pub mod remote_exec;
 pub mod rpc;
 pub mod session_ttl;
 pub mod snapshot;
-pub mod sockaddr;
+/// go-sockaddr (in `gocompat`, shared with tribune-template).
+pub use gocompat::sockaddr;
 pub mod state;
 pub mod supervisor;
 pub mod telemetry;

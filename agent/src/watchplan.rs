@@ -594,11 +594,24 @@ pub fn parse_config(v: &Value) -> Result<ConfigWatch, WatchError> {
     Ok(ConfigWatch { spec, handler })
 }
 
+/// A config-file watch that cannot run, numbered from 1 in file order.
+#[derive(Debug, thiserror::Error)]
+#[error("watch #{number}: {source}")]
+pub struct ConfigWatchError {
+    pub number: usize,
+    pub source: WatchError,
+}
+
 /// Parse every config-file watch; the first bad one is the error.
-pub fn parse_config_watches(defs: &[Value]) -> Result<Vec<ConfigWatch>, String> {
+pub fn parse_config_watches(defs: &[Value]) -> Result<Vec<ConfigWatch>, ConfigWatchError> {
     defs.iter()
         .enumerate()
-        .map(|(i, v)| parse_config(v).map_err(|e| format!("watch #{}: {e}", i + 1)))
+        .map(|(i, v)| {
+            parse_config(v).map_err(|source| ConfigWatchError {
+                number: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
