@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: tribune's benchmarks, in sections that can run on their own.
 #
-#   bench/run.sh [kv|discovery|template|nginx|cluster|large|all]...      (default: all)
+#   bench/run.sh [kv|discovery|template|nginx|cluster|large|acl|all]...  (default: all)
 #
 # Every run builds tribune, tribune-template and tribune-bench (release) once first
 # (BUILD=0 skips that and uses the binaries in target/release), and installs the
@@ -39,6 +39,11 @@
 #           tribune; RSS, GET (hot and random keys), recurse of a 1,000-key prefix vs etcd
 #           range with prefix, snapshot save and restore (tribune snapshot vs etcdctl),
 #           start-up on the data dir, and a new server / member catching up.
+# acl       issue 15: a durable single server with ACLs off, then one with ACLs on
+#           (default deny; a token whose policy has 20 key_prefix rules, the one for
+#           bench/ granting write), one after the other on the same port; wrk PUT and
+#           GET at 64 connections against each (the token in X-Consul-Token).
+#           ACL_TRIBUNE names another tribune binary (e.g. a debug build).
 #
 # Each section writes its markdown table (with the exact commands) to
 # bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
@@ -106,7 +111,7 @@ LG_SERVICES=${LG_SERVICES:-10000}
 LG_INSTANCES=${LG_INSTANCES:-10}
 LG_NODES=${LG_NODES:-10000}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
-SECTIONS=(kv discovery template nginx cluster large)
+SECTIONS=(kv discovery template nginx cluster large acl)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -322,7 +327,9 @@ run_wrk() {
     local name=$1 t=$2 c=$3 d=$4 script=$5 url=$6 out=$OUT_DIR/wrk-$1.txt
     [[ $script == */* ]] || script=$SCRIPTS/$script # a bare name: one of the shared scripts
     log "wrk $name: -t$t -c$c -d$d -s $script $url"
-    timeout 300 wrk -t"$t" -c"$c" -d"$d" --latency --timeout 10s -s "$script" "$url" \
+    local hdr=() # WRK_HEADER: one extra request header (the acl section's token)
+    [[ -n ${WRK_HEADER:-} ]] && hdr=(-H "$WRK_HEADER")
+    timeout 300 wrk -t"$t" -c"$c" -d"$d" --latency --timeout 10s "${hdr[@]}" -s "$script" "$url" \
         >"$out" 2>&1 || die "wrk $name failed:"$'\n'"$(tail -n 20 "$out")"
     local rps p50 p99 non2xx sockerr
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -1273,12 +1280,12 @@ main() {
     for s in "$@"; do
         case $s in
         all) want+=("${SECTIONS[@]}") ;;
-        kv | discovery | template | nginx | cluster | large) want+=("$s") ;;
+        kv | discovery | template | nginx | cluster | large | acl) want+=("$s") ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d'
             return 0
             ;;
-        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, all)" ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, all)" ;;
         esac
     done
     command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"
@@ -1291,6 +1298,8 @@ main() {
     fi
     local b
     for b in tribune tribune-template tribune-bench; do
+        # The acl section alone runs any tribune binary (ACL_TRIBUNE).
+        [[ ${want[*]} == acl && -n ${ACL_TRIBUNE:-} ]] && break
         [[ -x $ROOT/target/release/$b ]] || die "missing $ROOT/target/release/$b (run with BUILD=1)"
     done
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/tribune-bench.XXXXXX")
@@ -1313,6 +1322,79 @@ main() {
     done >"$OUT_DIR/results.md"
     for s in "${want[@]}"; do cat "$OUT_DIR/results-$s.md"; done
     log "written to $OUT_DIR/results.md (sections run now: ${want[*]})"
+}
+
+# ---------------------------------------------------------------- acl
+acl_probe() { # URL TOKEN
+    [[ $(curl -sf --max-time 2 -X PUT -H "X-Consul-Token: $2" --data ok "$1/v1/kv/bench/ready") == true ]]
+}
+
+# start_acl_tribune NAME CONFIG TOKEN: a durable single server with CONFIG.
+start_acl_tribune() {
+    "$ACL_BIN" agent -server -bootstrap-expect 1 -data-dir "$TMP/$1" \
+        -http-port "$TRIBUNE_PORT" -dns-port -1 -config-file "$2" -log-level warn \
+        >"$OUT_DIR/$1.log" 2>&1 &
+    TRIBUNE_PID=$!
+    PIDS+=("$TRIBUNE_PID")
+    wait_ready "$1" "$TRIBUNE_PID" "$OUT_DIR/$1.log" acl_probe "$TRIBUNE_URL" "$3"
+}
+
+section_acl() {
+    need wrk:wrk curl:curl
+    ACL_BIN=${ACL_TRIBUNE:-$ROOT/target/release/tribune}
+    ports_free "$TRIBUNE_PORT"
+    ulimit -n 65536 2>/dev/null || true
+    R[acl_busy]=$(cpu_busy_pct)
+    local off=$TMP/acl-off.json on=$TMP/acl-on.json root
+    root=$(cat /proc/sys/kernel/random/uuid)
+    echo '{"limits":{"http_max_conns_per_client":0}}' >"$off"
+    printf '{"limits":{"http_max_conns_per_client":0},"acl":{"enabled":true,"default_policy":"deny","tokens":{"initial_management":"%s"}}}' \
+        "$root" >"$on"
+
+    log "ACLs off"
+    start_acl_tribune acl-off "$off" ""
+    run_wrk acl_off_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
+    run_wrk acl_off_get64 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
+    stop "$TRIBUNE_PID"
+
+    log "ACLs on: default deny, a token with 20 key_prefix rules"
+    start_acl_tribune acl-on "$on" "$root"
+    local rules='' i
+    for i in $(seq 1 19); do rules+="key_prefix \\\"other$i/\\\" { policy = \\\"read\\\" }\\n"; done
+    rules+='key_prefix \"bench/\" { policy = \"write\" }'
+    local pid tok
+    pid=$(curl -sf -X PUT -H "X-Consul-Token: $root" "$TRIBUNE_URL/v1/acl/policy" \
+        -d "{\"Name\":\"bench\",\"Rules\":\"$rules\"}" | sed -n 's/.*"ID":"\([^"]*\)".*/\1/p')
+    [[ -n $pid ]] || die "creating the bench policy failed"
+    tok=$(curl -sf -X PUT -H "X-Consul-Token: $root" "$TRIBUNE_URL/v1/acl/token" \
+        -d "{\"Policies\":[{\"ID\":\"$pid\"}]}" | sed -n 's/.*"SecretID":"\([^"]*\)".*/\1/p')
+    [[ -n $tok ]] || die "creating the bench token failed"
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "X-Consul-Token: $tok" \
+        "$TRIBUNE_URL/v1/kv/other1/x" -d 1) == 403 ]] || die "the bench token may write outside bench/"
+    WRK_HEADER="X-Consul-Token: $tok" run_wrk acl_on_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
+    WRK_HEADER="X-Consul-Token: $tok" run_wrk acl_on_get64 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
+    stop "$TRIBUNE_PID"
+    report_acl >"$OUT_DIR/results-acl.md"
+}
+
+report_acl() {
+    local slower_put slower_get
+    slower_put=$(awk -v a="${R[acl_on_put64_rps]}" -v b="${R[acl_off_put64_rps]}" 'BEGIN { printf "%.1f", 100 * (1 - a / b) }')
+    slower_get=$(awk -v a="${R[acl_on_get64_rps]}" -v b="${R[acl_off_get64_rps]}" 'BEGIN { printf "%.1f", 100 * (1 - a / b) }')
+    cat <<EOT
+## ACLs on vs off (issue 15): $(date -u '+%Y-%m-%d %H:%M UTC')
+
+Binary: \`$(cmdline "$ACL_BIN")\`; revision $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null).
+
+| 64 connections | ACLs off req/s | ACLs on req/s | slower by | p99 off / on (ms) | target ≤ 10% |
+|---|---|---|---|---|---|
+| PUT | $(fmt_int "${R[acl_off_put64_rps]}") | $(fmt_int "${R[acl_on_put64_rps]}") | ${slower_put}% | ${R[acl_off_put64_p99_ms]} / ${R[acl_on_put64_p99_ms]} | $(atmost "$slower_put" 10) |
+| GET | $(fmt_int "${R[acl_off_get64_rps]}") | $(fmt_int "${R[acl_on_get64_rps]}") | ${slower_get}% | ${R[acl_off_get64_p99_ms]} / ${R[acl_on_get64_p99_ms]} | $(atmost "$slower_get" 10) |
+
+- ACLs on: \`acl { enabled = true, default_policy = "deny" }\`, a token whose one policy has 20 \`key_prefix\` rules (19 \`otherN/\` read, \`bench/\` write), sent as \`X-Consul-Token\`; wrk scripts \`consul_put.lua\` / \`consul_get.lua\` from \`$SCRIPTS\`, $WRK_DURATION each, 2 threads.
+- Both servers durable single servers (\`-server -bootstrap-expect 1 -data-dir ...\`), one after the other on 127.0.0.1:$TRIBUNE_PORT.
+- wrk errors: PUT ${R[acl_off_put64_errors]} / ${R[acl_on_put64_errors]}, GET ${R[acl_off_get64_errors]} / ${R[acl_on_get64_errors]} (off / on). CPU busy before: ${R[acl_busy]}% of $(nproc) cores.
+EOT
 }
 
 main "$@"

@@ -153,6 +153,7 @@ impl Fixture {
                 "{node}" => self.node.clone(),
                 "{state}" => "any".to_string(),
                 "{addr}" => "127.0.0.1:1".to_string(),
+                "{kind}" => "default".to_string(),
                 "{*path}" => "js/app.js".to_string(),
                 s if s.starts_with('{') => {
                     panic!("route {pattern}: teach this test a value for {s}")
@@ -227,7 +228,16 @@ fn consul_methods(path: &str) -> &'static [&'static str] {
         | "/v1/session/create"
         | "/v1/session/destroy/{id}"
         | "/v1/session/renew/{id}"
-        | "/v1/event/fire/{name}" => WRITE,
+        | "/v1/event/fire/{name}"
+        | "/v1/acl/bootstrap"
+        | "/v1/acl/token"
+        | "/v1/acl/token/{id}/clone"
+        | "/v1/acl/policy"
+        | "/v1/acl/role"
+        | "/v1/agent/token/{kind}" => WRITE,
+        "/v1/acl/token/{id}" | "/v1/acl/policy/{id}" | "/v1/acl/role/{id}" => {
+            &["GET", "HEAD", "PUT", "DELETE"]
+        }
         _ if path.starts_with("/v1/") || path == "/" || path.starts_with("/ui") => READ,
         other => panic!("route {other}: not a Consul endpoint this test knows"),
     }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use tribune_tests::{client, root, Agent};
 
@@ -191,6 +192,81 @@ fn ui_in_chromium() {
         out.status.success(),
         "UI browser test failed ({}):\n{stdout}\n{stderr}\nagent log:\n{}",
         out.status,
+        a.log_text()
+    );
+}
+
+/// The UI with ACLs on (default deny), in chromium: the permission-denied
+/// state, logging in with a token that sees only `app/`, and a management
+/// token creating a policy and a token on the ACL pages.
+#[test]
+fn ui_acl_in_chromium() {
+    let node = find_on_path("node")
+        .expect("node is not installed: run ./test.sh (it installs nodejs) to run the UI test");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let dir = root().join("tests/ui");
+    assert!(
+        dir.join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "playwright-core is not installed: run `npm ci` in tests/ui (./test.sh does)"
+    );
+    let root_token = "5b2a9c1e-0000-4000-8000-00000000c0de";
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(
+        conf.path().join("acl.hcl"),
+        format!(
+            "acl {{\n enabled = true\n default_policy = \"deny\"\n tokens {{ initial_management = \"{root_token}\" }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let a = Agent::dev(&["-config-dir", conf.path().to_str().unwrap()]);
+    let c = tribune_tests::client();
+    let call = |method: reqwest::Method, path: &str, body: String| {
+        c.request(method, format!("{}{path}", a.url))
+            .header("X-Consul-Token", root_token)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    assert!(tribune_tests::wait_until(Duration::from_secs(10), || {
+        call(reqwest::Method::GET, "/v1/acl/token/self", String::new()).status() == 200
+    }));
+    for k in ["app/a", "other/b"] {
+        assert_eq!(
+            call(reqwest::Method::PUT, &format!("/v1/kv/{k}"), "1".into()).status(),
+            200
+        );
+    }
+    let p: serde_json::Value = call(
+        reqwest::Method::PUT,
+        "/v1/acl/policy",
+        serde_json::json!({"Name": "app-read", "Rules": "key_prefix \"app/\" { policy = \"read\" }"})
+            .to_string(),
+    )
+    .json()
+    .unwrap();
+    let t: serde_json::Value = call(
+        reqwest::Method::PUT,
+        "/v1/acl/token",
+        serde_json::json!({"Policies": [{"ID": p["ID"]}]}).to_string(),
+    )
+    .json()
+    .unwrap();
+    let out = Command::new(node)
+        .arg("acl.test.mjs")
+        .current_dir(&dir)
+        .env("TRIBUNE_HTTP_ADDR", &a.url)
+        .env("CHROMIUM", &chromium)
+        .env("ROOT_TOKEN", root_token)
+        .env("APP_TOKEN", t["SecretID"].as_str().unwrap())
+        .env("UI_ARTIFACTS", root().join("target/ui-artifacts"))
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ACL UI browser test failed:\n{stdout}\n{stderr}\nagent log:\n{}",
         a.log_text()
     );
 }

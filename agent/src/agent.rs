@@ -346,6 +346,14 @@ fn shared_state(
         shutdown.clone(),
     );
     let events = crate::events::Events::new(config.node_name.clone(), local.clone());
+    let acl_tokens = crate::acl::config::AgentTokens::from_config(&config.acl);
+    if config.acl.enable_token_persistence {
+        if let Some(d) = &config.data_dir {
+            if let Err(e) = acl_tokens.load_persisted(&d.join("acl-tokens.json")) {
+                tracing::warn!(error = %e, "persisted ACL tokens not loaded");
+            }
+        }
+    }
     Ok(Arc::new(AppState {
         config: config.clone(),
         store,
@@ -362,6 +370,7 @@ fn shared_state(
         local,
         events,
         flags,
+        acl_tokens,
         shutdown: shutdown.clone(),
         started: Instant::now(),
     }))
@@ -406,6 +415,9 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
         state.proposer.clone(),
         state.shutdown.clone(),
     ));
+    if state.config.acl.enabled && state.raft.is_some() {
+        tokio::spawn(crate::acl::leader::run(state.clone()));
+    }
     if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);
     }
@@ -553,6 +565,22 @@ fn serve_http(
 
 /// The DNS interface: a server answers from its store (asking the leader
 /// when it must), a client agent asks a server.
+/// DNS answers with the agent's default token; a token that does not
+/// resolve (or no server to ask) may see nothing.
+fn dns_acl(s: Shared) -> crate::dns::AclCheck {
+    Arc::new(move || {
+        let s = s.clone();
+        Box::pin(async move {
+            s.resolve_token(None).await.unwrap_or_else(|_| {
+                crate::pipeline::authz::Authz::Acl(Arc::new(crate::acl::Authorizer::from_policies(
+                    [],
+                    crate::acl::DefaultPolicy::Deny,
+                )))
+            })
+        })
+    })
+}
+
 async fn serve_dns(
     state: &Shared,
     tasks: &mut JoinSet<Result<(), AgentError>>,
@@ -572,12 +600,15 @@ async fn serve_dns(
             remote,
         },
     };
-    let handler = crate::dns::ConsulDns::new(
+    let mut handler = crate::dns::ConsulDns::new(
         state.store.clone(),
         config.datacenter.clone(),
         config.dns.clone(),
         mode,
     );
+    if config.acl.enabled {
+        handler = handler.with_acl(dns_acl(state.clone()));
+    }
     let (bound, task) = crate::dns::serve(addr, handler, state.shutdown.clone()).await?;
     tracing::info!("DNS listening on dns://{bound} (udp and tcp)");
     tasks.spawn(async move {

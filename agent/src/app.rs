@@ -46,6 +46,9 @@ pub struct AppState {
     pub events: Arc<crate::events::Events>,
     /// The command-line flags, re-applied over the files on reload.
     pub flags: crate::config::Flags,
+    /// The agent's ACL tokens (`default`, `agent`, ...), replaceable at
+    /// run time.
+    pub acl_tokens: crate::acl::config::AgentTokens,
     pub shutdown: CancellationToken,
     pub started: Instant,
 }

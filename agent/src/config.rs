@@ -187,6 +187,8 @@ pub struct AgentConfig {
     pub limits: crate::limits::Limits,
     /// Metrics (`telemetry`).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// ACLs (`acl`, and the legacy `acl_*` keys).
+    pub acl: crate::acl::config::AclConfig,
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
     /// default true: running commands from the network is opt-in).
     pub disable_remote_exec: bool,
@@ -237,6 +239,7 @@ impl Default for AgentConfig {
             pid_file: None,
             limits: crate::limits::Limits::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            acl: Default::default(),
             disable_remote_exec: true,
             warnings: Vec::new(),
         }
@@ -670,7 +673,22 @@ impl AgentConfig {
                 "domain" => self.dns.domain = s(key, val)?.trim_matches('.').to_string(),
                 "recursors" => self.merge_recursors(path, key, val)?,
                 "dns_config" => self.merge_dns_config(path, val)?,
-                other => self.unsupported(path, other)?,
+                "acl" => self.acl.merge(val).map_err(|msg| ConfigError::Invalid {
+                    key: format!("acl in {}", path.display()),
+                    msg,
+                })?,
+                other => {
+                    let legacy =
+                        self.acl
+                            .merge_legacy(other, val)
+                            .map_err(|msg| ConfigError::Invalid {
+                                key: format!("{other} in {}", path.display()),
+                                msg,
+                            })?;
+                    if !legacy {
+                        self.unsupported(path, other)?
+                    }
+                }
             }
         }
         Ok(())

@@ -13,13 +13,18 @@
 //!   RPC port, gossip, raft, the shared state, the listeners), waiting,
 //!   graceful shutdown; [`banner`]: what it prints as it starts.
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
+//! - [`acl`]: ACL rules (HCL/JSON), the authorizer (Consul's precedence),
+//!   the `acl` config block; the tables are `state::acl`, the API
+//!   `http::acl`, resolution the pipeline's auth step.
 //! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
 //! - [`consul_keys`]: the config-file keys Consul accepts (typos are errors).
 //! - [`pipeline`]: the steps every API request takes (below).
 //! - [`http`]: the Consul HTTP API — route table (`http::routes`: each
 //!   route with its methods), one handler file per area; `http::serve` is
 //!   the accept loop (per-client caps, the descriptor budget) and
-//!   `http::timeouts` the per-connection timeouts; `http::ui` serves the
+//!   `http::timeouts` the per-connection timeouts; `http::access` is every
+//!   route's ACL class (checked in the pipeline), `http::acl` the ACL API;
+//!   `http::ui` serves the
 //!   web UI (`-ui`), whose HTML/CSS/JS lives in `agent/ui/` and is embedded
 //!   at build.
 //! - [`rpc`]: the server RPC port — `rpc::server` (raft, forwarded
@@ -65,7 +70,9 @@
 //! 1. [`pipeline::context`] parses the common query (`dc`, `token`,
 //!    `stale`/`consistent`, `index`/`wait`, `cached`, `filter`, the hop
 //!    count) once into a `RequestCtx`;
-//! 2. [`pipeline::auth`] resolves the token (a no-op until ACLs);
+//! 2. [`pipeline::auth`] resolves the token into an `Authz` (where the
+//!    request is answered, after routing) and the route's ACL class is
+//!    checked ([`http::access`]); handlers filter lists with it;
 //! 3. [`pipeline::route`] decides where it is answered: here, by the leader
 //!    (from a follower) or by a server (from a client agent); elsewhere,
 //!    [`pipeline::forward`] carries it whole over server RPC, and it enters
@@ -89,6 +96,7 @@
 //! the entry, the state machine applies it to the tables and wakes the
 //! watchers of what changed, and the handler answers with the outcome.
 
+pub mod acl;
 pub mod agent;
 /// The Consul HTTP API client (crate `tribune-apiclient`).
 pub use tribune_apiclient as apiclient;

@@ -115,9 +115,12 @@ impl RemoteExec {
         uri: String,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes), ExecError> {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
+        let mut req = Request::builder().method(method).uri(uri);
+        // The agent's own work acts with its `agent` token (Consul's).
+        if let Some(t) = self.state.acl_tokens.agent_token() {
+            req = req.header("x-consul-token", &*t);
+        }
+        let req = req
             .body(Body::from(body))
             .map_err(|e| ExecError::Api(e.to_string()))?;
         let resp = self

@@ -189,7 +189,8 @@ impl Agent {
         let c = client();
         while Instant::now() < deadline {
             if let Ok(r) = c.get(format!("{}/v1/kv/__leader_probe__", self.url)).send() {
-                if r.status() == 404 || r.status() == 200 {
+                // 403: answered, and refused by ACLs (default deny).
+                if r.status() == 404 || r.status() == 200 || r.status() == 403 {
                     return;
                 }
             }

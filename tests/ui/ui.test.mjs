@@ -285,8 +285,8 @@ async function main() {
   }
   assert.match(await page.locator('#kv-value').innerText(), /a Consul bookmark/);
   // A section this UI lacks says so (and links back), not a blank page.
-  await page.goto(ADDR + `/ui/${dc}/acls/tokens`);
-  await page.waitForURL(/\/ui\/#\/acls\/tokens$/);
+  await page.goto(ADDR + `/ui/${dc}/intentions`);
+  await page.waitForURL(/\/ui\/#\/intentions$/);
   assert.equal(await page.locator('main h1').innerText(), 'Page not found');
   await api('PUT', '/v1/agent/service/deregister/redis-1');
 

@@ -3,6 +3,7 @@
 //! at the first positional argument; `gocompat::flags` rewrites them for
 //! clap using the command definitions, so one table describes every flag.
 
+pub mod acl;
 pub mod agent;
 pub mod autopilot;
 pub mod catalog;
@@ -157,6 +158,11 @@ pub enum Cmd {
     /// errors. Returns 0 if the configuration is valid, or 1 if there are
     /// problems.
     Validate(validate::ValidateArgs),
+    /// Interact with tribune's ACLs
+    ///
+    /// This command has subcommands for interacting with the ACL system:
+    /// bootstrap, policy, token, role and set-agent-token.
+    Acl(acl::AclArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
 }
@@ -216,6 +222,7 @@ pub fn main() -> ExitCode {
         Cmd::Snapshot(a) => snapshot::run(a),
         Cmd::Maint(a) => maint::run(a),
         Cmd::Validate(a) => validate::run(a),
+        Cmd::Acl(a) => acl::run(a),
         Cmd::Version(a) => version::run(a),
     }
 }

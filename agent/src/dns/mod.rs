@@ -24,6 +24,9 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
+
+use crate::acl::{Need, Resource};
+use crate::pipeline::authz::Authz;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
@@ -68,8 +71,16 @@ pub enum Mode {
     Client(Remote),
 }
 
+/// Resolves what DNS may show: the agent's `default` token (or the
+/// anonymous one), asked once per query so a revocation holds at once.
+pub type AclCheck = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Authz> + Send>> + Send + Sync,
+>;
+
 /// Answers queries for the consul domain.
 pub struct ConsulDns {
+    /// With ACLs on: what the default token may see.
+    acl: Option<AclCheck>,
     store: Arc<Store>,
     datacenter: String,
     config: DnsConfig,
@@ -122,12 +133,33 @@ impl ConsulDns {
         let domain =
             Name::from_str(&format!("{}.", config.domain)).unwrap_or_else(|_| Name::root());
         Self {
+            acl: None,
             store,
             datacenter,
             config,
             domain,
             services: ServiceCache::default(),
             mode,
+        }
+    }
+
+    /// Filter answers by what `check` allows (a service or node the token
+    /// may not read is NXDOMAIN).
+    pub fn with_acl(mut self, check: AclCheck) -> Self {
+        self.acl = Some(check);
+        self
+    }
+
+    /// The lookup names something the token may not read.
+    async fn hidden(&self, l: &Lookup) -> bool {
+        let Some(check) = &self.acl else {
+            return false;
+        };
+        let authz = check().await;
+        match l {
+            Lookup::Node(n) => !authz.can(Resource::Node, n, Need::Read),
+            Lookup::Service { service, .. } => !authz.can(Resource::Service, service, Need::Read),
+            Lookup::Addr(_) => false,
         }
     }
 
@@ -285,6 +317,7 @@ impl ConsulDns {
                     .extend(ip_record(qname, 0, ip, qtype).map(|r| (r, None)));
                 a
             }
+            Some(l) if self.hidden(&l).await => Answer::new(ResponseCode::NXDomain),
             Some(l) => match self.remote() {
                 None => self.local_answer(qname, qtype, l, max_answers),
                 Some((remote, stale)) => {

@@ -9,13 +9,14 @@ use serde_json::{json, Map, Value};
 
 use super::records as render;
 use super::routes::{Endpoint as E, Routes};
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
 use crate::local::defs::{normalize, parse_service, parse_standalone_check, DefError};
 use crate::local::{CheckView, LocalError, Source};
 use crate::pipeline::body::json_body;
 use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
-use crate::pipeline::render::json;
+use crate::pipeline::render::{json, mark_filtered};
 use crate::state::Health;
 
 impl From<LocalError> for ApiError {
@@ -68,13 +69,15 @@ fn empty_ok() -> Response {
 
 pub async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let q = &ctx.query;
-    let m: Map<String, Value> = s
-        .local
-        .services()
+    let all = s.local.services();
+    let m: Map<String, Value> = all
         .iter()
+        .filter(|d| ctx.authz().can(Resource::Service, &d.name, Need::Read))
         .map(|d| (d.id.clone(), render::agent_service(d, &s.config.datacenter)))
         .collect();
-    json(StatusCode::OK, &m, q.has("pretty"))
+    let mut resp = json(StatusCode::OK, &m, q.has("pretty"));
+    mark_filtered(&mut resp, m.len() != all.len());
+    resp
 }
 
 /// `GET /v1/agent/service/<id>`: the service with its `ContentHash` (also
@@ -97,6 +100,8 @@ pub async fn service(
             .local
             .service(&id)
             .ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+        ctx.authz()
+            .require(Resource::Service, &d.name, Need::Read)?;
         let (body, hash) = hashed_agent_service(&d, &s.config.datacenter);
         let respond = || {
             let mut resp = json(StatusCode::OK, &body, opts.pretty);
@@ -134,13 +139,19 @@ fn hashed_agent_service(d: &crate::local::ServiceDef, dc: &str) -> (Value, Strin
 pub async fn checks(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let q = &ctx.query;
     let node = &s.config.node_name;
-    let m: Map<String, Value> = s
-        .local
-        .checks()
+    let all = s.local.checks();
+    let authz = ctx.authz();
+    let m: Map<String, Value> = all
         .iter()
+        .filter(|c| match s.local.service(&c.def.service_id) {
+            Some(sv) => authz.can(Resource::Service, &sv.name, Need::Read),
+            None => authz.can(Resource::Node, node, Need::Read),
+        })
         .map(|c| (c.def.id.clone(), render::agent_check(c, node)))
         .collect();
-    json(StatusCode::OK, &m, q.has("pretty"))
+    let mut resp = json(StatusCode::OK, &m, q.has("pretty"));
+    mark_filtered(&mut resp, m.len() != all.len());
+    resp
 }
 
 pub async fn register_service(
@@ -154,6 +165,8 @@ pub async fn register_service(
     let v = json_body(body, &headers)?;
     let def =
         parse_service(&v, s.config.enable_script_checks).map_err(|DefError(e)| ApiError::bad(e))?;
+    ctx.authz()
+        .require(Resource::Service, &def.name, Need::Write)?;
     let replace = q
         .get("replace-existing-checks")
         .map(|v| v != "false" && v != "0")
@@ -166,7 +179,12 @@ pub async fn register_service(
 pub async fn deregister_service(
     State(s): State<Shared>,
     Path(id): Path<String>,
+    ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
+    if let Some(d) = s.local.service(&id) {
+        ctx.authz()
+            .require(Resource::Service, &d.name, Need::Write)?;
+    }
     s.local.remove_service(&id)?;
     tracing::info!(service = %id, "service deregistered");
     Ok(empty_ok())
@@ -275,6 +293,10 @@ pub async fn service_maintenance(
 ) -> Result<Response, ApiError> {
     let q = &ctx.query;
     let enable = enable_param(q)?;
+    if let Some(d) = s.local.service(&id) {
+        ctx.authz()
+            .require(Resource::Service, &d.name, Need::Write)?;
+    }
     s.local
         .set_service_maintenance(&id, enable, q.get("reason").unwrap_or(""))?;
     Ok(empty_ok())
@@ -326,6 +348,7 @@ pub async fn health_by_name(
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let q = &ctx.query;
+    ctx.authz().require(Resource::Service, &name, Need::Read)?;
     let checks = s.local.checks();
     let services: Vec<_> = s
         .local
@@ -359,6 +382,8 @@ pub async fn health_by_id(
         .local
         .service(&id)
         .ok_or_else(|| ApiError::NotFound(format!("ServiceId {id} Not Found")))?;
+    ctx.authz()
+        .require(Resource::Service, &svc.name, Need::Read)?;
     let checks = s.local.checks();
     let (h, mine) = instance_health(&checks, &id);
     if q.get("format") == Some("text") {
@@ -419,6 +444,7 @@ pub async fn members(State(s): State<Shared>, ctx: RequestCtx) -> Response {
         Some(g) => g
             .members()
             .iter()
+            .filter(|m| ctx.authz().can(Resource::Node, &m.ident.name, Need::Read))
             .map(|m| member_json(&m.ident, m.status, m.ident.bootstrap_expect))
             .collect(),
         None => vec![json!({
@@ -436,7 +462,10 @@ pub async fn members(State(s): State<Shared>, ctx: RequestCtx) -> Response {
             "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
         })],
     };
-    json(StatusCode::OK, &list, q.has("pretty"))
+    let total = s.gossip.as_ref().map_or(1, |g| g.members().len());
+    let mut resp = json(StatusCode::OK, &list, q.has("pretty"));
+    mark_filtered(&mut resp, list.len() != total);
+    resp
 }
 
 fn gossip(s: &Shared) -> Result<&crate::cluster::gossip::Gossip, ApiError> {

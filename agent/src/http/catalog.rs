@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::records as render;
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
 use crate::local::defs::{normalize, parse_service_as, validate_meta_with, DefError};
 use crate::local::{parse_check_rec, service_rec};
@@ -15,8 +16,10 @@ use crate::pipeline::body::json_body;
 use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
 use crate::pipeline::render::json;
+use crate::pipeline::render::mark_filtered;
 use crate::state::catalog::{self as cat, CatalogCommand, CatalogOutcome, NodeRec, RegisterReq};
 use crate::state::{Command, Outcome, WatchTarget};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 fn tags_match(tags: &[String], want: &[&str]) -> bool {
     want.iter()
@@ -24,25 +27,35 @@ fn tags_match(tags: &[String], want: &[&str]) -> bool {
 }
 
 pub async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::SERVICES.into()),
-        |t| t.catalog.services_index(),
-        |t| {
-            let m: Map<String, Value> = t
-                .catalog
-                .service_names()
-                .map(|(n, tags)| {
-                    (
-                        n.clone(),
-                        Value::from(tags.into_iter().cloned().collect::<Vec<_>>()),
-                    )
-                })
-                .collect();
-            Some(Value::Object(m))
-        },
-    )
-    .await
+    let authz = ctx.authz();
+    let filtered = AtomicBool::new(false);
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::SERVICES.into()),
+            |t| t.catalog.services_index(),
+            |t| {
+                let m: Map<String, Value> = t
+                    .catalog
+                    .service_names()
+                    .filter(|(n, _)| {
+                        let ok = authz.can(Resource::Service, n, Need::Read);
+                        filtered.fetch_or(!ok, Relaxed);
+                        ok
+                    })
+                    .map(|(n, tags)| {
+                        (
+                            n.clone(),
+                            Value::from(tags.into_iter().cloned().collect::<Vec<_>>()),
+                        )
+                    })
+                    .collect();
+                Some(Value::Object(m))
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn service(
@@ -53,32 +66,55 @@ pub async fn service(
     let query = &ctx.query;
     let tags: Vec<&str> = query.all("tag").collect();
     metrics::counter!("catalog.service.query").increment(1);
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::svc_target(&name)),
-        |t| t.catalog.service_index(&name),
-        |t| {
-            let list: Vec<Value> = t
-                .catalog
-                .instances(&name)
-                .into_iter()
-                .filter(|(_, sv)| tags_match(&sv.tags, &tags))
-                .map(|(n, sv)| render::catalog_service(n, sv))
-                .collect();
-            Some(list)
-        },
-    )
-    .await
+    let authz = ctx.authz();
+    let filtered = AtomicBool::new(false);
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::svc_target(&name)),
+            |t| t.catalog.service_index(&name),
+            |t| {
+                let list: Vec<Value> = t
+                    .catalog
+                    .instances(&name)
+                    .into_iter()
+                    .filter(|(_, sv)| tags_match(&sv.tags, &tags))
+                    .filter(|(n, sv)| {
+                        let ok = authz.can(Resource::Service, &sv.service, Need::Read)
+                            && authz.can(Resource::Node, &n.node, Need::Read);
+                        filtered.fetch_or(!ok, Relaxed);
+                        ok
+                    })
+                    .map(|(n, sv)| render::catalog_service(n, sv))
+                    .collect();
+                Some(list)
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::NODES.into()),
-        |t| t.catalog.nodes_index(),
-        |t| Some(t.catalog.nodes().map(render::node).collect::<Vec<_>>()),
-    )
-    .await
+    let authz = ctx.authz();
+    let filtered = AtomicBool::new(false);
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::NODES.into()),
+            |t| t.catalog.nodes_index(),
+            |t| {
+                let list = t.catalog.nodes().filter(|n| {
+                    let ok = authz.can(Resource::Node, &n.node, Need::Read);
+                    filtered.fetch_or(!ok, Relaxed);
+                    ok
+                });
+                Some(list.map(render::node).collect::<Vec<_>>())
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn node(
@@ -86,6 +122,8 @@ pub async fn node(
     Path(name): Path<String>,
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
+    let authz = ctx.authz();
+    authz.require(Resource::Node, &name, Need::Read)?;
     s.blocking_json(
         &ctx,
         || WatchTarget::Named(cat::node_target(&name)),
@@ -95,6 +133,7 @@ pub async fn node(
                 let services: Map<String, Value> = t
                     .catalog
                     .node_services(&name)
+                    .filter(|sv| authz.can(Resource::Service, &sv.service, Need::Read))
                     .map(|sv| (sv.id.clone(), render::service(sv)))
                     .collect();
                 serde_json::json!({"Node": render::node(n), "Services": services})
@@ -216,6 +255,7 @@ pub async fn register(
     for c in raw {
         checks.push(parse_check_rec(c, &node_name).map_err(|DefError(e)| ApiError::bad(e))?);
     }
+    check_register(&s, &ctx, &node, service.as_ref(), &checks)?;
     let req = RegisterReq {
         node,
         skip_node_update: matches!(field(o, "skipnodeupdate"), Some(Value::Bool(true))),
@@ -223,6 +263,52 @@ pub async fn register(
         checks,
     };
     catalog_write(&s, CatalogCommand::Register(Box::new(req))).await
+}
+
+/// Consul's `vetRegisterWithACL`, in short: the service needs
+/// `service:write`; a new or changed node, or a registration without a
+/// service, needs `node:write`; a service check its service's write.
+fn check_register(
+    s: &Shared,
+    ctx: &RequestCtx,
+    node: &NodeRec,
+    service: Option<&cat::ServiceRec>,
+    checks: &[cat::CheckRec],
+) -> Result<(), ApiError> {
+    let authz = ctx.authz();
+    if !authz.enabled() {
+        return Ok(());
+    }
+    if let Some(sv) = service {
+        authz.require(Resource::Service, &sv.service, Need::Write)?;
+    }
+    let unchanged = s
+        .store
+        .read()
+        .catalog
+        .node(&node.node)
+        .is_some_and(|n| n.address == node.address && n.meta == node.meta);
+    let node_checks = checks.iter().any(|c| c.service_id.is_empty());
+    if service.is_none() || !unchanged || node_checks {
+        authz.require(Resource::Node, &node.node, Need::Write)?;
+    }
+    for c in checks.iter().filter(|c| !c.service_id.is_empty()) {
+        let name = service
+            .filter(|sv| sv.id == c.service_id)
+            .map(|sv| sv.service.clone())
+            .or_else(|| {
+                let t = s.store.read();
+                let found = t
+                    .catalog
+                    .node_services(&node.node)
+                    .find(|sv| sv.id == c.service_id)
+                    .map(|sv| sv.service.clone());
+                found
+            })
+            .unwrap_or_default();
+        authz.require(Resource::Service, &name, Need::Write)?;
+    }
+    Ok(())
 }
 
 /// `PUT /v1/catalog/deregister`.
@@ -250,6 +336,23 @@ pub async fn deregister(
     }
     let service_id = Some(str_field(o, "serviceid")?).filter(|x| !x.is_empty());
     let check_id = Some(str_field(o, "checkid")?).filter(|x| !x.is_empty());
+    let authz = ctx.authz();
+    let owner = |sid: &str| {
+        let t = s.store.read();
+        let name = t
+            .catalog
+            .node_services(&node)
+            .find(|sv| sv.id == sid)
+            .map(|sv| sv.service.clone());
+        name
+    };
+    match (&service_id, &check_id) {
+        (Some(sid), None) => match owner(sid) {
+            Some(name) => authz.require(Resource::Service, &name, Need::Write)?,
+            None => authz.require(Resource::Node, &node, Need::Write)?,
+        },
+        _ => authz.require(Resource::Node, &node, Need::Write)?,
+    }
     catalog_write(
         &s,
         CatalogCommand::Deregister {

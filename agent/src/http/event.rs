@@ -14,6 +14,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::routes::{Endpoint as E, Routes};
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
 use crate::events::{list_index, EventError, UserEvent};
 use crate::pipeline::body::body_or_error;
@@ -51,6 +52,7 @@ pub async fn fire(
     let res = (|| {
         let q = &ctx.query;
         ctx.check_dc()?;
+        ctx.authz().require(Resource::Event, &name, Need::Write)?;
         let payload = body_or_error(body, &headers)?;
         let get = |k: &str| q.get(k).unwrap_or("");
         let ev = s
@@ -101,9 +103,14 @@ pub async fn list(State(s): State<Shared>, ctx: RequestCtx) -> Response {
                 _ = s.shutdown.cancelled() => break (index, events),
             }
         };
-        let body: Vec<Value> = events.iter().map(event_json).collect();
+        let body: Vec<Value> = events
+            .iter()
+            .filter(|e| ctx.authz().can(Resource::Event, &e.name, Need::Read))
+            .map(event_json)
+            .collect();
         let mut resp = json(StatusCode::OK, &body, opts.pretty);
         s.meta(&mut resp, index, Consistency::Default);
+        crate::pipeline::render::mark_filtered(&mut resp, body.len() != events.len());
         Ok::<_, ApiError>(resp)
     }
     .await;

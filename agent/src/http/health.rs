@@ -5,11 +5,15 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::records as render;
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
+use crate::pipeline::authz::Authz;
 use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
+use crate::pipeline::render::mark_filtered;
 use crate::state::catalog::{self as cat, Catalog, CheckRec};
 use crate::state::{Health, WatchTarget};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Worst status among checks (passing when there are none).
 pub fn aggregate(checks: &[&CheckRec]) -> Health {
@@ -20,13 +24,37 @@ pub fn aggregate(checks: &[&CheckRec]) -> Health {
         .unwrap_or(Health::Passing)
 }
 
-/// Healthy instances of a service as `[{Node, Service, Checks}]`.
-pub fn service_entries(c: &Catalog, name: &str, tags: &[&str], passing_only: bool) -> Vec<Value> {
+/// A check the token may see: its service's read, else its node's.
+fn check_visible(authz: &Authz, c: &CheckRec, filtered: &AtomicBool) -> bool {
+    let ok = match c.service_name.is_empty() {
+        true => authz.can(Resource::Node, &c.node, Need::Read),
+        false => authz.can(Resource::Service, &c.service_name, Need::Read),
+    };
+    filtered.fetch_or(!ok, Relaxed);
+    ok
+}
+
+/// Healthy instances of a service as `[{Node, Service, Checks}]`, those
+/// on nodes the token may not read left out.
+pub fn service_entries(
+    c: &Catalog,
+    name: &str,
+    tags: &[&str],
+    passing_only: bool,
+    authz: &Authz,
+    filtered: &AtomicBool,
+) -> Vec<Value> {
     c.instances(name)
         .into_iter()
         .filter(|(_, s)| {
             tags.iter()
                 .all(|t| s.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        })
+        .filter(|(n, s)| {
+            let ok = authz.can(Resource::Service, &s.service, Need::Read)
+                && authz.can(Resource::Node, &n.node, Need::Read);
+            filtered.fetch_or(!ok, Relaxed);
+            ok
         })
         .filter_map(|(n, s)| {
             let checks = c.instance_checks(&n.node, &s.id);
@@ -50,13 +78,20 @@ pub async fn service(
     let query = &ctx.query;
     let tags: Vec<&str> = query.all("tag").collect();
     let passing = query.has("passing");
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::svc_target(&name)),
-        |t| t.catalog.service_index(&name),
-        |t| Some(service_entries(&t.catalog, &name, &tags, passing)),
-    )
-    .await
+    let (authz, filtered) = (ctx.authz(), AtomicBool::new(false));
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::svc_target(&name)),
+            |t| t.catalog.service_index(&name),
+            |t| {
+                let e = service_entries(&t.catalog, &name, &tags, passing, authz, &filtered);
+                Some(e)
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn checks(
@@ -64,21 +99,26 @@ pub async fn checks(
     Path(name): Path<String>,
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::svc_target(&name)),
-        |t| t.catalog.service_index(&name),
-        |t| {
-            let list: Vec<Value> = t
-                .catalog
-                .checks()
-                .filter(|c| c.service_name.eq_ignore_ascii_case(&name))
-                .map(render::check)
-                .collect();
-            Some(list)
-        },
-    )
-    .await
+    let (authz, filtered) = (ctx.authz(), AtomicBool::new(false));
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::svc_target(&name)),
+            |t| t.catalog.service_index(&name),
+            |t| {
+                let list: Vec<Value> = t
+                    .catalog
+                    .checks()
+                    .filter(|c| c.service_name.eq_ignore_ascii_case(&name))
+                    .filter(|c| check_visible(authz, c, &filtered))
+                    .map(render::check)
+                    .collect();
+                Some(list)
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn node(
@@ -86,20 +126,23 @@ pub async fn node(
     Path(name): Path<String>,
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::node_target(&name)),
-        |t| t.catalog.node_index(&name),
-        |t| {
-            Some(
-                t.catalog
+    let (authz, filtered) = (ctx.authz(), AtomicBool::new(false));
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::node_target(&name)),
+            |t| t.catalog.node_index(&name),
+            |t| {
+                let list = t
+                    .catalog
                     .node_checks(&name)
-                    .map(render::check)
-                    .collect::<Vec<_>>(),
-            )
-        },
-    )
-    .await
+                    .filter(|c| check_visible(authz, c, &filtered));
+                Some(list.map(render::check).collect::<Vec<_>>())
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn state(
@@ -118,19 +161,24 @@ pub async fn state(
             }
         },
     };
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(cat::CHECKS.into()),
-        |t| t.catalog.checks_index(),
-        |t| {
-            let list: Vec<Value> = t
-                .catalog
-                .checks()
-                .filter(|c| want.map(|w| c.status == w).unwrap_or(true))
-                .map(render::check)
-                .collect();
-            Some(list)
-        },
-    )
-    .await
+    let (authz, filtered) = (ctx.authz(), AtomicBool::new(false));
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(cat::CHECKS.into()),
+            |t| t.catalog.checks_index(),
+            |t| {
+                let list: Vec<Value> = t
+                    .catalog
+                    .checks()
+                    .filter(|c| want.map(|w| c.status == w).unwrap_or(true))
+                    .filter(|c| check_visible(authz, c, &filtered))
+                    .map(render::check)
+                    .collect();
+                Some(list)
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::records as render;
 use super::routes::{Endpoint as E, Routes};
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
 use crate::pipeline::block::blocking_any;
 use crate::pipeline::context::RequestCtx;
@@ -71,9 +72,19 @@ async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, 
         &ctx,
         &[cat::SERVICES, cat::CHECKS],
         |t| t.catalog.services_index().max(t.catalog.checks_index()),
-        |t| Some(service_summaries(&t.catalog, &dc)),
+        |t| {
+            let mut all = service_summaries(&t.catalog, &dc);
+            all.retain(|v| visible(&ctx, Resource::Service, &v["Name"]));
+            Some(all)
+        },
     )
     .await
+}
+
+/// The token may read the entry's service (or node).
+fn visible(ctx: &RequestCtx, res: Resource, name: &Value) -> bool {
+    ctx.authz()
+        .can(res, name.as_str().unwrap_or(""), Need::Read)
 }
 
 async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
@@ -89,7 +100,11 @@ async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, Api
         },
         |t| {
             let c = &t.catalog;
-            Some(c.nodes().map(|n| node_dump(c, n)).collect::<Vec<_>>())
+            let authz = ctx.authz();
+            let list = c
+                .nodes()
+                .filter(|n| authz.can(Resource::Node, &n.node, Need::Read));
+            Some(list.map(|n| node_dump(c, n)).collect::<Vec<_>>())
         },
     )
     .await
@@ -100,6 +115,7 @@ async fn node(
     Path(name): Path<String>,
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
+    ctx.authz().require(Resource::Node, &name, Need::Read)?;
     let target = cat::node_target(&name);
     blocking_any(
         &s,

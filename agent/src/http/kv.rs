@@ -11,12 +11,15 @@ use base64::Engine;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
+use crate::pipeline::authz::Authz;
 use crate::pipeline::body::body_or_error;
 use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
 use crate::pipeline::render::json;
-use crate::state::{Command, KvCommand, KvEntry, KvOutcome, Outcome, WatchTarget};
+use crate::pipeline::render::mark_filtered;
+use crate::state::{Command, KvCommand, KvEntry, KvOutcome, Outcome, Tables, WatchTarget};
 
 /// One entry as Consul renders it.
 #[derive(Serialize)]
@@ -119,22 +122,27 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
     let q = &ctx.query;
     let opts = ctx.read_opts()?;
     s.gate(opts.consistency).await?;
+    // `acl.enable_key_list_policy`: listing needs `list` on the prefix.
+    if s.config.acl.enable_key_list_policy && (q.has("keys") || q.has("recurse")) {
+        ctx.authz().require(Resource::Key, &key, Need::List)?;
+    }
     if q.has("keys") {
         let sep = q
             .get("separator")
             .or_else(|| q.get("seperator"))
             .unwrap_or("")
             .to_string();
-        s.block(
-            &opts,
-            || WatchTarget::Prefix(key.clone()),
-            |t| t.kv.prefix_index(&key),
-        )
-        .await;
-        let (index, keys) = {
+        let authz = ctx.authz();
+        let index_of = |t: &Tables| visible_index(t, &key, authz);
+        s.block(&opts, || WatchTarget::Prefix(key.clone()), index_of)
+            .await;
+        let (index, mut keys) = {
             let t = s.store.read();
-            (t.kv.prefix_index(&key), t.kv.keys(&key, &sep))
+            (index_of(&t), t.kv.keys(&key, &sep))
         };
+        let before = keys.len();
+        keys.retain(|k| authz.can(Resource::Key, k, Need::Read));
+        let filtered = keys.len() != before;
         // As Consul: no keys under a prefix is 404; the root is always a list.
         let mut resp = if keys.is_empty() && !key.is_empty() {
             StatusCode::NOT_FOUND.into_response()
@@ -142,19 +150,24 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
             json(StatusCode::OK, &keys, opts.pretty)
         };
         s.meta(&mut resp, index, opts.consistency);
+        mark_filtered(&mut resp, filtered);
         return Ok(resp);
     }
     if q.has("recurse") {
-        s.block(
-            &opts,
-            || WatchTarget::Prefix(key.clone()),
-            |t| t.kv.prefix_index(&key),
-        )
-        .await;
+        let authz = ctx.authz();
+        let index_of = |t: &Tables| visible_index(t, &key, authz);
+        s.block(&opts, || WatchTarget::Prefix(key.clone()), index_of)
+            .await;
+        let mut filtered = false;
         let (index, body) = {
             let t = s.store.read();
             let list: Vec<KvJson> =
                 t.kv.list(&key)
+                    .filter(|(k, _)| {
+                        let ok = authz.can(Resource::Key, k, Need::Read);
+                        filtered |= !ok;
+                        ok
+                    })
                     .map(|(k, e)| KvJson::new(k, e, true))
                     .collect();
             let body = if list.is_empty() {
@@ -162,12 +175,14 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
             } else {
                 Some(json(StatusCode::OK, &list, opts.pretty))
             };
-            (t.kv.prefix_index(&key), body)
+            (index_of(&t), body)
         };
         let mut resp = body.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
         s.meta(&mut resp, index, opts.consistency);
+        mark_filtered(&mut resp, filtered);
         return Ok(resp);
     }
+    ctx.authz().require(Resource::Key, &key, Need::Read)?;
     s.block(
         &opts,
         || WatchTarget::Key(key.clone()),
@@ -196,6 +211,17 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
     Ok(resp)
 }
 
+/// The blocking index of a prefix as the token sees it (with ACLs on, only
+/// keys it may read move it).
+fn visible_index(t: &Tables, prefix: &str, authz: &Authz) -> u64 {
+    match authz.enabled() {
+        false => t.kv.prefix_index(prefix),
+        true => {
+            t.kv.prefix_index_where(prefix, |k| authz.can(Resource::Key, k, Need::Read))
+        }
+    }
+}
+
 fn bool_outcome(o: Outcome) -> Result<Response, ApiError> {
     match o {
         Outcome::Kv(KvOutcome::Bool(b)) => Ok(json(StatusCode::OK, &b, false)),
@@ -210,6 +236,7 @@ async fn put(s: &Shared, key: String, ctx: &RequestCtx, body: Bytes) -> Result<R
     if key.is_empty() {
         return Err(ApiError::bad("Missing key name"));
     }
+    ctx.authz().require(Resource::Key, &key, Need::Write)?;
     q.conflicting(&["cas", "acquire", "release"])?;
     let flags = q
         .u64("flags", "Invalid flags: must be an unsigned integer")?
@@ -264,6 +291,10 @@ async fn delete(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, A
         return Err(ApiError::bad("Missing key name"));
     }
     let cas = q.u64("cas", "Invalid cas index: must be an unsigned integer")?;
+    match recurse {
+        true => ctx.authz().require_key_write_prefix(&key)?,
+        false => ctx.authz().require(Resource::Key, &key, Need::Write)?,
+    }
     let _t = crate::telemetry::timer("kvs.apply");
     let (_, outcome) = s
         .write(Command::Kv(KvCommand::Delete { key, recurse, cas }))

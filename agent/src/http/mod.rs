@@ -3,6 +3,10 @@
 //! the listener ([`serve`], [`timeouts`]). Every route passes the request
 //! pipeline ([`crate::pipeline`]) before its handler.
 
+pub mod access;
+pub mod acl;
+pub mod acl_common;
+pub mod acl_policy;
 pub mod agent_api;
 pub mod catalog;
 pub mod event;
@@ -90,6 +94,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(snapshot::routes())
         .merge(host::routes())
         .merge(crate::telemetry::http::routes())
+        .merge(acl::routes())
 }
 
 /// The API router: [`routes`], each through the request pipeline (for the

@@ -13,15 +13,18 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::routes::{Endpoint as E, Routes};
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
 use crate::pipeline::body::body_or_error;
 use crate::pipeline::context::{Query, RequestCtx};
 use crate::pipeline::error::ApiError;
 use crate::pipeline::render::json;
+use crate::pipeline::render::mark_filtered;
 use crate::state::catalog::SERF_CHECK;
 use crate::state::session::{Behavior, SessionRec, SESSIONS, TTL_MAX, TTL_MIN};
 use crate::state::{Command, Outcome, SessionCommand, SessionOutcome, WatchTarget};
 use gocompat::duration::parse_duration;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Consul's default lock-delay.
 const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
@@ -227,6 +230,8 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
     let rec = parse_create(&body, origin.unwrap_or(&s.node.node))?;
+    ctx.authz()
+        .require(Resource::Session, &rec.node, Need::Write)?;
     let id = rec.id.clone();
     write_session(&s, SessionCommand::Create(Box::new(rec))).await?;
     tracing::debug!(session = %id, "session created");
@@ -239,6 +244,7 @@ pub async fn destroy(
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     query(&ctx)?;
+    require_session_write(&s, &ctx, &id)?;
     write_session(&s, SessionCommand::Destroy { id }).await?;
     Ok(json(StatusCode::OK, &true, false))
 }
@@ -249,6 +255,7 @@ pub async fn renew(
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let q = query(&ctx)?;
+    require_session_write(&s, &ctx, &id)?;
     match write_session(&s, SessionCommand::Renew { id: id.clone() }).await? {
         SessionOutcome::Session(rec) => {
             Ok(json(StatusCode::OK, &[session_json(&rec)], q.has("pretty")))
@@ -257,26 +264,45 @@ pub async fn renew(
     }
 }
 
+/// Destroying or renewing a session needs `session:write` on its node.
+fn require_session_write(s: &Shared, ctx: &RequestCtx, id: &str) -> Result<(), ApiError> {
+    let node = s.store.read().sessions.get(id).map(|r| r.node.clone());
+    match node {
+        Some(n) => ctx.authz().require(Resource::Session, &n, Need::Write),
+        None => Ok(()),
+    }
+}
+
 async fn blocking_sessions(
     s: Shared,
     ctx: RequestCtx,
     select: impl Fn(&SessionRec) -> bool,
 ) -> Result<Response, ApiError> {
-    s.blocking_json(
-        &ctx,
-        || WatchTarget::Named(SESSIONS.into()),
-        |t| t.sessions.table_index(),
-        |t| {
-            Some(
-                t.sessions
-                    .list()
-                    .filter(|r| select(r))
-                    .map(session_json)
-                    .collect::<Vec<_>>(),
-            )
-        },
-    )
-    .await
+    let authz = ctx.authz().clone();
+    let filtered = AtomicBool::new(false);
+    let mut resp = s
+        .blocking_json(
+            &ctx,
+            || WatchTarget::Named(SESSIONS.into()),
+            |t| t.sessions.table_index(),
+            |t| {
+                Some(
+                    t.sessions
+                        .list()
+                        .filter(|r| select(r))
+                        .filter(|r| {
+                            let ok = authz.can(Resource::Session, &r.node, Need::Read);
+                            filtered.fetch_or(!ok, Relaxed);
+                            ok
+                        })
+                        .map(session_json)
+                        .collect::<Vec<_>>(),
+                )
+            },
+        )
+        .await?;
+    mark_filtered(&mut resp, filtered.load(Relaxed));
+    Ok(resp)
 }
 
 pub async fn info(

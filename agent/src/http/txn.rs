@@ -9,7 +9,9 @@ use base64::Engine;
 use serde_json::{json as j, Map, Value};
 
 use super::kv::{validate_key, KvJson};
+use crate::acl::{Need, Resource};
 use crate::app::Shared;
+use crate::pipeline::authz::Authz;
 use crate::pipeline::body::body_or_error;
 use crate::pipeline::context::{Consistency, RequestCtx};
 use crate::pipeline::error::ApiError;
@@ -76,9 +78,24 @@ fn parse_op(i: usize, v: &Value) -> Result<TxnOp, ApiError> {
     })
 }
 
-fn render(outcome: TxnOutcome, pretty: bool) -> Response {
+/// The whole transaction is refused when the token may not do one of its
+/// operations; the keys of `get-tree` answers are filtered instead.
+fn check_ops(authz: &Authz, ops: &[TxnOp]) -> Result<(), ApiError> {
+    for o in ops {
+        match o.verb {
+            KvVerb::GetTree => {}
+            KvVerb::DeleteTree => authz.require_key_write_prefix(&o.key)?,
+            v if v.is_read() => authz.require(Resource::Key, &o.key, Need::Read)?,
+            _ => authz.require(Resource::Key, &o.key, Need::Write)?,
+        }
+    }
+    Ok(())
+}
+
+fn render(outcome: TxnOutcome, pretty: bool, authz: &Authz) -> Response {
     match outcome {
-        TxnOutcome::Committed(results) => {
+        TxnOutcome::Committed(mut results) => {
+            results.retain(|r| authz.can(Resource::Key, &r.key, Need::Read));
             let results: Vec<Value> = results
                 .iter()
                 .map(|r| j!({ "KV": KvJson::new(&r.key, &r.entry, r.with_value) }))
@@ -140,6 +157,7 @@ async fn run(
         .map(|(i, v)| parse_op(i, v))
         .collect::<Result<Vec<_>, _>>()?;
     let pretty = q.has("pretty");
+    check_ops(ctx.authz(), &ops)?;
     if ops.iter().all(|o| o.verb.is_read()) {
         // Read-only: answer from local state, like Consul.
         let consistency = if q.has("stale") {
@@ -152,7 +170,7 @@ async fn run(
             let t = s.store.read();
             (t.kv.table_index(), t.kv.read_txn(&ops))
         };
-        let mut resp = render(outcome, pretty);
+        let mut resp = render(outcome, pretty, ctx.authz());
         s.meta(&mut resp, index, consistency);
         return Ok(resp);
     }
@@ -177,7 +195,7 @@ async fn run(
     }
     let _t = crate::telemetry::timer("txn.apply");
     match s.write(Command::Kv(KvCommand::Txn(ops))).await? {
-        (_, Outcome::Kv(KvOutcome::Txn(outcome))) => Ok(render(outcome, pretty)),
+        (_, Outcome::Kv(KvOutcome::Txn(outcome))) => Ok(render(outcome, pretty, ctx.authz())),
         (_, other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
     }
 }

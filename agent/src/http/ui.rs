@@ -42,6 +42,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/views/nodes.js", JS),
     asset!("js/views/kv.js", JS),
     asset!("js/views/settings.js", JS),
+    asset!("js/views/acls.js", JS),
 ];
 
 const INDEX: usize = 0;

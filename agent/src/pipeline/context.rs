@@ -176,6 +176,9 @@ pub struct RequestCtx {
     token: Option<Box<str>>,
     /// How many times the request has been forwarded to get here.
     pub hops: u32,
+    /// What the token may do (set by [`super::auth`] where the request is
+    /// answered).
+    authz: super::authz::Authz,
 }
 
 impl RequestCtx {
@@ -190,7 +193,17 @@ impl RequestCtx {
             token,
             hops: hops(headers),
             query,
+            authz: super::authz::Authz::AllowAll,
         }
+    }
+
+    /// What the request's token may do.
+    pub fn authz(&self) -> &super::authz::Authz {
+        &self.authz
+    }
+
+    pub fn set_authz(&mut self, a: super::authz::Authz) {
+        self.authz = a;
     }
 
     /// 500 `No path to datacenter` for another datacenter's `?dc=`.
@@ -262,7 +275,17 @@ impl FromRequestParts<Shared> for RequestCtx {
     async fn from_request_parts(parts: &mut Parts, s: &Shared) -> Result<Self, Infallible> {
         Ok(match parts.extensions.remove::<RequestCtx>() {
             Some(ctx) => ctx,
-            None => RequestCtx::parse(&parts.uri, &parts.headers, &s.config.datacenter),
+            None => {
+                let mut ctx = RequestCtx::parse(&parts.uri, &parts.headers, &s.config.datacenter);
+                // Without the pipeline nothing resolved the token: with
+                // ACLs on, such a request may do nothing (fail closed).
+                if s.config.acl.enabled {
+                    ctx.authz = super::authz::Authz::Acl(std::sync::Arc::new(
+                        crate::acl::Authorizer::from_policies([], crate::acl::DefaultPolicy::Deny),
+                    ));
+                }
+                ctx
+            }
         })
     }
 }

@@ -2,19 +2,23 @@
 
 use std::future::Future;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio_util::either::Either;
 
 use super::auth;
+use super::authz::Authz;
 use super::context::RequestCtx;
+use super::error::ApiError;
 use super::forward::{forward_boxed, Forwarding};
 use super::route::{self, Route};
 use crate::app::Shared;
+use crate::http::access;
 
-/// Parse the context, authenticate, route; then the handler (here) or the
-/// forwarding (elsewhere).
+/// Parse the context, route, authenticate where the request is answered
+/// and check the route's ACL class; then the handler (here) or the
+/// forwarding (elsewhere, where the same steps run again).
 ///
 /// Not an async fn: a request answered here (a parked blocking query among
 /// them) would otherwise carry the forwarding state machine, an HTTP client
@@ -24,19 +28,55 @@ pub fn entry(
     mut req: Request,
     next: Next,
 ) -> Either<impl Future<Output = Response> + Send, Forwarding> {
-    let ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
-    if let Err(e) = auth::authenticate(&ctx) {
-        // Rare: boxed, so the common future stays as small as `next`'s.
-        let resp = e.into_response();
-        return Either::Right(Box::pin(std::future::ready(resp)));
-    }
+    let mut ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
     match route::decide(&s, req.method(), req.uri().path(), &ctx) {
-        Route::Here => {
-            req.extensions_mut().insert(ctx);
-            Either::Left(next.run(req))
-        }
+        Route::Here => {}
         Route::Leader(up) | Route::Server(up) => {
-            Either::Right(forward_boxed(s, up, ctx, req, next))
+            return Either::Right(forward_boxed(s, up, ctx, req, next))
         }
     }
+    if !s.config.acl.enabled {
+        req.extensions_mut().insert(ctx);
+        return Either::Left(next.run(req));
+    }
+    // The route's pattern (an `Arc<str>` inside: no copy).
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let pattern = matched.as_ref().map_or("", MatchedPath::as_str);
+    if s.raft.is_some() {
+        // A server resolves from its own tables, synchronously.
+        let resolved = match ctx.token() {
+            Some(t) => s.resolve_local(t),
+            None => s.resolve_local(&s.default_secret()),
+        };
+        let checked =
+            resolved.and_then(|a| access::check(&s, pattern, req.method(), &a).map(|()| a));
+        return match checked {
+            Ok(a) => {
+                ctx.set_authz(a);
+                req.extensions_mut().insert(ctx);
+                Either::Left(next.run(req))
+            }
+            Err(e) => refuse(e),
+        };
+    }
+    // A client agent asks a server (boxed: rare beside the common path).
+    let pattern = pattern.to_string();
+    Either::Right(Box::pin(async move {
+        let a: Authz = match auth::authenticate(&s, &ctx).await {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = access::check(&s, &pattern, req.method(), &a) {
+            return e.into_response();
+        }
+        ctx.set_authz(a);
+        req.extensions_mut().insert(ctx);
+        next.run(req).await
+    }))
+}
+
+fn refuse<F>(e: ApiError) -> Either<F, Forwarding> {
+    // Rare: boxed, so the common future stays as small as `next`'s.
+    let resp = e.into_response();
+    Either::Right(Box::pin(std::future::ready(resp)))
 }

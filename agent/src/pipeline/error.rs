@@ -17,6 +17,18 @@ pub enum ApiError {
     NoLeader,
     #[error("{0}")]
     Internal(String),
+    /// An ACL refused the request (403).
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// The request's token does not exist (403, Consul's text).
+    #[error("ACL not found")]
+    AclNotFound,
+    /// 401 (`ACL support disabled`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 with a text of its own (`ACL bootstrap no longer allowed ...`).
+    #[error("{0}")]
+    Forbidden(String),
     /// Consul's text; `allow` becomes the `Allow` header.
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String, allow: HeaderValue },
@@ -33,6 +45,10 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied | Self::AclNotFound | Self::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NoPathToDatacenter | Self::NoLeader | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -94,16 +94,44 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
     } else {
         Duration::from_secs(15)
     };
+    let mut headers = tunnel_headers(&parts.headers, &s.node.node);
+    // Without a token of its own, a request acts with this agent's default
+    // token, on the server that answers too (as Consul's agents send it).
+    if s.config.acl.enabled && ctx.token().is_none() {
+        if let Some(t) = s.acl_tokens.default_token() {
+            headers.push(("x-consul-token".into(), t.as_bytes().to_vec()));
+        }
+    }
     let envelope = Tunnelled {
         method: parts.method.to_string(),
         uri: path_q,
-        headers: tunnel_headers(&parts.headers, &s.node.node),
+        headers,
         body: body.to_vec(),
     };
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
         if !client && s.leadership.is_leader() {
-            // This server took office while the request waited.
+            // This server took office while the request waited: it
+            // decides the token here, as the entry step does.
+            let mut ctx = ctx;
+            if s.config.acl.enabled {
+                let pattern = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_default();
+                let secret = ctx
+                    .token()
+                    .map(Into::into)
+                    .unwrap_or_else(|| s.default_secret());
+                let checked = s.resolve_local(&secret).and_then(|a| {
+                    crate::http::access::check(&s, &pattern, &parts.method, &a).map(|()| a)
+                });
+                match checked {
+                    Ok(a) => ctx.set_authz(a),
+                    Err(e) => return e.into_response(),
+                }
+            }
             let mut req = Request::new(Body::from(envelope.body));
             *req.method_mut() = parts.method;
             *req.uri_mut() = parts.uri;

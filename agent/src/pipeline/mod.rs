@@ -7,7 +7,9 @@
 //! 2. [`context`]: the common query — `dc`, `token`, consistency
 //!    (`stale`/`consistent`), `index`/`wait`, `cached`, `filter`, the hop
 //!    count — parsed once into a [`context::RequestCtx`].
-//! 3. [`auth`]: who is asking (a no-op until ACLs, issue 15).
+//! 3. [`auth`]: who is asking — the token resolved into an [`authz::Authz`],
+//!    where the request is answered (forwarded ones are decided there), and
+//!    the route's class checked (`crate::http::access`).
 //! 4. [`route`]: answered here, by the leader (from a follower) or by a
 //!    server (from a client agent); later by another datacenter (issue 17).
 //!    Elsewhere means [`forward`]: the request goes whole over server RPC
@@ -37,6 +39,7 @@
 //! - [`body`]: body size limits and Consul's answers to bad bodies.
 
 pub mod auth;
+pub mod authz;
 pub mod block;
 pub mod body;
 pub mod context;

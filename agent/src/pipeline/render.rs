@@ -13,6 +13,8 @@ use crate::app::AppState;
 static X_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
 static X_KNOWN_LEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
 static X_LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+/// Set on a list answer the token's ACLs left entries out of.
+pub static FILTERED: HeaderName = HeaderName::from_static("x-consul-results-filtered-by-acls");
 static X_CONSISTENCY: HeaderName = HeaderName::from_static("x-consul-effective-consistency");
 
 impl AppState {
@@ -46,5 +48,13 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T, pretty: bool) -> R
     match body {
         Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
+    }
+}
+
+/// `X-Consul-Results-Filtered-By-ACLs: true` when entries were left out.
+pub fn mark_filtered(resp: &mut Response, filtered: bool) {
+    if filtered {
+        resp.headers_mut()
+            .insert(FILTERED.clone(), HeaderValue::from_static("true"));
     }
 }

@@ -36,7 +36,8 @@ pub enum Route {
 
 /// Paths answered from replicated state (the rest are agent-local).
 fn replicated(path: &str, client: bool) -> bool {
-    const PREFIXES: [&str; 10] = [
+    const PREFIXES: [&str; 11] = [
+        "/v1/acl/",
         "/v1/internal/ui/",
         "/v1/kv",
         "/v1/txn",

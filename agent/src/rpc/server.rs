@@ -63,6 +63,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/write", post(write))
         .route("/rpc/node-view/{node}", get(node_view))
         .route("/rpc/dns", post(dns_lookup))
+        .route(auth::RESOLVE_PATH, post(acl_resolve))
         .route(
             forward::TUNNEL_PATH,
             post({
@@ -217,6 +218,15 @@ async fn lookup(s: &Shared, req: LookupRequest, hops: u32) -> Result<Reply, Look
         return Err(LookupError::NoLeader);
     }
     ask(up, &req, hops + 1).await
+}
+
+/// A client agent's token lookup (see [`auth::resolve_for_client`]).
+async fn acl_resolve(State(s): State<Shared>, body: Bytes) -> Response {
+    let secret: String = match decode(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    bin(&auth::resolve_for_client(&s, &secret))
 }
 
 async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Response {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::SnapshotError;
 use super::format::{self, decode_record, Header, SectionInfo, Summary, Writer};
 use crate::raft::{LogId, Node, NodeId};
+use crate::state::acl::{AclTable, PolicyRec, RoleRec, TokenRec};
 use crate::state::autopilot::AutopilotConfig;
 use crate::state::catalog::{Catalog, CatalogParts, CheckRec, NodeRec, ServiceRec};
 use crate::state::kv::{KvEntry, KvTable};
@@ -35,6 +36,9 @@ pub const SECTIONS: &[(&str, u32)] = &[
     ("raft", 1),
     ("restore", 1),
     ("autopilot", 1),
+    ("acl_policies", 1),
+    ("acl_roles", 1),
+    ("acl_tokens", 1),
 ];
 
 /// Sections that describe the raft node that wrote them, not the data: in
@@ -54,6 +58,9 @@ pub fn display_name(section: &str) -> &str {
         "raft" => "Raft",
         "restore" => "RestoreChunk",
         "autopilot" => "Autopilot",
+        "acl_policies" => "ACLPolicy",
+        "acl_roles" => "ACLRole",
+        "acl_tokens" => "ACLToken",
         other => other,
     }
 }
@@ -74,6 +81,8 @@ const IDX_CHECKS: &str = "catalog.checks";
 const IDX_SESSIONS: &str = "sessions";
 const IDX_SERVICE: &str = "service/";
 const IDX_NODE: &str = "node/";
+const IDX_ACL: &str = "acl";
+const IDX_ACL_BOOTSTRAP: &str = "acl.bootstrap";
 
 /// Encode `t`. `raft`: also this node's raft position and staged restore
 /// (a raft snapshot); without, the portable file `GET /v1/snapshot` serves.
@@ -122,9 +131,30 @@ pub fn encode(t: &Tables, header: &Header, raft: bool) -> Result<Vec<u8>, Snapsh
     for (name, i) in by_node {
         w.record(&(format!("{IDX_NODE}{name}"), i))?;
     }
+    // Only when set: a file without ACLs keeps its layout.
+    for (name, i) in [
+        (IDX_ACL, t.acl.table_index()),
+        (IDX_ACL_BOOTSTRAP, t.acl.bootstrap_index()),
+    ] {
+        if i > 0 {
+            w.record(&(name, i))?;
+        }
+    }
     w.section("autopilot", 1);
     if let Some(a) = &t.autopilot {
         w.record(a)?;
+    }
+    w.section("acl_policies", 1);
+    for p in t.acl.policies() {
+        w.record(p)?;
+    }
+    w.section("acl_roles", 1);
+    for r in t.acl.roles() {
+        w.record(r)?;
+    }
+    w.section("acl_tokens", 1);
+    for x in t.acl.tokens() {
+        w.record(x)?;
     }
     if raft {
         w.section("raft", 1);
@@ -166,6 +196,9 @@ struct Parts {
     raft: Option<RaftMeta>,
     restore: Option<Staging>,
     autopilot: Option<AutopilotConfig>,
+    acl_policies: Vec<PolicyRec>,
+    acl_roles: Vec<RoleRec>,
+    acl_tokens: Vec<TokenRec>,
     max_index: u64,
 }
 
@@ -231,6 +264,21 @@ impl Parts {
                 *max = (*max).max(a.modify_index);
                 self.autopilot = Some(a);
             }
+            "acl_policies" => {
+                let p: PolicyRec = decode_record(rec)?;
+                *max = (*max).max(p.modify_index);
+                self.acl_policies.push(p);
+            }
+            "acl_roles" => {
+                let r: RoleRec = decode_record(rec)?;
+                *max = (*max).max(r.modify_index);
+                self.acl_roles.push(r);
+            }
+            "acl_tokens" => {
+                let x: TokenRec = decode_record(rec)?;
+                *max = (*max).max(x.modify_index);
+                self.acl_tokens.push(x);
+            }
             "raft" if raft => self.raft = Some(decode_record(rec)?),
             "restore" if raft => {
                 let (id, seq, data): (u64, u32, serde_bytes::ByteBuf) = decode_record(rec)?;
@@ -243,6 +291,13 @@ impl Parts {
 
     fn into_tables(mut self) -> Tables {
         let mut take = |k: &str| self.index.remove(k).unwrap_or(0);
+        let acl = AclTable::from_parts(
+            std::mem::take(&mut self.acl_tokens),
+            std::mem::take(&mut self.acl_policies),
+            std::mem::take(&mut self.acl_roles),
+            take(IDX_ACL_BOOTSTRAP),
+            take(IDX_ACL),
+        );
         let (kv_i, nodes_i, services_i, checks_i, sessions_i) = (
             take(IDX_KV),
             take(IDX_NODES),
@@ -300,6 +355,7 @@ impl Parts {
             index_offset,
             restore: self.restore,
             autopilot: self.autopilot,
+            acl,
         }
     }
 }
@@ -495,7 +551,7 @@ mod tests {
     #[test]
     fn unknown_section_is_refused() {
         let mut w = Writer::new(&header(), 0).unwrap();
-        w.section("acl", 1);
+        w.section("acl_unknown", 1);
         w.record(&1u8).unwrap();
         let f = w.finish();
         assert!(matches!(

@@ -225,6 +225,23 @@ impl KvTable {
         }
     }
 
+    /// [`Self::prefix_index`] over the keys `visible` accepts only: a
+    /// parked query is not woken by what its token may not read.
+    pub fn prefix_index_where(&self, prefix: &str, visible: impl Fn(&str) -> bool) -> u64 {
+        let live = self
+            .list(prefix)
+            .filter(|(k, _)| visible(k))
+            .map(|(_, e)| e.modify_index)
+            .max()
+            .unwrap_or(0);
+        let dead = prefix_range(&self.tombstones, prefix)
+            .filter(|(k, _)| visible(k))
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap_or(0);
+        live.max(dead).max(1)
+    }
+
     /// Entries under a prefix, in key order.
     pub fn list<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a KvEntry)> {
         prefix_range(&self.entries, prefix)

@@ -4,6 +4,7 @@
 //! The state machine (`crate::raft::state_machine`) is the only writer: it
 //! applies committed raft entries here. HTTP handlers only read.
 
+pub mod acl;
 pub mod autopilot;
 pub mod catalog;
 pub mod kv;
@@ -25,6 +26,9 @@ pub use restore::{RestoreCommand, RestoreOutcome};
 pub use session::{SessionCommand, SessionOutcome, SessionTable};
 pub use watch::{Changes, WatchGuard, WatchTarget, Watches};
 
+/// The watch name every ACL write wakes.
+pub const ACL_WATCH: &str = "acl";
+
 /// A replicated write (the raft log's application data).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
@@ -37,6 +41,8 @@ pub enum Command {
     Restore(RestoreCommand),
     /// The autopilot configuration.
     Autopilot(autopilot::AutopilotCommand),
+    /// Tokens, policies, roles.
+    Acl(acl::AclCommand),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -51,6 +57,7 @@ pub enum Outcome {
     Restore(RestoreOutcome),
     /// Whether the autopilot configuration was written (`?cas`).
     Autopilot(bool),
+    Acl(acl::AclOutcome),
 }
 
 /// Everything the state machine holds; this is what a snapshot contains
@@ -70,6 +77,8 @@ pub struct Tables {
     pub restore: Option<restore::Staging>,
     /// Set once written (else Consul's defaults apply).
     pub autopilot: Option<autopilot::AutopilotConfig>,
+    /// Tokens, policies, roles.
+    pub acl: acl::AclTable,
 }
 
 /// The layout of [`Tables`] in snapshots written before the sectioned
@@ -94,6 +103,7 @@ impl From<LegacyTables> for Tables {
             index_offset: 0,
             restore: None,
             autopilot: None,
+            acl: Default::default(),
         }
     }
 }
@@ -201,6 +211,12 @@ impl Tables {
             }
             Command::Autopilot(c) => {
                 Outcome::Autopilot(autopilot::apply(&mut self.autopilot, index, c))
+            }
+            Command::Acl(c) => {
+                let out = self.acl.apply(index, c);
+                // Parked queries re-check what their token may see.
+                changed.named.push(ACL_WATCH.to_string());
+                Outcome::Acl(out)
             }
             Command::Restore(RestoreCommand::Abort { id }) => {
                 if self.restore.as_ref().is_some_and(|s| s.id == *id) {

@@ -82,7 +82,60 @@ fn filled() -> Tables {
     for (i, c) in cmds.iter().enumerate() {
         t.apply(i as u64 + 1, c, &mut ch);
     }
+    for (i, c) in acl_commands().into_iter().enumerate() {
+        t.apply(i as u64 + 10, &Command::Acl(c), &mut ch);
+    }
     t
+}
+
+/// A policy, a role and a token linking both, plus the builtins.
+fn acl_commands() -> Vec<super::acl::AclCommand> {
+    use super::acl::{AclCommand, PolicyRec, RoleRec, TokenRec};
+    vec![
+        AclCommand::Init {
+            initial_management: None,
+            now: "2026-01-01T00:00:00Z".into(),
+        },
+        AclCommand::SetPolicy(Box::new(PolicyRec {
+            id: "p-1".into(),
+            name: "app".into(),
+            description: "d".into(),
+            rules: r#"key_prefix "app/" { policy = "write" }"#.into(),
+            datacenters: vec!["dc1".into()],
+            create_index: 0,
+            modify_index: 0,
+        })),
+        AclCommand::SetRole(Box::new(RoleRec {
+            id: "r-1".into(),
+            name: "role".into(),
+            description: String::new(),
+            policies: vec!["p-1".into()],
+            create_index: 0,
+            modify_index: 0,
+        })),
+        AclCommand::SetToken(Box::new(TokenRec {
+            accessor_id: "a-1".into(),
+            secret_id: "s-1".into(),
+            description: "t".into(),
+            policies: vec!["p-1".into()],
+            roles: vec!["r-1".into()],
+            local: true,
+            create_time: "2026-01-01T00:00:00Z".into(),
+            create_index: 0,
+            modify_index: 0,
+        })),
+        AclCommand::Bootstrap(Box::new(TokenRec {
+            accessor_id: "a-2".into(),
+            secret_id: "s-2".into(),
+            description: "Bootstrap Token (Global Management)".into(),
+            policies: vec![super::acl::MANAGEMENT_POLICY_ID.into()],
+            roles: vec![],
+            local: false,
+            create_time: "2026-01-01T00:00:00Z".into(),
+            create_index: 0,
+            modify_index: 0,
+        })),
+    ]
 }
 
 /// Every table goes through a raft snapshot and back unchanged: compared
@@ -115,6 +168,20 @@ fn snapshot_round_trip_keeps_every_field() {
         "sessions",
         bincode::serialize(&t.sessions).unwrap(),
         bincode::serialize(&back.sessions).unwrap(),
+    );
+    assert!(t.acl.bootstrap_index() > 0, "the ACLs were filled");
+    same(
+        "acl",
+        bincode::serialize(&t.acl).unwrap(),
+        bincode::serialize(&back.acl).unwrap(),
+    );
+    // The derived lookups are rebuilt: the token's secret resolves.
+    let deny = crate::acl::DefaultPolicy::Deny;
+    let a = back.acl.resolve("s-1", deny).unwrap();
+    assert!(a.allows(crate::acl::Resource::Key, "app/x", crate::acl::Need::Write));
+    assert_eq!(
+        *back.acl.resolve("s-2", deny).unwrap(),
+        crate::acl::Authorizer::Manage
     );
     assert_eq!(
         format!(

@@ -8,6 +8,7 @@ import * as services from './views/services.js';
 import * as nodes from './views/nodes.js';
 import * as kv from './views/kv.js';
 import * as settings from './views/settings.js';
+import * as acls from './views/acls.js';
 
 const routes = [
   [/^\/services\/?$/, 'services', (ctx) => services.list(ctx)],
@@ -16,6 +17,7 @@ const routes = [
   [/^\/nodes\/(.+)$/, 'nodes', (ctx, m) => nodes.detail(ctx, decode(m[1]))],
   [/^\/kv(?:\/(.*))?$/, 'kv', (ctx, m) => kv.view(ctx, decodeKey(m[1] || ''))],
   [/^\/settings\/?$/, 'settings', (ctx) => settings.view(ctx)],
+  [/^\/acls(?:\/(\w+))?\/?$/, 'acls', (ctx, m) => acls.view(ctx, m[1] || 'tokens')],
 ];
 
 function decode(s) {
@@ -30,8 +32,8 @@ function decodeKey(s) {
  * Consul's own UI URLs as this app's routes, so a Consul user's bookmarks
  * and links work: /ui/<dc>/services[/<name>[/instances...]],
  * /ui/<dc>/nodes[/<name>[/health-checks...]], /ui/<dc>/kv[/<path>[/edit]],
- * /ui/<dc>/settings and /ui/settings. Sections this UI lacks (acls,
- * intentions...) map to their own name and show "Page not found".
+ * /ui/<dc>/acls[/tokens|policies|roles], /ui/<dc>/settings and
+ * /ui/settings. Sections this UI lacks (intentions...) map to their own name and show "Page not found".
  * Returns null for /ui/ itself.
  */
 export function consulRoute(pathname) {
@@ -45,6 +47,8 @@ export function consulRoute(pathname) {
   switch (section) {
     case '':
       return '/services';
+    case 'acls':
+      return parts[1] ? `/acls/${parts[1]}` : '/acls';
     case 'services':
     case 'nodes':
       // <name> is one segment; Consul's sub-pages of it show the same view here.

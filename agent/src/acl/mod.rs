@@ -1,0 +1,13 @@
+//! ACLs (Consul's token/policy/role model): the rules language
+//! ([`rules`]), deciding a request ([`authorizer`]), the agent's `acl`
+//! configuration ([`config`]). The replicated tables are
+//! `crate::state::acl`; resolving a request's token is the pipeline's
+//! auth step (`crate::pipeline::auth`); the API is `crate::http::acl`.
+
+pub mod authorizer;
+pub mod config;
+pub mod leader;
+pub mod rules;
+
+pub use authorizer::{Authorizer, DefaultPolicy, Need};
+pub use rules::{Global, Level, Resource};
