@@ -233,9 +233,21 @@ async fn start_gossip(
             bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
             build: format!("{}:tribune", env!("CARGO_PKG_VERSION")),
         };
+        let sec = &config.security;
+        let keyring = crate::cluster::keyring::Keyring::load(
+            sec.encrypt.as_deref(),
+            config
+                .data_dir
+                .as_ref()
+                .map(|d| d.join("serf").join("local.keyring")),
+            sec.encrypt_verify_incoming,
+            sec.encrypt_verify_outgoing,
+        )
+        .map_err(GossipError::from)?;
         let options = GossipOptions {
             bind,
             advertise: ids.advertise,
+            keyring: Arc::new(keyring),
             ident,
             snapshot: config
                 .data_dir
@@ -256,10 +268,16 @@ async fn start_gossip(
         &crate::banner::Addrs {
             advertise: ids.advertise,
             serf_lan,
+            gossip_encrypted: gossip.as_ref().is_some_and(|g| g.keyring().enabled()),
         },
     );
     if let Some(g) = &gossip {
-        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
+        let encrypted = if g.keyring().enabled() {
+            ", encrypted"
+        } else {
+            ""
+        };
+        tracing::info!("gossip (LAN) listening on {}{encrypted}", g.me().addr);
     }
     if !config.server && gossip.is_none() {
         return Err(AgentError::NoGossip);

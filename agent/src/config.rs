@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::consul_keys;
+
+pub mod security;
 use gocompat::duration::parse_duration;
 
 use serde_json::Value;
@@ -53,6 +55,8 @@ pub struct Ports {
     pub server: i32,
     pub serf_lan: i32,
     pub serf_wan: i32,
+    /// The HTTPS API (Consul's default -1: off; 8501 by convention).
+    pub https: i32,
 }
 
 impl Default for Ports {
@@ -63,6 +67,7 @@ impl Default for Ports {
             server: 8300,
             serf_lan: 8301,
             serf_wan: 8302,
+            https: -1,
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct AgentConfig {
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
     /// default true: running commands from the network is opt-in).
     pub disable_remote_exec: bool,
+    /// Gossip encryption and TLS (`encrypt`, `tls`).
+    pub security: security::Security,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -238,6 +245,7 @@ impl Default for AgentConfig {
             limits: crate::limits::Limits::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
             disable_remote_exec: true,
+            security: security::Security::default(),
             warnings: Vec::new(),
         }
     }
@@ -276,6 +284,9 @@ pub struct Flags {
     pub server_port: Option<i32>,
     pub serf_lan_port: Option<i32>,
     pub pid_file: Option<PathBuf>,
+    /// `-encrypt`: the gossip key.
+    pub encrypt: Option<String>,
+    pub https_port: Option<i32>,
 }
 
 impl AgentConfig {
@@ -458,6 +469,12 @@ impl AgentConfig {
         if let Some(p) = &f.pid_file {
             self.pid_file = Some(p.clone());
         }
+        if let Some(k) = &f.encrypt {
+            self.security.encrypt = Some(k.clone());
+        }
+        if let Some(p) = f.https_port {
+            self.ports.https = p;
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -491,6 +508,7 @@ impl AgentConfig {
             ("ports.server", self.ports.server),
             ("ports.serf_lan", self.ports.serf_lan),
             ("ports.serf_wan", self.ports.serf_wan),
+            ("ports.https", self.ports.https),
         ] {
             if !(-1..=65535).contains(&p) {
                 return Err(bad(name, "must be -1 (off) or 0..65535"));
@@ -503,6 +521,7 @@ impl AgentConfig {
             ));
         }
         crate::local::defs::validate_meta(&self.node_meta).map_err(ConfigError::NodeMeta)?;
+        self.security.validate(self.ports.https)?;
         if self.server && !self.dev && self.data_dir.is_none() {
             return Err(bad("data_dir", "a server needs -data-dir (or use -dev)"));
         }
@@ -670,6 +689,7 @@ impl AgentConfig {
                 "domain" => self.dns.domain = s(key, val)?.trim_matches('.').to_string(),
                 "recursors" => self.merge_recursors(path, key, val)?,
                 "dns_config" => self.merge_dns_config(path, val)?,
+                k if security::owns(k) => self.security.merge(path, k, val)?,
                 other => self.unsupported(path, other)?,
             }
         }
@@ -692,6 +712,7 @@ impl AgentConfig {
                 "server" => self.ports.server = n,
                 "serf_lan" => self.ports.serf_lan = n,
                 "serf_wan" => self.ports.serf_wan = n,
+                "https" => self.ports.https = n,
                 other => self.unsupported(path, &format!("ports.{other}"))?,
             }
         }

@@ -14,6 +14,7 @@ pub mod exec;
 pub mod force_leave;
 pub mod info;
 pub mod join;
+pub mod keyring;
 pub mod kv;
 pub mod leave;
 pub mod lock;
@@ -159,6 +160,20 @@ pub enum Cmd {
     Validate(validate::ValidateArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
+    /// Generates a new encryption key
+    ///
+    /// Generates a new encryption key that can be used to configure the
+    /// agent to encrypt traffic. The output of this command is already in
+    /// the proper format that the agent expects.
+    Keygen(keyring::KeygenArgs),
+    /// Manages gossip layer encryption keys
+    ///
+    /// Manages encryption keys used for gossip messages. Gossip encryption
+    /// is optional. When enabled, this command may be used to examine
+    /// active encryption keys in the cluster, add new keys, and remove old
+    /// ones. When combined, this functionality provides the ability to
+    /// perform key rotation cluster-wide, without disrupting the cluster.
+    Keyring(keyring::KeyringArgs),
 }
 
 /// Entry point of the binary.
@@ -217,6 +232,8 @@ pub fn main() -> ExitCode {
         Cmd::Maint(a) => maint::run(a),
         Cmd::Validate(a) => validate::run(a),
         Cmd::Version(a) => version::run(a),
+        Cmd::Keygen(a) => keyring::keygen(a),
+        Cmd::Keyring(a) => keyring::keyring(a),
     }
 }
 
