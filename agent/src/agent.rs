@@ -54,6 +54,8 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error("{0}")]
     Storage(String),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl From<RaftStartError> for AgentError {
@@ -120,6 +122,10 @@ pub async fn run(
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
     let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
         .map_err(AgentError::Definition)?;
+    let tls = Arc::new(crate::tls::AgentTls::load(
+        &config.security.tls,
+        config.ports.https,
+    )?);
     let rpc = RpcClient::new();
 
     // Never unspecified: the config refuses or resolves 0.0.0.0 / ::.
@@ -142,6 +148,7 @@ pub async fn run(
         raft_node,
         leadership,
         rpc,
+        tls,
     };
     let state = shared_state(&config, &ids, &cluster, store, flags, &shutdown)?;
     load_definitions(&state, services, checks)?;
@@ -160,6 +167,7 @@ pub async fn run(
         join_cluster(&state, g).await?;
     }
     serve_http(&state, watches, &budget, &mut tasks)?;
+    serve_https(&state, &budget, &mut tasks)?;
     serve_dns(&state, &mut tasks).await?;
     tracing::info!("tribune agent running!");
     crate::supervisor::ready();
@@ -182,6 +190,7 @@ struct Cluster {
     raft_node: Option<RaftNode>,
     leadership: Arc<Leadership>,
     rpc: RpcClient,
+    tls: Arc<crate::tls::AgentTls>,
 }
 
 /// The node UUID (kept in the data dir) and the raft id drawn from it.
@@ -379,6 +388,7 @@ fn shared_state(
         flags,
         shutdown: shutdown.clone(),
         started: Instant::now(),
+        tls: cluster.tls.clone(),
     }))
 }
 
@@ -561,6 +571,47 @@ fn serve_http(
     let stop = state.shutdown.clone();
     tasks.spawn(async move {
         http::serve::serve(listener, app, gate, timeouts, stop).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// The HTTPS API (`ports.https`), with the `tls.https` settings.
+fn serve_https(
+    state: &Shared,
+    budget: &Arc<Budget>,
+    tasks: &mut JoinSet<Result<(), AgentError>>,
+) -> Result<(), AgentError> {
+    let config = &state.config;
+    let Some(tls) = state.tls.https.clone() else {
+        return Ok(());
+    };
+    let addr = SocketAddr::new(config.client_addr, config.ports.https as u16);
+    let listener = listen(addr).map_err(|source| AgentError::Bind {
+        what: "HTTPS API",
+        addr,
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(AgentError::Serve)?;
+    let client_certs = if config.security.tls.https().verify_incoming == Some(true) {
+        " (client certificates required)"
+    } else {
+        ""
+    };
+    tracing::info!("HTTPS API listening on https://{bound}{client_certs}");
+    let gate = Gate::new(
+        "HTTPS API",
+        "http_max_conns_per_client",
+        config.limits.http_max_conns_per_client,
+        budget.clone(),
+        Refuse::Close,
+    );
+    let app = http::router(state.clone());
+    let timeouts = (&config.limits).into();
+    let handshake = config.limits.https_handshake_timeout;
+    let stop = state.shutdown.clone();
+    tasks.spawn(async move {
+        http::serve::serve_tls(listener, app, gate, timeouts, handshake, tls, stop).await;
         Ok(())
     });
     Ok(())

@@ -48,6 +48,8 @@ pub struct AppState {
     pub flags: crate::config::Flags,
     pub shutdown: CancellationToken,
     pub started: Instant,
+    /// The certificates the HTTPS API (and server RPC) serve; reloadable.
+    pub tls: Arc<crate::tls::AgentTls>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -115,6 +117,10 @@ pub fn reload(state: &AppState) -> Result<(), String> {
         "reloading configuration"
     );
     state.local.reload(services, checks);
+    // A bad new certificate keeps the old one serving.
+    if let Err(e) = state.tls.reload(&c.security.tls) {
+        tracing::error!("tls: reload failed, keeping the certificates in use: {e}");
+    }
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub enum ConfigError {
     NodeMeta(crate::local::defs::MetaError),
     #[error("{0}")]
     Address(#[from] crate::sockaddr::SockaddrError),
+    #[error("{0}")]
+    Security(#[from] security::ConfigError),
 }
 
 /// The address settings as written (go-sockaddr templates allowed), which

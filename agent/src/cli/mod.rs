@@ -25,6 +25,7 @@ pub mod operator;
 pub mod reload;
 pub mod services;
 pub mod snapshot;
+pub mod tls;
 pub mod validate;
 pub mod version;
 pub mod watch;
@@ -174,6 +175,11 @@ pub enum Cmd {
     /// ones. When combined, this functionality provides the ability to
     /// perform key rotation cluster-wide, without disrupting the cluster.
     Keyring(keyring::KeyringArgs),
+    /// Builtin helpers for creating CAs and certificates
+    ///
+    /// Builtin helpers for creating CAs and certificates: `tls ca create`,
+    /// then `tls cert create -server|-client|-cli`.
+    Tls(tls::TlsArgs),
 }
 
 /// Entry point of the binary.
@@ -234,6 +240,7 @@ pub fn main() -> ExitCode {
         Cmd::Version(a) => version::run(a),
         Cmd::Keygen(a) => keyring::keygen(a),
         Cmd::Keyring(a) => keyring::keyring(a),
+        Cmd::Tls(a) => tls::run(a),
     }
 }
 

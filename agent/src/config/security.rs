@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::ConfigError;
+/// Errors in the words of [`super::ConfigError`] (which wraps these).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value for {key}: {msg}")]
+    Invalid { key: String, msg: String },
+    #[error("failed to parse {}: invalid config key {key}", path.display())]
+    UnknownKey { path: PathBuf, key: String },
+}
 
 /// One side's TLS settings as written; unset fields fall back to
 /// `tls.defaults`.
