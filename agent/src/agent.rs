@@ -122,11 +122,8 @@ pub async fn run(
     let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
     let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
         .map_err(AgentError::Definition)?;
-    let tls = Arc::new(crate::tls::AgentTls::load(
-        &config.security.tls,
-        config.ports.https,
-    )?);
-    let rpc = RpcClient::new();
+    let tls = Arc::new(crate::tls::AgentTls::load(&config)?);
+    let rpc = RpcClient::with_tls(tls.rpc_client.as_ref().map(|t| t.config()));
 
     // Never unspecified: the config refuses or resolves 0.0.0.0 / ::.
     let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
@@ -446,7 +443,14 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
 /// writes and DNS lookups.
 fn serve_rpc(state: &Shared, listener: TcpListener, raft_addr: &str, budget: &Arc<Budget>) {
     let config = &state.config;
-    tracing::info!("server RPC listening on {}", raft_addr);
+    let tls = match &state.tls.rpc_server {
+        Some(_) if config.security.tls.rpc().verify_incoming == Some(true) => {
+            " (mutual TLS: client certificates required)"
+        }
+        Some(_) => " (TLS)",
+        None => "",
+    };
+    tracing::info!("server RPC listening on {}{tls}", raft_addr);
     let app = crate::rpc::server::router(state.clone(), http::router(state.clone()));
     let gate = Gate::new(
         "server RPC",
@@ -460,6 +464,7 @@ fn serve_rpc(state: &Shared, listener: TcpListener, raft_addr: &str, budget: &Ar
         app,
         gate,
         config.limits.rpc_handshake_timeout,
+        state.tls.rpc_server.clone(),
         state.shutdown.clone(),
     ));
 }
