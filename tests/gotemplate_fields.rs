@@ -6,13 +6,11 @@
 //! `retry { attempts }` bounding retries; `ssl { server_name }` applied
 //! through a real TLS endpoint, and ssl settings on plain http warned about.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tribune_tests::{client, put_kv, run_renderer, wait_until, Agent, CliOutput, Renderer};
+use tribune_tests::{client, put_kv, run_renderer, tls, wait_until, Agent, CliOutput, Renderer};
 
 fn get(a: &Agent, path: &str) -> Value {
     client()
@@ -359,131 +357,12 @@ fn retry_attempts_bound_the_retries() {
     );
 }
 
-/// A TLS endpoint in front of the agent: `openssl` makes a CA and a
-/// certificate for `agent.tribune.test` (not for 127.0.0.1); Python's ssl
-/// terminates TLS and relays to the agent's HTTP port.
-struct TlsFront {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let st = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl {args:?}");
-}
-
-fn tls_front(dir: &Path, agent: &Agent) -> TlsFront {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tribune test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=agent.tribune.test",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:agent.tribune.test\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    let script = r#"
-import socket, ssl, sys, threading
-up = int(sys.argv[1])
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("srv.pem", "srv.key")
-ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(64)
-print(ls.getsockname()[1], flush=True)
-def pipe(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d: break
-            b.sendall(d)
-    except Exception: pass
-    for s in (a, b):
-        try: s.shutdown(socket.SHUT_RDWR)
-        except Exception: pass
-def serve(c):
-    try: t = ctx.wrap_socket(c, server_side=True)
-    except Exception: c.close(); return
-    u = socket.create_connection(("127.0.0.1", up))
-    threading.Thread(target=pipe, args=(t, u), daemon=True).start()
-    pipe(u, t)
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-    let up = agent.addr.rsplit(':').next().unwrap().to_string();
-    let mut child = Command::new("python3")
-        .args(["-c", script, &up])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().parse().expect("TLS front prints its port");
-    TlsFront { child, port }
+/// A TLS endpoint in front of the agent (`tests/support/tls.rs`): its
+/// certificate names `agent.tribune.test` (and localhost), not 127.0.0.1.
+fn tls_front(dir: &Path, agent: &Agent) -> tls::TlsFront {
+    tls::make_certs(dir);
+    let up = agent.addr.rsplit(':').next().unwrap().parse().unwrap();
+    tls::front(dir, up, false)
 }
 
 /// `ssl { ca_cert server_name verify }` are applied: without

@@ -4,94 +4,17 @@
 //! CLI's get-config/set-config) and its health and state, a stopped
 //! server reported unhealthy and healthy again once it is back.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use tribune_tests::{bin, client, run_cli, spawn_logged, wait_for, Agent};
+use tribune_tests::servers::{start, three_servers, Member};
+use tribune_tests::{client, run_cli, wait_for};
 
-/// A started server, how to start it again, and its server RPC address.
-struct Member {
-    agent: Agent,
-    args: Vec<std::ffi::OsString>,
-    data: std::path::PathBuf,
-    rpc: String,
-}
-
-fn start(args: &[std::ffi::OsString], data: &Path) -> Agent {
-    let mut cmd = Command::new(bin("tribune"));
-    cmd.args(args).env_remove("CONSUL_HTTP_ADDR");
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: Some(data.to_path_buf()),
-    }
-}
-
-/// A 3-server cluster (raft_multiplier 1) in `dir`.
+/// A 3-server cluster (raft_multiplier 1) in `dir`, with a leader all
+/// agree on and writes going through.
 fn cluster(dir: &Path) -> Vec<Member> {
-    let held: Vec<TcpListener> = (0..9)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = held
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    drop(held);
-    let perf = dir.join("perf.json");
-    std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
-    let join: Vec<String> = (0..3)
-        .flat_map(|i| {
-            [
-                "-retry-join".into(),
-                format!("127.0.0.1:{}", ports[3 * i + 2]),
-            ]
-        })
-        .collect();
-    let members: Vec<Member> = (0..3)
-        .map(|i| {
-            let node = format!("s{i}");
-            let data = dir.join(&node);
-            let p = |k: usize| ports[3 * i + k].to_string();
-            let mut args: Vec<std::ffi::OsString> = [
-                "agent",
-                "-server",
-                "-bootstrap-expect",
-                "3",
-                "-node",
-                &node,
-                // Port 0: the agent logs the one it got (a pre-picked port can
-                // be taken by another test before the agent binds it).
-                "-http-port",
-                "0",
-                "-server-port",
-                &p(1),
-                "-serf-lan-port",
-                &p(2),
-                "-dns-port",
-                "-1",
-                "-retry-interval",
-                "1s",
-            ]
-            .iter()
-            .map(Into::into)
-            .collect();
-            args.extend(["-data-dir".into(), data.clone().into_os_string()]);
-            args.extend(["-config-file".into(), perf.clone().into_os_string()]);
-            args.extend(join.iter().map(Into::into));
-            Member {
-                agent: start(&args, &data),
-                args,
-                data,
-                rpc: format!("127.0.0.1:{}", p(1)),
-            }
-        })
-        .collect();
+    let members = three_servers(dir, "s");
     wait_for("one leader all agree on", Duration::from_secs(40), || {
         let l = leader_of(&members)?;
         let writes = put(&members[0].agent.url, "probe", "x") == Some(true);

@@ -257,6 +257,32 @@ fn https_with_verify_incoming_requires_a_client_certificate() {
     );
     assert_eq!(code, 0);
 
+    // tribune's own CLI over HTTPS (CONSUL_* environment, as Consul's)
+    let cli = |args: &[&str], with_cert: bool| {
+        let mut c = Command::new(bin("tribune"));
+        c.args(args)
+            .env("CONSUL_HTTP_ADDR", format!("https://127.0.0.1:{}", h.port))
+            .env("CONSUL_CACERT", dir.join("consul-agent-ca.pem"));
+        if with_cert {
+            c.env("CONSUL_CLIENT_CERT", dir.join("dc1-cli-consul-0.pem"))
+                .env("CONSUL_CLIENT_KEY", dir.join("dc1-cli-consul-0-key.pem"));
+        }
+        c.output().unwrap()
+    };
+    let out = cli(&["kv", "put", "tls/cli", "over-https"], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["kv", "get", "tls/cli"], true);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over-https");
+    let out = cli(&["kv", "get", "tls/cli"], false);
+    assert!(
+        !out.status.success(),
+        "the CLI without a client certificate is refused"
+    );
+
     // python-consul over HTTPS with the CA and a client certificate
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     let script = format!(

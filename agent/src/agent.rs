@@ -50,6 +50,10 @@ pub enum AgentError {
     Dns(#[from] crate::dns::DnsError),
     #[error("config: {0}")]
     Definition(String),
+    #[error("config: {0}")]
+    Definitions(#[from] crate::app::DefinitionError),
+    #[error("config: {0}")]
+    Watches(#[from] crate::watchplan::ConfigWatchError),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
     #[error("{0}")]
@@ -119,9 +123,8 @@ pub async fn run(
     crate::telemetry::install(&config.telemetry);
     tokio::spawn(crate::telemetry::runtime::run(shutdown.clone()));
     let (node_id, raft_id) = identity(&config)?;
-    let (services, checks) = config_definitions(&config).map_err(AgentError::Definition)?;
-    let watches = crate::watchplan::parse_config_watches(&config.watch_defs)
-        .map_err(AgentError::Definition)?;
+    let (services, checks) = config_definitions(&config)?;
+    let watches = crate::watchplan::parse_config_watches(&config.watch_defs)?;
     let tls = Arc::new(crate::tls::AgentTls::load(&config)?);
     let rpc = RpcClient::with_tls(tls.rpc_client.as_ref().map(|t| t.config()));
 

@@ -67,8 +67,21 @@ impl AppState {
     }
 }
 
+/// Why the config files' definitions cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("service definition: {0}")]
+    Service(String),
+    #[error("check definition: {0}")]
+    Check(String),
+}
+
 /// Parse the service and check definitions of the config files.
-pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), String> {
+pub fn config_definitions(
+    c: &AgentConfig,
+) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), DefinitionError> {
     let services = c
         .service_defs
         .iter()
@@ -76,7 +89,7 @@ pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<Check
             parse_service_as(v, c.enable_script_checks, |name, _, e| {
                 format!("invalid meta for service {name}: {e}")
             })
-            .map_err(|e| format!("service definition: {e}"))
+            .map_err(|e| DefinitionError::Service(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let checks = c
@@ -84,7 +97,7 @@ pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<Check
         .iter()
         .map(|v| {
             parse_standalone_check(v, c.enable_script_checks)
-                .map_err(|e| format!("check definition: {e}"))
+                .map_err(|e| DefinitionError::Check(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((services, checks))
@@ -93,8 +106,8 @@ pub fn config_definitions(c: &AgentConfig) -> Result<(Vec<ServiceDef>, Vec<Check
 /// Re-read the config files and apply their service and check definitions
 /// and `log_level` (SIGHUP, `PUT /v1/agent/reload`, `tribune reload`).
 /// Nothing is applied when any file is invalid.
-pub fn reload(state: &AppState) -> Result<(), String> {
-    let c = AgentConfig::load(&state.flags).map_err(|e| e.to_string())?;
+pub fn reload(state: &AppState) -> Result<(), DefinitionError> {
+    let c = AgentConfig::load(&state.flags)?;
     let (services, checks) = config_definitions(&c)?;
     for w in &c.warnings {
         tracing::warn!("{w}");

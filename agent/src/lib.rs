@@ -43,11 +43,12 @@
 //!   the raft snapshots servers keep).
 //! - [`events`]: user events — the agent's buffer, receive-side filters,
 //!   and the broadcast hook gossip plugs into.
-//! - [`apiclient`]: an async client of the Consul HTTP API (watch plans, `lock`).
+//! - [`apiclient`]: the Consul HTTP API client crate `tribune-apiclient`
+//!   (the CLI, watch plans, `lock`, `exec`; tribune-template uses it too).
 //! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
 //!   a handler (print, script, HTTP) run once per real change.
 //! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
-//! - [`sockaddr`]: go-sockaddr templates in addresses, and the address to
+//! - [`sockaddr`] (in `gocompat`): go-sockaddr templates in addresses, and the address to
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
@@ -60,7 +61,8 @@
 //! - [`telemetry`]: metrics — the recorder (Consul's names), the in-memory
 //!   sink of `/v1/agent/metrics` and its Prometheus text.
 //! - [`version`]: the Consul API version tribune reports, and its own.
-//! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks).
+//! - [`goerr`]: error texts as Go's net/http prints them (CLI, HTTP checks;
+//!   defined in `tribune-apiclient`).
 //!
 //! # How a request travels
 //! Every HTTP API request passes [`pipeline::entry`], the one middleware:
@@ -92,7 +94,10 @@
 //! watchers of what changed, and the handler answers with the outcome.
 
 pub mod agent;
-pub mod apiclient;
+/// The Consul HTTP API client (crate `tribune-apiclient`).
+pub use tribune_apiclient as apiclient;
+/// Go's error texts (in `tribune-apiclient`, which prints them first).
+pub use tribune_apiclient::goerr;
 pub mod app;
 pub mod banner;
 pub mod cli;
@@ -102,7 +107,6 @@ pub mod consul_keys;
 pub mod dns;
 pub mod events;
 pub mod fsutil;
-pub mod goerr;
 pub mod http;
 pub mod limits;
 pub mod local;
@@ -113,7 +117,8 @@ pub mod remote_exec;
 pub mod rpc;
 pub mod session_ttl;
 pub mod snapshot;
-pub mod sockaddr;
+/// go-sockaddr (in `gocompat`, shared with tribune-template).
+pub use gocompat::sockaddr;
 pub mod state;
 pub mod supervisor;
 pub mod telemetry;

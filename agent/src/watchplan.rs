@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::apiclient::{key_path, ApiClient, ApiClientError};
+use crate::apiclient::{key_path, ApiClient, Error as ApiClientError};
 use crate::events::event_index;
 use gocompat::duration::parse_duration;
 
@@ -594,11 +594,24 @@ pub fn parse_config(v: &Value) -> Result<ConfigWatch, WatchError> {
     Ok(ConfigWatch { spec, handler })
 }
 
+/// A config-file watch that cannot run, numbered from 1 in file order.
+#[derive(Debug, thiserror::Error)]
+#[error("watch #{number}: {source}")]
+pub struct ConfigWatchError {
+    pub number: usize,
+    pub source: WatchError,
+}
+
 /// Parse every config-file watch; the first bad one is the error.
-pub fn parse_config_watches(defs: &[Value]) -> Result<Vec<ConfigWatch>, String> {
+pub fn parse_config_watches(defs: &[Value]) -> Result<Vec<ConfigWatch>, ConfigWatchError> {
     defs.iter()
         .enumerate()
-        .map(|(i, v)| parse_config(v).map_err(|e| format!("watch #{}: {e}", i + 1)))
+        .map(|(i, v)| {
+            parse_config(v).map_err(|source| ConfigWatchError {
+                number: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -614,11 +627,12 @@ pub fn spawn_config_watches(watches: Vec<ConfigWatch>, http: SocketAddr, stop: C
     }
     for w in watches {
         let stop = stop.clone();
-        let api = ApiClient::new(
-            &addr.to_string(),
-            w.spec.token.clone(),
-            w.spec.datacenter.clone(),
-        );
+        let api = ApiClient::new(crate::apiclient::Config {
+            address: addr.to_string(),
+            token: w.spec.token.clone(),
+            datacenter: w.spec.datacenter.clone(),
+            ..crate::apiclient::Config::default()
+        });
         tracing::info!(watch = w.spec.type_name(), "starting watch from config");
         tokio::spawn(async move {
             // Handler errors are logged, never fatal, inside the agent.

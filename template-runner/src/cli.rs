@@ -46,6 +46,43 @@ pub struct Args {
     /// Same as -consul-token.
     #[arg(long)]
     pub token: Option<String>,
+    /// Talk to the agent over https (also CONSUL_HTTP_SSL).
+    #[arg(long = "consul-ssl")]
+    pub consul_ssl: bool,
+    #[arg(long = "no-consul-ssl", hide = true)]
+    pub no_consul_ssl: bool,
+    /// Check the agent's certificate (default true; also CONSUL_HTTP_SSL_VERIFY).
+    #[arg(long = "consul-ssl-verify")]
+    pub consul_ssl_verify: bool,
+    #[arg(long = "no-consul-ssl-verify", hide = true)]
+    pub no_consul_ssl_verify: bool,
+    /// CA certificate(s) of the agent (also CONSUL_CACERT).
+    #[arg(long = "consul-ssl-ca-cert")]
+    pub consul_ssl_ca_cert: Option<PathBuf>,
+    /// Directory of CA certificates (also CONSUL_CAPATH).
+    #[arg(long = "consul-ssl-ca-path")]
+    pub consul_ssl_ca_path: Option<PathBuf>,
+    /// Client certificate presented to the agent (also CONSUL_CLIENT_CERT).
+    #[arg(long = "consul-ssl-cert")]
+    pub consul_ssl_cert: Option<PathBuf>,
+    /// Key of -consul-ssl-cert (also CONSUL_CLIENT_KEY).
+    #[arg(long = "consul-ssl-key")]
+    pub consul_ssl_key: Option<PathBuf>,
+    /// Name the agent's certificate is checked against (also CONSUL_TLS_SERVER_NAME).
+    #[arg(long = "consul-ssl-server-name")]
+    pub consul_ssl_server_name: Option<String>,
+    /// confd: http or https for -node addresses without a scheme.
+    #[arg(long)]
+    pub scheme: Option<String>,
+    /// confd: CA certificate(s) of the agent (same as -consul-ssl-ca-cert).
+    #[arg(long = "client-ca-keys")]
+    pub client_ca_keys: Option<PathBuf>,
+    /// confd: client certificate (same as -consul-ssl-cert).
+    #[arg(long = "client-cert")]
+    pub client_cert: Option<PathBuf>,
+    /// confd: client key (same as -consul-ssl-key).
+    #[arg(long = "client-key")]
+    pub client_key: Option<PathBuf>,
     /// Prefix joined to every key.
     #[arg(long)]
     pub prefix: Option<String>,
@@ -308,8 +345,9 @@ pub fn main() -> ExitCode {
         a.backend = a.backend.or(fc.backend);
         a.confdir = a.confdir.or(fc.confdir);
         a.interval = a.interval.or(fc.interval);
+        a.scheme = a.scheme.or(fc.scheme);
         if a.node.is_empty() {
-            let scheme = fc.scheme.unwrap_or_else(|| "http".into());
+            let scheme = a.scheme.clone().unwrap_or_else(|| "http".into());
             a.node = fc
                 .nodes
                 .unwrap_or_default()
@@ -481,6 +519,80 @@ fn ct_config(a: &mut Args, token_from_env: bool) -> Result<Option<CtConfig>, Str
     Ok(Some(c))
 }
 
+/// TLS towards the agent: flags (consul-template's `-consul-ssl-*`,
+/// confd's `-client-*`) over the `consul { ssl }` block over Consul's
+/// environment variables, as consul-template merges them.
+fn tls_settings(a: &Args, file: Option<&ctconfig::Tls>) -> Result<ctconfig::Tls, String> {
+    use tribune_apiclient::config::env_bool;
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let env_path = |name: &str| env(name).map(PathBuf::from);
+    let mut t = file.cloned().unwrap_or_default();
+    let tri = |yes: bool, no: bool| match (yes, no) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    };
+    let from_file = file.is_some();
+    let env_ssl = env_bool("CONSUL_HTTP_SSL").map_err(|e| e.to_string())?;
+    let env_verify = env_bool("CONSUL_HTTP_SSL_VERIFY").map_err(|e| e.to_string())?;
+    if let Some(b) = tri(a.consul_ssl, a.no_consul_ssl).or(env_ssl.filter(|_| !from_file)) {
+        t.enabled = b;
+    }
+    if let Some(b) =
+        tri(a.consul_ssl_verify, a.no_consul_ssl_verify).or(env_verify.filter(|_| !from_file))
+    {
+        t.verify = b;
+    }
+    let pick = |flag: [&Option<PathBuf>; 2], file: &Option<PathBuf>, var: &str| {
+        flag.into_iter()
+            .flatten()
+            .next()
+            .cloned()
+            .or(file.clone())
+            .or_else(|| env_path(var))
+    };
+    t.ca_cert = pick(
+        [&a.consul_ssl_ca_cert, &a.client_ca_keys],
+        &t.ca_cert,
+        "CONSUL_CACERT",
+    );
+    t.ca_path = pick([&a.consul_ssl_ca_path, &None], &t.ca_path, "CONSUL_CAPATH");
+    t.cert = pick(
+        [&a.consul_ssl_cert, &a.client_cert],
+        &t.cert,
+        "CONSUL_CLIENT_CERT",
+    );
+    t.key = pick(
+        [&a.consul_ssl_key, &a.client_key],
+        &t.key,
+        "CONSUL_CLIENT_KEY",
+    );
+    t.server_name = a
+        .consul_ssl_server_name
+        .clone()
+        .or(t.server_name.take())
+        .or_else(|| env("CONSUL_TLS_SERVER_NAME").and_then(|v| v.into_string().ok()));
+    Ok(t)
+}
+
+/// confd's `-scheme`: the scheme of the addresses that name none.
+fn with_scheme(nodes: Vec<String>, scheme: Option<&str>) -> Result<Vec<String>, String> {
+    match scheme {
+        None => Ok(nodes),
+        Some(s @ ("http" | "https")) => Ok(nodes
+            .into_iter()
+            .map(|n| {
+                if n.contains("://") {
+                    n
+                } else {
+                    format!("{s}://{n}")
+                }
+            })
+            .collect()),
+        Some(other) => Err(format!("invalid -scheme {other:?}: use http or https")),
+    }
+}
+
 /// `-pid-file`: written at start, removed when dropped.
 struct PidFile(PathBuf);
 
@@ -547,7 +659,8 @@ fn build(a: Args, ct: Option<CtConfig>) -> Result<(Options, Backend), String> {
                 .map(|s| parse_duration(s).ok_or_else(|| format!("invalid -max-stale {s:?}")))
                 .transpose()?
                 .or(ct.as_ref().and_then(|c| c.max_stale));
-            let tls = ct.as_ref().map(|c| c.tls.clone()).unwrap_or_default();
+            let tls = tls_settings(&a, ct.as_ref().map(|c| &c.tls))?;
+            nodes = with_scheme(nodes, a.scheme.as_deref())?;
             let c = Consul::with_options(
                 nodes,
                 a.consul_token.clone().or(a.token.clone()),

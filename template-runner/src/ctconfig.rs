@@ -3,7 +3,7 @@
 //! later scalars win, `template` blocks add up. Flags override the files;
 //! SIGHUP re-reads them.
 //!
-//! Read: `consul { address token ssl { enabled verify ca_cert cert key
+//! Read: `consul { address token ssl { enabled verify ca_cert ca_path cert key
 //! server_name } retry { enabled attempts backoff max_backoff } }`, `template { source
 //! contents destination command command_timeout perms backup
 //! left_delimiter right_delimiter wait error_on_missing_key
@@ -39,7 +39,15 @@ const TOP: &[&str] = &[
     "metrics_addr",
 ];
 const CONSUL: &[&str] = &["address", "token", "ssl", "retry"];
-const SSL: &[&str] = &["enabled", "verify", "ca_cert", "cert", "key", "server_name"];
+const SSL: &[&str] = &[
+    "enabled",
+    "verify",
+    "ca_cert",
+    "ca_path",
+    "cert",
+    "key",
+    "server_name",
+];
 const RETRY: &[&str] = &["enabled", "attempts", "backoff", "max_backoff"];
 const TEMPLATE: &[&str] = &[
     "source",
@@ -80,6 +88,8 @@ pub struct Tls {
     pub enabled: bool,
     pub verify: bool,
     pub ca_cert: Option<PathBuf>,
+    /// A directory of CA certificates.
+    pub ca_path: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub server_name: Option<String>,
@@ -92,6 +102,7 @@ impl Default for Tls {
             enabled: false,
             verify: true,
             ca_cert: None,
+            ca_path: None,
             cert: None,
             key: None,
             server_name: None,
@@ -389,6 +400,10 @@ impl CtConfig {
                 .string(&s, "ca_cert")?
                 .map(PathBuf::from)
                 .or(t.ca_cert.take());
+            t.ca_path = r
+                .string(&s, "ca_path")?
+                .map(PathBuf::from)
+                .or(t.ca_path.take());
             t.cert = r.string(&s, "cert")?.map(PathBuf::from).or(t.cert.take());
             t.key = r.string(&s, "key")?.map(PathBuf::from).or(t.key.take());
             t.server_name = r.string(&s, "server_name")?.or(t.server_name.take());

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`resource`]: template resources (`conf.d/*.toml`, `-template` flags).
 //! - [`dependency`]: what templates depend on, one identity per datum.
-//! - [`backend`]: consul (blocking queries), file, env.
+//! - [`backend`]: consul (blocking queries, through the shared
+//!   `tribune-apiclient` client: token, TLS), file, env.
 //! - [`watch`]: one long-poll (or poll) task per distinct dependency.
 //! - [`render`], [`helpers`], [`gosyntax`]: the two engines (Handlebars and
 //!   Go text/template), the one function table both register, and the rule

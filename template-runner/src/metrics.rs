@@ -33,18 +33,29 @@ fn fresh() -> &'static Mutex<HashMap<String, Instant>> {
     FRESH.get_or_init(Default::default)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics recorder: {0}")]
+    Recorder(String),
+    #[error("metrics listener on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// Install the recorder (once per process). Without it every call site
 /// is a no-op, so metrics cost nothing unless `-metrics-addr` is given.
-pub fn install() -> Result<(), String> {
+pub fn install() -> Result<(), MetricsError> {
     if HANDLE.get().is_some() {
         return Ok(());
     }
     let rec = PrometheusBuilder::new()
         .set_quantiles(&[0.5, 0.9, 0.99])
-        .map_err(|e| e.to_string())?
+        .map_err(|e| MetricsError::Recorder(e.to_string()))?
         .build_recorder();
     let handle = rec.handle();
-    metrics::set_global_recorder(rec).map_err(|e| e.to_string())?;
+    metrics::set_global_recorder(rec).map_err(|e| MetricsError::Recorder(e.to_string()))?;
     let _ = HANDLE.set(handle);
     Ok(())
 }
@@ -83,12 +94,11 @@ pub fn fetch(kind: &'static str, ok: bool) {
 
 /// Bind `addr` now (a taken port is a start-up error), then serve for as
 /// long as the runtime runs.
-pub async fn serve(addr: SocketAddr) -> Result<(), String> {
+pub async fn serve(addr: SocketAddr) -> Result<(), MetricsError> {
     install()?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("metrics listener on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let listen = |source| MetricsError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
     tracing::info!(addr = %bound, "serving Prometheus metrics at /metrics");
     let app = Router::new().route(
         "/metrics",

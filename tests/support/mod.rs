@@ -9,6 +9,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+pub mod servers;
+pub mod tls;
+
 static BUILD: Once = Once::new();
 
 /// Workspace root.

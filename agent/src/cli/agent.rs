@@ -128,7 +128,7 @@ fn init_log(c: &AgentConfig) -> Result<(), String> {
     };
     crate::logging::set_server(c.server);
     let json = c.log_json;
-    crate::logging::init(l, crate::logging::Outputs { json, file })
+    crate::logging::init(l, crate::logging::Outputs { json, file }).map_err(|e| e.to_string())
 }
 
 pub fn run(a: AgentArgs) -> ExitCode {

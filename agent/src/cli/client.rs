@@ -1,18 +1,41 @@
-//! A small blocking HTTP client for CLI commands, and the HTTP options
-//! every command that talks to an agent takes.
+//! The HTTP options every command that talks to an agent takes, as
+//! Consul's CLI has them, read into the shared client's configuration
+//! (crate `tribune-apiclient`).
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use clap::Args;
-use reqwest::blocking::{Body, Client, Response};
-use reqwest::Method;
+
+pub use crate::apiclient::Api;
+use crate::apiclient::Config;
 
 /// Help heading of [`HttpOpts`], listed first as Consul lists them.
 const HTTP_OPTIONS: &str = "HTTP API Options";
 
 /// Connection options shared by every command that talks to an agent.
+/// `CONSUL_HTTP_SSL` and `CONSUL_HTTP_SSL_VERIFY` have no flag, as in Consul.
 #[derive(Args, Debug, Clone)]
 pub struct HttpOpts {
+    /// Path to a CA file to use for TLS when communicating with Consul.
+    /// This can also be specified via the CONSUL_CACERT environment
+    /// variable.
+    #[arg(long = "ca-file", env = "CONSUL_CACERT", value_name = "value", hide_env = true, help_heading = HTTP_OPTIONS)]
+    pub ca_file: Option<PathBuf>,
+    /// Path to a directory of CA certificates to use for TLS when
+    /// communicating with Consul. This can also be specified via the
+    /// CONSUL_CAPATH environment variable.
+    #[arg(long = "ca-path", env = "CONSUL_CAPATH", value_name = "value", hide_env = true, help_heading = HTTP_OPTIONS)]
+    pub ca_path: Option<PathBuf>,
+    /// Path to a client cert file to use for TLS when 'verify_incoming' is
+    /// enabled. This can also be specified via the CONSUL_CLIENT_CERT
+    /// environment variable.
+    #[arg(long = "client-cert", env = "CONSUL_CLIENT_CERT", value_name = "value", hide_env = true, help_heading = HTTP_OPTIONS)]
+    pub client_cert: Option<PathBuf>,
+    /// Path to a client key file to use for TLS when 'verify_incoming' is
+    /// enabled. This can also be specified via the CONSUL_CLIENT_KEY
+    /// environment variable.
+    #[arg(long = "client-key", env = "CONSUL_CLIENT_KEY", value_name = "value", hide_env = true, help_heading = HTTP_OPTIONS)]
+    pub client_key: Option<PathBuf>,
     /// The `address` and port of the agent's HTTP API: an IP address or DNS
     /// name, and the port. This can also be specified via the
     /// CONSUL_HTTP_ADDR environment variable.
@@ -25,6 +48,11 @@ pub struct HttpOpts {
         help_heading = HTTP_OPTIONS
     )]
     pub http_addr: String,
+    /// The server name to use as the SNI host when connecting via TLS.
+    /// This can also be specified via the CONSUL_TLS_SERVER_NAME
+    /// environment variable.
+    #[arg(long = "tls-server-name", env = "CONSUL_TLS_SERVER_NAME", value_name = "value", hide_env = true, help_heading = HTTP_OPTIONS)]
+    pub tls_server_name: Option<String>,
     /// ACL token to use in the request. This can also be specified via the
     /// CONSUL_HTTP_TOKEN environment variable. If unspecified, the query
     /// will default to the token of the agent at the HTTP address.
@@ -36,6 +64,12 @@ pub struct HttpOpts {
         help_heading = HTTP_OPTIONS
     )]
     pub token: Option<String>,
+    /// File containing the ACL token to use in the request instead of one
+    /// specified via the -token argument or CONSUL_HTTP_TOKEN environment
+    /// variable. This can also be specified via the
+    /// CONSUL_HTTP_TOKEN_FILE environment variable.
+    #[arg(long = "token-file", env = "CONSUL_HTTP_TOKEN_FILE", value_name = "value", hide_env = true, help_heading = HTTP_OPTIONS)]
+    pub token_file: Option<PathBuf>,
     /// Name of the datacenter to query. If unspecified, this will default
     /// to the datacenter of the queried agent.
     #[arg(long = "datacenter", help_heading = HTTP_OPTIONS)]
@@ -47,127 +81,47 @@ pub struct HttpOpts {
     pub stale: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// As Go's client says it: `Get "http://...": dial tcp ...: connect:
-    /// connection refused`.
-    #[error("{}", crate::goerr::request_error(method, url, source))]
-    Transport {
-        method: Method,
-        url: String,
-        source: reqwest::Error,
-    },
-    #[error("Unexpected response code: {status} ({body})")]
-    Status { status: u16, body: String },
-}
-
-pub struct Api {
-    client: Client,
-    base: String,
-    opts: HttpOpts,
-}
-
-impl Api {
-    pub fn new(opts: &HttpOpts) -> Self {
-        let addr = opts.http_addr.trim_end_matches('/');
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
+impl HttpOpts {
+    /// The client configuration. A bad `CONSUL_HTTP_SSL(_VERIFY)` value is
+    /// reported by the client's first request.
+    pub fn config(&self) -> Config {
+        let mut c = Config {
+            address: self.http_addr.clone(),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            datacenter: self.datacenter.clone(),
+            stale: self.stale,
+            ..Config::default()
         };
-        let client = Client::builder()
-            .timeout(Duration::from_secs(660))
-            .build()
-            .unwrap_or_else(|_| Client::new());
-        Self {
-            client,
-            base,
-            opts: opts.clone(),
+        c.tls.ca_file = self.ca_file.clone();
+        c.tls.ca_path = self.ca_path.clone();
+        c.tls.cert_file = self.client_cert.clone();
+        c.tls.key_file = self.client_key.clone();
+        c.tls.server_name = self.tls_server_name.clone();
+        if let Err(e) = c.apply_env_switches() {
+            c.invalid = Some(e);
+        }
+        c
+    }
+
+    /// For the long-running commands: `-stale` is theirs to apply per
+    /// query (watch), not every GET's.
+    pub fn async_config(&self) -> Config {
+        Config {
+            stale: false,
+            ..self.config()
         }
     }
 
-    fn transport(&self, method: &Method, path: &str, source: reqwest::Error) -> ClientError {
-        ClientError::Transport {
-            method: method.clone(),
-            url: format!("{}/v1/{path}", self.base),
-            source,
-        }
+    /// The token the commands send (the token file's, else `-token`), for
+    /// those that pass it on (watch plans).
+    pub fn resolved_token(&self) -> Option<String> {
+        self.config().resolved_token().ok().flatten()
     }
+}
 
-    /// Send a request to `/v1/<path>` with query pairs; returns the raw response.
-    pub fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<Vec<u8>>,
-    ) -> Result<Response, ClientError> {
-        self.send_body(method, path, query, body.map(Body::from))
-    }
-
-    /// [`Self::send`] with any body (a file, streamed).
-    pub fn send_body(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<Body>,
-    ) -> Result<Response, ClientError> {
-        let mut q: Vec<(&str, String)> = query.to_vec();
-        if let Some(dc) = &self.opts.datacenter {
-            q.push(("dc", dc.clone()));
-        }
-        if self.opts.stale && method == Method::GET {
-            q.push(("stale", String::new()));
-        }
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}/v1/{path}", self.base))
-            .query(&q);
-        if let Some(t) = &self.opts.token {
-            req = req.header("X-Consul-Token", t);
-        }
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        let req = req
-            .build()
-            .map_err(|source| self.transport(&method, path, source))?;
-        let url = req.url().to_string();
-        self.client
-            .execute(req)
-            .map_err(|source| ClientError::Transport {
-                method,
-                url,
-                source,
-            })
-    }
-
-    /// Like [`send`](Self::send) but any non-2xx answer except 404 is an error.
-    pub fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
-        let resp = self.send(method.clone(), path, query, body)?;
-        let status = resp.status();
-        if status.as_u16() == 404 {
-            return Ok(None);
-        }
-        let url = resp.url().to_string();
-        let bytes = resp.bytes().map_err(|source| ClientError::Transport {
-            method,
-            url,
-            source,
-        })?;
-        if !status.is_success() {
-            return Err(ClientError::Status {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).trim().to_string(),
-            });
-        }
-        Ok(Some(bytes.to_vec()))
+impl From<&HttpOpts> for Config {
+    fn from(o: &HttpOpts) -> Config {
+        o.config()
     }
 }

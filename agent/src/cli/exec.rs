@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::common::HttpOpts;
 use super::common::{cli_runtime, fail, on_signals};
-use crate::apiclient::{key_path, ApiClient, ApiClientError};
+use crate::apiclient::{key_path, ApiClient, Error as ApiClientError};
 use gocompat::duration::parse_duration;
 
 /// The event name and KV prefix Consul uses.
@@ -160,11 +160,7 @@ fn targeted(node: &str, arrow: bool, message: &str) -> String {
 }
 
 async fn exec(a: ExecArgs, job: Job, repl: Duration) -> ExitCode {
-    let api = ApiClient::new(
-        &a.http.http_addr,
-        a.http.token.clone(),
-        a.http.datacenter.clone(),
-    );
+    let api = ApiClient::new(a.http.async_config());
     if let Err(e) = api.call(Method::GET, "agent/self", &[], None).await {
         return fail(format!("Error querying Consul agent: {e}"));
     }

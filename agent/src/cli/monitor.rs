@@ -34,7 +34,10 @@ pub fn run(a: MonitorArgs) -> ExitCode {
 }
 
 async fn stream(a: MonitorArgs) -> ExitCode {
-    let api = ApiClient::new(&a.http.http_addr, a.http.token.clone(), None);
+    let api = ApiClient::new(crate::apiclient::Config {
+        datacenter: None,
+        ..a.http.async_config()
+    });
     let mut q = vec![("loglevel", a.log_level.clone())];
     if a.log_json {
         q.push(("logjson", String::new()));

@@ -29,8 +29,8 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<String>, String> {
         }
     }
     let c = AgentConfig::load(&flags).map_err(|e| e.to_string())?;
-    crate::app::config_definitions(&c)?;
-    crate::watchplan::parse_config_watches(&c.watch_defs)?;
+    crate::app::config_definitions(&c).map_err(|e| e.to_string())?;
+    crate::watchplan::parse_config_watches(&c.watch_defs).map_err(|e| e.to_string())?;
     Ok(c.warnings)
 }
 

@@ -71,7 +71,7 @@ fn params(a: &WatchArgs) -> Result<Map<String, Value>, String> {
     put("state", &a.state);
     put("name", &a.name);
     put("datacenter", &a.http.datacenter);
-    put("token", &a.http.token);
+    put("token", &a.http.resolved_token());
     if !a.tag.is_empty() {
         p.insert(
             "tag".into(),
@@ -125,11 +125,7 @@ pub fn run(a: WatchArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     rt.block_on(async move {
-        let api = ApiClient::new(
-            &a.http.http_addr,
-            a.http.token.clone(),
-            a.http.datacenter.clone(),
-        );
+        let api = ApiClient::new(a.http.async_config());
         if let Err(e) = api
             .call(reqwest::Method::GET, "agent/self", &[], None)
             .await

@@ -372,7 +372,7 @@ pub async fn health_by_id(
 }
 
 pub async fn reload(State(s): State<Shared>) -> Result<Response, ApiError> {
-    crate::app::reload(&s).map_err(ApiError::bad)?;
+    crate::app::reload(&s).map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(empty_ok())
 }
 

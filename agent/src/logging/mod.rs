@@ -166,8 +166,13 @@ struct Installed {
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 static SERVER: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
+/// The log could not be installed (a second time in one process).
+#[derive(Debug, thiserror::Error)]
+#[error("installing the log: {0}")]
+pub struct LogInitError(String);
+
 /// Install the agent's log at `level`. Once per process.
-pub fn init(level: Level, out: Outputs) -> Result<(), String> {
+pub fn init(level: Level, out: Outputs) -> Result<(), LogInitError> {
     let base = Arc::new(AtomicUsize::new(rank(level)));
     let widest = Arc::new(AtomicUsize::new(rank(level)));
     let monitors = Monitors::new(base.clone(), widest.clone());
@@ -188,7 +193,7 @@ pub fn init(level: Level, out: Outputs) -> Result<(), String> {
     tracing_subscriber::registry()
         .with(layer)
         .try_init()
-        .map_err(|e| format!("installing the log: {e}"))?;
+        .map_err(|e| LogInitError(e.to_string()))?;
     let _ = INSTALLED.set(Installed { monitors, base });
     Ok(())
 }

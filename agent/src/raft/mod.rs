@@ -12,6 +12,9 @@
 //!   lease that default reads rely on.
 //! - [`transitions`]: follower / candidate / leader changes, logged as
 //!   Consul logs them.
+//!
+//! `suite_tests` (tests only) runs openraft's storage suite on the log
+//! store and state machine, in memory and in redb.
 
 pub mod disk;
 pub mod leadership;
@@ -21,6 +24,9 @@ pub mod node;
 pub mod proposer;
 pub mod state_machine;
 pub mod transitions;
+
+#[cfg(test)]
+mod suite_tests;
 
 use std::io::Cursor;
 

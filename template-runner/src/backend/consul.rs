@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
+use reqwest::Method;
 use serde_json::{json, Value};
+use tribune_apiclient::{key_path, ApiClient, Config, Error as ApiError, TlsConfig};
 
 use super::{BackendError, Fetched};
 use crate::dependency::{
@@ -13,15 +15,20 @@ use crate::dependency::{
 };
 
 pub struct Consul {
-    client: reqwest::Client,
-    /// Agent base URLs, tried in order (confd's repeatable `-node`).
-    nodes: Vec<String>,
-    token: Option<String>,
+    /// One client per agent address, tried in order (confd's repeatable
+    /// `-node`); each carries the token and TLS settings.
+    nodes: Vec<Node>,
     /// The agent's own node name (for `node` without an argument), asked
     /// once from /v1/agent/self like consul-template does.
     self_name: parking_lot::Mutex<Option<String>>,
     /// `?stale`: any server may answer (consul-template's `max_stale`).
     stale: bool,
+}
+
+struct Node {
+    /// As the user gave it, for messages.
+    base: String,
+    api: ApiClient,
 }
 
 /// TLS and consistency settings beyond the address and token.
@@ -73,89 +80,6 @@ fn dc_near(dc: &Option<String>, near: &Option<String>) -> Vec<(&'static str, Str
         .map(|d| ("dc", d.clone()))
         .chain(near.iter().map(|n| ("near", n.clone())))
         .collect()
-}
-
-/// `ssl { ca_cert cert key verify }` on the client.
-fn tls_client(
-    mut b: reqwest::ClientBuilder,
-    t: &crate::ctconfig::Tls,
-) -> Result<reqwest::ClientBuilder, BackendError> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| BackendError::Request(format!("{}: {e}", p.display())))
-    };
-    if let Some(ca) = &t.ca_cert {
-        let c = reqwest::Certificate::from_pem(&read(ca)?)
-            .map_err(|e| BackendError::Request(format!("{}: {e}", ca.display())))?;
-        b = b.add_root_certificate(c);
-    }
-    match (&t.cert, &t.key) {
-        (Some(cert), Some(key)) => {
-            let mut pem = read(cert)?;
-            pem.extend(read(key)?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| BackendError::Request(format!("{}: {e}", cert.display())))?;
-            b = b.identity(id);
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(BackendError::Request(
-                "consul.ssl: cert and key must be given together".into(),
-            ))
-        }
-        (None, None) => {}
-    }
-    if !t.verify {
-        tracing::warn!("consul.ssl.verify = false: the agent's certificate is not checked");
-    }
-    Ok(b.danger_accept_invalid_certs(!t.verify))
-}
-
-/// `ssl { server_name }`: the name TLS sends (SNI) and checks the agent's
-/// certificate against, instead of the address's host. The URL carries
-/// the name and the client resolves it to the configured address.
-fn server_name(
-    b: reqwest::ClientBuilder,
-    urls: &mut [String],
-    name: &str,
-) -> Result<reqwest::ClientBuilder, BackendError> {
-    use std::net::ToSocketAddrs;
-    let bad = |m: String| BackendError::Request(format!("consul.ssl.server_name: {m}"));
-    if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
-        return Err(bad(format!("{name:?} is not a host name")));
-    }
-    let [url] = urls else {
-        return Err(bad("needs exactly one agent address".into()));
-    };
-    let mut u = reqwest::Url::parse(url).map_err(|e| bad(format!("{url}: {e}")))?;
-    let host = u.host_str().unwrap_or_default().to_string();
-    let port = u.port_or_known_default().unwrap_or(443);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<std::net::SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| bad(format!("resolving {host}: {e}")))?
-        .collect();
-    u.set_host(Some(name))
-        .map_err(|e| bad(format!("{name:?}: {e}")))?;
-    *url = u.as_str().trim_end_matches('/').to_string();
-    Ok(b.resolve_to_addrs(name, &addrs))
-}
-
-fn base_url(addr: &str) -> String {
-    let a = addr.trim_end_matches('/');
-    if a.starts_with("http://") || a.starts_with("https://") {
-        a.to_string()
-    } else {
-        format!("http://{a}")
-    }
-}
-
-fn path_escape(key: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'/')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(key, SET).to_string()
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -265,22 +189,18 @@ fn instance(e: &Value) -> Instance {
     }
 }
 
-impl Consul {
-    pub fn new(nodes: Vec<String>, token: Option<String>) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap_or_default();
-        Self {
-            client,
-            nodes: nodes.iter().map(|n| base_url(n)).collect(),
-            token,
-            self_name: parking_lot::Mutex::new(None),
-            stale: false,
+/// A request's failure as the backend reported it before the shared
+/// client: the reqwest error's own text after the dependency and address.
+fn request_error(what: &str, base: &str, e: ApiError) -> BackendError {
+    match e {
+        ApiError::Transport { source, .. } => {
+            BackendError::Request(format!("{what}: {base}: {source}"))
         }
+        other => BackendError::Request(format!("{what}: {base}: {other}")),
     }
+}
 
+impl Consul {
     /// With consul-template's `consul { ssl {...} }` and `max_stale`. TLS
     /// settings apply to https addresses; given for plain http ones they
     /// are warned about, never silently dropped.
@@ -289,53 +209,57 @@ impl Consul {
         token: Option<String>,
         o: ConsulOptions,
     ) -> Result<Self, BackendError> {
-        let https = o.tls.enabled;
-        let mut urls: Vec<String> = nodes
+        let t = &o.tls;
+        let tls = TlsConfig {
+            ca_file: t.ca_cert.clone(),
+            ca_path: t.ca_path.clone(),
+            cert_file: t.cert.clone(),
+            key_file: t.key.clone(),
+            server_name: t.server_name.clone(),
+            verify: t.verify,
+        };
+        let configs: Vec<Config> = nodes
             .iter()
-            .map(|n| {
-                if https && !n.contains("://") {
-                    format!("https://{}", n.trim_end_matches('/'))
-                } else {
-                    base_url(n)
-                }
+            .map(|n| Config {
+                address: n.clone(),
+                https: t.enabled,
+                token: token.clone(),
+                tls: tls.clone(),
+                connect_timeout: Some(Duration::from_secs(5)),
+                pool_max_idle_per_host: Some(64),
+                ..Config::default()
             })
             .collect();
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(64);
-        let any_https = urls.iter().any(|u| u.starts_with("https://"));
-        let t = &o.tls;
-        let tls_given = t.ca_cert.is_some()
-            || t.cert.is_some()
-            || t.key.is_some()
-            || t.server_name.is_some()
-            || !t.verify;
-        if any_https {
-            b = tls_client(b, t)?;
-            if let Some(name) = &t.server_name {
-                b = server_name(b, &mut urls, name)?;
-            }
-        } else if tls_given || t.enabled {
-            tracing::warn!(address = %urls.join(","), "consul.ssl settings are not applied: the agent address is plain http (use an https:// address or ssl.enabled = true)");
+        let bases: Vec<String> = configs
+            .iter()
+            .map(|c| {
+                c.base_url()
+                    .map_err(|e| BackendError::Request(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let any_https = bases.iter().any(|u| u.starts_with("https://"));
+        if tls.server_name.is_some() && any_https && bases.len() != 1 {
+            return Err(BackendError::Request(
+                "consul.ssl.server_name: needs exactly one agent address".into(),
+            ));
         }
-        let client = b
-            .build()
-            .map_err(|e| BackendError::Request(format!("HTTP client: {e}")))?;
+        if !any_https && (tls.is_set() || t.enabled) {
+            tracing::warn!(address = %bases.join(","), "consul.ssl settings are not applied: the agent address is plain http (use an https:// address or ssl.enabled = true)");
+        }
+        let nodes = configs
+            .into_iter()
+            .zip(bases)
+            .map(|(c, base)| {
+                let api =
+                    ApiClient::try_new(c).map_err(|e| BackendError::Request(e.to_string()))?;
+                Ok(Node { base, api })
+            })
+            .collect::<Result<_, BackendError>>()?;
         Ok(Self {
-            client,
-            nodes: urls,
-            token,
+            nodes,
             self_name: parking_lot::Mutex::new(None),
             stale: o.stale,
         })
-    }
-
-    fn get(&self, url: String, timeout: Duration) -> reqwest::RequestBuilder {
-        let req = self.client.get(url).timeout(timeout);
-        match &self.token {
-            Some(t) => req.header("X-Consul-Token", t),
-            None => req,
-        }
     }
 
     /// The agent's node name, from the first agent that answers.
@@ -344,13 +268,18 @@ impl Consul {
             return Ok(n);
         }
         let mut last_err = BackendError::Request("no agent address configured".into());
-        for base in &self.nodes {
-            let r = self
-                .get(format!("{base}/v1/agent/self"), Duration::from_secs(15))
-                .send()
+        for Node { base, api } in &self.nodes {
+            let r = api
+                .send_timeout(
+                    Method::GET,
+                    "agent/self",
+                    &[],
+                    None,
+                    Some(Duration::from_secs(15)),
+                )
                 .await;
             let v: Value = match r {
-                Ok(r) if r.status().is_success() => match r.json().await {
+                Ok(r) if r.is_success() => match serde_json::from_slice(&r.body) {
                     Ok(v) => v,
                     Err(e) => {
                         last_err = BackendError::Data(format!("agent/self from {base}: {e}"));
@@ -360,13 +289,13 @@ impl Consul {
                 Ok(r) => {
                     last_err = BackendError::Status {
                         what: "agent/self".into(),
-                        status: r.status().as_u16(),
-                        body: r.text().await.unwrap_or_default().trim().to_string(),
+                        status: r.status,
+                        body: String::from_utf8_lossy(&r.body).trim().to_string(),
                     };
                     continue;
                 }
                 Err(e) => {
-                    last_err = BackendError::Request(format!("agent/self: {base}: {e}"));
+                    last_err = request_error("agent/self", base, e);
                     continue;
                 }
             };
@@ -391,17 +320,17 @@ impl Consul {
     ) -> Result<Fetched, BackendError> {
         let (path, mut query): (String, Vec<(&str, String)>) = match dep {
             Dependency::KvPrefix(p) => (
-                format!("kv/{}", path_escape(p)),
+                format!("kv/{}", key_path(p)),
                 vec![("recurse", String::new())],
             ),
-            Dependency::KvKey(k) => (format!("kv/{}", path_escape(k)), vec![]),
+            Dependency::KvKey(k) => (format!("kv/{}", key_path(k)), vec![]),
             Dependency::Service {
                 name,
                 tag,
                 dc,
                 near,
             } => (
-                format!("health/service/{}", path_escape(name)),
+                format!("health/service/{}", key_path(name)),
                 tag.iter()
                     .map(|t| ("tag", t.clone()))
                     .chain(dc_near(dc, near))
@@ -415,7 +344,7 @@ impl Consul {
                     None => self.self_name().await?,
                 };
                 (
-                    format!("catalog/node/{}", path_escape(&name)),
+                    format!("catalog/node/{}", key_path(&name)),
                     dc_near(dc, &None),
                 )
             }
@@ -430,31 +359,19 @@ impl Consul {
             query.push(("wait", format!("{}ms", wait.as_millis())));
         }
         let mut last_err = BackendError::Request("no agent address configured".into());
-        for base in &self.nodes {
-            let req = self
-                .get(
-                    format!("{base}/v1/{path}"),
-                    wait + wait / 16 + Duration::from_secs(15),
-                )
-                .query(&query);
-            let resp = match req.send().await {
+        for Node { base, api } in &self.nodes {
+            let timeout = wait + wait / 16 + Duration::from_secs(15);
+            let reply = match api
+                .send_timeout(Method::GET, &path, &query, None, Some(timeout))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
-                    last_err = BackendError::Request(format!("{dep}: {base}: {e}"));
+                    last_err = request_error(&dep.to_string(), base, e);
                     continue;
                 }
             };
-            let status = resp.status().as_u16();
-            let idx = resp
-                .headers()
-                .get("x-consul-index")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| BackendError::Request(format!("{dep}: {base}: {e}")))?;
+            let (status, idx, body) = (reply.status, reply.index, reply.body);
             let absent = matches!(
                 dep,
                 Dependency::KvPrefix(_) | Dependency::KvKey(_) | Dependency::Node { .. }

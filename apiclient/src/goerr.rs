@@ -79,6 +79,9 @@ pub fn cause(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into();
     }
+    if let Some(t) = tls_cause(&chain_text(e)) {
+        return t;
+    }
     if e.is_connect() {
         let chain = chain_text(e);
         if chain.contains("dns error") {
@@ -103,6 +106,45 @@ pub fn cause(e: &reqwest::Error) -> String {
         return "EOF".into();
     }
     text
+}
+
+/// A failed TLS handshake as Go's `crypto/tls` and `crypto/x509` say it,
+/// from rustls's texts.
+fn tls_cause(chain: &str) -> Option<String> {
+    if chain.contains("UnknownIssuer") {
+        return Some(
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                .into(),
+        );
+    }
+    if let Some(i) = chain.find("invalid peer certificate: ") {
+        let why = &chain[i + "invalid peer certificate: ".len()..];
+        return Some(format!("tls: failed to verify certificate: {why}"));
+    }
+    if let Some(i) = chain.find("received fatal alert: ") {
+        let alert = &chain[i + "received fatal alert: ".len()..];
+        return Some(format!("remote error: tls: {}", camel_words(alert)));
+    }
+    if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+        return Some("http: server gave HTTP response to HTTPS client".into());
+    }
+    None
+}
+
+/// `CertificateRequired` -> `certificate required` (TLS alert names).
+fn camel_words(s: &str) -> String {
+    let word: String = s
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let mut out = String::new();
+    for c in word.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// `Get "http://...": <cause>` for a failed request.
@@ -130,6 +172,13 @@ mod tests {
         let e = std::io::Error::from_raw_os_error(libc::ECONNRESET);
         assert_eq!(io_text(&e), "connection reset by peer");
         assert_eq!(method_word("PUT"), "Put");
+        assert_eq!(camel_words("CertificateRequired"), "certificate required");
+        assert_eq!(
+            tls_cause("invalid peer certificate: UnknownIssuer").as_deref(),
+            Some(
+                "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+            )
+        );
     }
 
     /// A refused connection names the dial, as Go's does.
