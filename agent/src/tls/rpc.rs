@@ -179,3 +179,70 @@ impl RpcClientTls {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::certs::{create_ca, create_cert, CertSpec, Kind};
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn spec(kind: Kind) -> CertSpec<'static> {
+        CertSpec {
+            kind,
+            dc: "dc1",
+            domain: "consul",
+            node: None,
+            days: 1,
+            extra_dns: &[],
+            extra_ips: &[],
+        }
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        use rustls_pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    /// The chain is checked against the CA (reloaded in place), and with
+    /// verify_server_hostname the name: a client certificate is refused.
+    #[test]
+    fn server_name_and_ca_are_checked_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = create_ca("consul", 1, None).unwrap();
+        let server = create_cert(&spec(Kind::Server), &ca.cert, &ca.key).unwrap();
+        let client = create_cert(&spec(Kind::Client), &ca.cert, &ca.key).unwrap();
+        let other = create_ca("consul", 1, None).unwrap();
+        let stranger = create_cert(&spec(Kind::Server), &other.cert, &other.key).unwrap();
+        let side = TlsSide {
+            ca_file: Some(write(dir.path(), "ca.pem", &ca.cert)),
+            cert_file: Some(write(dir.path(), "c.pem", &client.cert)),
+            key_file: Some(write(dir.path(), "c-key.pem", &client.key)),
+            ..TlsSide::default()
+        };
+        let t = RpcClientTls::load(&side, Some("server.dc1.consul".into())).unwrap();
+        let v = Verifier(t.shared.clone());
+        let ip = ServerName::try_from("127.0.0.1").unwrap();
+        let check = |pem: &str| v.verify_server_cert(&der(pem), &[], &ip, &[], UnixTime::now());
+        assert!(check(&server.cert).is_ok());
+        let e = check(&client.cert).unwrap_err().to_string();
+        assert!(e.contains("not valid for name"), "{e}");
+        assert!(check(&stranger.cert).is_err(), "another CA");
+        // without verify_server_hostname the chain alone decides
+        let loose = RpcClientTls::load(&side, None).unwrap();
+        let lv = Verifier(loose.shared.clone());
+        assert!(lv
+            .verify_server_cert(&der(&client.cert), &[], &ip, &[], UnixTime::now())
+            .is_ok());
+        // a reload to the other CA: its server passes, ours no longer
+        write(dir.path(), "ca.pem", &other.cert);
+        t.reload(&side).unwrap();
+        assert!(check(&stranger.cert).is_ok());
+        assert!(check(&server.cert).is_err());
+        assert!(ClientCert(t.shared.clone()).has_certs());
+    }
+}
