@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: tribune's benchmarks, in sections that can run on their own.
 #
-#   bench/run.sh [kv|discovery|template|nginx|cluster|large|acl|all]...  (default: all)
+#   bench/run.sh [kv|discovery|template|nginx|cluster|large|acl|tls|all]...  (default: all)
 #
 # Every run builds tribune, tribune-template and tribune-bench (release) once first
 # (BUILD=0 skips that and uses the binaries in target/release), and installs the
@@ -44,6 +44,13 @@
 #           bench/ granting write), one after the other on the same port; wrk PUT and
 #           GET at 64 connections against each (the token in X-Consul-Token).
 #           ACL_TRIBUNE names another tribune binary (e.g. a debug build).
+# tls       issue 16: encryption on the wire. A durable single server with both HTTP and
+#           HTTPS (a CA and certificate from `tribune tls`): wrk PUT and GET at 64
+#           keep-alive connections over each. A 3-server cluster on 127.0.0.1 without,
+#           then with mutual TLS on server RPC (verify_incoming, verify_outgoing,
+#           verify_server_hostname): wrk PUT at 64 connections through the leader. Then
+#           one server and TLS_GOSSIP_AGENTS-1 client agents, idle for TLS_IDLE_S, without
+#           and with -encrypt: the CPU time of all of them (gossip, plus what idle agents do).
 #
 # Each section writes its markdown table (with the exact commands) to
 # bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
@@ -110,8 +117,11 @@ LG_PREFIXES=${LG_PREFIXES:-1000}
 LG_SERVICES=${LG_SERVICES:-10000}
 LG_INSTANCES=${LG_INSTANCES:-10}
 LG_NODES=${LG_NODES:-10000}
+TLS_BASE=${TLS_BASE:-18700} # server i: HTTP +10i, RPC +10i+1, gossip +10i+2, HTTPS +10i+3
+TLS_GOSSIP_AGENTS=${TLS_GOSSIP_AGENTS:-6}
+TLS_IDLE_S=${TLS_IDLE_S:-20}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
-SECTIONS=(kv discovery template nginx cluster large acl)
+SECTIONS=(kv discovery template nginx cluster large acl tls)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -1274,18 +1284,172 @@ revision() {
     printf '%s' "$rev"
 }
 
+# ---------------------------------------------------------------- tls (issue 16)
+# tls_agent NAME I SERVER(0|1) EXTRA...: agent I (ports from TLS_BASE) in the background,
+# data in $TMP/tls/NAME; sets TLS_PID. Servers expect 3 (or TLS_EXPECT).
+tls_agent() {
+    local name=$1 i=$2 server=$3 base=$((TLS_BASE + 10 * $2))
+    shift 3
+    local args=(agent -node "$name" -data-dir "$TMP/tls/$name" -http-port "$base" -dns-port -1
+        -server-port $((base + 1)) -serf-lan-port $((base + 2)) -retry-join "127.0.0.1:$((TLS_BASE + 2))"
+        -retry-interval 1s -config-file "$NO_CONN_CAP" -config-file "$TMP/tls/perf.json" -log-level warn)
+    ((server)) && args+=(-server -bootstrap-expect "${TLS_EXPECT:-3}")
+    "$ROOT/target/release/tribune" "${args[@]}" "$@" >"$OUT_DIR/tls-$name.log" 2>&1 &
+    TLS_PID=$!
+    PIDS+=("$TLS_PID")
+}
+
+# tls_conf NAME CERT: a config file with mutual TLS on RPC and HTTPS on, CERT's files.
+tls_conf() {
+    local d=$TMP/tls/pki
+    cat >"$TMP/tls/$1.json" <<EOC
+{"ports": {"https": $3},
+ "tls": {"defaults": {"ca_file": "$d/consul-agent-ca.pem", "cert_file": "$d/$2.pem",
+                      "key_file": "$d/$2-key.pem", "verify_incoming": true, "verify_outgoing": true},
+         "https": {"verify_incoming": false},
+         "internal_rpc": {"verify_server_hostname": true}}}
+EOC
+}
+
+# tls_cluster TAG MTLS(0|1): 3 servers, wrk PUT through the leader, stopped again.
+tls_cluster() {
+    local tag=$1 mtls=$2 i pids=() leader= extra=()
+    for i in 0 1 2; do
+        extra=()
+        if ((mtls)); then
+            tls_conf "s$i" "dc1-server-consul-$i" -1
+            extra=(-config-file "$TMP/tls/s$i.json")
+        fi
+        rm -rf "$TMP/tls/s$i"
+        tls_agent "s$i" "$i" 1 "${extra[@]}"
+        pids+=("$TLS_PID")
+    done
+    for _ in {1..160}; do
+        leader=$(curl -sf --max-time 1 "http://127.0.0.1:$TLS_BASE/v1/status/leader" | tr -d '"') || true
+        [[ -n $leader ]] && tribune_probe "http://127.0.0.1:$TLS_BASE" && break
+        sleep 0.25
+    done
+    [[ -n $leader ]] || die "tls cluster $tag: no leader; $(tail -n 5 "$OUT_DIR/tls-s0.log")"
+    # the leader's HTTP port: RPC port - 1
+    local lport=$((${leader##*:} - 1))
+    tribune_probe "http://127.0.0.1:$lport" || die "tls cluster $tag: leader not writable"
+    R[tls_${tag}_leader]=127.0.0.1:$lport
+    run_wrk "tls_${tag}_put" 2 64 "$WRK_DURATION" consul_put.lua "http://127.0.0.1:$lport"
+    for i in "${pids[@]}"; do stop "$i"; done
+}
+
+# tls_ticks PID...: utime + stime of the processes, summed (clock ticks).
+tls_ticks() {
+    local p
+    for p in "$@"; do cat "/proc/$p/stat"; done | awk '{ l = $0; sub(/^.*\) /, "", l); split(l, f, " "); t += f[12] + f[13] } END { print t }'
+}
+
+# tls_idle TAG EXTRA...: TLS_GOSSIP_AGENTS agents (1 server) joined, idle; their CPU.
+tls_idle() {
+    local tag=$1 i pids=() t0 t1
+    shift
+    rm -rf "$TMP/tls/g"*
+    TLS_EXPECT=1 tls_agent g0 0 1 "$@"
+    pids+=("$TLS_PID")
+    for ((i = 1; i < TLS_GOSSIP_AGENTS; i++)); do
+        tls_agent "g$i" "$i" 0 "$@"
+        pids+=("$TLS_PID")
+    done
+    local alive=0
+    for _ in {1..120}; do
+        alive=$(curl -sf --max-time 1 "http://127.0.0.1:$TLS_BASE/v1/agent/members" | grep -o '"Status":1' | wc -l) || true
+        ((alive == TLS_GOSSIP_AGENTS)) && break
+        sleep 0.25
+    done
+    ((alive == TLS_GOSSIP_AGENTS)) || die "tls idle $tag: $alive of $TLS_GOSSIP_AGENTS members alive"
+    sleep 3
+    t0=$(tls_ticks "${pids[@]}")
+    sleep "$TLS_IDLE_S"
+    t1=$(tls_ticks "${pids[@]}")
+    # clock ticks -> ms of CPU per second, all agents together
+    R[tls_idle_${tag}]=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v s="$TLS_IDLE_S" \
+        'BEGIN { printf "%.1f", (b - a) * 1000 / hz / s }')
+    log "  idle $tag: ${R[tls_idle_${tag}]} ms CPU/s over $TLS_GOSSIP_AGENTS agents"
+    for i in "${pids[@]}"; do stop "$i"; done
+}
+
+section_tls() {
+    local i
+    need wrk:wrk curl:curl
+    local s
+    for s in consul_put consul_get; do
+        [[ -r $SCRIPTS/$s.lua ]] || die "missing wrk script $SCRIPTS/$s.lua"
+    done
+    for i in 0 1 2 3 4 5; do ports_free $((TLS_BASE + 10 * i)) $((TLS_BASE + 10 * i + 1)) $((TLS_BASE + 10 * i + 3)); done
+    mkdir -p "$TMP/tls/pki"
+    echo '{"performance":{"raft_multiplier":1}}' >"$TMP/tls/perf.json"
+    (cd "$TMP/tls/pki" && "$ROOT/target/release/tribune" tls ca create >/dev/null &&
+        for i in 0 1 2; do "$ROOT/target/release/tribune" tls cert create -server -dc dc1 >/dev/null; done) ||
+        die "tribune tls"
+    load_begin tls
+    # HTTP and HTTPS on one durable server
+    tls_conf single dc1-server-consul-0 $((TLS_BASE + 3))
+    TLS_EXPECT=1 tls_agent single 0 1 -config-file "$TMP/tls/single.json"
+    SERVER_PID=$TLS_PID SERVER_LOG=$OUT_DIR/tls-single.log
+    wait_ready tribune "$TLS_PID" "$SERVER_LOG" tribune_probe "http://127.0.0.1:$TLS_BASE"
+    local http=http://127.0.0.1:$TLS_BASE https=https://127.0.0.1:$((TLS_BASE + 3))
+    curl -sf --cacert "$TMP/tls/pki/consul-agent-ca.pem" "$https/v1/status/leader" >/dev/null ||
+        die "HTTPS not answering"
+    run_wrk tls_http_put 2 64 "$WRK_DURATION" consul_put.lua "$http"
+    run_wrk tls_https_put 2 64 "$WRK_DURATION" consul_put.lua "$https"
+    run_wrk tls_http_get 2 64 "$WRK_DURATION" consul_get.lua "$http"
+    run_wrk tls_https_get 2 64 "$WRK_DURATION" consul_get.lua "$https"
+    stop "$TLS_PID"
+    tls_cluster plain 0
+    tls_cluster mtls 1
+    local key
+    key=$("$ROOT/target/release/tribune" keygen)
+    tls_idle plain
+    tls_idle enc -encrypt "$key"
+    load_end tls
+    report_tls >"$OUT_DIR/results-tls.md"
+}
+
+report_tls() {
+    cat <<EOT
+# Encryption on the wire (issue 16): $(date -u '+%Y-%m-%d %H:%M UTC')
+
+$(nproc) cores, $(uname -r); tribune $(revision). wrk -t2 -c64 -d$WRK_DURATION (keep-alive: each connection does its TLS handshake once), sharing the cores with the servers. Certificates from \`tribune tls ca create\` / \`tls cert create -server\` (ECDSA P-256); rustls picks TLS 1.3 with wrk's OpenSSL. Durable servers (fsync before the answer), \`raft_multiplier 1\`.
+
+| benchmark | plain | encrypted | encrypted ÷ plain | target | met |
+|---|---:|---:|---:|---|---|
+| GET at 64 conns, HTTP vs HTTPS, one server (req/s) | ${R[tls_http_get_rps]} | ${R[tls_https_get_rps]} | $(ratio "${R[tls_https_get_rps]}" "${R[tls_http_get_rps]}") | ≥ 0.80 | $(atleast "$(awk -v a="${R[tls_https_get_rps]}" -v b="${R[tls_http_get_rps]}" 'BEGIN{print a/b}')" 0.80) |
+| … p50 / p99 (ms) | ${R[tls_http_get_p50_ms]} / ${R[tls_http_get_p99_ms]} | ${R[tls_https_get_p50_ms]} / ${R[tls_https_get_p99_ms]} | | | |
+| PUT at 64 conns, HTTP vs HTTPS, one server (req/s) | ${R[tls_http_put_rps]} | ${R[tls_https_put_rps]} | $(ratio "${R[tls_https_put_rps]}" "${R[tls_http_put_rps]}") | | |
+| PUT at 64 conns through the leader of 3 servers, server RPC plain vs mutual TLS (req/s) | ${R[tls_plain_put_rps]} | ${R[tls_mtls_put_rps]} | $(ratio "${R[tls_mtls_put_rps]}" "${R[tls_plain_put_rps]}") | ≥ 0.85 | $(atleast "$(awk -v a="${R[tls_mtls_put_rps]}" -v b="${R[tls_plain_put_rps]}" 'BEGIN{print a/b}')" 0.85) |
+| … p50 / p99 (ms) | ${R[tls_plain_put_p50_ms]} / ${R[tls_plain_put_p99_ms]} | ${R[tls_mtls_put_p50_ms]} / ${R[tls_mtls_put_p99_ms]} | | | |
+| idle CPU of $TLS_GOSSIP_AGENTS agents (1 server, $((TLS_GOSSIP_AGENTS - 1)) clients) over ${TLS_IDLE_S} s, gossip plain vs -encrypt (ms of CPU per second, all agents) | ${R[tls_idle_plain]} | ${R[tls_idle_enc]} | $(ratio "${R[tls_idle_enc]}" "${R[tls_idle_plain]}") | | |
+
+Commands (\$TMP is the run's temp dir; ports from TLS_BASE=$TLS_BASE: agent i has HTTP +10i, RPC +10i+1, gossip +10i+2, HTTPS +10i+3)
+- PKI: \`tribune tls ca create\`, then \`tribune tls cert create -server -dc dc1\` three times, in \$TMP/tls/pki.
+- one server: \`tribune agent -server -bootstrap-expect 1 -data-dir \$TMP/tls/single -http-port $TLS_BASE -config-file \$TMP/tls/single.json ...\` where single.json sets \`ports.https\` and \`tls.defaults\` (verify_incoming/outgoing on, \`tls.https.verify_incoming = false\`: wrk has no client certificate); wrk \`-s consul_put.lua\` / \`consul_get.lua\` ($SCRIPTS) on http://127.0.0.1:$TLS_BASE and https://127.0.0.1:$((TLS_BASE + 3)), PUT then GET.
+- cluster: three \`tribune agent -server -bootstrap-expect 3\` on 127.0.0.1, first without a tls block, then with \`-config-file \$TMP/tls/sN.json\` (mutual TLS on RPC, verify_server_hostname); wrk \`-s consul_put.lua\` on the leader's HTTP API (${R[tls_mtls_leader]} in the mTLS run).
+- idle: one server and $((TLS_GOSSIP_AGENTS - 1)) client agents joined by \`-retry-join\`, then $TLS_IDLE_S s with nothing to do; utime+stime of every agent from /proc/PID/stat, before and after. The second run adds \`-encrypt \$(tribune keygen)\`.
+
+Notes
+- wrk errors (non-2xx + socket errors): HTTP PUT ${R[tls_http_put_errors]}, HTTPS PUT ${R[tls_https_put_errors]}, HTTP GET ${R[tls_http_get_errors]}, HTTPS GET ${R[tls_https_get_errors]}; cluster PUT plain ${R[tls_plain_put_errors]}, mTLS ${R[tls_mtls_put_errors]}.
+- Idle CPU includes everything an idle agent does (anti-entropy, raft heartbeats on the server, the gossip probes of every member once a second and their sealing); the gossip share alone is smaller than these totals.
+$(load_note tls)
+EOT
+}
+
 main() {
     local want=() s
     (($#)) || set -- all
     for s in "$@"; do
         case $s in
         all) want+=("${SECTIONS[@]}") ;;
-        kv | discovery | template | nginx | cluster | large | acl) want+=("$s") ;;
+        kv | discovery | template | nginx | cluster | large | acl | tls) want+=("$s") ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d'
             return 0
             ;;
-        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, all)" ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, tls, all)" ;;
         esac
     done
     command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"

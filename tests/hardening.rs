@@ -204,6 +204,7 @@ fn consul_methods(path: &str) -> &'static [&'static str] {
     match path {
         "/v1/kv" | "/v1/kv/" | "/v1/kv/{*key}" => &["GET", "HEAD", "PUT", "DELETE"],
         "/v1/operator/raft/peer" => &["DELETE"],
+        "/v1/operator/keyring" => &["GET", "HEAD", "POST", "PUT", "DELETE"],
         "/v1/snapshot" => &["GET", "HEAD", "PUT"],
         "/v1/operator/raft/transfer-leader" => &["POST"],
         "/v1/operator/autopilot/configuration" => &["GET", "HEAD", "PUT"],

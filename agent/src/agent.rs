@@ -58,6 +58,8 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error("{0}")]
     Storage(String),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl From<RaftStartError> for AgentError {
@@ -123,7 +125,8 @@ pub async fn run(
     let (node_id, raft_id) = identity(&config)?;
     let (services, checks) = config_definitions(&config)?;
     let watches = crate::watchplan::parse_config_watches(&config.watch_defs)?;
-    let rpc = RpcClient::new();
+    let tls = Arc::new(crate::tls::AgentTls::load(&config)?);
+    let rpc = RpcClient::with_tls(tls.rpc_client.as_ref().map(|t| t.config()));
 
     // Never unspecified: the config refuses or resolves 0.0.0.0 / ::.
     let advertise = config.advertise_addr.unwrap_or(config.bind_addr);
@@ -145,6 +148,7 @@ pub async fn run(
         raft_node,
         leadership,
         rpc,
+        tls,
     };
     let state = shared_state(&config, &ids, &cluster, store, flags, &shutdown)?;
     load_definitions(&state, services, checks)?;
@@ -163,6 +167,7 @@ pub async fn run(
         join_cluster(&state, g).await?;
     }
     serve_http(&state, watches, &budget, &mut tasks)?;
+    serve_https(&state, &budget, &mut tasks)?;
     serve_dns(&state, &mut tasks).await?;
     tracing::info!("tribune agent running!");
     crate::supervisor::ready();
@@ -185,6 +190,7 @@ struct Cluster {
     raft_node: Option<RaftNode>,
     leadership: Arc<Leadership>,
     rpc: RpcClient,
+    tls: Arc<crate::tls::AgentTls>,
 }
 
 /// The node UUID (kept in the data dir) and the raft id drawn from it.
@@ -236,9 +242,21 @@ async fn start_gossip(
             bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
             build: format!("{}:tribune", env!("CARGO_PKG_VERSION")),
         };
+        let sec = &config.security;
+        let keyring = crate::cluster::keyring::Keyring::load(
+            sec.encrypt.as_deref(),
+            config
+                .data_dir
+                .as_ref()
+                .map(|d| d.join("serf").join("local.keyring")),
+            sec.encrypt_verify_incoming,
+            sec.encrypt_verify_outgoing,
+        )
+        .map_err(GossipError::from)?;
         let options = GossipOptions {
             bind,
             advertise: ids.advertise,
+            keyring: Arc::new(keyring),
             ident,
             snapshot: config
                 .data_dir
@@ -259,10 +277,16 @@ async fn start_gossip(
         &crate::banner::Addrs {
             advertise: ids.advertise,
             serf_lan,
+            gossip_encrypted: gossip.as_ref().is_some_and(|g| g.keyring().enabled()),
         },
     );
     if let Some(g) = &gossip {
-        tracing::info!("gossip (LAN) listening on {}", g.me().addr);
+        let encrypted = if g.keyring().enabled() {
+            ", encrypted"
+        } else {
+            ""
+        };
+        tracing::info!("gossip (LAN) listening on {}{encrypted}", g.me().addr);
     }
     if !config.server && gossip.is_none() {
         return Err(AgentError::NoGossip);
@@ -373,6 +397,7 @@ fn shared_state(
         acl_tokens,
         shutdown: shutdown.clone(),
         started: Instant::now(),
+        tls: cluster.tls.clone(),
     }))
 }
 
@@ -433,7 +458,14 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
 /// writes and DNS lookups.
 fn serve_rpc(state: &Shared, listener: TcpListener, raft_addr: &str, budget: &Arc<Budget>) {
     let config = &state.config;
-    tracing::info!("server RPC listening on {}", raft_addr);
+    let tls = match &state.tls.rpc_server {
+        Some(_) if config.security.tls.rpc().verify_incoming == Some(true) => {
+            " (mutual TLS: client certificates required)"
+        }
+        Some(_) => " (TLS)",
+        None => "",
+    };
+    tracing::info!("server RPC listening on {}{tls}", raft_addr);
     let app = crate::rpc::server::router(state.clone(), http::router(state.clone()));
     let gate = Gate::new(
         "server RPC",
@@ -447,6 +479,7 @@ fn serve_rpc(state: &Shared, listener: TcpListener, raft_addr: &str, budget: &Ar
         app,
         gate,
         config.limits.rpc_handshake_timeout,
+        state.tls.rpc_server.clone(),
         state.shutdown.clone(),
     ));
 }
@@ -558,6 +591,47 @@ fn serve_http(
     let stop = state.shutdown.clone();
     tasks.spawn(async move {
         http::serve::serve(listener, app, gate, timeouts, stop).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// The HTTPS API (`ports.https`), with the `tls.https` settings.
+fn serve_https(
+    state: &Shared,
+    budget: &Arc<Budget>,
+    tasks: &mut JoinSet<Result<(), AgentError>>,
+) -> Result<(), AgentError> {
+    let config = &state.config;
+    let Some(tls) = state.tls.https.clone() else {
+        return Ok(());
+    };
+    let addr = SocketAddr::new(config.client_addr, config.ports.https as u16);
+    let listener = listen(addr).map_err(|source| AgentError::Bind {
+        what: "HTTPS API",
+        addr,
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(AgentError::Serve)?;
+    let client_certs = if config.security.tls.https().verify_incoming == Some(true) {
+        " (client certificates required)"
+    } else {
+        ""
+    };
+    tracing::info!("HTTPS API listening on https://{bound}{client_certs}");
+    let gate = Gate::new(
+        "HTTPS API",
+        "http_max_conns_per_client",
+        config.limits.http_max_conns_per_client,
+        budget.clone(),
+        Refuse::Close,
+    );
+    let app = http::router(state.clone());
+    let timeouts = (&config.limits).into();
+    let handshake = config.limits.https_handshake_timeout;
+    let stop = state.shutdown.clone();
+    tasks.spawn(async move {
+        http::serve::serve_tls(listener, app, gate, timeouts, handshake, tls, stop).await;
         Ok(())
     });
     Ok(())

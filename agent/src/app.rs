@@ -51,6 +51,8 @@ pub struct AppState {
     pub acl_tokens: crate::acl::config::AgentTokens,
     pub shutdown: CancellationToken,
     pub started: Instant,
+    /// The certificates the HTTPS API (and server RPC) serve; reloadable.
+    pub tls: Arc<crate::tls::AgentTls>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -131,6 +133,10 @@ pub fn reload(state: &AppState) -> Result<(), DefinitionError> {
         "reloading configuration"
     );
     state.local.reload(services, checks);
+    // A bad new certificate keeps the old one serving.
+    if let Err(e) = state.tls.reload(&c.security.tls) {
+        tracing::error!("tls: reload failed, keeping the certificates in use: {e}");
+    }
     Ok(())
 }
 

@@ -13,6 +13,8 @@ pub struct Addrs {
     pub advertise: IpAddr,
     /// Gossip (LAN) port; -1 when gossip is off.
     pub serf_lan: i32,
+    /// Gossip is sealed (a key given, or kept in the keyring file).
+    pub gossip_encrypted: bool,
 }
 
 /// The banner's lines (without the trailing blank line).
@@ -35,8 +37,8 @@ pub fn lines(c: &AgentConfig, node_id: &str, a: &Addrs) -> Vec<String> {
         (
             "Client Addr",
             format!(
-                "[{}] (HTTP: {}, HTTPS: -1, gRPC: -1, DNS: {})",
-                c.client_addr, c.ports.http, c.ports.dns
+                "[{}] (HTTP: {}, HTTPS: {}, gRPC: -1, DNS: {})",
+                c.client_addr, c.ports.http, c.ports.https, c.ports.dns
             ),
         ),
         (
@@ -46,7 +48,7 @@ pub fn lines(c: &AgentConfig, node_id: &str, a: &Addrs) -> Vec<String> {
                 a.advertise, a.serf_lan, c.ports.serf_wan
             ),
         ),
-        ("Gossip Encryption", "false".into()),
+        ("Gossip Encryption", a.gossip_encrypted.to_string()),
         ("Auto-Encrypt-TLS", "false".into()),
         ("ACLs Enabled", "false".into()),
     ];
@@ -81,6 +83,7 @@ mod tests {
         let a = Addrs {
             advertise: IpAddr::from([127, 0, 0, 1]),
             serf_lan: 8301,
+            gossip_encrypted: false,
         };
         let l = lines(&c, "0000", &a);
         assert_eq!(l[0], "==> Starting tribune agent...");

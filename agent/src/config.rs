@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::consul_keys;
+
+pub mod security;
 use gocompat::duration::parse_duration;
 
 use serde_json::Value;
@@ -33,6 +35,8 @@ pub enum ConfigError {
     NodeMeta(crate::local::defs::MetaError),
     #[error("{0}")]
     Address(#[from] crate::sockaddr::SockaddrError),
+    #[error("{0}")]
+    Security(#[from] security::ConfigError),
 }
 
 /// The address settings as written (go-sockaddr templates allowed), which
@@ -53,6 +57,8 @@ pub struct Ports {
     pub server: i32,
     pub serf_lan: i32,
     pub serf_wan: i32,
+    /// The HTTPS API (Consul's default -1: off; 8501 by convention).
+    pub https: i32,
 }
 
 impl Default for Ports {
@@ -63,6 +69,7 @@ impl Default for Ports {
             server: 8300,
             serf_lan: 8301,
             serf_wan: 8302,
+            https: -1,
         }
     }
 }
@@ -192,6 +199,8 @@ pub struct AgentConfig {
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
     /// default true: running commands from the network is opt-in).
     pub disable_remote_exec: bool,
+    /// Gossip encryption and TLS (`encrypt`, `tls`).
+    pub security: security::Security,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -241,6 +250,7 @@ impl Default for AgentConfig {
             telemetry: crate::telemetry::TelemetryConfig::default(),
             acl: Default::default(),
             disable_remote_exec: true,
+            security: security::Security::default(),
             warnings: Vec::new(),
         }
     }
@@ -279,6 +289,9 @@ pub struct Flags {
     pub server_port: Option<i32>,
     pub serf_lan_port: Option<i32>,
     pub pid_file: Option<PathBuf>,
+    /// `-encrypt`: the gossip key.
+    pub encrypt: Option<String>,
+    pub https_port: Option<i32>,
 }
 
 impl AgentConfig {
@@ -461,6 +474,12 @@ impl AgentConfig {
         if let Some(p) = &f.pid_file {
             self.pid_file = Some(p.clone());
         }
+        if let Some(k) = &f.encrypt {
+            self.security.encrypt = Some(k.clone());
+        }
+        if let Some(p) = f.https_port {
+            self.ports.https = p;
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -494,6 +513,7 @@ impl AgentConfig {
             ("ports.server", self.ports.server),
             ("ports.serf_lan", self.ports.serf_lan),
             ("ports.serf_wan", self.ports.serf_wan),
+            ("ports.https", self.ports.https),
         ] {
             if !(-1..=65535).contains(&p) {
                 return Err(bad(name, "must be -1 (off) or 0..65535"));
@@ -506,6 +526,7 @@ impl AgentConfig {
             ));
         }
         crate::local::defs::validate_meta(&self.node_meta).map_err(ConfigError::NodeMeta)?;
+        self.security.validate(self.ports.https)?;
         if self.server && !self.dev && self.data_dir.is_none() {
             return Err(bad("data_dir", "a server needs -data-dir (or use -dev)"));
         }
@@ -677,6 +698,7 @@ impl AgentConfig {
                     key: format!("acl in {}", path.display()),
                     msg,
                 })?,
+                k if security::owns(k) => self.security.merge(path, k, val)?,
                 other => {
                     let legacy =
                         self.acl
@@ -710,6 +732,7 @@ impl AgentConfig {
                 "server" => self.ports.server = n,
                 "serf_lan" => self.ports.serf_lan = n,
                 "serf_wan" => self.ports.serf_wan = n,
+                "https" => self.ports.https = n,
                 other => self.unsupported(path, &format!("ports.{other}"))?,
             }
         }

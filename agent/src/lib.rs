@@ -59,6 +59,10 @@
 //! - [`fsutil`]: atomic, fsynced file replacement.
 //! - [`supervisor`]: telling systemd (sd_notify) and init scripts (the pid
 //!   file) about the agent.
+//! - [`tls`]: TLS for the HTTPS API and server RPC (rustls): files of the
+//!   `tls` block, server and client configurations, reload; `tls::certs`
+//!   makes a CA and certificates (`tribune tls`). Gossip encryption lives
+//!   in `cluster::keyring`.
 //! - [`telemetry`]: metrics — the recorder (Consul's names), the in-memory
 //!   sink of `/v1/agent/metrics` and its Prometheus text.
 //! - [`version`]: the Consul API version tribune reports, and its own.
@@ -126,5 +130,6 @@ pub use gocompat::sockaddr;
 pub mod state;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 pub mod version;
 pub mod watchplan;

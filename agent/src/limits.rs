@@ -33,8 +33,7 @@ pub struct Limits {
     pub rpc_max_conns_per_client: u32,
     /// A new RPC connection must send its first request within this.
     pub rpc_handshake_timeout: Duration,
-    /// Consul's HTTPS handshake limit: kept for its config files; tribune
-    /// serves no HTTPS, so it has no effect.
+    /// A new HTTPS connection must finish its TLS handshake within this.
     pub https_handshake_timeout: Duration,
     /// A request's head must arrive within this, from the connection's
     /// accept or from the request's first byte.
@@ -109,13 +108,7 @@ impl Limits {
                 "http_max_conns_per_client" => self.http_max_conns_per_client = count()?,
                 "rpc_max_conns_per_client" => self.rpc_max_conns_per_client = count()?,
                 "rpc_handshake_timeout" => self.rpc_handshake_timeout = dur()?,
-                "https_handshake_timeout" => {
-                    self.https_handshake_timeout = dur()?;
-                    warnings.push(format!(
-                        "{}: limits.https_handshake_timeout has no effect: tribune serves no HTTPS",
-                        path.display()
-                    ));
-                }
+                "https_handshake_timeout" => self.https_handshake_timeout = dur()?,
                 "http_read_header_timeout" => self.http_read_header_timeout = dur()?,
                 "http_read_body_timeout" => self.http_read_body_timeout = dur()?,
                 "http_write_timeout" => self.http_write_timeout = dur()?,

@@ -103,6 +103,12 @@ pub struct AgentArgs {
     /// Path to file to store agent PID.
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
+    /// Key to encrypt gossip traffic with (tribune keygen).
+    #[arg(long)]
+    pub encrypt: Option<String>,
+    /// HTTPS API port (off by default).
+    #[arg(long = "https-port")]
+    pub https_port: Option<i32>,
 }
 
 /// The agent's log at the configured level (Consul's `-log-level` words),
@@ -157,6 +163,8 @@ pub fn run(a: AgentArgs) -> ExitCode {
         server_port: a.server_port,
         serf_lan_port: a.serf_lan_port,
         pid_file: a.pid_file,
+        encrypt: a.encrypt,
+        https_port: a.https_port,
     };
     let mut flags = flags;
     if let Some(ri) = &a.retry_interval {

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod force_leave;
 pub mod info;
 pub mod join;
+pub mod keyring;
 pub mod kv;
 pub mod leave;
 pub mod lock;
@@ -25,6 +26,7 @@ pub mod operator;
 pub mod reload;
 pub mod services;
 pub mod snapshot;
+pub mod tls;
 pub mod validate;
 pub mod version;
 pub mod watch;
@@ -165,6 +167,25 @@ pub enum Cmd {
     Acl(acl::AclArgs),
     /// Prints the tribune version
     Version(version::VersionArgs),
+    /// Generates a new encryption key
+    ///
+    /// Generates a new encryption key that can be used to configure the
+    /// agent to encrypt traffic. The output of this command is already in
+    /// the proper format that the agent expects.
+    Keygen(keyring::KeygenArgs),
+    /// Manages gossip layer encryption keys
+    ///
+    /// Manages encryption keys used for gossip messages. Gossip encryption
+    /// is optional. When enabled, this command may be used to examine
+    /// active encryption keys in the cluster, add new keys, and remove old
+    /// ones. When combined, this functionality provides the ability to
+    /// perform key rotation cluster-wide, without disrupting the cluster.
+    Keyring(keyring::KeyringArgs),
+    /// Builtin helpers for creating CAs and certificates
+    ///
+    /// Builtin helpers for creating CAs and certificates: `tls ca create`,
+    /// then `tls cert create -server|-client|-cli`.
+    Tls(tls::TlsArgs),
 }
 
 /// Entry point of the binary.
@@ -224,6 +245,9 @@ pub fn main() -> ExitCode {
         Cmd::Validate(a) => validate::run(a),
         Cmd::Acl(a) => acl::run(a),
         Cmd::Version(a) => version::run(a),
+        Cmd::Keygen(a) => keyring::keygen(a),
+        Cmd::Keyring(a) => keyring::keyring(a),
+        Cmd::Tls(a) => tls::run(a),
     }
 }
 

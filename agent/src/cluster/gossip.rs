@@ -21,6 +21,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::keyring::{Keyring, KeyringError, OpenError, MAGIC};
+
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
     #[error("binding gossip on {addr}: {source}")]
@@ -32,6 +34,10 @@ pub enum GossipError {
     BadAddress(String),
     #[error("no agent answered at {0}")]
     NoAnswer(String),
+    #[error("no agent answered at {0}: {1}")]
+    Refused(String, &'static str),
+    #[error("{0}")]
+    Keyring(#[from] KeyringError),
     #[error("gossip stopped")]
     Stopped,
 }
@@ -142,6 +148,38 @@ enum Msg {
     },
     /// A user event (`/v1/event/fire`): opaque to gossip.
     Event { id: u64, payload: Vec<u8> },
+    /// A keyring operation every member applies (`tribune keyring`).
+    KeyOp { id: u64, op: KeyOp, key: String },
+    /// One member's answer to a `KeyOp`: its keys after applying it.
+    KeyAck(KeyAck),
+}
+
+/// What `tribune keyring` asks of every member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyOp {
+    List,
+    Install,
+    Use,
+    Remove,
+}
+
+/// A member's answer to a keyring operation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyAck {
+    pub id: u64,
+    pub node: String,
+    /// Empty when the operation succeeded there.
+    pub error: String,
+    pub keys: Vec<String>,
+    pub primary: String,
+}
+
+/// The answers gathered for one keyring operation.
+#[derive(Clone, Debug)]
+pub struct KeyringReport {
+    /// Alive members when the answers were counted.
+    pub num_nodes: usize,
+    pub acks: Vec<KeyAck>,
 }
 
 impl Msg {
@@ -152,6 +190,8 @@ impl Msg {
                 MsgKey(fnv(&[b"F", name.as_bytes(), &nonce.to_le_bytes()]))
             }
             Msg::Event { id, .. } => MsgKey(fnv(&[b"E", &id.to_le_bytes()])),
+            Msg::KeyOp { id, .. } => MsgKey(fnv(&[b"K", &id.to_le_bytes()])),
+            Msg::KeyAck(a) => MsgKey(fnv(&[b"A", &a.id.to_le_bytes(), a.node.as_bytes()])),
         }
     }
 }
@@ -230,6 +270,16 @@ pub struct GossipOptions {
     /// Where the peer snapshot lives (`<data-dir>/serf/local.snapshot`).
     pub snapshot: Option<PathBuf>,
     pub reconnect_timeout: Duration,
+    /// Gossip encryption keys (empty: plaintext).
+    pub keyring: Arc<Keyring>,
+}
+
+/// Why a packet was refused, and from whom (for `join`'s error).
+#[derive(Clone, Copy)]
+struct Refusal {
+    from: SocketAddr,
+    at: Instant,
+    why: &'static str,
 }
 
 /// Handle to the running gossip layer. Cheap to clone.
@@ -241,6 +291,10 @@ pub struct Gossip {
     version: watch::Receiver<u64>,
     events: Arc<RwLock<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
     snapshot: Option<PathBuf>,
+    keyring: Arc<Keyring>,
+    /// Answers to this agent's keyring operations in flight, by id.
+    key_acks: Arc<parking_lot::Mutex<BTreeMap<u64, Vec<KeyAck>>>>,
+    refused: Arc<parking_lot::Mutex<Option<Refusal>>>,
 }
 
 impl Gossip {
@@ -301,6 +355,9 @@ impl Gossip {
             version,
             events: Arc::new(RwLock::new(None)),
             snapshot: opts.snapshot,
+            keyring: opts.keyring,
+            key_acks: Default::default(),
+            refused: Default::default(),
         };
         let task = Task {
             foca,
@@ -311,6 +368,7 @@ impl Gossip {
             gossip: g.clone(),
             inbox,
             reconnect_timeout: opts.reconnect_timeout,
+            last_warning: None,
         };
         tokio::spawn(task.run(rx, stop));
         Ok(g)
@@ -395,8 +453,7 @@ impl Gossip {
                 if answered > 0 {
                     return Ok(answered);
                 }
-                let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-                return Err(GossipError::NoAnswer(list.join(", ")));
+                return Err(self.no_answer(&targets));
             }
             // UDP may drop an announce: repeat every 500 ms.
             if last_announce.is_none_or(|t| now - t >= Duration::from_millis(500)) {
@@ -409,6 +466,93 @@ impl Gossip {
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), version.changed()).await;
         }
+    }
+
+    /// Why a join found no one: a refused packet from a target says why;
+    /// with encryption on, a silent target may hold another key.
+    fn no_answer(&self, targets: &[SocketAddr]) -> GossipError {
+        let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+        let list = list.join(", ");
+        if let Some(r) = *self.refused.lock() {
+            if targets.contains(&r.from) && r.at.elapsed() < Duration::from_secs(30) {
+                return GossipError::Refused(list, r.why);
+            }
+        }
+        if self.keyring.enabled() {
+            return GossipError::Refused(
+                list,
+                "if it runs, it may not hold this agent's gossip key (-encrypt): its log says so",
+            );
+        }
+        GossipError::NoAnswer(list)
+    }
+
+    /// The gossip keyring of this agent.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Apply a keyring operation on every member (by gossip) and gather
+    /// their answers: until every alive member answered, or 5 s.
+    pub async fn keyring_op(&self, op: KeyOp, key: &str) -> Result<KeyringReport, GossipError> {
+        if !self.keyring.enabled() {
+            return Err(KeyringError::Disabled.into());
+        }
+        if op != KeyOp::List {
+            super::keyring::parse_key(key)?;
+        }
+        let id = rand::random::<u64>();
+        self.key_acks.lock().insert(id, Vec::new());
+        let sent = self.tx.send(Input::Broadcast(Msg::KeyOp {
+            id,
+            op,
+            key: key.to_string(),
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let alive = || {
+            self.members
+                .read()
+                .values()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count()
+        };
+        while sent.is_ok() && tokio::time::Instant::now() < deadline {
+            let n = self.key_acks.lock().get(&id).map_or(0, Vec::len);
+            if n >= alive() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let acks = self.key_acks.lock().remove(&id).unwrap_or_default();
+        sent.map_err(|_| GossipError::Stopped)?;
+        Ok(KeyringReport {
+            num_nodes: alive().max(acks.len()),
+            acks,
+        })
+    }
+
+    /// Apply a keyring operation from gossip here and answer it.
+    fn apply_key_op(&self, id: u64, op: KeyOp, key: &str) {
+        let r = match op {
+            KeyOp::List => Ok(()),
+            KeyOp::Install => self.keyring.install(key),
+            KeyOp::Use => self.keyring.use_key(key),
+            KeyOp::Remove => self.keyring.remove(key),
+        };
+        match (&r, op) {
+            (Err(e), _) => tracing::error!("serf: keyring {op:?} failed: {e}"),
+            (Ok(()), KeyOp::List) => {}
+            (Ok(()), _) => tracing::info!("serf: Received {op:?} key query: keyring updated"),
+        }
+        let (keys, primary) = self.keyring.list();
+        let ack = KeyAck {
+            id,
+            node: self.me.read().name.clone(),
+            error: r.err().map(|e| e.to_string()).unwrap_or_default(),
+            keys,
+            primary: primary.unwrap_or_default(),
+        };
+        let _ = self.tx.send(Input::Broadcast(Msg::KeyAck(ack)));
     }
 
     /// Leave gracefully: tell the cluster (so it shows `left`), then go quiet.
@@ -468,6 +612,18 @@ impl Gossip {
     }
 
     fn apply(&self, msg: Msg) {
+        let msg = match msg {
+            Msg::KeyOp { id, op, key } => return self.apply_key_op(id, op, &key),
+            Msg::KeyAck(a) => {
+                if let Some(list) = self.key_acks.lock().get_mut(&a.id) {
+                    if !list.iter().any(|x| x.node == a.node) {
+                        list.push(a);
+                    }
+                }
+                return;
+            }
+            other => other,
+        };
         let mut m = self.members.write();
         match msg {
             Msg::Leave { name, bump } => {
@@ -506,6 +662,7 @@ impl Gossip {
                     let _ = sink.send(payload);
                 }
             }
+            Msg::KeyOp { .. } | Msg::KeyAck(_) => {}
         }
     }
 }
@@ -546,6 +703,8 @@ struct Task {
     gossip: Gossip,
     inbox: Arc<parking_lot::Mutex<Vec<Msg>>>,
     reconnect_timeout: Duration,
+    /// When a refused packet was last logged (at most one line per 10 s).
+    last_warning: Option<Instant>,
 }
 
 impl Task {
@@ -556,12 +715,10 @@ impl Task {
         loop {
             tokio::select! {
                 r = socket.recv_from(&mut buf) => match r {
-                    Ok((n, _from)) => {
+                    Ok((n, from)) => {
                         // memberlist's names: bytes, not packets.
                         metrics::counter!("memberlist.udp.received").increment(n as u64);
-                        if let Err(e) = self.foca.handle_data(&buf[..n], &mut self.runtime) {
-                            tracing::trace!(error = %e, "gossip packet ignored");
-                        }
+                        self.receive(&buf[..n], from);
                     }
                     Err(e) => tracing::debug!(error = %e, "gossip receive"),
                 },
@@ -595,9 +752,60 @@ impl Task {
         }
     }
 
-    /// Send what foca produced, schedule its timers, apply notifications.
+    /// Open a packet (when encryption is on) and hand it to foca. A packet
+    /// that does not open is dropped, counted and logged, never parsed.
+    fn receive(&mut self, data: &[u8], from: SocketAddr) {
+        let ring = self.gossip.keyring.clone();
+        let opened;
+        let plain = if ring.enabled() {
+            match ring.open(data) {
+                Ok(p) => {
+                    opened = p;
+                    &opened[..]
+                }
+                Err(OpenError::NotSealed) if !ring.verify_incoming => data,
+                Err(OpenError::NotSealed) => {
+                    return self.refuse(from, "it sent plaintext gossip and this agent requires encryption (encrypt_verify_incoming): give it the cluster's key with -encrypt");
+                }
+                Err(OpenError::NoKey) => {
+                    return self.refuse(from, "No installed keys could decrypt the message: it holds another gossip key (-encrypt)");
+                }
+            }
+        } else {
+            data
+        };
+        if let Err(e) = self.foca.handle_data(plain, &mut self.runtime) {
+            if !ring.enabled() && data.first() == Some(&MAGIC) {
+                return self.refuse(from, "its gossip is encrypted and this agent has no key: start it with -encrypt set to the cluster's key");
+            }
+            tracing::trace!(error = %e, "gossip packet ignored");
+        }
+    }
+
+    fn refuse(&mut self, from: SocketAddr, why: &'static str) {
+        metrics::counter!("memberlist.udp.refused").increment(1);
+        *self.gossip.refused.lock() = Some(Refusal {
+            from,
+            at: Instant::now(),
+            why,
+        });
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.last_warning = Some(Instant::now());
+            tracing::error!("memberlist: Decrypt packet failed: packet from={from} dropped: {why}");
+        }
+    }
+
+    /// Send what foca produced (sealed when encryption is on), schedule its
+    /// timers, apply notifications.
     async fn flush(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
+            let data = match self.gossip.keyring.seal(&data) {
+                Some(sealed) => bytes::Bytes::from(sealed),
+                None => data,
+            };
             if self.socket.send_to(&data, to.addr).await.is_ok() {
                 metrics::counter!("memberlist.udp.sent").increment(data.len() as u64);
             }

@@ -11,6 +11,7 @@
 pub mod autopilot;
 pub mod gossip;
 pub mod health;
+pub mod keyring;
 pub mod transfer;
 pub mod upstream;
 

@@ -13,6 +13,7 @@ pub mod event;
 pub mod health;
 pub mod host;
 pub mod internal_ui;
+pub mod keyring;
 pub mod kv;
 pub mod monitor;
 pub mod operator;
@@ -86,6 +87,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
             "/v1/operator/autopilot/state",
             E::get(operator::autopilot_state),
         )
+        .merge(keyring::routes())
         .merge(internal_ui::routes())
         .merge(ui::routes(ui_enabled))
         .merge(session::routes())

@@ -398,31 +398,79 @@ pub async fn serve(
     accept_loop(listener, &stop, gate, |stream, peer, admitted| {
         let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
         // Everything is built inside the task's future, so it is held once.
+        serve_conn(stream, peer, admitted, builder, app, stop, t)
+    })
+    .await;
+}
+
+/// [`serve`] over TLS (the HTTPS API): each connection finishes its
+/// handshake within `handshake` under the configuration current at its
+/// accept (a reload changes it for new connections only).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    gate: Arc<Gate>,
+    t: Timeouts,
+    handshake: Duration,
+    tls: Arc<crate::tls::Reloadable>,
+    stop: CancellationToken,
+) {
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true);
+    accept_loop(listener, &stop, gate, |stream, peer, admitted| {
+        let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
         async move {
-            let state = admitted.state().clone();
-            let io = TokioIo::new(Watched::new(stream, state.clone(), t));
-            let svc = Tracked {
-                inner: TowerToHyperService::new(app),
-                state,
-                body_timeout: t.body,
-            };
-            let conn = builder.serve_connection(io, svc);
-            tokio::pin!(conn);
-            let r = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let tls_stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "http: TLS handshake error");
+                    return;
                 }
-                // Its client opened a newer one at its cap.
-                _ = admitted.state().evicted() => Ok(()),
+                Err(_) => {
+                    tracing::debug!(%peer, "http: TLS handshake timed out");
+                    return;
+                }
             };
-            if let Err(e) = r {
-                tracing::trace!(%peer, error = %e, "http connection ended");
-            }
+            serve_conn(tls_stream, peer, admitted, builder, app, stop, t).await
         }
     })
     .await;
+}
+
+/// One API connection (plain or TLS) until it ends, is evicted, or `stop`.
+async fn serve_conn<S>(
+    stream: S,
+    peer: SocketAddr,
+    admitted: Admitted,
+    builder: http1::Builder,
+    app: Router,
+    stop: CancellationToken,
+    t: Timeouts,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let state = admitted.state().clone();
+    let io = TokioIo::new(Watched::new(stream, state.clone(), t));
+    let svc = Tracked {
+        inner: TowerToHyperService::new(app),
+        state,
+        body_timeout: t.body,
+    };
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        // Its client opened a newer one at its cap.
+        _ = admitted.state().evicted() => Ok(()),
+    };
+    if let Err(e) = r {
+        tracing::trace!(%peer, error = %e, "http connection ended");
+    }
 }
 
 /// Too many open descriptors, for the process or the system.

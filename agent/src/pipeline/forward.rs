@@ -346,7 +346,8 @@ async fn forward_snapshot(
         .http()
         .request(
             parts.method.clone(),
-            format!("http://{target}{SNAPSHOT_PATH}{query}"),
+            up.rpc
+                .url(&target.to_string(), &format!("{SNAPSHOT_PATH}{query}")),
         )
         .header(HOPS, hop + 1)
         .timeout(Duration::from_secs(30 * 60))

@@ -15,6 +15,8 @@ pub struct RpcClient {
     http: reqwest::Client,
     /// Forwarded writes: connections torn down when a write is abandoned.
     writes: super::write_conn::WritePool,
+    /// `https` when server RPC speaks TLS.
+    scheme: &'static str,
 }
 
 impl Default for RpcClient {
@@ -25,7 +27,17 @@ impl Default for RpcClient {
 
 impl RpcClient {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
+        Self::with_tls(None)
+    }
+
+    /// A client that dials servers over TLS with `tls` (mutual TLS when it
+    /// holds a certificate), or in plaintext without.
+    pub fn with_tls(tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>) -> Self {
+        let mut b = reqwest::Client::builder();
+        if let Some(c) = &tls {
+            b = b.use_preconfigured_tls(c.as_ref().clone());
+        }
+        let http = b
             .http2_prior_knowledge()
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
@@ -37,8 +49,14 @@ impl RpcClient {
             .unwrap_or_default();
         Self {
             http,
-            writes: Default::default(),
+            scheme: if tls.is_some() { "https" } else { "http" },
+            writes: super::write_conn::WritePool::new(tls),
         }
+    }
+
+    /// The URL of `path` on the server RPC port at `addr`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     /// [`Self::call`] for a write: on its own connection, which is torn
@@ -76,7 +94,7 @@ impl RpcClient {
             bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
         let r = self
             .http
-            .post(format!("http://{addr}{path}"))
+            .post(self.url(addr, path))
             .header(HOPS, hops)
             .timeout(timeout)
             .body(body)
@@ -89,7 +107,7 @@ impl RpcClient {
     pub async fn get<A: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<A, RpcError> {
         let r = self
             .http
-            .get(format!("http://{addr}{path}"))
+            .get(self.url(addr, path))
             .timeout(Duration::from_secs(10))
             .send()
             .await;

@@ -245,31 +245,73 @@ pub async fn serve(
     app: Router,
     gate: Arc<Gate>,
     handshake: Duration,
+    tls: Option<Arc<crate::tls::Reloadable>>,
     stop: CancellationToken,
 ) {
-    use hyper::server::conn::http2;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
+    let refused = Arc::new(parking_lot::Mutex::new(None::<std::time::Instant>));
     accept_loop(listener, &stop, gate, |stream, peer, admitted| {
         let svc = TowerToHyperService::new(app.clone());
         let stop = stop.clone();
+        let acceptor = tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.current()));
+        let refused = refused.clone();
         async move {
             let _admitted = admitted;
-            let io = TokioIo::new(Handshake::new(stream, HANDSHAKE_BYTES, handshake));
-            // Pings find peers that vanished without closing (a partition,
-            // a host gone): their connections are freed.
-            let conn = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Duration::from_secs(30))
-                .serve_connection(io, svc);
-            // Peers retry: a connection is simply dropped at shutdown.
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::trace!(%peer, error = %e, "rpc connection ended");
-                },
-                _ = stop.cancelled() => {}
+            let io = Handshake::new(stream, HANDSHAKE_BYTES, handshake);
+            let Some(acceptor) = acceptor else {
+                return serve_h2(io, svc, peer, stop).await;
+            };
+            match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+                Ok(Ok(tls_io)) => serve_h2(tls_io, svc, peer, stop).await,
+                Ok(Err(e)) => handshake_refused(&refused, peer, &e.to_string()),
+                Err(_) => handshake_refused(&refused, peer, "TLS handshake timed out"),
             }
         }
     })
     .await;
+}
+
+/// A peer that failed the TLS handshake (no certificate, another CA, plain
+/// HTTP/2): logged at most every 10 s, so a flood cannot fill the log.
+fn handshake_refused(
+    last: &parking_lot::Mutex<Option<std::time::Instant>>,
+    peer: std::net::SocketAddr,
+    why: &str,
+) {
+    metrics::counter!("consul.rpc.tls.refused").increment(1);
+    let mut l = last.lock();
+    if l.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        *l = Some(std::time::Instant::now());
+        tracing::warn!("rpc: TLS handshake from {peer} failed, connection closed: {why}");
+    } else {
+        tracing::debug!("rpc: TLS handshake from {peer} failed: {why}");
+    }
+}
+
+/// HTTP/2 on one accepted connection (plain or TLS) until it ends or `stop`.
+async fn serve_h2<IO>(
+    io: IO,
+    svc: hyper_util::service::TowerToHyperService<Router>,
+    peer: std::net::SocketAddr,
+    stop: CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    // Pings find peers that vanished without closing (a partition,
+    // a host gone): their connections are freed.
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), svc);
+    // Peers retry: a connection is simply dropped at shutdown.
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::trace!(%peer, error = %e, "rpc connection ended");
+        },
+        _ = stop.cancelled() => {}
+    }
 }

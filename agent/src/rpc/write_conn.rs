@@ -113,10 +113,12 @@ impl AsyncWrite for KillableIo {
 }
 
 /// One write connection per peer, replaced after any write is abandoned.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WritePool {
     conns: Arc<Mutex<HashMap<String, Arc<Conn>>>>,
     next_id: Arc<AtomicU64>,
+    /// Server RPC over TLS.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// Tears the connection down unless disarmed: a write dropped half-way
@@ -140,6 +142,14 @@ impl Drop for Abandon<'_> {
 }
 
 impl WritePool {
+    pub fn new(tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Self {
+        Self {
+            conns: Default::default(),
+            next_id: Default::default(),
+            tls: tls.map(tokio_rustls::TlsConnector::from),
+        }
+    }
+
     /// POST `body` to `path` on `addr`; the status and body of the answer.
     pub async fn post(
         &self,
@@ -156,7 +166,8 @@ impl WritePool {
             self.discard(addr, conn.id);
             return Err(RpcError::Connect(addr.into(), "connection closed".into()));
         }
-        let req = Request::post(format!("http://{addr}{path}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let req = Request::post(format!("{scheme}://{addr}{path}"))
             .header(HOPS, hops)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
@@ -199,6 +210,34 @@ impl WritePool {
         r
     }
 
+    /// The HTTP/2 handshake on `io`, and its connection task.
+    async fn h2<IO>(
+        &self,
+        io: IO,
+        addr: &str,
+        id: u64,
+    ) -> Result<(SendRequest<Full<Bytes>>, tokio::task::AbortHandle), hyper::Error>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(io))
+            .await?;
+        let pool = self.clone();
+        let key = addr.to_string();
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(peer = %key, error = %e, "write connection ended");
+            }
+            pool.discard(&key, id);
+        })
+        .abort_handle();
+        Ok((send, task))
+    }
+
     fn discard(&self, addr: &str, id: u64) {
         let mut conns = self.conns.lock();
         if conns.get(addr).is_some_and(|c| c.id == id) {
@@ -225,26 +264,30 @@ impl WritePool {
         nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &zero)
             .map_err(|e| connect_err(format!("setting SO_LINGER: {e}")))?;
         let kill = Arc::new(Kill::default());
-        let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(KillableIo {
-                inner: stream,
-                kill: kill.clone(),
-            }))
-            .await
-            .map_err(|e| connect_err(crate::goerr::chain_text(&e)))?;
+        let io = KillableIo {
+            inner: stream,
+            kill: kill.clone(),
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let pool = self.clone();
-        let key = addr.to_string();
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(peer = %key, error = %e, "write connection ended");
+        let (send, task) = match &self.tls {
+            None => self.h2(io, addr, id).await,
+            Some(tls) => {
+                // The verifier checks the configured server name, not this.
+                let name = rustls_pki_types::ServerName::try_from(
+                    addr.rsplit_once(':')
+                        .map_or(addr, |(h, _)| h)
+                        .trim_matches(['[', ']']),
+                )
+                .map_err(|e| connect_err(e.to_string()))?
+                .to_owned();
+                let io = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, io))
+                    .await
+                    .map_err(|_| connect_err("TLS handshake: i/o timeout".into()))?
+                    .map_err(|e| connect_err(format!("TLS handshake: {e}")))?;
+                self.h2(io, addr, id).await
             }
-            pool.discard(&key, id);
-        })
-        .abort_handle();
+        }
+        .map_err(|e| connect_err(crate::goerr::chain_text(&e)))?;
         let conn = Arc::new(Conn {
             id,
             send,
