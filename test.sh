@@ -34,6 +34,13 @@ if ! python3 -c 'import consul' 2>/dev/null; then
     || { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-consul; }
 fi
 
+# py-consul 1.5.1 (tests/acl.rs): it shares python-consul's module name, so
+# it lives in a directory of its own, on the test's PYTHONPATH only.
+if [ ! -d target/py-consul-1.5.1/consul ]; then
+  python3 -m pip install -q --no-deps --target target/py-consul-1.5.1 py-consul==1.5.1 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages --no-deps --target target/py-consul-1.5.1 py-consul==1.5.1
+fi
+
 # prometheus_client: its text parser reads the metrics endpoints' output.
 if ! python3 -c 'import prometheus_client' 2>/dev/null; then
   python3 -m pip install -q prometheus_client 2>/dev/null \

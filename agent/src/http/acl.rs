@@ -10,9 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::acl_common::{acl_disabled, field, link_ids, now, require, str_field, write_acl};
+use super::acl_common::{acl_disabled, field, hash, link_ids, now, require, str_field, write_acl};
 use super::acl_policy;
 use super::routes::{Endpoint as E, Routes};
 use crate::acl::{Global, Need};
@@ -38,17 +37,6 @@ pub fn routes() -> Routes {
         .route("/v1/acl/tokens", E::get(token_list))
         .route("/v1/agent/token/{kind}", E::put(agent_token))
         .merge(acl_policy::routes())
-}
-
-/// Consul's token hash: a digest of what the token grants.
-fn hash(parts: &[&str]) -> String {
-    use base64::Engine;
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
 /// `[{"ID","Name"}]` of linked policies (or roles) that still exist.

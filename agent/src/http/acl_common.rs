@@ -101,3 +101,15 @@ pub fn str_field(v: &Value, key: &str) -> Result<String, ApiError> {
         ))),
     }
 }
+
+/// Consul's `Hash` field: a digest of what the object grants.
+pub fn hash(parts: &[&str]) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}

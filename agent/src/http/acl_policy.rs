@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::acl_common::{field, link_ids, require, str_field, write_acl};
+use super::acl_common::{field, hash, link_ids, require, str_field, write_acl};
 use super::routes::{Endpoint as E, Routes};
 use crate::acl::Need;
 use crate::app::{AppState, Shared};
@@ -39,17 +39,6 @@ pub fn routes() -> Routes {
         )
         .route("/v1/acl/role/name/{name}", E::get(role_by_name))
         .route("/v1/acl/roles", E::get(role_list))
-}
-
-fn hash(p: &[&str]) -> String {
-    use base64::Engine;
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for x in p {
-        h.update(x.as_bytes());
-        h.update([0]);
-    }
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
 fn policy_json(p: &PolicyRec, rules: bool) -> Value {
