@@ -120,6 +120,7 @@ LG_NODES=${LG_NODES:-10000}
 TLS_BASE=${TLS_BASE:-18700} # server i: HTTP +10i, RPC +10i+1, gossip +10i+2, HTTPS +10i+3
 TLS_GOSSIP_AGENTS=${TLS_GOSSIP_AGENTS:-6}
 TLS_IDLE_S=${TLS_IDLE_S:-20}
+TLS_REPEAT=${TLS_REPEAT:-4}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
 SECTIONS=(kv discovery template nginx cluster large acl tls)
 
@@ -1338,6 +1339,20 @@ tls_cluster() {
     for i in "${pids[@]}"; do stop "$i"; done
 }
 
+# tls_mean NAME: NAME_{rps,p50_ms,p99_ms,errors} from NAME_1..NAME_$TLS_REPEAT (means;
+# errors summed); NAME_all lists each run's req/s.
+tls_mean() {
+    local n=$1 r k all=
+    for k in rps p50_ms p99_ms errors; do
+        local vals=()
+        for ((r = 1; r <= TLS_REPEAT; r++)); do vals+=("${R[${n}_${r}_$k]}"); done
+        R[${n}_$k]=$(printf '%s\n' "${vals[@]}" | awk -v k="$k" '{ s += $1 } END {
+            if (k == "errors") print s; else if (k == "rps") printf "%.0f", s / NR; else printf "%.3f", s / NR }')
+    done
+    for ((r = 1; r <= TLS_REPEAT; r++)); do all+="${all:+, }${R[${n}_${r}_rps]}"; done
+    R[${n}_all]=$all
+}
+
 # tls_ticks PID...: utime + stime of the processes, summed (clock ticks).
 tls_ticks() {
     local p
@@ -1395,10 +1410,21 @@ section_tls() {
     local http=http://127.0.0.1:$TLS_BASE https=https://127.0.0.1:$((TLS_BASE + 3))
     curl -sf --cacert "$TMP/tls/pki/consul-agent-ca.pem" "$https/v1/status/leader" >/dev/null ||
         die "HTTPS not answering"
-    run_wrk tls_http_put 2 64 "$WRK_DURATION" consul_put.lua "$http"
-    run_wrk tls_https_put 2 64 "$WRK_DURATION" consul_put.lua "$https"
-    run_wrk tls_http_get 2 64 "$WRK_DURATION" consul_get.lua "$http"
-    run_wrk tls_https_get 2 64 "$WRK_DURATION" consul_get.lua "$https"
+    # Plain and TLS alternate (A B B A ...), so drifting load from other work
+    # falls on both alike; the figures are the means of TLS_REPEAT runs each.
+    local r op mode order
+    for op in put get; do
+        for ((r = 1; r <= TLS_REPEAT; r++)); do
+            order="http https"
+            ((r % 2)) || order="https http"
+            for mode in $order; do
+                local url=$http
+                [[ $mode == https ]] && url=$https
+                run_wrk "tls_${mode}_${op}_$r" 2 64 "$WRK_DURATION" "consul_$op.lua" "$url"
+            done
+        done
+        for mode in http https; do tls_mean "tls_${mode}_${op}"; done
+    done
     stop "$TLS_PID"
     tls_cluster plain 0
     tls_cluster mtls 1
@@ -1414,25 +1440,27 @@ report_tls() {
     cat <<EOT
 # Encryption on the wire (issue 16): $(date -u '+%Y-%m-%d %H:%M UTC')
 
-$(nproc) cores, $(uname -r); tribune $(revision). wrk -t2 -c64 -d$WRK_DURATION (keep-alive: each connection does its TLS handshake once), sharing the cores with the servers. Certificates from \`tribune tls ca create\` / \`tls cert create -server\` (ECDSA P-256); rustls picks TLS 1.3 with wrk's OpenSSL. Durable servers (fsync before the answer), \`raft_multiplier 1\`.
+$(nproc) cores, $(uname -r); tribune $(revision). One-server figures: means of $TLS_REPEAT runs each, plain and TLS alternating (A B B A ...). wrk -t2 -c64 -d$WRK_DURATION (keep-alive: each connection does its TLS handshake once), sharing the cores with the servers. Certificates from \`tribune tls ca create\` / \`tls cert create -server\` (ECDSA P-256); rustls picks TLS 1.3 with wrk's OpenSSL. Durable servers (fsync before the answer), \`raft_multiplier 1\`.
 
 | benchmark | plain | encrypted | encrypted ÷ plain | target | met |
 |---|---:|---:|---:|---|---|
 | GET at 64 conns, HTTP vs HTTPS, one server (req/s) | ${R[tls_http_get_rps]} | ${R[tls_https_get_rps]} | $(ratio "${R[tls_https_get_rps]}" "${R[tls_http_get_rps]}") | ≥ 0.80 | $(atleast "$(awk -v a="${R[tls_https_get_rps]}" -v b="${R[tls_http_get_rps]}" 'BEGIN{print a/b}')" 0.80) |
-| … p50 / p99 (ms) | ${R[tls_http_get_p50_ms]} / ${R[tls_http_get_p99_ms]} | ${R[tls_https_get_p50_ms]} / ${R[tls_https_get_p99_ms]} | | | |
+| … p50 / p99 (ms), means | ${R[tls_http_get_p50_ms]} / ${R[tls_http_get_p99_ms]} | ${R[tls_https_get_p50_ms]} / ${R[tls_https_get_p99_ms]} | | | |
+| … each run (req/s) | ${R[tls_http_get_all]} | ${R[tls_https_get_all]} | | | |
 | PUT at 64 conns, HTTP vs HTTPS, one server (req/s) | ${R[tls_http_put_rps]} | ${R[tls_https_put_rps]} | $(ratio "${R[tls_https_put_rps]}" "${R[tls_http_put_rps]}") | | |
+| … each run (req/s) | ${R[tls_http_put_all]} | ${R[tls_https_put_all]} | | | |
 | PUT at 64 conns through the leader of 3 servers, server RPC plain vs mutual TLS (req/s) | ${R[tls_plain_put_rps]} | ${R[tls_mtls_put_rps]} | $(ratio "${R[tls_mtls_put_rps]}" "${R[tls_plain_put_rps]}") | ≥ 0.85 | $(atleast "$(awk -v a="${R[tls_mtls_put_rps]}" -v b="${R[tls_plain_put_rps]}" 'BEGIN{print a/b}')" 0.85) |
 | … p50 / p99 (ms) | ${R[tls_plain_put_p50_ms]} / ${R[tls_plain_put_p99_ms]} | ${R[tls_mtls_put_p50_ms]} / ${R[tls_mtls_put_p99_ms]} | | | |
 | idle CPU of $TLS_GOSSIP_AGENTS agents (1 server, $((TLS_GOSSIP_AGENTS - 1)) clients) over ${TLS_IDLE_S} s, gossip plain vs -encrypt (ms of CPU per second, all agents) | ${R[tls_idle_plain]} | ${R[tls_idle_enc]} | $(ratio "${R[tls_idle_enc]}" "${R[tls_idle_plain]}") | | |
 
 Commands (\$TMP is the run's temp dir; ports from TLS_BASE=$TLS_BASE: agent i has HTTP +10i, RPC +10i+1, gossip +10i+2, HTTPS +10i+3)
 - PKI: \`tribune tls ca create\`, then \`tribune tls cert create -server -dc dc1\` three times, in \$TMP/tls/pki.
-- one server: \`tribune agent -server -bootstrap-expect 1 -data-dir \$TMP/tls/single -http-port $TLS_BASE -config-file \$TMP/tls/single.json ...\` where single.json sets \`ports.https\` and \`tls.defaults\` (verify_incoming/outgoing on, \`tls.https.verify_incoming = false\`: wrk has no client certificate); wrk \`-s consul_put.lua\` / \`consul_get.lua\` ($SCRIPTS) on http://127.0.0.1:$TLS_BASE and https://127.0.0.1:$((TLS_BASE + 3)), PUT then GET.
+- one server: \`tribune agent -server -bootstrap-expect 1 -data-dir \$TMP/tls/single -http-port $TLS_BASE -config-file \$TMP/tls/single.json ...\` where single.json sets \`ports.https\` and \`tls.defaults\` (verify_incoming/outgoing on, \`tls.https.verify_incoming = false\`: wrk has no client certificate); wrk \`-s consul_put.lua\` / \`consul_get.lua\` ($SCRIPTS) on http://127.0.0.1:$TLS_BASE and https://127.0.0.1:$((TLS_BASE + 3)), PUT runs then GET runs.
 - cluster: three \`tribune agent -server -bootstrap-expect 3\` on 127.0.0.1, first without a tls block, then with \`-config-file \$TMP/tls/sN.json\` (mutual TLS on RPC, verify_server_hostname); wrk \`-s consul_put.lua\` on the leader's HTTP API (${R[tls_mtls_leader]} in the mTLS run).
 - idle: one server and $((TLS_GOSSIP_AGENTS - 1)) client agents joined by \`-retry-join\`, then $TLS_IDLE_S s with nothing to do; utime+stime of every agent from /proc/PID/stat, before and after. The second run adds \`-encrypt \$(tribune keygen)\`.
 
 Notes
-- wrk errors (non-2xx + socket errors): HTTP PUT ${R[tls_http_put_errors]}, HTTPS PUT ${R[tls_https_put_errors]}, HTTP GET ${R[tls_http_get_errors]}, HTTPS GET ${R[tls_https_get_errors]}; cluster PUT plain ${R[tls_plain_put_errors]}, mTLS ${R[tls_mtls_put_errors]}.
+- wrk errors (non-2xx + socket errors, summed over the runs): HTTP PUT ${R[tls_http_put_errors]}, HTTPS PUT ${R[tls_https_put_errors]}, HTTP GET ${R[tls_http_get_errors]}, HTTPS GET ${R[tls_https_get_errors]}; cluster PUT plain ${R[tls_plain_put_errors]}, mTLS ${R[tls_mtls_put_errors]}.
 - Idle CPU includes everything an idle agent does (anti-entropy, raft heartbeats on the server, the gossip probes of every member once a second and their sealing); the gossip share alone is smaller than these totals.
 $(load_note tls)
 EOT
