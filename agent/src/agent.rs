@@ -364,6 +364,7 @@ fn shared_state(
         flags,
         shutdown: shutdown.clone(),
         started: Instant::now(),
+        coalesce: Default::default(),
     }))
 }
 

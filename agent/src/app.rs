@@ -48,6 +48,8 @@ pub struct AppState {
     pub flags: crate::config::Flags,
     pub shutdown: CancellationToken,
     pub started: Instant,
+    /// Forwarded blocking reads shared among identical waiters.
+    pub coalesce: Arc<crate::pipeline::coalesce::Coalescer>,
 }
 
 pub type Shared = Arc<AppState>;
