@@ -251,3 +251,82 @@ fn identical_blocking_queries_share_one_upstream_query() {
     wait_gauge(&c0, "tribune.coalesce.waiters", 0.0);
     wait_gauge(&server, "consul.rpc.queries_blocking", 0.0);
 }
+
+/// `?cached` (Consul's agent cache) on a client agent: a miss, then hits
+/// whose `Age` grows, kept fresh in the background; `max-age=0` fetches
+/// again; with the server gone, `stale-if-error` answers from the cache
+/// and without it the error comes through.
+#[test]
+fn agent_cache_hits_ages_and_serves_stale_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = free_ports(4);
+    let mut server = spawn(dir.path(), "s0", (p[0], p[1]), None);
+    let c0 = spawn(dir.path(), "c0", (p[2], p[3]), Some(p[1]));
+    let register = |node: &str| {
+        let r = client()
+            .put(format!("{}/v1/catalog/register", server.url))
+            .body(format!(
+                r#"{{"Node": "{node}", "Address": "10.0.0.1", "Service": {{"Service": "web"}}}}"#
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    register("n1");
+    let get = |path: &str, cc: Option<&str>| {
+        let mut rb = client().get(format!("{}{path}", c0.url));
+        if let Some(cc) = cc {
+            rb = rb.header("Cache-Control", cc);
+        }
+        let r = rb.send().unwrap();
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        let (x, age) = (h("x-cache"), h("age"));
+        let status = r.status().as_u16();
+        (
+            status,
+            x,
+            age.parse::<u64>().unwrap_or(u64::MAX),
+            r.text().unwrap(),
+        )
+    };
+    let web = "/v1/health/service/web?cached";
+    let (status, x, age, body) = get(web, None);
+    assert_eq!((status, x.as_str(), age), (200, "MISS", 0), "{body}");
+    assert!(body.contains("\"n1\""), "{body}");
+    let (status, x, _, _) = get(web, None);
+    assert_eq!((status, x.as_str()), (200, "HIT"));
+    std::thread::sleep(Duration::from_millis(2200));
+    let (_, x, age, _) = get(web, None);
+    assert_eq!(x, "HIT");
+    assert!((2..10).contains(&age), "Age {age}");
+    let (status, x, age, _) = get(web, Some("max-age=0"));
+    assert_eq!((status, x.as_str(), age), (200, "MISS", 0));
+    // The background query brings a change into the entry.
+    register("n2");
+    wait_for("n2 in the cached answer", Duration::from_secs(10), || {
+        let (_, x, _, body) = get(web, None);
+        (x == "HIT" && body.contains("\"n2\"")).then_some(())
+    });
+    let (status, x, _, _) = get("/v1/catalog/datacenters?cached", None);
+    assert_eq!((status, x.as_str()), (200, "MISS"));
+    let (status, x, _, body) = get("/v1/catalog/datacenters?cached", None);
+    assert_eq!((status, x.as_str()), (200, "HIT"), "{body}");
+    let (_, x, _, _) = get("/v1/catalog/services?cached", None);
+    assert_eq!(x, "MISS");
+
+    // Server gone: a hit still answers; a forced fetch fails, unless
+    // stale-if-error allows the cached answer.
+    server.kill9();
+    let (status, x, _, body) = get(web, None);
+    assert_eq!((status, x.as_str()), (200, "HIT"), "{body}");
+    let (status, x, _, body) = get(web, Some("max-age=0, stale-if-error=600"));
+    assert_eq!((status, x.as_str()), (200, "HIT"), "{body}");
+    assert!(body.contains("\"n2\""), "{body}");
+    let (status, _, _, body) = get(web, Some("max-age=0"));
+    assert_eq!(status, 500, "{body}");
+}

@@ -50,6 +50,8 @@ pub struct AppState {
     pub started: Instant,
     /// Forwarded blocking reads shared among identical waiters.
     pub coalesce: Arc<crate::pipeline::coalesce::Coalescer>,
+    /// The agent cache (`?cached`).
+    pub cache: Arc<crate::pipeline::cache::AgentCache>,
 }
 
 pub type Shared = Arc<AppState>;

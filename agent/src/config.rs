@@ -190,6 +190,9 @@ pub struct AgentConfig {
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
     /// default true: running commands from the network is opt-in).
     pub disable_remote_exec: bool,
+    /// The agent cache's cap in bytes (`cache.max_bytes`, tribune's own;
+    /// least recently used entries go first).
+    pub cache_max_bytes: usize,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -238,6 +241,7 @@ impl Default for AgentConfig {
             limits: crate::limits::Limits::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
             disable_remote_exec: true,
+            cache_max_bytes: crate::pipeline::cache::DEFAULT_MAX_BYTES,
             warnings: Vec::new(),
         }
     }
@@ -670,6 +674,7 @@ impl AgentConfig {
                 "domain" => self.dns.domain = s(key, val)?.trim_matches('.').to_string(),
                 "recursors" => self.merge_recursors(path, key, val)?,
                 "dns_config" => self.merge_dns_config(path, val)?,
+                "cache" => self.merge_cache(path, val)?,
                 other => self.unsupported(path, other)?,
             }
         }
@@ -807,6 +812,31 @@ impl AgentConfig {
             self.dns.recursors.push(
                 parse_recursor(r).ok_or_else(|| invalid(path, key, "IP addresses or ip:port"))?,
             );
+        }
+        Ok(())
+    }
+
+    /// The `cache` object: `max_bytes` (tribune's); Consul's fetch rate
+    /// keys are not read.
+    fn merge_cache(&mut self, path: &Path, val: &Value) -> Result<(), ConfigError> {
+        let obj = val.as_object().ok_or_else(|| ConfigError::Invalid {
+            key: format!("cache in {}", path.display()),
+            msg: "expected an object".into(),
+        })?;
+        for (k, v) in obj {
+            match k.as_str() {
+                "max_bytes" => {
+                    self.cache_max_bytes = v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| ConfigError::Invalid {
+                            key: format!("cache.max_bytes in {}", path.display()),
+                            msg: "a positive number of bytes".into(),
+                        })?
+                }
+                other => self.unsupported(path, &format!("cache.{other}"))?,
+            }
         }
         Ok(())
     }

@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use tokio_util::either::Either;
 
 use super::auth;
+use super::cache;
 use super::context::RequestCtx;
 use super::forward::{forward_boxed, Forwarding};
 use super::route::{self, Route};
 use crate::app::Shared;
 
 /// Parse the context, authenticate, route; then the handler (here) or the
-/// forwarding (elsewhere).
+/// forwarding (elsewhere). A `?cached` read is answered by the agent
+/// cache, which fetches through this same pipeline.
 ///
 /// Not an async fn: a request answered here (a parked blocking query among
 /// them) would otherwise carry the forwarding state machine, an HTTP client
@@ -29,6 +31,9 @@ pub fn entry(
         // Rare: boxed, so the common future stays as small as `next`'s.
         let resp = e.into_response();
         return Either::Right(Box::pin(std::future::ready(resp)));
+    }
+    if cache::cacheable(req.method(), req.uri().path(), &ctx) {
+        return Either::Right(Box::pin(cache::serve(s.cache.clone(), ctx, req)));
     }
     match route::decide(&s, req.method(), req.uri().path(), &ctx) {
         Route::Here => {

@@ -37,10 +37,12 @@
 //!
 //! - [`body`]: body size limits and Consul's answers to bad bodies.
 //! - [`tunnel`]: the envelope of a forwarded request, and sending it.
+//! - [`cache`]: the agent cache that answers `?cached` reads (after step 2).
 
 pub mod auth;
 pub mod block;
 pub mod body;
+pub mod cache;
 pub mod coalesce;
 pub mod context;
 pub mod entry;
