@@ -15,7 +15,8 @@
 //!
 //! Bounded: at most [`MAX_SHARED`] shared queries and [`MAX_WAITERS`]
 //! waiters (beyond, a request is forwarded on its own, as before); a shared
-//! query ends, and its entry goes, when its last waiter leaves.
+//! query ends, and its entry goes, when its last waiter leaves (3 s later
+//! when it holds an answer: watchers come back at once with its index).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -42,6 +43,8 @@ pub const MAX_WAITERS: usize = 100_000;
 const UPSTREAM_WAIT: &str = "5m";
 /// Its RPC timeout: the wait, the server's jitter (wait/16) and slack.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+/// How long a shared query with an answer outlives its last waiter.
+const LINGER: Duration = Duration::from_secs(3);
 /// Largest error answer kept for the waiters.
 const MAX_ERROR_BODY: usize = 1 << 20;
 /// Paths whose reads block at the server (`?index` elsewhere is answered
@@ -142,6 +145,17 @@ impl Coalescer {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// End a shared query that has had no waiter for [`LINGER`].
+    fn drop_idle(&self, key: &Arc<Key>, entry: &Arc<Entry>) {
+        let mut g = self.lock();
+        if let Some(slot) = g.slots.get(key) {
+            if Arc::ptr_eq(&slot.entry, entry) && slot.waiters == 0 {
+                slot.task.abort();
+                g.slots.remove(key);
+            }
+        }
+    }
+
     /// Drop a shared query that ended by itself, unless already replaced.
     fn forget(&self, key: &Arc<Key>, entry: &Arc<Entry>) {
         let mut g = self.lock();
@@ -214,14 +228,15 @@ pub struct Shared {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// Leaves its shared query when dropped; the last one out ends it.
-struct Membership<'a> {
-    c: &'a Coalescer,
+/// Leaves its shared query when dropped; the last one out ends it, after
+/// [`LINGER`] when it holds an answer.
+struct Membership {
+    c: Arc<Coalescer>,
     key: Arc<Key>,
     entry: Arc<Entry>,
 }
 
-impl Drop for Membership<'_> {
+impl Drop for Membership {
     fn drop(&mut self) {
         COALESCED_WAITERS.fetch_sub(1, Ordering::Relaxed);
         let mut g = self.c.lock();
@@ -234,9 +249,24 @@ impl Drop for Membership<'_> {
         }
         *waiters -= 1;
         slot.waiters -= 1;
-        if slot.waiters == 0 {
-            slot.task.abort();
-            slots.remove(&self.key);
+        if slot.waiters > 0 {
+            return;
+        }
+        // Watchers come straight back with the index they were given: kept
+        // a moment, the shared query (parked past that index) serves them.
+        let answered = matches!(*slot.entry.tx.borrow(), Outcome::Answer(_));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if answered => {
+                let (c, key, entry) = (self.c.clone(), self.key.clone(), self.entry.clone());
+                rt.spawn(async move {
+                    tokio::time::sleep(LINGER).await;
+                    c.drop_idle(&key, &entry);
+                });
+            }
+            _ => {
+                slot.task.abort();
+                slots.remove(&self.key);
+            }
         }
     }
 }
@@ -279,12 +309,12 @@ pub async fn wait(s: &Shared, job: Job, env: &Tunnelled, hop: u32) -> Waited {
 /// `None`: the caps are reached, or the shared query has no answer yet and
 /// blocks past an index newer than the waiter's (the server answers that
 /// waiter at once).
-fn join<'a>(
-    s: &'a Shared,
+fn join(
+    s: &Shared,
     job: &Job,
     env: &Tunnelled,
     hop: u32,
-) -> Option<(watch::Receiver<Outcome>, Membership<'a>)> {
+) -> Option<(watch::Receiver<Outcome>, Membership)> {
     let c = &s.coalescer;
     let mut g = c.lock();
     let Inner { slots, waiters } = &mut *g;
@@ -335,7 +365,7 @@ fn join<'a>(
     Some((
         rx,
         Membership {
-            c,
+            c: c.clone(),
             key: job.key.clone(),
             entry,
         },
