@@ -1346,7 +1346,7 @@ Commands (from the repository root; \$TMP is the run's temp dir)
 - \`${R[cmd_fo_agents]}\`, then \`${R[cmd_fo_direct]}\`.
 
 Notes
-- A flip is a PUT /v1/catalog/register of web1 with its check passing or critical; the time runs from its answer to the last watcher's. Server CPU is its process CPU clock from just before the flip to the last answer. "Reads served" counts consul.rpc.query from one round's start to the next (the first round includes the initial parking).
+- A flip is a PUT /v1/catalog/register of web1 with its check passing or critical; the time runs from its answer to the last watcher's. Server CPU is its process CPU clock from just before the flip to the last answer. "Reads served" counts consul.rpc.query from one round's start to the next, the first round (the watchers' first parking) left out; it includes the driver's own GET of the index each round.
 $(load_note fanout)
 EOT
 }
