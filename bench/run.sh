@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: tribune's benchmarks, in sections that can run on their own.
 #
-#   bench/run.sh [kv|discovery|template|nginx|cluster|large|acl|tls|all]...  (default: all)
+#   bench/run.sh [kv|discovery|template|nginx|cluster|large|acl|tls|fanout|all]...  (default: all)
 #
 # Every run builds tribune, tribune-template and tribune-bench (release) once first
 # (BUILD=0 skips that and uses the binaries in target/release), and installs the
@@ -51,6 +51,13 @@
 #           verify_server_hostname): wrk PUT at 64 connections through the leader. Then
 #           one server and TLS_GOSSIP_AGENTS-1 client agents, idle for TLS_IDLE_S, without
 #           and with -encrypt: the CPU time of all of them (gossip, plus what idle agents do).
+# fanout    issue 18: a durable tribune server on 127.0.0.1 and FO_AGENTS (10) client
+#           agents on 127.0.0.2.., FO_WATCHERS (1,000) watchers on each client agent
+#           parked on health/service/web?passing&index=N; tribune-bench fanout-agents
+#           flips one instance's check FO_ROUNDS (20) times and times the last answer
+#           after the flip's acknowledgement, the server's CPU per flip and the reads it
+#           served per flip (consul.rpc.query); then the same number of watchers parked
+#           on the server directly.
 #
 # Each section writes its markdown table (with the exact commands) to
 # bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
@@ -67,7 +74,8 @@
 #     NGX_POLL_US;
 #   cluster: WRK_DURATION CL_SIZE CL_RUNS CL_WARMUP_MS CL_TIMEOUT_MS CL_RETRY_MS CL_SETTLE_S;
 #   large: WRK_DURATION LG_HTTP_PORT LG_ETCD_PORT LG_KEYS LG_PREFIXES LG_SERVICES LG_INSTANCES
-#     LG_NODES.
+#     LG_NODES;
+#   fanout: FO_HTTP_PORT FO_AGENTS FO_WATCHERS FO_ROUNDS.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -121,8 +129,12 @@ TLS_BASE=${TLS_BASE:-18700} # server i: HTTP +10i, RPC +10i+1, gossip +10i+2, HT
 TLS_GOSSIP_AGENTS=${TLS_GOSSIP_AGENTS:-6}
 TLS_IDLE_S=${TLS_IDLE_S:-20}
 TLS_REPEAT=${TLS_REPEAT:-4}
+FO_HTTP_PORT=${FO_HTTP_PORT:-28600} # +1 server RPC, +2 gossip (each agent on its own address)
+FO_AGENTS=${FO_AGENTS:-10}
+FO_WATCHERS=${FO_WATCHERS:-1000}
+FO_ROUNDS=${FO_ROUNDS:-20}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
-SECTIONS=(kv discovery template nginx cluster large acl tls)
+SECTIONS=(kv discovery template nginx cluster large acl tls fanout)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -1275,6 +1287,88 @@ $(load_note large)
 EOT
 }
 
+# ---------------------------------------------------------------- fanout (issue 18)
+# fo_start NAME IP [CLIENT]: a server (127.0.0.1) or a client agent on IP, ready.
+fo_start() {
+    local name=$1 ip=$2 args=(agent -node "$1" -data-dir "$TMP/fanout/$1" -bind "$2" -client "$2"
+        -http-port "$FO_HTTP_PORT" -server-port $((FO_HTTP_PORT + 1))
+        -serf-lan-port $((FO_HTTP_PORT + 2)) -dns-port -1 -log-level warn
+        -config-file "$NO_CONN_CAP" -config-file "$TMP/fanout/conf.json")
+    if [[ ${3:-} == client ]]; then
+        args+=(-retry-join "127.0.0.1:$((FO_HTTP_PORT + 2))" -retry-interval 1s)
+    else
+        args+=(-server -bootstrap-expect 1)
+    fi
+    "$ROOT/target/release/tribune" "${args[@]}" >"$OUT_DIR/fanout-$name.log" 2>&1 &
+    FO_PID[$name]=$!
+    PIDS+=("$!")
+    [[ $name == s0 ]] && R[cmd_fo_server]=$(cmdline "$ROOT/target/release/tribune" "${args[@]}")
+    [[ $name == c1 ]] && R[cmd_fo_client]=$(cmdline "$ROOT/target/release/tribune" "${args[@]}")
+    wait_ready "$name" "$!" "$OUT_DIR/fanout-$name.log" tribune_probe "http://$ip:$FO_HTTP_PORT"
+}
+
+section_fanout() {
+    local i ip p agents=()
+    declare -gA FO_PID=()
+    for ((i = 1; i <= FO_AGENTS + 1; i++)); do
+        for p in "$FO_HTTP_PORT" $((FO_HTTP_PORT + 2)); do
+            (exec 3<>"/dev/tcp/127.0.0.$i/$p") 2>/dev/null && die "127.0.0.$i:$p is already in use"
+        done
+    done
+    # The driver holds FO_AGENTS x FO_WATCHERS connections, and the server as many
+    # in the direct run.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    log "open-file limit $(ulimit -n)"
+    load_begin fanout
+    mkdir -p "$TMP/fanout"
+    echo '{"performance":{"raft_multiplier":1},"telemetry":{"prometheus_retention_time":"60s","disable_hostname":true}}' \
+        >"$TMP/fanout/conf.json"
+    fo_start s0 127.0.0.1
+    SERVER_PID=${FO_PID[s0]} SERVER_LOG=$OUT_DIR/fanout-s0.log
+    for ((i = 1; i <= FO_AGENTS; i++)); do
+        ip=127.0.0.$((i + 1))
+        fo_start "c$i" "$ip" client
+        agents+=("$ip:$FO_HTTP_PORT")
+    done
+    local list
+    list=$(IFS=,; echo "${agents[*]}")
+    BENCH_TIMEOUT=900 run_bench_as fo_agents fanout-agents --addr "127.0.0.1:$FO_HTTP_PORT" \
+        --server-pid "$SERVER_PID" --agents "$list" --watchers "$FO_WATCHERS" \
+        --rounds "$FO_ROUNDS" --name agents --limit-s 840
+    BENCH_TIMEOUT=900 run_bench_as fo_direct fanout-agents --addr "127.0.0.1:$FO_HTTP_PORT" \
+        --server-pid "$SERVER_PID" --agents "127.0.0.1:$FO_HTTP_PORT" \
+        --watchers $((FO_AGENTS * FO_WATCHERS)) --rounds "$FO_ROUNDS" --name direct --limit-s 840
+    R[cmd_fo_agents]=${R[cmd_fo_agents]//$TMP/\$TMP}
+    R[cmd_fo_server]=${R[cmd_fo_server]//$TMP/\$TMP}
+    R[cmd_fo_client]=${R[cmd_fo_client]//$TMP/\$TMP}
+    load_end fanout
+    for i in "${!FO_PID[@]}"; do stop "${FO_PID[$i]}"; done
+    rm -rf "$TMP/fanout"
+    report_fanout >"$OUT_DIR/results-fanout.md"
+}
+
+report_fanout() {
+    cat <<EOT
+## Fan-out through client agents (issue 18): $(date -u '+%Y-%m-%d %H:%M UTC')
+
+Revision $(revision). 1 durable server, ${FO_AGENTS} client agents, $(fmt_int "${R[agents_watchers]}") watchers on \`health/service/web?passing&index=N\` in all; ${R[agents_rounds]} check flips.
+
+| | through ${FO_AGENTS} client agents | on the server directly | target | met |
+|---|---|---|---|---|
+| all watchers answered after the flip's ack, p50 / max (ms) | $(ms "${R[agents_all_p50_us]}") / $(ms "${R[agents_all_max_us]}") | $(ms "${R[direct_all_p50_us]}") / $(ms "${R[direct_all_max_us]}") | ≤ 100 ms (agents) | $(atmost "${R[agents_all_max_us]}" 100000) |
+| server CPU per flip, p50 / max (ms) | $(ms "${R[agents_server_cpu_p50_us]}") / $(ms "${R[agents_server_cpu_max_us]}") | $(ms "${R[direct_server_cpu_p50_us]}") / $(ms "${R[direct_server_cpu_max_us]}") | | |
+| reads the server served per flip (consul.rpc.query), p50 / max | ${R[agents_served_p50]} / ${R[agents_served_max]} | ${R[direct_served_p50]} / ${R[direct_served_max]} | ≤ 20 (agents) | $(atmost "${R[agents_served_max]}" 20) |
+
+Commands (from the repository root; \$TMP is the run's temp dir)
+- server: \`${R[cmd_fo_server]}\`; client agent 1 (the others on 127.0.0.3..): \`${R[cmd_fo_client]}\`.
+- \`${R[cmd_fo_agents]}\`, then \`${R[cmd_fo_direct]}\`.
+
+Notes
+- A flip is a PUT /v1/catalog/register of web1 with its check passing or critical; the time runs from its answer to the last watcher's. Server CPU is its process CPU clock from just before the flip to the last answer. "Reads served" counts consul.rpc.query from one round's start to the next, the first round (the watchers' first parking) left out; it includes the driver's own GET of the index each round.
+$(load_note fanout)
+EOT
+}
+
 # ---------------------------------------------------------------- run
 revision() {
     local rev
@@ -1472,12 +1566,12 @@ main() {
     for s in "$@"; do
         case $s in
         all) want+=("${SECTIONS[@]}") ;;
-        kv | discovery | template | nginx | cluster | large | acl | tls) want+=("$s") ;;
+        kv | discovery | template | nginx | cluster | large | acl | tls | fanout) want+=("$s") ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d'
             return 0
             ;;
-        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, tls, all)" ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, tls, fanout, all)" ;;
         esac
     done
     command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"
@@ -1492,6 +1586,8 @@ main() {
     for b in tribune tribune-template tribune-bench; do
         # The acl section alone runs any tribune binary (ACL_TRIBUNE).
         [[ ${want[*]} == acl && -n ${ACL_TRIBUNE:-} ]] && break
+        # Only template and nginx run tribune-template.
+        [[ $b == tribune-template && ! " ${want[*]} " =~ \ (template|nginx)\  ]] && continue
         [[ -x $ROOT/target/release/$b ]] || die "missing $ROOT/target/release/$b (run with BUILD=1)"
     done
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/tribune-bench.XXXXXX")

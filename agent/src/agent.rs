@@ -398,6 +398,8 @@ fn shared_state(
         shutdown: shutdown.clone(),
         started: Instant::now(),
         tls: cluster.tls.clone(),
+        coalesce: Default::default(),
+        cache: Default::default(),
     }))
 }
 
@@ -446,6 +448,9 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
     if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);
     }
+    // The agent cache fetches through the API router.
+    state.cache.set_max_bytes(state.config.cache_max_bytes);
+    state.cache.set_router(http::router(state.clone()));
     if !state.config.disable_remote_exec {
         let rexec = crate::remote_exec::RemoteExec::new(state.clone(), http::router(state.clone()));
         state

@@ -53,6 +53,10 @@ pub struct AppState {
     pub started: Instant,
     /// The certificates the HTTPS API (and server RPC) serve; reloadable.
     pub tls: Arc<crate::tls::AgentTls>,
+    /// Forwarded blocking reads shared among identical waiters.
+    pub coalesce: Arc<crate::pipeline::coalesce::Coalescer>,
+    /// The agent cache (`?cached`).
+    pub cache: Arc<crate::pipeline::cache::AgentCache>,
 }
 
 pub type Shared = Arc<AppState>;

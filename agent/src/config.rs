@@ -201,6 +201,9 @@ pub struct AgentConfig {
     pub disable_remote_exec: bool,
     /// Gossip encryption and TLS (`encrypt`, `tls`).
     pub security: security::Security,
+    /// The agent cache's cap in bytes (`cache.max_bytes`, tribune's own;
+    /// least recently used entries go first).
+    pub cache_max_bytes: usize,
     /// Problems worth a warning (unknown keys...), logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -251,6 +254,7 @@ impl Default for AgentConfig {
             acl: Default::default(),
             disable_remote_exec: true,
             security: security::Security::default(),
+            cache_max_bytes: crate::pipeline::cache::DEFAULT_MAX_BYTES,
             warnings: Vec::new(),
         }
     }
@@ -698,6 +702,7 @@ impl AgentConfig {
                     key: format!("acl in {}", path.display()),
                     msg,
                 })?,
+                "cache" => self.merge_cache(path, val)?,
                 k if security::owns(k) => self.security.merge(path, k, val)?,
                 other => {
                     let legacy =
@@ -848,6 +853,31 @@ impl AgentConfig {
             self.dns.recursors.push(
                 parse_recursor(r).ok_or_else(|| invalid(path, key, "IP addresses or ip:port"))?,
             );
+        }
+        Ok(())
+    }
+
+    /// The `cache` object: `max_bytes` (tribune's); Consul's fetch rate
+    /// keys are not read.
+    fn merge_cache(&mut self, path: &Path, val: &Value) -> Result<(), ConfigError> {
+        let obj = val.as_object().ok_or_else(|| ConfigError::Invalid {
+            key: format!("cache in {}", path.display()),
+            msg: "expected an object".into(),
+        })?;
+        for (k, v) in obj {
+            match k.as_str() {
+                "max_bytes" => {
+                    self.cache_max_bytes = v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| ConfigError::Invalid {
+                            key: format!("cache.max_bytes in {}", path.display()),
+                            msg: "a positive number of bytes".into(),
+                        })?
+                }
+                other => self.unsupported(path, &format!("cache.{other}"))?,
+            }
         }
         Ok(())
     }

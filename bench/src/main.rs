@@ -23,6 +23,11 @@
 //!   under it and times the moment the *last* watcher has its answer, from the PUT's
 //!   acknowledgement and from the moment it was sent. Reports p50 and max over the
 //!   rounds (microseconds).
+//! * `fanout-agents --addr SERVER --server-pid PID --agents A,B,...` (issue 18) —
+//!   `watchers` blocking queries per agent on `health/service/web?passing`; one
+//!   instance's check flips through the server's catalog each round; the last
+//!   watcher's answer after the flip's acknowledgement (p50 / max), the server's CPU
+//!   per flip, and the reads it served per round (`consul.rpc.query`).
 //! * `memory --addr ... --pid PID [--parked 10000]` — writes `bench/mem/<i>`, then reads
 //!   the server's `VmRSS` (`/proc/PID/status`, once it stops moving) four times:
 //!   before; with `parked` connections open but idle; after one plain GET on each;
@@ -79,6 +84,7 @@
 //! Output: progress on stderr; results on stdout as `RESULT key=value` lines, which
 //! `bench/run.sh` collects into its table.
 
+mod agents;
 mod args;
 mod catalog;
 mod failover;
@@ -105,6 +111,8 @@ use crate::args::Args;
 const USAGE: &str = "usage: tribune-bench <command> --addr 127.0.0.1:PORT [options]
   wake   [--parked 10000] [--samples 200] [--settle-ms 20]
   fanout [--watchers 1000] [--rounds 20] [--settle-ms 300]
+  fanout-agents --server-pid PID --agents IP:PORT[,...] [--watchers 1000]
+                [--rounds 20] [--settle-ms 1000] [--name agents]
   memory --pid PID [--parked 10000]
     (and [--wait 5m] [--concurrency 256])
   catalog --pid PID [--services 10000] [--instances 10] [--nodes 1000]
@@ -136,6 +144,7 @@ fn main() -> Result<()> {
     let cmd = match cmd.as_str() {
         "wake" => Cmd::Wake(wake::Opts::from_args(&mut args)?),
         "fanout" => Cmd::Fanout(fanout::Opts::from_args(&mut args)?),
+        "fanout-agents" => Cmd::FanoutAgents(agents::Opts::from_args(&mut args)?),
         "memory" => Cmd::Memory(memory::Opts::from_args(&mut args)?),
         "catalog" => Cmd::Catalog(catalog::Opts::from_args(&mut args)?),
         "template-latency" => Cmd::TemplateLatency(template::LatencyOpts::from_args(&mut args)?),
@@ -156,6 +165,7 @@ fn main() -> Result<()> {
             match cmd {
                 Cmd::Wake(o) => wake::run(o).await,
                 Cmd::Fanout(o) => fanout::run(o).await,
+                Cmd::FanoutAgents(o) => agents::run(o).await,
                 Cmd::Memory(o) => memory::run(o).await,
                 Cmd::Catalog(o) => catalog::run(o).await,
                 Cmd::TemplateLatency(o) => template::latency(o).await,
@@ -175,6 +185,7 @@ fn main() -> Result<()> {
 enum Cmd {
     Wake(wake::Opts),
     Fanout(fanout::Opts),
+    FanoutAgents(agents::Opts),
     Memory(memory::Opts),
     Catalog(catalog::Opts),
     TemplateLatency(template::LatencyOpts),

@@ -3,8 +3,9 @@
 //! prefix, service or node wakes it), its `?wait` ends (plus jitter up to
 //! wait/16), or the agent stops; then the handler reads and answers.
 //!
-//! Issue 18 shares one upstream blocking query among identical waiters on
-//! a client agent; issue 15 filters what a woken waiter may see.
+//! Identical blocking reads forwarded from a client agent (or a follower)
+//! park here once ([`super::coalesce`]); issue 15 filters what a woken
+//! waiter may see.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +35,7 @@ impl AppState {
         target: impl FnOnce() -> WatchTarget,
         index_of: impl Fn(&Tables) -> u64,
     ) {
+        crate::telemetry::query();
         if opts.index == 0 {
             return;
         }
@@ -101,6 +103,7 @@ pub async fn blocking_any<T: Serialize>(
 ) -> Result<Response, ApiError> {
     let opts = ctx.read_opts()?;
     s.gate(opts.consistency).await?;
+    crate::telemetry::query();
     if opts.index > 0 {
         block_any(s, &opts, targets, &index_of).await;
     }
@@ -134,6 +137,7 @@ async fn block_any(
         .iter()
         .map(|t| s.store.watches.watch(WatchTarget::Named((*t).to_string())))
         .collect();
+    let _parked = crate::telemetry::parked();
     let generation = s.store.generation();
     loop {
         let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = guards

@@ -63,7 +63,16 @@ impl Query {
 
     /// The query re-encoded (Consul echoes it in conflicting-flags errors).
     pub fn encoded(&self) -> String {
-        let mut pairs: Vec<&(String, String)> = self.pairs.iter().collect();
+        self.encoded_without(&[])
+    }
+
+    /// [`Self::encoded`] without the parameters named in `skip`.
+    pub fn encoded_without(&self, skip: &[&str]) -> String {
+        let mut pairs: Vec<&(String, String)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .collect();
         pairs.sort();
         let mut s = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs {

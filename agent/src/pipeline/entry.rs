@@ -9,6 +9,7 @@ use tokio_util::either::Either;
 
 use super::auth;
 use super::authz::Authz;
+use super::cache;
 use super::context::RequestCtx;
 use super::error::ApiError;
 use super::forward::{forward_boxed, Forwarding};
@@ -18,7 +19,9 @@ use crate::http::access;
 
 /// Parse the context, route, authenticate where the request is answered
 /// and check the route's ACL class; then the handler (here) or the
-/// forwarding (elsewhere, where the same steps run again).
+/// forwarding (elsewhere, where the same steps run again). A `?cached`
+/// read is answered by the agent cache, which fetches through this same
+/// pipeline.
 ///
 /// Not an async fn: a request answered here (a parked blocking query among
 /// them) would otherwise carry the forwarding state machine, an HTTP client
@@ -29,6 +32,9 @@ pub fn entry(
     next: Next,
 ) -> Either<impl Future<Output = Response> + Send, Forwarding> {
     let mut ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
+    if cache::cacheable(req.method(), req.uri().path(), &ctx) {
+        return Either::Right(cached(s, ctx, req));
+    }
     match route::decide(&s, req.method(), req.uri().path(), &ctx) {
         Route::Here => {}
         Route::Leader(up) | Route::Server(up) => {
@@ -79,4 +85,29 @@ fn refuse<F>(e: ApiError) -> Either<F, Forwarding> {
     // Rare: boxed, so the common future stays as small as `next`'s.
     let resp = e.into_response();
     Either::Right(Box::pin(std::future::ready(resp)))
+}
+
+/// A `?cached` read. With ACLs on, the token is resolved first, on every
+/// request (a hit too): a deleted token is refused at once, as elsewhere.
+/// The entry's key has the token in it, so a hit holds only what a fetch
+/// with that same token was answered.
+fn cached(s: Shared, ctx: RequestCtx, req: Request) -> Forwarding {
+    if !s.config.acl.enabled {
+        return Box::pin(cache::serve(s.cache.clone(), ctx, req));
+    }
+    let pattern = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    Box::pin(async move {
+        let a = match auth::authenticate(&s, &ctx).await {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = access::check(&s, &pattern, req.method(), &a) {
+            return e.into_response();
+        }
+        cache::serve(s.cache.clone(), ctx, req).await
+    })
 }

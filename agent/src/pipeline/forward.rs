@@ -10,7 +10,8 @@
 //! (`/v1/snapshot`) are streamed instead ([`forward_snapshot`]).
 //!
 //! Issue 16 gives the RPC client its TLS settings ([`crate::rpc::client`]);
-//! issue 18 shares one forwarded blocking query among identical waiters.
+//! Identical forwarded blocking reads share one upstream query
+//! ([`super::coalesce`], issue 18).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,19 +23,18 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
 use super::body::MAX_BODY;
+use super::coalesce;
 use super::context::RequestCtx;
 use super::error::ApiError;
 use super::route::{is_read, SNAPSHOT};
+use super::tunnel::{hop_by_hop, send, Here, Sent, HOLD};
+pub use super::tunnel::{Tunnelled, TunnelledAnswer, TUNNEL_PATH};
 use crate::app::Shared;
 use crate::cluster::Upstream;
-use crate::rpc::client::{RpcError, AGENT_NODE, HOPS};
-
-/// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
-const HOLD: Duration = Duration::from_secs(7);
+use crate::rpc::client::{AGENT_NODE, HOPS};
 /// Where they go on the server RPC port.
 pub const SNAPSHOT_PATH: &str = "/rpc/snapshot";
 const MAX_HOPS: u32 = 3;
@@ -57,7 +57,6 @@ pub fn forward_boxed(
 }
 
 async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: Next) -> Response {
-    let client = s.raft.is_none();
     let writes = !is_read(req.method());
     let hop = ctx.hops;
     if hop >= MAX_HOPS {
@@ -66,7 +65,7 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
         )
         .into_response();
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -87,7 +86,7 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
     // A forwarded write gets less: its error must reach the client before
     // the client's own timeout, or the client cannot tell it failed (the
     // write connection is torn down then, so it cannot arrive later).
-    let timeout = if ctx.query.has("index") {
+    let mut timeout = if ctx.query.has("index") {
         Duration::from_secs(11 * 60)
     } else if writes {
         Duration::from_secs(10)
@@ -102,76 +101,84 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
             headers.push(("x-consul-token".into(), t.as_bytes().to_vec()));
         }
     }
-    let envelope = Tunnelled {
+    let mut envelope = Tunnelled {
         method: parts.method.to_string(),
         uri: path_q,
         headers,
         body: body.to_vec(),
     };
-    let deadline = tokio::time::Instant::now() + HOLD;
-    loop {
-        if !client && s.leadership.is_leader() {
+    let mut ctx = ctx;
+    let job = (parts.method == Method::GET)
+        .then(|| coalesce::Job::new(&ctx, parts.uri.path()))
+        .flatten();
+    let here = Here {
+        client: s.raft.is_none(),
+        leadership: s.leadership.clone(),
+    };
+    if let Some(job) = job {
+        let shared = coalesce::Shared {
+            here: here.clone(),
+            up: up.clone(),
+            coalescer: s.coalesce.clone(),
+            shutdown: s.shutdown.clone(),
+        };
+        match coalesce::wait(&shared, job, &envelope, hop).await {
+            coalesce::Waited::Answer(resp) => return resp,
+            coalesce::Waited::Alone { nonblocking: false } => {}
+            // Its wait ended before the shared query had an answer: a plain
+            // read gives the current data and index.
+            coalesce::Waited::Alone { nonblocking: true } => {
+                envelope.uri = coalesce::without_index(parts.uri.path(), &ctx);
+                if let Ok(uri) = envelope.uri.parse() {
+                    parts.uri = uri;
+                    ctx = RequestCtx::parse(&parts.uri, &parts.headers, &s.config.datacenter);
+                }
+                timeout = Duration::from_secs(15);
+            }
+        }
+    }
+    match send(&here, &up, &envelope, writes, timeout, hop).await {
+        Sent::Answer(answer) => answer.into_response(),
+        Sent::Failed(e) => e.into_response(),
+        Sent::Local => {
             // This server took office while the request waited: it
             // decides the token here, as the entry step does.
-            let mut ctx = ctx;
-            if s.config.acl.enabled {
-                let pattern = parts
-                    .extensions
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|m| m.as_str().to_string())
-                    .unwrap_or_default();
-                let secret = ctx
-                    .token()
-                    .map(Into::into)
-                    .unwrap_or_else(|| s.default_secret());
-                let checked = s.resolve_local(&secret).and_then(|a| {
-                    crate::http::access::check(&s, &pattern, &parts.method, &a).map(|()| a)
-                });
-                match checked {
-                    Ok(a) => ctx.set_authz(a),
-                    Err(e) => return e.into_response(),
-                }
+            if let Err(e) = authorize_here(&s, &parts, &mut ctx) {
+                return e.into_response();
             }
             let mut req = Request::new(Body::from(envelope.body));
             *req.method_mut() = parts.method;
             *req.uri_mut() = parts.uri;
             *req.headers_mut() = parts.headers;
             req.extensions_mut().insert(ctx);
-            return next.run(req).await;
+            next.run(req).await
         }
-        for target in up.targets() {
-            let r: Result<TunnelledAnswer, RpcError> = if writes {
-                up.rpc
-                    .call_write(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
-                    .await
-            } else {
-                up.rpc
-                    .call(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
-                    .await
-            };
-            match r {
-                Ok(answer) => {
-                    up.good(&target);
-                    return answer.into_response();
-                }
-                // Never sent, or a read (safe to repeat): try again, elsewhere
-                // or once a leader is known. A write that may have reached
-                // the old leader is not repeated: its outcome is unknown.
-                Err(e) if e.not_sent() || !writes => {
-                    tracing::debug!(%target, error = %e, "forward: server unreachable");
-                    up.bad(&target);
-                }
-                Err(e) => {
-                    return ApiError::Internal(format!("forwarding to {target}: {e}"))
-                        .into_response()
-                }
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return ApiError::NoLeader.into_response();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Resolve and check the token on this server (ACLs on), as the entry step
+/// does for a request answered here from the start.
+fn authorize_here(
+    s: &Shared,
+    parts: &axum::http::request::Parts,
+    ctx: &mut RequestCtx,
+) -> Result<(), ApiError> {
+    if !s.config.acl.enabled {
+        return Ok(());
+    }
+    let pattern = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or("", |m| m.as_str());
+    let secret = ctx
+        .token()
+        .map(Into::into)
+        .unwrap_or_else(|| s.default_secret());
+    let checked = s
+        .resolve_local(&secret)
+        .and_then(|a| crate::http::access::check(s, pattern, &parts.method, &a).map(|()| a));
+    ctx.set_authz(checked?);
+    Ok(())
 }
 
 /// The request's headers for the envelope, without hop-by-hop ones, and
@@ -186,49 +193,6 @@ fn tunnel_headers(h: &HeaderMap, node: &str) -> Vec<(String, Vec<u8>)> {
         v.push((AGENT_NODE.to_string(), node.as_bytes().to_vec()));
     }
     v
-}
-
-/// Where tunnelled API requests go on the server RPC port.
-pub const TUNNEL_PATH: &str = "/rpc/api";
-
-/// An HTTP API request forwarded whole over server RPC. The RPC port
-/// serves only envelopes like this one, never the API itself, so `-client`
-/// decides who can reach the API.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Tunnelled {
-    pub method: String,
-    /// Path and query, e.g. `/v1/kv/a?index=7`.
-    pub uri: String,
-    pub headers: Vec<(String, Vec<u8>)>,
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
-}
-
-/// The answer to a [`Tunnelled`] request, as the serving agent gave it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TunnelledAnswer {
-    pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
-}
-
-impl IntoResponse for TunnelledAnswer {
-    fn into_response(self) -> Response {
-        let mut resp = Response::new(Body::from(self.body));
-        *resp.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let h = resp.headers_mut();
-        for (k, v) in self.headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_bytes(&v)) {
-                // Content-Length is the body's (or, for HEAD, GET's): kept.
-                if k == header::CONTENT_LENGTH || !hop_by_hop(&k) {
-                    h.append(k, v);
-                }
-            }
-        }
-        resp
-    }
 }
 
 /// Largest answer carried back (a full catalog listing can be megabytes).
@@ -289,17 +253,6 @@ pub async fn serve_tunnelled(api: Router, hops: u32, env: Tunnelled) -> Tunnelle
             .collect(),
         body,
     }
-}
-
-fn hop_by_hop(h: &HeaderName) -> bool {
-    h == header::HOST
-        || h == header::CONNECTION
-        || h == header::CONTENT_LENGTH
-        || h == header::TRANSFER_ENCODING
-        || h == header::UPGRADE
-        || h.as_str() == "keep-alive"
-        || h.as_str() == "proxy-connection"
-        || h.as_str() == HOPS
 }
 
 /// `/v1/snapshot` carries whole snapshots, larger than an envelope may be:

@@ -13,7 +13,8 @@
 //! 4. [`route`]: answered here, by the leader (from a follower) or by a
 //!    server (from a client agent); later by another datacenter (issue 17).
 //!    Elsewhere means [`forward`]: the request goes whole over server RPC
-//!    and re-enters this pipeline there ([`forward::serve_tunnelled`]).
+//!    and re-enters this pipeline there ([`forward::serve_tunnelled`]);
+//!    identical blocking reads share one forwarded query ([`coalesce`]).
 //! 5. The handler (`crate::http::*`) takes the context, never re-parses
 //!    the query nor decides forwarding; a read checks it may be answered
 //!    here ([`route`]'s `gate`: the leader lease or a quorum).
@@ -37,15 +38,20 @@
 //! step 4, so it is the leader's handler that proposes it.
 //!
 //! - [`body`]: body size limits and Consul's answers to bad bodies.
+//! - [`tunnel`]: the envelope of a forwarded request, and sending it.
+//! - [`cache`]: the agent cache that answers `?cached` reads (after step 2).
 
 pub mod auth;
 pub mod authz;
 pub mod block;
 pub mod body;
+pub mod cache;
+pub mod coalesce;
 pub mod context;
 pub mod entry;
 pub mod error;
 pub mod forward;
 pub mod render;
 pub mod route;
+pub mod tunnel;
 pub mod write;

@@ -14,6 +14,7 @@ pub mod raft;
 pub mod runtime;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -216,18 +217,35 @@ impl Drop for Timer {
     }
 }
 
-/// `tribune.blocking.parked`: one more while held.
+/// A blocking query parked here: one more in `tribune.blocking.parked`
+/// and in Consul's `consul.rpc.queries_blocking` (forwarded ones included:
+/// they park here like local ones) while held.
+/// The latter is sampled each second ([`runtime`]) from a count, so that
+/// every interval shows it, changed or not.
 pub struct Parked(());
+
+/// Blocking queries parked now.
+pub static QUERIES_BLOCKING: AtomicI64 = AtomicI64::new(0);
+/// Waiters on shared (coalesced) blocking queries now.
+pub static COALESCED_WAITERS: AtomicI64 = AtomicI64::new(0);
 
 pub fn parked() -> Parked {
     metrics::gauge!("tribune.blocking.parked").increment(1.0);
+    QUERIES_BLOCKING.fetch_add(1, Ordering::Relaxed);
     Parked(())
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
         metrics::gauge!("tribune.blocking.parked").decrement(1.0);
+        QUERIES_BLOCKING.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Consul's `consul.rpc.query`: one more read served from this server's
+/// state, blocking or not.
+pub fn query() {
+    metrics::counter!("rpc.query").increment(1);
 }
 
 #[cfg(test)]

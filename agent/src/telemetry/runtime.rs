@@ -1,6 +1,8 @@
 //! `consul.runtime.*` gauges, sampled each second as go-metrics does:
-//! tokio's live tasks stand in for goroutines, RSS for allocated bytes.
+//! tokio's live tasks stand in for goroutines, RSS for allocated bytes;
+//! with them the counts of parked and coalesced blocking queries.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,6 +18,10 @@ pub async fn run(shutdown: CancellationToken) {
             .metrics()
             .num_alive_tasks();
         metrics::gauge!("runtime.num_goroutines").set(tasks as f64);
+        let blocking = super::QUERIES_BLOCKING.load(Ordering::Relaxed);
+        metrics::gauge!("rpc.queries_blocking").set(blocking as f64);
+        let waiters = super::COALESCED_WAITERS.load(Ordering::Relaxed);
+        metrics::gauge!("tribune.coalesce.waiters").set(waiters as f64);
         if let Some((vsz, rss)) = statm() {
             metrics::gauge!("runtime.alloc_bytes").set(rss as f64);
             metrics::gauge!("runtime.sys_bytes").set(vsz as f64);
