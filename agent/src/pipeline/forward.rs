@@ -142,7 +142,7 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
         for target in up.targets() {
             let r: Result<TunnelledAnswer, RpcError> = if writes {
                 up.rpc
-                    .call_write(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
+                    .call_write(&target, TUNNEL_PATH, &envelope, timeout, hop + 1, None)
                     .await
             } else {
                 up.rpc
