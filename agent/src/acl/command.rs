@@ -146,7 +146,8 @@ mod tests {
     #[test]
     fn catalog_and_kv_needs() {
         let t = Tables::default();
-        let a = authz(r#"node "n1" { policy = "write" } key_prefix "app/" { policy = "write" }"#);
+        let a =
+            authz("node \"n1\" { policy = \"write\" }\nkey_prefix \"app/\" { policy = \"write\" }");
         assert!(permits(&a, &t, &register("n1", false)));
         assert!(!permits(&a, &t, &register("n2", false)));
         let set = |key: &str| {
@@ -167,5 +168,41 @@ mod tests {
         let ro = authz(r#"node "n1" { policy = "read" }"#);
         assert!(!permits(&ro, &t, &register("n1", false)));
         assert!(permits(&Authorizer::Manage, &t, &register("n2", false)));
+    }
+
+    /// A service needs service:write on its name, not node:write; a
+    /// TTL expiry and ACL changes a management token.
+    #[test]
+    fn service_session_and_acl_needs() {
+        use crate::state::catalog::ServiceRec;
+        let t = Tables::default();
+        let a =
+            authz("service \"web\" { policy = \"write\" }\nsession \"n1\" { policy = \"write\" }");
+        let svc = |name: &str| {
+            Command::Catalog(CatalogCommand::Register(Box::new(RegisterReq {
+                node: NodeRec {
+                    node: "n1".into(),
+                    ..Default::default()
+                },
+                skip_node_update: true,
+                service: Some(ServiceRec {
+                    id: format!("{name}-1"),
+                    service: name.into(),
+                    ..Default::default()
+                }),
+                checks: vec![],
+            })))
+        };
+        assert!(permits(&a, &t, &svc("web")));
+        assert!(!permits(&a, &t, &svc("db")));
+        // Only the leader expires sessions (trusted, never checked here).
+        let expire = Command::Session(SessionCommand::Expire {
+            id: "s".into(),
+            renew_index: 1,
+        });
+        assert!(!permits(&a, &t, &expire));
+        let del = Command::Acl(crate::state::acl::AclCommand::DeleteToken("x".into()));
+        assert!(!permits(&a, &t, &del));
+        assert!(permits(&Authorizer::Manage, &t, &del));
     }
 }

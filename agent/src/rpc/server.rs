@@ -215,7 +215,12 @@ async fn write(
     let actor = Actor::Checked(secret);
     let r: Result<(u64, Outcome), WriteError> =
         s.proposer.write_hops(cmd, ctx.hops + 1, &actor).await;
-    bin(&r)
+    match r {
+        // Refused further on (the leader): the same 403 (which agents of
+        // any version read), not an error variant older ones cannot decode.
+        Err(WriteError::Denied(why)) => (StatusCode::FORBIDDEN, why).into_response(),
+        r => bin(&r),
+    }
 }
 
 /// A DNS lookup for a client agent (or a follower wanting the leader's
