@@ -640,3 +640,26 @@ fn agent_token_persists_across_restart() {
         403
     );
 }
+
+/// `/v1/operator/keyring` takes `keyring:read` to list and `keyring:write`
+/// to change (Consul's rule; it was management-only, unclassified).
+#[test]
+fn keyring_needs_keyring_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any 32 bytes, base64: the dev agent's gossip key.
+    let key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+    let a = Agent::dev(&["-config-dir", &with_root(dir.path()), "-encrypt", key]);
+    wait_root(&a);
+    let (reader, _) = token_with(&a, "keyring-read", r#"keyring = "read""#);
+    let (writer, _) = token_with(&a, "keyring-write", r#"keyring = "write""#);
+    let path = "/v1/operator/keyring";
+    assert_eq!(call(&a, "GET", path, None, None).status(), 403);
+    let r = call(&a, "GET", path, Some(&reader), None);
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains(key));
+    let body = json!({ "Key": key });
+    let r = call(&a, "PUT", path, Some(&reader), Some(body.clone()));
+    assert_eq!(r.status(), 403);
+    let r = call(&a, "PUT", path, Some(&writer), Some(body));
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
