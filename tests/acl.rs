@@ -30,6 +30,15 @@ fn with_root(dir: &Path) -> String {
     )
 }
 
+/// [`with_root`], the agent acting with it too (`tokens.agent`): its
+/// anti-entropy needs node:write and service:write, as in Consul.
+fn with_root_agent(dir: &Path) -> String {
+    acl_dir(
+        dir,
+        &format!("tokens {{\n initial_management = \"{ROOT}\"\n agent = \"{ROOT}\"\n}}"),
+    )
+}
+
 /// The leader creates the initial management token just after it takes
 /// office: wait for it.
 fn wait_root(a: &Agent) {
@@ -242,7 +251,7 @@ fn prefix_token_writes_reads_and_blocks_only_its_keys() {
 #[test]
 fn service_write_and_dns_hiding() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, dns) = Agent::dev_dns(&["-config-dir", &with_root(dir.path())]);
+    let (a, dns) = Agent::dev_dns(&["-config-dir", &with_root_agent(dir.path())]);
     wait_root(&a);
     let svc = json!({"Name": "web", "Port": 80});
     let r = call(
@@ -271,7 +280,7 @@ fn service_write_and_dns_hiding() {
     );
     assert_eq!(r.status(), 403);
     let c = client();
-    tribune_tests::wait_until(Duration::from_secs(10), || {
+    let synced = tribune_tests::wait_until(Duration::from_secs(10), || {
         c.get(format!("{}/v1/catalog/service/web", a.url))
             .header("X-Consul-Token", ROOT)
             .send()
@@ -279,6 +288,7 @@ fn service_write_and_dns_hiding() {
             .and_then(|r| r.json::<Value>().ok())
             .is_some_and(|v| v.as_array().is_some_and(|l| !l.is_empty()))
     });
+    assert!(synced, "web never reached the catalog:\n{}", a.log_text());
     // The anonymous token (the default) may not read it: NXDOMAIN, and the
     // catalog list leaves it out.
     let dig = |name: &str| {
@@ -629,4 +639,27 @@ fn agent_token_persists_across_restart() {
         call(&a, "PUT", "/v1/kv/other/b", None, Some(json!(1))).status(),
         403
     );
+}
+
+/// `/v1/operator/keyring` takes `keyring:read` to list and `keyring:write`
+/// to change (Consul's rule; it was management-only, unclassified).
+#[test]
+fn keyring_needs_keyring_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any 32 bytes, base64: the dev agent's gossip key.
+    let key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+    let a = Agent::dev(&["-config-dir", &with_root(dir.path()), "-encrypt", key]);
+    wait_root(&a);
+    let (reader, _) = token_with(&a, "keyring-read", r#"keyring = "read""#);
+    let (writer, _) = token_with(&a, "keyring-write", r#"keyring = "write""#);
+    let path = "/v1/operator/keyring";
+    assert_eq!(call(&a, "GET", path, None, None).status(), 403);
+    let r = call(&a, "GET", path, Some(&reader), None);
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains(key));
+    let body = json!({ "Key": key });
+    let r = call(&a, "PUT", path, Some(&reader), Some(body.clone()));
+    assert_eq!(r.status(), 403);
+    let r = call(&a, "PUT", path, Some(&writer), Some(body));
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
 }

@@ -6,104 +6,40 @@
 //! agent's own endpoints); a deleted token is refused at once, on the
 //! client agent too; everything survives a leader kill.
 
-use std::net::TcpListener;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, spawn_logged, wait_until, Agent};
+use tribune_tests::servers::{client_agent, three_servers_with, Member};
+use tribune_tests::{client, wait_until, Agent};
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
+/// The shared 3-server harness and a client agent, ACLs on, default deny.
 struct Cluster {
-    dir: tempfile::TempDir,
-    /// (server port, serf port) per agent: servers first, then the client.
-    ports: Vec<(u16, u16)>,
-    agents: Vec<Option<Agent>>,
+    _dir: tempfile::TempDir,
+    servers: Vec<Option<Member>>,
+    client: Agent,
 }
 
 const SERVERS: usize = 3;
+const ACL: &str = r#"{"acl": {"enabled": true, "default_policy": "deny"}}"#;
 
 impl Cluster {
     fn start() -> Self {
-        let p = free_ports(2 * (SERVERS + 1));
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("acl.json"),
-            r#"{"performance": {"raft_multiplier": 1},
-                "acl": {"enabled": true, "default_policy": "deny"}}"#,
-        )
-        .unwrap();
-        let mut c = Cluster {
-            dir,
-            ports: p.chunks(2).map(|x| (x[0], x[1])).collect(),
-            agents: (0..=SERVERS).map(|_| None).collect(),
-        };
-        for i in 0..=SERVERS {
-            c.agents[i] = Some(c.spawn(i));
-        }
-        c
-    }
-
-    fn spawn(&self, i: usize) -> Agent {
-        let server = i < SERVERS;
-        let name = if server { format!("s{i}") } else { "c0".into() };
-        let data = self.dir.path().join(&name);
-        let (rpc, serf) = self.ports[i];
-        let mut args: Vec<String> = vec!["agent".into()];
-        if server {
-            args.extend(["-server", "-bootstrap-expect", "3"].map(String::from));
-        }
-        let conf = self.dir.path().join("acl.json");
-        args.extend(
-            [
-                "-node",
-                &name,
-                "-data-dir",
-                data.to_str().unwrap(),
-                "-http-port",
-                "0",
-                "-dns-port",
-                "-1",
-                "-server-port",
-                &rpc.to_string(),
-                "-serf-lan-port",
-                &serf.to_string(),
-                "-retry-interval",
-                "1s",
-                "-config-file",
-                conf.to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
-        for (_, serf) in &self.ports[..SERVERS] {
-            args.extend(["-retry-join".to_string(), format!("127.0.0.1:{serf}")]);
-        }
-        let mut cmd = Command::new(bin("tribune"));
-        cmd.args(&args).env_remove("CONSUL_HTTP_ADDR");
-        let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-        Agent {
-            child,
-            url: format!("http://{addr}"),
-            addr,
-            log,
-            data_dir: Some(data),
+        let servers = three_servers_with(dir.path(), "s", ACL);
+        let client = client_agent(dir.path(), "c0", &servers, ACL);
+        Cluster {
+            _dir: dir,
+            servers: servers.into_iter().map(Some).collect(),
+            client,
         }
     }
 
     fn agent(&self, i: usize) -> &Agent {
-        self.agents[i].as_ref().expect("running")
+        &self.servers[i].as_ref().expect("running").agent
     }
 
     fn client_agent(&self) -> &Agent {
-        self.agent(SERVERS)
+        &self.client
     }
 
     /// The leader's index, once every running server names it and it
@@ -112,7 +48,7 @@ impl Cluster {
         let t = Instant::now();
         loop {
             let views: Vec<Option<usize>> = (0..SERVERS)
-                .filter(|i| self.agents[*i].is_some())
+                .filter(|i| self.servers[*i].is_some())
                 .map(|i| {
                     let l: String = client()
                         .get(format!("{}/v1/status/leader", self.agent(i).url))
@@ -120,13 +56,13 @@ impl Cluster {
                         .ok()?
                         .json()
                         .ok()?;
-                    self.ports[..SERVERS]
+                    self.servers
                         .iter()
-                        .position(|p| l == format!("127.0.0.1:{}", p.0))
+                        .position(|m| m.as_ref().is_some_and(|m| m.rpc == l))
                 })
                 .collect();
             if let Some(Some(l)) = views.first() {
-                if views.iter().all(|v| *v == Some(*l)) && self.agents[*l].is_some() {
+                if views.iter().all(|v| *v == Some(*l)) && self.servers[*l].is_some() {
                     let r = client()
                         .get(format!("{}/v1/kv/__probe__", self.agent(*l).url))
                         .send();
@@ -255,8 +191,8 @@ fn acls_across_servers_client_and_leader_kill() {
     let (st, _) = call(cl, "PUT", "/v1/kv/app/y", Some(&tok), Some(json!(1)));
     assert_eq!(st, 403);
     // The leader dies: the rest elect another, ACL state intact.
-    c.agents[leader].as_mut().unwrap().kill9();
-    c.agents[leader] = None;
+    c.servers[leader].as_mut().unwrap().agent.kill9();
+    c.servers[leader] = None;
     let next = c.wait_leader(Duration::from_secs(30));
     assert_ne!(next, leader);
     let (st, _) = call(

@@ -21,7 +21,7 @@ use crate::local::{CheckDef, LocalAgent, ServiceDef, Source};
 use crate::raft::leadership::Leadership;
 use crate::raft::network::Network;
 use crate::raft::node::{RaftNode, RaftOptions, RaftStartError};
-use crate::raft::proposer::Proposer;
+use crate::raft::proposer::{Proposer, WriteGate};
 use crate::rpc::client::RpcClient;
 use crate::state::Store;
 
@@ -350,7 +350,14 @@ fn shared_state(
         )
     });
     let proposer = match (&cluster.raft_node, &upstream) {
-        (Some(n), up) => Proposer::start(n.raft.clone(), leadership.clone(), up.clone()),
+        (Some(n), up) => {
+            // With ACLs on, the agent's own writes are checked where proposed.
+            let gate = config.acl.enabled.then(|| WriteGate {
+                store: store.clone(),
+                default: config.acl.default_policy,
+            });
+            Proposer::start(n.raft.clone(), leadership.clone(), up.clone(), gate)
+        }
         (None, Some(up)) => Proposer::remote(up.clone()),
         // start_gossip refuses a client without gossip.
         (None, None) => return Err(AgentError::NoGossip),
@@ -433,6 +440,10 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
         state.node.clone(),
         source,
         state.proposer.clone(),
+        {
+            let st = state.clone();
+            Arc::new(move || st.agent_actor())
+        },
         state.leaving.clone(),
     ));
     tokio::spawn(reload_on_sighup(state.clone()));

@@ -163,7 +163,7 @@ pub async fn graceful_leave(s: &Shared) {
         service_id: None,
         check_id: None,
     });
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.proposer.write(dereg)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.agent_write(dereg)).await;
     leave_raft(s).await;
     if let Some(g) = &s.gossip {
         g.leave().await;

@@ -14,8 +14,10 @@
 //!   graceful shutdown; [`banner`]: what it prints as it starts.
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
 //! - [`acl`]: ACL rules (HCL/JSON), the authorizer (Consul's precedence),
-//!   the `acl` config block; the tables are `state::acl`, the API
-//!   `http::acl`, resolution the pipeline's auth step.
+//!   the `acl` config block, what each raft command needs (`acl::command`,
+//!   checked on writes arriving over server RPC and on the agent's own);
+//!   the tables are `state::acl`, the API `http::acl`, resolution the
+//!   pipeline's auth step.
 //! - [`limits`]: connection caps and timeouts (Consul's `limits` block).
 //! - [`consul_keys`]: the config-file keys Consul accepts (typos are errors).
 //! - [`pipeline`]: the steps every API request takes (below).
@@ -96,7 +98,9 @@
 //! [`pipeline::write`] hands it to the proposer ([`raft::proposer`]). On
 //! the leader the proposer folds it with other writes into one raft entry
 //! (group commit, one fsync); elsewhere it sends it to the leader over
-//! server RPC (`/rpc/write`, on a connection of its own). Once a quorum has
+//! server RPC (`/rpc/write`, on a connection of its own), carrying its
+//! token, which every server that takes it checks (the agent's own writes
+//! act with its `agent` token). Once a quorum has
 //! the entry, the state machine applies it to the tables and wakes the
 //! watchers of what changed, and the handler answers with the outcome.
 

@@ -17,6 +17,8 @@ pub struct Member {
     pub args: Vec<OsString>,
     pub data: PathBuf,
     pub rpc: String,
+    /// Its gossip address (for agents joining the cluster).
+    pub serf: String,
 }
 
 impl std::ops::Deref for Member {
@@ -42,6 +44,11 @@ pub fn start(args: &[OsString], data: &Path) -> Agent {
 
 /// Spawn servers `<name>0..2` in `dir` (not yet waited for).
 pub fn three_servers(dir: &Path, name: &str) -> Vec<Member> {
+    three_servers_with(dir, name, "{}")
+}
+
+/// [`three_servers`] with `conf` (a JSON object) in their config too.
+pub fn three_servers_with(dir: &Path, name: &str, conf: &str) -> Vec<Member> {
     let held: Vec<TcpListener> = (0..9)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -52,6 +59,8 @@ pub fn three_servers(dir: &Path, name: &str) -> Vec<Member> {
     drop(held);
     let perf = dir.join("perf.json");
     std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
+    let extra = dir.join("servers.json");
+    std::fs::write(&extra, conf).unwrap();
     let join: Vec<String> = (0..3)
         .flat_map(|i| {
             [
@@ -90,13 +99,55 @@ pub fn three_servers(dir: &Path, name: &str) -> Vec<Member> {
             .collect();
             args.extend(["-data-dir".into(), data.clone().into_os_string()]);
             args.extend(["-config-file".into(), perf.clone().into_os_string()]);
+            args.extend(["-config-file".into(), extra.clone().into_os_string()]);
             args.extend(join.iter().map(Into::into));
             Member {
                 agent: start(&args, &data),
                 args,
                 data,
                 rpc: format!("127.0.0.1:{}", p(1)),
+                serf: format!("127.0.0.1:{}", p(2)),
             }
         })
         .collect()
+}
+
+/// A client agent `name` (data in `dir/<name>`, `conf` a JSON object in
+/// its config) retry-joining `servers`.
+pub fn client_agent(dir: &Path, name: &str, servers: &[Member], conf: &str) -> Agent {
+    let data = dir.join(name);
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, conf).unwrap();
+    let ports: Vec<String> = {
+        let held: Vec<TcpListener> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        held.iter()
+            .map(|l| l.local_addr().unwrap().port().to_string())
+            .collect()
+    };
+    let mut args: Vec<OsString> = [
+        "agent",
+        "-node",
+        name,
+        "-http-port",
+        "0",
+        "-server-port",
+        &ports[0],
+        "-serf-lan-port",
+        &ports[1],
+        "-dns-port",
+        "-1",
+        "-retry-interval",
+        "1s",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.extend(["-data-dir".into(), data.clone().into_os_string()]);
+    args.extend(["-config-file".into(), file.into_os_string()]);
+    for m in servers {
+        args.extend(["-retry-join".into(), m.serf.clone().into()]);
+    }
+    start(&args, &data)
 }

@@ -5,6 +5,7 @@
 //! auth step (`crate::pipeline::auth`); the API is `crate::http::acl`.
 
 pub mod authorizer;
+pub mod command;
 pub mod config;
 pub mod leader;
 pub mod rules;

@@ -25,6 +25,8 @@ pub enum Class {
     Open,
     /// `operator:read` for reads, `operator:write` for the rest.
     Operator,
+    /// `keyring:read` to list the gossip keys, `keyring:write` to change them.
+    Keyring,
     /// `agent:read`/`agent:write` on this agent's node name.
     Agent,
     /// `node:write` on this agent's node (its checks, maintenance).
@@ -83,6 +85,7 @@ const TABLE: &[(&str, Class)] = {
         ("/v1/operator/autopilot/configuration", Operator),
         ("/v1/operator/autopilot/health", Operator),
         ("/v1/operator/autopilot/state", Operator),
+        ("/v1/operator/keyring", Keyring),
         ("/v1/internal/ui/services", Handler),
         ("/v1/internal/ui/nodes", Handler),
         ("/v1/internal/ui/node/{name}", Handler),
@@ -141,6 +144,7 @@ pub fn check(s: &AppState, pattern: &str, m: &Method, a: &Authz) -> Result<(), A
     match class_of(pattern).unwrap_or(Class::Management) {
         Class::Open | Class::Handler => Ok(()),
         Class::Operator => a.require_global(Global::Operator, need(m)),
+        Class::Keyring => a.require_global(Global::Keyring, need(m)),
         Class::Agent => a.require(Resource::Agent, &s.node.node, need(m)),
         Class::NodeWrite => a.require(Resource::Node, &s.node.node, Need::Write),
         Class::Management => match a.is_management() {

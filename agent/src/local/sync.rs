@@ -15,7 +15,7 @@ use super::{service_rec, LocalAgent};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Upstream;
-use crate::raft::proposer::{Proposer, WriteError};
+use crate::raft::proposer::{Actor, Proposer, WriteError};
 use crate::state::catalog::serf_check;
 use crate::state::catalog::SERF_CHECK;
 use crate::state::catalog::{CatalogCommand, CheckRec, Meta, NodeRec, RegisterReq, ServiceRec};
@@ -122,15 +122,23 @@ fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// The authority anti-entropy writes with, read on every pass (the
+/// agent token may be replaced at run time).
+pub type ActorSource = Arc<dyn Fn() -> Actor + Send + Sync>;
+
 pub async fn run(
     agent: Arc<LocalAgent>,
     info: NodeInfo,
     source: CatalogSource,
     proposer: Proposer,
+    actor: ActorSource,
     stop: CancellationToken,
 ) {
+    let mut blocked = Blocked::default();
     loop {
-        let retry = match sync_once(&agent, &info, &source, &proposer).await {
+        let acting = actor();
+        let retry = match sync_once(&agent, &info, &source, &proposer, &acting, &mut blocked).await
+        {
             Ok(0) => Duration::from_secs(5),
             Ok(n) => {
                 tracing::debug!(writes = n, "catalog synced");
@@ -149,12 +157,76 @@ pub async fn run(
     }
 }
 
+/// Sync writes the ACLs refused, by item ("node", "service:<id>",
+/// "check:<id>") with the write refused: each is logged once per change,
+/// not on every pass, and retried on the normal cadence.
+#[derive(Default)]
+pub struct Blocked(std::collections::HashMap<String, String>);
+
+impl Blocked {
+    /// A refusal: logged unless this same write was refused already.
+    fn refused(&mut self, c: &CatalogCommand, why: &str) {
+        for (what, item) in blocked_items(c) {
+            let fingerprint = format!("{c:?}");
+            if self.0.get(&item) == Some(&fingerprint) {
+                continue;
+            }
+            self.0.insert(item.clone(), fingerprint);
+            match item.split_once(':') {
+                Some(("service", id)) => {
+                    tracing::warn!(service = %id, "{what} blocked by ACLs: {why}")
+                }
+                Some((_, id)) => tracing::warn!(check = %id, "{what} blocked by ACLs: {why}"),
+                None => tracing::warn!("{what} blocked by ACLs: {why}"),
+            }
+        }
+    }
+
+    fn accepted(&mut self, c: &CatalogCommand) {
+        for (_, item) in blocked_items(c) {
+            self.0.remove(&item);
+        }
+    }
+}
+
+/// The items a sync write is about, in Consul's log words.
+fn blocked_items(c: &CatalogCommand) -> Vec<(&'static str, String)> {
+    match c {
+        CatalogCommand::Register(r) => {
+            let mut out = Vec::new();
+            if !r.skip_node_update {
+                out.push(("Node info update", "node".to_string()));
+            }
+            if let Some(s) = &r.service {
+                out.push(("Service registration", format!("service:{}", s.id)));
+            }
+            for ch in &r.checks {
+                out.push(("Check registration", format!("check:{}", ch.check_id)));
+            }
+            out
+        }
+        CatalogCommand::Deregister {
+            service_id: Some(id),
+            ..
+        } => vec![("Service deregistration", format!("service:{id}"))],
+        CatalogCommand::Deregister {
+            check_id: Some(id), ..
+        } => vec![("Check deregistration", format!("check:{id}"))],
+        CatalogCommand::Deregister { .. } => vec![("Node deregistration", "node".into())],
+        CatalogCommand::UpdateCheck { check_id, .. } => {
+            vec![("Check update", format!("check:{check_id}"))]
+        }
+    }
+}
+
 /// One sync pass; returns how many catalog writes it made.
 pub async fn sync_once(
     agent: &LocalAgent,
     info: &NodeInfo,
     source: &CatalogSource,
     proposer: &Proposer,
+    actor: &Actor,
+    blocked: &mut Blocked,
 ) -> Result<usize, WriteError> {
     let node = info.node.clone();
     let mut services: BTreeMap<String, ServiceRec> = agent
@@ -268,11 +340,17 @@ pub async fn sync_once(
     let n = cmds.len();
     for c in cmds {
         let done = synced(&c);
-        if let (_, Outcome::Catalog(crate::state::CatalogOutcome::Error(e))) =
-            proposer.write(Command::Catalog(c)).await?
-        {
-            tracing::debug!(error = %e, "catalog sync write refused");
-            continue;
+        match proposer.write_as(Command::Catalog(c.clone()), actor).await {
+            Err(WriteError::Denied(why)) => {
+                blocked.refused(&c, &why);
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok((_, Outcome::Catalog(crate::state::CatalogOutcome::Error(e)))) => {
+                tracing::debug!(error = %e, "catalog sync write refused");
+                continue;
+            }
+            Ok(_) => blocked.accepted(&c),
         }
         for (msg, kind, id) in done {
             match kind {

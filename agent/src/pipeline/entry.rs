@@ -1,6 +1,7 @@
 //! The pipeline's entry: the one axum middleware every API route passes.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -14,6 +15,7 @@ use super::context::RequestCtx;
 use super::error::ApiError;
 use super::forward::{forward_boxed, Forwarding};
 use super::route::{self, Route};
+use super::write::acting;
 use crate::app::Shared;
 use crate::http::access;
 
@@ -48,19 +50,18 @@ pub fn entry(
     // The route's pattern (an `Arc<str>` inside: no copy).
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let pattern = matched.as_ref().map_or("", MatchedPath::as_str);
+    // The handler's writes act with it (see `pipeline::write`).
+    let secret: Arc<str> = ctx.token().map_or_else(|| s.default_secret(), Arc::from);
     if s.raft.is_some() {
         // A server resolves from its own tables, synchronously.
-        let resolved = match ctx.token() {
-            Some(t) => s.resolve_local(t),
-            None => s.resolve_local(&s.default_secret()),
-        };
+        let resolved = s.resolve_local(&secret);
         let checked =
             resolved.and_then(|a| access::check(&s, pattern, req.method(), &a).map(|()| a));
         return match checked {
             Ok(a) => {
                 ctx.set_authz(a);
                 req.extensions_mut().insert(ctx);
-                Either::Left(next.run(req))
+                Either::Right(Box::pin(acting(secret, next.run(req))))
             }
             Err(e) => refuse(e),
         };
@@ -77,7 +78,7 @@ pub fn entry(
         }
         ctx.set_authz(a);
         req.extensions_mut().insert(ctx);
-        next.run(req).await
+        acting(secret, next.run(req)).await
     }))
 }
 

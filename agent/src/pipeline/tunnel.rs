@@ -98,7 +98,7 @@ pub async fn send(
         for target in up.targets() {
             let r: Result<TunnelledAnswer, RpcError> = if writes {
                 up.rpc
-                    .call_write(&target, TUNNEL_PATH, envelope, timeout, hop + 1)
+                    .call_write(&target, TUNNEL_PATH, envelope, timeout, hop + 1, None)
                     .await
             } else {
                 up.rpc

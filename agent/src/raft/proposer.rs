@@ -22,6 +22,7 @@ use super::disk::StorageHealth;
 use super::leadership::Leadership;
 use super::Raft;
 use crate::cluster::Upstream;
+use crate::rpc::wire::RpcError;
 use crate::state::{Command, KvCommand, Outcome};
 
 /// Most writes folded into one raft entry, and their total payload bound.
@@ -39,6 +40,59 @@ pub enum WriteError {
     Raft(String),
     #[error("agent is shutting down")]
     Stopped,
+    /// The acting token may not make this write (or is unknown): nothing
+    /// was applied. Consul's text: `Permission denied` / `ACL not found`.
+    #[error("{0}")]
+    Denied(String),
+}
+
+/// On whose authority a write is made (Consul: the token of the RPC).
+#[derive(Clone, Debug)]
+pub enum Actor {
+    /// The leader's own work (TTL expiry, serfHealth reconcile, autopilot,
+    /// ACL builtins): never checked. Forwarded (leadership lost on the
+    /// way) it carries no token, so the new leader refuses it under ACLs.
+    Leader,
+    /// Already authorized where it entered (the API pipeline, or the
+    /// `/rpc/write` check): not checked again here, its secret travels on.
+    Checked(std::sync::Arc<str>),
+    /// The agent's own work (anti-entropy, check status, leave), with its
+    /// `agent` token: checked by the server that proposes it.
+    Agent(std::sync::Arc<str>),
+}
+
+impl Actor {
+    /// The secret a forwarded write carries.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Actor::Leader => None,
+            Actor::Checked(s) | Actor::Agent(s) => Some(s),
+        }
+    }
+}
+
+/// A server's ACL check on writes it proposes for someone else: the
+/// token's authority (from this server's replicated tables) against what
+/// the command needs ([`crate::acl::command::permits`]).
+#[derive(Clone)]
+pub struct WriteGate {
+    pub store: Arc<crate::state::Store>,
+    pub default: crate::acl::DefaultPolicy,
+}
+
+impl WriteGate {
+    /// `Ok` when `secret` may have `cmd` applied.
+    pub fn check(&self, secret: &str, cmd: &Command) -> Result<(), WriteError> {
+        let t = self.store.read();
+        let a = t
+            .acl
+            .resolve(secret, self.default)
+            .map_err(|_| WriteError::Denied("ACL not found".into()))?;
+        match crate::acl::command::permits(&a, &t, cmd) {
+            true => Ok(()),
+            false => Err(WriteError::Denied("Permission denied".into())),
+        }
+    }
 }
 
 /// How long a write waits for a leader to appear (Consul's rpc_hold_timeout).
@@ -59,16 +113,24 @@ struct Pending {
 pub struct Proposer {
     local: Option<(mpsc::UnboundedSender<Pending>, Arc<Leadership>)>,
     upstream: Option<Upstream>,
+    /// With ACLs on, a server's check of [`Actor::Agent`] writes.
+    gate: Option<WriteGate>,
 }
 
 impl Proposer {
     /// A server's proposer.
-    pub fn start(raft: Raft, leadership: Arc<Leadership>, upstream: Option<Upstream>) -> Self {
+    pub fn start(
+        raft: Raft,
+        leadership: Arc<Leadership>,
+        upstream: Option<Upstream>,
+        gate: Option<WriteGate>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx, leadership.storage().clone()));
         Self {
             local: Some((tx, leadership)),
             upstream,
+            gate,
         }
     }
 
@@ -77,16 +139,36 @@ impl Proposer {
         Self {
             local: None,
             upstream: Some(upstream),
+            gate: None,
         }
     }
 
-    /// Replicate `cmd`; returns its raft index and outcome once durable and applied.
+    /// Replicate `cmd` as the leader's own work ([`Actor::Leader`]);
+    /// returns its raft index and outcome once durable and applied.
     pub async fn write(&self, cmd: Command) -> Result<(u64, Outcome), WriteError> {
-        self.write_hops(cmd, 0).await
+        self.write_hops(cmd, 0, &Actor::Leader).await
     }
 
-    /// [`Self::write`] for a write already forwarded `hops` times.
-    pub async fn write_hops(&self, cmd: Command, hops: u32) -> Result<(u64, Outcome), WriteError> {
+    /// [`Self::write`] on the authority of `actor`.
+    pub async fn write_as(
+        &self,
+        cmd: Command,
+        actor: &Actor,
+    ) -> Result<(u64, Outcome), WriteError> {
+        self.write_hops(cmd, 0, actor).await
+    }
+
+    /// [`Self::write_as`] for a write already forwarded `hops` times.
+    pub async fn write_hops(
+        &self,
+        cmd: Command,
+        hops: u32,
+        actor: &Actor,
+    ) -> Result<(u64, Outcome), WriteError> {
+        // Checked before anything is sent or proposed: a refusal applies nothing.
+        if let (Some(gate), Actor::Agent(secret)) = (&self.gate, actor) {
+            gate.check(secret, &cmd)?;
+        }
         let deadline = tokio::time::Instant::now() + HOLD;
         loop {
             if let Some((tx, leadership)) = &self.local {
@@ -101,7 +183,14 @@ impl Proposer {
                 for target in up.targets() {
                     let r: Result<Result<(u64, Outcome), WriteError>, _> = up
                         .rpc
-                        .call_write(&target, "/rpc/write", &cmd, Duration::from_secs(30), hops)
+                        .call_write(
+                            &target,
+                            "/rpc/write",
+                            &cmd,
+                            Duration::from_secs(30),
+                            hops,
+                            actor.secret(),
+                        )
                         .await;
                     match r {
                         Ok(Err(WriteError::NoLeader)) => continue,
@@ -113,6 +202,8 @@ impl Proposer {
                             up.bad(&target);
                             continue;
                         }
+                        // Refused before anything was proposed.
+                        Err(RpcError::Status(_, 403, why)) => return Err(WriteError::Denied(why)),
                         // It may have been applied: never retry blindly.
                         Err(e) => return Err(WriteError::Raft(e.to_string())),
                     }

@@ -69,10 +69,14 @@ impl RpcClient {
         req: &Q,
         timeout: Duration,
         hops: u32,
+        token: Option<&str>,
     ) -> Result<A, RpcError> {
         let body =
             bincode::serialize(req).map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
-        let (status, bytes) = self.writes.post(addr, path, hops, body, timeout).await?;
+        let (status, bytes) = self
+            .writes
+            .post(addr, path, hops, token, body, timeout)
+            .await?;
         decode_answer(addr, status.as_u16(), &bytes)
     }
 

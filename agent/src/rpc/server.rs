@@ -31,8 +31,9 @@ use crate::http::serve::{accept_loop, Gate};
 use crate::http::timeouts::Handshake;
 use crate::pipeline::context::{Consistency, RpcCtx};
 use crate::pipeline::{auth, forward};
-use crate::raft::proposer::WriteError;
+use crate::raft::proposer::{Actor, WriteError, WriteGate};
 use crate::raft::NodeId;
+use crate::rpc::wire;
 use crate::state::{Command, Outcome};
 
 /// Raft messages (entry batches, snapshot chunks) may be large.
@@ -182,15 +183,44 @@ async fn transfer(State(s): State<Shared>, body: Bytes) -> Response {
 }
 
 /// A write forwarded to the leader; the proposer routes it on (or
-/// proposes it, here on the leader).
-async fn write(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+/// proposes it, here on the leader). With ACLs on, the secret it carries
+/// (none: anonymous) must allow what the command does; else 403 and
+/// nothing is applied. The secret travels on if it is forwarded again.
+async fn write(
+    State(s): State<Shared>,
+    ctx: RpcCtx,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     auth::authenticate_rpc(&ctx);
     let cmd: Command = match decode(&body) {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let r: Result<(u64, Outcome), WriteError> = s.proposer.write_hops(cmd, ctx.hops + 1).await;
-    bin(&r)
+    let secret: Arc<str> = match headers.get(wire::TOKEN).map(|v| v.to_str()) {
+        Some(Ok(t)) if !t.is_empty() => Arc::from(t),
+        Some(Err(_)) => return (StatusCode::BAD_REQUEST, "bad token header").into_response(),
+        _ => Arc::from(crate::state::acl::ANONYMOUS_SECRET),
+    };
+    if s.config.acl.enabled {
+        let gate = WriteGate {
+            store: s.store.clone(),
+            default: s.config.acl.default_policy,
+        };
+        if let Err(WriteError::Denied(why)) = gate.check(&secret, &cmd) {
+            tracing::debug!(hops = ctx.hops, "rpc: forwarded write refused: {why}");
+            return (StatusCode::FORBIDDEN, why).into_response();
+        }
+    }
+    let actor = Actor::Checked(secret);
+    let r: Result<(u64, Outcome), WriteError> =
+        s.proposer.write_hops(cmd, ctx.hops + 1, &actor).await;
+    match r {
+        // Refused further on (the leader): the same 403 (which agents of
+        // any version read), not an error variant older ones cannot decode.
+        Err(WriteError::Denied(why)) => (StatusCode::FORBIDDEN, why).into_response(),
+        r => bin(&r),
+    }
 }
 
 /// A DNS lookup for a client agent (or a follower wanting the leader's

@@ -8,6 +8,13 @@ pub const HOPS: &str = "x-tribune-hops";
 /// as a new session's node are that agent's, not the leader's.
 pub const AGENT_NODE: &str = "x-tribune-agent-node";
 
+/// Header carrying the acting secret of a forwarded write (`/rpc/write`),
+/// checked by the server that receives it. A header rather than a field
+/// of the body, so the body stays as older servers decode it: an older
+/// server ignores the header, and a write from an older agent (none)
+/// acts as the anonymous token.
+pub const TOKEN: &str = "x-tribune-token";
+
 /// How a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RpcError {

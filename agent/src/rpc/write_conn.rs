@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
-use super::wire::{RpcError, HOPS};
+use super::wire::{RpcError, HOPS, TOKEN};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -150,12 +150,14 @@ impl WritePool {
         }
     }
 
-    /// POST `body` to `path` on `addr`; the status and body of the answer.
+    /// POST `body` to `path` on `addr` on the authority of `token`; the
+    /// status and body of the answer.
     pub async fn post(
         &self,
         addr: &str,
         path: &str,
         hops: u32,
+        token: Option<&str>,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), RpcError> {
@@ -167,8 +169,11 @@ impl WritePool {
             return Err(RpcError::Connect(addr.into(), "connection closed".into()));
         }
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let req = Request::post(format!("{scheme}://{addr}{path}"))
-            .header(HOPS, hops)
+        let mut req = Request::post(format!("{scheme}://{addr}{path}")).header(HOPS, hops);
+        if let Some(t) = token {
+            req = req.header(TOKEN, t);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| RpcError::Codec(addr.into(), e.to_string()))?;
         let mut guard = Abandon {
