@@ -82,7 +82,10 @@
 //! 3. [`pipeline::route`] decides where it is answered: here, by the leader
 //!    (from a follower) or by a server (from a client agent); elsewhere,
 //!    [`pipeline::forward`] carries it whole over server RPC, and it enters
-//!    the same pipeline there;
+//!    the same pipeline there; identical forwarded blocking reads share one
+//!    upstream query ([`pipeline::coalesce`]), and a `?cached` read is
+//!    answered by the agent cache ([`pipeline::cache`]) once its token is
+//!    resolved;
 //! 4. the handler (`http::*`) takes the context — it never re-parses the
 //!    query nor decides forwarding — and a read passes the route's gate
 //!    (the leader lease, or a quorum's confirmation);
