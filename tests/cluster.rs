@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
-use tribune_tests::{bin, client, run_cli, spawn_logged, wait_for, Agent};
+use tribune_tests::{client, run_cli, wait_for, Agent};
 
 /// `n` distinct free ports: the listeners stay open until all are picked,
 /// so no port is handed out twice.
@@ -113,16 +112,7 @@ impl Cluster {
             .map(String::from),
         );
         args.extend(self.retry_join());
-        let mut cmd = Command::new(bin("tribune"));
-        cmd.args(&args).env_remove("CONSUL_HTTP_ADDR");
-        let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-        Agent {
-            child,
-            url: format!("http://{addr}"),
-            addr,
-            log,
-            data_dir: Some(data),
-        }
+        Agent::start(&args, Some(data))
     }
 
     fn start_server(&mut self, i: usize) {

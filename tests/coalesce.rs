@@ -5,13 +5,12 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{bin, client, index_of, spawn_logged, wait_for, Agent};
+use tribune_tests::{client, index_of, wait_for, Agent};
 
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -61,16 +60,7 @@ fn spawn(dir: &Path, name: &str, ports: (u16, u16), join: Option<u16>) -> Agent 
     if let Some(serf) = join {
         args.extend(["-retry-join".into(), format!("127.0.0.1:{serf}")]);
     }
-    let mut cmd = Command::new(bin("tribune"));
-    cmd.args(&args).env_remove("CONSUL_HTTP_ADDR");
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    let a = Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: Some(data),
-    };
+    let a = Agent::start(&args, Some(data));
     a.wait_leader();
     a
 }

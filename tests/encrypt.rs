@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{bin, client, run_cli, spawn_logged, wait_until, Agent};
+use tribune_tests::{bin, client, run_cli, wait_until, Agent};
 
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -57,16 +57,7 @@ fn spawn(dir: &Path, name: &str, ports: (u16, u16), server: bool, extra: &[Strin
         args.push(v);
     }
     args.extend(extra.iter().cloned());
-    let mut cmd = Command::new(bin("tribune"));
-    cmd.args(&args).env_remove("CONSUL_HTTP_ADDR");
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: Some(data),
-    }
+    Agent::start(&args, Some(data))
 }
 
 fn alive_members(a: &Agent) -> Vec<String> {

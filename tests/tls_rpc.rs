@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, spawn_logged, wait_until, Agent};
+use tribune_tests::{bin, client, wait_until, Agent};
 
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -100,16 +100,7 @@ fn spawn(
         args.push("-retry-join".into());
         args.push(format!("127.0.0.1:{p}"));
     }
-    let mut cmd = Command::new(bin("tribune"));
-    cmd.args(&args).env_remove("CONSUL_HTTP_ADDR");
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: Some(data),
-    }
+    Agent::start(&args, Some(data))
 }
 
 fn get_stale(a: &Agent, key: &str) -> Option<String> {

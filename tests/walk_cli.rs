@@ -920,16 +920,7 @@ fn cluster_log_lines_on_loopback_hosts() {
         }
         args.extend(["-bind", &ip(i), "-client", &ip(i), "-retry-join", &ip(1)].map(String::from));
         args.extend(["-retry-interval", "1s"].map(String::from));
-        let mut cmd = Command::new(bin("tribune"));
-        cmd.args(&args).env_remove("CONSUL_HTTP_ADDR");
-        let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-        Agent {
-            child,
-            url: format!("http://{addr}"),
-            addr,
-            log,
-            data_dir: Some(data),
-        }
+        Agent::start(&args, Some(data))
     };
     let s1 = spawn("s1", 1, true);
     let mut s2 = spawn("s2", 2, true);

@@ -169,18 +169,25 @@ impl Agent {
     }
 
     pub fn spawn(args: &[&str], data_dir: Option<PathBuf>) -> Agent {
+        let agent = Agent::start(args, data_dir);
+        agent.wait_leader();
+        agent
+    }
+
+    /// Start `tribune <args>` (with `-http-port 0` among them) and return
+    /// once it names its HTTP address; no wait for a leader (a cluster
+    /// member has none until its peers come).
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], data_dir: Option<PathBuf>) -> Agent {
         let mut cmd = Command::new(bin("tribune"));
         cmd.args(args).env_remove("CONSUL_HTTP_ADDR");
         let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-        let agent = Agent {
+        Agent {
             child,
             url: format!("http://{addr}"),
             addr,
             log,
             data_dir,
-        };
-        agent.wait_leader();
-        agent
+        }
     }
 
     /// Wait until the agent answers default-consistency reads.
