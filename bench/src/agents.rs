@@ -5,16 +5,15 @@
 //! server served per flip (`consul.rpc.query`, from its Prometheus text).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use hyper::Method;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::args::Args;
+use crate::fanout::open;
 use crate::http::{Conn, IO_TIMEOUT};
 use crate::procfs::cpu_ns;
 use crate::stats::{signed_us, Summary};
@@ -147,23 +146,6 @@ pub async fn run(o: Opts) -> Result<()> {
     result(&format!("{n}_served_p50"), served.pct(50.0));
     result(&format!("{n}_served_max"), served.max());
     Ok(())
-}
-
-async fn open(addr: SocketAddr, n: usize, concurrency: usize) -> Result<Vec<Conn>> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for _ in 0..n {
-        let permits = permits.clone();
-        set.spawn(async move {
-            let _permit = permits.acquire().await?;
-            Conn::connect(addr).await
-        });
-    }
-    let mut conns = Vec::with_capacity(n);
-    while let Some(r) = set.join_next().await {
-        conns.push(r.context("connect task panicked")??);
-    }
-    Ok(conns)
 }
 
 struct Round {

@@ -84,7 +84,8 @@ pub async fn run(o: Opts) -> Result<()> {
     Ok(())
 }
 
-async fn open(addr: SocketAddr, n: usize, concurrency: usize) -> Result<Vec<Conn>> {
+/// Open `n` connections to `addr`, at most `concurrency` at a time.
+pub(crate) async fn open(addr: SocketAddr, n: usize, concurrency: usize) -> Result<Vec<Conn>> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut set = JoinSet::new();
     for _ in 0..n {
