@@ -3,7 +3,6 @@
 //! by gossip, with `performance.raft_multiplier = 1`.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,18 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
-use tribune_tests::{client, run_cli, wait_for, Agent};
-
-/// `n` distinct free ports: the listeners stay open until all are picked,
-/// so no port is handed out twice.
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use tribune_tests::{client, free_ports, run_cli, wait_for, Agent};
 
 /// Ports of one agent that others must know (its HTTP port is 0).
 #[derive(Clone, Copy)]

@@ -3,23 +3,13 @@
 //! processes, HTTP port 0); the server's `consul.rpc.queries_blocking`
 //! shows how many blocking queries reached it.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{client, index_of, wait_for, Agent};
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use tribune_tests::{client, free_ports, index_of, wait_for, Agent};
 
 /// Start one agent of the cluster (a server when `join` is `None`).
 fn spawn(dir: &Path, name: &str, ports: (u16, u16), join: Option<u16>) -> Agent {

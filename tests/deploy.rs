@@ -4,22 +4,13 @@
 //! (`examples/docker/docker-entrypoint.sh`, run outside a container), and
 //! shell completion.
 
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tribune_tests::{bin, client, root, spawn_logged, stop_gracefully, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tribune_tests::{bin, client, free_port, root, spawn_logged, stop_gracefully, wait_for};
 
 fn bin_dir() -> PathBuf {
     bin("tribune").parent().unwrap().to_path_buf()

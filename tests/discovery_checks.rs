@@ -5,7 +5,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tribune_tests::{client, root, Agent};
+use tribune_tests::{client, free_port, root, Agent};
 mod discovery;
 use discovery::*;
 /// python-consul registers services with tcp, http and ttl checks; a backend

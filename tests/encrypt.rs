@@ -2,7 +2,6 @@
 //! `tribune keyring` rotation across a cluster while it serves writes, and
 //! what a wrong key, no key or a packet capture see.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,16 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tribune_tests::{bin, client, run_cli, wait_until, Agent};
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use tribune_tests::{bin, client, free_ports, run_cli, wait_until, Agent};
 
 fn keygen() -> String {
     let out = run_cli("127.0.0.1:1", &["keygen"], None);

@@ -384,12 +384,7 @@ fn ct_reload_and_kill_signals() {
 /// TRIBUNE_DNS): records sorted, fields as Go's net.SRV.
 #[test]
 fn lookup_srv_go() {
-    let dns = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let dns = tribune_tests::free_port().to_string();
     let a = Agent::spawn(
         &[
             "agent",

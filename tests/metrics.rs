@@ -428,14 +428,10 @@ fn template_runner_metrics() {
 #[test]
 fn serf_and_rpc_series() {
     let d = tempfile::tempdir().unwrap();
-    let held: Vec<std::net::TcpListener> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<String> = held
+    let ports: Vec<String> = tribune_tests::free_ports(2)
         .iter()
-        .map(|l| l.local_addr().unwrap().port().to_string())
+        .map(u16::to_string)
         .collect();
-    drop(held);
     let f = d.path().join("telemetry.json");
     std::fs::write(
         &f,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tribune_tests::{bin, client, root};
+use tribune_tests::{bin, client, free_pair, free_port, root};
 
 /// The demo backends' health check (run.sh registers Interval 1s, Timeout 1s).
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -27,24 +27,6 @@ fn fresh() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A port p with p+1 free too (nginx listen + fallback).
-fn free_pair() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 65000 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -642,11 +642,7 @@ fn burst_renders_once(a: &Agent, r: &Renderer, dest: &Path, tag: &str, from: u32
 /// `lookupSRV` resolves through DNS (here tribune's own, via TRIBUNE_DNS).
 #[test]
 fn lookup_srv_helper() {
-    let dns = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dns = tribune_tests::free_port();
     let d = dns.to_string();
     let a = Agent::spawn(
         &[
@@ -1119,11 +1115,7 @@ impl TokenLoggingProxy {
     fn start(upstream: &str) -> TokenLoggingProxy {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = tribune_tests::free_port();
         let log = d.join("access.log");
         let conf = format!(
             "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\

@@ -4,23 +4,13 @@
 //! through it; plaintext on the RPC port, a server with a certificate of
 //! another CA, and a server showing a client certificate get no data.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, wait_until, Agent};
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use tribune_tests::{bin, client, free_ports, wait_until, Agent};
 
 fn tribune_in(dir: &Path, args: &[&str]) {
     let out = Command::new(bin("tribune"))

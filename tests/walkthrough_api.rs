@@ -5,20 +5,11 @@
 //! `invalid config key ...` errors), and the versions `/v1/agent/self`
 //! reports.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, run_cli, wait_until, Agent};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tribune_tests::{bin, client, free_port, run_cli, wait_until, Agent};
 
 fn dig(port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")

@@ -1,7 +1,6 @@
 //! Helpers shared by the discovery tests (`discovery_*.rs`): HTTP calls,
 //! waiting, python backends, dig, a gRPC health server.
 #![allow(dead_code)]
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,14 +48,6 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
         thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out after {limit:?} waiting for {what}");
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A python http.server backend on `port`.

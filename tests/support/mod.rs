@@ -9,8 +9,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+pub mod ports;
 pub mod servers;
 pub mod tls;
+
+pub use ports::{free_pair, free_port, free_ports};
 
 static BUILD: Once = Once::new();
 

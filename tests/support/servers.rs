@@ -5,7 +5,6 @@
 //! write, reads).
 
 use std::ffi::OsString;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -49,14 +48,7 @@ pub fn three_servers(dir: &Path, name: &str) -> Vec<Member> {
 
 /// [`three_servers`] with `conf` (a JSON object) in their config too.
 pub fn three_servers_with(dir: &Path, name: &str, conf: &str) -> Vec<Member> {
-    let held: Vec<TcpListener> = (0..9)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = held
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    drop(held);
+    let ports = crate::free_ports(9);
     let perf = dir.join("perf.json");
     std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
     let extra = dir.join("servers.json");
@@ -118,14 +110,7 @@ pub fn client_agent(dir: &Path, name: &str, servers: &[Member], conf: &str) -> A
     let data = dir.join(name);
     let file = dir.join(format!("{name}.json"));
     std::fs::write(&file, conf).unwrap();
-    let ports: Vec<String> = {
-        let held: Vec<TcpListener> = (0..2)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        held.iter()
-            .map(|l| l.local_addr().unwrap().port().to_string())
-            .collect()
-    };
+    let ports: Vec<String> = crate::free_ports(2).iter().map(u16::to_string).collect();
     let mut args: Vec<OsString> = [
         "agent",
         "-node",
