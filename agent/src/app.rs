@@ -173,7 +173,7 @@ pub async fn graceful_leave(s: &Shared) {
 /// A server leaves the raft configuration (the leader removes it; from a
 /// follower the request is forwarded), then stops raft.
 async fn leave_raft(s: &Shared) {
-    use crate::cluster::autopilot::{remove_voter, NOT_A_PEER};
+    use crate::cluster::autopilot::{remove_voter, RemoveError};
     let Some(raft) = s.raft.as_ref() else { return };
     let voters = s.leadership.servers().iter().filter(|x| x.2).count();
     if voters <= 1 {
@@ -185,7 +185,7 @@ async fn leave_raft(s: &Shared) {
         // sees its own removal (the leader stops replicating to it).
         match remove_voter(&s.autopilot(), s.raft_id).await {
             Ok(()) => break,
-            Err(e) if e.starts_with(NOT_A_PEER) => break,
+            Err(RemoveError::NotAPeer(_)) => break,
             Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),
         }
         if Instant::now() >= deadline {

@@ -68,7 +68,7 @@ impl AppState {
         use crate::acl::config::DownPolicy;
         if let Some(up) = self.upstream.as_ref() {
             for target in up.targets() {
-                let r: Result<Result<Authorizer, String>, _> = self
+                let r: Result<Result<Authorizer, Unresolved>, _> = self
                     .rpc
                     .call(&target, RESOLVE_PATH, &secret, RESOLVE_TIMEOUT, 0)
                     .await;
@@ -77,7 +77,7 @@ impl AppState {
                         up.good(&target);
                         return Ok(Authz::Acl(Arc::new(a)));
                     }
-                    Ok(Err(_)) => return Err(ApiError::AclNotFound),
+                    Ok(Err(Unresolved::NotFound)) => return Err(ApiError::AclNotFound),
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "token lookup: server unreachable");
                         up.bad(&target);
@@ -99,12 +99,13 @@ impl AppState {
 pub const RESOLVE_PATH: &str = "/rpc/acl/resolve";
 
 /// The server side of [`RESOLVE_PATH`]: the authorizer, or why not.
-pub fn resolve_for_client(s: &AppState, secret: &str) -> Result<Authorizer, String> {
-    match s.resolve_local(secret) {
-        Ok(Authz::Acl(a)) => Ok((*a).clone()),
-        Ok(Authz::AllowAll) => Ok(Authorizer::Manage),
-        Err(e) => Err(e.to_string()),
-    }
+pub fn resolve_for_client(s: &AppState, secret: &str) -> Result<Authorizer, Unresolved> {
+    let default = s.config.acl.default_policy;
+    s.store
+        .read()
+        .acl
+        .resolve(secret, default)
+        .map(|a| (*a).clone())
 }
 
 /// Resolve the request's token. Done only where the request is answered.
