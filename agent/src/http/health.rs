@@ -85,6 +85,8 @@ pub async fn service(
             || WatchTarget::Named(cat::svc_target(&name)),
             |t| t.catalog.service_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let e = service_entries(&t.catalog, &name, &tags, passing, authz, &filtered);
                 Some(e)
             },
@@ -106,6 +108,8 @@ pub async fn checks(
             || WatchTarget::Named(cat::svc_target(&name)),
             |t| t.catalog.service_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list: Vec<Value> = t
                     .catalog
                     .checks()
@@ -133,6 +137,8 @@ pub async fn node(
             || WatchTarget::Named(cat::node_target(&name)),
             |t| t.catalog.node_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list = t
                     .catalog
                     .node_checks(&name)
@@ -168,6 +174,8 @@ pub async fn state(
             || WatchTarget::Named(cat::CHECKS.into()),
             |t| t.catalog.checks_index(),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list: Vec<Value> = t
                     .catalog
                     .checks()

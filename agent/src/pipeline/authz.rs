@@ -22,6 +22,15 @@ impl Authz {
         matches!(self, Self::Acl(_))
     }
 
+    /// Whether list answers may be filtered for it (ACLs on, not a
+    /// management token).
+    pub fn filters(&self) -> bool {
+        match self {
+            Self::AllowAll => false,
+            Self::Acl(a) => !matches!(**a, crate::acl::Authorizer::Manage),
+        }
+    }
+
     pub fn can(&self, res: Resource, name: &str, need: Need) -> bool {
         match self {
             Self::AllowAll => true,
