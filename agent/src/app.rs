@@ -49,6 +49,8 @@ pub struct AppState {
     /// The agent's ACL tokens (`default`, `agent`, ...), replaceable at
     /// run time.
     pub acl_tokens: crate::acl::config::AgentTokens,
+    /// A client agent's last token answers, read only while no server answers.
+    pub acl_fallback: crate::acl::fallback::Fallback,
     pub shutdown: CancellationToken,
     pub started: Instant,
     /// The certificates the HTTPS API (and server RPC) serve; reloadable.

@@ -5,8 +5,10 @@
 //!
 //! A server resolves from its own replicated ACL tables (a token deleted
 //! is refused from the apply of its deletion on); a client agent, which
-//! holds no state, asks a server on every request (`/rpc/acl/resolve`)
-//! and keeps no cache, so a revocation reaches it within one round trip.
+//! holds no state, asks a server on every request (`/rpc/acl/resolve`),
+//! so a revocation reaches it within one round trip; the answers it got
+//! are read only while no server answers (`down_policy`,
+//! [`crate::acl::fallback`]).
 //! Requests answered elsewhere are resolved there: forwarded requests
 //! carry their token (query and headers travel whole), and the agent that
 //! answers decides.
@@ -63,7 +65,9 @@ impl AppState {
     }
 
     /// On a client agent: ask a server, the next when one cannot answer;
-    /// with none reachable, `down_policy = "allow"` allows, else refused.
+    /// with none reachable, `down_policy` decides: `allow` allows,
+    /// `extend-cache`/`async-cache` keep the rules a server last gave for
+    /// this token (else refused), `deny` refuses.
     async fn resolve_remote(&self, secret: &str) -> Result<Authz, ApiError> {
         use crate::acl::config::DownPolicy;
         if let Some(up) = self.upstream.as_ref() {
@@ -75,9 +79,14 @@ impl AppState {
                 match r {
                     Ok(Ok(a)) => {
                         up.good(&target);
-                        return Ok(Authz::Acl(Arc::new(a)));
+                        let a = Arc::new(a);
+                        self.acl_fallback.resolved(secret, &a);
+                        return Ok(Authz::Acl(a));
                     }
-                    Ok(Err(Unresolved::NotFound)) => return Err(ApiError::AclNotFound),
+                    Ok(Err(Unresolved::NotFound)) => {
+                        self.acl_fallback.not_found(secret);
+                        return Err(ApiError::AclNotFound);
+                    }
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "token lookup: server unreachable");
                         up.bad(&target);
@@ -90,7 +99,15 @@ impl AppState {
                 [],
                 DefaultPolicy::Allow,
             )))),
-            _ => Err(ApiError::NoLeader),
+            DownPolicy::ExtendCache | DownPolicy::AsyncCache => match self.acl_fallback.get(secret)
+            {
+                Some(a) => {
+                    tracing::debug!("no server resolves tokens: using the rules they last gave");
+                    Ok(Authz::Acl(a))
+                }
+                None => Err(ApiError::NoLeader),
+            },
+            DownPolicy::Deny => Err(ApiError::NoLeader),
         }
     }
 }
