@@ -448,6 +448,11 @@ fn deleted_token_refused_and_state_survives_restart() {
         let (tok, accessor) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
         let (gone, gone_acc) = token_with(&a, "gone", r#"key_prefix "" { policy = "read" }"#);
         assert_eq!(call(&a, "GET", "/v1/kv/x", Some(&gone), None).status(), 404);
+        // A warm agent-cache entry of the token ...
+        let cached = |t: &str| call(&a, "GET", "/v1/catalog/services?cached", Some(t), None);
+        assert_eq!(cached(&gone).status(), 200);
+        let r = cached(&gone);
+        assert_eq!(r.headers()["x-cache"], "HIT");
         let d = call(
             &a,
             "DELETE",
@@ -457,6 +462,10 @@ fn deleted_token_refused_and_state_survives_restart() {
         );
         assert_eq!(ok_json(d), json!(true));
         let r = call(&a, "GET", "/v1/kv/x", Some(&gone), None);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.text().unwrap(), "ACL not found");
+        // ... answers it no more: the token is resolved before the cache.
+        let r = cached(&gone);
         assert_eq!(r.status(), 403);
         assert_eq!(r.text().unwrap(), "ACL not found");
         (tok, accessor)
