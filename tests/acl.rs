@@ -120,7 +120,11 @@ fn bootstrap_once_and_default_deny() {
     );
     let r = call(&a, "PUT", "/v1/kv/app/x", None, Some(json!(1)));
     assert_eq!(r.status(), 403);
-    assert_eq!(r.text().unwrap(), "Permission denied");
+    // Consul 1.12's text: what the token lacks, on what.
+    assert_eq!(
+        r.text().unwrap(),
+        "Permission denied: provided token lacks permission 'key:write' on \"app/x\""
+    );
     assert_eq!(call(&a, "GET", "/v1/kv/app/x", None, None).status(), 403);
     // The bootstrap token manages everything; an unknown one is refused.
     assert_eq!(
