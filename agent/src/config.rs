@@ -180,6 +180,11 @@ pub struct AgentConfig {
     /// Gossip addresses to join at start, retried until one answers.
     pub retry_join: Vec<String>,
     pub retry_interval: Duration,
+    /// A server's WAN pool joins (`-join-wan`, `start_join_wan`: fatal),
+    /// `-retry-join-wan` / `retry_join_wan`, and its retry interval.
+    pub start_join_wan: Vec<String>,
+    pub retry_join_wan: Vec<String>,
+    pub retry_interval_wan: Duration,
     /// Rejoin the remembered peers even after a graceful leave (`-rejoin`).
     pub rejoin_after_leave: bool,
     /// How long a failed member is remembered before it is reaped.
@@ -244,6 +249,9 @@ impl Default for AgentConfig {
             start_join: Vec::new(),
             retry_join: Vec::new(),
             retry_interval: Duration::from_secs(30),
+            start_join_wan: Vec::new(),
+            retry_join_wan: Vec::new(),
+            retry_interval_wan: Duration::from_secs(30),
             rejoin_after_leave: false,
             reconnect_timeout: Duration::from_secs(72 * 3600),
             leave_on_terminate: None,
@@ -289,9 +297,13 @@ pub struct Flags {
     pub join: Vec<String>,
     pub retry_join: Vec<String>,
     pub retry_interval: Option<Duration>,
+    pub join_wan: Vec<String>,
+    pub retry_join_wan: Vec<String>,
+    pub retry_interval_wan: Option<Duration>,
     pub rejoin: bool,
     pub server_port: Option<i32>,
     pub serf_lan_port: Option<i32>,
+    pub serf_wan_port: Option<i32>,
     pub pid_file: Option<PathBuf>,
     /// `-encrypt`: the gossip key.
     pub encrypt: Option<String>,
@@ -327,6 +339,7 @@ impl AgentConfig {
             // the well-known ones (many dev agents may share a machine).
             c.ports.server = 0;
             c.ports.serf_lan = 0;
+            c.ports.serf_wan = 0;
         }
         let mut files = flags.config_file.clone();
         for dir in &flags.config_dir {
@@ -466,6 +479,11 @@ impl AgentConfig {
         if let Some(d) = f.retry_interval {
             self.retry_interval = d;
         }
+        self.start_join_wan.extend(f.join_wan.iter().cloned());
+        self.retry_join_wan.extend(f.retry_join_wan.iter().cloned());
+        if let Some(d) = f.retry_interval_wan {
+            self.retry_interval_wan = d;
+        }
         if f.rejoin {
             self.rejoin_after_leave = true;
         }
@@ -474,6 +492,9 @@ impl AgentConfig {
         }
         if let Some(p) = f.serf_lan_port {
             self.ports.serf_lan = p;
+        }
+        if let Some(p) = f.serf_wan_port {
+            self.ports.serf_wan = p;
         }
         if let Some(p) = &f.pid_file {
             self.pid_file = Some(p.clone());
@@ -678,6 +699,9 @@ impl AgentConfig {
                 "start_join"
                 | "retry_join"
                 | "retry_interval"
+                | "start_join_wan"
+                | "retry_join_wan"
+                | "retry_interval_wan"
                 | "reconnect_timeout"
                 | "check_update_interval" => self.merge_joining(path, key, val)?,
                 "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
@@ -816,7 +840,7 @@ impl AgentConfig {
                 .ok_or_else(|| invalid(path, key, want))
         };
         match key {
-            "start_join" | "retry_join" => {
+            "start_join" | "retry_join" | "start_join_wan" | "retry_join_wan" => {
                 let list = val
                     .as_array()
                     .and_then(|a| {
@@ -825,14 +849,19 @@ impl AgentConfig {
                             .collect::<Option<Vec<_>>>()
                     })
                     .ok_or_else(|| invalid(path, key, "a list of addresses"))?;
-                if key == "start_join" {
-                    self.start_join.extend(list);
-                } else {
-                    self.retry_join.extend(list);
+                match key {
+                    "start_join" => self.start_join.extend(list),
+                    "retry_join" => self.retry_join.extend(list),
+                    "start_join_wan" => self.start_join_wan.extend(list),
+                    _ => self.retry_join_wan.extend(list),
                 }
             }
             "retry_interval" => {
                 self.retry_interval =
+                    duration("a duration like \"30s\"")?.max(Duration::from_millis(100))
+            }
+            "retry_interval_wan" => {
+                self.retry_interval_wan =
                     duration("a duration like \"30s\"")?.max(Duration::from_millis(100))
             }
             "reconnect_timeout" => self.reconnect_timeout = duration("a duration like \"30s\"")?,

@@ -1,0 +1,319 @@
+//! Two datacenters federated over the WAN pool, real processes on
+//! 127.0.0.1: dc1 = 3 servers + 1 client, dc2 = 1 server + 1 client.
+//! Each test starts both once and checks a lot (the machine is small).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tribune_tests::servers::{self, Member};
+use tribune_tests::{client, free_ports, index_of, wait_until, Agent};
+
+/// Both datacenters, their members in start order.
+struct Federation {
+    dc1: Vec<Member>,
+    /// dc1's client agent (DNS on).
+    c1: Agent,
+    dc2: Member,
+    c2: Agent,
+}
+
+fn strs(v: &[&str]) -> Vec<OsString> {
+    v.iter().map(Into::into).collect()
+}
+
+/// A server of `dc` (`node`), retry-joining `lan` and the WAN pool at `wan_join`.
+fn server(
+    dir: &Path,
+    node: &str,
+    dc: &str,
+    expect: &str,
+    ports: &[u16],
+    lan: &[String],
+    wan_join: &[String],
+) -> Member {
+    let data = dir.join(format!("{node}-{dc}"));
+    let p = |i: usize| ports[i].to_string();
+    let mut args = strs(&[
+        "agent",
+        "-server",
+        "-bootstrap-expect",
+        expect,
+        "-node",
+        node,
+        "-datacenter",
+        dc,
+        "-http-port",
+        "0",
+        "-server-port",
+        &p(0),
+        "-serf-lan-port",
+        &p(1),
+        "-serf-wan-port",
+        &p(2),
+        "-dns-port",
+        "-1",
+        "-retry-interval",
+        "1s",
+        "-retry-interval-wan",
+        "1s",
+    ]);
+    args.extend(["-data-dir".into(), data.clone().into_os_string()]);
+    let perf = dir.join("perf.json");
+    std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
+    args.extend(["-config-file".into(), perf.into_os_string()]);
+    for j in lan {
+        args.extend(["-retry-join".into(), j.into()]);
+    }
+    for j in wan_join {
+        args.extend(["-retry-join-wan".into(), j.into()]);
+    }
+    Member {
+        agent: servers::start(&args, &data),
+        args,
+        data,
+        rpc: format!("127.0.0.1:{}", ports[0]),
+        serf: format!("127.0.0.1:{}", ports[1]),
+    }
+}
+
+/// A client agent of `dc` joining `servers`, DNS on a port it picks.
+fn client_agent(dir: &Path, node: &str, dc: &str, lan_port: u16, servers: &[&Member]) -> Agent {
+    let data = dir.join(node);
+    let lan = lan_port.to_string();
+    let mut args = strs(&[
+        "agent",
+        "-node",
+        node,
+        "-datacenter",
+        dc,
+        "-http-port",
+        "0",
+        "-serf-lan-port",
+        &lan,
+        "-dns-port",
+        "0",
+        "-retry-interval",
+        "1s",
+    ]);
+    args.extend(["-data-dir".into(), data.clone().into_os_string()]);
+    for m in servers {
+        args.extend(["-retry-join".into(), m.serf.clone().into()]);
+    }
+    servers::start(&args, &data)
+}
+
+fn federation(dir: &Path) -> Federation {
+    // dc1 servers: rpc, lan, wan each; dc2's server; the clients' LAN ports.
+    let p = free_ports(14);
+    let dc1_lan: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", p[3 * i + 1]))
+        .collect();
+    let dc2_wan = format!("127.0.0.1:{}", p[11]);
+    let s0_wan = format!("127.0.0.1:{}", p[2]);
+    let dc1: Vec<Member> = (0..3)
+        .map(|i| {
+            server(
+                dir,
+                &format!("s{i}"),
+                "dc1",
+                "3",
+                &p[3 * i..3 * i + 3],
+                &dc1_lan,
+                std::slice::from_ref(&dc2_wan),
+            )
+        })
+        .collect();
+    let dc2 = server(dir, "s0", "dc2", "1", &p[9..12], &[], &[s0_wan]);
+    let c1 = client_agent(dir, "c1", "dc1", p[12], &dc1.iter().collect::<Vec<_>>());
+    let c2 = client_agent(dir, "c2", "dc2", p[13], &[&dc2]);
+    for a in dc1.iter().map(|m| &m.agent).chain([&dc2.agent, &c1, &c2]) {
+        a.wait_leader();
+    }
+    Federation { dc1, c1, dc2, c2 }
+}
+
+fn get(url: &str) -> reqwest::blocking::Response {
+    client().get(url).send().unwrap()
+}
+
+fn json_of(url: &str) -> Value {
+    let r = get(url);
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().unwrap()
+}
+
+/// WAN membership, `?dc=` reads and writes (KV, blocking), the
+/// datacenter list, python-consul, and a datacenter that goes away.
+#[test]
+fn two_datacenters_federated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = federation(dir.path());
+    let s0 = &f.dc1[0];
+
+    // The WAN pool: every server of both datacenters, named <node>.<dc>.
+    let names = ["s0.dc1", "s1.dc1", "s2.dc1", "s0.dc2"];
+    let wan_alive = |a: &Agent| {
+        let v = json_of(&format!("{}/v1/agent/members?wan=1", a.url));
+        let list = v.as_array().cloned().unwrap_or_default();
+        names.iter().all(|n| {
+            list.iter()
+                .any(|m| m["Name"] == *n && m["Status"] == 1 && m["Tags"]["role"] == "consul")
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || wan_alive(s0)
+            && wan_alive(&f.dc2)),
+        "WAN pool never complete; s0 log:\n{}",
+        s0.log_text()
+    );
+    let out = s0.cli(&["members", "-wan"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let header = out.stdout.lines().next().unwrap();
+    assert!(
+        header.starts_with("Node") && header.contains("DC"),
+        "{}",
+        out.stdout
+    );
+    for n in names {
+        let row = out.stdout.lines().find(|l| l.starts_with(n)).unwrap_or("");
+        assert!(
+            row.contains("alive") && row.contains("server"),
+            "{n}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(out
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("s0.dc2") && l.contains(" dc2 ")));
+    // A client agent has no WAN pool: its members are its LAN's only.
+    let v = json_of(&format!("{}/v1/agent/members?wan=1", f.c1.url));
+    assert_eq!(v, serde_json::json!([]));
+    let out = f.c1.cli(&["join", "-wan", &f.dc2.serf], None);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("Must be a server to join WAN cluster"),
+        "{}",
+        out.stderr
+    );
+
+    // Every datacenter, the local one first, from clients and servers.
+    let dcs = |a: &Agent| json_of(&format!("{}/v1/catalog/datacenters", a.url));
+    assert!(wait_until(Duration::from_secs(10), || dcs(&f.c1)
+        == serde_json::json!(["dc1", "dc2"])));
+    assert_eq!(dcs(&f.c2), serde_json::json!(["dc2", "dc1"]));
+    assert_eq!(dcs(&f.dc1[2]), serde_json::json!(["dc1", "dc2"]));
+    let out = f.c2.cli(&["catalog", "datacenters"], None);
+    assert_eq!(out.stdout, "dc2\ndc1\n", "{}", out.stderr);
+
+    // A write with ?dc=dc2 through dc1's client lands in dc2 only.
+    let http = client();
+    let r = http
+        .put(format!("{}/v1/kv/fed/a?dc=dc2", f.c1.url))
+        .body("from-dc1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "true");
+    let local = get(&format!("{}/v1/kv/fed/a?raw", f.c2.url));
+    assert_eq!(local.status(), 200);
+    let dc2_index = index_of(&local);
+    assert_eq!(local.text().unwrap(), "from-dc1");
+    assert_eq!(get(&format!("{}/v1/kv/fed/a", f.c1.url)).status(), 404);
+    assert_eq!(get(&format!("{}/v1/kv/fed/a", s0.url)).status(), 404);
+    let remote = get(&format!("{}/v1/kv/fed/a?dc=dc2&raw", f.c1.url));
+    assert_eq!(remote.status(), 200);
+    assert_eq!(index_of(&remote), dc2_index, "dc2's index, not dc1's");
+    assert_eq!(remote.text().unwrap(), "from-dc1");
+    // A server of dc1 routes it too; an unknown datacenter has no path.
+    let r = get(&format!("{}/v1/kv/fed/a?dc=dc2&raw", f.dc1[1].url));
+    assert_eq!(r.text().unwrap(), "from-dc1");
+    let r = get(&format!("{}/v1/kv/fed/a?dc=nowhere", f.c1.url));
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.text().unwrap(), "No path to datacenter");
+
+    // A blocking read of dc2 data through dc1's client wakes on a dc2 PUT
+    // with dc2's new index.
+    let url = format!("{}/v1/kv/fed/a?dc=dc2&index={dc2_index}&wait=60s", f.c1.url);
+    let waiter = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = client().get(url).send().unwrap();
+        let idx = index_of(&r);
+        let body: Value = r.json().unwrap();
+        (t.elapsed(), idx, body)
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        !waiter.is_finished(),
+        "the blocking read returned before the change"
+    );
+    let r = http
+        .put(format!("{}/v1/kv/fed/a", f.c2.url))
+        .body("changed-in-dc2")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (took, idx, body) = waiter.join().unwrap();
+    let now = index_of(&get(&format!("{}/v1/kv/fed/a", f.c2.url)));
+    assert_eq!(idx, now, "woke with dc2's index");
+    assert!(idx > dc2_index);
+    assert!(took < Duration::from_secs(30), "woke after {took:?}");
+    assert_eq!(body[0]["Key"], "fed/a");
+
+    // python-consul's dc= argument.
+    let (host, port) = f.c1.addr.rsplit_once(':').unwrap();
+    let script = "import consul,sys\n\
+        c = consul.Consul(host=sys.argv[1], port=int(sys.argv[2]))\n\
+        assert c.kv.put('fed/py', 'v2', dc='dc2') is True\n\
+        i, v = c.kv.get('fed/py', dc='dc2')\n\
+        assert v['Value'] == b'v2', v\n\
+        i, v = c.kv.get('fed/py')\n\
+        assert v is None, v\n\
+        print('ok')\n";
+    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .args(["-c", script, host, port])
+        .output()
+        .expect("python3 with python-consul");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        get(&format!("{}/v1/kv/fed/py?raw", f.c2.url))
+            .text()
+            .unwrap(),
+        "v2"
+    );
+
+    // dc2's only server gone: ?dc=dc2 fails fast; dc1 keeps serving.
+    f.dc2.agent.kill9();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = get(&format!("{}/v1/kv/fed/a?dc=dc2", f.c1.url));
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.text().unwrap(), "No path to datacenter");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = http
+        .put(format!("{}/v1/kv/local?dc=dc1", f.c1.url))
+        .body("still")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        get(&format!("{}/v1/kv/local?raw", f.c1.url))
+            .text()
+            .unwrap(),
+        "still"
+    );
+}
