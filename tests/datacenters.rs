@@ -16,6 +16,7 @@ struct Federation {
     dc1: Vec<Member>,
     /// dc1's client agent (DNS on).
     c1: Agent,
+    dc1_dns: u16,
     dc2: Member,
     c2: Agent,
 }
@@ -132,7 +133,23 @@ fn federation(dir: &Path) -> Federation {
     for a in dc1.iter().map(|m| &m.agent).chain([&dc2.agent, &c1, &c2]) {
         a.wait_leader();
     }
-    Federation { dc1, c1, dc2, c2 }
+    let dc1_dns = c1.dns_port();
+    Federation {
+        dc1,
+        c1,
+        dc1_dns,
+        dc2,
+        c2,
+    }
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig must be installed (test.sh installs dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn get(url: &str) -> reqwest::blocking::Response {
@@ -289,6 +306,43 @@ fn two_datacenters_federated() {
             .unwrap(),
         "v2"
     );
+
+    // DNS: dc1's client answers dc2's names by asking dc2 (through its servers).
+    let r = http
+        .put(format!("{}/v1/agent/service/register", f.c2.url))
+        .body(r#"{"Name":"web","Port":8080,"Tags":["v1"]}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let in_dc2 = || {
+        let v = json_of(&format!("{}/v1/catalog/service/web?dc=dc2", f.c1.url));
+        v.as_array().is_some_and(|a| a.len() == 1)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), in_dc2),
+        "web never in dc2's catalog"
+    );
+    assert_eq!(
+        json_of(&format!("{}/v1/catalog/service/web", f.c1.url)),
+        serde_json::json!([])
+    );
+    let srv = dig(f.dc1_dns, &["web.service.dc2.consul", "SRV"]);
+    assert!(srv.contains("status: NOERROR"), "{srv}");
+    assert!(srv.contains("8080 c2.node.dc2.consul."), "{srv}");
+    let additional_a = srv.lines().any(|l| {
+        l.split_whitespace().collect::<Vec<_>>()
+            == ["c2.node.dc2.consul.", "0", "IN", "A", "127.0.0.1"]
+    });
+    assert!(additional_a, "{srv}");
+    let short = dig(f.dc1_dns, &["+short", "_web._v1.service.dc2.consul", "SRV"]);
+    assert!(short.contains("8080 c2.node.dc2.consul."), "{short}");
+    let short = dig(f.dc1_dns, &["+short", "v1.web.service.dc2.consul"]);
+    assert_eq!(short.trim(), "127.0.0.1");
+    let node = dig(f.dc1_dns, &["+short", "c2.node.dc2.consul"]);
+    assert_eq!(node.trim(), "127.0.0.1");
+    // Not in dc1, and no such datacenter.
+    assert!(dig(f.dc1_dns, &["web.service.consul"]).contains("NXDOMAIN"));
+    assert!(dig(f.dc1_dns, &["web.service.nowhere.consul"]).contains("NXDOMAIN"));
 
     // dc2's only server gone: ?dc=dc2 fails fast; dc1 keeps serving.
     f.dc2.agent.kill9();

@@ -814,6 +814,9 @@ async fn serve_dns(
     if config.acl.enabled {
         handler = handler.with_acl(dns_acl(state.clone()));
     }
+    if config.server {
+        handler = handler.with_wan(state.router.clone(), state.rpc.clone());
+    }
     let (bound, task) = crate::dns::serve(addr, handler, state.shutdown.clone()).await?;
     tracing::info!("DNS listening on dns://{bound} (udp and tcp)");
     tasks.spawn(async move {
