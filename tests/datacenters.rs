@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tribune_tests::servers::{self, Member};
-use tribune_tests::{client, free_ports, index_of, wait_until, Agent};
+use tribune_tests::{client, free_ports, index_of, run_renderer, wait_until, Agent};
 
 /// Both datacenters, their members in start order.
 struct Federation {
@@ -343,6 +343,35 @@ fn two_datacenters_federated() {
     // Not in dc1, and no such datacenter.
     assert!(dig(f.dc1_dns, &["web.service.consul"]).contains("NXDOMAIN"));
     assert!(dig(f.dc1_dns, &["web.service.nowhere.consul"]).contains("NXDOMAIN"));
+
+    // tribune-template through dc1's client: consul-template's @dc.
+    let work = dir.path().join("tmpl");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("fed.ctmpl"),
+        "{{key \"fed/a@dc2\"}}|{{keyOrDefault \"fed/a\" \"none-in-dc1\"}}|\
+         {{range ls \"fed@dc2\"}}{{.Key}}={{.Value}},{{end}}|\
+         {{range tree \"fed@dc2\"}}{{.Key}},{{end}}|\
+         {{range service \"web@dc2\"}}{{.Node}}:{{.Port}}{{end}}|\
+         {{range datacenters}}{{.}},{{end}}\n",
+    )
+    .unwrap();
+    let out = run_renderer(
+        &work,
+        &[
+            "-once",
+            "-consul-addr",
+            &f.c1.addr,
+            "-template",
+            "fed.ctmpl:fed.out",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(work.join("fed.out")).unwrap(),
+        "changed-in-dc2|none-in-dc1|a=changed-in-dc2,py=v2,|a,py,|c2:8080|dc1,dc2,\n"
+    );
 
     // dc2's only server gone: ?dc=dc2 fails fast; dc1 keeps serving.
     f.dc2.agent.kill9();
