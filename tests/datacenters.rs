@@ -25,16 +25,13 @@ fn strs(v: &[&str]) -> Vec<OsString> {
     v.iter().map(Into::into).collect()
 }
 
-/// A server of `dc` (`node`), retry-joining `lan` and the WAN pool at `wan_join`.
-fn server(
-    dir: &Path,
-    node: &str,
-    dc: &str,
-    expect: &str,
-    ports: &[u16],
-    lan: &[String],
-    wan_join: &[String],
-) -> Member {
+/// Who a server is: its node name, datacenter, `-bootstrap-expect` and
+/// extra config (a JSON object).
+struct Spec<'a>(&'a str, &'a str, &'a str, &'a str);
+
+/// A server (`spec`), retry-joining `lan` and the WAN pool at `wan_join`.
+fn server(dir: &Path, spec: Spec, ports: &[u16], lan: &[String], wan_join: &[String]) -> Member {
+    let Spec(node, dc, expect, conf) = spec;
     let data = dir.join(format!("{node}-{dc}"));
     let p = |i: usize| ports[i].to_string();
     let mut args = strs(&[
@@ -65,6 +62,9 @@ fn server(
     let perf = dir.join("perf.json");
     std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
     args.extend(["-config-file".into(), perf.into_os_string()]);
+    let extra = dir.join(format!("{node}-{dc}.json"));
+    std::fs::write(&extra, conf).unwrap();
+    args.extend(["-config-file".into(), extra.into_os_string()]);
     for j in lan {
         args.extend(["-retry-join".into(), j.into()]);
     }
@@ -118,16 +118,14 @@ fn federation(dir: &Path) -> Federation {
         .map(|i| {
             server(
                 dir,
-                &format!("s{i}"),
-                "dc1",
-                "3",
+                Spec(&format!("s{i}"), "dc1", "3", "{}"),
                 &p[3 * i..3 * i + 3],
                 &dc1_lan,
                 std::slice::from_ref(&dc2_wan),
             )
         })
         .collect();
-    let dc2 = server(dir, "s0", "dc2", "1", &p[9..12], &[], &[s0_wan]);
+    let dc2 = server(dir, Spec("s0", "dc2", "1", "{}"), &p[9..12], &[], &[s0_wan]);
     let c1 = client_agent(dir, "c1", "dc1", p[12], &dc1.iter().collect::<Vec<_>>());
     let c2 = client_agent(dir, "c2", "dc2", p[13], &[&dc2]);
     for a in dc1.iter().map(|m| &m.agent).chain([&dc2.agent, &c1, &c2]) {
@@ -399,4 +397,113 @@ fn two_datacenters_federated() {
             .unwrap(),
         "still"
     );
+}
+
+/// ACL replication: policies and global tokens made in the primary (dc1)
+/// appear in dc2, so a dc1 token works there; deleting it in dc1 revokes
+/// it in dc2 too.
+#[test]
+fn acl_tokens_replicate_from_the_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = free_ports(6);
+    let acl = |extra: &str| {
+        format!(
+            r#"{{"primary_datacenter":"dc1","acl":{{"enabled":true,"default_policy":"deny",
+               "tokens":{{{extra}}}}}}}"#
+        )
+    };
+    let primary_conf = acl(r#""initial_management":"root-secret""#);
+    let secondary_conf = acl(r#""replication":"root-secret""#);
+    let wan = |i: usize| format!("127.0.0.1:{}", p[i]);
+    let dc1 = server(
+        dir.path(),
+        Spec("a0", "dc1", "1", &primary_conf),
+        &p[0..3],
+        &[],
+        &[wan(5)],
+    );
+    let dc2 = server(
+        dir.path(),
+        Spec("b0", "dc2", "1", &secondary_conf),
+        &p[3..6],
+        &[],
+        &[wan(2)],
+    );
+    dc1.wait_leader();
+    dc2.wait_leader();
+    let http = client();
+    let root = |rb: reqwest::blocking::RequestBuilder| rb.header("X-Consul-Token", "root-secret");
+    let r = root(http.put(format!("{}/v1/acl/policy", dc1.url)))
+        .body(r#"{"Name":"fed-writer","Rules":"key_prefix \"fed/\" { policy = \"write\" }"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let r = root(http.put(format!("{}/v1/acl/token", dc1.url)))
+        .body(r#"{"Description":"made in dc1","Policies":[{"Name":"fed-writer"}]}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tok: Value = r.json().unwrap();
+    let secret = tok["SecretID"].as_str().unwrap().to_string();
+    let accessor = tok["AccessorID"].as_str().unwrap().to_string();
+    let put = |url: String, token: Option<&str>| {
+        let mut rb = http.put(url).body("v");
+        if let Some(t) = token {
+            rb = rb.header("X-Consul-Token", t);
+        }
+        rb.send().unwrap().status().as_u16()
+    };
+    let works = wait_until(Duration::from_secs(30), || {
+        put(format!("{}/v1/kv/fed/x", dc2.url), Some(&secret)) == 200
+    });
+    assert!(
+        works,
+        "dc1's token never worked in dc2; dc2 log:\n{}",
+        dc2.log_text()
+    );
+    assert_eq!(put(format!("{}/v1/kv/fed/x", dc2.url), None), 403);
+    assert_eq!(put(format!("{}/v1/kv/other", dc2.url), Some(&secret)), 403);
+    // dc2's copy of the token, by its dc1 accessor.
+    let r = root(http.get(format!("{}/v1/acl/token/{accessor}", dc2.url)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let copy: Value = r.json().unwrap();
+    assert_eq!(copy["Description"], "made in dc1");
+    // Through dc1 with ?dc=dc2: dc2 checks the token.
+    assert_eq!(
+        put(format!("{}/v1/kv/fed/y?dc=dc2", dc1.url), Some(&secret)),
+        200
+    );
+    assert_eq!(put(format!("{}/v1/kv/fed/y?dc=dc2", dc1.url), None), 403);
+    // A policy written in dc2 is made in the primary, and replicated back.
+    let r = root(http.put(format!("{}/v1/acl/policy", dc2.url)))
+        .body(r#"{"Name":"made-in-dc2","Rules":"node_prefix \"\" { policy = \"read\" }"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let names = |a: &Agent| -> Vec<String> {
+        let r = root(http.get(format!("{}/v1/acl/policies", a.url)))
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["Name"].as_str().map(String::from))
+            .collect()
+    };
+    assert!(names(&dc1).contains(&"made-in-dc2".to_string()));
+    assert!(wait_until(Duration::from_secs(30), || names(&dc2)
+        .contains(&"made-in-dc2".to_string())));
+
+    // Deleted in the primary: refused in dc2 soon after.
+    let r = root(http.delete(format!("{}/v1/acl/token/{accessor}", dc1.url)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let revoked = wait_until(Duration::from_secs(30), || {
+        put(format!("{}/v1/kv/fed/x", dc2.url), Some(&secret)) == 403
+    });
+    assert!(revoked, "the deleted token still works in dc2");
 }

@@ -521,6 +521,7 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
     ));
     if state.config.acl.enabled && state.raft.is_some() {
         tokio::spawn(crate::acl::leader::run(state.clone()));
+        tokio::spawn(crate::acl::replication::run(state.clone()));
     }
     if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);

@@ -199,6 +199,9 @@ pub struct AgentConfig {
     pub limits: crate::limits::Limits,
     /// Metrics (`telemetry`).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The datacenter whose ACLs are authoritative (`primary_datacenter`;
+    /// `None`: this one). Other datacenters' leaders replicate from it.
+    pub primary_datacenter: Option<String>,
     /// ACLs (`acl`, and the legacy `acl_*` keys).
     pub acl: crate::acl::config::AclConfig,
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
@@ -259,6 +262,7 @@ impl Default for AgentConfig {
             pid_file: None,
             limits: crate::limits::Limits::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            primary_datacenter: None,
             acl: Default::default(),
             disable_remote_exec: true,
             security: security::Security::default(),
@@ -708,6 +712,7 @@ impl AgentConfig {
                 "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
                 "skip_leave_on_interrupt" => self.skip_leave_on_interrupt = Some(b(key, val)?),
                 "pid_file" => self.pid_file = Some(PathBuf::from(s(key, val)?)),
+                "primary_datacenter" => self.primary_datacenter = Some(s(key, val)?),
                 "node_meta" => {
                     let obj = val
                         .as_object()

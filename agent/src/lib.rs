@@ -14,7 +14,8 @@
 //!   graceful shutdown; [`banner`]: what it prints as it starts.
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
 //! - [`acl`]: ACL rules (HCL/JSON), the authorizer (Consul's precedence),
-//!   the `acl` config block, what each raft command needs (`acl::command`,
+//!   the `acl` config block, replication from `primary_datacenter`
+//!   (`acl::replication`), what each raft command needs (`acl::command`,
 //!   checked on writes arriving over server RPC and on the agent's own);
 //!   the tables are `state::acl`, the API `http::acl`, resolution the
 //!   pipeline's auth step.

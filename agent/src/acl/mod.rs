@@ -8,6 +8,7 @@ pub mod authorizer;
 pub mod command;
 pub mod config;
 pub mod leader;
+pub mod replication;
 pub mod rules;
 
 pub use authorizer::{Authorizer, DefaultPolicy, Need};

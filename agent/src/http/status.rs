@@ -60,7 +60,7 @@ pub async fn agent_self(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
-            "PrimaryDatacenter": c.datacenter,
+            "PrimaryDatacenter": c.primary_datacenter.as_deref().unwrap_or(&c.datacenter),
             "NodeName": c.node_name,
             "NodeID": s.node_id,
             "Server": c.server,

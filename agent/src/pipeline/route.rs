@@ -65,6 +65,22 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
+/// The primary datacenter, for a write of policies, roles or tokens made
+/// in another datacenter (Consul forwards them there). Local tokens are
+/// not told apart: they are made in the primary too.
+fn acl_primary<'a>(
+    s: &'a AppState,
+    method: &Method,
+    path: &str,
+    ctx: &RequestCtx,
+) -> Option<&'a str> {
+    const WRITES: [&str; 3] = ["/v1/acl/policy", "/v1/acl/role", "/v1/acl/token"];
+    let primary = s.config.primary_datacenter.as_deref()?;
+    let ours = primary == s.config.datacenter;
+    let acl_write = !is_read(method) && WRITES.iter().any(|w| path.starts_with(w));
+    (s.config.acl.enabled && !ours && acl_write && ctx.query.get("dc").is_none()).then_some(primary)
+}
+
 /// Reads only the leader answers, `?stale` or not.
 const LEADER_ONLY: [&str; 2] = [
     "/v1/operator/autopilot/health",
@@ -82,6 +98,15 @@ pub fn decide(s: &AppState, method: &Method, path: &str, ctx: &RequestCtx) -> Ro
     if let Some(dc) = ctx.remote_dc().filter(|_| dc_routed(path)) {
         return match (&s.upstream, client) {
             (_, false) => Route::Datacenter(dc.to_string()),
+            (Some(up), true) => Route::Server(up.clone()),
+            (None, true) => Route::Here,
+        };
+    }
+    // ACL writes belong to the primary datacenter, which replicates them
+    // to the others (see `crate::acl::replication`).
+    if let Some(primary) = acl_primary(s, method, path, ctx) {
+        return match (&s.upstream, client) {
+            (_, false) => Route::Datacenter(primary.to_string()),
             (Some(up), true) => Route::Server(up.clone()),
             (None, true) => Route::Here,
         };
