@@ -21,6 +21,10 @@ struct Federation {
     c2: Agent,
 }
 
+/// Every agent of both datacenters holds this gossip key: the WAN pool is
+/// sealed with the LAN pool's keyring.
+const KEY: &str = "P6JtZsaOgYDb4hRYmm+mVp3WYIyprBPsJ/U3fpQ1doA=";
+
 fn strs(v: &[&str]) -> Vec<OsString> {
     v.iter().map(Into::into).collect()
 }
@@ -57,6 +61,8 @@ fn server(dir: &Path, spec: Spec, ports: &[u16], lan: &[String], wan_join: &[Str
         "1s",
         "-retry-interval-wan",
         "1s",
+        "-encrypt",
+        KEY,
     ]);
     args.extend(["-data-dir".into(), data.clone().into_os_string()]);
     let perf = dir.join("perf.json");
@@ -98,6 +104,8 @@ fn client_agent(dir: &Path, node: &str, dc: &str, lan_port: u16, servers: &[&Mem
         "0",
         "-retry-interval",
         "1s",
+        "-encrypt",
+        KEY,
     ]);
     args.extend(["-data-dir".into(), data.clone().into_os_string()]);
     for m in servers {
@@ -184,6 +192,11 @@ fn two_datacenters_federated() {
         "WAN pool never complete; s0 log:\n{}",
         s0.log_text()
     );
+    let sealed = s0
+        .log_text()
+        .lines()
+        .any(|l| l.contains("gossip (WAN) listening on") && l.ends_with(", encrypted"));
+    assert!(sealed, "{}", s0.log_text());
     let out = s0.cli(&["members", "-wan"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let header = out.stdout.lines().next().unwrap();

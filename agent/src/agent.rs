@@ -141,8 +141,8 @@ pub async fn run(
         raft_addr,
     };
     let keyring = load_keyring(&config)?;
-    let gossip = start_gossip(&config, &ids, &keyring, &shutdown).await?;
     let wan = start_wan(&config, &ids, &keyring, &shutdown).await?;
+    let gossip = start_gossip(&config, &ids, &keyring, wan.as_ref(), &shutdown).await?;
     let store = Store::new();
     let (raft_node, leadership) =
         start_raft(&config, &ids, &gossip, &store, &rpc, &shutdown).await?;
@@ -231,6 +231,7 @@ async fn start_gossip(
     config: &AgentConfig,
     ids: &Ids,
     keyring: &Arc<Keyring>,
+    wan: Option<&Gossip>,
     shutdown: &CancellationToken,
 ) -> Result<Option<Gossip>, AgentError> {
     let gossip = if config.ports.serf_lan >= 0 {
@@ -275,6 +276,7 @@ async fn start_gossip(
         &crate::banner::Addrs {
             advertise: ids.advertise,
             serf_lan,
+            serf_wan: wan.map_or(config.ports.serf_wan, |w| i32::from(w.me().addr.port())),
             gossip_encrypted: gossip.as_ref().is_some_and(|g| g.keyring().enabled()),
         },
     );
