@@ -410,6 +410,24 @@ fn two_datacenters_federated() {
             .unwrap(),
         "still"
     );
+
+    // The WAN pool sees it fail; force-leave -wan makes it left.
+    let wan_status = || {
+        let v = json_of(&format!("{}/v1/agent/members?wan=1", f.dc1[0].url));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["Name"] == "s0.dc2")
+            .map(|m| m["Status"].as_u64().unwrap_or(0))
+    };
+    assert!(wait_until(Duration::from_secs(20), || wan_status() == Some(4)));
+    let out = f.dc1[0].cli(&["force-leave", "-wan", "s0.dc2"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(wait_until(Duration::from_secs(10), || wan_status() == Some(3)));
+    assert_eq!(
+        json_of(&format!("{}/v1/catalog/datacenters", f.c1.url)),
+        serde_json::json!(["dc1"])
+    );
 }
 
 /// ACL replication: policies and global tokens made in the primary (dc1)
