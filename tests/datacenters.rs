@@ -25,6 +25,10 @@ struct Federation {
 /// sealed with the LAN pool's keyring.
 const KEY: &str = "P6JtZsaOgYDb4hRYmm+mVp3WYIyprBPsJ/U3fpQ1doA=";
 
+/// Every agent's config: fast raft, gauges in the Prometheus form.
+const COMMON: &str = r#"{"performance":{"raft_multiplier":1},
+    "telemetry":{"disable_hostname":true,"prometheus_retention_time":"60s"}}"#;
+
 fn strs(v: &[&str]) -> Vec<OsString> {
     v.iter().map(Into::into).collect()
 }
@@ -66,7 +70,7 @@ fn server(dir: &Path, spec: Spec, ports: &[u16], lan: &[String], wan_join: &[Str
     ]);
     args.extend(["-data-dir".into(), data.clone().into_os_string()]);
     let perf = dir.join("perf.json");
-    std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
+    std::fs::write(&perf, COMMON).unwrap();
     args.extend(["-config-file".into(), perf.into_os_string()]);
     let extra = dir.join(format!("{node}-{dc}.json"));
     std::fs::write(&extra, conf).unwrap();
@@ -108,6 +112,9 @@ fn client_agent(dir: &Path, node: &str, dc: &str, lan_port: u16, servers: &[&Mem
         KEY,
     ]);
     args.extend(["-data-dir".into(), data.clone().into_os_string()]);
+    let common = dir.join(format!("{node}-common.json"));
+    std::fs::write(&common, COMMON).unwrap();
+    args.extend(["-config-file".into(), common.into_os_string()]);
     for m in servers {
         args.extend(["-retry-join".into(), m.serf.clone().into()]);
     }
@@ -156,6 +163,20 @@ fn dig(port: u16, args: &[&str]) -> String {
         .output()
         .expect("dig must be installed (test.sh installs dnsutils)");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A gauge of the agent's `/v1/agent/metrics` (Prometheus form).
+fn gauge(a: &Agent, name: &str) -> Option<f64> {
+    let text = get(&format!("{}/v1/agent/metrics?format=prometheus", a.url))
+        .text()
+        .ok()?;
+    let prom = name.replace('.', "_");
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(prom.as_str())?;
+        rest.starts_with([' ', '{'])
+            .then(|| rest.rsplit(' ').next()?.parse().ok())
+            .flatten()
+    })
 }
 
 fn get(url: &str) -> reqwest::blocking::Response {
@@ -263,20 +284,35 @@ fn two_datacenters_federated() {
     assert_eq!(r.status(), 500);
     assert_eq!(r.text().unwrap(), "No path to datacenter");
 
-    // A blocking read of dc2 data through dc1's client wakes on a dc2 PUT
-    // with dc2's new index.
+    // Blocking reads of dc2 data through dc1's client wake on a dc2 PUT
+    // with dc2's new index; identical ones share one query (dc2's server
+    // holds one).
     let url = format!("{}/v1/kv/fed/a?dc=dc2&index={dc2_index}&wait=60s", f.c1.url);
-    let waiter = std::thread::spawn(move || {
-        let t = Instant::now();
-        let r = client().get(url).send().unwrap();
-        let idx = index_of(&r);
-        let body: Value = r.json().unwrap();
-        (t.elapsed(), idx, body)
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = client().get(url).send().unwrap();
+                let idx = index_of(&r);
+                let body: Value = r.json().unwrap();
+                (t.elapsed(), idx, body)
+            })
+        })
+        .collect();
+    let parked = wait_until(Duration::from_secs(10), || {
+        gauge(&f.c1, "tribune.coalesce.waiters") == Some(4.0)
+            && gauge(&f.dc2, "consul.rpc.queries_blocking") == Some(1.0)
     });
-    std::thread::sleep(Duration::from_millis(700));
     assert!(
-        !waiter.is_finished(),
-        "the blocking read returned before the change"
+        parked,
+        "waiters {:?}, dc2 holds {:?}",
+        gauge(&f.c1, "tribune.coalesce.waiters"),
+        gauge(&f.dc2, "consul.rpc.queries_blocking")
+    );
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "a blocking read returned before the change"
     );
     let r = http
         .put(format!("{}/v1/kv/fed/a", f.c2.url))
@@ -284,12 +320,14 @@ fn two_datacenters_federated() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (took, idx, body) = waiter.join().unwrap();
     let now = index_of(&get(&format!("{}/v1/kv/fed/a", f.c2.url)));
-    assert_eq!(idx, now, "woke with dc2's index");
-    assert!(idx > dc2_index);
-    assert!(took < Duration::from_secs(30), "woke after {took:?}");
-    assert_eq!(body[0]["Key"], "fed/a");
+    for w in waiters {
+        let (took, idx, body) = w.join().unwrap();
+        assert_eq!(idx, now, "woke with dc2's index");
+        assert!(idx > dc2_index);
+        assert!(took < Duration::from_secs(30), "woke after {took:?}");
+        assert_eq!(body[0]["Key"], "fed/a");
+    }
 
     // python-consul's dc= argument.
     let (host, port) = f.c1.addr.rsplit_once(':').unwrap();

@@ -236,6 +236,12 @@ impl RequestCtx {
         self.read.clone().map_err(ApiError::bad)
     }
 
+    /// The read options whatever datacenter `?dc=` names (for a request
+    /// carried elsewhere, where they are checked again).
+    pub fn read_opts_anywhere(&self) -> Result<ReadOpts, ApiError> {
+        self.read.clone().map_err(ApiError::bad)
+    }
+
     /// The request's token, if it carries one. Authentication (issue 15)
     /// resolves it; until then it is only carried along.
     pub fn token(&self) -> Option<&str> {
