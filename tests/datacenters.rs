@@ -461,7 +461,12 @@ fn two_datacenters_federated() {
     assert!(wait_until(Duration::from_secs(20), || wan_status() == Some(4)));
     let out = f.dc1[0].cli(&["force-leave", "-wan", "s0.dc2"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(wait_until(Duration::from_secs(10), || wan_status() == Some(3)));
+    assert!(
+        wait_until(Duration::from_secs(10), || wan_status() == Some(3)),
+        "s0.dc2 not left: {:?}; log:\n{}",
+        wan_status(),
+        f.dc1[0].agent.log_text()
+    );
     assert_eq!(
         json_of(&format!("{}/v1/catalog/datacenters", f.c1.url)),
         serde_json::json!(["dc1"])

@@ -866,7 +866,11 @@ impl Task {
                     // An older incarnation went down; the newer one stands.
                     return false;
                 }
-                x.status = if x.status == MemberStatus::Leaving {
+                x.status = if x.status == MemberStatus::Left {
+                    // Forced out already (force-leave): a later word of its
+                    // failure does not make it failed again.
+                    return false;
+                } else if x.status == MemberStatus::Leaving {
                     tracing::info!("serf: EventMemberLeave: {} {}", id.name, id.addr.ip());
                     metrics::counter!("serf.member.left").increment(1);
                     MemberStatus::Left
