@@ -13,6 +13,17 @@ use tribune_tests::{client, free_ports, index_of, wait_for, Agent};
 
 /// Start one agent of the cluster (a server when `join` is `None`).
 fn spawn(dir: &Path, name: &str, ports: (u16, u16), join: Option<u16>) -> Agent {
+    spawn_with(dir, name, ports, join, &[])
+}
+
+/// [`spawn`] with `extra` flags last (they win).
+fn spawn_with(
+    dir: &Path,
+    name: &str,
+    ports: (u16, u16),
+    join: Option<u16>,
+    extra: &[String],
+) -> Agent {
     let conf = dir.join("conf.json");
     std::fs::write(
         &conf,
@@ -50,6 +61,7 @@ fn spawn(dir: &Path, name: &str, ports: (u16, u16), join: Option<u16>) -> Agent 
     if let Some(serf) = join {
         args.extend(["-retry-join".into(), format!("127.0.0.1:{serf}")]);
     }
+    args.extend(extra.iter().cloned());
     let a = Agent::start(&args, Some(data));
     a.wait_leader();
     a
@@ -235,24 +247,55 @@ fn identical_blocking_queries_share_one_upstream_query() {
 /// `?cached` (Consul's agent cache) on a client agent: a miss, then hits
 /// whose `Age` grows, kept fresh in the background; `max-age=0` fetches
 /// again; with the server gone, `stale-if-error` answers from the cache
-/// and without it the error comes through.
+/// and without it the error comes through. DNS with
+/// `dns_config.use_cache` answers from the same cache: kept fresh, and
+/// still answering with the server gone.
 #[test]
 fn agent_cache_hits_ages_and_serves_stale_on_error() {
     let dir = tempfile::tempdir().unwrap();
-    let p = free_ports(4);
+    let p = free_ports(7);
     let mut server = spawn(dir.path(), "s0", (p[0], p[1]), None);
     let c0 = spawn(dir.path(), "c0", (p[2], p[3]), Some(p[1]));
-    let register = |node: &str| {
+    let use_cache = dir.path().join("dns-cache.json");
+    std::fs::write(&use_cache, r#"{"dns_config": {"use_cache": true}}"#).unwrap();
+    let dns = p[6].to_string();
+    let c1 = spawn_with(
+        dir.path(),
+        "c1",
+        (p[4], p[5]),
+        Some(p[1]),
+        &[
+            "-dns-port".into(),
+            dns.clone(),
+            "-config-file".into(),
+            use_cache.to_str().unwrap().into(),
+        ],
+    );
+    let dig = || {
+        let out = std::process::Command::new("dig")
+            .args(["@127.0.0.1", "-p", &dns, "+time=2", "+tries=1", "+short"])
+            .arg("web.service.consul")
+            .output()
+            .expect("dig must be installed (test.sh installs dnsutils)");
+        let mut ips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ips.sort();
+        ips
+    };
+    let register = |node: &str, addr: &str| {
         let r = client()
             .put(format!("{}/v1/catalog/register", server.url))
             .body(format!(
-                r#"{{"Node": "{node}", "Address": "10.0.0.1", "Service": {{"Service": "web"}}}}"#
+                r#"{{"Node": "{node}", "Address": "{addr}", "Service": {{"Service": "web"}}}}"#
             ))
             .send()
             .unwrap();
         assert_eq!(r.status(), 200);
     };
-    register("n1");
+    register("n1", "10.0.0.1");
+    assert_eq!(dig(), ["10.0.0.1"]);
     let get = |path: &str, cc: Option<&str>| {
         let mut rb = client().get(format!("{}{path}", c0.url));
         if let Some(cc) = cc {
@@ -287,11 +330,16 @@ fn agent_cache_hits_ages_and_serves_stale_on_error() {
     let (status, x, age, _) = get(web, Some("max-age=0"));
     assert_eq!((status, x.as_str(), age), (200, "MISS", 0));
     // The background query brings a change into the entry.
-    register("n2");
+    register("n2", "10.0.0.2");
     wait_for("n2 in the cached answer", Duration::from_secs(10), || {
         let (_, x, _, body) = get(web, None);
         (x == "HIT" && body.contains("\"n2\"")).then_some(())
     });
+    wait_for(
+        "n2 in the cached DNS answer",
+        Duration::from_secs(10),
+        || (dig() == ["10.0.0.1", "10.0.0.2"]).then_some(()),
+    );
     let (status, x, _, _) = get("/v1/catalog/datacenters?cached", None);
     assert_eq!((status, x.as_str()), (200, "MISS"));
     let (status, x, _, body) = get("/v1/catalog/datacenters?cached", None);
@@ -309,4 +357,6 @@ fn agent_cache_hits_ages_and_serves_stale_on_error() {
     assert!(body.contains("\"n2\""), "{body}");
     let (status, _, _, body) = get(web, Some("max-age=0"));
     assert_eq!(status, 500, "{body}");
+    // DNS from the cache needs no server.
+    assert_eq!(dig(), ["10.0.0.1", "10.0.0.2"], "{}", c1.log_text());
 }

@@ -790,6 +790,33 @@ fn dns_acl(s: Shared) -> crate::dns::AclCheck {
     })
 }
 
+/// `dns_config.use_cache`: service lookups read `/v1/health/service/<s>`
+/// through the agent cache (the agent's default token, as DNS acts with).
+fn dns_cache(s: &Shared) -> crate::dns::lookup::CachedServices {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let cache = s.cache.clone();
+    let max_age = s.config.dns.cache_max_age;
+    Arc::new(move |service: String, tag: Option<String>| {
+        let cache = cache.clone();
+        Box::pin(async move {
+            let mut uri = format!(
+                "/v1/health/service/{}",
+                utf8_percent_encode(&service, NON_ALPHANUMERIC)
+            );
+            if let Some(t) = tag {
+                uri.push_str(&format!(
+                    "?tag={}",
+                    utf8_percent_encode(&t, NON_ALPHANUMERIC)
+                ));
+            }
+            cache
+                .read_own(&uri, Some(max_age))
+                .await
+                .map_err(|st| crate::dns::lookup::LookupError::Rpc(format!("agent cache: {st}")))
+        })
+    })
+}
+
 async fn serve_dns(
     state: &Shared,
     tasks: &mut JoinSet<Result<(), AgentError>>,
@@ -800,7 +827,11 @@ async fn serve_dns(
     }
     let addr = SocketAddr::new(config.client_addr, config.ports.dns as u16);
     let remote = state.upstream.clone().map(|up| {
-        crate::dns::lookup::Remote::new(up, config.dns.allow_stale, config.dns.max_stale)
+        let r = crate::dns::lookup::Remote::new(up, config.dns.allow_stale, config.dns.max_stale);
+        match config.dns.use_cache && !config.server {
+            true => r.with_cache(dns_cache(state)),
+            false => r,
+        }
     });
     let mode = match (config.server, remote) {
         (false, Some(r)) => crate::dns::Mode::Client(r),

@@ -97,6 +97,13 @@ pub struct DnsConfig {
     /// A stale answer whose server heard from the leader longer ago than
     /// this is asked again of the leader (Consul's default: 87600h).
     pub max_stale: Duration,
+    /// A client agent answers service lookups from its agent cache (kept
+    /// fresh by a background blocking query) instead of asking a server
+    /// each time.
+    pub use_cache: bool,
+    /// With `use_cache`: an entry older than this is fetched again (0: no
+    /// limit).
+    pub cache_max_age: Duration,
 }
 
 impl Default for DnsConfig {
@@ -112,6 +119,8 @@ impl Default for DnsConfig {
             enable_truncate: false,
             allow_stale: true,
             max_stale: Duration::from_secs(87_600 * 3600),
+            use_cache: false,
+            cache_max_age: Duration::ZERO,
         }
     }
 }
@@ -991,6 +1000,8 @@ impl AgentConfig {
                 "allow_stale" => self.dns.allow_stale = b(k, v)?,
                 "max_stale" => self.dns.max_stale = dur(k, v)?,
                 "enable_truncate" => self.dns.enable_truncate = b(k, v)?,
+                "use_cache" => self.dns.use_cache = b(k, v)?,
+                "cache_max_age" => self.dns.cache_max_age = dur(k, v)?,
                 "udp_answer_limit" | "a_record_limit" => {
                     let n = v.as_i64().ok_or_else(|| invalid(k, "a number"))?;
                     let n = usize::try_from(n).map_err(|_| ConfigError::Invalid {

@@ -229,6 +229,62 @@ pub struct Remote {
     permits: Arc<Semaphore>,
     allow_stale: bool,
     max_stale: Duration,
+    cached: Option<CachedServices>,
+}
+
+/// Service lookups answered from the agent cache (`dns_config.use_cache`):
+/// `(service, tag)` to the body of `/v1/health/service/<service>?cached`.
+pub type CachedServices = Arc<
+    dyn Fn(
+            String,
+            Option<String>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<bytes::Bytes, LookupError>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+/// Instances that are not critical, from a `/v1/health/service` answer
+/// (the agent cache's form of what `/rpc/dns` answers).
+pub fn instances_from_health(body: &[u8]) -> Result<Vec<Instance>, LookupError> {
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| LookupError::Rpc(format!("agent cache answer: {e}")))?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut out = Vec::new();
+    for e in entries {
+        let worst = e["Checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["Status"].as_str().and_then(Health::parse))
+            .max()
+            .unwrap_or(Health::Passing);
+        if !matches!(worst, Health::Passing | Health::Warning) {
+            continue;
+        }
+        let (n, s) = (&e["Node"], &e["Service"]);
+        let weight = |k: &str, d: i64| s["Weights"][k].as_i64().unwrap_or(d) as i32;
+        out.push(Instance {
+            node: text(&n["Node"]),
+            node_address: text(&n["Address"]),
+            address: text(&s["Address"]),
+            port: s["Port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(0),
+            weight_passing: weight("Passing", 1),
+            weight_warning: weight("Warning", 1),
+            health: worst,
+            node_meta: n["Meta"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .take(META_MAX_PAIRS)
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 impl Remote {
@@ -238,13 +294,26 @@ impl Remote {
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             allow_stale,
             max_stale,
+            cached: None,
         }
+    }
+
+    /// Answer service lookups from the agent cache.
+    pub fn with_cache(mut self, cached: CachedServices) -> Self {
+        self.cached = Some(cached);
+        self
     }
 
     /// Look `lookup` up on the servers. `allow_stale` as configured, but a
     /// reply staler than `max_stale` is asked again of the leader.
     pub async fn lookup(&self, lookup: Lookup, allow_stale: bool) -> Result<Found, LookupError> {
         let _permit = self.permits.try_acquire().map_err(|_| LookupError::Busy)?;
+        if let (Some(cached), Lookup::Service { service, tag }) = (&self.cached, &lookup) {
+            let body = tokio::time::timeout(LOOKUP_TIMEOUT, cached(service.clone(), tag.clone()))
+                .await
+                .map_err(|_| LookupError::Timeout(LOOKUP_TIMEOUT))??;
+            return instances_from_health(&body).map(Found::Service);
+        }
         let run = async {
             let mut req = Request {
                 lookup,

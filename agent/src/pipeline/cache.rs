@@ -17,6 +17,9 @@
 //!
 //! Fetches go through the agent's own API router, the `?cached` parameter
 //! removed, so they take the whole pipeline (forwarding, merging).
+//!
+//! DNS on a client agent with `dns_config.use_cache` reads its service
+//! lookups through here too ([`AgentCache::read_own`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -286,6 +289,44 @@ fn key_uri(path: &str, ctx: &RequestCtx) -> String {
         path.to_string()
     } else {
         format!("{path}?{q}")
+    }
+}
+
+impl AgentCache {
+    /// A `?cached` read of `uri` by the agent itself, through its own API
+    /// (token: the agent's default), as DNS with `dns_config.use_cache`
+    /// asks: the body of a 200, else the status. `max_age` is sent as
+    /// `Cache-Control: max-age`.
+    pub async fn read_own(
+        &self,
+        uri: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Bytes, StatusCode> {
+        let router = self
+            .router
+            .get()
+            .cloned()
+            .ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
+        let sep = if uri.contains('?') { '&' } else { '?' };
+        let mut req = Request::new(Body::empty());
+        *req.uri_mut() = format!("{uri}{sep}cached")
+            .parse()
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        if let Some(m) = max_age.filter(|m| !m.is_zero()) {
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", m.as_secs().max(1))) {
+                req.headers_mut().insert(header::CACHE_CONTROL, v);
+            }
+        }
+        let resp = match router.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        if resp.status() != StatusCode::OK {
+            return Err(resp.status());
+        }
+        axum::body::to_bytes(resp.into_body(), MAX_ANSWER)
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
