@@ -7,7 +7,7 @@
 //! whole over the server RPC port and the answer comes back unchanged, so
 //! headers such as `X-Consul-Index` are the leader's. On the server the
 //! envelope enters the same pipeline ([`serve_tunnelled`]). Whole snapshots
-//! (`/v1/snapshot`) are streamed instead ([`forward_snapshot`]).
+//! (`/v1/snapshot`) are streamed instead (`forward_snapshot`).
 //!
 //! Issue 16 gives the RPC client its TLS settings ([`crate::rpc::client`]);
 //! Identical forwarded blocking reads share one upstream query

@@ -29,7 +29,7 @@
 //! leader when it must).
 //!
 //! # How a write travels
-//! A handler validates the request and builds a `Command`; [`write`] hands
+//! A handler validates the request and builds a `Command`; [`write`](mod@write) hands
 //! it to the proposer ([`crate::raft::proposer`]), which on the leader
 //! folds it with other writes into one raft entry (group commit, one fsync)
 //! and elsewhere sends it to the leader over server RPC (`/rpc/write`).
