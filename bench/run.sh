@@ -39,6 +39,10 @@
 #           tribune; RSS, GET (hot and random keys), recurse of a 1,000-key prefix vs etcd
 #           range with prefix, snapshot save and restore (tribune snapshot vs etcdctl),
 #           start-up on the data dir, and a new server / member catching up.
+# dc        issue 17: two federated datacenters (one durable server each): wrk GET at 64
+#           connections on dc1, local keys against ?dc=dc2 (forwarded to dc2), alternating
+#           DC_REPEAT (3) times; tribune-bench wake locally and across (watch on dc1 with
+#           ?dc=dc2, PUT on dc2). Ports from DC_BASE (18800).
 # acl       issue 15: a durable single server with ACLs off, then one with ACLs on
 #           (default deny; a token whose policy has 20 key_prefix rules, the one for
 #           bench/ granting write), one after the other on the same port; wrk PUT and
@@ -136,8 +140,10 @@ FO_HTTP_PORT=${FO_HTTP_PORT:-28600} # +1 server RPC, +2 gossip (each agent on it
 FO_AGENTS=${FO_AGENTS:-10}
 FO_WATCHERS=${FO_WATCHERS:-1000}
 FO_ROUNDS=${FO_ROUNDS:-20}
+DC_BASE=${DC_BASE:-18800} # dc1's server: HTTP +0, RPC +1, LAN gossip +2, WAN gossip +3; dc2's at +10
+DC_REPEAT=${DC_REPEAT:-3}
 export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
-SECTIONS=(kv discovery template nginx cluster large acl tls fanout)
+SECTIONS=(kv discovery template nginx cluster large acl tls fanout dc)
 
 TRIBUNE_URL=http://127.0.0.1:$TRIBUNE_PORT
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
@@ -1563,18 +1569,107 @@ $(load_note tls)
 EOT
 }
 
+# ---------------------------------------------------------------- dc
+# dc_agent DC BASE OTHER_BASE: a durable single server of DC, joining the
+# WAN pool of the server at OTHER_BASE; sets DC_PID.
+dc_agent() {
+    "$ROOT/target/release/tribune" agent -server -bootstrap-expect 1 -datacenter "$1" -node "s-$1" \
+        -data-dir "$TMP/dc-$1" -http-port "$2" -server-port $(($2 + 1)) -serf-lan-port $(($2 + 2)) \
+        -serf-wan-port $(($2 + 3)) -retry-join-wan "127.0.0.1:$(($3 + 3))" -retry-interval-wan 1s \
+        -dns-port -1 -config-file "$NO_CONN_CAP" -config-file "$TMP/dc-perf.json" -log-level warn \
+        >"$OUT_DIR/dc-$1.log" 2>&1 &
+    DC_PID=$!
+    PIDS+=("$DC_PID")
+}
+
+dc_federated() { curl -sf "http://127.0.0.1:$DC_BASE/v1/catalog/datacenters" | grep -q '"dc2"'; }
+
+# dc_keep NAME: the wake figures of the run just made, as NAME_*.
+dc_keep() {
+    local k
+    for k in p50 p90 p99; do R[${1}_${k}_us]=${R[wake_${k}_us]}; done
+}
+
+section_dc() {
+    need wrk:wrk curl:curl
+    local d1=$DC_BASE d2=$((DC_BASE + 10)) i
+    for i in 0 1 2 3; do ports_free $((d1 + i)) $((d2 + i)); done
+    echo '{"performance":{"raft_multiplier":1}}' >"$TMP/dc-perf.json"
+    load_begin dc
+    dc_agent dc1 "$d1" "$d2"
+    local p1=$DC_PID
+    dc_agent dc2 "$d2" "$d1"
+    local p2=$DC_PID
+    wait_ready "dc1 and dc2 federated" "$p1" "$OUT_DIR/dc-dc1.log" dc_federated
+    SERVER_PID=$p1 SERVER_LOG=$OUT_DIR/dc-dc1.log
+    # The 1,000 keys of consul_get.lua in each datacenter.
+    run_wrk dc_seed_dc1 2 16 3s consul_put.lua "http://127.0.0.1:$d1"
+    run_wrk dc_seed_dc2 2 16 3s consul_put.lua "http://127.0.0.1:$d2"
+    local lua=$TMP/consul_get_dc2.lua
+    sed "s|'/v1/kv/bench/key%05d'|'/v1/kv/bench/key%05d?dc=dc2'|" "$SCRIPTS/consul_get.lua" >"$lua"
+    grep -q 'dc=dc2' "$lua" || die "could not make the ?dc=dc2 variant of consul_get.lua"
+    # Local and cross-DC alternate (A B B A ...); the figures are the means.
+    local r mode order
+    for ((r = 1; r <= DC_REPEAT; r++)); do
+        order="local cross"
+        ((r % 2)) || order="cross local"
+        for mode in $order; do
+            local script=consul_get.lua
+            [[ $mode == cross ]] && script=$lua
+            run_wrk "dc_${mode}_get64_$r" 2 64 "$WRK_DURATION" "$script" "http://127.0.0.1:$d1"
+        done
+    done
+    TLS_REPEAT=$DC_REPEAT tls_mean dc_local_get64
+    TLS_REPEAT=$DC_REPEAT tls_mean dc_cross_get64
+    run_bench_as dc_wake_local wake --addr "127.0.0.1:$d1" --parked 100 --samples "$SAMPLES"
+    dc_keep dc_wake_local
+    run_bench_as dc_wake_cross wake --addr "127.0.0.1:$d2" --watch-addr "127.0.0.1:$d1" --dc dc2 \
+        --parked 100 --samples "$SAMPLES"
+    dc_keep dc_wake_cross
+    stop "$p2"
+    stop "$p1"
+    load_end dc
+    report_dc >"$OUT_DIR/results-dc.md"
+}
+
+report_dc() {
+    local ratio delta
+    ratio=$(awk -v a="${R[dc_cross_get64_rps]}" -v b="${R[dc_local_get64_rps]}" 'BEGIN { printf "%.2f", a / b }')
+    delta=$(awk -v a="${R[dc_wake_cross_p50_us]}" -v b="${R[dc_wake_local_p50_us]}" 'BEGIN { printf "%.0f", a - b }')
+    cat <<EOT
+## Across datacenters (issue 17): $(date -u '+%Y-%m-%d %H:%M UTC')
+
+Revision $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null). Two datacenters of one durable server each on loopback (dc1 on 127.0.0.1:$DC_BASE, dc2 on :$((DC_BASE + 10))), federated over the WAN pool. Every request is sent to dc1's server; \`?dc=dc2\` ones are forwarded by it to dc2's server over server RPC and answered there.
+
+| 64 connections, GET | local (dc1) | through dc1 to dc2 (\`?dc=dc2\`) | cross / local |
+|---|---|---|---|
+| req/s (mean of $DC_REPEAT) | $(fmt_int "${R[dc_local_get64_rps]}") | $(fmt_int "${R[dc_cross_get64_rps]}") | ${ratio}× |
+| p50 / p99 (ms) | ${R[dc_local_get64_p50_ms]} / ${R[dc_local_get64_p99_ms]} | ${R[dc_cross_get64_p50_ms]} / ${R[dc_cross_get64_p99_ms]} | |
+
+| blocking wake-up after a PUT ($SAMPLES samples) | local | across (watch on dc1 with \`?dc=dc2\`, PUT on dc2) | target |
+|---|---|---|---|
+| p50 / p90 / p99 (µs, from the PUT's answer) | ${R[dc_wake_local_p50_us]} / ${R[dc_wake_local_p90_us]} / ${R[dc_wake_local_p99_us]} | ${R[dc_wake_cross_p50_us]} / ${R[dc_wake_cross_p90_us]} / ${R[dc_wake_cross_p99_us]} | p50 within 2 ms of local: $(atmost "$delta" 2000) (${delta} µs) |
+
+- Servers: \`$(cmdline "$ROOT/target/release/tribune" agent -server -bootstrap-expect 1 -datacenter dc1 -serf-wan-port $((DC_BASE + 3)) -retry-join-wan 127.0.0.1:$((DC_BASE + 13)) ...)\` and its dc2 twin; \`performance.raft_multiplier = 1\`.
+- GET: wrk \`-t2 -c64 -d$WRK_DURATION\` with consul_get.lua ($SCRIPTS) and the same script with \`?dc=dc2\` appended, alternating (rounds' req/s: local ${R[dc_local_get64_all]}; cross ${R[dc_cross_get64_all]}); keys bench/key00000..00999 written in each DC by consul_put.lua for 3 s.
+- Wake: \`${R[cmd_dc_wake_local]}\` and \`${R[cmd_dc_wake_cross]}\` (100 other queries parked on dc2's server / dc1's).
+- wrk errors: local ${R[dc_local_get64_errors]}, cross ${R[dc_cross_get64_errors]}.
+$(load_note dc)
+EOT
+}
+
 main() {
     local want=() s
     (($#)) || set -- all
     for s in "$@"; do
         case $s in
         all) want+=("${SECTIONS[@]}") ;;
-        kv | discovery | template | nginx | cluster | large | acl | tls | fanout) want+=("$s") ;;
+        kv | discovery | template | nginx | cluster | large | acl | tls | fanout | dc) want+=("$s") ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d'
             return 0
             ;;
-        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, tls, fanout, all)" ;;
+        *) die "unknown section $s (kv, discovery, template, nginx, cluster, large, acl, tls, fanout, dc, all)" ;;
         esac
     done
     command -v cargo >/dev/null || [[ $BUILD == 0 ]] || die "cargo not found"

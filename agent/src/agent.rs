@@ -288,6 +288,14 @@ async fn start_gossip(
         };
         tracing::info!("gossip (LAN) listening on {}{encrypted}", g.me().addr);
     }
+    if let Some(w) = wan {
+        let encrypted = if w.keyring().enabled() {
+            ", encrypted"
+        } else {
+            ""
+        };
+        tracing::info!("gossip (WAN) listening on {}{encrypted}", w.me().addr);
+    }
     if !config.server && gossip.is_none() {
         return Err(AgentError::NoGossip);
     }
@@ -351,10 +359,8 @@ async fn start_wan(
             .map(|d| d.join("serf").join("remote.snapshot")),
         reconnect_timeout: config.reconnect_timeout,
     };
-    let wan = Gossip::start(options, shutdown.clone()).await?;
-    let encrypted = if keyring.enabled() { ", encrypted" } else { "" };
-    tracing::info!("gossip (WAN) listening on {}{encrypted}", wan.me().addr);
-    Ok(Some(wan))
+    // Logged once the banner is out (the log stream starts after it).
+    Ok(Some(Gossip::start(options, shutdown.clone()).await?))
 }
 
 /// Raft on a server (with its role-change log); a client only follows

@@ -1,5 +1,8 @@
 //! `wake`: latency from a write to the wake-up of the one query parked on that key,
 //! while many other queries stay parked on other keys.
+//!
+//! `--watch-addr A --dc D`: the watcher parks on agent A with `?dc=D` while
+//! the writes go to `--addr` (a server of D): the wake-up across datacenters.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,6 +22,10 @@ const IDLE_PREFIX: &str = "bench/idle/";
 
 pub struct Opts {
     addr: SocketAddr,
+    /// Where the watcher (and the index read) asks; `addr` by default.
+    watch_addr: SocketAddr,
+    /// `?dc=` on the watcher's reads.
+    dc: Option<String>,
     parked: usize,
     samples: usize,
     settle: Duration,
@@ -28,8 +35,15 @@ pub struct Opts {
 
 impl Opts {
     pub fn from_args(args: &mut Args) -> Result<Self> {
+        let addr = args.addr()?;
+        let watch: String = args.get("watch-addr", addr.to_string())?;
+        let dc: String = args.get("dc", String::new())?;
         let opts = Self {
-            addr: args.addr()?,
+            addr,
+            watch_addr: watch
+                .parse()
+                .map_err(|e| anyhow!("--watch-addr {watch}: {e}"))?,
+            dc: Some(dc).filter(|d| !d.is_empty()),
             parked: args.get("parked", 10_000)?,
             samples: args.get("samples", 200)?,
             settle: Duration::from_millis(args.get("settle-ms", 20)?),
@@ -55,9 +69,9 @@ pub async fn run(o: Opts) -> Result<()> {
         o.samples
     );
 
-    let mut ctl = Conn::connect(o.addr).await?;
+    let mut ctl = Conn::connect(o.watch_addr).await?;
     let mut writer = Conn::connect(o.addr).await?;
-    let mut watcher = Conn::connect(o.addr).await?;
+    let mut watcher = Conn::connect(o.watch_addr).await?;
     writer
         .put(&format!("/v1/kv/{HOT}"), kv::value())
         .await?
@@ -109,15 +123,16 @@ struct Sample {
 }
 
 async fn sample(o: &Opts, ctl: &mut Conn, writer: &mut Conn, watcher: &mut Conn) -> Result<Sample> {
+    let dc = o.dc.as_deref().map(|d| format!("&dc={d}")).unwrap_or_default();
     let index = ctl
-        .get(&format!("/v1/kv/{HOT}"))
+        .get(&format!("/v1/kv/{HOT}{}", dc.replacen('&', "?", 1)))
         .await?
         .ok("GET bench/hot")?
         .index()?;
     let parked = watcher
         .send(
             Method::GET,
-            &format!("/v1/kv/{HOT}?index={index}&wait={}", o.wait),
+            &format!("/v1/kv/{HOT}?index={index}&wait={}{dc}", o.wait),
             Bytes::new(),
         )
         .await?;
