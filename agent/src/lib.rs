@@ -32,7 +32,7 @@
 //! - [`rpc`]: the server RPC port — `rpc::server` (raft, forwarded
 //!   requests and writes, DNS lookups), `rpc::client` (how any layer calls
 //!   a server).
-//! - [`state`]: the replicated tables (KV, catalog, sessions) and
+//! - [`state`]: the replicated tables (KV, catalog, sessions, coordinates) and
 //!   per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
 //!   state machine with snapshots, peer network, leadership tracking, the
@@ -40,7 +40,12 @@
 //! - [`local`]: this agent's services and checks — definitions, probes,
 //!   anti-entropy sync into the catalog.
 //! - [`cluster`]: several agents as one — gossip membership (foca), the
-//!   upstream servers, bootstrap and voter management (autopilot).
+//!   upstream servers, bootstrap and voter management (autopilot), the
+//!   round trips of gossip probes (`cluster::rtt`).
+//! - [`coordinate`]: network coordinates — serf's Vivaldi model, the
+//!   agent's loop that feeds it probe round trips and sends its coordinate
+//!   to the servers, the servers' update batches, `?near` sorting; the
+//!   table is `state::coordinate`, the API `http::coordinate`.
 //! - [`logging`]: the log in Consul's shape, on stderr and streamed to
 //!   `/v1/agent/monitor` watchers.
 //! - [`remote_exec`]: running `tribune exec` jobs (off unless
@@ -119,6 +124,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consul_keys;
+pub mod coordinate;
 pub mod dns;
 pub mod events;
 pub mod fsutil;

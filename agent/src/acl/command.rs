@@ -18,6 +18,10 @@ pub fn permits(a: &Authorizer, t: &Tables, cmd: &Command) -> bool {
         Command::Session(s) => session(a, t, s),
         Command::Batch(cmds) => cmds.iter().all(|c| permits(a, t, c)),
         Command::Autopilot(_) => a.allows_global(Global::Operator, Need::Write),
+        // Consul's Coordinate.Update: node:write on each node.
+        Command::Coordinate(crate::state::coordinate::CoordinateCommand::Update(list)) => list
+            .iter()
+            .all(|(node, _, _)| a.allows(Resource::Node, node, Need::Write)),
         // Restores and ACL changes replace or grant authority: a
         // management-level token only (Consul: acl:write for both).
         Command::Restore(_) | Command::Acl(_) => a.allows_global(Global::Acl, Need::Write),

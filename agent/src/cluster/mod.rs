@@ -12,6 +12,7 @@ pub mod autopilot;
 pub mod gossip;
 pub mod health;
 pub mod keyring;
+pub mod rtt;
 pub mod transfer;
 pub mod upstream;
 

@@ -121,6 +121,12 @@ const TABLE: &[(&str, Class)] = {
         ("/v1/acl/role/{id}", Handler),
         ("/v1/acl/role/name/{name}", Handler),
         ("/v1/acl/roles", Handler),
+        // Consul: none for datacenters; node:read (filtered) for reads,
+        // node:write on the body's node for updates.
+        ("/v1/coordinate/datacenters", Open),
+        ("/v1/coordinate/nodes", Handler),
+        ("/v1/coordinate/node/{node}", Handler),
+        ("/v1/coordinate/update", Handler),
     ]
 };
 

@@ -9,6 +9,7 @@ pub mod acl_common;
 pub mod acl_policy;
 pub mod agent_api;
 pub mod catalog;
+pub mod coordinate;
 pub mod event;
 pub mod health;
 pub mod host;
@@ -97,6 +98,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(host::routes())
         .merge(crate::telemetry::http::routes())
         .merge(acl::routes())
+        .merge(coordinate::routes())
 }
 
 /// The API router: [`routes`], each through the request pipeline (for the

@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod autopilot;
 pub mod catalog;
+pub mod coordinate;
 pub mod kv;
 pub mod restore;
 pub mod session;
@@ -43,6 +44,8 @@ pub enum Command {
     Autopilot(autopilot::AutopilotCommand),
     /// Tokens, policies, roles.
     Acl(acl::AclCommand),
+    /// Network coordinates (a batch).
+    Coordinate(coordinate::CoordinateCommand),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -58,6 +61,8 @@ pub enum Outcome {
     /// Whether the autopilot configuration was written (`?cas`).
     Autopilot(bool),
     Acl(acl::AclOutcome),
+    /// How many coordinates were written.
+    Coordinate(usize),
 }
 
 /// Everything the state machine holds; this is what a snapshot contains
@@ -79,6 +84,8 @@ pub struct Tables {
     pub autopilot: Option<autopilot::AutopilotConfig>,
     /// Tokens, policies, roles.
     pub acl: acl::AclTable,
+    /// Network coordinates.
+    pub coordinates: coordinate::CoordinateTable,
 }
 
 /// The layout of [`Tables`] in snapshots written before the sectioned
@@ -104,6 +111,7 @@ impl From<LegacyTables> for Tables {
             restore: None,
             autopilot: None,
             acl: Default::default(),
+            coordinates: Default::default(),
         }
     }
 }
@@ -194,6 +202,10 @@ impl Tables {
                 };
                 self.sessions
                     .catalog_changed(index, node, &self.catalog, &mut self.kv, changed);
+                // A node's coordinate goes with it.
+                if self.catalog.node(node).is_none() && self.coordinates.remove_node(index, node) {
+                    changed.named.push(coordinate::COORDINATES.to_string());
+                }
                 Outcome::Catalog(out)
             }
             Command::Session(c) => Outcome::Session(self.sessions.apply(
@@ -217,6 +229,16 @@ impl Tables {
                 // Parked queries re-check what their token may see.
                 changed.named.push(ACL_WATCH.to_string());
                 Outcome::Acl(out)
+            }
+            Command::Coordinate(c) => {
+                let catalog = &self.catalog;
+                let n = self
+                    .coordinates
+                    .apply(index, c, &|node| catalog.node(node).is_some());
+                if n > 0 {
+                    changed.named.push(coordinate::COORDINATES.to_string());
+                }
+                Outcome::Coordinate(n)
             }
             Command::Restore(RestoreCommand::Abort { id }) => {
                 if self.restore.as_ref().is_some_and(|s| s.id == *id) {
