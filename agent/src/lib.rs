@@ -32,7 +32,12 @@
 //! - [`rpc`]: the server RPC port — `rpc::server` (raft, forwarded
 //!   requests and writes, DNS lookups), `rpc::client` (how any layer calls
 //!   a server).
-//! - [`state`]: the replicated tables (KV, catalog, sessions, coordinates) and
+//! - [`query`]: prepared queries — definitions and their validation,
+//!   templates, execution with the failover walk over other datacenters
+//!   (`query::execute::failover`, where WAN federation plugs in); the
+//!   table is `state::query`, the API `http::query`, DNS `dns::lookup`.
+//! - [`state`]: the replicated tables (KV, catalog, sessions, coordinates,
+//!   prepared queries) and
 //!   per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
 //!   state machine with snapshots, peer network, leadership tracking, the
@@ -59,7 +64,8 @@
 //!   (the CLI, watch plans, `lock`, `exec`; tribune-template uses it too).
 //! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
 //!   a handler (print, script, HTTP) run once per real change.
-//! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors).
+//! - [`dns`]: the DNS interface (node, service and prepared-query lookups,
+//!   SRV, recursors).
 //! - [`sockaddr`] (in `gocompat`): go-sockaddr templates in addresses, and the address to
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
@@ -133,6 +139,7 @@ pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod pipeline;
+pub mod query;
 pub mod raft;
 pub mod remote_exec;
 pub mod rpc;

@@ -10,6 +10,8 @@ pub enum Lookup {
     },
     /// `<hex ip>.addr[.dc].consul`, the SRV target of a service address.
     Addr(std::net::IpAddr),
+    /// `<query ID or name>.query[.dc].consul`: a prepared query.
+    Query(String),
 }
 
 /// The `.addr.` label of an IP, as Consul writes it.
@@ -49,15 +51,15 @@ pub fn parse(name: &str, domain: &str, datacenter: &str) -> Option<Lookup> {
     if labels.len() >= 2 {
         let last = labels[labels.len() - 1];
         let kind = labels[labels.len() - 2];
-        if matches!(kind, "service" | "node" | "addr")
+        if matches!(kind, "service" | "node" | "addr" | "query")
             || (labels[0].starts_with('_') && labels.len() == 3)
         {
-            if last != datacenter && !matches!(last, "service" | "node") {
+            if last != datacenter && !matches!(last, "service" | "node" | "query") {
                 // `_svc._tag.dc1` or `x.service.dc2`: only our datacenter exists.
                 if labels[0].starts_with('_') && labels.len() == 3 && kind != "service" {
                     return None;
                 }
-                if matches!(kind, "service" | "node" | "addr") {
+                if matches!(kind, "service" | "node" | "addr" | "query") {
                     return None;
                 }
             }
@@ -70,6 +72,7 @@ pub fn parse(name: &str, domain: &str, datacenter: &str) -> Option<Lookup> {
     match kind {
         "node" if labels.len() >= 2 => Some(Lookup::Node(labels[..labels.len() - 1].join("."))),
         "addr" if labels.len() == 2 => parse_addr_label(labels[0]).map(Lookup::Addr),
+        "query" if labels.len() >= 2 => Some(Lookup::Query(labels[..labels.len() - 1].join("."))),
         "service" => {
             let l = &labels[..labels.len() - 1];
             rfc2782(l).or(match l {

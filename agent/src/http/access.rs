@@ -127,6 +127,11 @@ const TABLE: &[(&str, Class)] = {
         ("/v1/coordinate/nodes", Handler),
         ("/v1/coordinate/node/{node}", Handler),
         ("/v1/coordinate/update", Handler),
+        // query:read/write on the query's name, checked by the handlers.
+        ("/v1/query", Handler),
+        ("/v1/query/{id}", Handler),
+        ("/v1/query/{id}/execute", Handler),
+        ("/v1/query/{id}/explain", Handler),
     ]
 };
 

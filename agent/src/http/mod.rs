@@ -18,6 +18,7 @@ pub mod keyring;
 pub mod kv;
 pub mod monitor;
 pub mod operator;
+pub mod query;
 pub mod records;
 pub mod routes;
 pub mod serve;
@@ -99,6 +100,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(crate::telemetry::http::routes())
         .merge(acl::routes())
         .merge(coordinate::routes())
+        .merge(query::routes())
 }
 
 /// The API router: [`routes`], each through the request pipeline (for the

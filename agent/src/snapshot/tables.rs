@@ -20,6 +20,7 @@ use crate::state::autopilot::AutopilotConfig;
 use crate::state::catalog::{Catalog, CatalogParts, CheckRec, NodeRec, ServiceRec};
 use crate::state::coordinate::{CoordEntry, CoordinateTable};
 use crate::state::kv::{KvEntry, KvTable};
+use crate::state::query::{QueryRec, QueryTable};
 use crate::state::restore::Staging;
 use crate::state::session::{SessionRec, SessionTable};
 use crate::state::Tables;
@@ -41,6 +42,7 @@ pub const SECTIONS: &[(&str, u32)] = &[
     ("acl_roles", 1),
     ("acl_tokens", 1),
     ("coordinates", 1),
+    ("prepared_queries", 1),
 ];
 
 /// Sections that describe the raft node that wrote them, not the data: in
@@ -64,6 +66,7 @@ pub fn display_name(section: &str) -> &str {
         "acl_roles" => "ACLRole",
         "acl_tokens" => "ACLToken",
         "coordinates" => "Coordinate",
+        "prepared_queries" => "PreparedQuery",
         other => other,
     }
 }
@@ -87,6 +90,7 @@ const IDX_NODE: &str = "node/";
 const IDX_ACL: &str = "acl";
 const IDX_ACL_BOOTSTRAP: &str = "acl.bootstrap";
 const IDX_COORDINATES: &str = "coordinates";
+const IDX_QUERIES: &str = "prepared-queries";
 
 /// Encode `t`. `raft`: also this node's raft position and staged restore
 /// (a raft snapshot); without, the portable file `GET /v1/snapshot` serves.
@@ -140,6 +144,7 @@ pub fn encode(t: &Tables, header: &Header, raft: bool) -> Result<Vec<u8>, Snapsh
         (IDX_ACL, t.acl.table_index()),
         (IDX_ACL_BOOTSTRAP, t.acl.bootstrap_index()),
         (IDX_COORDINATES, t.coordinates.index()),
+        (IDX_QUERIES, t.queries.index()),
     ] {
         if i > 0 {
             w.record(&(name, i))?;
@@ -164,6 +169,10 @@ pub fn encode(t: &Tables, header: &Header, raft: bool) -> Result<Vec<u8>, Snapsh
     w.section("coordinates", 1);
     for c in t.coordinates.list() {
         w.record(c)?;
+    }
+    w.section("prepared_queries", 1);
+    for q in t.queries.list() {
+        w.record(q)?;
     }
     if raft {
         w.section("raft", 1);
@@ -209,6 +218,7 @@ struct Parts {
     acl_roles: Vec<RoleRec>,
     acl_tokens: Vec<TokenRec>,
     coordinates: Vec<CoordEntry>,
+    queries: Vec<QueryRec>,
     max_index: u64,
 }
 
@@ -294,6 +304,11 @@ impl Parts {
                 *max = (*max).max(c.modify_index);
                 self.coordinates.push(c);
             }
+            "prepared_queries" => {
+                let q: QueryRec = decode_record(rec)?;
+                *max = (*max).max(q.modify_index);
+                self.queries.push(q);
+            }
             "raft" if raft => self.raft = Some(decode_record(rec)?),
             "restore" if raft => {
                 let (id, seq, data): (u64, u32, serde_bytes::ByteBuf) = decode_record(rec)?;
@@ -317,6 +332,7 @@ impl Parts {
             std::mem::take(&mut self.coordinates),
             take(IDX_COORDINATES),
         );
+        let queries = QueryTable::from_parts(std::mem::take(&mut self.queries), take(IDX_QUERIES));
         let (kv_i, nodes_i, services_i, checks_i, sessions_i) = (
             take(IDX_KV),
             take(IDX_NODES),
@@ -376,6 +392,7 @@ impl Parts {
             autopilot: self.autopilot,
             acl,
             coordinates,
+            queries,
         }
     }
 }

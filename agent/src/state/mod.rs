@@ -9,6 +9,7 @@ pub mod autopilot;
 pub mod catalog;
 pub mod coordinate;
 pub mod kv;
+pub mod query;
 pub mod restore;
 pub mod session;
 pub mod watch;
@@ -46,6 +47,8 @@ pub enum Command {
     Acl(acl::AclCommand),
     /// Network coordinates (a batch).
     Coordinate(coordinate::CoordinateCommand),
+    /// Prepared queries.
+    Query(query::QueryCommand),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -63,6 +66,7 @@ pub enum Outcome {
     Acl(acl::AclOutcome),
     /// How many coordinates were written.
     Coordinate(usize),
+    Query(query::QueryOutcome),
 }
 
 /// Everything the state machine holds; this is what a snapshot contains
@@ -86,6 +90,8 @@ pub struct Tables {
     pub acl: acl::AclTable,
     /// Network coordinates.
     pub coordinates: coordinate::CoordinateTable,
+    /// Prepared queries.
+    pub queries: query::QueryTable,
 }
 
 /// The layout of [`Tables`] in snapshots written before the sectioned
@@ -112,6 +118,7 @@ impl From<LegacyTables> for Tables {
             autopilot: None,
             acl: Default::default(),
             coordinates: Default::default(),
+            queries: Default::default(),
         }
     }
 }
@@ -182,6 +189,14 @@ impl Store {
 }
 
 impl Tables {
+    /// Prepared queries whose session ended go with it.
+    fn drop_orphan_queries(&mut self, index: u64, changed: &mut Changes) {
+        let sessions = &self.sessions;
+        if self.queries.drop_orphans(index, &|id| sessions.exists(id)) {
+            changed.named.push(query::QUERIES.to_string());
+        }
+    }
+
     /// Apply one command at `index`, recording what changed.
     pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Changes) -> Outcome {
         match cmd {
@@ -202,19 +217,20 @@ impl Tables {
                 };
                 self.sessions
                     .catalog_changed(index, node, &self.catalog, &mut self.kv, changed);
+                self.drop_orphan_queries(index, changed);
                 // A node's coordinate goes with it.
                 if self.catalog.node(node).is_none() && self.coordinates.remove_node(index, node) {
                     changed.named.push(coordinate::COORDINATES.to_string());
                 }
                 Outcome::Catalog(out)
             }
-            Command::Session(c) => Outcome::Session(self.sessions.apply(
-                index,
-                c,
-                &self.catalog,
-                &mut self.kv,
-                changed,
-            )),
+            Command::Session(c) => {
+                let out = self
+                    .sessions
+                    .apply(index, c, &self.catalog, &mut self.kv, changed);
+                self.drop_orphan_queries(index, changed);
+                Outcome::Session(out)
+            }
             Command::Batch(cmds) => {
                 Outcome::Batch(cmds.iter().map(|c| self.apply(index, c, changed)).collect())
             }
@@ -239,6 +255,12 @@ impl Tables {
                     changed.named.push(coordinate::COORDINATES.to_string());
                 }
                 Outcome::Coordinate(n)
+            }
+            Command::Query(c) => {
+                let sessions = &self.sessions;
+                let out = self.queries.apply(index, c, &|id| sessions.exists(id));
+                changed.named.push(query::QUERIES.to_string());
+                Outcome::Query(out)
             }
             Command::Restore(RestoreCommand::Abort { id }) => {
                 if self.restore.as_ref().is_some_and(|s| s.id == *id) {
