@@ -186,3 +186,58 @@ fn bad_definitions_and_methods_are_refused() {
     assert_eq!(send(&a, "DELETE", &format!("/v1/query/{id}"), None).0, 200);
     assert_eq!(send(&a, "GET", &format!("/v1/query/{id}"), None).0, 404);
 }
+
+/// `?near` (and the query's own `Service.Near`) sort the answer by the
+/// coordinates the servers hold.
+#[test]
+fn execute_sorts_by_near() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(&cfg, r#"{"coordinate_update_period":"1s"}"#).unwrap();
+    let a = Agent::dev(&["-config-file", cfg.to_str().unwrap()]);
+    register(&a);
+    let origin = json!({"Node": "origin", "Address": "127.0.0.9"}).to_string();
+    assert_eq!(
+        send(&a, "PUT", "/v1/catalog/register", Some(&origin)).0,
+        200
+    );
+    for (node, x) in [("origin", 0.0), ("n-a", 0.5), ("n-c", 0.01)] {
+        let mut v = vec![0.0; 8];
+        v[0] = x;
+        let body = json!({"Node": node, "Coord": {"Vec": v, "Error": 0.1, "Adjustment": 0.0, "Height": 0.00001}});
+        assert_eq!(
+            send(&a, "PUT", "/v1/coordinate/update", Some(&body.to_string())).0,
+            200
+        );
+    }
+    assert!(tribune_tests::wait_until(
+        std::time::Duration::from_secs(10),
+        || {
+            let (_, b) = send(&a, "GET", "/v1/coordinate/nodes", None);
+            serde_json::from_str::<Value>(&b)
+                .is_ok_and(|v| v.as_array().is_some_and(|l| l.len() == 3))
+        }
+    ));
+    let q =
+        json!({"Name": "near-web", "Service": {"Service": "web", "Near": "origin"}}).to_string();
+    assert_eq!(send(&a, "POST", "/v1/query", Some(&q)).0, 200);
+    let order = |path: &str| -> Vec<String> {
+        let (_, b) = send(&a, "GET", path, None);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        v["Nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Node"]["Node"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for _ in 0..5 {
+        // The query's Near, then ?near overriding it; never the shuffle.
+        assert_eq!(order("/v1/query/near-web/execute"), ["n-c", "n-a"]);
+        assert_eq!(order("/v1/query/near-web/execute?near=n-a"), ["n-a", "n-c"]);
+        assert_eq!(
+            order("/v1/query/near-web/execute?near=origin&limit=1"),
+            ["n-c"]
+        );
+    }
+}
