@@ -295,3 +295,23 @@ fn bad_updates_are_400_and_methods_are_checked() {
     let (_, v, _) = get(&a, "/v1/coordinate/nodes");
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+/// `disable_coordinates`: every coordinate route answers Consul's 401.
+#[test]
+fn disabled_coordinates_are_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("off.json");
+    std::fs::write(&cfg, r#"{"disable_coordinates": true}"#).unwrap();
+    let a = Agent::dev(&["-node", "off", "-config-file", cfg.to_str().unwrap()]);
+    for path in [
+        "/v1/coordinate/nodes",
+        "/v1/coordinate/node/off",
+        "/v1/coordinate/datacenters",
+    ] {
+        let r = client().get(format!("{}{path}", a.url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+        assert_eq!(r.text().unwrap(), "Coordinate support disabled");
+    }
+    let body = json!({"Node": "off", "Coord": coord(0.0)}).to_string();
+    assert_eq!(put(&a, "/v1/coordinate/update", &body).0, 401);
+}

@@ -110,30 +110,33 @@ pub fn validate(c: &Coordinate) -> Result<(), String> {
     Ok(())
 }
 
-/// Pending API updates on a server, keyed by (node, segment).
+/// Updates by (node, segment), and how many were dropped.
+type Pending = (HashMap<(String, String), Coordinate>, usize);
+
+/// Pending API updates on a server.
 #[derive(Default)]
 pub struct Batcher {
-    pending: parking_lot::Mutex<HashMap<(String, String), Coordinate>>,
+    pending: parking_lot::Mutex<Pending>,
 }
 
 impl Batcher {
-    /// Queue one update; `false` if the batch is full (dropped, as Consul
-    /// discards what exceeds its batches).
-    pub fn push(&self, node: String, segment: String, c: Coordinate) -> bool {
+    /// Queue one update. When the batch is full it is dropped and counted
+    /// (as Consul discards what exceeds its batches, logged once a round).
+    pub fn push(&self, node: String, segment: String, c: Coordinate) {
         let mut p = self.pending.lock();
         let key = (node, segment);
-        if p.len() >= MAX_PENDING && !p.contains_key(&key) {
-            return false;
+        if p.0.len() >= MAX_PENDING && !p.0.contains_key(&key) {
+            p.1 += 1;
+            return;
         }
-        p.insert(key, c);
-        true
+        p.0.insert(key, c);
     }
 
-    fn take(&self) -> Vec<(String, String, Coordinate)> {
-        std::mem::take(&mut *self.pending.lock())
-            .into_iter()
-            .map(|((n, s), c)| (n, s, c))
-            .collect()
+    /// The batch, and how many updates were dropped since the last one.
+    fn take(&self) -> (Vec<(String, String, Coordinate)>, usize) {
+        let (map, dropped) = std::mem::take(&mut *self.pending.lock());
+        let list = map.into_iter().map(|((n, s), c)| (n, s, c)).collect();
+        (list, dropped)
     }
 }
 
@@ -146,7 +149,10 @@ pub async fn run_batcher(s: Shared) {
             _ = tick.tick() => {}
             _ = s.shutdown.cancelled() => return,
         }
-        let batch = s.coord_batch.take();
+        let (batch, dropped) = s.coord_batch.take();
+        if dropped > 0 {
+            tracing::warn!("coordinate: Discarded {dropped} coordinate updates (more than {MAX_PENDING} in one period)");
+        }
         if batch.is_empty() {
             continue;
         }

@@ -46,6 +46,7 @@ pub fn entry_json(e: &CoordEntry) -> Value {
 /// coordinates. Without WAN federation the local servers' LAN coordinates
 /// stand in, under their WAN names (`<node>.<dc>`).
 pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    enabled(&s)?;
     let dc = s.config.datacenter.clone();
     let servers: Vec<String> = match &s.gossip {
         Some(g) => g
@@ -73,6 +74,7 @@ pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Result<Res
 /// `GET /v1/coordinate/nodes[?segment=]`: every node's coordinate the token
 /// may read (blocking).
 pub async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+    enabled(&s)?;
     ctx.check_dc()?;
     let authz = ctx.authz();
     let segment = ctx.query.get("segment").map(str::to_string);
@@ -109,6 +111,7 @@ pub async fn node(
     Path(name): Path<String>,
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
+    enabled(&s)?;
     ctx.check_dc()?;
     ctx.authz().require(Resource::Node, &name, Need::Read)?;
     let segment = ctx.query.get("segment").map(str::to_string);
@@ -127,6 +130,14 @@ pub async fn node(
         },
     )
     .await
+}
+
+/// Consul's answer on every coordinate route with `disable_coordinates`.
+fn enabled(s: &Shared) -> Result<(), ApiError> {
+    match s.config.coordinates.disabled {
+        true => Err(ApiError::Unauthorized("Coordinate support disabled".into())),
+        false => Ok(()),
+    }
 }
 
 fn bad(msg: impl std::fmt::Display) -> ApiError {
@@ -184,17 +195,10 @@ pub async fn update(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    enabled(&s)?;
     ctx.check_dc()?;
     let (node, segment, coord) = parse_update(&json_body(body, &headers)?)?;
     ctx.authz().require(Resource::Node, &node, Need::Write)?;
-    if s.config.coordinates.disabled {
-        return Err(ApiError::Internal("Coordinate updates are disabled".into()));
-    }
-    if !s.coord_batch.push(node.clone(), segment, coord) {
-        tracing::warn!("coordinate: Discarded update for node {node}: the batch is full");
-        return Err(ApiError::Internal(
-            "coordinate update queue is full, try again later".into(),
-        ));
-    }
+    s.coord_batch.push(node, segment, coord);
     Ok(StatusCode::OK.into_response())
 }
