@@ -42,7 +42,9 @@
 # acl       issue 15: a durable single server with ACLs off, then one with ACLs on
 #           (default deny; a token whose policy has 20 key_prefix rules, the one for
 #           bench/ granting write), one after the other on the same port; wrk PUT and
-#           GET at 64 connections against each (the token in X-Consul-Token).
+#           GET at 64 connections against each (the token in X-Consul-Token), in
+#           ACL_ROUNDS (3) alternating rounds; memory per parked blocking query on
+#           each, the token sent by the ACLs-on run (CONSUL_HTTP_TOKEN).
 #           ACL_TRIBUNE names another tribune binary (e.g. a debug build).
 # tls       issue 16: encryption on the wire. A durable single server with both HTTP and
 #           HTTPS (a CA and certificate from `tribune tls`): wrk PUT and GET at 64
@@ -87,6 +89,7 @@ ETCD_PORT=${ETCD_PORT:-2379} # peer = +1, metrics = +2
 WRK_DURATION=${WRK_DURATION:-10s}
 WRK1_DURATION=${WRK1_DURATION:-5s}
 PARKED=${PARKED:-10000}
+ACL_ROUNDS=${ACL_ROUNDS:-3}
 SAMPLES=${SAMPLES:-200}
 WATCHERS=${WATCHERS:-1000}
 ROUNDS=${ROUNDS:-20}
@@ -1624,6 +1627,7 @@ start_acl_tribune() {
         >"$OUT_DIR/$1.log" 2>&1 &
     TRIBUNE_PID=$!
     PIDS+=("$TRIBUNE_PID")
+    SERVER_PID=$TRIBUNE_PID SERVER_LOG=$OUT_DIR/$1.log
     wait_ready "$1" "$TRIBUNE_PID" "$OUT_DIR/$1.log" acl_probe "$TRIBUNE_URL" "$3"
 }
 
@@ -1639,30 +1643,77 @@ section_acl() {
     printf '{"limits":{"http_max_conns_per_client":0},"acl":{"enabled":true,"default_policy":"deny","tokens":{"initial_management":"%s"}}}' \
         "$root" >"$on"
 
-    log "ACLs off"
-    start_acl_tribune acl-off "$off" ""
-    run_wrk acl_off_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
-    run_wrk acl_off_get64 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
-    stop "$TRIBUNE_PID"
+    # Rounds alternate off and on, so drift on the machine (page cache,
+    # other load) falls on both; the report takes each side's median.
+    local r
+    for r in $(seq 1 "$ACL_ROUNDS"); do
+        log "ACLs off (round $r of $ACL_ROUNDS)"
+        start_acl_tribune "acl-off-$r" "$off" ""
+        local addr=127.0.0.1:$TRIBUNE_PORT
+        if [[ $r == 1 ]]; then
+            # Memory first, on the fresh server (wrk leaves reusable heap behind).
+            run_bench memory --addr "$addr" --pid "$TRIBUNE_PID" --parked "$PARKED"
+            acl_memory_as off
+        fi
+        run_wrk "acl_off_put64_$r" 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
+        run_wrk "acl_off_get64_$r" 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
+        stop "$TRIBUNE_PID"
 
-    log "ACLs on: default deny, a token with 20 key_prefix rules"
-    start_acl_tribune acl-on "$on" "$root"
-    local rules='' i
+        log "ACLs on: default deny, a token with 20 key_prefix rules (round $r of $ACL_ROUNDS)"
+        start_acl_tribune "acl-on-$r" "$on" "$root"
+        local tok
+        tok=$(acl_bench_token "$root") && [[ -n $tok ]] || die "no bench token"
+        if [[ $r == 1 ]]; then
+            CONSUL_HTTP_TOKEN=$tok run_bench memory --addr "$addr" --pid "$TRIBUNE_PID" --parked "$PARKED"
+            acl_memory_as on
+        fi
+        WRK_HEADER="X-Consul-Token: $tok" run_wrk "acl_on_put64_$r" 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
+        WRK_HEADER="X-Consul-Token: $tok" run_wrk "acl_on_get64_$r" 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
+        stop "$TRIBUNE_PID"
+    done
+    local side op
+    for side in off on; do
+        for op in put64 get64; do acl_median "acl_${side}_$op"; done
+    done
+    report_acl >"$OUT_DIR/results-acl.md"
+}
+
+# acl_bench_token ROOT: a policy of 20 key_prefix rules (19 read, bench/
+# write) and a token holding it, on the server under test; prints the secret.
+acl_bench_token() {
+    local rules='' i pid tok
     for i in $(seq 1 19); do rules+="key_prefix \\\"other$i/\\\" { policy = \\\"read\\\" }\\n"; done
     rules+='key_prefix \"bench/\" { policy = \"write\" }'
-    local pid tok
-    pid=$(curl -sf -X PUT -H "X-Consul-Token: $root" "$TRIBUNE_URL/v1/acl/policy" \
+    pid=$(curl -sf -X PUT -H "X-Consul-Token: $1" "$TRIBUNE_URL/v1/acl/policy" \
         -d "{\"Name\":\"bench\",\"Rules\":\"$rules\"}" | sed -n 's/.*"ID":"\([^"]*\)".*/\1/p')
     [[ -n $pid ]] || die "creating the bench policy failed"
-    tok=$(curl -sf -X PUT -H "X-Consul-Token: $root" "$TRIBUNE_URL/v1/acl/token" \
+    tok=$(curl -sf -X PUT -H "X-Consul-Token: $1" "$TRIBUNE_URL/v1/acl/token" \
         -d "{\"Policies\":[{\"ID\":\"$pid\"}]}" | sed -n 's/.*"SecretID":"\([^"]*\)".*/\1/p')
     [[ -n $tok ]] || die "creating the bench token failed"
     [[ $(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "X-Consul-Token: $tok" \
         "$TRIBUNE_URL/v1/kv/other1/x" -d 1) == 403 ]] || die "the bench token may write outside bench/"
-    WRK_HEADER="X-Consul-Token: $tok" run_wrk acl_on_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
-    WRK_HEADER="X-Consul-Token: $tok" run_wrk acl_on_get64 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
-    stop "$TRIBUNE_PID"
-    report_acl >"$OUT_DIR/results-acl.md"
+    printf '%s' "$tok"
+}
+
+# acl_median NAME: NAME's rps, p99 and errors from the round whose rps is
+# the median (rounds NAME_1 .. NAME_$ACL_ROUNDS); the rounds' rps listed too.
+acl_median() {
+    local r list='' pick
+    for r in $(seq 1 "$ACL_ROUNDS"); do list+="${R[${1}_${r}_rps]} $r"$'\n'; done
+    pick=$(printf '%s' "$list" | sort -n | awk -v n="$ACL_ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+    R[${1}_rps]=${R[${1}_${pick}_rps]}
+    R[${1}_p99_ms]=${R[${1}_${pick}_p99_ms]}
+    R[${1}_errors]=0
+    for r in $(seq 1 "$ACL_ROUNDS"); do R[${1}_errors]=$((R[${1}_errors] + R[${1}_${r}_errors])); done
+    R[${1}_rounds]=$(for r in $(seq 1 "$ACL_ROUNDS"); do printf '%s ' "${R[${1}_${r}_rps]}"; done)
+}
+
+# acl_memory_as off|on: keep the memory figures of the run just made.
+acl_memory_as() {
+    local k
+    for k in memory_kib_per_parked memory_kib_per_parked_query memory_parked; do
+        R[acl_${1}_$k]=${R[$k]}
+    done
 }
 
 report_acl() {
@@ -1679,8 +1730,14 @@ Binary: \`$(cmdline "$ACL_BIN")\`; revision $(git -C "$ROOT" rev-parse --short H
 | PUT | $(fmt_int "${R[acl_off_put64_rps]}") | $(fmt_int "${R[acl_on_put64_rps]}") | ${slower_put}% | ${R[acl_off_put64_p99_ms]} / ${R[acl_on_put64_p99_ms]} | $(atmost "$slower_put" 10) |
 | GET | $(fmt_int "${R[acl_off_get64_rps]}") | $(fmt_int "${R[acl_on_get64_rps]}") | ${slower_get}% | ${R[acl_off_get64_p99_ms]} / ${R[acl_on_get64_p99_ms]} | $(atmost "$slower_get" 10) |
 
+| $(fmt_int "${R[acl_on_memory_parked]}") parked blocking queries | ACLs off | ACLs on, with the token | target |
+|---|---|---|---|
+| server RSS per parked query (KiB) | ${R[acl_off_memory_kib_per_parked]} | ${R[acl_on_memory_kib_per_parked]} | ≤ 16 KiB, unchanged: $(atmost "${R[acl_on_memory_kib_per_parked]}" 16) |
+| … of which the parked query itself (KiB) | ${R[acl_off_memory_kib_per_parked_query]} | ${R[acl_on_memory_kib_per_parked_query]} | |
+
 - ACLs on: \`acl { enabled = true, default_policy = "deny" }\`, a token whose one policy has 20 \`key_prefix\` rules (19 \`otherN/\` read, \`bench/\` write), sent as \`X-Consul-Token\`; wrk scripts \`consul_put.lua\` / \`consul_get.lua\` from \`$SCRIPTS\`, $WRK_DURATION each, 2 threads.
-- Both servers durable single servers (\`-server -bootstrap-expect 1 -data-dir ...\`), one after the other on 127.0.0.1:$TRIBUNE_PORT.
+- Memory: \`tribune-bench memory\` on each fresh server before the wrk runs (KV blocking queries on distinct keys under \`bench/mem/\`, inside the token's \`bench/\` write rule; \`CONSUL_HTTP_TOKEN\` sends it as \`X-Consul-Token\`).
+- Both servers durable single servers (\`-server -bootstrap-expect 1 -data-dir ...\`), one after the other on 127.0.0.1:$TRIBUNE_PORT, in $ACL_ROUNDS alternating rounds (off, on, off, on, ...), each on a fresh data dir; the table shows each side's median round. Rounds' req/s: PUT off ${R[acl_off_put64_rounds]}/ on ${R[acl_on_put64_rounds]}; GET off ${R[acl_off_get64_rounds]}/ on ${R[acl_on_get64_rounds]}.
 - wrk errors: PUT ${R[acl_off_put64_errors]} / ${R[acl_on_put64_errors]}, GET ${R[acl_off_get64_errors]} / ${R[acl_on_get64_errors]} (off / on). CPU busy before: ${R[acl_busy]}% of $(nproc) cores.
 EOT
 }

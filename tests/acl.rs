@@ -120,7 +120,11 @@ fn bootstrap_once_and_default_deny() {
     );
     let r = call(&a, "PUT", "/v1/kv/app/x", None, Some(json!(1)));
     assert_eq!(r.status(), 403);
-    assert_eq!(r.text().unwrap(), "Permission denied");
+    // Consul 1.12's text: what the token lacks, on what.
+    assert_eq!(
+        r.text().unwrap(),
+        "Permission denied: provided token lacks permission 'key:write' on \"app/x\""
+    );
     assert_eq!(call(&a, "GET", "/v1/kv/app/x", None, None).status(), 403);
     // The bootstrap token manages everything; an unknown one is refused.
     assert_eq!(
@@ -246,6 +250,116 @@ fn prefix_token_writes_reads_and_blocks_only_its_keys() {
     );
 }
 
+/// A blocking read started with `token` at `index` (wait 3 s), timed.
+fn blocking(
+    a: &Agent,
+    path: &str,
+    index: u64,
+    token: &str,
+) -> std::thread::JoinHandle<(Duration, u64, Value)> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = format!("{}{path}{sep}index={index}&wait=3s", a.url);
+    let t = token.to_string();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = client()
+            .get(url)
+            .header("X-Consul-Token", t)
+            .send()
+            .unwrap();
+        let i = index_of(&r);
+        (start.elapsed(), i, r.json().unwrap())
+    })
+}
+
+/// Catalog, health and session blocking queries, like KV's, wake a
+/// filtering token only when what it may read changes: a service, check
+/// or session it cannot see leaves it parked (answered at `wait`'s end
+/// with the same body), one it can see wakes it at once.
+#[test]
+fn blocking_catalog_health_sessions_wake_only_on_visible_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&["-config-dir", &with_root_agent(dir.path()), "-node", "n1"]);
+    wait_root(&a);
+    let rules = "service \"web\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }\nsession \"n1\" { policy = \"read\" }";
+    let (tok, _) = token_with(&a, "web-reader", rules);
+    let root = |m: &str, p: &str, b: Value| {
+        let r = call(&a, m, p, Some(ROOT), Some(b));
+        assert_eq!(r.status(), 200, "{m} {p}: {}", r.text().unwrap());
+    };
+    root(
+        "PUT",
+        "/v1/catalog/register",
+        json!({"Node": "other", "Address": "10.0.0.9"}),
+    );
+    let paths = [
+        "/v1/catalog/services",
+        "/v1/health/state/any",
+        "/v1/session/list",
+    ];
+    let now = |p: &str| {
+        let r = call(&a, "GET", p, Some(&tok), None);
+        (index_of(&r), ok_json(r))
+    };
+    let before: Vec<(u64, Value)> = paths.iter().map(|p| now(p)).collect();
+    let waiters: Vec<_> = paths
+        .iter()
+        .zip(&before)
+        .map(|(p, (i, _))| blocking(&a, p, *i, &tok))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Invisible to the token: service db, its check, a session of node other.
+    root(
+        "PUT",
+        "/v1/catalog/register",
+        json!({"Node": "other", "Address": "10.0.0.9",
+        "Service": {"Service": "db", "Port": 5432},
+        "Check": {"Name": "db up", "Status": "passing", "ServiceID": "db"}}),
+    );
+    root(
+        "PUT",
+        "/v1/session/create",
+        json!({"Node": "other", "Checks": []}),
+    );
+    let mut after = Vec::new();
+    for ((w, p), (_, body)) in waiters.into_iter().zip(paths).zip(&before) {
+        let (took, index, got) = w.join().unwrap();
+        assert!(
+            took >= Duration::from_millis(2900),
+            "{p} woken after {took:?}: {got}"
+        );
+        assert_eq!(&got, body, "{p}: the token sees the same answer");
+        after.push(index);
+    }
+    // Visible: service web with a check, a session of n1.
+    let waiters: Vec<_> = paths
+        .iter()
+        .zip(&after)
+        .map(|(p, i)| blocking(&a, p, *i, &tok))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    root(
+        "PUT",
+        "/v1/catalog/register",
+        json!({"Node": "other", "Address": "10.0.0.9",
+        "Service": {"Service": "web", "Port": 80},
+        "Check": {"Name": "web up", "Status": "passing", "ServiceID": "web"}}),
+    );
+    root(
+        "PUT",
+        "/v1/session/create",
+        json!({"Node": "n1", "Checks": []}),
+    );
+    for (w, p) in waiters.into_iter().zip(paths) {
+        let (took, _, got) = w.join().unwrap();
+        assert!(took < Duration::from_millis(2500), "{p} took {took:?}");
+        assert!(
+            got.to_string().contains("web") || got.to_string().contains("n1"),
+            "{p}: {got}"
+        );
+    }
+}
+
 /// Service registration needs `service:write`; DNS answers with the
 /// agent's default token, hiding what it may not read.
 #[test]
@@ -338,6 +452,11 @@ fn deleted_token_refused_and_state_survives_restart() {
         let (tok, accessor) = token_with(&a, "app", r#"key_prefix "app/" { policy = "write" }"#);
         let (gone, gone_acc) = token_with(&a, "gone", r#"key_prefix "" { policy = "read" }"#);
         assert_eq!(call(&a, "GET", "/v1/kv/x", Some(&gone), None).status(), 404);
+        // A warm agent-cache entry of the token ...
+        let cached = |t: &str| call(&a, "GET", "/v1/catalog/services?cached", Some(t), None);
+        assert_eq!(cached(&gone).status(), 200);
+        let r = cached(&gone);
+        assert_eq!(r.headers()["x-cache"], "HIT");
         let d = call(
             &a,
             "DELETE",
@@ -347,6 +466,10 @@ fn deleted_token_refused_and_state_survives_restart() {
         );
         assert_eq!(ok_json(d), json!(true));
         let r = call(&a, "GET", "/v1/kv/x", Some(&gone), None);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.text().unwrap(), "ACL not found");
+        // ... answers it no more: the token is resolved before the cache.
+        let r = cached(&gone);
         assert_eq!(r.status(), 403);
         assert_eq!(r.text().unwrap(), "ACL not found");
         (tok, accessor)

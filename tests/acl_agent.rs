@@ -6,7 +6,9 @@
 //! server (checked where it is proposed); after `tribune acl
 //! set-agent-token agent <good>` it syncs. A write made by hand on the
 //! server RPC port (`/rpc/write`, HTTP/2 as agents send it) is refused
-//! without a token that allows it, and applied with one.
+//! without a token that allows it, and applied with one. With every
+//! server down, the client keeps the rules it was last given for a token
+//! (`down_policy = "extend-cache"`, the default).
 
 use std::time::Duration;
 
@@ -243,6 +245,21 @@ fn agent_writes_need_the_agent_token() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
+
+    // Every server down: with down_policy's default (extend-cache) the
+    // client agent keeps the rules the servers last gave for a token; a
+    // token they never resolved is refused.
+    let (st, text) = call(&cl, "GET", "/v1/agent/services", &read, None);
+    assert!(st == 200 && text.contains("web"), "{st} {text}");
+    drop(servers);
+    let (st, text) = call(&cl, "GET", "/v1/agent/services", &read, None);
+    assert!(
+        st == 200 && text.contains("web"),
+        "servers down: {st} {text}"
+    );
+    let unseen = "11111111-2222-4333-8444-555555555555";
+    let (st, text) = call(&cl, "GET", "/v1/agent/services", unseen, None);
+    assert_eq!(st, 500, "a token never resolved: {text}");
 }
 
 /// ACLs off: a hand-made write needs no token (the port is trusted at the

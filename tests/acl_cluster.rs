@@ -148,7 +148,13 @@ fn acls_across_servers_client_and_leader_kill() {
         let (st, _) = call(a, "PUT", "/v1/kv/app/x", Some(&tok), Some(json!(1)));
         assert_eq!(st, 200);
         let (st, text) = call(a, "PUT", "/v1/kv/other/x", Some(&tok), Some(json!(1)));
-        assert_eq!((st, text.as_str()), (403, "Permission denied"));
+        assert_eq!(
+            (st, text.as_str()),
+            (
+                403,
+                "Permission denied: provided token lacks permission 'key:write' on \"other/x\""
+            )
+        );
     }
     // Replicated: every server decides a stale read from its own tables.
     for i in 0..SERVERS {

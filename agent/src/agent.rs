@@ -402,6 +402,7 @@ fn shared_state(
         events,
         flags,
         acl_tokens,
+        acl_fallback: Default::default(),
         shutdown: shutdown.clone(),
         started: Instant::now(),
         tls: cluster.tls.clone(),

@@ -49,6 +49,8 @@ pub struct AppState {
     /// The agent's ACL tokens (`default`, `agent`, ...), replaceable at
     /// run time.
     pub acl_tokens: crate::acl::config::AgentTokens,
+    /// A client agent's last token answers, read only while no server answers.
+    pub acl_fallback: crate::acl::fallback::Fallback,
     pub shutdown: CancellationToken,
     pub started: Instant,
     /// The certificates the HTTPS API (and server RPC) serve; reloadable.
@@ -175,7 +177,7 @@ pub async fn graceful_leave(s: &Shared) {
 /// A server leaves the raft configuration (the leader removes it; from a
 /// follower the request is forwarded), then stops raft.
 async fn leave_raft(s: &Shared) {
-    use crate::cluster::autopilot::{remove_voter, NOT_A_PEER};
+    use crate::cluster::autopilot::{remove_voter, RemoveError};
     let Some(raft) = s.raft.as_ref() else { return };
     let voters = s.leadership.servers().iter().filter(|x| x.2).count();
     if voters <= 1 {
@@ -187,7 +189,7 @@ async fn leave_raft(s: &Shared) {
         // sees its own removal (the leader stops replicating to it).
         match remove_voter(&s.autopilot(), s.raft_id).await {
             Ok(()) => break,
-            Err(e) if e.starts_with(NOT_A_PEER) => break,
+            Err(RemoveError::NotAPeer(_)) => break,
             Err(e) => tracing::debug!(error = %e, "leaving raft; retrying"),
         }
         if Instant::now() >= deadline {

@@ -36,7 +36,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Address(#[from] crate::sockaddr::SockaddrError),
     #[error("{0}")]
-    Security(#[from] security::ConfigError),
+    Security(#[from] security::SecurityConfigError),
 }
 
 /// The address settings as written (go-sockaddr templates allowed), which
@@ -671,13 +671,13 @@ impl AgentConfig {
                         msg,
                     })?,
                 "telemetry" => {
-                    let rest =
-                        self.telemetry
-                            .merge(path, val)
-                            .map_err(|msg| ConfigError::Invalid {
-                                key: format!("telemetry in {}", path.display()),
-                                msg,
-                            })?;
+                    let rest = self
+                        .telemetry
+                        .merge(val)
+                        .map_err(|e| ConfigError::Invalid {
+                            key: format!("telemetry in {}", path.display()),
+                            msg: e.to_string(),
+                        })?;
                     for k in rest {
                         self.unsupported(path, &format!("telemetry.{k}"))?;
                     }
@@ -709,9 +709,9 @@ impl AgentConfig {
                 "domain" => self.dns.domain = s(key, val)?.trim_matches('.').to_string(),
                 "recursors" => self.merge_recursors(path, key, val)?,
                 "dns_config" => self.merge_dns_config(path, val)?,
-                "acl" => self.acl.merge(val).map_err(|msg| ConfigError::Invalid {
+                "acl" => self.acl.merge(val).map_err(|e| ConfigError::Invalid {
                     key: format!("acl in {}", path.display()),
-                    msg,
+                    msg: e.to_string(),
                 })?,
                 "cache" => self.merge_cache(path, val)?,
                 k if security::owns(k) => self.security.merge(path, k, val)?,
@@ -719,9 +719,9 @@ impl AgentConfig {
                     let legacy =
                         self.acl
                             .merge_legacy(other, val)
-                            .map_err(|msg| ConfigError::Invalid {
+                            .map_err(|e| ConfigError::Invalid {
                                 key: format!("{other} in {}", path.display()),
-                                msg,
+                                msg: e.to_string(),
                             })?;
                     if !legacy {
                         self.unsupported(path, other)?
@@ -923,10 +923,13 @@ fn invalid(path: &Path, key: &str, want: &str) -> ConfigError {
 }
 
 /// A definition key Consul would not accept is an error naming it.
-fn definition_keys(path: &Path, r: Result<(), String>) -> Result<(), ConfigError> {
-    r.map_err(|key| ConfigError::UnknownKey {
+fn definition_keys(
+    path: &Path,
+    r: Result<(), crate::consul_keys::UnknownKey>,
+) -> Result<(), ConfigError> {
+    r.map_err(|k| ConfigError::UnknownKey {
         path: path.into(),
-        key,
+        key: k.0,
     })
 }
 

@@ -323,13 +323,19 @@ pub fn nested(section: &str, key: &str) -> bool {
     }
 }
 
+/// A key Consul would not accept, by its full path
+/// (`service.checks[1].bogus`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config key {0}")]
+pub struct UnknownKey(pub String);
+
 /// The first key of `v` not in `list`, as `<path>.<key>`.
-fn first_unknown(v: &Value, list: &[&str], path: &str) -> Result<(), String> {
+fn first_unknown(v: &Value, list: &[&str], path: &str) -> Result<(), UnknownKey> {
     let Value::Object(m) = v else {
         return Ok(());
     };
     match m.keys().find(|k| !known(list, k)) {
-        Some(k) => Err(format!("{path}.{k}")),
+        Some(k) => Err(UnknownKey(format!("{path}.{k}"))),
         None => Ok(()),
     }
 }
@@ -337,7 +343,7 @@ fn first_unknown(v: &Value, list: &[&str], path: &str) -> Result<(), String> {
 /// Check a service definition from a config file: every key, and those of
 /// its nested checks, weights and tagged addresses, must be one Consul
 /// accepts. The error is the full key path (`service.checks[1].bogus`).
-pub fn service_definition(v: &Value, path: &str) -> Result<(), String> {
+pub fn service_definition(v: &Value, path: &str) -> Result<(), UnknownKey> {
     first_unknown(v, SERVICE, path)?;
     let Value::Object(m) = v else {
         return Ok(());
@@ -367,7 +373,7 @@ pub fn service_definition(v: &Value, path: &str) -> Result<(), String> {
 }
 
 /// Check a check definition from a config file (see [`service_definition`]).
-pub fn check_definition(v: &Value, path: &str) -> Result<(), String> {
+pub fn check_definition(v: &Value, path: &str) -> Result<(), UnknownKey> {
     first_unknown(v, CHECK, path)
 }
 
@@ -387,18 +393,18 @@ mod tests {
         assert_eq!(service_definition(&ok, "service"), Ok(()));
         assert_eq!(
             service_definition(&json!({"name": "web", "bogus_key": 1}), "service"),
-            Err("service.bogus_key".into())
+            Err(UnknownKey("service.bogus_key".into()))
         );
         assert_eq!(
             service_definition(
                 &json!({"name": "web", "checks": [{"ttl": "5s"}, {"ttl": "5s", "intervall": "1s"}]}),
                 "services[0]"
             ),
-            Err("services[0].checks[1].intervall".into())
+            Err(UnknownKey("services[0].checks[1].intervall".into()))
         );
         assert_eq!(
             service_definition(&json!({"name": "w", "weights": {"pasing": 1}}), "service"),
-            Err("service.weights.pasing".into())
+            Err(UnknownKey("service.weights.pasing".into()))
         );
         assert!(top_level("node_meta") && top_level("telemetry") && !top_level("datacentre"));
         assert!(nested("ports", "grpc") && !nested("ports", "htp"));

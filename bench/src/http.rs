@@ -64,6 +64,21 @@ pub struct Conn {
     driver: JoinHandle<()>,
 }
 
+/// `CONSUL_HTTP_TOKEN`, sent as `X-Consul-Token` on every request (as
+/// Consul's own tools read it): the acl section measures with a token.
+fn token() -> Option<&'static hyper::header::HeaderValue> {
+    static TOKEN: std::sync::OnceLock<Option<hyper::header::HeaderValue>> =
+        std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            std::env::var("CONSUL_HTTP_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .and_then(|t| hyper::header::HeaderValue::from_str(&t).ok())
+        })
+        .as_ref()
+}
+
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Result<Self> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
@@ -95,10 +110,14 @@ impl Conn {
             .await
             .map_err(|_| anyhow!("connection still busy after {IO_TIMEOUT:?}"))?
             .context("connection closed")?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::HOST, &self.authority);
+        if let Some(t) = token() {
+            req = req.header("x-consul-token", t);
+        }
+        let req = req
             .body(Full::new(body))
             .with_context(|| format!("building request for {path}"))?;
         let response = self.sender.send_request(req);

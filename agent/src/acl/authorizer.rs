@@ -18,6 +18,15 @@ pub enum Need {
 }
 
 impl Need {
+    /// Consul's access level word (`read`, `list`, `write`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::List => "list",
+            Self::Write => "write",
+        }
+    }
+
     fn granted_by(self, l: Level) -> bool {
         match (self, l) {
             (_, Level::Deny) => false,

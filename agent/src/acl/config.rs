@@ -59,11 +59,36 @@ pub struct AclConfig {
     pub replication: Secret,
 }
 
+/// A bad `acl` block or legacy ACL key in a config file, or a bad
+/// persisted token file. Each names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum AclConfigError {
+    #[error("{key}: expected {want}")]
+    Expected { key: String, want: &'static str },
+    #[error("{block}: unknown key {key:?}")]
+    UnknownKey { block: &'static str, key: String },
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Parse {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+const DOWN_POLICIES: &str = "\"extend-cache\", \"async-cache\", \"allow\" or \"deny\"";
+
 impl AclConfig {
     /// Merge one file's `acl` object. Errors name the key.
-    pub fn merge(&mut self, val: &Value) -> Result<(), String> {
+    pub fn merge(&mut self, val: &Value) -> Result<(), AclConfigError> {
         for (k, v) in object(val, "acl")? {
-            let bad = |want: &str| format!("acl.{k}: expected {want}");
+            let bad = |want: &'static str| AclConfigError::Expected {
+                key: format!("acl.{k}"),
+                want,
+            };
             let b = || v.as_bool().ok_or_else(|| bad("true or false"));
             match k.as_str() {
                 "enabled" => self.enabled = b()?,
@@ -74,43 +99,58 @@ impl AclConfig {
                         default_policy(v).ok_or_else(|| bad("\"allow\" or \"deny\""))?
                 }
                 "down_policy" => {
-                    self.down_policy = down_policy(v).ok_or_else(|| {
-                        bad("\"extend-cache\", \"async-cache\", \"allow\" or \"deny\"")
-                    })?
+                    self.down_policy = down_policy(v).ok_or_else(|| bad(DOWN_POLICIES))?
                 }
                 "tokens" => self.merge_tokens(v)?,
                 // Read by Consul, meaningless for one datacenter.
                 "policy_ttl" | "role_ttl" | "token_ttl" | "enable_token_replication" => {}
-                other => return Err(format!("acl: unknown key {other:?}")),
+                other => {
+                    return Err(AclConfigError::UnknownKey {
+                        block: "acl",
+                        key: other.to_string(),
+                    })
+                }
             }
         }
         Ok(())
     }
 
-    fn merge_tokens(&mut self, val: &Value) -> Result<(), String> {
+    fn merge_tokens(&mut self, val: &Value) -> Result<(), AclConfigError> {
         for (k, v) in object(val, "acl.tokens")? {
             let s = v
                 .as_str()
                 .map(|s| Secret(Some(s.to_string())))
-                .ok_or_else(|| format!("acl.tokens.{k}: expected a string"))?;
+                .ok_or_else(|| AclConfigError::Expected {
+                    key: format!("acl.tokens.{k}"),
+                    want: "a string",
+                })?;
             match k.as_str() {
                 "initial_management" | "master" => self.initial_management = s,
                 "agent" => self.agent = s,
                 "default" => self.default = s,
                 "agent_recovery" | "agent_master" => self.agent_recovery = s,
                 "replication" => self.replication = s,
-                other => return Err(format!("acl.tokens: unknown key {other:?}")),
+                other => {
+                    return Err(AclConfigError::UnknownKey {
+                        block: "acl.tokens",
+                        key: other.to_string(),
+                    })
+                }
             }
         }
         Ok(())
     }
 
     /// The legacy top-level keys; `Ok(false)` for a key that is not one.
-    pub fn merge_legacy(&mut self, key: &str, v: &Value) -> Result<bool, String> {
+    pub fn merge_legacy(&mut self, key: &str, v: &Value) -> Result<bool, AclConfigError> {
+        let bad = |want: &'static str| AclConfigError::Expected {
+            key: key.to_string(),
+            want,
+        };
         let s = || {
             v.as_str()
                 .map(|s| Secret(Some(s.to_string())))
-                .ok_or_else(|| format!("{key}: expected a string"))
+                .ok_or_else(|| bad("a string"))
         };
         match key {
             "acl_master_token" => self.initial_management = s()?,
@@ -118,11 +158,11 @@ impl AclConfig {
             "acl_agent_token" => self.agent = s()?,
             "acl_agent_master_token" => self.agent_recovery = s()?,
             "acl_default_policy" => {
-                self.default_policy = default_policy(v)
-                    .ok_or_else(|| format!("{key}: expected \"allow\" or \"deny\""))?
+                self.default_policy =
+                    default_policy(v).ok_or_else(|| bad("\"allow\" or \"deny\""))?
             }
             "acl_down_policy" => {
-                self.down_policy = down_policy(v).ok_or_else(|| format!("{key}: invalid"))?
+                self.down_policy = down_policy(v).ok_or_else(|| bad(DOWN_POLICIES))?
             }
             _ => return Ok(false),
         }
@@ -170,14 +210,21 @@ impl AgentTokens {
     /// With `enable_token_persistence`: the tokens set through the API
     /// before a restart (Consul's `acl-tokens.json` in the data dir) win
     /// over the config's.
-    pub fn load_persisted(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn load_persisted(&self, path: &std::path::Path) -> Result<(), AclConfigError> {
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            Err(source) => {
+                return Err(AclConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
-        let v: Value = serde_json::from_slice(&text)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let v: Value = serde_json::from_slice(&text).map_err(|source| AclConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
         for (kind, key) in [
             ("default", "default"),
             ("agent", "agent"),
@@ -218,12 +265,18 @@ impl AgentTokens {
     }
 }
 
-fn object<'a>(val: &'a Value, what: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
+fn object<'a>(
+    val: &'a Value,
+    what: &str,
+) -> Result<&'a serde_json::Map<String, Value>, AclConfigError> {
     match val {
         Value::Object(o) => Ok(o),
         // HCL blocks may come as a one-element list.
         Value::Array(a) if a.len() == 1 => object(&a[0], what),
-        _ => Err(format!("{what}: expected an object")),
+        _ => Err(AclConfigError::Expected {
+            key: what.to_string(),
+            want: "an object",
+        }),
     }
 }
 

@@ -61,8 +61,8 @@ pub struct DeregisterArgs {
 fn file_services(path: &str) -> Result<Vec<Value>, String> {
     let v = crate::config::read_file(std::path::Path::new(path)).map_err(|e| e.to_string())?;
     // Keys are checked as Consul checks a config file, in their spelling.
-    let keys = |r: Result<(), String>| {
-        r.map_err(|key| format!("failed to parse {path}: invalid config key {key}"))
+    let keys = |r: Result<(), consul_keys::UnknownKey>| {
+        r.map_err(|e| format!("failed to parse {path}: {e}"))
     };
     if let Some(raw) = v.as_object() {
         for (k, d) in raw {

@@ -17,20 +17,42 @@ pub struct ValidateArgs {
     paths: Vec<PathBuf>,
 }
 
+/// Why a configuration is not valid: the first error of the step that
+/// found it, as the agent would print it at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Definitions(#[from] crate::app::DefinitionError),
+    #[error("{0}")]
+    Watches(#[from] crate::watchplan::ConfigWatchError),
+}
+
 /// Load `paths` (files and directories, as `-config-file` and
 /// `-config-dir`) and check every definition in them; the warnings.
-pub fn check(paths: &[PathBuf]) -> Result<Vec<String>, String> {
+pub fn check(paths: &[PathBuf]) -> Result<Vec<String>, ValidateError> {
     let mut flags = Flags::default();
     for p in paths {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => flags.config_dir.push(p.clone()),
             Ok(_) => flags.config_file.push(p.clone()),
-            Err(e) => return Err(format!("reading {}: {e}", p.display())),
+            Err(source) => {
+                return Err(ValidateError::Read {
+                    path: p.clone(),
+                    source,
+                })
+            }
         }
     }
-    let c = AgentConfig::load(&flags).map_err(|e| e.to_string())?;
-    crate::app::config_definitions(&c).map_err(|e| e.to_string())?;
-    crate::watchplan::parse_config_watches(&c.watch_defs).map_err(|e| e.to_string())?;
+    let c = AgentConfig::load(&flags)?;
+    crate::app::config_definitions(&c)?;
+    crate::watchplan::parse_config_watches(&c.watch_defs)?;
     Ok(c.warnings)
 }
 

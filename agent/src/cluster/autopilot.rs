@@ -224,33 +224,49 @@ async fn promote(raft: &crate::raft::Raft, id: NodeId, name: &str) {
     }
 }
 
-/// How `remove_voter` says the server is not (or no longer) a peer.
-pub const NOT_A_PEER: &str = "no raft peer with id";
+/// Why a server was not removed from the raft configuration; it travels
+/// back over server RPC when a follower forwards the removal.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum RemoveError {
+    #[error("not a server")]
+    NotServer,
+    /// Not (or no longer) a peer: a leaving server is done.
+    #[error("no raft peer with id {0}")]
+    NotAPeer(NodeId),
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("refusing to remove the last voter")]
+    LastVoter,
+    #[error("asking the leader: {0}")]
+    Rpc(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
 
 /// Remove a server from the raft configuration. On a follower this is
 /// forwarded to the leader.
-pub async fn remove_voter(s: &Handles, id: NodeId) -> Result<(), String> {
+pub async fn remove_voter(s: &Handles, id: NodeId) -> Result<(), RemoveError> {
     let Some(raft) = s.raft.as_ref() else {
-        return Err("not a server".into());
+        return Err(RemoveError::NotServer);
     };
     let config = s.leadership.servers();
     if !config.iter().any(|(x, _, _)| *x == id) {
-        return Err(format!("{NOT_A_PEER} {id}"));
+        return Err(RemoveError::NotAPeer(id));
     }
     if !s.leadership.is_leader() {
         let leader = s.leadership.leader_addr();
         if leader.is_empty() {
-            return Err("No cluster leader".into());
+            return Err(RemoveError::NoLeader);
         }
-        let r: Result<Result<(), String>, _> = s
+        let r: Result<Result<(), RemoveError>, _> = s
             .rpc
             .call(&leader, "/rpc/raft/remove", &id, Duration::from_secs(10), 1)
             .await;
-        return r.map_err(|e| e.to_string())?;
+        return r.map_err(|e| RemoveError::Rpc(e.to_string()))?;
     }
     let voters: BTreeSet<NodeId> = config.iter().filter(|x| x.2).map(|x| x.0).collect();
     if voters.len() == 1 && voters.contains(&id) {
-        return Err("refusing to remove the last voter".into());
+        return Err(RemoveError::LastVoter);
     }
     let change = if voters.contains(&id) {
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -260,7 +276,7 @@ pub async fn remove_voter(s: &Handles, id: NodeId) -> Result<(), String> {
     raft.change_membership(change, false)
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| RemoveError::Raft(e.to_string()))
 }
 
 async fn reconcile_members(s: &Handles, gossip: &Gossip, reap: bool) {

@@ -57,11 +57,20 @@ pub fn config(s: &Shared) -> AutopilotConfig {
     s.store.read().autopilot.clone().unwrap_or_default()
 }
 
+/// Why there is no health report: only the leader judges.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("not a server")]
+    NotServer,
+    #[error("not the leader")]
+    NotLeader,
+}
+
 /// Ask every server and judge it (on the leader).
-pub async fn collect(s: &Shared) -> Result<ClusterHealth, String> {
-    let raft = s.raft.as_ref().ok_or("not a server")?;
+pub async fn collect(s: &Shared) -> Result<ClusterHealth, HealthError> {
+    let raft = s.raft.as_ref().ok_or(HealthError::NotServer)?;
     if !s.leadership.is_leader() {
-        return Err("not the leader".into());
+        return Err(HealthError::NotLeader);
     }
     let conf = config(s);
     let metrics = raft.metrics().borrow().clone();

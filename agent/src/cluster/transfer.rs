@@ -52,6 +52,16 @@ pub enum TransferError {
     Timeout(Duration),
 }
 
+/// Why a server did not do what the leader asked ([`answer`]); it
+/// travels back over server RPC.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+pub enum AskError {
+    #[error("not a server")]
+    NotServer,
+    #[error("standing for election: {0}")]
+    Elect(String),
+}
+
 /// Held while this leader transfers leadership: one transfer at a time.
 static TRANSFERRING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -90,15 +100,18 @@ pub fn release(s: &Shared, raft: &crate::raft::Raft) {
 }
 
 /// Answer a leader's [`Ask`] (RPC `/rpc/raft/transfer`).
-pub async fn answer(s: &Shared, ask: Ask) -> Result<(), String> {
-    let raft = s.raft.as_ref().ok_or("not a server")?;
+pub async fn answer(s: &Shared, ask: Ask) -> Result<(), AskError> {
+    let raft = s.raft.as_ref().ok_or(AskError::NotServer)?;
     match ask {
         // Bounded: a hold cannot keep a server out of elections for long.
         Ask::Hold(ms) => hold(s, raft, ms.min(60_000)),
         Ask::Release => release(s, raft),
         Ask::Elect => {
             tracing::info!("standing for election: the leader transfers leadership here");
-            raft.trigger().elect().await.map_err(|e| e.to_string())?;
+            raft.trigger()
+                .elect()
+                .await
+                .map_err(|e| AskError::Elect(e.to_string()))?;
         }
     }
     Ok(())
@@ -184,7 +197,7 @@ pub async fn transfer(s: &Shared, target: Option<NodeId>) -> Result<NodeId, Tran
     }
     release(s, raft);
     for (_, addr) in others.iter().filter(|x| x.0 != target) {
-        let _: Result<Result<(), String>, _> = s
+        let _: Result<Result<(), AskError>, _> = s
             .rpc
             .call(
                 addr,
@@ -215,13 +228,16 @@ async fn run(
     hold(s, raft, hold_ms);
     let ask = |id: NodeId, addr: String, a: Ask| async move {
         // The RPC client's result: the call's, then the server's answer.
-        let r: Result<Result<(), String>, _> = s
+        let r: Result<Result<(), AskError>, _> = s
             .rpc
             .call(&addr, "/rpc/raft/transfer", &a, Duration::from_secs(2), 0)
             .await;
-        r.map_err(|e| e.to_string())
-            .and_then(|x| x)
-            .map_err(|err| TransferError::Rpc { id, err })
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+        .map_err(|err| TransferError::Rpc { id, err })
     };
     // A server that does not answer cannot stand either; the others hold.
     for (id, addr) in others.iter().filter(|x| x.0 != target) {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Errors in the words of [`super::ConfigError`] (which wraps these).
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum SecurityConfigError {
     #[error("invalid value for {key}: {msg}")]
     Invalid { key: String, msg: String },
     #[error("failed to parse {}: invalid config key {key}", path.display())]
@@ -134,27 +134,27 @@ pub fn owns(key: &str) -> bool {
     KEYS.contains(&key)
 }
 
-fn invalid(path: &Path, key: &str, want: &str) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(path: &Path, key: &str, want: &str) -> SecurityConfigError {
+    SecurityConfigError::Invalid {
         key: format!("{key} in {}", path.display()),
         msg: format!("must be {want}"),
     }
 }
 
-fn string(path: &Path, key: &str, v: &Value) -> Result<String, ConfigError> {
+fn string(path: &Path, key: &str, v: &Value) -> Result<String, SecurityConfigError> {
     v.as_str()
         .map(str::to_string)
         .ok_or_else(|| invalid(path, key, "a string"))
 }
 
-fn boolean(path: &Path, key: &str, v: &Value) -> Result<bool, ConfigError> {
+fn boolean(path: &Path, key: &str, v: &Value) -> Result<bool, SecurityConfigError> {
     v.as_bool()
         .ok_or_else(|| invalid(path, key, "true or false"))
 }
 
 impl Security {
     /// Merge one top-level key ([`owns`] said yes).
-    pub fn merge(&mut self, path: &Path, key: &str, v: &Value) -> Result<(), ConfigError> {
+    pub fn merge(&mut self, path: &Path, key: &str, v: &Value) -> Result<(), SecurityConfigError> {
         let d = &mut self.tls.defaults;
         match key {
             "encrypt" => self.encrypt = Some(string(path, key, v)?),
@@ -173,7 +173,7 @@ impl Security {
         Ok(())
     }
 
-    fn merge_tls(&mut self, path: &Path, v: &Value) -> Result<(), ConfigError> {
+    fn merge_tls(&mut self, path: &Path, v: &Value) -> Result<(), SecurityConfigError> {
         let obj = v
             .as_object()
             .ok_or_else(|| invalid(path, "tls", "an object"))?;
@@ -185,7 +185,7 @@ impl Security {
                 "internal_rpc" => &mut self.tls.internal_rpc,
                 "grpc" => continue,
                 _ => {
-                    return Err(ConfigError::UnknownKey {
+                    return Err(SecurityConfigError::UnknownKey {
                         path: path.into(),
                         key: full,
                     })
@@ -207,8 +207,8 @@ impl Security {
     }
 
     /// The settings' own rules (files exist, versions known, a key is a key).
-    pub fn validate(&self, https_port: i32) -> Result<(), ConfigError> {
-        let bad = |key: &str, msg: String| ConfigError::Invalid {
+    pub fn validate(&self, https_port: i32) -> Result<(), SecurityConfigError> {
+        let bad = |key: &str, msg: String| SecurityConfigError::Invalid {
             key: key.into(),
             msg,
         };
@@ -261,7 +261,7 @@ fn merge_side(
     key: &str,
     name: &str,
     v: &Value,
-) -> Result<(), ConfigError> {
+) -> Result<(), SecurityConfigError> {
     let file = |v: &Value| string(path, name, v).map(PathBuf::from);
     match key {
         "ca_file" => side.ca_file = Some(file(v)?),
@@ -275,7 +275,7 @@ fn merge_side(
         // Consul keys tribune has no use for.
         "tls_prefer_server_cipher_suites" | "use_auto_cert" => {}
         _ => {
-            return Err(ConfigError::UnknownKey {
+            return Err(SecurityConfigError::UnknownKey {
                 path: path.into(),
                 key: name.into(),
             })

@@ -158,10 +158,7 @@ pub fn check(s: &AppState, pattern: &str, m: &Method, a: &Authz) -> Result<(), A
         Class::Keyring => a.require_global(Global::Keyring, need(m)),
         Class::Agent => a.require(Resource::Agent, &s.node.node, need(m)),
         Class::NodeWrite => a.require(Resource::Node, &s.node.node, Need::Write),
-        Class::Management => match a.is_management() {
-            true => Ok(()),
-            false => Err(ApiError::PermissionDenied),
-        },
+        Class::Management => a.require_global(Global::Acl, Need::Write),
     }
 }
 

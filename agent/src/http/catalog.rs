@@ -36,6 +36,8 @@ pub async fn services(State(s): State<Shared>, ctx: RequestCtx) -> Result<Respon
             || WatchTarget::Named(cat::SERVICES.into()),
             |t| t.catalog.services_index(),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let m: Map<String, Value> = t
                     .catalog
                     .service_names()
@@ -77,6 +79,8 @@ pub async fn service(
             || WatchTarget::Named(cat::svc_target(&name)),
             |t| t.catalog.service_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let mut list: Vec<Value> = t
                     .catalog
                     .instances(&name)
@@ -113,6 +117,8 @@ pub async fn nodes(
             || WatchTarget::Named(cat::NODES.into()),
             |t| t.catalog.nodes_index(),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list = t.catalog.nodes().filter(|n| {
                     let ok = authz.can(Resource::Node, &n.node, Need::Read);
                     filtered.fetch_or(!ok, Relaxed);

@@ -85,6 +85,8 @@ pub async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response,
             || WatchTarget::Named(COORDINATES.into()),
             |t| t.coordinates.index(),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list: Vec<Value> = t
                     .coordinates
                     .list()

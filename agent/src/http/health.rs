@@ -87,6 +87,8 @@ pub async fn service(
             || WatchTarget::Named(cat::svc_target(&name)),
             |t| t.catalog.service_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let mut e = service_entries(&t.catalog, &name, &tags, passing, authz, &filtered);
                 crate::coordinate::near::sort(t, near.as_deref(), &mut e, |v| {
                     crate::coordinate::near::json_node(v)
@@ -111,6 +113,8 @@ pub async fn checks(
             || WatchTarget::Named(cat::svc_target(&name)),
             |t| t.catalog.service_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list: Vec<Value> = t
                     .catalog
                     .checks()
@@ -138,6 +142,8 @@ pub async fn node(
             || WatchTarget::Named(cat::node_target(&name)),
             |t| t.catalog.node_index(&name),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list = t
                     .catalog
                     .node_checks(&name)
@@ -173,6 +179,8 @@ pub async fn state(
             || WatchTarget::Named(cat::CHECKS.into()),
             |t| t.catalog.checks_index(),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 let list: Vec<Value> = t
                     .catalog
                     .checks()

@@ -101,7 +101,7 @@ pub async fn remove_peer(State(s): State<Shared>, ctx: RequestCtx) -> Result<Res
     };
     crate::cluster::autopilot::remove_voter(&s.autopilot(), target)
         .await
-        .map_err(ApiError::Internal)?;
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json(StatusCode::OK, &json!(null), false))
 }
 

@@ -286,6 +286,8 @@ async fn blocking_sessions(
             || WatchTarget::Named(SESSIONS.into()),
             |t| t.sessions.table_index(),
             |t| {
+                // Per answer built: the blocking wait builds some to compare.
+                filtered.store(false, Relaxed);
                 Some(
                     t.sessions
                         .list()

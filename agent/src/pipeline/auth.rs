@@ -5,8 +5,10 @@
 //!
 //! A server resolves from its own replicated ACL tables (a token deleted
 //! is refused from the apply of its deletion on); a client agent, which
-//! holds no state, asks a server on every request (`/rpc/acl/resolve`)
-//! and keeps no cache, so a revocation reaches it within one round trip.
+//! holds no state, asks a server on every request (`/rpc/acl/resolve`),
+//! so a revocation reaches it within one round trip; the answers it got
+//! are read only while no server answers (`down_policy`,
+//! [`crate::acl::fallback`]).
 //! Requests answered elsewhere are resolved there: forwarded requests
 //! carry their token (query and headers travel whole), and the agent that
 //! answers decides.
@@ -63,21 +65,28 @@ impl AppState {
     }
 
     /// On a client agent: ask a server, the next when one cannot answer;
-    /// with none reachable, `down_policy = "allow"` allows, else refused.
+    /// with none reachable, `down_policy` decides: `allow` allows,
+    /// `extend-cache`/`async-cache` keep the rules a server last gave for
+    /// this token (else refused), `deny` refuses.
     async fn resolve_remote(&self, secret: &str) -> Result<Authz, ApiError> {
         use crate::acl::config::DownPolicy;
         if let Some(up) = self.upstream.as_ref() {
             for target in up.targets() {
-                let r: Result<Result<Authorizer, String>, _> = self
+                let r: Result<Result<Authorizer, Unresolved>, _> = self
                     .rpc
                     .call(&target, RESOLVE_PATH, &secret, RESOLVE_TIMEOUT, 0)
                     .await;
                 match r {
                     Ok(Ok(a)) => {
                         up.good(&target);
-                        return Ok(Authz::Acl(Arc::new(a)));
+                        let a = Arc::new(a);
+                        self.acl_fallback.resolved(secret, &a);
+                        return Ok(Authz::Acl(a));
                     }
-                    Ok(Err(_)) => return Err(ApiError::AclNotFound),
+                    Ok(Err(Unresolved::NotFound)) => {
+                        self.acl_fallback.not_found(secret);
+                        return Err(ApiError::AclNotFound);
+                    }
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "token lookup: server unreachable");
                         up.bad(&target);
@@ -90,7 +99,15 @@ impl AppState {
                 [],
                 DefaultPolicy::Allow,
             )))),
-            _ => Err(ApiError::NoLeader),
+            DownPolicy::ExtendCache | DownPolicy::AsyncCache => match self.acl_fallback.get(secret)
+            {
+                Some(a) => {
+                    tracing::debug!("no server resolves tokens: using the rules they last gave");
+                    Ok(Authz::Acl(a))
+                }
+                None => Err(ApiError::NoLeader),
+            },
+            DownPolicy::Deny => Err(ApiError::NoLeader),
         }
     }
 }
@@ -99,12 +116,13 @@ impl AppState {
 pub const RESOLVE_PATH: &str = "/rpc/acl/resolve";
 
 /// The server side of [`RESOLVE_PATH`]: the authorizer, or why not.
-pub fn resolve_for_client(s: &AppState, secret: &str) -> Result<Authorizer, String> {
-    match s.resolve_local(secret) {
-        Ok(Authz::Acl(a)) => Ok((*a).clone()),
-        Ok(Authz::AllowAll) => Ok(Authorizer::Manage),
-        Err(e) => Err(e.to_string()),
-    }
+pub fn resolve_for_client(s: &AppState, secret: &str) -> Result<Authorizer, Unresolved> {
+    let default = s.config.acl.default_policy;
+    s.store
+        .read()
+        .acl
+        .resolve(secret, default)
+        .map(|a| (*a).clone())
 }
 
 /// Resolve the request's token. Done only where the request is answered.

@@ -22,6 +22,15 @@ impl Authz {
         matches!(self, Self::Acl(_))
     }
 
+    /// Whether list answers may be filtered for it (ACLs on, not a
+    /// management token).
+    pub fn filters(&self) -> bool {
+        match self {
+            Self::AllowAll => false,
+            Self::Acl(a) => !matches!(**a, crate::acl::Authorizer::Manage),
+        }
+    }
+
     pub fn can(&self, res: Resource, name: &str, need: Need) -> bool {
         match self {
             Self::AllowAll => true,
@@ -36,18 +45,25 @@ impl Authz {
         }
     }
 
-    /// 403 `Permission denied` unless `need` of `res` `name` is allowed.
+    /// 403 `Permission denied: ... lacks permission 'key:write' on "k"`
+    /// unless `need` of `res` `name` is allowed.
     pub fn require(&self, res: Resource, name: &str, need: Need) -> Result<(), ApiError> {
         match self.can(res, name, need) {
             true => Ok(()),
-            false => Err(ApiError::PermissionDenied),
+            false => Err(ApiError::Lacks {
+                perm: format!("{}:{}", res.name(), need.name()),
+                name: Some(name.to_string()),
+            }),
         }
     }
 
     pub fn require_global(&self, g: Global, need: Need) -> Result<(), ApiError> {
         match self.can_global(g, need) {
             true => Ok(()),
-            false => Err(ApiError::PermissionDenied),
+            false => Err(ApiError::Lacks {
+                perm: format!("{}:{}", g.name(), need.name()),
+                name: None,
+            }),
         }
     }
 
@@ -56,7 +72,10 @@ impl Authz {
         match self {
             Self::AllowAll => Ok(()),
             Self::Acl(a) if a.allows_key_write_prefix(prefix) => Ok(()),
-            Self::Acl(_) => Err(ApiError::PermissionDenied),
+            Self::Acl(_) => Err(ApiError::Lacks {
+                perm: "key:write".into(),
+                name: Some(prefix.to_string()),
+            }),
         }
     }
 

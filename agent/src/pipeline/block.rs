@@ -4,8 +4,13 @@
 //! wait/16), or the agent stops; then the handler reads and answers.
 //!
 //! Identical blocking reads forwarded from a client agent (or a follower)
-//! park here once ([`super::coalesce`]); issue 15 filters what a woken
-//! waiter may see.
+//! park here once ([`super::coalesce`]).
+//!
+//! With ACLs on, a token that sees a filtered answer is woken only when
+//! that answer changes: a change it may not read moves the index but not
+//! the digest of what it sees, so it keeps waiting (until its `?wait`
+//! ends, when it gets the current index and the same answer). KV computes
+//! a visible index instead (`http::kv`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +40,19 @@ impl AppState {
         target: impl FnOnce() -> WatchTarget,
         index_of: impl Fn(&Tables) -> u64,
     ) {
+        self.block_while(opts, target, index_of, |_| false).await
+    }
+
+    /// [`Self::block`], except that a passed index whose tables
+    /// `unchanged` holds for (what the caller sees is the same) raises the
+    /// floor and keeps waiting.
+    async fn block_while(
+        &self,
+        opts: &ReadOpts,
+        target: impl FnOnce() -> WatchTarget,
+        index_of: impl Fn(&Tables) -> u64,
+        unchanged: impl Fn(&Tables) -> bool,
+    ) {
         crate::telemetry::query();
         if opts.index == 0 {
             return;
@@ -50,12 +68,23 @@ impl AppState {
         let _parked = crate::telemetry::parked();
         // A restore replaces everything (indexes may go back): answer then.
         let generation = self.store.generation();
+        let mut floor = opts.index;
         loop {
             let notified = guard.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if index_of(&self.store.read()) > opts.index || self.store.generation() != generation {
-                return;
+            {
+                let t = self.store.read();
+                if self.store.generation() != generation {
+                    return;
+                }
+                let index = index_of(&t);
+                if index > floor {
+                    if !unchanged(&t) {
+                        return;
+                    }
+                    floor = index;
+                }
             }
             tokio::select! {
                 _ = &mut notified => metrics::counter!("tribune.blocking.wakeups").increment(1),
@@ -73,11 +102,25 @@ impl AppState {
         ctx: &RequestCtx,
         target: impl FnOnce() -> WatchTarget,
         index_of: impl Fn(&Tables) -> u64,
-        build: impl FnOnce(&Tables) -> Option<T>,
+        build: impl Fn(&Tables) -> Option<T>,
     ) -> Result<Response, ApiError> {
         let opts = ctx.read_opts()?;
         self.gate(opts.consistency).await?;
-        self.block(&opts, target, &index_of).await;
+        // What a filtering token sees while the index has not passed
+        // `?index` is what it was answered at `?index`.
+        let seen = (opts.index > 0 && ctx.authz().filters())
+            .then(|| {
+                let t = self.store.read();
+                (index_of(&t) <= opts.index).then(|| digest(&build(&t)))
+            })
+            .flatten();
+        match seen {
+            Some(d) => {
+                let same = |t: &Tables| digest(&build(t)) == d;
+                self.block_while(&opts, target, &index_of, same).await
+            }
+            None => self.block(&opts, target, &index_of).await,
+        }
         let (index, body) = {
             let t = self.store.read();
             (index_of(&t), build(&t))
@@ -89,6 +132,14 @@ impl AppState {
         self.meta(&mut resp, index, opts.consistency);
         Ok(resp)
     }
+}
+
+/// A 64-bit digest of an answer's JSON: equal answers, equal digests.
+fn digest<T: Serialize>(body: &Option<T>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(body).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// [`AppState::blocking_json`] for a resource made of several tables: parks

@@ -20,6 +20,10 @@ pub enum ApiError {
     /// An ACL refused the request (403).
     #[error("Permission denied")]
     PermissionDenied,
+    /// An ACL refused the request, saying what it lacks (403, Consul
+    /// 1.12's text; the accessor is not named).
+    #[error("Permission denied: provided token lacks permission '{perm}'{}", on_name(.name))]
+    Lacks { perm: String, name: Option<String> },
     /// The request's token does not exist (403, Consul's text).
     #[error("ACL not found")]
     AclNotFound,
@@ -34,6 +38,14 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allow: HeaderValue },
 }
 
+/// ` on "name"`, quoted as Go's `%q` (names here are printable UTF-8,
+/// which Rust's `{:?}` quotes alike).
+fn on_name(name: &Option<String>) -> String {
+    name.as_ref()
+        .map(|n| format!(" on {n:?}"))
+        .unwrap_or_default()
+}
+
 impl ApiError {
     pub fn bad(msg: impl Into<String>) -> Self {
         Self::BadRequest(msg.into())
@@ -46,9 +58,10 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::PermissionDenied | Self::AclNotFound | Self::Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::PermissionDenied
+            | Self::Lacks { .. }
+            | Self::AclNotFound
+            | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NoPathToDatacenter | Self::NoLeader | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -266,7 +266,8 @@ impl StateMachine {
             };
             (staged, t.membership.clone(), t.index_offset)
         };
-        let decoded = match staged.and_then(|s| s.complete(chunks, size)) {
+        let decoded = match staged.and_then(|s| s.complete(chunks, size).map_err(|e| e.to_string()))
+        {
             Err(msg) => Err(msg),
             Ok(pieces) => blocking(move || {
                 crate::snapshot::decode(ChunkReader::new(pieces), false).map_err(StoreError::from)

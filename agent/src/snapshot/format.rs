@@ -81,9 +81,9 @@ fn codec() -> impl bincode::Options {
 }
 
 /// Decode one record's bytes.
-pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
     use bincode::Options;
-    codec().deserialize(bytes).map_err(|e| e.to_string())
+    codec().deserialize(bytes)
 }
 
 /// Builds a file in memory.

@@ -240,7 +240,7 @@ pub fn check_sections(s: &Summary) -> Result<(), SnapshotError> {
 }
 
 impl Parts {
-    fn add(&mut self, info: &SectionInfo, rec: &[u8], raft: bool) -> Result<(), String> {
+    fn add(&mut self, info: &SectionInfo, rec: &[u8], raft: bool) -> bincode::Result<()> {
         let max = &mut self.max_index;
         match info.name.as_str() {
             "kv" => {
@@ -408,10 +408,10 @@ pub fn decode<R: Read>(r: R, raft: bool) -> Result<Decoded, SnapshotError> {
         }
         parts
             .add(info, rec, raft)
-            .map_err(|msg| SnapshotError::Record {
+            .map_err(|e| SnapshotError::Record {
                 section: info.name.clone(),
                 n,
-                msg,
+                msg: e.to_string(),
             })
     })?;
     for s in &summary.sections {

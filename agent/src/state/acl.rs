@@ -163,10 +163,12 @@ pub fn management_policy(index: u64) -> PolicyRec {
     }
 }
 
-/// Why a secret does not resolve.
-#[derive(Debug, PartialEq, Eq)]
+/// Why a secret does not resolve (it travels to client agents over
+/// server RPC).
+#[derive(Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Unresolved {
     /// No such token: Consul's `ACL not found`.
+    #[error("ACL not found")]
     NotFound,
 }
 

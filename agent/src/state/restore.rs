@@ -81,7 +81,7 @@ impl Staging {
     }
 
     /// The pieces in order, if they are exactly `chunks` pieces of `size` bytes.
-    pub fn complete(self, chunks: u32, size: u64) -> Result<Vec<Bytes>, String> {
+    pub fn complete(self, chunks: u32, size: u64) -> Result<Vec<Bytes>, Incomplete> {
         if self.chunks.len() as u64 != u64::from(chunks)
             || self
                 .chunks
@@ -89,16 +89,28 @@ impl Staging {
                 .next_back()
                 .is_some_and(|k| *k + 1 != chunks)
         {
-            return Err(format!(
-                "restore has {} of its {chunks} pieces",
-                self.chunks.len()
-            ));
+            return Err(Incomplete::Pieces {
+                have: self.chunks.len(),
+                want: chunks,
+            });
         }
         if self.bytes != size {
-            return Err(format!("restore has {} of its {size} bytes", self.bytes));
+            return Err(Incomplete::Bytes {
+                have: self.bytes,
+                want: size,
+            });
         }
         Ok(self.chunks.into_values().collect())
     }
+}
+
+/// A staged restore that does not add up to the file announced.
+#[derive(Debug, thiserror::Error)]
+pub enum Incomplete {
+    #[error("restore has {have} of its {want} pieces")]
+    Pieces { have: usize, want: u32 },
+    #[error("restore has {have} of its {want} bytes")]
+    Bytes { have: u64, want: u64 },
 }
 
 /// Reads pieces back to back (the staged file).

@@ -13,7 +13,6 @@ pub mod inmem;
 pub mod raft;
 pub mod runtime;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -43,16 +42,28 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// A bad `telemetry` block: the key and what it must be.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: expected {want}")]
+pub struct TelemetryConfigError {
+    pub key: String,
+    pub want: &'static str,
+}
+
 impl TelemetryConfig {
     /// Merge one file's `telemetry` object; keys tribune does not read are
     /// returned for the caller's "not supported" handling.
-    pub fn merge(&mut self, path: &Path, val: &Value) -> Result<Vec<String>, String> {
-        let obj = val
-            .as_object()
-            .ok_or_else(|| format!("telemetry in {}: expected an object", path.display()))?;
+    pub fn merge(&mut self, val: &Value) -> Result<Vec<String>, TelemetryConfigError> {
+        let obj = val.as_object().ok_or_else(|| TelemetryConfigError {
+            key: "telemetry".into(),
+            want: "an object",
+        })?;
         let mut other = Vec::new();
         for (k, v) in obj {
-            let bad = |want: &str| format!("telemetry.{k} in {}: expected {want}", path.display());
+            let bad = |want: &'static str| TelemetryConfigError {
+                key: format!("telemetry.{k}"),
+                want,
+            };
             match k.as_str() {
                 "prometheus_retention_time" => {
                     self.prometheus_retention_time = v
@@ -275,12 +286,12 @@ mod tests {
         let mut c = TelemetryConfig::default();
         let v = serde_json::json!({"prometheus_retention_time": "60s", "disable_hostname": true,
             "metrics_prefix": "tb", "statsd_address": "x"});
-        let rest = c.merge(Path::new("f.json"), &v).unwrap();
+        let rest = c.merge(&v).unwrap();
         assert_eq!(rest, vec!["statsd_address".to_string()]);
         assert_eq!(c.prometheus_retention_time, Duration::from_secs(60));
         assert!(c.disable_hostname);
         assert_eq!(c.metrics_prefix, "tb");
         let bad = serde_json::json!({"prometheus_retention_time": "soon"});
-        assert!(c.merge(Path::new("f.json"), &bad).is_err());
+        assert!(c.merge(&bad).is_err());
     }
 }

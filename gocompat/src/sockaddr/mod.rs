@@ -16,11 +16,11 @@ pub use template::Env;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SockaddrError {
-    #[error("{key}: error parsing {input:?}: {msg}")]
+    #[error("{key}: error parsing {input:?}: {source}")]
     Template {
         key: String,
         input: String,
-        msg: String,
+        source: template::RenderError,
     },
     #[error("{key}: invalid ip address: {addr}")]
     NotAnIp { key: String, addr: String },
@@ -28,6 +28,8 @@ pub enum SockaddrError {
     Config(String),
     #[error("unable to query interface addresses: {0}")]
     Interfaces(std::io::Error),
+    #[error("{0}")]
+    Render(#[from] template::RenderError),
 }
 
 /// This host's interfaces and default route, as templates see them.
@@ -41,10 +43,10 @@ pub fn host_env() -> Result<Env, SockaddrError> {
 /// Expand the template in `input` (the value of `key`) into the IP
 /// addresses it names, separated by white space as Consul splits them.
 pub fn expand_ips(key: &str, input: &str, env: &Env) -> Result<Vec<IpAddr>, SockaddrError> {
-    let text = template::render(input, env).map_err(|msg| SockaddrError::Template {
+    let text = template::render(input, env).map_err(|source| SockaddrError::Template {
         key: key.into(),
         input: input.into(),
-        msg,
+        source,
     })?;
     text.split_whitespace()
         .map(|a| {

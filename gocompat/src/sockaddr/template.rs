@@ -67,28 +67,43 @@ const FUNCTIONS: [&str; 18] = [
     "join",
 ];
 
+/// Why a template did not expand: Consul's texts.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("unable to parse template {input:?}: template: sockaddr.Parse:1: {msg}")]
+    Parse { input: String, msg: String },
+    #[error("unable to execute sockaddr input {input:?}: template: sockaddr.Parse:1: {msg}")]
+    Execute { input: String, msg: String },
+    #[error(
+        "unable to execute sockaddr input {input:?}: the result is a list \
+         of interfaces: pick an attribute with attr or join"
+    )]
+    List { input: String },
+}
+
 /// Expand `input` against `env`: Consul's `template.Parse`, with its
 /// error texts.
-pub fn render(input: &str, env: &Env) -> Result<String, String> {
-    let parts = parse(input).map_err(|e| {
-        format!("unable to parse template {input:?}: template: sockaddr.Parse:1: {e}")
+pub fn render(input: &str, env: &Env) -> Result<String, RenderError> {
+    let parts = parse(input).map_err(|msg| RenderError::Parse {
+        input: input.into(),
+        msg,
     })?;
     let mut out = String::new();
     for p in parts {
         match p {
             Part::Text(t) => out.push_str(&t),
             Part::Action(pipe) => {
-                let v = eval_pipeline(&pipe, env).map_err(|e| {
-                    format!("unable to execute sockaddr input {input:?}: template: sockaddr.Parse:1: {e}")
+                let v = eval_pipeline(&pipe, env).map_err(|msg| RenderError::Execute {
+                    input: input.into(),
+                    msg,
                 })?;
                 match v {
                     Val::Str(s) => out.push_str(&s),
                     Val::Int(n) => out.push_str(&n.to_string()),
                     Val::Addrs(_) => {
-                        return Err(format!(
-                            "unable to execute sockaddr input {input:?}: the result is a list \
-                             of interfaces: pick an attribute with attr or join"
-                        ))
+                        return Err(RenderError::List {
+                            input: input.into(),
+                        })
                     }
                 }
             }

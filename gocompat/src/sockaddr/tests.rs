@@ -123,7 +123,7 @@ fn attributes_sorting_and_text() {
 #[test]
 fn errors_name_the_cause() {
     let env = host();
-    let err = |t: &str| template::render(t, &env).unwrap_err();
+    let err = |t: &str| template::render(t, &env).unwrap_err().to_string();
     assert!(err("{{ Bogus }}").contains("function \"Bogus\" not defined"));
     assert!(err("{{ GetPrivateIP").contains("unclosed action"));
     assert!(err("{{ GetAllInterfaces | attr \"nope\" }}").contains("unsupported attribute name"));

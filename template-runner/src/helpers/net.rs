@@ -15,7 +15,9 @@ pub const HELPERS: &[Helper] = &[
 /// consul-template `sockaddr "expression"` (see [`super::sockaddr`]).
 fn sockaddr(_: &Ctx, args: &[Value]) -> R {
     let expr = args.iter().map(super::text).collect::<Vec<_>>().join(" ");
-    super::sockaddr::eval(&expr).map(Value::String)
+    super::sockaddr::eval(&expr)
+        .map(Value::String)
+        .map_err(|e| e.to_string())
 }
 
 /// Addresses of a host, sorted as text (confd sorts them).

@@ -8,13 +8,13 @@
 //! GetPrivateIP(s) GetPublicIP(s) GetInterfaceIP(s)` and `include exclude
 //! sort limit offset unique attr join`.
 
-use gocompat::sockaddr::{host_env, template};
+use gocompat::sockaddr::{host_env, template, SockaddrError};
 
 /// Evaluate a go-sockaddr expression (its arguments joined by spaces)
 /// against this host's interfaces, read afresh (they change).
-pub fn eval(expr: &str) -> Result<String, String> {
-    let env = host_env().map_err(|e| e.to_string())?;
-    template::render(&format!("{{{{ {expr} }}}}"), &env)
+pub fn eval(expr: &str) -> Result<String, SockaddrError> {
+    let env = host_env()?;
+    Ok(template::render(&format!("{{{{ {expr} }}}}"), &env)?)
 }
 
 #[cfg(test)]
