@@ -1105,7 +1105,7 @@ lg_tribune() {
     local name=$1 data=$2 http=$3 srv=$4 serf=$5
     shift 5
     "$ROOT/target/release/tribune" agent -server -data-dir "$data" -node "$name" \
-        -http-port "$http" -server-port "$srv" -serf-lan-port "$serf" -dns-port -1 \
+        -http-port "$http" -server-port "$srv" -serf-lan-port "$serf" -serf-wan-port -1 -dns-port -1 \
         -log-level warn "$@" >>"$OUT_DIR/large-$name.log" 2>&1 &
     LG_PID=$!
     PIDS+=("$LG_PID")
@@ -1143,7 +1143,7 @@ section_large() {
     SERVER_PID=$LG_TB SERVER_LOG=$OUT_DIR/large-s1.log
     wait_ready etcd "$etcd_pid" "$OUT_DIR/large-etcd-p1.log" curl -sf --max-time 2 "$LG_ETCD_URL/health"
     wait_ready tribune "$LG_TB" "$SERVER_LOG" tribune_probe "$LG_URL"
-    R[cmd_lg_tribune]=$(cmdline "$ROOT/target/release/tribune" agent -server -data-dir "$d/s1" -node s1 -http-port "$LG_HTTP_PORT" -server-port $((LG_HTTP_PORT + 1)) -serf-lan-port $((LG_HTTP_PORT + 2)) -dns-port -1 -log-level warn -bootstrap-expect 1)
+    R[cmd_lg_tribune]=$(cmdline "$ROOT/target/release/tribune" agent -server -data-dir "$d/s1" -node s1 -http-port "$LG_HTTP_PORT" -server-port $((LG_HTTP_PORT + 1)) -serf-lan-port $((LG_HTTP_PORT + 2)) -serf-wan-port -1 -dns-port -1 -log-level warn -bootstrap-expect 1)
     R[cmd_lg_tribune]=${R[cmd_lg_tribune]//$TMP/\$TMP}
 
     # -- GET with 1,000 keys (the figure the million is compared with)
@@ -1295,7 +1295,7 @@ EOT
 fo_start() {
     local name=$1 ip=$2 args=(agent -node "$1" -data-dir "$TMP/fanout/$1" -bind "$2" -client "$2"
         -http-port "$FO_HTTP_PORT" -server-port $((FO_HTTP_PORT + 1))
-        -serf-lan-port $((FO_HTTP_PORT + 2)) -dns-port -1 -log-level warn
+        -serf-lan-port $((FO_HTTP_PORT + 2)) -serf-wan-port -1 -dns-port -1 -log-level warn
         -config-file "$NO_CONN_CAP" -config-file "$TMP/fanout/conf.json")
     if [[ ${3:-} == client ]]; then
         args+=(-retry-join "127.0.0.1:$((FO_HTTP_PORT + 2))" -retry-interval 1s)
@@ -1389,7 +1389,7 @@ tls_agent() {
     local name=$1 i=$2 server=$3 base=$((TLS_BASE + 10 * $2))
     shift 3
     local args=(agent -node "$name" -data-dir "$TMP/tls/$name" -http-port "$base" -dns-port -1
-        -server-port $((base + 1)) -serf-lan-port $((base + 2)) -retry-join "127.0.0.1:$((TLS_BASE + 2))"
+        -server-port $((base + 1)) -serf-lan-port $((base + 2)) -serf-wan-port -1 -retry-join "127.0.0.1:$((TLS_BASE + 2))"
         -retry-interval 1s -config-file "$NO_CONN_CAP" -config-file "$TMP/tls/perf.json" -log-level warn)
     ((server)) && args+=(-server -bootstrap-expect "${TLS_EXPECT:-3}")
     "$ROOT/target/release/tribune" "${args[@]}" "$@" >"$OUT_DIR/tls-$name.log" 2>&1 &

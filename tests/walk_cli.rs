@@ -59,12 +59,13 @@ fn flags_help_and_errors_are_gos() {
     assert_eq!(offline(&["members", "-help"]).stdout, out.stdout);
     assert_eq!(offline(&["members", "--help"]).stdout, out.stdout);
 
-    let out = offline(&["members", "-wan"]);
+    // (`-wan` is a real flag since the WAN pool: another unknown one.)
+    let out = offline(&["members", "-segment"]);
     assert_eq!(out.code, 1);
     assert_eq!(out.stdout, "");
     assert!(
         out.stderr
-            .starts_with("flag provided but not defined: -wan\nUsage:\n"),
+            .starts_with("flag provided but not defined: -segment\nUsage:\n"),
         "{}",
         out.stderr
     );

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{config_definitions, graceful_leave, reload, AppState, Shared, INTERRUPTED};
 use crate::cluster::gossip::{Gossip, GossipError, GossipOptions, Ident};
+use crate::cluster::keyring::Keyring;
 use crate::cluster::Upstream;
 use crate::config::{AgentConfig, Flags};
 use crate::http;
@@ -139,12 +140,15 @@ pub async fn run(
         rpc_port,
         raft_addr,
     };
-    let gossip = start_gossip(&config, &ids, &shutdown).await?;
+    let keyring = load_keyring(&config)?;
+    let wan = start_wan(&config, &ids, &keyring, &shutdown).await?;
+    let gossip = start_gossip(&config, &ids, &keyring, wan.as_ref(), &shutdown).await?;
     let store = Store::new();
     let (raft_node, leadership) =
         start_raft(&config, &ids, &gossip, &store, &rpc, &shutdown).await?;
     let cluster = Cluster {
         gossip,
+        wan,
         raft_node,
         leadership,
         rpc,
@@ -166,6 +170,7 @@ pub async fn run(
     if let Some(g) = &cluster.gossip {
         join_cluster(&state, g).await?;
     }
+    join_wan(&state, cluster.wan.as_ref()).await?;
     serve_http(&state, watches, &budget, &mut tasks)?;
     serve_https(&state, &budget, &mut tasks)?;
     serve_dns(&state, &mut tasks).await?;
@@ -187,6 +192,8 @@ struct Ids {
 /// The agent's links to its cluster, made before the shared state.
 struct Cluster {
     gossip: Option<Gossip>,
+    /// A server's WAN pool (`None` on clients, or `ports.serf_wan` = -1).
+    wan: Option<Gossip>,
     raft_node: Option<RaftNode>,
     leadership: Arc<Leadership>,
     rpc: RpcClient,
@@ -223,6 +230,8 @@ fn bind_rpc(config: &AgentConfig) -> Result<(Option<TcpListener>, u16), AgentErr
 async fn start_gossip(
     config: &AgentConfig,
     ids: &Ids,
+    keyring: &Arc<Keyring>,
+    wan: Option<&Gossip>,
     shutdown: &CancellationToken,
 ) -> Result<Option<Gossip>, AgentError> {
     let gossip = if config.ports.serf_lan >= 0 {
@@ -242,21 +251,11 @@ async fn start_gossip(
             bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
             build: format!("{}:tribune", env!("CARGO_PKG_VERSION")),
         };
-        let sec = &config.security;
-        let keyring = crate::cluster::keyring::Keyring::load(
-            sec.encrypt.as_deref(),
-            config
-                .data_dir
-                .as_ref()
-                .map(|d| d.join("serf").join("local.keyring")),
-            sec.encrypt_verify_incoming,
-            sec.encrypt_verify_outgoing,
-        )
-        .map_err(GossipError::from)?;
         let options = GossipOptions {
             bind,
             advertise: ids.advertise,
-            keyring: Arc::new(keyring),
+            keyring: keyring.clone(),
+            default_port: 8301,
             ident,
             snapshot: config
                 .data_dir
@@ -277,6 +276,7 @@ async fn start_gossip(
         &crate::banner::Addrs {
             advertise: ids.advertise,
             serf_lan,
+            serf_wan: wan.map_or(config.ports.serf_wan, |w| i32::from(w.me().addr.port())),
             gossip_encrypted: gossip.as_ref().is_some_and(|g| g.keyring().enabled()),
         },
     );
@@ -292,6 +292,69 @@ async fn start_gossip(
         return Err(AgentError::NoGossip);
     }
     Ok(gossip)
+}
+
+/// The gossip encryption keys, shared by the LAN and WAN pools (as
+/// Consul's `-encrypt` is).
+fn load_keyring(config: &AgentConfig) -> Result<Arc<Keyring>, AgentError> {
+    let sec = &config.security;
+    let keyring = Keyring::load(
+        sec.encrypt.as_deref(),
+        config
+            .data_dir
+            .as_ref()
+            .map(|d| d.join("serf").join("local.keyring")),
+        sec.encrypt_verify_incoming,
+        sec.encrypt_verify_outgoing,
+    )
+    .map_err(GossipError::from)?;
+    Ok(Arc::new(keyring))
+}
+
+/// A server's WAN pool on `ports.serf_wan` (unless -1), its members named
+/// `<node>.<dc>` (Consul's server_serf), carrying the datacenter and the
+/// server RPC port other datacenters forward to.
+async fn start_wan(
+    config: &AgentConfig,
+    ids: &Ids,
+    keyring: &Arc<Keyring>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Gossip>, AgentError> {
+    if !config.server || config.ports.serf_wan < 0 || ids.rpc_port == 0 {
+        return Ok(None);
+    }
+    let bind = SocketAddr::new(config.bind_addr, config.ports.serf_wan as u16);
+    let ident = Ident {
+        addr: bind,
+        bump: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        name: crate::cluster::router::wan_name(&config.node_name, &config.datacenter),
+        node_id: ids.node_id.clone(),
+        dc: config.datacenter.clone(),
+        server: true,
+        rpc_port: ids.rpc_port,
+        raft_id: ids.raft_id,
+        bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
+        build: format!("{}:tribune", env!("CARGO_PKG_VERSION")),
+    };
+    let options = GossipOptions {
+        bind,
+        advertise: ids.advertise,
+        keyring: keyring.clone(),
+        default_port: 8302,
+        ident,
+        snapshot: config
+            .data_dir
+            .as_ref()
+            .map(|d| d.join("serf").join("remote.snapshot")),
+        reconnect_timeout: config.reconnect_timeout,
+    };
+    let wan = Gossip::start(options, shutdown.clone()).await?;
+    let encrypted = if keyring.enabled() { ", encrypted" } else { "" };
+    tracing::info!("gossip (WAN) listening on {}{encrypted}", wan.me().addr);
+    Ok(Some(wan))
 }
 
 /// Raft on a server (with its role-change log); a client only follows
@@ -393,6 +456,11 @@ fn shared_state(
         proposer,
         leadership: leadership.clone(),
         gossip: cluster.gossip.clone(),
+        router: crate::cluster::router::Router::start(
+            &config.datacenter,
+            cluster.wan.clone(),
+            shutdown.clone(),
+        ),
         upstream,
         rpc: cluster.rpc.clone(),
         leaving: CancellationToken::new(),
@@ -457,6 +525,7 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
     ));
     if state.config.acl.enabled && state.raft.is_some() {
         tokio::spawn(crate::acl::leader::run(state.clone()));
+        tokio::spawn(crate::acl::replication::run(state.clone()));
     }
     if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);
@@ -540,6 +609,7 @@ async fn join_cluster(state: &Shared, g: &Gossip) -> Result<(), AgentError> {
     if !config.retry_join.is_empty() {
         tokio::spawn(retry_join(
             g.clone(),
+            "LAN",
             config.retry_join.clone(),
             config.retry_interval,
             shutdown.clone(),
@@ -548,20 +618,27 @@ async fn join_cluster(state: &Shared, g: &Gossip) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// `-retry-join`: try every `every` until one join succeeds.
-async fn retry_join(g: Gossip, list: Vec<String>, every: Duration, stop: CancellationToken) {
+/// `-retry-join` (`pool` "LAN") or `-retry-join-wan` ("WAN"): try every
+/// `every` until one join succeeds.
+async fn retry_join(
+    g: Gossip,
+    pool: &'static str,
+    list: Vec<String>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     loop {
         match g.join(&list).await {
             Ok(n) => {
                 tracing::info!(
-                    cluster = "LAN",
+                    cluster = pool,
                     num_agents = n,
                     "Join cluster completed. Synced with initial agents"
                 );
                 return;
             }
             Err(e) => tracing::warn!(
-                cluster = "LAN",
+                cluster = pool,
                 retry_interval = %gocompat::duration::short(every),
                 error = %e,
                 "Join cluster failed, will retry"
@@ -572,6 +649,47 @@ async fn retry_join(g: Gossip, list: Vec<String>, every: Duration, stop: Cancell
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// A server's WAN joins: `-join-wan` (which must succeed), the remembered
+/// WAN peers, `-retry-join-wan` in the background. A client agent has no
+/// WAN pool: its WAN joins are refused with a warning, as Consul's are.
+async fn join_wan(state: &Shared, wan: Option<&Gossip>) -> Result<(), AgentError> {
+    let config = &state.config;
+    let wanted = !config.start_join_wan.is_empty() || !config.retry_join_wan.is_empty();
+    let Some(g) = wan else {
+        if wanted {
+            tracing::warn!("(WAN) couldn't join: Err: Must be a server to join WAN cluster");
+        }
+        return Ok(());
+    };
+    if !config.start_join_wan.is_empty() {
+        let n = g
+            .join(&config.start_join_wan)
+            .await
+            .map_err(AgentError::Join)?;
+        tracing::info!(number_of_nodes = n, "(WAN) joined");
+    }
+    let remembered = g.snapshot_peers(config.rejoin_after_leave);
+    if !remembered.is_empty() {
+        let g = g.clone();
+        tokio::spawn(async move {
+            match g.join(&remembered).await {
+                Ok(n) => tracing::info!("(WAN) rejoined {n} remembered server(s)"),
+                Err(e) => tracing::info!("(WAN) rejoining remembered servers: {e}"),
+            }
+        });
+    }
+    if !config.retry_join_wan.is_empty() {
+        tokio::spawn(retry_join(
+            g.clone(),
+            "WAN",
+            config.retry_join_wan.clone(),
+            config.retry_interval_wan,
+            state.shutdown.clone(),
+        ));
+    }
+    Ok(())
 }
 
 /// The HTTP API (and the config file's watches, which use it).
@@ -701,6 +819,9 @@ async fn serve_dns(
     );
     if config.acl.enabled {
         handler = handler.with_acl(dns_acl(state.clone()));
+    }
+    if config.server {
+        handler = handler.with_wan(state.router.clone(), state.rpc.clone());
     }
     let (bound, task) = crate::dns::serve(addr, handler, state.shutdown.clone()).await?;
     tracing::info!("DNS listening on dns://{bound} (udp and tcp)");

@@ -32,6 +32,9 @@ pub struct AppState {
     pub leadership: Arc<Leadership>,
     /// Gossip membership (`None` when `ports.serf_lan` is -1).
     pub gossip: Option<crate::cluster::gossip::Gossip>,
+    /// The servers of every known datacenter (a server's WAN pool; a client
+    /// agent knows only its own datacenter and asks its servers).
+    pub router: crate::cluster::router::Router,
     /// Where forwarded requests go (`None` without gossip on a lone server).
     pub upstream: Option<crate::cluster::Upstream>,
     pub rpc: crate::rpc::client::RpcClient,
@@ -171,6 +174,9 @@ pub async fn graceful_leave(s: &Shared) {
     leave_raft(s).await;
     if let Some(g) = &s.gossip {
         g.leave().await;
+    }
+    if let Some(w) = s.router.wan() {
+        w.leave().await;
     }
 }
 

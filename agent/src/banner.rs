@@ -13,6 +13,8 @@ pub struct Addrs {
     pub advertise: IpAddr,
     /// Gossip (LAN) port; -1 when gossip is off.
     pub serf_lan: i32,
+    /// A server's bound WAN gossip port (else the configured one).
+    pub serf_wan: i32,
     /// Gossip is sealed (a key given, or kept in the keyring file).
     pub gossip_encrypted: bool,
 }
@@ -43,10 +45,7 @@ pub fn lines(c: &AgentConfig, node_id: &str, a: &Addrs) -> Vec<String> {
         ),
         (
             "Cluster Addr",
-            format!(
-                "{} (LAN: {}, WAN: {})",
-                a.advertise, a.serf_lan, c.ports.serf_wan
-            ),
+            format!("{} (LAN: {}, WAN: {})", a.advertise, a.serf_lan, a.serf_wan),
         ),
         ("Gossip Encryption", a.gossip_encrypted.to_string()),
         ("Auto-Encrypt-TLS", "false".into()),
@@ -83,6 +82,7 @@ mod tests {
         let a = Addrs {
             advertise: IpAddr::from([127, 0, 0, 1]),
             serf_lan: 8301,
+            serf_wan: 8302,
             gossip_encrypted: false,
         };
         let l = lines(&c, "0000", &a);

@@ -180,6 +180,11 @@ pub struct AgentConfig {
     /// Gossip addresses to join at start, retried until one answers.
     pub retry_join: Vec<String>,
     pub retry_interval: Duration,
+    /// A server's WAN pool joins (`-join-wan`, `start_join_wan`: fatal),
+    /// `-retry-join-wan` / `retry_join_wan`, and its retry interval.
+    pub start_join_wan: Vec<String>,
+    pub retry_join_wan: Vec<String>,
+    pub retry_interval_wan: Duration,
     /// Rejoin the remembered peers even after a graceful leave (`-rejoin`).
     pub rejoin_after_leave: bool,
     /// How long a failed member is remembered before it is reaped.
@@ -194,6 +199,9 @@ pub struct AgentConfig {
     pub limits: crate::limits::Limits,
     /// Metrics (`telemetry`).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The datacenter whose ACLs are authoritative (`primary_datacenter`;
+    /// `None`: this one). Other datacenters' leaders replicate from it.
+    pub primary_datacenter: Option<String>,
     /// ACLs (`acl`, and the legacy `acl_*` keys).
     pub acl: crate::acl::config::AclConfig,
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
@@ -247,6 +255,9 @@ impl Default for AgentConfig {
             start_join: Vec::new(),
             retry_join: Vec::new(),
             retry_interval: Duration::from_secs(30),
+            start_join_wan: Vec::new(),
+            retry_join_wan: Vec::new(),
+            retry_interval_wan: Duration::from_secs(30),
             rejoin_after_leave: false,
             reconnect_timeout: Duration::from_secs(72 * 3600),
             leave_on_terminate: None,
@@ -254,6 +265,7 @@ impl Default for AgentConfig {
             pid_file: None,
             limits: crate::limits::Limits::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            primary_datacenter: None,
             acl: Default::default(),
             disable_remote_exec: true,
             coordinates: Default::default(),
@@ -293,9 +305,13 @@ pub struct Flags {
     pub join: Vec<String>,
     pub retry_join: Vec<String>,
     pub retry_interval: Option<Duration>,
+    pub join_wan: Vec<String>,
+    pub retry_join_wan: Vec<String>,
+    pub retry_interval_wan: Option<Duration>,
     pub rejoin: bool,
     pub server_port: Option<i32>,
     pub serf_lan_port: Option<i32>,
+    pub serf_wan_port: Option<i32>,
     pub pid_file: Option<PathBuf>,
     /// `-encrypt`: the gossip key.
     pub encrypt: Option<String>,
@@ -331,6 +347,7 @@ impl AgentConfig {
             // the well-known ones (many dev agents may share a machine).
             c.ports.server = 0;
             c.ports.serf_lan = 0;
+            c.ports.serf_wan = 0;
         }
         let mut files = flags.config_file.clone();
         for dir in &flags.config_dir {
@@ -470,6 +487,11 @@ impl AgentConfig {
         if let Some(d) = f.retry_interval {
             self.retry_interval = d;
         }
+        self.start_join_wan.extend(f.join_wan.iter().cloned());
+        self.retry_join_wan.extend(f.retry_join_wan.iter().cloned());
+        if let Some(d) = f.retry_interval_wan {
+            self.retry_interval_wan = d;
+        }
         if f.rejoin {
             self.rejoin_after_leave = true;
         }
@@ -478,6 +500,9 @@ impl AgentConfig {
         }
         if let Some(p) = f.serf_lan_port {
             self.ports.serf_lan = p;
+        }
+        if let Some(p) = f.serf_wan_port {
+            self.ports.serf_wan = p;
         }
         if let Some(p) = &f.pid_file {
             self.pid_file = Some(p.clone());
@@ -689,12 +714,16 @@ impl AgentConfig {
                 "start_join"
                 | "retry_join"
                 | "retry_interval"
+                | "start_join_wan"
+                | "retry_join_wan"
+                | "retry_interval_wan"
                 | "reconnect_timeout"
                 | "check_update_interval" => self.merge_joining(path, key, val)?,
                 "rejoin_after_leave" => self.rejoin_after_leave = b(key, val)?,
                 "leave_on_terminate" => self.leave_on_terminate = Some(b(key, val)?),
                 "skip_leave_on_interrupt" => self.skip_leave_on_interrupt = Some(b(key, val)?),
                 "pid_file" => self.pid_file = Some(PathBuf::from(s(key, val)?)),
+                "primary_datacenter" => self.primary_datacenter = Some(s(key, val)?),
                 "node_meta" => {
                     let obj = val
                         .as_object()
@@ -827,7 +856,7 @@ impl AgentConfig {
                 .ok_or_else(|| invalid(path, key, want))
         };
         match key {
-            "start_join" | "retry_join" => {
+            "start_join" | "retry_join" | "start_join_wan" | "retry_join_wan" => {
                 let list = val
                     .as_array()
                     .and_then(|a| {
@@ -836,14 +865,19 @@ impl AgentConfig {
                             .collect::<Option<Vec<_>>>()
                     })
                     .ok_or_else(|| invalid(path, key, "a list of addresses"))?;
-                if key == "start_join" {
-                    self.start_join.extend(list);
-                } else {
-                    self.retry_join.extend(list);
+                match key {
+                    "start_join" => self.start_join.extend(list),
+                    "retry_join" => self.retry_join.extend(list),
+                    "start_join_wan" => self.start_join_wan.extend(list),
+                    _ => self.retry_join_wan.extend(list),
                 }
             }
             "retry_interval" => {
                 self.retry_interval =
+                    duration("a duration like \"30s\"")?.max(Duration::from_millis(100))
+            }
+            "retry_interval_wan" => {
+                self.retry_interval_wan =
                     duration("a duration like \"30s\"")?.max(Duration::from_millis(100))
             }
             "reconnect_timeout" => self.reconnect_timeout = duration("a duration like \"30s\"")?,

@@ -14,7 +14,8 @@
 //!   graceful shutdown; [`banner`]: what it prints as it starts.
 //! - [`config`]: agent configuration (defaults, JSON/HCL files, flags).
 //! - [`acl`]: ACL rules (HCL/JSON), the authorizer (Consul's precedence),
-//!   the `acl` config block, what each raft command needs (`acl::command`,
+//!   the `acl` config block, replication from `primary_datacenter`
+//!   (`acl::replication`), what each raft command needs (`acl::command`,
 //!   checked on writes arriving over server RPC and on the agent's own);
 //!   the tables are `state::acl`, the API `http::acl`, resolution the
 //!   pipeline's auth step.
@@ -44,9 +45,11 @@
 //!   proposer.
 //! - [`local`]: this agent's services and checks — definitions, probes,
 //!   anti-entropy sync into the catalog.
-//! - [`cluster`]: several agents as one — gossip membership (foca), the
-//!   upstream servers, bootstrap and voter management (autopilot), the
-//!   round trips of gossip probes (`cluster::rtt`).
+//! - [`cluster`]: several agents as one — gossip membership (foca; the LAN
+//!   pool, and the servers' WAN pool), the WAN router (alive servers of
+//!   every datacenter), the upstream servers, bootstrap and voter
+//!   management (autopilot), the round trips of gossip probes
+//!   (`cluster::rtt`).
 //! - [`coordinate`]: network coordinates — serf's Vivaldi model, the
 //!   agent's loop that feeds it probe round trips and sends its coordinate
 //!   to the servers, the servers' update batches, `?near` sorting; the
@@ -65,7 +68,7 @@
 //! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
 //!   a handler (print, script, HTTP) run once per real change.
 //! - [`dns`]: the DNS interface (node, service and prepared-query lookups,
-//!   SRV, recursors).
+//!   SRV, recursors; names of other datacenters asked of their servers).
 //! - [`sockaddr`] (in `gocompat`): go-sockaddr templates in addresses, and the address to
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
@@ -91,7 +94,10 @@
 //!    request is answered, after routing) and the route's ACL class is
 //!    checked ([`http::access`]); handlers filter lists with it;
 //! 3. [`pipeline::route`] decides where it is answered: here, by the leader
-//!    (from a follower) or by a server (from a client agent); elsewhere,
+//!    (from a follower), by a server (from a client agent), or, for a
+//!    `?dc=` naming another datacenter, by a server there (chosen by the
+//!    WAN router, [`cluster::router`]; it answers through its leader);
+//!    elsewhere,
 //!    [`pipeline::forward`] carries it whole over server RPC, and it enters
 //!    the same pipeline there; identical forwarded blocking reads share one
 //!    upstream query ([`pipeline::coalesce`]), and a `?cached` read is

@@ -113,10 +113,10 @@ pub struct Args {
     /// trace, debug, info, warn, error.
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
-    /// "src:dest[:command]" (repeatable).
+    /// `src:dest[:command]` (repeatable).
     #[arg(long)]
     pub template: Vec<String>,
-    /// Debounce "min[:max]" for every template (e.g. 2s:10s).
+    /// Debounce `min[:max]` for every template (e.g. `2s:10s`).
     #[arg(long)]
     pub wait: Option<String>,
     /// YAML/JSON file for the file backend (repeatable).

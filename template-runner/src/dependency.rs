@@ -11,6 +11,17 @@ pub enum Dependency {
     KvPrefix(String),
     /// One key.
     KvKey(String),
+    /// One key of another datacenter (`key "k@dc2"`; consul-template's
+    /// functions only: confd's keys are the local datacenter's).
+    KvKeyDc {
+        key: String,
+        dc: String,
+    },
+    /// Every key under a prefix of another datacenter (`ls`/`tree "p@dc2"`).
+    KvPrefixDc {
+        prefix: String,
+        dc: String,
+    },
     /// Instances of a service with their health (all states; helpers filter).
     Service {
         name: String,
@@ -45,7 +56,8 @@ impl Dependency {
     pub fn kind(&self) -> &'static str {
         match self {
             Dependency::KvPrefix(_) => "kv_prefix",
-            Dependency::KvKey(_) => "kv_key",
+            Dependency::KvKey(_) | Dependency::KvKeyDc { .. } => "kv_key",
+            Dependency::KvPrefixDc { .. } => "kv_prefix",
             Dependency::Service { .. } => "service",
             Dependency::Services { .. } => "services",
             Dependency::Nodes { .. } => "nodes",
@@ -66,6 +78,8 @@ impl std::fmt::Display for Dependency {
         match self {
             Dependency::KvPrefix(p) => write!(f, "kv.list({p})"),
             Dependency::KvKey(k) => write!(f, "kv.key({k})"),
+            Dependency::KvKeyDc { key, dc } => write!(f, "kv.key({key}@{dc})"),
+            Dependency::KvPrefixDc { prefix, dc } => write!(f, "kv.list({prefix}@{dc})"),
             Dependency::Service {
                 name,
                 tag,

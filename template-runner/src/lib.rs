@@ -10,7 +10,7 @@
 //! - [`render`], [`helpers`], [`gosyntax`]: the two engines (Handlebars and
 //!   Go text/template), the one function table both register, and the rule
 //!   choosing an engine per file.
-//! - [`write`]: atomic stage / check / rename / fsync.
+//! - [`write`](mod@write): atomic stage / check / rename / fsync.
 //! - [`retry`]: when to try a failed write again.
 //! - [`command`]: `sh -c` with timeout and captured output.
 //! - [`runner`]: the daemon — debounce, render what changed, SIGHUP, conf.d watching.

@@ -59,8 +59,26 @@ pub struct Agent {
     pub data_dir: Option<PathBuf>,
 }
 
+/// A server binds its WAN pool on 8302 unless told otherwise: tests run
+/// side by side, so a server started without `-serf-wan-port` gets a port
+/// the system picks (nothing joins it by address).
+fn wan_port_unless_named(cmd: &mut Command) {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let named = |f: &str| args.iter().any(|a| a == f || a == &format!("-{f}"));
+    if args.first().map(String::as_str) == Some("agent")
+        && named("-server")
+        && !named("-serf-wan-port")
+    {
+        cmd.args(["-serf-wan-port", "0"]);
+    }
+}
+
 /// Spawn a process and wait for its "<marker>http://ADDR" log line.
 pub fn spawn_logged(mut cmd: Command, marker: &str) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    wan_port_unless_named(&mut cmd);
     cmd.stderr(Stdio::piped()).stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("spawning binary");
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -202,6 +202,12 @@ impl AgentTokens {
         self.default.read().clone()
     }
 
+    /// The `replication` token (a secondary's leader copies the primary's
+    /// ACLs with it).
+    pub fn replication_token(&self) -> Option<Arc<str>> {
+        self.replication.read().clone()
+    }
+
     /// The `agent` token (the agent's own work), else the default one.
     pub fn agent_token(&self) -> Option<Arc<str>> {
         self.agent.read().clone().or_else(|| self.default_token())

@@ -10,6 +10,7 @@ pub mod command;
 pub mod config;
 pub mod fallback;
 pub mod leader;
+pub mod replication;
 pub mod rules;
 
 pub use authorizer::{Authorizer, DefaultPolicy, Need};

@@ -91,6 +91,16 @@ pub struct AgentArgs {
     /// Time between -retry-join attempts (default 30s).
     #[arg(long = "retry-interval")]
     pub retry_interval: Option<String>,
+    /// A server joins the WAN pool through this address at start
+    /// (repeatable; fatal if none answers).
+    #[arg(long = "join-wan")]
+    pub join_wan: Vec<String>,
+    /// Join the WAN pool through this address, retrying until it answers.
+    #[arg(long = "retry-join-wan")]
+    pub retry_join_wan: Vec<String>,
+    /// Time between -retry-join-wan attempts (default 30s).
+    #[arg(long = "retry-interval-wan")]
+    pub retry_interval_wan: Option<String>,
     /// Rejoin the remembered peers even after a graceful leave.
     #[arg(long)]
     pub rejoin: bool,
@@ -100,6 +110,9 @@ pub struct AgentArgs {
     /// LAN gossip port (default 8301).
     #[arg(long = "serf-lan-port")]
     pub serf_lan_port: Option<i32>,
+    /// WAN gossip port of a server (default 8302, -1 off).
+    #[arg(long = "serf-wan-port", allow_hyphen_values = true)]
+    pub serf_wan_port: Option<i32>,
     /// Path to file to store agent PID.
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
@@ -159,9 +172,13 @@ pub fn run(a: AgentArgs) -> ExitCode {
         join: a.join,
         retry_join: a.retry_join,
         retry_interval: None,
+        join_wan: a.join_wan,
+        retry_join_wan: a.retry_join_wan,
+        retry_interval_wan: None,
         rejoin: a.rejoin,
         server_port: a.server_port,
         serf_lan_port: a.serf_lan_port,
+        serf_wan_port: a.serf_wan_port,
         pid_file: a.pid_file,
         encrypt: a.encrypt,
         https_port: a.https_port,
@@ -172,6 +189,15 @@ pub fn run(a: AgentArgs) -> ExitCode {
             Some(d) => flags.retry_interval = Some(d),
             None => {
                 eprintln!("==> Error: invalid -retry-interval {ri:?}: use a duration like 30s");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if let Some(ri) = &a.retry_interval_wan {
+        match gocompat::duration::parse_duration(ri) {
+            Some(d) => flags.retry_interval_wan = Some(d),
+            None => {
+                eprintln!("==> Error: invalid -retry-interval-wan {ri:?}: use a duration like 30s");
                 return ExitCode::from(1);
             }
         }

@@ -15,6 +15,9 @@ pub struct ForceLeaveArgs {
     /// Remove the node from the member list entirely.
     #[arg(long)]
     pub prune: bool,
+    /// Force-leave a member of the WAN pool (named `<node>.<dc>`).
+    #[arg(long)]
+    pub wan: bool,
     /// The failed node's name.
     #[arg(value_name = "node")]
     pub nodes: Vec<String>,
@@ -28,11 +31,13 @@ pub fn run(a: ForceLeaveArgs) -> ExitCode {
         );
     };
     let path = format!("agent/force-leave/{}", crate::apiclient::key_path(node));
-    let q: Vec<(&str, String)> = if a.prune {
-        vec![("prune", String::new())]
-    } else {
-        vec![]
-    };
+    let mut q: Vec<(&str, String)> = vec![];
+    if a.prune {
+        q.push(("prune", String::new()));
+    }
+    if a.wan {
+        q.push(("wan", "1".into()));
+    }
     match Api::new(&a.http).call(Method::PUT, &path, &q, None) {
         Ok(Some(_)) => ExitCode::SUCCESS,
         Ok(None) => fail(format!(

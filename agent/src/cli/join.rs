@@ -12,7 +12,7 @@ use super::common::{fail, usage_error, HttpOpts};
 pub struct JoinArgs {
     #[command(flatten)]
     pub http: HttpOpts,
-    /// Join the WAN pool (accepted; this build has one datacenter).
+    /// Join the WAN pool (a server joining servers of other datacenters).
     #[arg(long)]
     pub wan: bool,
     /// Gossip addresses of agents to join (ip or ip:port).
@@ -28,9 +28,14 @@ pub fn run(a: JoinArgs) -> ExitCode {
     let api = Api::new(&a.http);
     let mut joined = 0;
     let mut last_err = String::new();
+    let q: Vec<(&str, String)> = if a.wan {
+        vec![("wan", "1".into())]
+    } else {
+        vec![]
+    };
     for addr in &a.addresses {
         let path = format!("agent/join/{}", crate::apiclient::key_path(addr));
-        match api.call(Method::PUT, &path, &[], None) {
+        match api.call(Method::PUT, &path, &q, None) {
             Ok(_) => joined += 1,
             Err(e) => last_err = e.to_string(),
         }

@@ -7,7 +7,8 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::client::Api;
-use super::common::{fail, get_json, table, HttpOpts};
+use super::common::{fail, table, HttpOpts};
+use reqwest::Method;
 
 #[derive(Args, Debug)]
 pub struct MembersArgs {
@@ -20,6 +21,9 @@ pub struct MembersArgs {
     /// expression for status.
     #[arg(long, default_value = ".*")]
     pub status: String,
+    /// List the WAN pool's members (servers of every datacenter).
+    #[arg(long)]
+    pub wan: bool,
 }
 
 /// Serf's member status names, by their number in `/v1/agent/members`.
@@ -48,8 +52,17 @@ pub fn run(a: MembersArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("Failed to compile status regexp: {e}")),
     };
-    let v = match get_json(&Api::new(&a.http), "agent/members") {
-        Ok(v) => v,
+    let q: Vec<(&str, String)> = if a.wan {
+        vec![("wan", "1".into())]
+    } else {
+        vec![]
+    };
+    let v: Value = match Api::new(&a.http).call(Method::GET, "agent/members", &q, None) {
+        Ok(Some(b)) => match serde_json::from_slice(&b) {
+            Ok(v) => v,
+            Err(e) => return fail(format!("Error retrieving members: {e}")),
+        },
+        Ok(None) => return fail("Error retrieving members: not found"),
         Err(e) => return fail(format!("Error retrieving members: {e}")),
     };
     let mut list: Vec<Value> = v.as_array().cloned().unwrap_or_default();

@@ -89,7 +89,7 @@ pub struct CertCreateArgs {
     #[arg(long, default_value_t = 365)]
     pub days: u32,
     /// When generating a server cert and this is set an additional dns
-    /// name is added: <node>.server.<datacenter>.<domain>.
+    /// name is added: `<node>.server.<datacenter>.<domain>`.
     #[arg(long)]
     pub node: Option<String>,
     /// Provide an additional dnsname for Subject Alternative Names.

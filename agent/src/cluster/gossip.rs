@@ -272,6 +272,8 @@ pub struct GossipOptions {
     pub reconnect_timeout: Duration,
     /// Gossip encryption keys (empty: plaintext).
     pub keyring: Arc<Keyring>,
+    /// The port of a join address given without one (8301 LAN, 8302 WAN).
+    pub default_port: u16,
 }
 
 /// Why a packet was refused, and from whom (for `join`'s error).
@@ -297,6 +299,7 @@ pub struct Gossip {
     refused: Arc<parking_lot::Mutex<Option<Refusal>>>,
     /// Times direct probes, for network coordinates.
     rtt: Arc<parking_lot::Mutex<super::rtt::RttProbe>>,
+    default_port: u16,
 }
 
 impl Gossip {
@@ -361,6 +364,7 @@ impl Gossip {
             key_acks: Default::default(),
             refused: Default::default(),
             rtt: Default::default(),
+            default_port: opts.default_port,
         };
         let task = Task {
             foca,
@@ -432,7 +436,7 @@ impl Gossip {
     pub async fn join(&self, addrs: &[String]) -> Result<usize, GossipError> {
         let mut targets = Vec::new();
         for a in addrs {
-            targets.push(parse_addr(a)?);
+            targets.push(parse_addr_port(a, self.default_port)?);
         }
         let me = self.me().addr;
         let targets: Vec<SocketAddr> = targets.into_iter().filter(|t| *t != me).collect();
@@ -677,6 +681,11 @@ impl Gossip {
 
 /// `ip`, `ip:port` or `[v6]:port`; the port defaults to 8301.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, GossipError> {
+    parse_addr_port(s, 8301)
+}
+
+/// [`parse_addr`] with another default port (8302 for the WAN pool).
+pub fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, GossipError> {
     let s = s.trim();
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
@@ -685,13 +694,13 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, GossipError> {
         .trim_matches(|c| c == '[' || c == ']')
         .parse::<std::net::IpAddr>()
     {
-        return Ok(SocketAddr::new(ip, 8301));
+        return Ok(SocketAddr::new(ip, port));
     }
     // A host name: resolve it (first address).
     let with_port = if s.contains(':') {
         s.to_string()
     } else {
-        format!("{s}:8301")
+        format!("{s}:{port}")
     };
     std::net::ToSocketAddrs::to_socket_addrs(&with_port)
         .ok()

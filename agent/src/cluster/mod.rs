@@ -2,6 +2,8 @@
 //!
 //! - [`gossip`]: SWIM membership (foca) on `ports.serf_lan`; alive / left /
 //!   failed members, leave intents, force-leave, user events.
+//! - [`router`]: the WAN pool's view — alive servers of every known
+//!   datacenter, for requests with another `?dc=`.
 //! - [`upstream`]: where requests this agent cannot answer go (the leader,
 //!   or any alive server from a client agent).
 //! - [`autopilot`]: what servers do about membership — bootstrap once
@@ -12,6 +14,7 @@ pub mod autopilot;
 pub mod gossip;
 pub mod health;
 pub mod keyring;
+pub mod router;
 pub mod rtt;
 pub mod transfer;
 pub mod upstream;

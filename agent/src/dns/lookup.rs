@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::Lookup;
+use crate::cluster::router::Router;
 use crate::cluster::Upstream;
 use crate::local::defs::META_MAX_PAIRS;
+use crate::rpc::client::RpcClient;
 use crate::state::catalog::{NodeRec, ServiceRec};
 use crate::state::{Health, Tables};
 
@@ -45,6 +47,9 @@ pub enum LookupError {
     NoLeader,
     #[error("lookup forwarded too many times (servers disagree on the leader)")]
     Hops,
+    /// The datacenter the name names has no alive server known here.
+    #[error("No path to datacenter")]
+    NoPath,
 }
 
 /// A node as DNS needs it.
@@ -209,6 +214,49 @@ pub async fn ask(up: &Upstream, req: &Request, hops: u32) -> Result<Reply, Looku
     Err(last)
 }
 
+/// Where lookups of other datacenters go on the server RPC port: a
+/// [`DcRequest`], answered by a server (which asks that datacenter).
+pub const DC_PATH: &str = "/rpc/dns-dc";
+
+/// A lookup in another datacenter (`web.service.dc2.consul`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DcRequest {
+    pub dc: String,
+    pub req: Request,
+}
+
+/// At most this many servers of another datacenter are tried per lookup.
+const MAX_DC_TRIES: usize = 3;
+
+/// From a server: ask a server of `dc` (the WAN router's), the next when
+/// one cannot be reached; none alive there: [`LookupError::NoPath`].
+pub async fn ask_dc(
+    router: &Router,
+    rpc: &RpcClient,
+    dc: &str,
+    req: &Request,
+    hops: u32,
+) -> Result<Reply, LookupError> {
+    if hops >= MAX_HOPS {
+        return Err(LookupError::Hops);
+    }
+    let mut last = LookupError::NoPath;
+    for target in router.servers(dc).into_iter().take(MAX_DC_TRIES) {
+        let target = target.to_string();
+        let r: Result<Result<Reply, LookupError>, _> = rpc
+            .call(&target, "/rpc/dns", req, LOOKUP_TIMEOUT, hops + 1)
+            .await;
+        match r {
+            Ok(answer) => return answer,
+            Err(e) => {
+                tracing::debug!(%target, datacenter = dc, error = %e, "DNS lookup: server unreachable");
+                last = LookupError::Rpc(e.to_string());
+            }
+        }
+    }
+    Err(last)
+}
+
 /// DNS lookups of an agent that asks the servers: bounded in number and
 /// in time.
 pub struct Remote {
@@ -247,6 +295,39 @@ impl Remote {
                 reply = ask(&self.up, &req, 0).await?;
             }
             Ok(reply.found)
+        };
+        tokio::time::timeout(LOOKUP_TIMEOUT, run)
+            .await
+            .map_err(|_| LookupError::Timeout(LOOKUP_TIMEOUT))?
+    }
+
+    /// Look `lookup` up in datacenter `dc`: the local servers route it.
+    pub async fn lookup_dc(&self, dc: &str, lookup: Lookup) -> Result<Found, LookupError> {
+        let _permit = self.permits.try_acquire().map_err(|_| LookupError::Busy)?;
+        let req = DcRequest {
+            dc: dc.to_string(),
+            req: Request {
+                lookup,
+                allow_stale: self.allow_stale,
+            },
+        };
+        let run = async {
+            let mut last = LookupError::NoServers;
+            for target in self.up.targets() {
+                let r: Result<Result<Reply, LookupError>, _> = self
+                    .up
+                    .rpc
+                    .call(&target, DC_PATH, &req, LOOKUP_TIMEOUT, 0)
+                    .await;
+                match r {
+                    Ok(answer) => return answer.map(|r| r.found),
+                    Err(e) => {
+                        self.up.bad(&target);
+                        last = LookupError::Rpc(e.to_string());
+                    }
+                }
+            }
+            Err(last)
         };
         tokio::time::timeout(LOOKUP_TIMEOUT, run)
             .await

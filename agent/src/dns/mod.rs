@@ -47,7 +47,7 @@ use crate::state::catalog::Meta;
 use crate::state::{Health, Store};
 use fit::Answer;
 use lookup::{Found, Instance, LookupError, Remote};
-pub use names::{addr_label, parse, Lookup};
+pub use names::{addr_label, parse, parse_dc, Lookup};
 use records::{ip_record, meta_record};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,11 @@ pub struct ConsulDns {
     domain: Name,
     services: ServiceCache,
     mode: Mode,
+    /// A server's way to other datacenters (`web.service.dc2.consul`).
+    wan: Option<(
+        crate::cluster::router::Router,
+        crate::rpc::client::RpcClient,
+    )>,
 }
 
 /// One healthy instance, ready to answer with.
@@ -140,6 +145,44 @@ impl ConsulDns {
             domain,
             services: ServiceCache::default(),
             mode,
+            wan: None,
+        }
+    }
+
+    /// On a server: lookups naming another datacenter are asked of its
+    /// servers, found through the WAN `router`.
+    pub fn with_wan(
+        mut self,
+        router: crate::cluster::router::Router,
+        rpc: crate::rpc::client::RpcClient,
+    ) -> Self {
+        self.wan = Some((router, rpc));
+        self
+    }
+
+    /// What datacenter `dc` holds for `l`: asked of its servers (from a
+    /// server), or of this agent's servers, which route it (from a client).
+    /// No known path there: `None` (NXDOMAIN, as Consul answers).
+    async fn other_dc(&self, dc: &str, l: Lookup) -> Result<Option<Found>, LookupError> {
+        let r = match (&self.mode, &self.wan) {
+            (Mode::Client(remote), _) => remote.lookup_dc(dc, l).await,
+            (Mode::Server { .. }, Some((router, rpc))) => {
+                let req = lookup::Request {
+                    lookup: l,
+                    allow_stale: self.config.allow_stale,
+                };
+                let ask = lookup::ask_dc(router, rpc, dc, &req, 0);
+                match tokio::time::timeout(lookup::LOOKUP_TIMEOUT, ask).await {
+                    Ok(r) => r.map(|r| r.found),
+                    Err(_) => Err(LookupError::Timeout(lookup::LOOKUP_TIMEOUT)),
+                }
+            }
+            (Mode::Server { .. }, None) => Err(LookupError::NoPath),
+        };
+        match r {
+            Ok(f) => Ok(Some(f)),
+            Err(LookupError::NoPath) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -222,12 +265,16 @@ impl ConsulDns {
     }
 
     fn build_items(&self, service: &str, tag: Option<&str>) -> Vec<Item> {
-        self.items_from(&lookup::instances(&self.store.read(), service, tag))
+        self.items_from(
+            &lookup::instances(&self.store.read(), service, tag),
+            &self.datacenter,
+        )
     }
 
     /// Answerable instances: warning ones only without `only_passing`, and
     /// only with an address DNS can give.
-    fn items_from(&self, instances: &[Instance]) -> Vec<Item> {
+    /// Target names are of datacenter `dc` (`<node>.node.<dc>.<domain>`).
+    fn items_from(&self, instances: &[Instance], dc: &str) -> Vec<Item> {
         let mut out = Vec::new();
         for i in instances {
             let ok = match i.health {
@@ -248,9 +295,9 @@ impl ConsulDns {
             }
             // A service address of its own gets an `.addr.` target.
             let host = if i.address.is_empty() || i.address == i.node_address {
-                format!("{}.node.{}", i.node, self.datacenter)
+                format!("{}.node.{dc}", i.node)
             } else {
-                format!("{}.addr.{}", addr_label(ip), self.datacenter)
+                format!("{}.addr.{dc}", addr_label(ip))
             };
             let target = Name::from_str(&host)
                 .ok()
@@ -306,11 +353,15 @@ impl ConsulDns {
         max_answers: usize,
     ) -> Result<Answer, LookupError> {
         let _t = crate::telemetry::timer("dns.domain_query");
-        let lookup = parse(
+        let parsed = parse_dc(
             &qname.to_ascii().to_ascii_lowercase(),
             &self.config.domain,
             &self.datacenter,
         );
+        let (lookup, dc) = match parsed {
+            Some((l, dc)) => (Some(l), dc),
+            None => (None, None),
+        };
         let mut a = match lookup {
             None => Answer::new(ResponseCode::NXDomain),
             Some(Lookup::Addr(ip)) => {
@@ -320,11 +371,19 @@ impl ConsulDns {
                 a
             }
             Some(l) if self.hidden(&l).await => Answer::new(ResponseCode::NXDomain),
+            Some(l) if dc.is_some() => {
+                let dc = dc.unwrap_or_default();
+                match self.other_dc(&dc, l.clone()).await? {
+                    Some(found) => self.found_answer(qname, qtype, l, found, max_answers, &dc),
+                    None => Answer::new(ResponseCode::NXDomain),
+                }
+            }
             Some(l) => match self.remote() {
                 None => self.local_answer(qname, qtype, l, max_answers),
                 Some((remote, stale)) => {
                     let found = remote.lookup(l.clone(), stale).await?;
-                    self.found_answer(qname, qtype, l, found, max_answers)
+                    let dc = self.datacenter.clone();
+                    self.found_answer(qname, qtype, l, found, max_answers, &dc)
                 }
             },
         };
@@ -351,7 +410,8 @@ impl ConsulDns {
             Lookup::Addr(_) => Answer::new(ResponseCode::NoError),
             Lookup::Query(name) => {
                 let found = Found::Query(lookup::query(&self.store.read(), &name));
-                self.found_answer(qname, qtype, Lookup::Query(name), found, max)
+                let dc = self.datacenter.clone();
+                self.found_answer(qname, qtype, Lookup::Query(name), found, max, &dc)
             }
         }
     }
@@ -364,6 +424,7 @@ impl ConsulDns {
         l: Lookup,
         found: Found,
         max: usize,
+        dc: &str,
     ) -> Answer {
         match (l, found) {
             (Lookup::Node(_), Found::Node(n)) => self.node_answer(
@@ -373,13 +434,13 @@ impl ConsulDns {
                 max,
             ),
             (Lookup::Service { service, .. }, Found::Service(list)) => {
-                let items = self.items_from(&list);
+                let items = self.items_from(&list, dc);
                 let ttl = ttl_secs(self.config.service_ttl(&service));
                 self.service_answer(qname, qtype, ttl, &items, max)
             }
             (Lookup::Query(_), Found::Query(None)) => Answer::new(ResponseCode::NXDomain),
             (Lookup::Query(_), Found::Query(Some((service, list, ttl)))) => {
-                let items = self.items_from(&list);
+                let items = self.items_from(&list, dc);
                 // The query's DNS.TTL, else the service's TTL.
                 let ttl = ttl_secs(ttl.unwrap_or_else(|| self.config.service_ttl(&service)));
                 self.service_answer(qname, qtype, ttl, &items, max)

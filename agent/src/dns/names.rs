@@ -39,37 +39,40 @@ fn parse_addr_label(l: &str) -> Option<std::net::IpAddr> {
 }
 
 /// Parse a lowercase, dot-terminated or not, query name. `None` means the
-/// name cannot exist (NXDOMAIN): wrong datacenter, unknown form.
+/// name cannot exist (NXDOMAIN): another datacenter, unknown form.
 pub fn parse(name: &str, domain: &str, datacenter: &str) -> Option<Lookup> {
+    match parse_dc(name, domain, datacenter)? {
+        (l, None) => Some(l),
+        (_, Some(_)) => None,
+    }
+}
+
+/// [`parse`], and the other datacenter the name names (`web.service.dc2.consul`),
+/// if it names one (`.addr.` names need no datacenter's data).
+pub fn parse_dc(name: &str, domain: &str, datacenter: &str) -> Option<(Lookup, Option<String>)> {
     let name = name.trim_end_matches('.');
     let rest = name.strip_suffix(domain)?.strip_suffix('.')?;
     let mut labels: Vec<&str> = rest.split('.').collect();
     if labels.iter().any(|l| l.is_empty()) {
         return None;
     }
-    // Optional datacenter after the type label.
+    let mut dc = None;
+    // Optional datacenter after the type label (`_svc._tag.<dc>` too).
     if labels.len() >= 2 {
         let last = labels[labels.len() - 1];
         let kind = labels[labels.len() - 2];
-        if matches!(kind, "service" | "node" | "addr" | "query")
-            || (labels[0].starts_with('_') && labels.len() == 3)
-        {
-            if last != datacenter && !matches!(last, "service" | "node" | "query") {
-                // `_svc._tag.dc1` or `x.service.dc2`: only our datacenter exists.
-                if labels[0].starts_with('_') && labels.len() == 3 && kind != "service" {
-                    return None;
-                }
-                if matches!(kind, "service" | "node" | "addr" | "query") {
-                    return None;
-                }
+        let typed = matches!(kind, "service" | "node" | "addr" | "query");
+        let rfc = labels[0].starts_with('_') && labels.len() == 3;
+        if (typed || rfc) && !matches!(last, "service" | "node" | "query") {
+            // An address is decoded from the name: any datacenter's is here.
+            if last != datacenter && kind != "addr" {
+                dc = Some(last.to_string());
             }
-            if last == datacenter {
-                labels.pop();
-            }
+            labels.pop();
         }
     }
     let kind = *labels.last()?;
-    match kind {
+    let lookup = match kind {
         "node" if labels.len() >= 2 => Some(Lookup::Node(labels[..labels.len() - 1].join("."))),
         "addr" if labels.len() == 2 => parse_addr_label(labels[0]).map(Lookup::Addr),
         "query" if labels.len() >= 2 => Some(Lookup::Query(labels[..labels.len() - 1].join("."))),
@@ -88,7 +91,8 @@ pub fn parse(name: &str, domain: &str, datacenter: &str) -> Option<Lookup> {
             })
         }
         _ => rfc2782(&labels),
-    }
+    }?;
+    Some((lookup, dc))
 }
 
 /// `_<service>._<tag|tcp>`.
@@ -141,5 +145,44 @@ mod tests {
         );
         assert_eq!(addr_label([127, 0, 0, 5].into()), "7f000005");
         assert_eq!(p("zz.addr.dc1.consul"), None);
+    }
+
+    #[test]
+    fn other_datacenters() {
+        let p = |n: &str| parse_dc(n, "consul", "dc1");
+        let dc2 = Some("dc2".to_string());
+        assert_eq!(
+            p("web.service.dc2.consul"),
+            Some((svc("web", None).unwrap(), dc2.clone()))
+        );
+        assert_eq!(
+            p("v1.web.service.dc2.consul."),
+            Some((svc("web", Some("v1")).unwrap(), dc2.clone()))
+        );
+        assert_eq!(
+            p("_web._tcp.service.dc2.consul"),
+            Some((svc("web", None).unwrap(), dc2.clone()))
+        );
+        assert_eq!(
+            p("_web._v1.dc2.consul"),
+            Some((svc("web", Some("v1")).unwrap(), dc2.clone()))
+        );
+        assert_eq!(
+            p("n1.node.dc2.consul"),
+            Some((Lookup::Node("n1".into()), dc2))
+        );
+        assert_eq!(
+            p("web.service.dc1.consul"),
+            Some((svc("web", None).unwrap(), None))
+        );
+        assert_eq!(
+            p("web.service.consul"),
+            Some((svc("web", None).unwrap(), None))
+        );
+        assert_eq!(
+            p("7f000005.addr.dc2.consul"),
+            Some((Lookup::Addr([127, 0, 0, 5].into()), None))
+        );
+        assert_eq!(p("a.b.c.service.dc2.consul"), None);
     }
 }

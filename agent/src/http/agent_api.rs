@@ -437,9 +437,21 @@ pub fn member_json(
     })
 }
 
-/// `/v1/agent/members`: every member gossip knows, failed and left included.
+/// `/v1/agent/members`: every member gossip knows, failed and left included;
+/// with `?wan`, the WAN pool's (servers only; a client agent has none).
 pub async fn members(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let q = &ctx.query;
+    if q.has("wan") {
+        let all = s.router.wan().map(|w| w.members()).unwrap_or_default();
+        let list: Vec<serde_json::Value> = all
+            .iter()
+            .filter(|m| ctx.authz().can(Resource::Node, &m.ident.name, Need::Read))
+            .map(|m| member_json(&m.ident, m.status, m.ident.bootstrap_expect))
+            .collect();
+        let mut resp = json(StatusCode::OK, &list, q.has("pretty"));
+        mark_filtered(&mut resp, list.len() != all.len());
+        return resp;
+    }
     let list: Vec<serde_json::Value> = match &s.gossip {
         Some(g) => g
             .members()
@@ -468,18 +480,46 @@ pub async fn members(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     resp
 }
 
+/// The pool `?wan` names: the LAN pool, or a server's WAN pool (Consul's
+/// text for a client agent, which has none).
+fn pool<'a>(
+    s: &'a Shared,
+    q: &crate::pipeline::context::Query,
+) -> Result<&'a crate::cluster::gossip::Gossip, ApiError> {
+    if !q.has("wan") {
+        return gossip(s);
+    }
+    match s.router.wan() {
+        Some(w) => Ok(w),
+        None if s.config.server => Err(ApiError::bad(
+            "the WAN pool is off on this server (ports.serf_wan = -1)",
+        )),
+        None => Err(ApiError::Internal(
+            "Must be a server to join WAN cluster".into(),
+        )),
+    }
+}
+
 fn gossip(s: &Shared) -> Result<&crate::cluster::gossip::Gossip, ApiError> {
     s.gossip
         .as_ref()
         .ok_or_else(|| ApiError::bad("gossip is off on this agent (ports.serf_lan = -1)"))
 }
 
-/// `PUT /v1/agent/join/<address>`.
-pub async fn join(State(s): State<Shared>, Path(addr): Path<String>) -> Result<Response, ApiError> {
-    let g = gossip(&s)?;
-    g.join(std::slice::from_ref(&addr))
+/// `PUT /v1/agent/join/<address>[?wan]`.
+pub async fn join(
+    State(s): State<Shared>,
+    Path(addr): Path<String>,
+    ctx: RequestCtx,
+) -> Result<Response, ApiError> {
+    let wan = ctx.query.has("wan");
+    let g = pool(&s, &ctx.query)?;
+    let n = g
+        .join(std::slice::from_ref(&addr))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let which = if wan { "WAN" } else { "LAN" };
+    tracing::info!(number_of_nodes = n, "({which}) joined");
     Ok(empty_ok())
 }
 
@@ -491,14 +531,15 @@ pub async fn leave(State(s): State<Shared>) -> Result<Response, ApiError> {
     Ok(empty_ok())
 }
 
-/// `PUT /v1/agent/force-leave/<node>[?prune]`.
+/// `PUT /v1/agent/force-leave/<node>[?prune][?wan]` (WAN names are
+/// `<node>.<dc>`).
 pub async fn force_leave(
     State(s): State<Shared>,
     Path(node): Path<String>,
     ctx: RequestCtx,
 ) -> Result<Response, ApiError> {
     let q = &ctx.query;
-    let g = gossip(&s)?;
+    let g = pool(&s, q)?;
     let Some(m) = g.member(&node) else {
         return Err(ApiError::NotFound(format!(
             "agent: No node found with name '{node}'"

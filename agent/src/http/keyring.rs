@@ -1,6 +1,6 @@
 //! `/v1/operator/keyring`: the gossip keys of every member (GET), install
 //! (POST), use (PUT) and remove (DELETE) a key, as Consul's API does. The
-//! operation travels to every member by gossip ([`Gossip::keyring_op`]).
+//! operation travels to every member by gossip ([`crate::cluster::gossip::Gossip::keyring_op`]).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! The Consul-compatible HTTP API (axum): the route table ([`routes`],
+//! The Consul-compatible HTTP API (axum): the route table ([`routes`](mod@routes),
 //! each route with its methods), one file of handlers per API area, and
 //! the listener ([`serve`], [`timeouts`]). Every route passes the request
 //! pipeline ([`crate::pipeline`]) before its handler.
@@ -103,7 +103,7 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(query::routes())
 }
 
-/// The API router: [`routes`], each through the request pipeline (for the
+/// The API router: [`routes`](mod@routes), each through the request pipeline (for the
 /// methods a route answers; the others are refused here), and the body limit.
 pub fn router(state: Shared) -> Router {
     let pipeline =

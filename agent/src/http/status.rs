@@ -26,9 +26,13 @@ pub async fn peers(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response,
     Ok(json(StatusCode::OK, &s.leadership.peers(), q.has("pretty")))
 }
 
+/// Every datacenter this server's WAN pool knows, local first (a client
+/// agent's request is answered by a server: see `pipeline::route`).
 pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let q = &ctx.query;
-    json(StatusCode::OK, &[&s.config.datacenter], q.has("pretty"))
+    // Coordinates (the lead wires them in) will give the distances.
+    let dcs = s.router.sorted_dcs(|_| None);
+    json(StatusCode::OK, &dcs, q.has("pretty"))
 }
 
 pub async fn agent_self(State(s): State<Shared>, ctx: RequestCtx) -> Response {
@@ -56,7 +60,7 @@ pub async fn agent_self(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
-            "PrimaryDatacenter": c.datacenter,
+            "PrimaryDatacenter": c.primary_datacenter.as_deref().unwrap_or(&c.datacenter),
             "NodeName": c.node_name,
             "NodeID": s.node_id,
             "Server": c.server,

@@ -157,8 +157,8 @@ pub async fn run(
     }
 }
 
-/// Sync writes the ACLs refused, by item ("node", "service:<id>",
-/// "check:<id>") with the write refused: each is logged once per change,
+/// Sync writes the ACLs refused, by item (`node`, `service:<id>`,
+/// `check:<id>`) with the write refused: each is logged once per change,
 /// not on every pass, and retried on the normal cadence.
 #[derive(Default)]
 pub struct Blocked(std::collections::HashMap<String, String>);

@@ -1,6 +1,6 @@
 //! The agent's log: every `tracing` event becomes one line in the shape a
-//! Consul user knows (see [`format`]; JSON with `-log-json`), written to
-//! stderr and to `-log-file` ([`file`], rotated) at the agent's
+//! Consul user knows (see [`format`](mod@format); JSON with `-log-json`), written to
+//! stderr and to `-log-file` ([`file`](mod@file), rotated) at the agent's
 //! `-log-level`, which `tribune reload` can change, and fanned out to
 //! every `/v1/agent/monitor` watcher at the watcher's own level
 //! ([`monitor`]).

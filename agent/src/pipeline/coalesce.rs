@@ -182,7 +182,8 @@ impl Job {
         if !BLOCKING_PREFIXES.iter().any(|p| path.starts_with(p)) {
             return None;
         }
-        let opts = ctx.read_opts().ok()?;
+        // Another datacenter's reads merge too (`?dc=` is in the key).
+        let opts = ctx.read_opts_anywhere().ok()?;
         if opts.index == 0 {
             return None;
         }

@@ -2,7 +2,7 @@
 //! into a [`RequestCtx`] that every later step and the handler read.
 //!
 //! Consul's conventions: boolean flags are presence-only, durations are Go
-//! durations, `dc` must be ours (until federation), the token comes from
+//! durations, `dc` is ours or is routed elsewhere, the token comes from
 //! `?token=`, `X-Consul-Token` or `Authorization: Bearer`, in that order.
 //! Errors in the common parameters are kept, not raised here: each handler
 //! asks for what it uses ([`RequestCtx::read_opts`], [`RequestCtx::check_dc`])
@@ -161,7 +161,8 @@ impl ReadOpts {
     }
 }
 
-/// `?dc=` other than ours has no route (no federation yet).
+/// `?dc=` other than ours: no path from here (routed requests never get
+/// this far; see [`super::route`]).
 pub fn check_dc(q: &Query, datacenter: &str) -> Result<(), ApiError> {
     match q.get("dc") {
         Some(dc) if !dc.is_empty() && dc != datacenter => Err(ApiError::NoPathToDatacenter),
@@ -176,8 +177,9 @@ pub fn check_dc(q: &Query, datacenter: &str) -> Result<(), ApiError> {
 pub struct RequestCtx {
     /// Every query parameter, for the handler's own ones.
     pub query: Query,
-    /// `?dc=` names another datacenter. No federation yet: refused by
-    /// [`Self::check_dc`]; issue 17 routes such requests instead.
+    /// `?dc=` names another datacenter: [`super::route`] sends such
+    /// requests there; a handler reached anyway refuses it
+    /// ([`Self::check_dc`]).
     foreign_dc: bool,
     /// The read options, or Consul's message for the first bad one.
     read: Result<ReadOpts, &'static str>,
@@ -215,6 +217,11 @@ impl RequestCtx {
         self.authz = a;
     }
 
+    /// The other datacenter `?dc=` names, if it names one.
+    pub fn remote_dc(&self) -> Option<&str> {
+        self.query.get("dc").filter(|_| self.foreign_dc)
+    }
+
     /// 500 `No path to datacenter` for another datacenter's `?dc=`.
     pub fn check_dc(&self) -> Result<(), ApiError> {
         match self.foreign_dc {
@@ -226,6 +233,12 @@ impl RequestCtx {
     /// The read options, checked as [`ReadOpts::parse`] checks them.
     pub fn read_opts(&self) -> Result<ReadOpts, ApiError> {
         self.check_dc()?;
+        self.read.clone().map_err(ApiError::bad)
+    }
+
+    /// The read options whatever datacenter `?dc=` names (for a request
+    /// carried elsewhere, where they are checked again).
+    pub fn read_opts_anywhere(&self) -> Result<ReadOpts, ApiError> {
         self.read.clone().map_err(ApiError::bad)
     }
 

@@ -13,7 +13,7 @@ use super::authz::Authz;
 use super::cache;
 use super::context::RequestCtx;
 use super::error::ApiError;
-use super::forward::{forward_boxed, Forwarding};
+use super::forward::{forward_boxed, forward_dc_boxed, Forwarding};
 use super::route::{self, Route};
 use super::write::acting;
 use crate::app::Shared;
@@ -42,6 +42,8 @@ pub fn entry(
         Route::Leader(up) | Route::Server(up) => {
             return Either::Right(forward_boxed(s, up, ctx, req, next))
         }
+        // The other datacenter checks the token.
+        Route::Datacenter(dc) => return Either::Right(forward_dc_boxed(s, dc, ctx, req)),
     }
     if !s.config.acl.enabled {
         req.extensions_mut().insert(ctx);

@@ -37,7 +37,8 @@ use crate::cluster::Upstream;
 use crate::rpc::client::{AGENT_NODE, HOPS};
 /// Where they go on the server RPC port.
 pub const SNAPSHOT_PATH: &str = "/rpc/snapshot";
-const MAX_HOPS: u32 = 3;
+/// A client agent, a server, another datacenter's server, its leader.
+const MAX_HOPS: u32 = 4;
 
 /// Forwarding, boxed: see [`super::entry`].
 pub type Forwarding = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -66,46 +67,9 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
         .into_response();
     }
     let (mut parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body too large, max size: {MAX_BODY} bytes"),
-            )
-                .into_response()
-        }
-    };
-    let path_q = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    // A blocking query may park up to 10 min (+ jitter); anything else that
-    // takes this long is lost in the network: answer 500 rather than hang.
-    // A forwarded write gets less: its error must reach the client before
-    // the client's own timeout, or the client cannot tell it failed (the
-    // write connection is torn down then, so it cannot arrive later).
-    let mut timeout = if ctx.query.has("index") {
-        Duration::from_secs(11 * 60)
-    } else if writes {
-        Duration::from_secs(10)
-    } else {
-        Duration::from_secs(15)
-    };
-    let mut headers = tunnel_headers(&parts.headers, &s.node.node);
-    // Without a token of its own, a request acts with this agent's default
-    // token, on the server that answers too (as Consul's agents send it).
-    if s.config.acl.enabled && ctx.token().is_none() {
-        if let Some(t) = s.acl_tokens.default_token() {
-            headers.push(("x-consul-token".into(), t.as_bytes().to_vec()));
-        }
-    }
-    let mut envelope = Tunnelled {
-        method: parts.method.to_string(),
-        uri: path_q,
-        headers,
-        body: body.to_vec(),
+    let (mut envelope, mut timeout) = match envelope_of(&s, &ctx, &parts, body, writes).await {
+        Ok(e) => e,
+        Err(resp) => return resp,
     };
     let mut ctx = ctx;
     let job = (parts.method == Method::GET)
@@ -154,6 +118,114 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
             next.run(req).await
         }
     }
+}
+
+/// The request as an envelope for server RPC, and how long to wait for
+/// its answer; an over-long body is answered 413 here.
+async fn envelope_of(
+    s: &Shared,
+    ctx: &RequestCtx,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    writes: bool,
+) -> Result<(Tunnelled, Duration), Response> {
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body too large, max size: {MAX_BODY} bytes"),
+            )
+                .into_response())
+        }
+    };
+    let path_q = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    // A blocking query may park up to 10 min (+ jitter); anything else that
+    // takes this long is lost in the network: answer 500 rather than hang.
+    // A forwarded write gets less: its error must reach the client before
+    // the client's own timeout, or the client cannot tell it failed (the
+    // write connection is torn down then, so it cannot arrive later).
+    let timeout = if ctx.query.has("index") {
+        Duration::from_secs(11 * 60)
+    } else if writes {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(15)
+    };
+    let mut headers = tunnel_headers(&parts.headers, &s.node.node);
+    // Without a token of its own, a request acts with this agent's default
+    // token, on the server that answers too (as Consul's agents send it).
+    if s.config.acl.enabled && ctx.token().is_none() {
+        if let Some(t) = s.acl_tokens.default_token() {
+            headers.push(("x-consul-token".into(), t.as_bytes().to_vec()));
+        }
+    }
+    let envelope = Tunnelled {
+        method: parts.method.to_string(),
+        uri: path_q,
+        headers,
+        body: body.to_vec(),
+    };
+    Ok((envelope, timeout))
+}
+
+/// At most this many servers of another datacenter are tried for one request.
+const MAX_DC_TRIES: usize = 3;
+
+/// Carry `req` to a server of datacenter `dc` (its `?dc=`), boxed as
+/// [`forward_boxed`] is.
+pub fn forward_dc_boxed(s: Shared, dc: String, ctx: RequestCtx, req: Request) -> Forwarding {
+    Box::pin(forward_dc(s, dc, ctx, req))
+}
+
+/// Send the request whole to an alive server of `dc` (from the WAN
+/// router), which answers it through its own leader, with its indexes; a
+/// blocking read is held there. A server that cannot be reached is passed
+/// over for the next (a write only if it was never sent). No alive server
+/// there, or none reachable: Consul's `No path to datacenter`, at once.
+async fn forward_dc(s: Shared, dc: String, ctx: RequestCtx, req: Request) -> Response {
+    let writes = !is_read(req.method());
+    let hop = ctx.hops;
+    if hop >= MAX_HOPS {
+        return ApiError::Internal("request forwarded too many times".into()).into_response();
+    }
+    let targets = s.router.servers(&dc);
+    if targets.is_empty() {
+        tracing::debug!(datacenter = %dc, "router: no path to datacenter");
+        return ApiError::NoPathToDatacenter.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let (envelope, timeout) = match envelope_of(&s, &ctx, &parts, body, writes).await {
+        Ok(e) => e,
+        Err(resp) => return resp,
+    };
+    for target in targets.iter().take(MAX_DC_TRIES) {
+        let target = target.to_string();
+        let r: Result<TunnelledAnswer, crate::rpc::client::RpcError> = if writes {
+            s.rpc
+                .call_write(&target, TUNNEL_PATH, &envelope, timeout, hop + 1, None)
+                .await
+        } else {
+            s.rpc
+                .call(&target, TUNNEL_PATH, &envelope, timeout, hop + 1)
+                .await
+        };
+        match r {
+            Ok(answer) => return answer.into_response(),
+            Err(e) if e.not_sent() || !writes => {
+                tracing::warn!("router: server {target} of datacenter {dc} unreachable: {e}");
+            }
+            Err(e) => {
+                return ApiError::Internal(format!("forwarding to {target} in {dc}: {e}"))
+                    .into_response()
+            }
+        }
+    }
+    ApiError::NoPathToDatacenter.into_response()
 }
 
 /// Resolve and check the token on this server (ACLs on), as the entry step

@@ -11,7 +11,8 @@
 //!    where the request is answered (forwarded ones are decided there), and
 //!    the route's class checked (`crate::http::access`).
 //! 4. [`route`]: answered here, by the leader (from a follower) or by a
-//!    server (from a client agent); later by another datacenter (issue 17).
+//!    server (from a client agent), or by a server of the datacenter a
+//!    `?dc=` names (from a server; found by `crate::cluster::router`).
 //!    Elsewhere means [`forward`]: the request goes whole over server RPC
 //!    and re-enters this pipeline there ([`forward::serve_tunnelled`]);
 //!    identical blocking reads share one forwarded query ([`coalesce`]).

@@ -3,9 +3,10 @@
 //! for a read answered here, whether this agent may answer it now
 //! ([`AppState::gate`]: the leader lease, or a quorum's confirmation).
 //!
-//! Issue 17 adds a route: a request whose `?dc=` names another datacenter
-//! goes to a server of that datacenter ([`RequestCtx::check_dc`] refuses
-//! it today). A forwarded request is carried by [`super::forward`].
+//! A request whose `?dc=` names another datacenter goes to an alive server
+//! of that datacenter, picked by the WAN router ([`Route::Datacenter`]);
+//! from a client agent it goes to a local server first, which routes it.
+//! A forwarded request is carried by [`super::forward`].
 
 use std::time::Duration;
 
@@ -32,6 +33,15 @@ pub enum Route {
     Leader(Upstream),
     /// A client agent, which holds no state, sends it to a server.
     Server(Upstream),
+    /// A server sends it to a server of another datacenter (`?dc=`), which
+    /// answers it through its own leader.
+    Datacenter(String),
+}
+
+/// Paths another datacenter answers for `?dc=` (Consul's RPC endpoints
+/// that take a datacenter; agent endpoints are this agent's own).
+fn dc_routed(path: &str) -> bool {
+    path != SNAPSHOT && (replicated(path, true) || path.starts_with("/v1/event/"))
 }
 
 /// Paths answered from replicated state (the rest are agent-local).
@@ -55,6 +65,27 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
+/// The primary datacenter, for a write of policies, roles or tokens (or
+/// the bootstrap) made in another datacenter (Consul forwards them there).
+/// Local tokens are not told apart: they are made in the primary too.
+fn acl_primary<'a>(
+    s: &'a AppState,
+    method: &Method,
+    path: &str,
+    ctx: &RequestCtx,
+) -> Option<&'a str> {
+    const WRITES: [&str; 4] = [
+        "/v1/acl/policy",
+        "/v1/acl/role",
+        "/v1/acl/token",
+        "/v1/acl/bootstrap",
+    ];
+    let primary = s.config.primary_datacenter.as_deref()?;
+    let ours = primary == s.config.datacenter;
+    let acl_write = !is_read(method) && WRITES.iter().any(|w| path.starts_with(w));
+    (s.config.acl.enabled && !ours && acl_write && ctx.query.get("dc").is_none()).then_some(primary)
+}
+
 /// Reads only the leader answers, `?stale` or not.
 const LEADER_ONLY: [&str; 2] = [
     "/v1/operator/autopilot/health",
@@ -69,6 +100,28 @@ pub fn is_read(m: &Method) -> bool {
 /// Where a request with this method, path and context is answered.
 pub fn decide(s: &AppState, method: &Method, path: &str, ctx: &RequestCtx) -> Route {
     let client = s.raft.is_none();
+    if let Some(dc) = ctx.remote_dc().filter(|_| dc_routed(path)) {
+        return match (&s.upstream, client) {
+            (_, false) => Route::Datacenter(dc.to_string()),
+            (Some(up), true) => Route::Server(up.clone()),
+            (None, true) => Route::Here,
+        };
+    }
+    // ACL writes belong to the primary datacenter, which replicates them
+    // to the others (see `crate::acl::replication`).
+    if let Some(primary) = acl_primary(s, method, path, ctx) {
+        return match (&s.upstream, client) {
+            (_, false) => Route::Datacenter(primary.to_string()),
+            (Some(up), true) => Route::Server(up.clone()),
+            (None, true) => Route::Here,
+        };
+    }
+    // Only servers know the other datacenters.
+    if client && path == "/v1/catalog/datacenters" {
+        if let Some(up) = &s.upstream {
+            return Route::Server(up.clone());
+        }
+    }
     if !replicated(path, client) {
         return Route::Here;
     }

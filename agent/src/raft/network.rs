@@ -3,7 +3,7 @@
 //!
 //! openraft bounds an append by its number of entries only; entries can be
 //! large (group-commit batches, restore pieces), so an append is cut to
-//! about [`APPEND_BUDGET`] bytes and reported as a partial success: the rest
+//! about `APPEND_BUDGET` bytes and reported as a partial success: the rest
 //! goes in the next one, and no append outgrows the RPC body limit.
 
 use std::collections::HashMap;

@@ -65,6 +65,8 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/node-view/{node}", get(node_view))
         .route("/rpc/dns", post(dns_lookup))
         .route(crate::coordinate::sync::PEERS_PATH, get(coordinates))
+        .route(crate::dns::lookup::DC_PATH, post(dns_lookup_dc))
+        .route(crate::acl::replication::PATH, post(acl_replicate))
         .route(auth::RESOLVE_PATH, post(acl_resolve))
         .route(
             forward::TUNNEL_PATH,
@@ -233,6 +235,31 @@ async fn dns_lookup(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Respon
         Err(r) => return *r,
     };
     bin(&lookup(&s, req, ctx.hops).await)
+}
+
+/// A secondary datacenter's leader asking for the ACL tables.
+async fn acl_replicate(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
+    let ask: crate::acl::replication::Ask = match decode(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    bin(&crate::acl::replication::serve(&s, ask).await)
+}
+
+/// A client agent's lookup in another datacenter: asked of that
+/// datacenter's servers (this one's own, if it names this datacenter).
+async fn dns_lookup_dc(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
+    let r: crate::dns::lookup::DcRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    if r.dc == s.config.datacenter {
+        return bin(&lookup(&s, r.req, ctx.hops).await);
+    }
+    let answer = crate::dns::lookup::ask_dc(&s.router, &s.rpc, &r.dc, &r.req, ctx.hops).await;
+    bin(&answer)
 }
 
 /// The server side of `/rpc/dns`: answer from this server's store when a

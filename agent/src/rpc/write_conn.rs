@@ -12,7 +12,7 @@
 //! Dropping hyper's HTTP/2 handles is not enough: hyper runs the connection
 //! in a task of its own that, once its handles are gone, shuts down
 //! gracefully, flushing what is queued, which is exactly the late delivery.
-//! So the socket is wrapped in [`KillableIo`], whose kill fails every
+//! So the socket is wrapped in `KillableIo`, whose kill fails every
 //! further read and write: the connection task ends at once and drops the
 //! socket, and the zero linger turns that close into a reset.
 

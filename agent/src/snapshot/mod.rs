@@ -2,7 +2,7 @@
 //! snapshot save|restore|inspect`, and the raft snapshots servers keep and
 //! send each other — one format for all three.
 //!
-//! - [`format`]: the container (header, versioned sections of records,
+//! - [`format`](mod@format): the container (header, versioned sections of records,
 //!   SHA-256 trailer) and its reader, which checks everything it reads.
 //! - [`tables`]: [`crate::state::Tables`] as sections and back.
 //! - [`error`]: what reading or writing one can fail with.

@@ -324,6 +324,13 @@ impl Consul {
                 vec![("recurse", String::new())],
             ),
             Dependency::KvKey(k) => (format!("kv/{}", key_path(k)), vec![]),
+            Dependency::KvKeyDc { key, dc } => {
+                (format!("kv/{}", key_path(key)), vec![("dc", dc.clone())])
+            }
+            Dependency::KvPrefixDc { prefix, dc } => (
+                format!("kv/{}", key_path(prefix)),
+                vec![("recurse", String::new()), ("dc", dc.clone())],
+            ),
             Dependency::Service {
                 name,
                 tag,
@@ -374,11 +381,15 @@ impl Consul {
             let (status, idx, body) = (reply.status, reply.index, reply.body);
             let absent = matches!(
                 dep,
-                Dependency::KvPrefix(_) | Dependency::KvKey(_) | Dependency::Node { .. }
+                Dependency::KvPrefix(_)
+                    | Dependency::KvKey(_)
+                    | Dependency::KvKeyDc { .. }
+                    | Dependency::KvPrefixDc { .. }
+                    | Dependency::Node { .. }
             );
             if status == 404 && absent {
                 let d = match dep {
-                    Dependency::KvKey(_) => Data::Key(None),
+                    Dependency::KvKey(_) | Dependency::KvKeyDc { .. } => Data::Key(None),
                     Dependency::Node { .. } => Data::Node(None),
                     _ => Data::Kv(BTreeMap::new()),
                 };
@@ -394,7 +405,7 @@ impl Consul {
             let v: Value = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Data(format!("{dep}: bad JSON from {base}: {e}")))?;
             let data = match dep {
-                Dependency::KvPrefix(_) => Data::Kv(
+                Dependency::KvPrefix(_) | Dependency::KvPrefixDc { .. } => Data::Kv(
                     v.as_array()
                         .into_iter()
                         .flatten()
@@ -402,7 +413,7 @@ impl Consul {
                         .map(|e| (s(e, "Key"), kv_entry(e)))
                         .collect(),
                 ),
-                Dependency::KvKey(_) => Data::Key(
+                Dependency::KvKey(_) | Dependency::KvKeyDc { .. } => Data::Key(
                     v.as_array()
                         .and_then(|a| a.first())
                         .map(|e| decode(&e["Value"])),

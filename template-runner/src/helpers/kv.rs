@@ -27,7 +27,7 @@ pub const HELPERS: &[Helper] = &[
     both("lsdir", lsdir),
     both("key", key),
     both("keyOrDefault", key_or_default),
-    both("keyExists", exists),
+    both("keyExists", key_exists),
     both("safeLs", safe_ls),
     both("tree", tree),
     both("safeTree", safe_tree),
@@ -96,6 +96,61 @@ impl Ctx {
         self.kv_dep(&full, Dependency::KvKey(full.clone()))
     }
 
+    /// consul-template's `key@dc`: the dependency of `key` in `dc` (or here).
+    fn key_dep_in(&self, key: &str, dc: Option<&str>) -> Dependency {
+        match dc {
+            None => self.key_dep(key),
+            Some(dc) => Dependency::KvKeyDc {
+                key: self.full(key),
+                dc: dc.to_string(),
+            },
+        }
+    }
+
+    /// [`Self::value`] of `key` in datacenter `dc` (`None`: this one).
+    fn value_in(&self, key: &str, dc: Option<&str>) -> Result<Option<String>, ()> {
+        if dc.is_none() {
+            return self.value(key);
+        }
+        match self.fetch(self.key_dep_in(key, dc)) {
+            Kv::Missing => Err(()),
+            Kv::Map(d) => Ok(match &*d {
+                Data::Key(v) => v.clone(),
+                _ => None,
+            }),
+        }
+    }
+
+    /// The dependency of every key under `prefix` in `dc` (or here).
+    fn prefix_dep_in(&self, prefix: &str, dc: Option<&str>) -> Dependency {
+        match dc {
+            None => self.kv_dep(prefix, Dependency::KvPrefix(prefix.to_string())),
+            Some(dc) => Dependency::KvPrefixDc {
+                prefix: prefix.to_string(),
+                dc: dc.to_string(),
+            },
+        }
+    }
+
+    /// [`Self::under`] in datacenter `dc` (`None`: this one).
+    fn under_in(&self, dir: &str, dc: Option<&str>) -> Result<BTreeMap<String, KvEntry>, ()> {
+        if dc.is_none() {
+            return self.under(dir);
+        }
+        let prefix = self.dir_prefix(dir);
+        match self.fetch(self.prefix_dep_in(&prefix, dc)) {
+            Kv::Missing => Err(()),
+            Kv::Map(d) => Ok(match &*d {
+                Data::Kv(m) => m
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            }),
+        }
+    }
+
     /// One key's value: Err(()) = data not here yet, Ok(None) = no such key.
     fn value(&self, key: &str) -> Result<Option<String>, ()> {
         let full = self.full(key);
@@ -152,6 +207,24 @@ impl Ctx {
         } else {
             rel.to_string()
         }
+    }
+}
+
+/// consul-template's `<key>@<dc>`: the key and the datacenter it names
+/// (a datacenter name is letters, digits, `-` and `_`; anything else after
+/// an `@` is part of the key).
+fn split_dc(arg: &str) -> (&str, Option<&str>) {
+    match arg.rsplit_once('@') {
+        Some((k, dc))
+            if !k.is_empty()
+                && !dc.is_empty()
+                && dc
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            (k, Some(dc))
+        }
+        _ => (arg, None),
     }
 }
 
@@ -215,17 +288,19 @@ fn getv(ctx: &Ctx, args: &[Value]) -> R {
     }
 }
 
-/// consul-template `key`: waits until the key exists.
+/// consul-template `key` (`"k@dc2"` for another datacenter): waits until
+/// the key exists.
 fn key(ctx: &Ctx, args: &[Value]) -> R {
-    let k = s_arg(args, 0, "key")?;
+    let arg = s_arg(args, 0, "key")?;
+    let (k, dc) = split_dc(&arg);
     if k.is_empty() {
         return Ok(json!(""));
     }
-    match ctx.value(&k) {
+    match ctx.value_in(k, dc) {
         Err(()) => Ok(json!("")),
         Ok(Some(v)) => Ok(Value::String(v)),
         Ok(None) => {
-            ctx.wait_for(ctx.key_dep(&k));
+            ctx.wait_for(ctx.key_dep_in(k, dc));
             Ok(json!(""))
         }
     }
@@ -233,12 +308,20 @@ fn key(ctx: &Ctx, args: &[Value]) -> R {
 
 /// consul-template `keyOrDefault`: the default for a missing or empty key.
 fn key_or_default(ctx: &Ctx, args: &[Value]) -> R {
-    let k = s_arg(args, 0, "key")?;
+    let arg = s_arg(args, 0, "key")?;
+    let (k, dc) = split_dc(&arg);
     let default = s_arg(args, 1, "default")?;
-    match ctx.value(&k) {
+    match ctx.value_in(k, dc) {
         Ok(Some(v)) if !v.is_empty() => Ok(Value::String(v)),
         _ => Ok(Value::String(default)),
     }
+}
+
+/// consul-template `keyExists` (`"k@dc2"` too).
+fn key_exists(ctx: &Ctx, args: &[Value]) -> R {
+    let arg = s_arg(args, 0, "key")?;
+    let (k, dc) = split_dc(&arg);
+    Ok(Value::Bool(matches!(ctx.value_in(k, dc), Ok(Some(_)))))
 }
 
 fn exists(ctx: &Ctx, args: &[Value]) -> R {
@@ -295,10 +378,12 @@ fn pair(prefix: &str, full: &str, e: &KvEntry) -> Value {
     })
 }
 
-/// consul-template `ls`/`safeLs`: top-level pairs under a prefix.
-fn ct_ls(ctx: &Ctx, d: &str, safe: bool) -> R {
+/// consul-template `ls`/`safeLs`: top-level pairs under a prefix
+/// (`"p@dc2"`: another datacenter's).
+fn ct_ls(ctx: &Ctx, arg: &str, safe: bool) -> R {
+    let (d, dc) = split_dc(arg);
     let prefix = ctx.dir_prefix(d);
-    let Ok(all) = ctx.under(d) else {
+    let Ok(all) = ctx.under_in(d, dc) else {
         return Ok(json!([]));
     };
     let out: Vec<Value> = all
@@ -307,7 +392,7 @@ fn ct_ls(ctx: &Ctx, d: &str, safe: bool) -> R {
         .map(|(k, v)| pair(&prefix, k, v))
         .collect();
     if safe && out.is_empty() {
-        ctx.wait_for(ctx.kv_dep(&prefix, Dependency::KvPrefix(prefix.clone())));
+        ctx.wait_for(ctx.prefix_dep_in(&prefix, dc));
     }
     Ok(Value::Array(out))
 }
@@ -342,10 +427,12 @@ fn lsdir(ctx: &Ctx, args: &[Value]) -> R {
     ))
 }
 
-/// consul-template `tree`/`safeTree`: every pair under a prefix.
-fn ct_tree(ctx: &Ctx, d: &str, safe: bool) -> R {
+/// consul-template `tree`/`safeTree`: every pair under a prefix
+/// (`"p@dc2"`: another datacenter's).
+fn ct_tree(ctx: &Ctx, arg: &str, safe: bool) -> R {
+    let (d, dc) = split_dc(arg);
     let prefix = ctx.dir_prefix(d);
-    let Ok(all) = ctx.under(d) else {
+    let Ok(all) = ctx.under_in(d, dc) else {
         return Ok(json!([]));
     };
     let out: Vec<Value> = all
@@ -354,7 +441,7 @@ fn ct_tree(ctx: &Ctx, d: &str, safe: bool) -> R {
         .map(|(k, v)| pair(&prefix, k, v))
         .collect();
     if safe && out.is_empty() {
-        ctx.wait_for(ctx.kv_dep(&prefix, Dependency::KvPrefix(prefix.clone())));
+        ctx.wait_for(ctx.prefix_dep_in(&prefix, dc));
     }
     Ok(Value::Array(out))
 }

@@ -9,7 +9,7 @@
 //! - [`kv`]: confd's `getv get gets getvs exists ls lsdir` and
 //!   consul-template's `key keyOrDefault keyExists ls safeLs tree safeTree`.
 //! - [`catalog`]: `service services node nodes datacenters byTag byMeta`.
-//! - [`text`]: strings, paths, regular expressions, hashes.
+//! - [`text`](mod@text): strings, paths, regular expressions, hashes.
 //! - [`data`]: JSON/YAML/TOML, parsing, lists and maps, math ([`goenc`]:
 //!   the `to*` encoders, byte for byte as Go's).
 //! - [`net`]: `lookupIP lookupSRV sockaddr` ([`sockaddr`]: go-sockaddr's

@@ -136,3 +136,57 @@ fn go_recursion_and_loops_are_bounded() {
         assert!(r.is_err(), "{t}: {r:?}");
     }
 }
+
+/// consul-template's `@dc` on KV functions reads another datacenter's data
+/// (its own dependency); confd's functions keep `@` as part of the key.
+#[test]
+fn kv_of_another_datacenter() {
+    let s = store(&[("k", "local"), ("mail/u@dc2", "confd")]);
+    s.put(
+        &Dependency::KvKeyDc {
+            key: "k".into(),
+            dc: "dc2".into(),
+        },
+        Data::Key(Some("remote".into())),
+    );
+    let m: BTreeMap<String, KvEntry> = [("p/a", "1"), ("p/b/c", "2")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string().into()))
+        .collect();
+    s.put(
+        &Dependency::KvPrefixDc {
+            prefix: "p/".into(),
+            dc: "dc2".into(),
+        },
+        Data::Kv(m),
+    );
+    let render = |text: &str, flavor| {
+        let mut r = Renderer::new(s.clone());
+        let opts = TemplateOptions {
+            engine: Some(Engine::Go),
+            flavor,
+            ..Default::default()
+        };
+        r.load_str("t#1", "t", text, &opts).unwrap();
+        match r.render("t#1", "", &[String::new()]).0 {
+            Outcome::Rendered(s) => s,
+            other => panic!("{text}: {other:?}"),
+        }
+    };
+    let ct = Flavor::ConsulTemplate;
+    assert_eq!(
+        render("{{key \"k\"}} {{key \"k@dc2\"}}", ct),
+        "local remote"
+    );
+    assert_eq!(render("{{keyOrDefault \"k@dc2\" \"d\"}}", ct), "remote");
+    assert_eq!(render("{{keyExists \"k@dc2\"}}", ct), "true");
+    assert_eq!(
+        render("{{range ls \"p@dc2\"}}{{.Key}}={{.Value}} {{end}}", ct),
+        "a=1 "
+    );
+    assert_eq!(
+        render("{{range tree \"p@dc2\"}}{{.Key}}={{.Value}} {{end}}", ct),
+        "a=1 b/c=2 "
+    );
+    assert_eq!(render("{{getv \"/mail/u@dc2\"}}", Flavor::Confd), "confd");
+}
