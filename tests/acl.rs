@@ -786,3 +786,117 @@ fn keyring_needs_keyring_rules() {
     let r = call(&a, "PUT", path, Some(&writer), Some(body));
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
 }
+
+/// Prepared queries need `query` rules on their name (a nameless one a
+/// management token), lists are filtered, a Token is `<hidden>` without
+/// write; coordinate updates need node:write on the body's node, reads
+/// node:read.
+#[test]
+fn query_and_coordinate_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::dev(&[
+        "-node",
+        "acl-n",
+        "-config-dir",
+        &with_root_agent(dir.path()),
+    ]);
+    wait_root(&a);
+    let (w, _) = token_with(&a, "qw", r#"query_prefix "web-" { policy = "write" }"#);
+    let (r, _) = token_with(&a, "qr", r#"query_prefix "" { policy = "read" }"#);
+    let def =
+        |name: &str| json!({"Name": name, "Token": "stored-secret", "Service": {"Service": "web"}});
+    assert_eq!(
+        call(&a, "POST", "/v1/query", None, Some(def("web-1"))).status(),
+        403
+    );
+    assert_eq!(
+        call(&a, "POST", "/v1/query", Some(&w), Some(def("db-1"))).status(),
+        403
+    );
+    assert_eq!(
+        call(
+            &a,
+            "POST",
+            "/v1/query",
+            Some(&w),
+            Some(json!({"Service": {"Service": "web"}}))
+        )
+        .status(),
+        403
+    );
+    assert_eq!(
+        call(&a, "POST", "/v1/query", Some(&r), Some(def("web-2"))).status(),
+        403
+    );
+    let id = ok_json(call(&a, "POST", "/v1/query", Some(&w), Some(def("web-1"))))["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok_json(call(&a, "POST", "/v1/query", Some(ROOT), Some(def("db-1"))));
+    // The writer sees its query's Token; a reader sees it hidden.
+    let mine = ok_json(call(&a, "GET", &format!("/v1/query/{id}"), Some(&w), None));
+    assert_eq!(mine[0]["Token"], "stored-secret");
+    let theirs = ok_json(call(&a, "GET", &format!("/v1/query/{id}"), Some(&r), None));
+    assert_eq!(theirs[0]["Token"], "<hidden>");
+    // Lists hold only what the token may read.
+    let names = |v: Value| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["Name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(ok_json(call(&a, "GET", "/v1/query", Some(&w), None))),
+        ["web-1"]
+    );
+    assert_eq!(
+        names(ok_json(call(&a, "GET", "/v1/query", Some(&r), None))),
+        ["db-1", "web-1"]
+    );
+    assert_eq!(
+        names(ok_json(call(&a, "GET", "/v1/query", None, None))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        call(&a, "DELETE", &format!("/v1/query/{id}"), Some(&r), None).status(),
+        403
+    );
+    assert_eq!(
+        call(&a, "DELETE", &format!("/v1/query/{id}"), Some(&w), None).status(),
+        200
+    );
+
+    let mut v = vec![0.0; 8];
+    v[0] = 0.001;
+    let body = json!({"Node": "acl-n", "Coord": {"Vec": v, "Error": 0.5, "Adjustment": 0.0, "Height": 0.0001}});
+    assert_eq!(
+        call(
+            &a,
+            "PUT",
+            "/v1/coordinate/update",
+            Some(&r),
+            Some(body.clone())
+        )
+        .status(),
+        403
+    );
+    let (nw, _) = token_with(&a, "nw", r#"node "acl-n" { policy = "write" }"#);
+    assert_eq!(
+        call(&a, "PUT", "/v1/coordinate/update", Some(&nw), Some(body)).status(),
+        200
+    );
+    let found = tribune_tests::wait_until(Duration::from_secs(10), || {
+        call(&a, "GET", "/v1/coordinate/node/acl-n", Some(&nw), None).status() == 200
+    });
+    assert!(found);
+    assert_eq!(
+        call(&a, "GET", "/v1/coordinate/node/acl-n", None, None).status(),
+        403
+    );
+    let all = ok_json(call(&a, "GET", "/v1/coordinate/nodes", None, None));
+    assert_eq!(all, json!([]));
+}

@@ -482,6 +482,7 @@ fn shared_state(
         tls: cluster.tls.clone(),
         coalesce: Default::default(),
         cache: Default::default(),
+        coord_batch: Default::default(),
     }))
 }
 
@@ -535,6 +536,7 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
     if let Some(g) = &cluster.gossip {
         connect_events(&state.events, g);
     }
+    crate::coordinate::sync::spawn(state);
     // The agent cache fetches through the API router.
     state.cache.set_max_bytes(state.config.cache_max_bytes);
     state.cache.set_router(http::router(state.clone()));

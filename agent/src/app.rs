@@ -62,6 +62,8 @@ pub struct AppState {
     pub coalesce: Arc<crate::pipeline::coalesce::Coalescer>,
     /// The agent cache (`?cached`).
     pub cache: Arc<crate::pipeline::cache::AgentCache>,
+    /// Coordinate updates waiting for the next batch (servers).
+    pub coord_batch: crate::coordinate::sync::Batcher,
 }
 
 pub type Shared = Arc<AppState>;

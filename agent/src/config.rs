@@ -216,6 +216,9 @@ pub struct AgentConfig {
     /// Ignore `tribune exec` requests (Consul's `disable_remote_exec`,
     /// default true: running commands from the network is opt-in).
     pub disable_remote_exec: bool,
+    /// Network coordinates (`disable_coordinates`, `sync_coordinate_*`,
+    /// `coordinate_update_period`).
+    pub coordinates: crate::coordinate::sync::CoordConfig,
     /// Gossip encryption and TLS (`encrypt`, `tls`).
     pub security: security::Security,
     /// The agent cache's cap in bytes (`cache.max_bytes`, tribune's own;
@@ -274,6 +277,7 @@ impl Default for AgentConfig {
             primary_datacenter: None,
             acl: Default::default(),
             disable_remote_exec: true,
+            coordinates: Default::default(),
             security: security::Security::default(),
             cache_max_bytes: crate::pipeline::cache::DEFAULT_MAX_BYTES,
             warnings: Vec::new(),
@@ -650,6 +654,13 @@ impl AgentConfig {
                 "server" => self.server = b(key, val)?,
                 "bootstrap" => self.bootstrap = b(key, val)?,
                 "disable_remote_exec" => self.disable_remote_exec = b(key, val)?,
+                "disable_coordinates"
+                | "sync_coordinate_interval_min"
+                | "sync_coordinate_rate_target"
+                | "coordinate_update_period" => self
+                    .coordinates
+                    .merge(key, val)
+                    .map_err(|want| invalid(key, want))?,
                 "ui" => self.ui = b(key, val)?,
                 "enable_script_checks" => self.enable_script_checks = b(key, val)?,
                 "log_level" => self.log_level = s(key, val)?,

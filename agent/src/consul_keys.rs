@@ -35,6 +35,7 @@ const TOP_LEVEL: &[&str] = &[
     "client_addr",
     "cloud",
     "config_entries",
+    "coordinate_update_period",
     "auto_encrypt",
     "connect",
     "dns_config",

@@ -33,7 +33,12 @@
 //! - [`rpc`]: the server RPC port — `rpc::server` (raft, forwarded
 //!   requests and writes, DNS lookups), `rpc::client` (how any layer calls
 //!   a server).
-//! - [`state`]: the replicated tables (KV, catalog, sessions) and
+//! - [`query`]: prepared queries — definitions and their validation,
+//!   templates, execution with the failover walk over other datacenters
+//!   (`query::execute::failover`, where WAN federation plugs in); the
+//!   table is `state::query`, the API `http::query`, DNS `dns::lookup`.
+//! - [`state`]: the replicated tables (KV, catalog, sessions, coordinates,
+//!   prepared queries) and
 //!   per-key/prefix watchers.
 //! - [`raft`]: openraft wiring — log store (memory or redb, group commit),
 //!   state machine with snapshots, peer network, leadership tracking, the
@@ -43,7 +48,12 @@
 //! - [`cluster`]: several agents as one — gossip membership (foca; the LAN
 //!   pool, and the servers' WAN pool), the WAN router (alive servers of
 //!   every datacenter), the upstream servers, bootstrap and voter
-//!   management (autopilot).
+//!   management (autopilot), the round trips of gossip probes
+//!   (`cluster::rtt`).
+//! - [`coordinate`]: network coordinates — serf's Vivaldi model, the
+//!   agent's loop that feeds it probe round trips and sends its coordinate
+//!   to the servers, the servers' update batches, `?near` sorting; the
+//!   table is `state::coordinate`, the API `http::coordinate`.
 //! - [`logging`]: the log in Consul's shape, on stderr and streamed to
 //!   `/v1/agent/monitor` watchers.
 //! - [`remote_exec`]: running `tribune exec` jobs (off unless
@@ -57,8 +67,8 @@
 //!   (the CLI, watch plans, `lock`, `exec`; tribune-template uses it too).
 //! - [`watchplan`]: Consul's watches — one blocking-query loop per watch,
 //!   a handler (print, script, HTTP) run once per real change.
-//! - [`dns`]: the DNS interface (node and service lookups, SRV, recursors;
-//!   names of other datacenters asked of their servers).
+//! - [`dns`]: the DNS interface (node, service and prepared-query lookups,
+//!   SRV, recursors; names of other datacenters asked of their servers).
 //! - [`sockaddr`] (in `gocompat`): go-sockaddr templates in addresses, and the address to
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
@@ -126,6 +136,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consul_keys;
+pub mod coordinate;
 pub mod dns;
 pub mod events;
 pub mod fsutil;
@@ -134,6 +145,7 @@ pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod pipeline;
+pub mod query;
 pub mod raft;
 pub mod remote_exec;
 pub mod rpc;

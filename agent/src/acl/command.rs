@@ -18,6 +18,11 @@ pub fn permits(a: &Authorizer, t: &Tables, cmd: &Command) -> bool {
         Command::Session(s) => session(a, t, s),
         Command::Batch(cmds) => cmds.iter().all(|c| permits(a, t, c)),
         Command::Autopilot(_) => a.allows_global(Global::Operator, Need::Write),
+        Command::Query(q) => query(a, t, q),
+        // Consul's Coordinate.Update: node:write on each node.
+        Command::Coordinate(crate::state::coordinate::CoordinateCommand::Update(list)) => list
+            .iter()
+            .all(|(node, _, _)| a.allows(Resource::Node, node, Need::Write)),
         // Restores and ACL changes replace or grant authority: a
         // management-level token only (Consul: acl:write for both).
         Command::Restore(_) | Command::Acl(_) => a.allows_global(Global::Acl, Need::Write),
@@ -116,6 +121,21 @@ fn session(a: &Authorizer, t: &Tables, s: &SessionCommand) -> bool {
         }
         // Expiry is the leader's decision, never an agent's.
         SessionCommand::Expire { .. } => a.allows_global(Global::Acl, Need::Write),
+    }
+}
+
+/// Consul: `query:write` on the query's name (its old and new one); a
+/// query without a name needs a management token.
+fn query(a: &Authorizer, t: &Tables, q: &crate::state::query::QueryCommand) -> bool {
+    use crate::state::query::QueryCommand;
+    let may = |name: &str| match name.is_empty() {
+        true => a.allows_global(Global::Acl, Need::Write),
+        false => a.allows(Resource::Query, name, Need::Write),
+    };
+    let old = |id: &str| t.queries.get(id).is_none_or(|o| may(&o.name));
+    match q {
+        QueryCommand::Set(rec) => may(&rec.name) && old(&rec.id),
+        QueryCommand::Delete { id } => old(id),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod members;
 pub mod monitor;
 pub mod operator;
 pub mod reload;
+pub mod rtt;
 pub mod services;
 pub mod snapshot;
 pub mod tls;
@@ -72,6 +73,11 @@ pub enum Cmd {
     ///
     /// Outputs the members of a running tribune agent.
     Members(members::MembersArgs),
+    /// Estimates network round trip time between nodes
+    ///
+    /// Estimates the round trip time between two nodes using their network
+    /// coordinates. With one node, the other is the agent's own node.
+    Rtt(rtt::RttArgs),
     /// Interact with the catalog
     ///
     /// This command has subcommands for interacting with the catalog:
@@ -229,6 +235,7 @@ pub fn main() -> ExitCode {
         Cmd::Services(a) => services::run(a),
         Cmd::Reload(a) => reload::run(a),
         Cmd::Members(a) => members::run(a),
+        Cmd::Rtt(a) => rtt::run(a),
         Cmd::Catalog(a) => catalog::run(a),
         Cmd::Join(a) => join::run(a),
         Cmd::Leave(a) => leave::run(a),

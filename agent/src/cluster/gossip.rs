@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foca::{AccumulatingRuntime, BincodeCodec, Foca, OwnedNotification, Timer};
+use foca::{AccumulatingRuntime, BincodeCodec, Codec, Foca, OwnedNotification, Timer};
 use parking_lot::RwLock;
 use rand09::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -297,6 +297,8 @@ pub struct Gossip {
     /// Answers to this agent's keyring operations in flight, by id.
     key_acks: Arc<parking_lot::Mutex<BTreeMap<u64, Vec<KeyAck>>>>,
     refused: Arc<parking_lot::Mutex<Option<Refusal>>>,
+    /// Times direct probes, for network coordinates.
+    rtt: Arc<parking_lot::Mutex<super::rtt::RttProbe>>,
     default_port: u16,
 }
 
@@ -361,6 +363,7 @@ impl Gossip {
             keyring: opts.keyring,
             key_acks: Default::default(),
             refused: Default::default(),
+            rtt: Default::default(),
             default_port: opts.default_port,
         };
         let task = Task {
@@ -376,6 +379,11 @@ impl Gossip {
         };
         tokio::spawn(task.run(rx, stop));
         Ok(g)
+    }
+
+    /// Send the round trips of direct probes to `tx` (the coordinate loop).
+    pub fn set_rtt_sink(&self, tx: mpsc::Sender<super::rtt::Sample>) {
+        self.rtt.lock().set_sink(tx);
     }
 
     /// This agent's identity (its gossip address is the bound one).
@@ -783,11 +791,29 @@ impl Task {
         } else {
             data
         };
+        self.time_probe(plain, false);
         if let Err(e) = self.foca.handle_data(plain, &mut self.runtime) {
             if !ring.enabled() && data.first() == Some(&MAGIC) {
                 return self.refuse(from, "its gossip is encrypted and this agent has no key: start it with -encrypt set to the cluster's key");
             }
             tracing::trace!(error = %e, "gossip packet ignored");
+        }
+    }
+
+    /// Show direct pings sent and acks received to the probe timer.
+    fn time_probe(&self, packet: &[u8], outgoing: bool) {
+        let mut rtt = self.gossip.rtt.lock();
+        if !rtt.wanted() {
+            return;
+        }
+        let Ok(h) = BincodeCodec(bincode2::config::standard()).decode_header(packet) else {
+            return;
+        };
+        let h: foca::Header<Ident> = h;
+        match (outgoing, h.message) {
+            (true, foca::Message::Ping(n)) => rtt.ping(&h.dst.name, n),
+            (false, foca::Message::Ack(n)) => rtt.ack(&h.src.name, n),
+            _ => {}
         }
     }
 
@@ -811,6 +837,7 @@ impl Task {
     /// timers, apply notifications.
     async fn flush(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
+            self.time_probe(&data, true);
             let data = match self.gossip.keyring.seal(&data) {
                 Some(sealed) => bytes::Bytes::from(sealed),
                 None => data,
@@ -910,6 +937,7 @@ impl Task {
 
     /// Forget failed members after reconnect_timeout and left ones after a day.
     fn reap(&mut self) {
+        self.gossip.rtt.lock().reap();
         let me = self.gossip.me.read().name.clone();
         let mut m = self.gossip.members.write();
         let before = m.len();

@@ -15,6 +15,7 @@ pub mod gossip;
 pub mod health;
 pub mod keyring;
 pub mod router;
+pub mod rtt;
 pub mod transfer;
 pub mod upstream;
 

@@ -21,6 +21,7 @@ use crate::cluster::router::Router;
 use crate::cluster::Upstream;
 use crate::local::defs::META_MAX_PAIRS;
 use crate::rpc::client::RpcClient;
+use crate::state::catalog::{NodeRec, ServiceRec};
 use crate::state::{Health, Tables};
 
 /// Lookups a client agent has in flight to the servers at most; more are
@@ -79,6 +80,8 @@ pub struct Instance {
 pub enum Found {
     Node(Option<NodeData>),
     Service(Vec<Instance>),
+    /// A prepared query's answer and its `DNS.TTL` (`None`: not found).
+    Query(Option<(String, Vec<Instance>, Option<Duration>)>),
     /// A lookup that needs no data (`.addr.`), never sent.
     Nothing,
 }
@@ -124,23 +127,27 @@ pub fn instances(t: &Tables, service: &str, tag: Option<&str>) -> Vec<Instance> 
         if !matches!(worst, Health::Passing | Health::Warning) {
             continue;
         }
-        out.push(Instance {
-            node: n.node.clone(),
-            node_address: n.address.clone(),
-            address: s.address.clone(),
-            port: s.port,
-            weight_passing: s.weights.passing,
-            weight_warning: s.weights.warning,
-            health: worst,
-            node_meta: n
-                .meta
-                .iter()
-                .take(META_MAX_PAIRS)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        });
+        out.push(instance(n, s, worst));
     }
     out
+}
+
+fn instance(n: &NodeRec, s: &ServiceRec, worst: Health) -> Instance {
+    Instance {
+        node: n.node.clone(),
+        node_address: n.address.clone(),
+        address: s.address.clone(),
+        port: s.port,
+        weight_passing: s.weights.passing,
+        weight_warning: s.weights.warning,
+        health: worst,
+        node_meta: n
+            .meta
+            .iter()
+            .take(META_MAX_PAIRS)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
 }
 
 /// Look `lookup` up in the tables.
@@ -149,7 +156,35 @@ pub fn find(t: &Tables, lookup: &Lookup) -> Found {
         Lookup::Node(n) => Found::Node(node(t, n)),
         Lookup::Service { service, tag } => Found::Service(instances(t, service, tag.as_deref())),
         Lookup::Addr(_) => Found::Nothing,
+        Lookup::Query(name) => Found::Query(query(t, name)),
     }
+}
+
+/// Execute the prepared query `name` (ID or name) here, as
+/// `/v1/query/<name>/execute` would, without failover (the walk needs
+/// WAN federation).
+pub fn query(t: &Tables, name: &str) -> Option<(String, Vec<Instance>, Option<Duration>)> {
+    let q = t.queries.resolve(name)?;
+    let q = match q.is_template() {
+        false => q.clone(),
+        true => crate::query::template::compile(q)
+            .and_then(|c| c.render(q, name))
+            .ok()?,
+    };
+    let ttl = gocompat::duration::parse_duration(&q.dns_ttl);
+    let found = crate::query::execute::local(t, &q, None, None, &|_, _| true);
+    let list = found
+        .iter()
+        .map(|(n, s, checks)| {
+            let worst = checks
+                .iter()
+                .map(|c| c.status)
+                .max()
+                .unwrap_or(Health::Passing);
+            instance(n, s, worst)
+        })
+        .collect();
+    Some((q.service.service.clone(), list, ttl))
 }
 
 /// Ask the upstream servers (any alive one from a client, the leader from

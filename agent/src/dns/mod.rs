@@ -203,6 +203,8 @@ impl ConsulDns {
             Lookup::Node(n) => !authz.can(Resource::Node, n, Need::Read),
             Lookup::Service { service, .. } => !authz.can(Resource::Service, service, Need::Read),
             Lookup::Addr(_) => false,
+            // The instances a query answers are filtered as a service's would be.
+            Lookup::Query(_) => false,
         }
     }
 
@@ -402,9 +404,15 @@ impl ConsulDns {
             Lookup::Service { service, tag } => {
                 let index = self.store.read().catalog.service_index(&service);
                 let items = self.service_items(&service, tag, index);
-                self.service_answer(qname, qtype, &service, &items, max)
+                let ttl = ttl_secs(self.config.service_ttl(&service));
+                self.service_answer(qname, qtype, ttl, &items, max)
             }
             Lookup::Addr(_) => Answer::new(ResponseCode::NoError),
+            Lookup::Query(name) => {
+                let found = Found::Query(lookup::query(&self.store.read(), &name));
+                let dc = self.datacenter.clone();
+                self.found_answer(qname, qtype, Lookup::Query(name), found, max, &dc)
+            }
         }
     }
 
@@ -427,7 +435,15 @@ impl ConsulDns {
             ),
             (Lookup::Service { service, .. }, Found::Service(list)) => {
                 let items = self.items_from(&list, dc);
-                self.service_answer(qname, qtype, &service, &items, max)
+                let ttl = ttl_secs(self.config.service_ttl(&service));
+                self.service_answer(qname, qtype, ttl, &items, max)
+            }
+            (Lookup::Query(_), Found::Query(None)) => Answer::new(ResponseCode::NXDomain),
+            (Lookup::Query(_), Found::Query(Some((service, list, ttl)))) => {
+                let items = self.items_from(&list, dc);
+                // The query's DNS.TTL, else the service's TTL.
+                let ttl = ttl_secs(ttl.unwrap_or_else(|| self.config.service_ttl(&service)));
+                self.service_answer(qname, qtype, ttl, &items, max)
             }
             _ => Answer::new(ResponseCode::ServFail),
         }
@@ -477,11 +493,10 @@ impl ConsulDns {
         &self,
         qname: &Name,
         qtype: RecordType,
-        service: &str,
+        ttl: u32,
         items: &[Item],
         max: usize,
     ) -> Answer {
-        let ttl = ttl_secs(self.config.service_ttl(service));
         if items.is_empty() {
             return Answer::new(ResponseCode::NXDomain);
         }

@@ -10,6 +10,8 @@ pub enum Lookup {
     },
     /// `<hex ip>.addr[.dc].consul`, the SRV target of a service address.
     Addr(std::net::IpAddr),
+    /// `<query ID or name>.query[.dc].consul`: a prepared query.
+    Query(String),
 }
 
 /// The `.addr.` label of an IP, as Consul writes it.
@@ -59,9 +61,9 @@ pub fn parse_dc(name: &str, domain: &str, datacenter: &str) -> Option<(Lookup, O
     if labels.len() >= 2 {
         let last = labels[labels.len() - 1];
         let kind = labels[labels.len() - 2];
-        let typed = matches!(kind, "service" | "node" | "addr");
+        let typed = matches!(kind, "service" | "node" | "addr" | "query");
         let rfc = labels[0].starts_with('_') && labels.len() == 3;
-        if (typed || rfc) && !matches!(last, "service" | "node") {
+        if (typed || rfc) && !matches!(last, "service" | "node" | "query") {
             // An address is decoded from the name: any datacenter's is here.
             if last != datacenter && kind != "addr" {
                 dc = Some(last.to_string());
@@ -73,6 +75,7 @@ pub fn parse_dc(name: &str, domain: &str, datacenter: &str) -> Option<(Lookup, O
     let lookup = match kind {
         "node" if labels.len() >= 2 => Some(Lookup::Node(labels[..labels.len() - 1].join("."))),
         "addr" if labels.len() == 2 => parse_addr_label(labels[0]).map(Lookup::Addr),
+        "query" if labels.len() >= 2 => Some(Lookup::Query(labels[..labels.len() - 1].join("."))),
         "service" => {
             let l = &labels[..labels.len() - 1];
             rfc2782(l).or(match l {

@@ -121,6 +121,17 @@ const TABLE: &[(&str, Class)] = {
         ("/v1/acl/role/{id}", Handler),
         ("/v1/acl/role/name/{name}", Handler),
         ("/v1/acl/roles", Handler),
+        // Consul: none for datacenters; node:read (filtered) for reads,
+        // node:write on the body's node for updates.
+        ("/v1/coordinate/datacenters", Open),
+        ("/v1/coordinate/nodes", Handler),
+        ("/v1/coordinate/node/{node}", Handler),
+        ("/v1/coordinate/update", Handler),
+        // query:read/write on the query's name, checked by the handlers.
+        ("/v1/query", Handler),
+        ("/v1/query/{id}", Handler),
+        ("/v1/query/{id}/execute", Handler),
+        ("/v1/query/{id}/explain", Handler),
     ]
 };
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::records as render;
 use crate::acl::{Need, Resource};
 use crate::app::Shared;
+use crate::coordinate::near;
 use crate::local::defs::{normalize, parse_service_as, validate_meta_with, DefError};
 use crate::local::{parse_check_rec, service_rec};
 use crate::pipeline::body::json_body;
@@ -64,8 +65,10 @@ pub async fn service(
     State(s): State<Shared>,
     Path(name): Path<String>,
     ctx: RequestCtx,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = &ctx.query;
+    let near = near::origin(query, &headers, &s.node.node);
     let tags: Vec<&str> = query.all("tag").collect();
     metrics::counter!("catalog.service.query").increment(1);
     let authz = ctx.authz();
@@ -78,7 +81,7 @@ pub async fn service(
             |t| {
                 // Per answer built: the blocking wait builds some to compare.
                 filtered.store(false, Relaxed);
-                let list: Vec<Value> = t
+                let mut list: Vec<Value> = t
                     .catalog
                     .instances(&name)
                     .into_iter()
@@ -91,6 +94,7 @@ pub async fn service(
                     })
                     .map(|(n, sv)| render::catalog_service(n, sv))
                     .collect();
+                near::sort(t, near.as_deref(), &mut list, |v| near::json_node(v));
                 Some(list)
             },
         )
@@ -99,7 +103,12 @@ pub async fn service(
     Ok(resp)
 }
 
-pub async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
+pub async fn nodes(
+    State(s): State<Shared>,
+    ctx: RequestCtx,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let near = near::origin(&ctx.query, &headers, &s.node.node);
     let authz = ctx.authz();
     let filtered = AtomicBool::new(false);
     let mut resp = s
@@ -115,7 +124,9 @@ pub async fn nodes(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response,
                     filtered.fetch_or(!ok, Relaxed);
                     ok
                 });
-                Some(list.map(render::node).collect::<Vec<_>>())
+                let mut list: Vec<Value> = list.map(render::node).collect();
+                near::sort(t, near.as_deref(), &mut list, |v| near::json_node(v));
+                Some(list)
             },
         )
         .await?;

@@ -74,8 +74,10 @@ pub async fn service(
     State(s): State<Shared>,
     Path(name): Path<String>,
     ctx: RequestCtx,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = &ctx.query;
+    let near = crate::coordinate::near::origin(query, &headers, &s.node.node);
     let tags: Vec<&str> = query.all("tag").collect();
     let passing = query.has("passing");
     let (authz, filtered) = (ctx.authz(), AtomicBool::new(false));
@@ -87,7 +89,10 @@ pub async fn service(
             |t| {
                 // Per answer built: the blocking wait builds some to compare.
                 filtered.store(false, Relaxed);
-                let e = service_entries(&t.catalog, &name, &tags, passing, authz, &filtered);
+                let mut e = service_entries(&t.catalog, &name, &tags, passing, authz, &filtered);
+                crate::coordinate::near::sort(t, near.as_deref(), &mut e, |v| {
+                    crate::coordinate::near::json_node(v)
+                });
                 Some(e)
             },
         )

@@ -9,6 +9,7 @@ pub mod acl_common;
 pub mod acl_policy;
 pub mod agent_api;
 pub mod catalog;
+pub mod coordinate;
 pub mod event;
 pub mod health;
 pub mod host;
@@ -17,6 +18,7 @@ pub mod keyring;
 pub mod kv;
 pub mod monitor;
 pub mod operator;
+pub mod query;
 pub mod records;
 pub mod routes;
 pub mod serve;
@@ -97,6 +99,8 @@ pub fn routes(ui_enabled: bool) -> Routes {
         .merge(host::routes())
         .merge(crate::telemetry::http::routes())
         .merge(acl::routes())
+        .merge(coordinate::routes())
+        .merge(query::routes())
 }
 
 /// The API router: [`routes`](mod@routes), each through the request pipeline (for the

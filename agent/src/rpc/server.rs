@@ -64,6 +64,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/write", post(write))
         .route("/rpc/node-view/{node}", get(node_view))
         .route("/rpc/dns", post(dns_lookup))
+        .route(crate::coordinate::sync::PEERS_PATH, get(coordinates))
         .route(crate::dns::lookup::DC_PATH, post(dns_lookup_dc))
         .route(crate::acl::replication::PATH, post(acl_replicate))
         .route(auth::RESOLVE_PATH, post(acl_resolve))
@@ -289,6 +290,11 @@ async fn acl_resolve(State(s): State<Shared>, body: Bytes) -> Response {
 async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Response {
     let view = crate::local::sync::node_view(&s.store.read(), &node);
     bin(&view)
+}
+
+/// Every node's coordinate, for a client agent's Vivaldi updates.
+async fn coordinates(State(s): State<Shared>) -> Response {
+    bin(&crate::coordinate::sync::peers(&s.store.read()))
 }
 
 /// Bytes a peer sends first: the HTTP/2 preface and a frame header.

@@ -18,7 +18,9 @@ use crate::raft::{LogId, Node, NodeId};
 use crate::state::acl::{AclTable, PolicyRec, RoleRec, TokenRec};
 use crate::state::autopilot::AutopilotConfig;
 use crate::state::catalog::{Catalog, CatalogParts, CheckRec, NodeRec, ServiceRec};
+use crate::state::coordinate::{CoordEntry, CoordinateTable};
 use crate::state::kv::{KvEntry, KvTable};
+use crate::state::query::{QueryRec, QueryTable};
 use crate::state::restore::Staging;
 use crate::state::session::{SessionRec, SessionTable};
 use crate::state::Tables;
@@ -39,6 +41,8 @@ pub const SECTIONS: &[(&str, u32)] = &[
     ("acl_policies", 1),
     ("acl_roles", 1),
     ("acl_tokens", 1),
+    ("coordinates", 1),
+    ("prepared_queries", 1),
 ];
 
 /// Sections that describe the raft node that wrote them, not the data: in
@@ -61,6 +65,8 @@ pub fn display_name(section: &str) -> &str {
         "acl_policies" => "ACLPolicy",
         "acl_roles" => "ACLRole",
         "acl_tokens" => "ACLToken",
+        "coordinates" => "Coordinate",
+        "prepared_queries" => "PreparedQuery",
         other => other,
     }
 }
@@ -83,6 +89,8 @@ const IDX_SERVICE: &str = "service/";
 const IDX_NODE: &str = "node/";
 const IDX_ACL: &str = "acl";
 const IDX_ACL_BOOTSTRAP: &str = "acl.bootstrap";
+const IDX_COORDINATES: &str = "coordinates";
+const IDX_QUERIES: &str = "prepared-queries";
 
 /// Encode `t`. `raft`: also this node's raft position and staged restore
 /// (a raft snapshot); without, the portable file `GET /v1/snapshot` serves.
@@ -135,6 +143,8 @@ pub fn encode(t: &Tables, header: &Header, raft: bool) -> Result<Vec<u8>, Snapsh
     for (name, i) in [
         (IDX_ACL, t.acl.table_index()),
         (IDX_ACL_BOOTSTRAP, t.acl.bootstrap_index()),
+        (IDX_COORDINATES, t.coordinates.index()),
+        (IDX_QUERIES, t.queries.index()),
     ] {
         if i > 0 {
             w.record(&(name, i))?;
@@ -155,6 +165,14 @@ pub fn encode(t: &Tables, header: &Header, raft: bool) -> Result<Vec<u8>, Snapsh
     w.section("acl_tokens", 1);
     for x in t.acl.tokens() {
         w.record(x)?;
+    }
+    w.section("coordinates", 1);
+    for c in t.coordinates.list() {
+        w.record(c)?;
+    }
+    w.section("prepared_queries", 1);
+    for q in t.queries.list() {
+        w.record(q)?;
     }
     if raft {
         w.section("raft", 1);
@@ -199,6 +217,8 @@ struct Parts {
     acl_policies: Vec<PolicyRec>,
     acl_roles: Vec<RoleRec>,
     acl_tokens: Vec<TokenRec>,
+    coordinates: Vec<CoordEntry>,
+    queries: Vec<QueryRec>,
     max_index: u64,
 }
 
@@ -279,6 +299,16 @@ impl Parts {
                 *max = (*max).max(x.modify_index);
                 self.acl_tokens.push(x);
             }
+            "coordinates" => {
+                let c: CoordEntry = decode_record(rec)?;
+                *max = (*max).max(c.modify_index);
+                self.coordinates.push(c);
+            }
+            "prepared_queries" => {
+                let q: QueryRec = decode_record(rec)?;
+                *max = (*max).max(q.modify_index);
+                self.queries.push(q);
+            }
             "raft" if raft => self.raft = Some(decode_record(rec)?),
             "restore" if raft => {
                 let (id, seq, data): (u64, u32, serde_bytes::ByteBuf) = decode_record(rec)?;
@@ -298,6 +328,11 @@ impl Parts {
             take(IDX_ACL_BOOTSTRAP),
             take(IDX_ACL),
         );
+        let coordinates = CoordinateTable::from_parts(
+            std::mem::take(&mut self.coordinates),
+            take(IDX_COORDINATES),
+        );
+        let queries = QueryTable::from_parts(std::mem::take(&mut self.queries), take(IDX_QUERIES));
         let (kv_i, nodes_i, services_i, checks_i, sessions_i) = (
             take(IDX_KV),
             take(IDX_NODES),
@@ -356,6 +391,8 @@ impl Parts {
             restore: self.restore,
             autopilot: self.autopilot,
             acl,
+            coordinates,
+            queries,
         }
     }
 }

@@ -7,7 +7,9 @@
 pub mod acl;
 pub mod autopilot;
 pub mod catalog;
+pub mod coordinate;
 pub mod kv;
+pub mod query;
 pub mod restore;
 pub mod session;
 pub mod watch;
@@ -43,6 +45,10 @@ pub enum Command {
     Autopilot(autopilot::AutopilotCommand),
     /// Tokens, policies, roles.
     Acl(acl::AclCommand),
+    /// Network coordinates (a batch).
+    Coordinate(coordinate::CoordinateCommand),
+    /// Prepared queries.
+    Query(query::QueryCommand),
 }
 
 /// What applying a [`Command`] produced (the raft response).
@@ -58,6 +64,9 @@ pub enum Outcome {
     /// Whether the autopilot configuration was written (`?cas`).
     Autopilot(bool),
     Acl(acl::AclOutcome),
+    /// How many coordinates were written.
+    Coordinate(usize),
+    Query(query::QueryOutcome),
 }
 
 /// Everything the state machine holds; this is what a snapshot contains
@@ -79,6 +88,10 @@ pub struct Tables {
     pub autopilot: Option<autopilot::AutopilotConfig>,
     /// Tokens, policies, roles.
     pub acl: acl::AclTable,
+    /// Network coordinates.
+    pub coordinates: coordinate::CoordinateTable,
+    /// Prepared queries.
+    pub queries: query::QueryTable,
 }
 
 /// The layout of [`Tables`] in snapshots written before the sectioned
@@ -104,6 +117,8 @@ impl From<LegacyTables> for Tables {
             restore: None,
             autopilot: None,
             acl: Default::default(),
+            coordinates: Default::default(),
+            queries: Default::default(),
         }
     }
 }
@@ -174,6 +189,14 @@ impl Store {
 }
 
 impl Tables {
+    /// Prepared queries whose session ended go with it.
+    fn drop_orphan_queries(&mut self, index: u64, changed: &mut Changes) {
+        let sessions = &self.sessions;
+        if self.queries.drop_orphans(index, &|id| sessions.exists(id)) {
+            changed.named.push(query::QUERIES.to_string());
+        }
+    }
+
     /// Apply one command at `index`, recording what changed.
     pub fn apply(&mut self, index: u64, cmd: &Command, changed: &mut Changes) -> Outcome {
         match cmd {
@@ -194,15 +217,20 @@ impl Tables {
                 };
                 self.sessions
                     .catalog_changed(index, node, &self.catalog, &mut self.kv, changed);
+                self.drop_orphan_queries(index, changed);
+                // A node's coordinate goes with it.
+                if self.catalog.node(node).is_none() && self.coordinates.remove_node(index, node) {
+                    changed.named.push(coordinate::COORDINATES.to_string());
+                }
                 Outcome::Catalog(out)
             }
-            Command::Session(c) => Outcome::Session(self.sessions.apply(
-                index,
-                c,
-                &self.catalog,
-                &mut self.kv,
-                changed,
-            )),
+            Command::Session(c) => {
+                let out = self
+                    .sessions
+                    .apply(index, c, &self.catalog, &mut self.kv, changed);
+                self.drop_orphan_queries(index, changed);
+                Outcome::Session(out)
+            }
             Command::Batch(cmds) => {
                 Outcome::Batch(cmds.iter().map(|c| self.apply(index, c, changed)).collect())
             }
@@ -217,6 +245,22 @@ impl Tables {
                 // Parked queries re-check what their token may see.
                 changed.named.push(ACL_WATCH.to_string());
                 Outcome::Acl(out)
+            }
+            Command::Coordinate(c) => {
+                let catalog = &self.catalog;
+                let n = self
+                    .coordinates
+                    .apply(index, c, &|node| catalog.node(node).is_some());
+                if n > 0 {
+                    changed.named.push(coordinate::COORDINATES.to_string());
+                }
+                Outcome::Coordinate(n)
+            }
+            Command::Query(c) => {
+                let sessions = &self.sessions;
+                let out = self.queries.apply(index, c, &|id| sessions.exists(id));
+                changed.named.push(query::QUERIES.to_string());
+                Outcome::Query(out)
             }
             Command::Restore(RestoreCommand::Abort { id }) => {
                 if self.restore.as_ref().is_some_and(|s| s.id == *id) {
