@@ -393,6 +393,27 @@ fn two_datacenters_federated() {
     assert!(dig(f.dc1_dns, &["web.service.consul"]).contains("NXDOMAIN"));
     assert!(dig(f.dc1_dns, &["web.service.nowhere.consul"]).contains("NXDOMAIN"));
 
+    // Prepared queries defined in dc1 fail over to dc2, which has the only
+    // healthy web: by Datacenters and by NearestN, through dc1's client.
+    for (name, failover) in [
+        ("web-fo", r#"{"Datacenters": ["nowhere", "dc2"]}"#),
+        ("web-near", r#"{"NearestN": 1}"#),
+    ] {
+        let r = client()
+            .post(format!("{}/v1/query", f.c1.url))
+            .body(format!(
+                r#"{{"Name": "{name}", "Service": {{"Service": "web", "Failover": {failover}}}}}"#
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+        let v = json_of(&format!("{}/v1/query/{name}/execute", f.c1.url));
+        assert_eq!(v["Datacenter"], "dc2", "{name}: {v}");
+        assert_eq!(v["Failovers"], 1, "{name}: {v}");
+        assert_eq!(v["Nodes"][0]["Service"]["Port"], 8080, "{name}: {v}");
+        assert_eq!(v["Nodes"][0]["Node"]["Node"], "c2", "{name}: {v}");
+    }
+
     // tribune-template through dc1's client: consul-template's @dc.
     let work = dir.path().join("tmpl");
     std::fs::create_dir_all(&work).unwrap();

@@ -123,7 +123,10 @@ struct Sample {
 }
 
 async fn sample(o: &Opts, ctl: &mut Conn, writer: &mut Conn, watcher: &mut Conn) -> Result<Sample> {
-    let dc = o.dc.as_deref().map(|d| format!("&dc={d}")).unwrap_or_default();
+    let dc =
+        o.dc.as_deref()
+            .map(|d| format!("&dc={d}"))
+            .unwrap_or_default();
     let index = ctl
         .get(&format!("/v1/kv/{HOT}{}", dc.replacen('&', "?", 1)))
         .await?

@@ -268,21 +268,80 @@ pub async fn execute(
         let index = t.catalog.service_index(&q.service.service);
         (q, local, index)
     };
-    let result = answer(&s, &q, local).await;
+    let result = answer(&s, &q, local, limit, ctx.token()).await;
     let mut resp = json(StatusCode::OK, &result, opts.pretty);
     s.meta(&mut resp, index, opts.consistency);
     Ok(resp)
 }
 
+/// What a server of another datacenter runs for a failover (Consul's
+/// `ExecuteRemote`): the rendered query, the limit and the caller's token.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RemoteExecute {
+    pub query: QueryRec,
+    pub limit: Option<usize>,
+    pub token: Option<String>,
+}
+
+/// The server RPC a failover asks another datacenter's server on.
+pub const REMOTE_PATH: &str = "/rpc/query/execute";
+
+/// At most this many servers of a datacenter are tried per failover.
+const REMOTE_TRIES: usize = 3;
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The server side of [`REMOTE_PATH`]: the query against this
+/// datacenter's catalog, filtered by the token as it resolves here.
+pub async fn execute_here(s: &Shared, r: RemoteExecute) -> Result<Vec<Instance>, String> {
+    let a = s
+        .resolve_token(r.token.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let t = s.store.read();
+    let visible = |n: &crate::state::catalog::NodeRec, sv: &crate::state::catalog::ServiceRec| {
+        a.can(Resource::Service, &sv.service, Need::Read)
+            && a.can(Resource::Node, &n.node, Need::Read)
+    };
+    Ok(execute::local(&t, &r.query, None, r.limit, &visible))
+}
+
+/// Ask an alive server of `dc` (the WAN router's) to run `r`.
+async fn execute_in(s: &Shared, dc: &str, r: &RemoteExecute) -> Result<Vec<Instance>, String> {
+    let mut last = "No path to datacenter".to_string();
+    for target in s.router.servers(dc).into_iter().take(REMOTE_TRIES) {
+        let got: Result<Result<Vec<Instance>, String>, _> = s
+            .rpc
+            .call(&target.to_string(), REMOTE_PATH, r, REMOTE_TIMEOUT, 0)
+            .await;
+        match got {
+            Ok(answer) => return answer,
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
 /// Consul's `PreparedQueryExecuteResponse` for `q`, failing over when the
-/// local answer is empty. Only the local datacenter is known today (no WAN
-/// router yet), so the walk tries none; WAN federation passes its router's
-/// datacenters and a remote execute here.
-pub async fn answer(s: &Shared, q: &QueryRec, local: Vec<Instance>) -> Value {
+/// local answer is empty: to the `NearestN` nearest other datacenters the
+/// WAN router knows (by name until WAN coordinates exist), then to
+/// `Datacenters` in order, each run there by one of its servers.
+pub async fn answer(
+    s: &Shared,
+    q: &QueryRec,
+    local: Vec<Instance>,
+    limit: Option<usize>,
+    token: Option<&str>,
+) -> Value {
     let dc = s.config.datacenter.clone();
-    let known: Vec<String> = Vec::new();
+    let known = s.router.sorted_dcs(|_| None);
+    let remote = RemoteExecute {
+        query: q.clone(),
+        limit,
+        token: token.map(str::to_string),
+    };
+    let remote = &remote;
     let walked = execute::failover(q, &dc, local, &known, |other| async move {
-        Err::<Vec<Instance>, _>(format!("No path to datacenter {other}"))
+        execute_in(s, &other, remote).await
     })
     .await;
     json!({

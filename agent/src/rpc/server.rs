@@ -66,6 +66,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/dns", post(dns_lookup))
         .route(crate::coordinate::sync::PEERS_PATH, get(coordinates))
         .route(crate::dns::lookup::DC_PATH, post(dns_lookup_dc))
+        .route(crate::http::query::REMOTE_PATH, post(query_execute))
         .route(crate::acl::replication::PATH, post(acl_replicate))
         .route(auth::RESOLVE_PATH, post(acl_resolve))
         .route(
@@ -249,6 +250,15 @@ async fn acl_replicate(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Res
 
 /// A client agent's lookup in another datacenter: asked of that
 /// datacenter's servers (this one's own, if it names this datacenter).
+/// A prepared query run here for another datacenter's failover.
+async fn query_execute(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
+    auth::authenticate_rpc(&ctx);
+    match decode::<crate::http::query::RemoteExecute>(&body) {
+        Ok(r) => bin(&crate::http::query::execute_here(&s, r).await),
+        Err(r) => *r,
+    }
+}
+
 async fn dns_lookup_dc(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
     auth::authenticate_rpc(&ctx);
     let r: crate::dns::lookup::DcRequest = match decode(&body) {
