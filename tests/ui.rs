@@ -270,3 +270,113 @@ fn ui_acl_in_chromium() {
         a.log_text()
     );
 }
+
+/// A server of datacenter `dc` (with the UI), its WAN pool on `wan`,
+/// retry-joining the other datacenter's at `join_wan`.
+fn dc_server(dir: &Path, dc: &str, rpc: u16, wan: u16, join_wan: u16) -> Agent {
+    let (rpc, wan, join) = (
+        rpc.to_string(),
+        wan.to_string(),
+        format!("127.0.0.1:{join_wan}"),
+    );
+    let node = format!("server-{dc}");
+    let args = [
+        "-ui",
+        "-datacenter",
+        dc,
+        "-node",
+        &node,
+        "-server-port",
+        &rpc,
+        "-serf-wan-port",
+        &wan,
+        "-retry-join-wan",
+        &join,
+        "-retry-interval-wan",
+        "1s",
+    ];
+    Agent::server(dir, &args)
+}
+
+/// Two federated datacenters in chromium: the datacenter menu, dc2's
+/// services, nodes and keys shown from dc1's UI (live), a key written and
+/// deleted in dc2 from there, and a datacenter the agent has no path to.
+#[test]
+fn ui_datacenters_in_chromium() {
+    let node = find_on_path("node")
+        .expect("node is not installed: run ./test.sh (it installs nodejs) to run the UI test");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let dir = root().join("tests/ui");
+    assert!(
+        dir.join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "playwright-core is not installed: run `npm ci` in tests/ui (./test.sh does)"
+    );
+    let p = tribune_tests::free_ports(4);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dc1 = dc_server(d1.path(), "dc1", p[0], p[1], p[3]);
+    let dc2 = dc_server(d2.path(), "dc2", p[2], p[3], p[1]);
+    let c = client();
+    let dcs_of = |a: &Agent| {
+        c.get(format!("{}/v1/catalog/datacenters", a.url))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+    };
+    assert!(
+        tribune_tests::wait_until(Duration::from_secs(20), || {
+            dcs_of(&dc1) == Some(serde_json::json!(["dc1", "dc2"]))
+        }),
+        "dc1 never saw dc2; dc1 log:\n{}",
+        dc1.log_text()
+    );
+
+    // Only in dc2: a key and a service (with a passing check); a key only in dc1.
+    tribune_tests::put_kv(&dc1, "only-dc1/key", "dc1's");
+    let r = c
+        .put(format!("{}/v1/kv/only-dc2/greeting", dc2.url))
+        .body("hello from dc2")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let svc = serde_json::json!({
+        "Name": "dc2-web", "ID": "dc2-web-1", "Port": 9090,
+        "Check": {"CheckID": "dc2-web-ttl", "TTL": "10m", "Status": "passing"}
+    });
+    let r = c
+        .put(format!("{}/v1/agent/service/register", dc2.url))
+        .body(svc.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let in_dc2_catalog = || {
+        c.get(format!("{}/v1/catalog/service/dc2-web?dc=dc2", dc1.url))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Vec<serde_json::Value>>().ok())
+            .is_some_and(|v| !v.is_empty())
+    };
+    assert!(tribune_tests::wait_until(
+        Duration::from_secs(10),
+        in_dc2_catalog
+    ));
+
+    let out = Command::new(node)
+        .arg("dc.test.mjs")
+        .current_dir(&dir)
+        .env("DC1_ADDR", &dc1.url)
+        .env("DC2_ADDR", &dc2.url)
+        .env("CHROMIUM", &chromium)
+        .env("UI_ARTIFACTS", root().join("target/ui-artifacts"))
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "datacenter UI browser test failed:\n{stdout}\n{stderr}\ndc1 log:\n{}\ndc2 log:\n{}",
+        dc1.log_text(),
+        dc2.log_text()
+    );
+}

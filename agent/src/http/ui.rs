@@ -38,6 +38,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/app.js", JS),
     asset!("js/api.js", JS),
     asset!("js/dom.js", JS),
+    asset!("js/dcmenu.js", JS),
     asset!("js/views/services.js", JS),
     asset!("js/views/nodes.js", JS),
     asset!("js/views/kv.js", JS),
@@ -194,6 +195,8 @@ mod tests {
         );
         assert_eq!(lookup("services/web"), Some(INDEX));
         assert_eq!(lookup("dc1/kv/app/"), Some(INDEX));
+        // another datacenter's UI: /ui/<dc>/#/...
+        assert_eq!(lookup("dc2/"), Some(INDEX));
         assert_eq!(lookup("js/missing.js"), None);
         assert_eq!(lookup("favicon.ico"), None);
         // Consul's deep links, dotted names included

@@ -1,5 +1,6 @@
-// The HTTP API client: every request carries the token from Settings, and
-// watch() keeps a view live with Consul blocking queries (?index=&wait=).
+// The HTTP API client: every request carries the token from Settings and,
+// while the UI shows another datacenter, ?dc=; watch() keeps a view live
+// with Consul blocking queries (?index=&wait=).
 
 const TOKEN_KEY = 'tribune.token';
 
@@ -12,6 +13,30 @@ export function setToken(token) {
     if (token) localStorage.setItem(TOKEN_KEY, token);
     else localStorage.removeItem(TOKEN_KEY);
   } catch { /* storage disabled: the token lasts until reload */ }
+}
+
+// The datacenter the pages show when it is not the agent's own ('' while
+// it is): set once at start from the URL (/ui/<dc>/), by app.js.
+let remoteDc = '';
+
+export function setRemoteDatacenter(dc) {
+  remoteDc = dc || '';
+}
+
+/** The other datacenter the UI shows, or '' for the agent's own. */
+export function remoteDatacenter() {
+  return remoteDc;
+}
+
+/**
+ * `path` for the datacenter shown: ?dc= on everything a datacenter
+ * answers. Agent endpoints are this agent's own, and the datacenter list
+ * is the same from anywhere, so they go without it.
+ */
+function forDatacenter(path) {
+  if (!remoteDc || path.startsWith('/v1/agent/') || path.startsWith('/v1/catalog/datacenters')) return path;
+  const q = path.includes('?') ? '&' : '?';
+  return `${path}${q}dc=${encodeURIComponent(remoteDc)}`;
 }
 
 /** Connection state for the banner: 'ok' or 'lost' events with a detail message. */
@@ -29,6 +54,9 @@ export class ApiError extends Error {
   /** What to tell a person. */
   explain() {
     if (this.status === 403) return `Permission denied (${this.message}). Set an ACL token in Settings.`;
+    if (this.message.includes('No path to datacenter')) {
+      return `No path to datacenter ${remoteDc}: no server of it is reachable from this agent now.`;
+    }
     return `The agent answered ${this.status}: ${this.message}`;
   }
 }
@@ -44,7 +72,7 @@ export async function request(path, { method = 'GET', body, signal } = {}) {
   if (token) headers['X-Consul-Token'] = token;
   let resp;
   try {
-    resp = await fetch(path, { method, body, signal, headers, cache: 'no-store' });
+    resp = await fetch(forDatacenter(path), { method, body, signal, headers, cache: 'no-store' });
   } catch (e) {
     if (e.name !== 'AbortError') report(false, e.message);
     throw e;

@@ -1,9 +1,12 @@
 // The single-page app: a hash router (#/services, #/nodes/<name>, #/kv/<path>,
 // #/settings) mounting one view at a time. Each view gets an AbortSignal that
-// ends its blocking queries when the reader navigates away.
+// ends its blocking queries when the reader navigates away. The path names
+// the datacenter shown: /ui/ is the agent's own, /ui/<dc>/ another one
+// (every request then carries ?dc=, see api.js).
 
 import { h } from './dom.js';
-import { connection, request } from './api.js';
+import { connection, request, setRemoteDatacenter, remoteDatacenter } from './api.js';
+import { datacenters, datacenterMenu, sectionUrl } from './dcmenu.js';
 import * as services from './views/services.js';
 import * as nodes from './views/nodes.js';
 import * as kv from './views/kv.js';
@@ -64,9 +67,38 @@ export function consulRoute(pathname) {
   }
 }
 
-let current = null;
+/**
+ * The datacenter a UI path names: `dc2` for /ui/dc2/ and Consul's
+ * /ui/dc2/services/...; '' for /ui/ and Consul's /ui/settings.
+ */
+export function datacenterOf(pathname) {
+  const rest = pathname.replace(/^\/ui\/?/, '');
+  const first = rest.split('/')[0];
+  if (first === '' || first === 'index.html' || /^settings\/?$/.test(rest)) return '';
+  try {
+    return decodeURIComponent(first);
+  } catch {
+    return first;
+  }
+}
 
-function mount(fromNavigation) {
+let current = null;
+let menu = null;
+// A datacenter the URL names but the agent has no route to.
+let unknownDc = '';
+
+/** The page for a datacenter the agent cannot reach, with the ones it can. */
+function noPath(main, known, path) {
+  document.title = 'No path to datacenter · tribune';
+  main.append(h('div', { id: 'dc-unknown' },
+    h('h1', {}, 'No path to datacenter'),
+    h('p', {}, `This agent has no route to a datacenter named “${unknownDc}”: `,
+      'no server of it is in the WAN pool (a misspelt name, or all its servers are gone).'),
+    h('p', {}, 'Datacenters it can reach: ',
+      (known || []).map((dc, i) => [i ? ', ' : '', h('a', { href: sectionUrl(dc, path) }, dc)]), '.')));
+}
+
+function mount(fromNavigation, known) {
   const hash = location.hash;
   if (!hash.startsWith('#/')) {
     location.replace('#/services');
@@ -79,8 +111,13 @@ function mount(fromNavigation) {
   const path = hash.slice(1);
   let section = null;
   const ctx = { main, signal: current.signal };
+  menu?.route(path);
   try {
-    for (const [re, name, fn] of routes) {
+    if (unknownDc) {
+      noPath(main, known, path);
+      section = 'none';
+    }
+    for (const [re, name, fn] of unknownDc ? [] : routes) {
       const m = path.match(re);
       if (m) {
         section = name;
@@ -92,6 +129,8 @@ function mount(fromNavigation) {
     if (!(e instanceof URIError)) throw e;
     section = null;
   }
+  const remote = remoteDatacenter();
+  if (remote) document.title = document.title.replace(/ · tribune$/, ` · ${remote} · tribune`);
   if (!section) {
     document.title = 'Not found · tribune';
     main.append(h('h1', {}, 'Page not found'),
@@ -132,25 +171,38 @@ function connectionBanner() {
   });
 }
 
-/** A Consul deep link (/ui/dc1/services/web) becomes this app's /ui/#/ route. */
-function adoptConsulPath() {
-  if (location.pathname === '/ui/') return;
+/**
+ * A Consul deep link (/ui/dc1/services/web) becomes this app's route:
+ * /ui/#/services/web in the agent's own datacenter, /ui/<dc>/#/... in
+ * another (`remote`).
+ */
+function adoptConsulPath(remote) {
+  const base = remote ? `/ui/${encodeURIComponent(remote)}/` : '/ui/';
+  if (location.pathname === base) return;
   // A hash route of this app wins over the path it was appended to.
   const hash = location.hash.startsWith('#/') ? location.hash : '';
   const route = consulRoute(location.pathname);
-  history.replaceState(null, '', `/ui/${hash || (route ? `#${route}` : '')}`);
+  history.replaceState(null, '', `${base}${hash || (route ? `#${route}` : '')}`);
 }
 
-function start() {
-  adoptConsulPath();
+async function start() {
+  // Which datacenter: the one the URL names, unless it is the agent's own
+  // (the first listed). Unanswered, the URL's is taken as another one.
+  const named = datacenterOf(location.pathname);
+  const known = named ? await datacenters() : null;
+  const remote = named && named !== known?.[0] ? named : '';
+  setRemoteDatacenter(remote);
+  unknownDc = remote && known && !known.includes(remote) ? remote : '';
+  adoptConsulPath(remote);
+  menu = datacenterMenu(document.getElementById('dc-menu'), remote, known);
   // The skip link targets <main> without touching the hash (the router's).
   document.querySelector('.skip')?.addEventListener('click', (e) => {
     e.preventDefault();
     document.getElementById('main').focus();
   });
   connectionBanner();
-  window.addEventListener('hashchange', () => mount(true));
-  mount(false);
+  window.addEventListener('hashchange', () => mount(true, known));
+  mount(false, known);
   agentInfo();
   // a new token may see what the old one could not
   window.addEventListener('tribune:token', agentInfo);

@@ -1,10 +1,11 @@
 // Nodes: the list with membership status, and a node's page with its
 // services and checks. Status comes from gossip membership
 // (/v1/agent/members) when the agent answers it, else from the node's
-// serfHealth check, which membership drives.
+// serfHealth check, which membership drives. In another datacenter it is
+// always serfHealth: this agent's members are its own datacenter's.
 
 import { h, render, badge, counts, plural, tags, dl, checkList, message } from '../dom.js';
-import { watch, request } from '../api.js';
+import { watch, request, remoteDatacenter } from '../api.js';
 
 const MEMBER_STATUS = { 0: 'none', 1: 'alive', 2: 'leaving', 3: 'left', 4: 'failed' };
 const STATUS_HEALTH = { alive: 'passing', leaving: 'warning', left: 'warning', failed: 'critical' };
@@ -14,6 +15,7 @@ const MEMBERS_EVERY_MS = 5000;
 
 /** Map of node name -> 'alive'|'failed'|..., or null when members is unavailable. */
 async function members(signal) {
+  if (remoteDatacenter()) return null;
   try {
     const r = await request('/v1/agent/members', { signal });
     if (r.status !== 200 || !Array.isArray(r.data)) return null;
