@@ -528,6 +528,17 @@ fn acl_tokens_replicate_from_the_primary() {
     dc2.wait_leader();
     let http = client();
     let root = |rb: reqwest::blocking::RequestBuilder| rb.header("X-Consul-Token", "root-secret");
+    // The leader creates the initial management token just after it takes
+    // office: wait for it before using it.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            root(http.get(format!("{}/v1/acl/token/self", dc1.url)))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+        }),
+        "the initial management token never worked in dc1:\n{}",
+        dc1.log_text()
+    );
     let r = root(http.put(format!("{}/v1/acl/policy", dc1.url)))
         .body(r#"{"Name":"fed-writer","Rules":"key_prefix \"fed/\" { policy = \"write\" }"}"#)
         .send()

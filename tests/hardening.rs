@@ -235,7 +235,10 @@ fn consul_methods(path: &str) -> &'static [&'static str] {
         | "/v1/acl/token/{id}/clone"
         | "/v1/acl/policy"
         | "/v1/acl/role"
-        | "/v1/agent/token/{kind}" => WRITE,
+        | "/v1/agent/token/{kind}"
+        | "/v1/coordinate/update" => WRITE,
+        "/v1/query" => &["GET", "HEAD", "POST"],
+        "/v1/query/{id}" => &["GET", "HEAD", "PUT", "DELETE"],
         "/v1/acl/token/{id}" | "/v1/acl/policy/{id}" | "/v1/acl/role/{id}" => {
             &["GET", "HEAD", "PUT", "DELETE"]
         }

@@ -34,13 +34,18 @@ pub fn distance(from: &Coordinate, to: Option<&Coordinate>) -> f64 {
 
 /// Sort `items` by distance from `origin`; `node_of` names an item's node.
 pub fn sort<T>(t: &Tables, origin: Option<&str>, items: &mut [T], node_of: impl Fn(&T) -> &str) {
-    let Some(from) = origin.and_then(|o| t.coordinates.get(o)) else {
+    let Some((name, from)) = origin.and_then(|o| Some((o, t.coordinates.get(o)?))) else {
         return;
     };
+    // The origin itself first: its own estimate (twice its height) can
+    // exceed that to a close neighbour, which would be no answer to "near".
     let mut keyed: Vec<(f64, usize)> = items
         .iter()
         .enumerate()
-        .map(|(i, x)| (distance(from, t.coordinates.get(node_of(x))), i))
+        .map(|(i, x)| match node_of(x) {
+            n if n == name => (-1.0, i),
+            n => (distance(from, t.coordinates.get(n)), i),
+        })
         .collect();
     keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
