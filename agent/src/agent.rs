@@ -598,27 +598,48 @@ async fn join_cluster(state: &Shared, g: &Gossip) -> Result<(), AgentError> {
             shutdown.clone(),
         ));
     }
-    if !config.start_join.is_empty() {
-        let n = g.join(&config.start_join).await.map_err(AgentError::Join)?;
-        tracing::info!(number_of_nodes = n, "(LAN) joined");
+    join_pool(
+        g,
+        "LAN",
+        &config.start_join,
+        &config.retry_join,
+        config.retry_interval,
+        state,
+    )
+    .await
+}
+
+/// One pool's joins: `start` (which must succeed), the peers remembered
+/// from the last run, and `retry` in the background every `every`.
+async fn join_pool(
+    g: &Gossip,
+    pool: &'static str,
+    start: &[String],
+    retry: &[String],
+    every: Duration,
+    state: &Shared,
+) -> Result<(), AgentError> {
+    if !start.is_empty() {
+        let n = g.join(start).await.map_err(AgentError::Join)?;
+        tracing::info!(number_of_nodes = n, "({pool}) joined");
     }
-    let remembered = g.snapshot_peers(config.rejoin_after_leave);
+    let remembered = g.snapshot_peers(state.config.rejoin_after_leave);
     if !remembered.is_empty() {
         let g = g.clone();
         tokio::spawn(async move {
             match g.join(&remembered).await {
-                Ok(n) => tracing::info!("rejoined {n} remembered agent(s)"),
-                Err(e) => tracing::info!("rejoining remembered agents: {e}"),
+                Ok(n) => tracing::info!("({pool}) rejoined {n} remembered member(s)"),
+                Err(e) => tracing::info!("({pool}) rejoining remembered members: {e}"),
             }
         });
     }
-    if !config.retry_join.is_empty() {
+    if !retry.is_empty() {
         tokio::spawn(retry_join(
             g.clone(),
-            "LAN",
-            config.retry_join.clone(),
-            config.retry_interval,
-            shutdown.clone(),
+            pool,
+            retry.to_vec(),
+            every,
+            state.shutdown.clone(),
         ));
     }
     Ok(())
@@ -669,33 +690,15 @@ async fn join_wan(state: &Shared, wan: Option<&Gossip>) -> Result<(), AgentError
         }
         return Ok(());
     };
-    if !config.start_join_wan.is_empty() {
-        let n = g
-            .join(&config.start_join_wan)
-            .await
-            .map_err(AgentError::Join)?;
-        tracing::info!(number_of_nodes = n, "(WAN) joined");
-    }
-    let remembered = g.snapshot_peers(config.rejoin_after_leave);
-    if !remembered.is_empty() {
-        let g = g.clone();
-        tokio::spawn(async move {
-            match g.join(&remembered).await {
-                Ok(n) => tracing::info!("(WAN) rejoined {n} remembered server(s)"),
-                Err(e) => tracing::info!("(WAN) rejoining remembered servers: {e}"),
-            }
-        });
-    }
-    if !config.retry_join_wan.is_empty() {
-        tokio::spawn(retry_join(
-            g.clone(),
-            "WAN",
-            config.retry_join_wan.clone(),
-            config.retry_interval_wan,
-            state.shutdown.clone(),
-        ));
-    }
-    Ok(())
+    join_pool(
+        g,
+        "WAN",
+        &config.start_join_wan,
+        &config.retry_join_wan,
+        config.retry_interval_wan,
+        state,
+    )
+    .await
 }
 
 /// The HTTP API (and the config file's watches, which use it).
