@@ -302,28 +302,36 @@ fn blocking_catalog_health_sessions_wake_only_on_visible_changes() {
         (index_of(&r), ok_json(r))
     };
     let before: Vec<(u64, Value)> = paths.iter().map(|p| now(p)).collect();
-    let waiters: Vec<_> = paths
-        .iter()
-        .zip(&before)
-        .map(|(p, (i, _))| blocking(&a, p, *i, &tok))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // One round: a waiter per path from `indexes`, then service `svc`
+    // (with a check) on node other and a session of node `owner`.
+    let round = |indexes: Vec<u64>, svc: &str, owner: &str| {
+        let waiters: Vec<_> = paths
+            .iter()
+            .zip(indexes)
+            .map(|(p, i)| blocking(&a, p, i, &tok))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        root(
+            "PUT",
+            "/v1/catalog/register",
+            json!({"Node": "other", "Address": "10.0.0.9",
+            "Service": {"Service": svc, "Port": 80},
+            "Check": {"Name": format!("{svc} up"), "Status": "passing", "ServiceID": svc}}),
+        );
+        root(
+            "PUT",
+            "/v1/session/create",
+            json!({"Node": owner, "Checks": []}),
+        );
+        waiters
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    };
     // Invisible to the token: service db, its check, a session of node other.
-    root(
-        "PUT",
-        "/v1/catalog/register",
-        json!({"Node": "other", "Address": "10.0.0.9",
-        "Service": {"Service": "db", "Port": 5432},
-        "Check": {"Name": "db up", "Status": "passing", "ServiceID": "db"}}),
-    );
-    root(
-        "PUT",
-        "/v1/session/create",
-        json!({"Node": "other", "Checks": []}),
-    );
+    let answers = round(before.iter().map(|(i, _)| *i).collect(), "db", "other");
     let mut after = Vec::new();
-    for ((w, p), (_, body)) in waiters.into_iter().zip(paths).zip(&before) {
-        let (took, index, got) = w.join().unwrap();
+    for ((p, (took, index, got)), (_, body)) in paths.iter().zip(answers).zip(&before) {
         assert!(
             took >= Duration::from_millis(2900),
             "{p} woken after {took:?}: {got}"
@@ -332,31 +340,10 @@ fn blocking_catalog_health_sessions_wake_only_on_visible_changes() {
         after.push(index);
     }
     // Visible: service web with a check, a session of n1.
-    let waiters: Vec<_> = paths
-        .iter()
-        .zip(&after)
-        .map(|(p, i)| blocking(&a, p, *i, &tok))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    root(
-        "PUT",
-        "/v1/catalog/register",
-        json!({"Node": "other", "Address": "10.0.0.9",
-        "Service": {"Service": "web", "Port": 80},
-        "Check": {"Name": "web up", "Status": "passing", "ServiceID": "web"}}),
-    );
-    root(
-        "PUT",
-        "/v1/session/create",
-        json!({"Node": "n1", "Checks": []}),
-    );
-    for (w, p) in waiters.into_iter().zip(paths) {
-        let (took, _, got) = w.join().unwrap();
+    for (p, (took, _, got)) in paths.iter().zip(round(after, "web", "n1")) {
         assert!(took < Duration::from_millis(2500), "{p} took {took:?}");
-        assert!(
-            got.to_string().contains("web") || got.to_string().contains("n1"),
-            "{p}: {got}"
-        );
+        let want = if p.contains("session") { "n1" } else { "web" };
+        assert!(got.to_string().contains(want), "{p}: {got}");
     }
 }
 
