@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use hyper::Method;
-use tokio::task::JoinSet;
 
 use crate::args::Args;
-use crate::fanout::open;
+use crate::fanout::{open, park_all};
 use crate::http::{Conn, IO_TIMEOUT};
 use crate::procfs::cpu_ns;
 use crate::stats::{signed_us, Summary};
@@ -168,15 +166,7 @@ async fn one_round(
         .ok("GET health/service/web")?
         .index()?;
     let path = format!("/v1/health/service/web?passing&index={index}&wait=5m");
-    let mut set = JoinSet::new();
-    for mut conn in watchers.drain(..) {
-        let reply = conn.send(Method::GET, &path, Bytes::new()).await?;
-        set.spawn(async move {
-            let r = reply.await;
-            (conn, r, Instant::now())
-        });
-    }
-    tokio::time::sleep(o.settle).await;
+    let mut set = park_all(watchers, &path, o.settle).await?;
     if let Some(done) = set.try_join_next() {
         let (_, r, _) = done.context("watcher task panicked")?;
         bail!("a watcher answered before the flip (index {index}): {r:?}");

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::args::Args;
-use crate::http::{Conn, IO_TIMEOUT};
+use crate::http::{Conn, Reply, IO_TIMEOUT};
 use crate::stats::{signed_us, Summary};
 use crate::{kv, progress, result};
 
@@ -125,15 +125,7 @@ async fn one_round(
         .ok("GET bench/fan/?recurse")?
         .index()?;
     let path = format!("/v1/kv/{PREFIX}?recurse&index={index}&wait={}", o.wait);
-    let mut set = JoinSet::new();
-    for mut conn in watchers.drain(..) {
-        let reply = conn.send(Method::GET, &path, Bytes::new()).await?;
-        set.spawn(async move {
-            let r = reply.await;
-            (conn, r, Instant::now())
-        });
-    }
-    tokio::time::sleep(o.settle).await;
+    let mut set = park_all(watchers, &path, o.settle).await?;
     if let Some(done) = set.try_join_next() {
         let (_, r, _) = done.context("watcher task panicked")?;
         bail!("a watcher answered before the write (index {index}): {r:?}");
@@ -173,4 +165,27 @@ async fn one_round(
         last: signed_us(acked, last),
         last_from_sent: signed_us(sent, last),
     })
+}
+
+/// What a parked watcher's task returns: its connection, its answer and
+/// when the answer came.
+pub type Parked = (Conn, Result<Reply>, Instant);
+
+/// Send `path` (a blocking read) on every connection of `watchers`
+/// (emptied), one task per answer, then give them `settle` to park.
+pub async fn park_all(
+    watchers: &mut Vec<Conn>,
+    path: &str,
+    settle: Duration,
+) -> Result<JoinSet<Parked>> {
+    let mut set = JoinSet::new();
+    for mut conn in watchers.drain(..) {
+        let reply = conn.send(Method::GET, path, Bytes::new()).await?;
+        set.spawn(async move {
+            let r = reply.await;
+            (conn, r, Instant::now())
+        });
+    }
+    tokio::time::sleep(settle).await;
+    Ok(set)
 }
