@@ -10,6 +10,7 @@
 //! would be without the pipeline.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -26,39 +27,61 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// Decoded query parameters, in order.
+///
+/// Kept as one string of the decoded text and the pairs' bounds in it: a
+/// parked blocking query holds its parameters for its whole wait, and two
+/// allocations cost less than two per pair.
 #[derive(Debug, Default, Clone)]
 pub struct Query {
-    pairs: Vec<(String, String)>,
+    text: Box<str>,
+    /// Per pair: where its key ends and its value starts, where the value
+    /// ends (the key starts where the previous value ended).
+    bounds: Box<[(u32, u32)]>,
 }
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Self {
-        Self {
-            pairs: raw
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default(),
+        let Some(q) = raw else {
+            return Self::default();
+        };
+        let mut text = String::new();
+        let mut bounds = Vec::new();
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            text.push_str(&k);
+            let key_end = text.len();
+            text.push_str(&v);
+            // A query is bounded by the URI's size, far below 4 GiB.
+            bounds.push((key_end as u32, text.len() as u32));
         }
+        Self {
+            text: text.into_boxed_str(),
+            bounds: bounds.into_boxed_slice(),
+        }
+    }
+
+    /// The pairs, in order.
+    fn pairs(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + '_ {
+        (0..self.bounds.len()).map(|i| {
+            let start = i.checked_sub(1).map_or(0, |p| self.bounds[p].1 as usize);
+            let (key_end, end) = (self.bounds[i].0 as usize, self.bounds[i].1 as usize);
+            (&self.text[start..key_end], &self.text[key_end..end])
+        })
     }
 
     /// Present at all (`?recurse`, `?recurse=`, `?recurse=1` ...).
     pub fn has(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k == name)
+        self.pairs().any(|(k, _)| k == name)
     }
 
     /// Last value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs().rev().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs()
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v)
     }
 
     /// The query re-encoded (Consul echoes it in conflicting-flags errors).
@@ -68,11 +91,8 @@ impl Query {
 
     /// [`Self::encoded`] without the parameters named in `skip`.
     pub fn encoded_without(&self, skip: &[&str]) -> String {
-        let mut pairs: Vec<&(String, String)> = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| !skip.contains(&k.as_str()))
-            .collect();
+        let mut pairs: Vec<(&str, &str)> =
+            self.pairs().filter(|(k, _)| !skip.contains(k)).collect();
         pairs.sort();
         let mut s = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs {
@@ -184,7 +204,7 @@ pub struct RequestCtx {
     /// The read options, or Consul's message for the first bad one.
     read: Result<ReadOpts, &'static str>,
     /// The ACL token the request carries (`None`: the agent's default).
-    token: Option<Box<str>>,
+    token: Option<Arc<str>>,
     /// How many times the request has been forwarded to get here.
     pub hops: u32,
     /// What the token may do (set by [`super::auth`] where the request is
@@ -242,13 +262,19 @@ impl RequestCtx {
         self.read.clone().map_err(ApiError::bad)
     }
 
-    /// The request's token, if it carries one. Authentication (issue 15)
-    /// resolves it; until then it is only carried along.
+    /// The request's token, if it carries one (the pipeline's auth step
+    /// resolves it where the request is answered).
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
 
-    /// `?cached`: the agent cache may answer (issue 18); answered fresh today.
+    /// [`Self::token`], shared: the acting secret of the handler's writes
+    /// is the same allocation.
+    pub fn token_shared(&self) -> Option<Arc<str>> {
+        self.token.clone()
+    }
+
+    /// `?cached`: the agent cache may answer ([`super::cache`]).
     pub fn cached(&self) -> bool {
         self.query.has("cached")
     }
@@ -261,7 +287,7 @@ impl RequestCtx {
 
 /// The token, in Consul's order: `?token=`, `X-Consul-Token`,
 /// `Authorization: Bearer`.
-fn token_of(q: &Query, headers: &HeaderMap) -> Option<Box<str>> {
+fn token_of(q: &Query, headers: &HeaderMap) -> Option<Arc<str>> {
     if let Some(t) = q.get("token").filter(|t| !t.is_empty()) {
         return Some(t.into());
     }
@@ -344,6 +370,24 @@ mod tests {
         for bad in ["", "10", "abc", "-1s", "5x", "s", "1e400s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn query_pairs_keep_order_repeats_and_decoding() {
+        let q = Query::parse(Some("tag=a&tag=b%20c&&x=&=v&tag=d&%C3%A9=%2F"));
+        assert_eq!(q.all("tag").collect::<Vec<_>>(), ["a", "b c", "d"]);
+        assert_eq!(q.get("tag"), Some("d"));
+        assert_eq!(q.get("x"), Some(""));
+        assert_eq!(q.get(""), Some("v"));
+        assert_eq!(q.get("é"), Some("/"));
+        assert_eq!(q.get("y"), None);
+        assert_eq!(
+            q.encoded_without(&["tag"]),
+            "=v&x=&%C3%A9=%2F",
+            "sorted, re-encoded"
+        );
+        assert!(!Query::parse(None).has(""));
+        assert!(!Query::parse(Some("")).has(""));
     }
 
     #[test]

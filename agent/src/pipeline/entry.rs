@@ -27,12 +27,17 @@ use crate::http::access;
 ///
 /// Not an async fn: a request answered here (a parked blocking query among
 /// them) would otherwise carry the forwarding state machine, an HTTP client
-/// call, for its whole life. Forwarding is boxed instead.
+/// call, for its whole life. Forwarding is boxed instead; a request a
+/// server answers is not, with ACLs on or off (a box per parked query is
+/// memory kept for its whole wait).
 pub fn entry(
     State(s): State<Shared>,
     mut req: Request,
     next: Next,
-) -> Either<impl Future<Output = Response> + Send, Forwarding> {
+) -> Either<
+    Either<impl Future<Output = Response> + Send, impl Future<Output = Response> + Send>,
+    Forwarding,
+> {
     let mut ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
     if cache::cacheable(req.method(), req.uri().path(), &ctx) {
         return Either::Right(cached(s, ctx, req));
@@ -47,13 +52,13 @@ pub fn entry(
     }
     if !s.config.acl.enabled {
         req.extensions_mut().insert(ctx);
-        return Either::Left(next.run(req));
+        return Either::Left(Either::Left(next.run(req)));
     }
     // The route's pattern (an `Arc<str>` inside: no copy).
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let pattern = matched.as_ref().map_or("", MatchedPath::as_str);
     // The handler's writes act with it (see `pipeline::write`).
-    let secret: Arc<str> = ctx.token().map_or_else(|| s.default_secret(), Arc::from);
+    let secret: Arc<str> = ctx.token_shared().unwrap_or_else(|| s.default_secret());
     if s.raft.is_some() {
         // A server resolves from its own tables, synchronously.
         let resolved = s.resolve_local(&secret);
@@ -63,7 +68,7 @@ pub fn entry(
             Ok(a) => {
                 ctx.set_authz(a);
                 req.extensions_mut().insert(ctx);
-                Either::Right(Box::pin(acting(secret, next.run(req))))
+                Either::Left(Either::Right(acting(secret, next.run(req))))
             }
             Err(e) => refuse(e),
         };
