@@ -245,8 +245,8 @@ fn identical_blocking_queries_share_one_upstream_query() {
 }
 
 /// `?cached` (Consul's agent cache) on a client agent: a miss, then hits
-/// whose `Age` grows, kept fresh in the background; `max-age=0` fetches
-/// again; with the server gone, `stale-if-error` answers from the cache
+/// whose `Age` grows, kept fresh in the background (a prepared query's
+/// execute is not); `max-age=0` fetches again; with the server gone, `stale-if-error` answers from the cache
 /// and without it the error comes through. DNS with
 /// `dns_config.use_cache` answers from the same cache: kept fresh, and
 /// still answering with the server gone.
@@ -347,9 +347,49 @@ fn agent_cache_hits_ages_and_serves_stale_on_error() {
     let (_, x, _, _) = get("/v1/catalog/services?cached", None);
     assert_eq!(x, "MISS");
 
+    // A prepared query's execute is cached without a background refresh
+    // (as Consul's cache type): a change stays out of the hits until
+    // `max-age` asks again.
+    let api = |node: &str| {
+        let r = client()
+            .put(format!("{}/v1/catalog/register", server.url))
+            .body(format!(
+                r#"{{"Node": "{node}", "Address": "10.0.1.1", "Service": {{"Service": "api", "Port": 9000}}}}"#
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    api("a1");
+    let r = client()
+        .post(format!("{}/v1/query", c0.url))
+        .body(r#"{"Name": "api-q", "Service": {"Service": "api"}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let execute = "/v1/query/api-q/execute?cached";
+    let (status, x, _, body) = get(execute, None);
+    assert_eq!((status, x.as_str()), (200, "MISS"), "{body}");
+    assert!(
+        body.contains("\"a1\"") && body.contains("\"Failovers\""),
+        "{body}"
+    );
+    api("a2");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, x, age, body) = get(execute, None);
+    assert_eq!((status, x.as_str()), (200, "HIT"), "{body}");
+    assert!(age >= 1 && !body.contains("\"a2\""), "Age {age}: {body}");
+    let (status, x, _, body) = get(execute, Some("max-age=0"));
+    assert_eq!((status, x.as_str()), (200, "MISS"), "{body}");
+    assert!(body.contains("\"a2\""), "{body}");
+    let (_, x, _, _) = get("/v1/query/api-q/execute?cached&limit=1", None);
+    assert_eq!(x, "MISS", "another limit is another entry");
+
     // Server gone: a hit still answers; a forced fetch fails, unless
     // stale-if-error allows the cached answer.
     server.kill9();
+    let (status, x, _, _) = get(execute, None);
+    assert_eq!((status, x.as_str()), (200, "HIT"));
     let (status, x, _, body) = get(web, None);
     assert_eq!((status, x.as_str()), (200, "HIT"), "{body}");
     let (status, x, _, body) = get(web, Some("max-age=0, stale-if-error=600"));

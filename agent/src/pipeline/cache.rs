@@ -1,8 +1,9 @@
 //! The agent cache (`?cached`, issue 18), as Consul's `agent/cache`: a
 //! read with `?cached` on `catalog/services`, `catalog/service/<n>`,
-//! `health/service/<n>` or `catalog/datacenters` is answered from an entry
-//! of this agent, fetched on the first request (`X-Cache: MISS`) and kept
-//! fresh by a background blocking query; later requests are hits
+//! `health/service/<n>`, `catalog/datacenters` or a prepared query's
+//! execute is answered from an entry of this agent, fetched on the first
+//! request (`X-Cache: MISS`) and kept fresh by a background blocking query
+//! (not the two without an index to block on); later requests are hits
 //! (`X-Cache: HIT`, `Age`: seconds since the servers last gave or confirmed
 //! the answer).
 //!
@@ -59,7 +60,17 @@ pub fn cacheable(method: &Method, path: &str, ctx: &RequestCtx) -> bool {
         && (path == "/v1/catalog/services"
             || path == "/v1/catalog/datacenters"
             || name_after("/v1/catalog/service/")
-            || name_after("/v1/health/service/"))
+            || name_after("/v1/health/service/")
+            || is_query_execute(path))
+}
+
+/// `/v1/query/<id or name>/execute`: Consul caches it without a background
+/// refresh (its cache type does not block), so an entry stays as fetched
+/// until `max-age` asks again.
+fn is_query_execute(path: &str) -> bool {
+    path.strip_prefix("/v1/query/")
+        .and_then(|rest| rest.strip_suffix("/execute"))
+        .is_some_and(|q| !q.is_empty() && !q.contains('/'))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -72,7 +83,8 @@ struct Key {
 /// A cached answer.
 #[derive(Debug)]
 struct Value {
-    /// `None`: an answer without an index (`catalog/datacenters`), kept
+    /// `None`: an answer without an index (`catalog/datacenters`) or one
+    /// Consul does not refresh (a prepared query's execute), kept
     /// as fetched, not refreshed in the background.
     index: Option<u64>,
     status: StatusCode,
@@ -348,7 +360,10 @@ pub async fn serve(cache: Arc<AgentCache>, ctx: RequestCtx, req: Request) -> Res
         }
     }
     match fetch(&router, &key, None).await {
-        Ok(v) => {
+        Ok(mut v) => {
+            if is_query_execute(req.uri().path()) {
+                v.index = None;
+            }
             let v = Arc::new(v);
             if cache.store(&key, v.clone()) && v.index.is_some() {
                 let task = tokio::spawn(refresh(cache.clone(), router, key.clone()));
