@@ -1,6 +1,7 @@
 //! `/v1/query/*`: prepared queries (Consul's `prepared_query_endpoint.go`).
 //! Definitions are raft writes (`state::query`); execution reads the
-//! catalog here and walks `Failover` through [`crate::query::execute::failover`].
+//! catalog here and walks `Failover` through [`crate::query::remote::walk`]
+//! (as DNS `.query.` lookups do).
 //!
 //! ACLs as Consul's: `query:write` on a query's name to create, change or
 //! delete it (`query:read` to list or read it; a query without a name:
