@@ -59,7 +59,7 @@ fn prefixes(a: &Agent, file: &str) -> Vec<String> {
 #[test]
 fn snapshot_of_another_datacenter() {
     let dir = tempfile::tempdir().unwrap();
-    let f = two_dcs(dir.path(), "{}");
+    let f = two_dcs(dir.path(), ["{}", "{}"]);
     put(&f.c1, "only1/k", "dc1");
     put(&f.c2, "only2/k", "before");
 

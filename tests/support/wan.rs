@@ -2,7 +2,8 @@
 //! another datacenter but not a 3-server one (`tests/datacenters.rs` has
 //! that): dc1 and dc2, each one server (`s1`, `s2`, bootstrapping alone,
 //! WAN-joined) and one client agent (`c1`, `c2`); every agent serves DNS
-//! on a port it picks.
+//! on a port it picks; each datacenter's agents get their own extra
+//! config.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,7 +19,7 @@ pub struct TwoDcs {
     pub c2: Agent,
 }
 
-/// Fast raft; `conf` (a JSON object) is added to every agent's config.
+/// Fast raft, and `conf` (a JSON object).
 fn config_files(dir: &Path, name: &str, conf: &str) -> Vec<OsString> {
     let perf = dir.join("perf.json");
     std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
@@ -103,14 +104,16 @@ fn client_agent(dir: &Path, dc: &str, lan: u16, server: &Member, conf: &str) -> 
     servers::start(&a, &data)
 }
 
-/// Start both datacenters and wait until each agent has a leader and
-/// both servers see both datacenters.
-pub fn two_dcs(dir: &Path, conf: &str) -> TwoDcs {
+/// Start both datacenters, `confs` each one's agents' extra config (JSON
+/// objects), and wait until each agent has a leader and both servers see
+/// both datacenters.
+pub fn two_dcs(dir: &Path, confs: [&str; 2]) -> TwoDcs {
     let p = free_ports(8);
-    let s1 = server(dir, "dc1", &p[0..3], &format!("127.0.0.1:{}", p[5]), conf);
-    let s2 = server(dir, "dc2", &p[3..6], &format!("127.0.0.1:{}", p[2]), conf);
-    let c1 = client_agent(dir, "dc1", p[6], &s1, conf);
-    let c2 = client_agent(dir, "dc2", p[7], &s2, conf);
+    let [one, two] = confs;
+    let s1 = server(dir, "dc1", &p[0..3], &format!("127.0.0.1:{}", p[5]), one);
+    let s2 = server(dir, "dc2", &p[3..6], &format!("127.0.0.1:{}", p[2]), two);
+    let c1 = client_agent(dir, "dc1", p[6], &s1, one);
+    let c2 = client_agent(dir, "dc2", p[7], &s2, two);
     for a in [&s1.agent, &s2.agent, &c1, &c2] {
         a.wait_leader();
     }
