@@ -347,8 +347,9 @@ fn blocking_catalog_health_sessions_wake_only_on_visible_changes() {
     }
 }
 
-/// Service registration needs `service:write`; DNS answers with the
-/// agent's default token, hiding what it may not read.
+/// Service registration needs `service:write`; DNS answers (prepared
+/// queries included) with the agent's default token, hiding what it may
+/// not read.
 #[test]
 fn service_write_and_dns_hiding() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,6 +403,17 @@ fn service_write_and_dns_hiding() {
     };
     let out = dig("web.service.consul");
     assert!(out.contains("NXDOMAIN"), "{out}");
+    // A prepared query runs with that token too: nothing it may see.
+    let r = call(
+        &a,
+        "POST",
+        "/v1/query",
+        Some(ROOT),
+        Some(json!({"Name": "webq", "Service": {"Service": "web"}})),
+    );
+    assert_eq!(r.status(), 200);
+    let out = dig("webq.query.consul");
+    assert!(out.contains("NXDOMAIN"), "{out}");
     let r = call(&a, "GET", "/v1/catalog/services", None, None);
     assert_eq!(r.headers()["x-consul-results-filtered-by-acls"], "true");
     assert_eq!(ok_json(r), json!({}));
@@ -420,6 +432,11 @@ fn service_write_and_dns_hiding() {
     );
     assert_eq!(r.status(), 200);
     let out = dig("web.service.consul");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 1"),
+        "{out}"
+    );
+    let out = dig("webq.query.consul");
     assert!(
         out.contains("status: NOERROR") && out.contains("ANSWER: 1"),
         "{out}"

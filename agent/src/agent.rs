@@ -791,13 +791,18 @@ fn dns_acl(s: Shared) -> crate::dns::AclCheck {
     Arc::new(move || {
         let s = s.clone();
         Box::pin(async move {
-            s.resolve_token(None).await.unwrap_or_else(|_| {
-                crate::pipeline::authz::Authz::Acl(Arc::new(crate::acl::Authorizer::from_policies(
-                    [],
-                    crate::acl::DefaultPolicy::Deny,
-                )))
-            })
+            s.resolve_token(None)
+                .await
+                .unwrap_or_else(|_| crate::dns::lookup::deny_all())
         })
+    })
+}
+
+/// A server's DNS runs prepared queries as `/v1/query/<q>/execute` does.
+fn dns_queries(s: Shared) -> crate::dns::QueryExec {
+    Arc::new(move |name: String, token: Option<String>| {
+        let s = s.clone();
+        Box::pin(async move { crate::dns::lookup::query(&s, &name, token.as_deref()).await })
     })
 }
 
@@ -849,6 +854,7 @@ async fn serve_dns(
         (_, remote) => crate::dns::Mode::Server {
             leadership: state.leadership.clone(),
             remote,
+            queries: dns_queries(state.clone()),
         },
     };
     let mut handler = crate::dns::ConsulDns::new(
@@ -858,7 +864,12 @@ async fn serve_dns(
         mode,
     );
     if config.acl.enabled {
-        handler = handler.with_acl(dns_acl(state.clone()));
+        let s = state.clone();
+        handler = handler
+            .with_acl(dns_acl(state.clone()))
+            .with_token(Arc::new(move || {
+                s.acl_tokens.default_token().map(|t| t.to_string())
+            }));
     }
     if config.server {
         handler = handler.with_wan(state.router.clone(), state.rpc.clone());

@@ -35,8 +35,8 @@
 //!   a server).
 //! - [`query`]: prepared queries — definitions and their validation,
 //!   templates, execution with the failover walk over other datacenters
-//!   (`query::execute::failover`, where WAN federation plugs in); the
-//!   table is `state::query`, the API `http::query`, DNS `dns::lookup`.
+//!   (`query::execute::failover`; `query::remote` runs it for both the API
+//!   `http::query` and DNS `dns::lookup`); the table is `state::query`.
 //! - [`state`]: the replicated tables (KV, catalog, sessions, coordinates,
 //!   prepared queries) and
 //!   per-key/prefix watchers.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod ports;
 pub mod servers;
 pub mod tls;
+pub mod wan;
 
 pub use ports::{free_pair, free_port, free_ports};
 

@@ -8,6 +8,10 @@
 //! store; a reply whose server last heard from the leader longer than
 //! `max_stale` ago is asked again of the leader. Without `allow_stale` the
 //! leader answers (a follower forwards).
+//!
+//! A prepared query (`<q>.query.consul`) runs on a server as the HTTP
+//! execute does, failover walk included ([`query`]), with the asking
+//! agent's default token; its records name the datacenter that answered.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,9 +21,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::Lookup;
+use crate::app::Shared;
 use crate::cluster::router::Router;
 use crate::cluster::Upstream;
 use crate::local::defs::META_MAX_PAIRS;
+use crate::pipeline::authz::Authz;
+use crate::query::remote;
 use crate::rpc::client::RpcClient;
 use crate::state::catalog::{NodeRec, ServiceRec};
 use crate::state::{Health, Tables};
@@ -80,16 +87,33 @@ pub struct Instance {
 pub enum Found {
     Node(Option<NodeData>),
     Service(Vec<Instance>),
-    /// A prepared query's answer and its `DNS.TTL` (`None`: not found).
-    Query(Option<(String, Vec<Instance>, Option<Duration>)>),
+    /// A prepared query's answer (`None`: no such query).
+    Query(Option<QueryFound>),
     /// A lookup that needs no data (`.addr.`), never sent.
     Nothing,
+}
+
+/// A prepared query's answer, after its failover walk.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryFound {
+    /// The service it asks for (whose `service_ttl` applies without a TTL).
+    pub service: String,
+    pub instances: Vec<Instance>,
+    /// Its `DNS.TTL`.
+    pub ttl: Option<Duration>,
+    /// Where the instances are (the failover's datacenter): SRV targets
+    /// are named in it.
+    pub datacenter: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Request {
     pub lookup: Lookup,
     pub allow_stale: bool,
+    /// For a prepared query: the token it executes with, the asking
+    /// agent's default token (Consul's DNS token); `None`: the answering
+    /// server's default.
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,30 +174,51 @@ fn instance(n: &NodeRec, s: &ServiceRec, worst: Health) -> Instance {
     }
 }
 
-/// Look `lookup` up in the tables.
+/// Look `lookup` up in the tables (a prepared query: [`find_here`]).
 pub fn find(t: &Tables, lookup: &Lookup) -> Found {
     match lookup {
         Lookup::Node(n) => Found::Node(node(t, n)),
         Lookup::Service { service, tag } => Found::Service(instances(t, service, tag.as_deref())),
-        Lookup::Addr(_) => Found::Nothing,
-        Lookup::Query(name) => Found::Query(query(t, name)),
+        Lookup::Addr(_) | Lookup::Query(_) => Found::Nothing,
     }
 }
 
-/// Execute the prepared query `name` (ID or name) here, as
-/// `/v1/query/<name>/execute` would, without failover (the walk needs
-/// WAN federation).
-pub fn query(t: &Tables, name: &str) -> Option<(String, Vec<Instance>, Option<Duration>)> {
-    let q = t.queries.resolve(name)?;
-    let q = match q.is_template() {
-        false => q.clone(),
-        true => crate::query::template::compile(q)
-            .and_then(|c| c.render(q, name))
-            .ok()?,
+/// On a server: answer `req` here, a prepared query with its failover.
+pub async fn find_here(s: &Shared, req: &Request) -> Result<Found, LookupError> {
+    match &req.lookup {
+        Lookup::Query(name) => query(s, name, req.token.as_deref()).await.map(Found::Query),
+        l => Ok(find(&s.store.read(), l)),
+    }
+}
+
+/// A server's prepared-query walk for DNS gives up after this, so that the
+/// asking agent (waiting [`LOOKUP_TIMEOUT`]) still hears why.
+pub const QUERY_WALK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Execute the prepared query `name` (ID or name) as
+/// `/v1/query/<name>/execute` does — the same failover walk — with
+/// `token`'s view (a token that does not resolve sees nothing), within
+/// [`QUERY_WALK_TIMEOUT`].
+pub async fn query(
+    s: &Shared,
+    name: &str,
+    token: Option<&str>,
+) -> Result<Option<QueryFound>, LookupError> {
+    let authz = s.resolve_token(token).await.unwrap_or_else(|_| deny_all());
+    let (q, local) = {
+        let t = s.store.read();
+        let Some(Ok(q)) = crate::query::find(&t, name) else {
+            return Ok(None);
+        };
+        let local = crate::query::execute::local(&t, &q, None, None, &remote::visible(&authz));
+        (q, local)
     };
-    let ttl = gocompat::duration::parse_duration(&q.dns_ttl);
-    let found = crate::query::execute::local(t, &q, None, None, &|_, _| true);
-    let list = found
+    let walk = remote::walk(s, &q, local, None, token, QUERY_WALK_TIMEOUT);
+    let walked = tokio::time::timeout(QUERY_WALK_TIMEOUT, walk)
+        .await
+        .map_err(|_| LookupError::Timeout(QUERY_WALK_TIMEOUT))?;
+    let instances = walked
+        .nodes
         .iter()
         .map(|(n, s, checks)| {
             let worst = checks
@@ -184,7 +229,20 @@ pub fn query(t: &Tables, name: &str) -> Option<(String, Vec<Instance>, Option<Du
             instance(n, s, worst)
         })
         .collect();
-    Some((q.service.service.clone(), list, ttl))
+    Ok(Some(QueryFound {
+        service: q.service.service.clone(),
+        instances,
+        ttl: gocompat::duration::parse_duration(&q.dns_ttl),
+        datacenter: walked.datacenter,
+    }))
+}
+
+/// What a token that does not resolve may see: nothing.
+pub fn deny_all() -> Authz {
+    Authz::Acl(Arc::new(crate::acl::Authorizer::from_policies(
+        [],
+        crate::acl::DefaultPolicy::Deny,
+    )))
 }
 
 /// Ask the upstream servers (any alive one from a client, the leader from
@@ -341,7 +399,13 @@ impl Remote {
 
     /// Look `lookup` up on the servers. `allow_stale` as configured, but a
     /// reply staler than `max_stale` is asked again of the leader.
-    pub async fn lookup(&self, lookup: Lookup, allow_stale: bool) -> Result<Found, LookupError> {
+    /// `token`: a prepared query's (see [`Request::token`]).
+    pub async fn lookup(
+        &self,
+        lookup: Lookup,
+        allow_stale: bool,
+        token: Option<String>,
+    ) -> Result<Found, LookupError> {
         let _permit = self.permits.try_acquire().map_err(|_| LookupError::Busy)?;
         if let (Some(cached), Lookup::Service { service, tag }) = (&self.cached, &lookup) {
             let body = tokio::time::timeout(LOOKUP_TIMEOUT, cached(service.clone(), tag.clone()))
@@ -353,6 +417,7 @@ impl Remote {
             let mut req = Request {
                 lookup,
                 allow_stale: allow_stale && self.allow_stale,
+                token,
             };
             let mut reply = ask(&self.up, &req, 0).await?;
             if req.allow_stale && Duration::from_millis(reply.last_contact_ms) > self.max_stale {
@@ -371,13 +436,19 @@ impl Remote {
     }
 
     /// Look `lookup` up in datacenter `dc`: the local servers route it.
-    pub async fn lookup_dc(&self, dc: &str, lookup: Lookup) -> Result<Found, LookupError> {
+    pub async fn lookup_dc(
+        &self,
+        dc: &str,
+        lookup: Lookup,
+        token: Option<String>,
+    ) -> Result<Found, LookupError> {
         let _permit = self.permits.try_acquire().map_err(|_| LookupError::Busy)?;
         let req = DcRequest {
             dc: dc.to_string(),
             req: Request {
                 lookup,
                 allow_stale: self.allow_stale,
+                token,
             },
         };
         let run = async {

@@ -66,6 +66,8 @@ pub enum Mode {
     Server {
         leadership: Arc<Leadership>,
         remote: Option<Remote>,
+        /// Runs a prepared query here, failover included.
+        queries: QueryExec,
     },
     /// A client agent: the servers.
     Client(Remote),
@@ -77,10 +79,31 @@ pub type AclCheck = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Authz> + Send>> + Send + Sync,
 >;
 
+/// A server's prepared-query execution for DNS: the query (ID or name)
+/// and the token to run it with ([`lookup::query`]).
+pub type QueryExec = Arc<
+    dyn Fn(
+            String,
+            Option<String>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<Option<lookup::QueryFound>, LookupError>>
+                    + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// The token prepared queries run with from DNS: the agent's default
+/// token as it is now (`None`: none, or ACLs off).
+pub type TokenSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Answers queries for the consul domain.
 pub struct ConsulDns {
     /// With ACLs on: what the default token may see.
     acl: Option<AclCheck>,
+    /// With ACLs on: the default token, sent with prepared queries.
+    token: Option<TokenSource>,
     store: Arc<Store>,
     datacenter: String,
     config: DnsConfig,
@@ -139,6 +162,7 @@ impl ConsulDns {
             Name::from_str(&format!("{}.", config.domain)).unwrap_or_else(|_| Name::root());
         Self {
             acl: None,
+            token: None,
             store,
             datacenter,
             config,
@@ -164,12 +188,14 @@ impl ConsulDns {
     /// server), or of this agent's servers, which route it (from a client).
     /// No known path there: `None` (NXDOMAIN, as Consul answers).
     async fn other_dc(&self, dc: &str, l: Lookup) -> Result<Option<Found>, LookupError> {
+        let token = self.query_token(&l);
         let r = match (&self.mode, &self.wan) {
-            (Mode::Client(remote), _) => remote.lookup_dc(dc, l).await,
+            (Mode::Client(remote), _) => remote.lookup_dc(dc, l, token).await,
             (Mode::Server { .. }, Some((router, rpc))) => {
                 let req = lookup::Request {
                     lookup: l,
                     allow_stale: self.config.allow_stale,
+                    token,
                 };
                 let ask = lookup::ask_dc(router, rpc, dc, &req, 0);
                 match tokio::time::timeout(lookup::LOOKUP_TIMEOUT, ask).await {
@@ -193,6 +219,21 @@ impl ConsulDns {
         self
     }
 
+    /// Prepared queries run with `token()`, the default token as it is at
+    /// each lookup.
+    pub fn with_token(mut self, token: TokenSource) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The token a lookup carries: a prepared query's only.
+    fn query_token(&self, l: &Lookup) -> Option<String> {
+        match (l, &self.token) {
+            (Lookup::Query(_), Some(t)) => t(),
+            _ => None,
+        }
+    }
+
     /// The lookup names something the token may not read.
     async fn hidden(&self, l: &Lookup) -> bool {
         let Some(check) = &self.acl else {
@@ -203,7 +244,7 @@ impl ConsulDns {
             Lookup::Node(n) => !authz.can(Resource::Node, n, Need::Read),
             Lookup::Service { service, .. } => !authz.can(Resource::Service, service, Need::Read),
             Lookup::Addr(_) => false,
-            // The instances a query answers are filtered as a service's would be.
+            // A query runs with the token: what it answers is filtered by it.
             Lookup::Query(_) => false,
         }
     }
@@ -214,7 +255,9 @@ impl ConsulDns {
     fn remote(&self) -> Option<(&Remote, bool)> {
         match &self.mode {
             Mode::Client(r) => Some((r, true)),
-            Mode::Server { leadership, remote } => {
+            Mode::Server {
+                leadership, remote, ..
+            } => {
                 let local = if self.config.allow_stale {
                     let contact = leadership.last_contact_ms();
                     let fresh = leadership.is_leader()
@@ -379,9 +422,10 @@ impl ConsulDns {
                 }
             }
             Some(l) => match self.remote() {
-                None => self.local_answer(qname, qtype, l, max_answers),
+                None => self.local_answer(qname, qtype, l, max_answers).await?,
                 Some((remote, stale)) => {
-                    let found = remote.lookup(l.clone(), stale).await?;
+                    let token = self.query_token(&l);
+                    let found = remote.lookup(l.clone(), stale, token).await?;
                     let dc = self.datacenter.clone();
                     self.found_answer(qname, qtype, l, found, max_answers, &dc)
                 }
@@ -393,9 +437,16 @@ impl ConsulDns {
         Ok(a)
     }
 
-    /// An answer from this server's store (cached for services).
-    fn local_answer(&self, qname: &Name, qtype: RecordType, l: Lookup, max: usize) -> Answer {
-        match l {
+    /// An answer from this server's store (cached for services); a
+    /// prepared query runs here, failing over to other datacenters.
+    async fn local_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        l: Lookup,
+        max: usize,
+    ) -> Result<Answer, LookupError> {
+        Ok(match l {
             Lookup::Node(node) => {
                 let t = self.store.read();
                 let n = t.catalog.node_folded(&node);
@@ -409,11 +460,15 @@ impl ConsulDns {
             }
             Lookup::Addr(_) => Answer::new(ResponseCode::NoError),
             Lookup::Query(name) => {
-                let found = Found::Query(lookup::query(&self.store.read(), &name));
+                let Mode::Server { queries, .. } = &self.mode else {
+                    return Err(LookupError::NoServers);
+                };
+                let token = self.token.as_ref().and_then(|t| t());
+                let found = Found::Query(queries(name.clone(), token).await?);
                 let dc = self.datacenter.clone();
                 self.found_answer(qname, qtype, Lookup::Query(name), found, max, &dc)
             }
-        }
+        })
     }
 
     /// An answer from what a server sent.
@@ -439,10 +494,11 @@ impl ConsulDns {
                 self.service_answer(qname, qtype, ttl, &items, max)
             }
             (Lookup::Query(_), Found::Query(None)) => Answer::new(ResponseCode::NXDomain),
-            (Lookup::Query(_), Found::Query(Some((service, list, ttl)))) => {
-                let items = self.items_from(&list, dc);
+            (Lookup::Query(_), Found::Query(Some(q))) => {
+                // Named in the datacenter that answered (a failover's).
+                let items = self.items_from(&q.instances, &q.datacenter);
                 // The query's DNS.TTL, else the service's TTL.
-                let ttl = ttl_secs(ttl.unwrap_or_else(|| self.config.service_ttl(&service)));
+                let ttl = ttl_secs(q.ttl.unwrap_or_else(|| self.config.service_ttl(&q.service)));
                 self.service_answer(qname, qtype, ttl, &items, max)
             }
             _ => Answer::new(ResponseCode::ServFail),

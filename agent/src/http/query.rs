@@ -1,6 +1,7 @@
 //! `/v1/query/*`: prepared queries (Consul's `prepared_query_endpoint.go`).
 //! Definitions are raft writes (`state::query`); execution reads the
-//! catalog here and walks `Failover` through [`crate::query::execute::failover`].
+//! catalog here and walks `Failover` through [`crate::query::remote::walk`]
+//! (as DNS `.query.` lookups do).
 //!
 //! ACLs as Consul's: `query:write` on a query's name to create, change or
 //! delete it (`query:read` to list or read it; a query without a name:
@@ -27,7 +28,7 @@ use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
 use crate::pipeline::render::json;
 use crate::query::execute::{self, Instance};
-use crate::query::{self as pq, template};
+use crate::query::{self as pq, remote};
 use crate::state::query::{QueryCommand, QueryOutcome, QueryRec, QUERIES};
 use crate::state::{Command, Outcome, WatchTarget};
 
@@ -191,16 +192,10 @@ pub async fn get_one(
 /// The query `id_or_name` resolves to, rendered for that name when it is a
 /// template.
 pub fn resolve(t: &crate::state::Tables, id_or_name: &str) -> Result<QueryRec, ApiError> {
-    let q = t
-        .queries
-        .resolve(id_or_name)
-        .ok_or_else(|| ApiError::NotFound(NOT_FOUND.into()))?;
-    if !q.is_template() {
-        return Ok(q.clone());
+    match pq::find(t, id_or_name) {
+        None => Err(ApiError::NotFound(NOT_FOUND.into())),
+        Some(r) => r.map_err(|e| ApiError::Internal(e.0)),
     }
-    template::compile(q)
-        .and_then(|c| c.render(q, id_or_name))
-        .map_err(|e| ApiError::Internal(e.0))
 }
 
 /// `GET /v1/query/<id or name>/explain`: `{"Query": the rendered query}`.
@@ -259,12 +254,7 @@ pub async fn execute(
                 crate::pipeline::context::Query::parse(Some(&format!("near={}", q.service.near)));
             near = crate::coordinate::near::origin(&own, &headers, &s.node.node);
         }
-        let visible = |n: &crate::state::catalog::NodeRec,
-                       sv: &crate::state::catalog::ServiceRec| {
-            a.can(Resource::Service, &sv.service, Need::Read)
-                && a.can(Resource::Node, &n.node, Need::Read)
-        };
-        let local = execute::local(&t, &q, near.as_deref(), limit, &visible);
+        let local = execute::local(&t, &q, near.as_deref(), limit, &remote::visible(a));
         let index = t.catalog.service_index(&q.service.service);
         (q, local, index)
     };
@@ -274,57 +264,11 @@ pub async fn execute(
     Ok(resp)
 }
 
-/// What a server of another datacenter runs for a failover (Consul's
-/// `ExecuteRemote`): the rendered query, the limit and the caller's token.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct RemoteExecute {
-    pub query: QueryRec,
-    pub limit: Option<usize>,
-    pub token: Option<String>,
-}
-
-/// The server RPC a failover asks another datacenter's server on.
-pub const REMOTE_PATH: &str = "/rpc/query/execute";
-
-/// At most this many servers of a datacenter are tried per failover.
-const REMOTE_TRIES: usize = 3;
+/// Each failover try waits this long for another datacenter's server.
 const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The server side of [`REMOTE_PATH`]: the query against this
-/// datacenter's catalog, filtered by the token as it resolves here.
-pub async fn execute_here(s: &Shared, r: RemoteExecute) -> Result<Vec<Instance>, String> {
-    let a = s
-        .resolve_token(r.token.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let t = s.store.read();
-    let visible = |n: &crate::state::catalog::NodeRec, sv: &crate::state::catalog::ServiceRec| {
-        a.can(Resource::Service, &sv.service, Need::Read)
-            && a.can(Resource::Node, &n.node, Need::Read)
-    };
-    Ok(execute::local(&t, &r.query, None, r.limit, &visible))
-}
-
-/// Ask an alive server of `dc` (the WAN router's) to run `r`.
-async fn execute_in(s: &Shared, dc: &str, r: &RemoteExecute) -> Result<Vec<Instance>, String> {
-    let mut last = "No path to datacenter".to_string();
-    for target in s.router.servers(dc).into_iter().take(REMOTE_TRIES) {
-        let got: Result<Result<Vec<Instance>, String>, _> = s
-            .rpc
-            .call(&target.to_string(), REMOTE_PATH, r, REMOTE_TIMEOUT, 0)
-            .await;
-        match got {
-            Ok(answer) => return answer,
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(last)
-}
-
 /// Consul's `PreparedQueryExecuteResponse` for `q`, failing over when the
-/// local answer is empty: to the `NearestN` nearest other datacenters the
-/// WAN router knows (by name until WAN coordinates exist), then to
-/// `Datacenters` in order, each run there by one of its servers.
+/// local answer is empty ([`remote::walk`]).
 pub async fn answer(
     s: &Shared,
     q: &QueryRec,
@@ -332,18 +276,7 @@ pub async fn answer(
     limit: Option<usize>,
     token: Option<&str>,
 ) -> Value {
-    let dc = s.config.datacenter.clone();
-    let known = s.router.sorted_dcs(|_| None);
-    let remote = RemoteExecute {
-        query: q.clone(),
-        limit,
-        token: token.map(str::to_string),
-    };
-    let remote = &remote;
-    let walked = execute::failover(q, &dc, local, &known, |other| async move {
-        execute_in(s, &other, remote).await
-    })
-    .await;
+    let walked = remote::walk(s, q, local, limit, token, REMOTE_TIMEOUT).await;
     json!({
         "Service": q.service.service,
         "Nodes": walked.nodes.iter().map(instance_json).collect::<Vec<_>>(),

@@ -7,7 +7,8 @@
 //! whole over the server RPC port and the answer comes back unchanged, so
 //! headers such as `X-Consul-Index` are the leader's. On the server the
 //! envelope enters the same pipeline ([`serve_tunnelled`]). Whole snapshots
-//! (`/v1/snapshot`) are streamed instead (`forward_snapshot`).
+//! (`/v1/snapshot`) are streamed instead (`forward_snapshot`, and
+//! `forward_dc_snapshot` for another datacenter's), never held whole.
 //!
 //! Issue 16 gives the RPC client its TLS settings ([`crate::rpc::client`]);
 //! Identical forwarded blocking reads share one upstream query
@@ -179,6 +180,9 @@ const MAX_DC_TRIES: usize = 3;
 /// Carry `req` to a server of datacenter `dc` (its `?dc=`), boxed as
 /// [`forward_boxed`] is.
 pub fn forward_dc_boxed(s: Shared, dc: String, ctx: RequestCtx, req: Request) -> Forwarding {
+    if req.uri().path() == SNAPSHOT {
+        return Box::pin(forward_dc_snapshot(s, dc, ctx, req));
+    }
     Box::pin(forward_dc(s, dc, ctx, req))
 }
 
@@ -361,38 +365,10 @@ async fn forward_snapshot(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let (parts, body) = req.into_parts();
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let mut rb = up
-        .rpc
-        .http()
-        .request(
-            parts.method.clone(),
-            up.rpc
-                .url(&target.to_string(), &format!("{SNAPSHOT_PATH}{query}")),
-        )
-        .header(HOPS, hop + 1)
-        .timeout(Duration::from_secs(30 * 60))
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
-    for (k, v) in parts.headers.iter() {
-        if !hop_by_hop(k) {
-            rb = rb.header(k, v);
-        }
-    }
-    match rb.send().await {
-        Ok(r) => {
+    let body = reqwest::Body::wrap_stream(body.into_data_stream());
+    match stream_snapshot(&s, &ctx, &parts, body, &target.to_string()).await {
+        Ok(resp) => {
             up.good(&target);
-            let mut resp = Response::new(Body::empty());
-            *resp.status_mut() = r.status();
-            for (k, v) in r.headers() {
-                if !hop_by_hop(k) {
-                    resp.headers_mut().append(k, v.clone());
-                }
-            }
-            *resp.body_mut() = Body::from_stream(r.bytes_stream());
             resp
         }
         Err(e) => {
@@ -400,6 +376,90 @@ async fn forward_snapshot(
             ApiError::Internal(format!("forwarding to {target}: {e}")).into_response()
         }
     }
+}
+
+/// `/v1/snapshot?dc=<other>` from a server: streamed as
+/// [`forward_snapshot`] streams, to an alive server of `dc` (which hands it
+/// to its leader). A save is tried on a few of them; a restore goes to one
+/// (its body cannot be sent twice).
+async fn forward_dc_snapshot(s: Shared, dc: String, ctx: RequestCtx, req: Request) -> Response {
+    if ctx.hops >= MAX_HOPS {
+        return ApiError::Internal("request forwarded too many times".into()).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let tries = if is_read(&parts.method) {
+        MAX_DC_TRIES
+    } else {
+        1
+    };
+    let mut body = Some(body);
+    for target in s.router.servers(&dc).into_iter().take(tries) {
+        let body = match body.take() {
+            Some(b) if !is_read(&parts.method) => reqwest::Body::wrap_stream(b.into_data_stream()),
+            _ => reqwest::Body::from(Vec::new()),
+        };
+        match stream_snapshot(&s, &ctx, &parts, body, &target.to_string()).await {
+            Ok(resp) => return resp,
+            Err(e) if is_read(&parts.method) => {
+                tracing::warn!("router: server {target} of datacenter {dc} unreachable: {e}");
+            }
+            Err(e) => {
+                return ApiError::Internal(format!("forwarding to {target} in {dc}: {e}"))
+                    .into_response()
+            }
+        }
+    }
+    tracing::debug!(datacenter = %dc, "router: no path to datacenter");
+    ApiError::NoPathToDatacenter.into_response()
+}
+
+/// Send a snapshot request to `target`'s [`SNAPSHOT_PATH`], `body`
+/// streamed, with a long timeout; its answer streamed back whole (status,
+/// headers, `Content-Type` and `X-Consul-Index` among them). Without a
+/// token of its own it carries this agent's default token, as forwarded
+/// envelopes do.
+async fn stream_snapshot(
+    s: &Shared,
+    ctx: &RequestCtx,
+    parts: &axum::http::request::Parts,
+    body: reqwest::Body,
+    target: &str,
+) -> Result<Response, reqwest::Error> {
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let mut rb = s
+        .rpc
+        .http()
+        .request(
+            parts.method.clone(),
+            s.rpc.url(target, &format!("{SNAPSHOT_PATH}{query}")),
+        )
+        .header(HOPS, ctx.hops + 1)
+        .timeout(Duration::from_secs(30 * 60))
+        .body(body);
+    for (k, v) in parts.headers.iter() {
+        if !hop_by_hop(k) {
+            rb = rb.header(k, v);
+        }
+    }
+    if s.config.acl.enabled && ctx.token().is_none() {
+        if let Some(t) = s.acl_tokens.default_token() {
+            rb = rb.header("x-consul-token", &*t);
+        }
+    }
+    let r = rb.send().await?;
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = r.status();
+    for (k, v) in r.headers() {
+        if !hop_by_hop(k) {
+            resp.headers_mut().append(k, v.clone());
+        }
+    }
+    *resp.body_mut() = Body::from_stream(r.bytes_stream());
+    Ok(resp)
 }
 
 /// Server side of [`SNAPSHOT_PATH`]: the request as `/v1/snapshot` through

@@ -39,9 +39,10 @@ pub enum Route {
 }
 
 /// Paths another datacenter answers for `?dc=` (Consul's RPC endpoints
-/// that take a datacenter; agent endpoints are this agent's own).
+/// that take a datacenter, snapshots included; agent endpoints are this
+/// agent's own).
 fn dc_routed(path: &str) -> bool {
-    path != SNAPSHOT && (replicated(path, true) || path.starts_with("/v1/event/"))
+    replicated(path, true) || path.starts_with("/v1/event/")
 }
 
 /// Paths answered from replicated state (the rest are agent-local).

@@ -95,10 +95,10 @@ pub struct Walked<T> {
 /// first), then `Failover.Datacenters` that are known and not tried yet,
 /// each asked in turn by `remote(dc)` until one has instances.
 ///
-/// This is the seam for WAN federation: `known` comes from the router and
-/// `remote` executes the query in that datacenter. Until then the caller
-/// passes no known datacenters, so nothing is tried and the local answer
-/// stands (as Consul does with datacenters it does not know).
+/// `known` comes from the WAN router and `remote` executes the query in
+/// that datacenter ([`super::remote::walk`]); with no known datacenters
+/// nothing is tried and the local answer stands (as Consul does with
+/// datacenters it does not know).
 pub async fn failover<T, F, Fut>(
     q: &QueryRec,
     local_dc: &str,

@@ -1,10 +1,12 @@
 //! Prepared queries: the request body parsed and validated into a
 //! [`QueryRec`] (Consul's field names and error texts), rendered back as
 //! Consul's JSON; templates ([`template`]); execution, local and with the
-//! failover walk ([`execute`]). The table is `state::query`, the API
-//! `http::query`, DNS `<name>.query.consul` in `dns/`.
+//! failover walk ([`execute`]), run across datacenters by [`remote`] for
+//! the API (`http::query`) and DNS (`<name>.query.consul`, `dns::lookup`).
+//! The table is `state::query`.
 
 pub mod execute;
+pub mod remote;
 pub mod template;
 
 use serde_json::{json, Map, Value};
@@ -182,6 +184,20 @@ pub fn validate(q: &QueryRec) -> Result<(), QueryError> {
         }
     }
     Ok(())
+}
+
+/// The query `id_or_name` (ID or name) resolves to, rendered for that
+/// name when it is a template; `None`: no such query.
+pub fn find(t: &crate::state::Tables, id_or_name: &str) -> Option<Result<QueryRec, QueryError>> {
+    let q = t.queries.resolve(id_or_name)?;
+    if !q.is_template() {
+        return Some(Ok(q.clone()));
+    }
+    Some(
+        template::compile(q)
+            .and_then(|c| c.render(q, id_or_name))
+            .map_err(|e| err(e.0)),
+    )
 }
 
 /// Consul's JSON for a query; `token` is what to show as its Token (Consul

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
 use crate::cluster::autopilot::RaftInfo;
-use crate::dns::lookup::{ask, find, LookupError, Reply, Request as LookupRequest};
+use crate::dns::lookup::{ask, find_here, LookupError, Reply, Request as LookupRequest};
 use crate::http::serve::{accept_loop, Gate};
 use crate::http::timeouts::Handshake;
 use crate::pipeline::context::{Consistency, RpcCtx};
@@ -66,7 +66,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/dns", post(dns_lookup))
         .route(crate::coordinate::sync::PEERS_PATH, get(coordinates))
         .route(crate::dns::lookup::DC_PATH, post(dns_lookup_dc))
-        .route(crate::http::query::REMOTE_PATH, post(query_execute))
+        .route(crate::query::remote::REMOTE_PATH, post(query_execute))
         .route(crate::acl::replication::PATH, post(acl_replicate))
         .route(auth::RESOLVE_PATH, post(acl_resolve))
         .route(
@@ -248,17 +248,17 @@ async fn acl_replicate(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Res
     bin(&crate::acl::replication::serve(&s, ask).await)
 }
 
-/// A client agent's lookup in another datacenter: asked of that
-/// datacenter's servers (this one's own, if it names this datacenter).
 /// A prepared query run here for another datacenter's failover.
 async fn query_execute(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
     auth::authenticate_rpc(&ctx);
-    match decode::<crate::http::query::RemoteExecute>(&body) {
-        Ok(r) => bin(&crate::http::query::execute_here(&s, r).await),
+    match decode::<crate::query::remote::RemoteExecute>(&body) {
+        Ok(r) => bin(&crate::query::remote::execute_here(&s, r).await),
         Err(r) => *r,
     }
 }
 
+/// A client agent's lookup in another datacenter: asked of that
+/// datacenter's servers (this one's own, if it names this datacenter).
 async fn dns_lookup_dc(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Response {
     auth::authenticate_rpc(&ctx);
     let r: crate::dns::lookup::DcRequest = match decode(&body) {
@@ -277,7 +277,7 @@ async fn dns_lookup_dc(State(s): State<Shared>, ctx: RpcCtx, body: Bytes) -> Res
 async fn lookup(s: &Shared, req: LookupRequest, hops: u32) -> Result<Reply, LookupError> {
     if req.allow_stale || s.gate(Consistency::Default).await.is_ok() {
         return Ok(Reply {
-            found: find(&s.store.read(), &req.lookup),
+            found: find_here(s, &req).await?,
             last_contact_ms: s.leadership.last_contact_ms(),
         });
     }
