@@ -483,6 +483,7 @@ fn shared_state(
         coalesce: Default::default(),
         cache: Default::default(),
         coord_batch: Default::default(),
+        wan_coords: Default::default(),
     }))
 }
 
@@ -537,6 +538,14 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
         connect_events(&state.events, g);
     }
     crate::coordinate::sync::spawn(state);
+    if let (false, Some(w)) = (state.config.coordinates.disabled, state.router.wan()) {
+        crate::coordinate::wan::spawn(
+            &state.wan_coords,
+            w,
+            state.rpc.clone(),
+            state.shutdown.clone(),
+        );
+    }
     // The agent cache fetches through the API router.
     state.cache.set_max_bytes(state.config.cache_max_bytes);
     state.cache.set_router(http::router(state.clone()));
