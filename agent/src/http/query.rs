@@ -323,7 +323,7 @@ async fn execute_in(s: &Shared, dc: &str, r: &RemoteExecute) -> Result<Vec<Insta
 
 /// Consul's `PreparedQueryExecuteResponse` for `q`, failing over when the
 /// local answer is empty: to the `NearestN` nearest other datacenters the
-/// WAN router knows (by name until WAN coordinates exist), then to
+/// WAN router knows (by WAN coordinates, then name), then to
 /// `Datacenters` in order, each run there by one of its servers.
 pub async fn answer(
     s: &Shared,
@@ -333,7 +333,7 @@ pub async fn answer(
     token: Option<&str>,
 ) -> Value {
     let dc = s.config.datacenter.clone();
-    let known = s.router.sorted_dcs(|_| None);
+    let known = s.wan_coords.sorted_dcs(&s.router);
     let remote = RemoteExecute {
         query: q.clone(),
         limit,
