@@ -131,12 +131,31 @@ fn coordinates_from_gossip_near_sorting_rtt_and_updates() {
         "{}",
         out.stdout
     );
+    // -wan names servers as <node>.<dc>; a client agent has no WAN
+    // coordinate (the second name defaults to it), the server has one.
     let out = t.c1.cli(&["rtt", "-wan", "s1"], None);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("WAN coordinates are not available"),
+        out.stderr
+            .contains("Node names must be specified as <node name>.<datacenter> with -wan"),
         "{}",
         out.stderr
+    );
+    let out = t.c1.cli(&["rtt", "-wan", "s1.dc1"], None);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("Could not find a coordinate for node \"c1.dc1\""),
+        "{}",
+        out.stderr
+    );
+    let out = t.c1.cli(&["rtt", "-wan", "s1.dc1", "s1.dc1"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("Estimated s1.dc1 <-> s1.dc1 rtt: ")
+            && out.stdout.ends_with(" ms (using WAN coordinates)\n"),
+        "{}",
+        out.stdout
     );
     let out = t.c1.cli(&["rtt", "c1", "ghost"], None);
     assert_eq!(out.code, 1);

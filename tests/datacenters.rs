@@ -491,7 +491,8 @@ fn two_datacenters_federated() {
     // c1 asks any dc1 server: each hears of the failure on its own.
     let dcs = || json_of(&format!("{}/v1/catalog/datacenters", f.c1.url));
     assert!(
-        wait_until(Duration::from_secs(20), || dcs() == serde_json::json!(["dc1"])),
+        wait_until(Duration::from_secs(20), || dcs()
+            == serde_json::json!(["dc1"])),
         "{}",
         dcs()
     );

@@ -262,6 +262,7 @@ async fn start_gossip(
                 .as_ref()
                 .map(|d| d.join("serf").join("local.snapshot")),
             reconnect_timeout: config.reconnect_timeout,
+            send_delay: Duration::ZERO,
         };
         Some(Gossip::start(options, shutdown.clone()).await?)
     } else {
@@ -295,6 +296,14 @@ async fn start_gossip(
             ""
         };
         tracing::info!("gossip (WAN) listening on {}{encrypted}", w.me().addr);
+        // Parsed (and refused if bad) when the pool started.
+        let delay = test_wan_delay(std::env::var_os(TEST_WAN_DELAY).as_deref()).unwrap_or_default();
+        if !delay.is_zero() {
+            tracing::warn!(
+                "{TEST_WAN_DELAY}={}: every outgoing WAN gossip packet is held back {delay:?} (a test knob that fakes WAN latency; never set it in production)",
+                delay.as_millis()
+            );
+        }
     }
     if !config.server && gossip.is_none() {
         return Err(AgentError::NoGossip);
@@ -358,9 +367,37 @@ async fn start_wan(
             .as_ref()
             .map(|d| d.join("serf").join("remote.snapshot")),
         reconnect_timeout: config.reconnect_timeout,
+        send_delay: test_wan_delay(std::env::var_os(TEST_WAN_DELAY).as_deref())?,
     };
     // Logged once the banner is out (the log stream starts after it).
     Ok(Some(Gossip::start(options, shutdown.clone()).await?))
+}
+
+/// The environment variable of [`test_wan_delay`].
+pub const TEST_WAN_DELAY: &str = "TRIBUNE_TEST_WAN_DELAY_MS";
+
+/// Most [`TEST_WAN_DELAY`] accepted (ms).
+const MAX_TEST_WAN_DELAY_MS: u64 = 1000;
+
+/// `TRIBUNE_TEST_WAN_DELAY_MS`: milliseconds every outgoing WAN gossip
+/// packet is held back, so tests can give datacenters distinct round trips
+/// where `tc netem` is unavailable (the probes, Vivaldi, the coordinate
+/// exchange and the sorting all run for real). Off unless set; a decimal
+/// integer 0..=1000, anything else refuses to start.
+fn test_wan_delay(v: Option<&std::ffi::OsStr>) -> Result<Duration, AgentError> {
+    let Some(v) = v else {
+        return Ok(Duration::ZERO);
+    };
+    v.to_str()
+        .filter(|s| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|ms| *ms <= MAX_TEST_WAN_DELAY_MS)
+        .map(Duration::from_millis)
+        .ok_or_else(|| {
+            AgentError::Definition(format!(
+                "{TEST_WAN_DELAY} must be a whole number of milliseconds from 0 to {MAX_TEST_WAN_DELAY_MS}, got {v:?}"
+            ))
+        })
 }
 
 /// Raft on a server (with its role-change log); a client only follows
@@ -483,6 +520,7 @@ fn shared_state(
         coalesce: Default::default(),
         cache: Default::default(),
         coord_batch: Default::default(),
+        wan_coords: Default::default(),
     }))
 }
 
@@ -537,6 +575,14 @@ fn spawn_background(state: &Shared, cluster: &Cluster) {
         connect_events(&state.events, g);
     }
     crate::coordinate::sync::spawn(state);
+    if let (false, Some(w)) = (state.config.coordinates.disabled, state.router.wan()) {
+        crate::coordinate::wan::spawn(
+            &state.wan_coords,
+            w,
+            state.rpc.clone(),
+            state.shutdown.clone(),
+        );
+    }
     // The agent cache fetches through the API router.
     state.cache.set_max_bytes(state.config.cache_max_bytes);
     state.cache.set_router(http::router(state.clone()));
@@ -1022,6 +1068,33 @@ async fn reload_on_sighup(state: Arc<AppState>) {
         tracing::info!(signal = "hangup", "Caught");
         if let Err(e) = reload(&state) {
             tracing::error!(error = %e, "reload failed; configuration unchanged");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_wan_delay_is_strict_and_bounded() {
+        let d = |v: &str| test_wan_delay(Some(std::ffi::OsStr::new(v))).ok();
+        assert_eq!(test_wan_delay(None).ok(), Some(Duration::ZERO));
+        assert_eq!(d("0"), Some(Duration::ZERO));
+        assert_eq!(d("40"), Some(Duration::from_millis(40)));
+        assert_eq!(d("1000"), Some(Duration::from_secs(1)));
+        for bad in [
+            "",
+            "1001",
+            "-1",
+            "+5",
+            "5ms",
+            " 5",
+            "5 ",
+            "0x10",
+            "99999999999999999999",
+        ] {
+            assert_eq!(d(bad), None, "{bad:?}");
         }
     }
 }

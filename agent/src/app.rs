@@ -64,6 +64,8 @@ pub struct AppState {
     pub cache: Arc<crate::pipeline::cache::AgentCache>,
     /// Coordinate updates waiting for the next batch (servers).
     pub coord_batch: crate::coordinate::sync::Batcher,
+    /// A server's WAN coordinates and its WAN peers' (empty elsewhere).
+    pub wan_coords: crate::coordinate::wan::WanCoords,
 }
 
 pub type Shared = Arc<AppState>;

@@ -52,8 +52,10 @@
 //!   (`cluster::rtt`).
 //! - [`coordinate`]: network coordinates — serf's Vivaldi model, the
 //!   agent's loop that feeds it probe round trips and sends its coordinate
-//!   to the servers, the servers' update batches, `?near` sorting; the
-//!   table is `state::coordinate`, the API `http::coordinate`.
+//!   to the servers, the servers' update batches, `?near` sorting, a
+//!   server's WAN coordinates and the datacenters by distance
+//!   (`coordinate::wan`); the table is `state::coordinate`, the API
+//!   `http::coordinate`.
 //! - [`logging`]: the log in Consul's shape, on stderr and streamed to
 //!   `/v1/agent/monitor` watchers.
 //! - [`remote_exec`]: running `tribune exec` jobs (off unless

@@ -1,6 +1,7 @@
 //! `tribune rtt <node1> [node2]`: the estimated round trip between two
 //! nodes from their network coordinates (the second defaults to the agent's
-//! own node), printed as Consul's `consul rtt`.
+//! own node), printed as Consul's `consul rtt`. With `-wan`, between two
+//! servers (`<node>.<dc>`) from `/v1/coordinate/datacenters`.
 
 use std::process::ExitCode;
 
@@ -34,13 +35,10 @@ pub fn run(a: RttArgs) -> ExitCode {
     if a.nodes.is_empty() || a.nodes.len() > 2 {
         return fail("One or two node names must be specified");
     }
-    if a.wan {
-        return fail(
-            "Error: WAN coordinates are not available: this agent has no WAN pool \
-             (tribune does not federate datacenters yet); use LAN coordinates without -wan",
-        );
-    }
     let api = Api::new(&a.http);
+    if a.wan {
+        return run_wan(&api, a.nodes);
+    }
     let mut nodes = a.nodes.clone();
     if nodes.len() == 1 {
         match get_json(&api, "agent/self") {
@@ -62,13 +60,85 @@ pub fn run(a: RttArgs) -> ExitCode {
             None => return fail(format!("Could not find a coordinate for node {n:?}")),
         }
     }
-    if !coords[0].is_compatible_with(&coords[1]) {
+    show(&nodes, &coords[0], &coords[1], "LAN")
+}
+
+/// The coordinate of WAN member `name` (`<node>.<dc>`) in a
+/// `/v1/coordinate/datacenters` answer. Entries name the member in full;
+/// the bare node name is accepted too.
+fn find_wan(dcs: &Value, name: &str) -> Option<Coordinate> {
+    let (node, dc) = name.split_once('.')?;
+    dcs.as_array()?
+        .iter()
+        .filter(|d| d["Datacenter"] == dc)
+        .flat_map(|d| d["Coordinates"].as_array().into_iter().flatten())
+        .filter(|e| {
+            let n = e["Node"].as_str().unwrap_or("");
+            n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(node)
+        })
+        .find_map(|e| serde_json::from_value(e["Coord"].clone()).ok())
+}
+
+/// `rtt -wan`: between two servers' WAN coordinates, the second
+/// defaulting to this agent (`<node>.<dc>`), as Consul's command.
+fn run_wan(api: &Api, mut nodes: Vec<String>) -> ExitCode {
+    if nodes.len() == 1 {
+        match get_json(api, "agent/self") {
+            Ok(v) => match (
+                v["Config"]["NodeName"].as_str(),
+                v["Config"]["Datacenter"].as_str(),
+            ) {
+                (Some(n), Some(dc)) => nodes.push(format!("{n}.{dc}")),
+                _ => return fail("Unable to look up agent info: no node name"),
+            },
+            Err(e) => return fail(format!("Unable to look up agent info: {e}")),
+        }
+    }
+    if nodes.iter().any(|n| n.split('.').count() != 2) {
+        return fail("Node names must be specified as <node name>.<datacenter> with -wan");
+    }
+    let dcs = match get_json(api, "coordinate/datacenters") {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error getting coordinates: {e}")),
+    };
+    let mut coords = Vec::new();
+    for n in &nodes {
+        match find_wan(&dcs, n) {
+            Some(c) => coords.push(c),
+            None => return fail(format!("Could not find a coordinate for node {n:?}")),
+        }
+    }
+    show(&nodes, &coords[0], &coords[1], "WAN")
+}
+
+/// Consul's line: the estimate in ms with three decimals.
+fn show(nodes: &[String], a: &Coordinate, b: &Coordinate, source: &str) -> ExitCode {
+    if !a.is_compatible_with(b) {
         return fail("Coordinates are not compatible");
     }
-    let ms = coords[0].distance_to(&coords[1]).as_secs_f64() * 1000.0;
+    let ms = a.distance_to(b).as_secs_f64() * 1000.0;
     println!(
-        "Estimated {} <-> {} rtt: {ms:.3} ms (using LAN coordinates)",
+        "Estimated {} <-> {} rtt: {ms:.3} ms (using {source} coordinates)",
         nodes[0], nodes[1]
     );
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wan_names_in_full_or_bare_within_their_dc() {
+        let c = serde_json::json!({"Vec": vec![0.0; 8], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5});
+        let dcs = serde_json::json!([
+            {"Datacenter": "dc1", "AreaID": "wan", "Coordinates": [{"Node": "s1.dc1", "Segment": "", "Coord": c}]},
+            {"Datacenter": "dc2", "AreaID": "wan", "Coordinates": [{"Node": "s1", "Segment": "", "Coord": c}]},
+        ]);
+        assert!(find_wan(&dcs, "s1.dc1").is_some());
+        assert!(find_wan(&dcs, "S1.dc2").is_some());
+        assert!(find_wan(&dcs, "s1.dc3").is_none());
+        assert!(find_wan(&dcs, "s2.dc1").is_none());
+        assert!(find_wan(&dcs, "s1").is_none());
+    }
 }

@@ -274,6 +274,9 @@ pub struct GossipOptions {
     pub keyring: Arc<Keyring>,
     /// The port of a join address given without one (8301 LAN, 8302 WAN).
     pub default_port: u16,
+    /// Held back before every outgoing packet (a test knob faking WAN
+    /// latency; zero otherwise).
+    pub send_delay: Duration,
 }
 
 /// Why a packet was refused, and from whom (for `join`'s error).
@@ -366,10 +369,18 @@ impl Gossip {
             rtt: Default::default(),
             default_port: opts.default_port,
         };
+        let socket = Arc::new(socket);
+        let delayed = (!opts.send_delay.is_zero()).then(|| {
+            let (dtx, drx) = mpsc::channel(MAX_DELAYED);
+            tokio::spawn(send_delayed(socket.clone(), opts.send_delay, drx));
+            dtx
+        });
         let task = Task {
             foca,
             runtime: AccumulatingRuntime::new(),
-            socket: Arc::new(socket),
+            socket,
+            delayed,
+            send_delay: opts.send_delay,
             tx,
             vtx,
             gossip: g.clone(),
@@ -708,6 +719,25 @@ pub fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, GossipError> {
         .ok_or_else(|| GossipError::BadAddress(s.to_string()))
 }
 
+/// Packets held back at once under a send delay (beyond: dropped).
+const MAX_DELAYED: usize = 1024;
+
+/// Send each queued packet once its time comes (the delay is the same for
+/// all, so the queue is in time order). Ends with the gossip task.
+async fn send_delayed(
+    socket: Arc<UdpSocket>,
+    delay: Duration,
+    mut rx: mpsc::Receiver<(tokio::time::Instant, SocketAddr, bytes::Bytes)>,
+) {
+    tracing::debug!(?delay, "gossip: outgoing packets delayed");
+    while let Some((at, to, data)) = rx.recv().await {
+        tokio::time::sleep_until(at).await;
+        if socket.send_to(&data, to).await.is_ok() {
+            metrics::counter!("memberlist.udp.sent").increment(data.len() as u64);
+        }
+    }
+}
+
 type FocaT =
     Foca<Ident, BincodeCodec<bincode2::config::Configuration>, rand09::rngs::StdRng, Handler>;
 
@@ -715,6 +745,9 @@ struct Task {
     foca: FocaT,
     runtime: AccumulatingRuntime<Ident>,
     socket: Arc<UdpSocket>,
+    /// With a send delay, packets go through [`send_delayed`].
+    delayed: Option<mpsc::Sender<(tokio::time::Instant, SocketAddr, bytes::Bytes)>>,
+    send_delay: Duration,
     tx: mpsc::UnboundedSender<Input>,
     vtx: watch::Sender<u64>,
     gossip: Gossip,
@@ -842,6 +875,12 @@ impl Task {
                 Some(sealed) => bytes::Bytes::from(sealed),
                 None => data,
             };
+            if let Some(d) = &self.delayed {
+                // A full queue drops the packet, as a congested link would.
+                let at = tokio::time::Instant::now() + self.send_delay;
+                let _ = d.try_send((at, to.addr, data));
+                continue;
+            }
             if self.socket.send_to(&data, to.addr).await.is_ok() {
                 metrics::counter!("memberlist.udp.sent").increment(data.len() as u64);
             }

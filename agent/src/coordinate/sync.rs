@@ -267,7 +267,8 @@ async fn send(s: &Shared, c: Coordinate) -> bool {
 }
 
 /// Start the coordinate tasks for this agent (none with
-/// `disable_coordinates` or without gossip).
+/// `disable_coordinates` or without gossip; the WAN ones are
+/// `coordinate::wan::spawn`).
 pub fn spawn(s: &Shared) {
     if s.config.coordinates.disabled {
         return;

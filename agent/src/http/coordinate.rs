@@ -42,11 +42,26 @@ pub fn entry_json(e: &CoordEntry) -> Value {
     })
 }
 
-/// `GET /v1/coordinate/datacenters`: per datacenter, its servers' WAN
-/// coordinates. Without WAN federation the local servers' LAN coordinates
-/// stand in, under their WAN names (`<node>.<dc>`).
+/// `GET /v1/coordinate/datacenters`: per datacenter (by name), its
+/// servers' WAN coordinates as this server knows them
+/// (`coordinate::wan`). Without a WAN pool the local servers' LAN
+/// coordinates stand in, under their WAN names (`<node>.<dc>`).
 pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response, ApiError> {
     enabled(&s)?;
+    let pretty = ctx.query.has("pretty");
+    if let Some(map) = s.wan_coords.wan_coordinates() {
+        let body: Vec<Value> = map
+            .into_iter()
+            .map(|(dc, list)| {
+                let coords: Vec<Value> = list
+                    .into_iter()
+                    .map(|(n, c)| json!({"Node": n, "Segment": "", "Coord": c}))
+                    .collect();
+                json!({ "Datacenter": dc, "AreaID": "wan", "Coordinates": coords })
+            })
+            .collect();
+        return Ok(json(StatusCode::OK, &body, pretty));
+    }
     let dc = s.config.datacenter.clone();
     let servers: Vec<String> = match &s.gossip {
         Some(g) => g
@@ -68,7 +83,7 @@ pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Result<Res
         })
         .collect();
     let body = json!([{ "Datacenter": dc, "AreaID": "wan", "Coordinates": coords }]);
-    Ok(json(StatusCode::OK, &body, ctx.query.has("pretty")))
+    Ok(json(StatusCode::OK, &body, pretty))
 }
 
 /// `GET /v1/coordinate/nodes[?segment=]`: every node's coordinate the token

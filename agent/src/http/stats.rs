@@ -57,6 +57,7 @@ fn consul_stats(s: &AppState) -> Value {
         "leader": s.leadership.is_serving_leader().to_string(),
         "leader_addr": s.leadership.leader_addr(),
         "bootstrap": (c.bootstrap || c.bootstrap_expect == Some(1)).to_string(),
+        // A count: the order (WAN distances) does not matter here.
         "known_datacenters": s.router.sorted_dcs(|_| None).len().to_string(),
         "acl": "disabled",
     })

@@ -26,12 +26,12 @@ pub async fn peers(State(s): State<Shared>, ctx: RequestCtx) -> Result<Response,
     Ok(json(StatusCode::OK, &s.leadership.peers(), q.has("pretty")))
 }
 
-/// Every datacenter this server's WAN pool knows, local first (a client
+/// Every datacenter this server's WAN pool knows, local first, the others
+/// by estimated round trip (WAN coordinates), then name (a client
 /// agent's request is answered by a server: see `pipeline::route`).
 pub async fn datacenters(State(s): State<Shared>, ctx: RequestCtx) -> Response {
     let q = &ctx.query;
-    // Coordinates (the lead wires them in) will give the distances.
-    let dcs = s.router.sorted_dcs(|_| None);
+    let dcs = s.wan_coords.sorted_dcs(&s.router);
     json(StatusCode::OK, &dcs, q.has("pretty"))
 }
 

@@ -123,7 +123,8 @@ pub fn decide(s: &AppState, method: &Method, path: &str, ctx: &RequestCtx) -> Ro
             return Route::Server(up.clone());
         }
     }
-    if !replicated(path, client) {
+    // A server's own WAN view answers, as Consul's `ListDatacenters`.
+    if !replicated(path, client) || (!client && path == "/v1/coordinate/datacenters") {
         return Route::Here;
     }
     // The leader answers everything itself: decided before any other work.

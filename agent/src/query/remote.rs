@@ -72,7 +72,7 @@ async fn execute_in(
 
 /// `q`'s answer: `local` when it has instances, else Consul's failover
 /// walk — the `NearestN` nearest other datacenters the WAN router knows
-/// (by name until WAN coordinates exist), then `Datacenters` in order,
+/// (nearest by WAN coordinates, then by name), then `Datacenters` in order,
 /// each run there by one of its servers with `token`, each try within
 /// `timeout`.
 pub async fn walk(
@@ -84,7 +84,7 @@ pub async fn walk(
     timeout: Duration,
 ) -> Walked<Instance> {
     let dc = s.config.datacenter.clone();
-    let known = s.router.sorted_dcs(|_| None);
+    let known = s.wan_coords.sorted_dcs(&s.router);
     let remote = RemoteExecute {
         query: q.clone(),
         limit,

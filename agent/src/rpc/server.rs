@@ -65,6 +65,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/node-view/{node}", get(node_view))
         .route("/rpc/dns", post(dns_lookup))
         .route(crate::coordinate::sync::PEERS_PATH, get(coordinates))
+        .route(crate::coordinate::wan::PATH, get(wan_coordinate))
         .route(crate::dns::lookup::DC_PATH, post(dns_lookup_dc))
         .route(crate::query::remote::REMOTE_PATH, post(query_execute))
         .route(crate::acl::replication::PATH, post(acl_replicate))
@@ -305,6 +306,15 @@ async fn node_view(State(s): State<Shared>, Path(node): Path<String>) -> Respons
 /// Every node's coordinate, for a client agent's Vivaldi updates.
 async fn coordinates(State(s): State<Shared>) -> Response {
     bin(&crate::coordinate::sync::peers(&s.store.read()))
+}
+
+/// This server's WAN name and coordinate, for its WAN peers
+/// (`coordinate::wan`); 503 without a WAN pool.
+async fn wan_coordinate(State(s): State<Shared>) -> Response {
+    match s.wan_coords.own() {
+        Some(own) => bin(&own),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no WAN coordinate").into_response(),
+    }
 }
 
 /// Bytes a peer sends first: the HTTP/2 preface and a frame header.
