@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use tokio::sync::watch;
@@ -66,17 +66,24 @@ pub struct Answer {
     /// The index went back (a snapshot restore): every waiter takes it.
     reset: bool,
     status: u16,
-    headers: Vec<(String, Vec<u8>)>,
+    /// Parsed once: every waiter's answer is a cheap clone of it.
+    headers: HeaderMap,
     body: Bytes,
 }
 
 impl Answer {
     fn from_tunnelled(a: TunnelledAnswer, index: u64, reset: bool) -> Self {
+        let mut headers = HeaderMap::with_capacity(a.headers.len());
+        for (k, v) in &a.headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_bytes(v)) {
+                headers.append(k, v);
+            }
+        }
         Self {
             index,
             reset,
             status: a.status,
-            headers: a.headers,
+            headers,
             body: Bytes::from(a.body),
         }
     }
@@ -85,12 +92,7 @@ impl Answer {
         let mut resp = Response::new(Body::from(self.body.clone()));
         *resp.status_mut() =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let h = resp.headers_mut();
-        for (k, v) in &self.headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_bytes(v)) {
-                h.append(k, v);
-            }
-        }
+        *resp.headers_mut() = self.headers.clone();
         resp
     }
 }
@@ -439,11 +441,7 @@ async fn error_answer(resp: Response) -> Answer {
         index: 0,
         reset: false,
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect(),
+        headers: parts.headers,
         body,
     }
 }
