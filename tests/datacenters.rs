@@ -500,7 +500,8 @@ fn two_datacenters_federated() {
 
 /// ACL replication: policies and global tokens made in the primary (dc1)
 /// appear in dc2, so a dc1 token works there; deleting it in dc1 revokes
-/// it in dc2 too.
+/// it in dc2 too. Local tokens made in dc2 stay there; global ones made
+/// through dc2 are made in dc1.
 #[test]
 fn acl_tokens_replicate_from_the_primary() {
     let dir = tempfile::tempdir().unwrap();
@@ -606,6 +607,72 @@ fn acl_tokens_replicate_from_the_primary() {
     assert!(names(&dc1).contains(&"made-in-dc2".to_string()));
     assert!(wait_until(Duration::from_secs(30), || names(&dc2)
         .contains(&"made-in-dc2".to_string())));
+
+    // A local token made in dc2 stays in dc2 (works at once, unknown to
+    // dc1, kept through replication rounds); a global one made through dc2
+    // is made in dc1 and replicated back; each is deleted where it lives.
+    let make = |body: &str| -> (String, String) {
+        let r = root(http.put(format!("{}/v1/acl/token", dc2.url)))
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().unwrap();
+        let field = |k: &str| v[k].as_str().unwrap().to_string();
+        (field("AccessorID"), field("SecretID"))
+    };
+    let read = |a: &Agent, accessor: &str| {
+        root(http.get(format!("{}/v1/acl/token/{accessor}", a.url)))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let (local_acc, local_secret) =
+        make(r#"{"Description":"dc2 only","Local":true,"Policies":[{"Name":"fed-writer"}]}"#);
+    assert_eq!(
+        put(format!("{}/v1/kv/fed/l", dc2.url), Some(&local_secret)),
+        200
+    );
+    assert_eq!(read(&dc1, &local_acc), 403, "a dc2 local token reached dc1");
+    assert_eq!(
+        put(format!("{}/v1/kv/fed/l", dc1.url), Some(&local_secret)),
+        403
+    );
+    let (global_acc, global_secret) =
+        make(r#"{"Description":"global, via dc2","Policies":[{"Name":"fed-writer"}]}"#);
+    assert_eq!(
+        read(&dc1, &global_acc),
+        200,
+        "a global token is made in the primary"
+    );
+    assert_eq!(
+        put(format!("{}/v1/kv/fed/g", dc1.url), Some(&global_secret)),
+        200
+    );
+    assert!(wait_until(Duration::from_secs(30), || read(
+        &dc2,
+        &global_acc
+    ) == 200));
+    // The replication round that brought it kept dc2's local token.
+    assert_eq!(read(&dc2, &local_acc), 200);
+    let r = root(http.delete(format!("{}/v1/acl/token/{global_acc}", dc2.url)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        read(&dc1, &global_acc),
+        403,
+        "deleted through dc2 in the primary"
+    );
+    let r = root(http.delete(format!("{}/v1/acl/token/{local_acc}", dc2.url)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        put(format!("{}/v1/kv/fed/l", dc2.url), Some(&local_secret)),
+        403
+    );
 
     // Deleted in the primary: refused in dc2 soon after.
     let r = root(http.delete(format!("{}/v1/acl/token/{accessor}", dc1.url)))

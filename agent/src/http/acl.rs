@@ -7,6 +7,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
@@ -161,15 +162,52 @@ fn token_from_body(
     })
 }
 
+/// The primary datacenter when this one is a secondary with ACLs on: a
+/// global token's write goes there (and is replicated back); a local
+/// token's stays here, as Consul keeps it.
+fn primary_elsewhere(s: &AppState) -> Option<String> {
+    let primary = s.config.primary_datacenter.as_deref()?;
+    (s.config.acl.enabled && primary != s.config.datacenter).then(|| primary.to_string())
+}
+
+/// Send the request to the primary when `global` and this is a secondary.
+async fn global_write_to_primary(
+    s: &Shared,
+    global: bool,
+    ctx: RequestCtx,
+    parts: Parts,
+    body: Bytes,
+) -> Result<Response, RequestCtx> {
+    match primary_elsewhere(s).filter(|_| global) {
+        Some(primary) => {
+            Ok(crate::pipeline::forward::to_datacenter(s.clone(), primary, ctx, parts, body).await)
+        }
+        None => Err(ctx),
+    }
+}
+
+/// Whether the token `id` here is a local one (`false` when unknown: a
+/// global token the replication has not brought yet).
+fn is_local(s: &AppState, id: &str) -> bool {
+    s.store.read().acl.token(id).is_some_and(|t| t.local)
+}
+
 /// `PUT /v1/acl/token`.
 async fn token_create(
     State(s): State<Shared>,
     ctx: RequestCtx,
-    headers: HeaderMap,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     require(&s, &ctx, Need::Write)?;
-    let body = json_body(body, &headers)?;
+    let headers = parts.headers.clone();
+    let raw = crate::pipeline::body::body_or_error(body, &headers)?;
+    let body = json_body(Ok(raw.clone()), &headers)?;
+    let local = field(&body, "Local").and_then(Value::as_bool) == Some(true);
+    let ctx = match global_write_to_primary(&s, !local, ctx, parts, raw).await {
+        Ok(resp) => return Ok(resp),
+        Err(ctx) => ctx,
+    };
     let tok = token_from_body(&s, &body, None)?;
     if s.store.read().acl.token(&tok.accessor_id).is_some() {
         return Err(ApiError::bad("Invalid Token: AccessorID is already in use"));
@@ -184,11 +222,18 @@ async fn token_update(
     State(s): State<Shared>,
     ctx: RequestCtx,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     require(&s, &ctx, Need::Write)?;
-    let body = json_body(body, &headers)?;
+    let headers = parts.headers.clone();
+    let raw = crate::pipeline::body::body_or_error(body, &headers)?;
+    let body = json_body(Ok(raw.clone()), &headers)?;
+    let global = !is_local(&s, &id);
+    let ctx = match global_write_to_primary(&s, global, ctx, parts, raw).await {
+        Ok(resp) => return Ok(resp),
+        Err(ctx) => ctx,
+    };
     let in_body = str_field(&body, "AccessorID")?;
     if !in_body.is_empty() && in_body != id {
         return Err(ApiError::bad(
@@ -245,23 +290,36 @@ async fn token_delete(
     State(s): State<Shared>,
     ctx: RequestCtx,
     Path(id): Path<String>,
+    parts: Parts,
 ) -> Result<Response, ApiError> {
     require(&s, &ctx, Need::Write)?;
+    let global = !is_local(&s, &id);
+    if let Ok(resp) = global_write_to_primary(&s, global, ctx, parts, Bytes::new()).await {
+        return Ok(resp);
+    }
     write_acl(&s, AclCommand::DeleteToken(id.clone())).await?;
     tracing::info!(accessor = %id, "ACL token deleted");
     Ok(json(StatusCode::OK, &json!(true), false))
 }
 
-/// `PUT /v1/acl/token/<accessor>/clone`: a new token with the same links.
+/// `PUT /v1/acl/token/<accessor>/clone`: a new token with the same links
+/// (local where a local one was).
 async fn token_clone(
     State(s): State<Shared>,
     ctx: RequestCtx,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     require(&s, &ctx, Need::Write)?;
-    let description = match crate::pipeline::body::body_or_error(body, &headers)? {
+    let headers = parts.headers.clone();
+    let raw = crate::pipeline::body::body_or_error(body, &headers)?;
+    let global = !is_local(&s, &id);
+    let ctx = match global_write_to_primary(&s, global, ctx, parts, raw.clone()).await {
+        Ok(resp) => return Ok(resp),
+        Err(ctx) => ctx,
+    };
+    let description = match raw {
         b if b.iter().all(u8::is_ascii_whitespace) => None,
         b => {
             let v: Value = serde_json::from_slice(&b)

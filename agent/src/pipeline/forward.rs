@@ -191,6 +191,20 @@ pub fn forward_dc_boxed(s: Shared, dc: String, ctx: RequestCtx, req: Request) ->
 /// blocking read is held there. A server that cannot be reached is passed
 /// over for the next (a write only if it was never sent). No alive server
 /// there, or none reachable: Consul's `No path to datacenter`, at once.
+/// A request a handler decided belongs to datacenter `dc` (a global ACL
+/// token's write made in a secondary, which the primary owns), sent as
+/// `?dc=` sends one.
+pub async fn to_datacenter(
+    s: Shared,
+    dc: String,
+    ctx: RequestCtx,
+    parts: axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> Response {
+    let req = Request::from_parts(parts, Body::from(body));
+    forward_dc_boxed(s, dc, ctx, req).await
+}
+
 async fn forward_dc(s: Shared, dc: String, ctx: RequestCtx, req: Request) -> Response {
     let writes = !is_read(req.method());
     let hop = ctx.hops;

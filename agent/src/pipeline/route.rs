@@ -66,21 +66,18 @@ fn replicated(path: &str, client: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p)) || (client && path.starts_with("/v1/status/"))
 }
 
-/// The primary datacenter, for a write of policies, roles or tokens (or
-/// the bootstrap) made in another datacenter (Consul forwards them there).
-/// Local tokens are not told apart: they are made in the primary too.
+/// The primary datacenter, for a write of policies or roles (or the
+/// bootstrap) made in another datacenter (Consul forwards them there).
+/// Token writes are decided by their handlers, which need the body or the
+/// token to tell a local token (kept here) from a global one
+/// (`http::acl`, [`super::forward::to_datacenter`]).
 fn acl_primary<'a>(
     s: &'a AppState,
     method: &Method,
     path: &str,
     ctx: &RequestCtx,
 ) -> Option<&'a str> {
-    const WRITES: [&str; 4] = [
-        "/v1/acl/policy",
-        "/v1/acl/role",
-        "/v1/acl/token",
-        "/v1/acl/bootstrap",
-    ];
+    const WRITES: [&str; 3] = ["/v1/acl/policy", "/v1/acl/role", "/v1/acl/bootstrap"];
     let primary = s.config.primary_datacenter.as_deref()?;
     let ours = primary == s.config.datacenter;
     let acl_write = !is_read(method) && WRITES.iter().any(|w| path.starts_with(w));
