@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tribune_tests::servers::{self, Member};
-use tribune_tests::{client, free_ports, index_of, run_renderer, wait_until, Agent};
+use tribune_tests::{client, dig, free_ports, index_of, run_renderer, wait_until, Agent};
 
 /// Both datacenters, their members in start order.
 struct Federation {
@@ -154,15 +154,6 @@ fn federation(dir: &Path) -> Federation {
         dc2,
         c2,
     }
-}
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig must be installed (test.sh installs dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A gauge of the agent's `/v1/agent/metrics` (Prometheus form).

@@ -3,21 +3,11 @@
 //! walk as `/v1/query/<q>/execute`, from a client agent's DNS and from a
 //! server's; `<q>.query.<dc>.consul` runs the query in that datacenter.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tribune_tests::wan::two_dcs;
-use tribune_tests::{client, wait_until, Agent};
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig must be installed (test.sh installs dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use tribune_tests::{client, dig, wait_until, Agent};
 
 fn send(a: &Agent, method: &str, path: &str, body: &str) -> (u16, String) {
     send_as(a, method, path, body, None)

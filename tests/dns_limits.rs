@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, wait_until, Agent};
+use tribune_tests::{bin, client, dig, wait_until, Agent};
 
 fn put_json(a: &Agent, path: &str, body: Value) -> (u16, String) {
     let r = client()
@@ -16,15 +16,6 @@ fn put_json(a: &Agent, path: &str, body: Value) -> (u16, String) {
         .send()
         .unwrap();
     (r.status().as_u16(), r.text().unwrap_or_default())
-}
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig must be installed (test.sh installs dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn dns_agent(extra: &[&str]) -> (Agent, u16) {

@@ -5,16 +5,7 @@
 use std::process::Command;
 
 use serde_json::{json, Value};
-use tribune_tests::{client, root, Agent};
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig must be installed (test.sh installs dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use tribune_tests::{client, dig, root, Agent};
 
 fn send(a: &Agent, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut r = client().request(method.parse().unwrap(), format!("{}{path}", a.url));

@@ -9,16 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, free_port, run_cli, wait_until, Agent};
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig must be installed (test.sh installs dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use tribune_tests::{bin, client, dig, free_port, run_cli, wait_until, Agent};
 
 /// The records of one section of `dig` output, as "name type data" lines.
 fn section(out: &str, name: &str) -> Vec<String> {

@@ -80,14 +80,8 @@ impl Drop for Backend {
     }
 }
 
-pub fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig must be installed (test.sh installs dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+#[allow(unused_imports)] // not every discovery test asks DNS
+pub use tribune_tests::dig;
 
 pub fn dns_agent(extra: &[&str]) -> (Agent, u16) {
     Agent::dev_dns(extra)

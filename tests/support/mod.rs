@@ -321,6 +321,16 @@ pub fn run_cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
     }
 }
 
+/// `dig @127.0.0.1 -p <port> <args>` (one try, 3 s): its standard output.
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig must be installed (test.sh installs dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))

@@ -53,14 +53,22 @@ pub fn run(a: RttArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(format!("Error getting coordinates: {e}")),
     };
-    let mut coords = Vec::new();
-    for n in &nodes {
-        match find(&list, n) {
-            Some(c) => coords.push(c),
-            None => return fail(format!("Could not find a coordinate for node {n:?}")),
-        }
+    match coords_of(&nodes, |n| find(&list, n)) {
+        Ok(c) => show(&nodes, &c[0], &c[1], "LAN"),
+        Err(e) => fail(e),
     }
-    show(&nodes, &coords[0], &coords[1], "LAN")
+}
+
+/// Each node's coordinate by `find`, or Consul's message for the first
+/// without one.
+fn coords_of(
+    nodes: &[String],
+    find: impl Fn(&str) -> Option<Coordinate>,
+) -> Result<Vec<Coordinate>, String> {
+    nodes
+        .iter()
+        .map(|n| find(n).ok_or_else(|| format!("Could not find a coordinate for node {n:?}")))
+        .collect()
 }
 
 /// The coordinate of WAN member `name` (`<node>.<dc>`) in a
@@ -101,14 +109,10 @@ fn run_wan(api: &Api, mut nodes: Vec<String>) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(format!("Error getting coordinates: {e}")),
     };
-    let mut coords = Vec::new();
-    for n in &nodes {
-        match find_wan(&dcs, n) {
-            Some(c) => coords.push(c),
-            None => return fail(format!("Could not find a coordinate for node {n:?}")),
-        }
+    match coords_of(&nodes, |n| find_wan(&dcs, n)) {
+        Ok(c) => show(&nodes, &c[0], &c[1], "WAN"),
+        Err(e) => fail(e),
     }
-    show(&nodes, &coords[0], &coords[1], "WAN")
 }
 
 /// Consul's line: the estimate in ms with three decimals.
