@@ -67,8 +67,8 @@ pub fn parse_service(args: &[Value]) -> Result<ServiceSpec, String> {
         Some((a, f)) => (a.to_string(), f.to_string()),
         None => (joined.clone(), "passing".to_string()),
     };
-    // `~near` asks the agent to sort by distance to a node; tribune has no
-    // network coordinates, so the agent's order is kept (see the README).
+    // `~near` asks the agent to sort by distance to a node (by network
+    // coordinates); the backend keeps the agent's order then.
     let (spec, near) = match spec.split_once('~') {
         Some((s, n)) if word(n) => (s, Some(n.to_string())),
         Some(_) => return Err(format!("service: invalid near in {joined:?}")),
