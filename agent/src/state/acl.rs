@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::acl::authorizer::{Authorizer, DefaultPolicy};
 use crate::acl::rules::{self, Rules};
@@ -130,15 +129,53 @@ pub struct AclTable {
     /// Highest index that changed an ACL table.
     index: u64,
     #[serde(skip)]
-    by_secret: HashMap<[u8; 32], String>,
+    by_secret: SecretIndex,
     #[serde(skip)]
     compiled: HashMap<String, Arc<Rules>>,
     #[serde(skip)]
     cache: Cache,
 }
 
-fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
+/// Tokens by secret, keyed by a SipHash of the secret under this table's
+/// own random key: a lookup costs one short hash (a SHA-256 was half of
+/// what ACLs add to a GET), compares only the fixed-size keys, and confirms
+/// the secret in constant time ([`ct_eq`]); timing tells an attacker
+/// nothing, the key being unknown to him.
+#[derive(Clone, Debug, Default)]
+struct SecretIndex {
+    keys: std::collections::hash_map::RandomState,
+    /// Accessors by key (more than one only on a 64-bit collision).
+    map: HashMap<u64, Vec<String>>,
+}
+
+impl SecretIndex {
+    fn key(&self, secret: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one(secret)
+    }
+
+    fn insert(&mut self, secret: &str, accessor: &str) {
+        let k = self.key(secret);
+        let list = self.map.entry(k).or_default();
+        if !list.iter().any(|a| a == accessor) {
+            list.push(accessor.to_string());
+        }
+    }
+
+    fn remove(&mut self, secret: &str, accessor: &str) {
+        let k = self.key(secret);
+        if let Some(list) = self.map.get_mut(&k) {
+            list.retain(|a| a != accessor);
+            if list.is_empty() {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    /// The accessors whose secret may be `secret` (confirm each).
+    fn candidates(&self, secret: &str) -> &[String] {
+        self.map.get(&self.key(secret)).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// Equal without an early exit on the first differing byte.
@@ -197,11 +234,11 @@ impl AclTable {
     }
 
     fn rebuild(&mut self) {
-        self.by_secret = self
-            .tokens
-            .values()
-            .map(|t| (digest(&t.secret_id), t.accessor_id.clone()))
-            .collect();
+        let mut by_secret = SecretIndex::default();
+        for t in self.tokens.values() {
+            by_secret.insert(&t.secret_id, &t.accessor_id);
+        }
+        self.by_secret = by_secret;
         self.compiled = self
             .policies
             .values()
@@ -247,10 +284,11 @@ impl AclTable {
 
     /// The token whose secret this is (compared in constant time).
     pub fn token_by_secret(&self, secret: &str) -> Option<&TokenRec> {
-        let accessor = self.by_secret.get(&digest(secret))?;
-        self.tokens
-            .get(accessor)
-            .filter(|t| ct_eq(&t.secret_id, secret))
+        self.by_secret
+            .candidates(secret)
+            .iter()
+            .filter_map(|a| self.tokens.get(a))
+            .find(|t| ct_eq(&t.secret_id, secret))
     }
 
     /// What `secret` may do. An unknown secret is refused; the anonymous
@@ -377,15 +415,14 @@ impl AclTable {
                 create_index: index,
                 modify_index: index,
             };
-            self.by_secret
-                .insert(digest(ANONYMOUS_SECRET), ANONYMOUS_ACCESSOR.into());
+            self.by_secret.insert(ANONYMOUS_SECRET, ANONYMOUS_ACCESSOR);
             self.tokens.insert(ANONYMOUS_ACCESSOR.into(), anon);
         }
     }
 
     fn put_token(&mut self, index: u64, tok: &TokenRec) -> AclOutcome {
-        if let Some(owner) = self.by_secret.get(&digest(&tok.secret_id)) {
-            if *owner != tok.accessor_id {
+        if let Some(owner) = self.token_by_secret(&tok.secret_id) {
+            if owner.accessor_id != tok.accessor_id {
                 return AclOutcome::Error("Invalid Token: SecretID is already in use".into());
             }
         }
@@ -410,8 +447,7 @@ impl AclTable {
             rec.create_index = index;
         }
         rec.modify_index = index;
-        self.by_secret
-            .insert(digest(&rec.secret_id), rec.accessor_id.clone());
+        self.by_secret.insert(&rec.secret_id, &rec.accessor_id);
         self.tokens.insert(rec.accessor_id.clone(), rec);
         AclOutcome::Done
     }
@@ -423,7 +459,7 @@ impl AclTable {
             );
         }
         if let Some(t) = self.tokens.remove(accessor) {
-            self.by_secret.remove(&digest(&t.secret_id));
+            self.by_secret.remove(&t.secret_id, accessor);
         }
         AclOutcome::Done
     }
@@ -491,6 +527,25 @@ mod tests {
             create_index: 0,
             modify_index: 0,
         })
+    }
+
+    /// The secret index keeps every accessor of a key and drops emptied keys.
+    #[test]
+    fn secret_index_survives_collisions_and_removals() {
+        let mut ix = SecretIndex::default();
+        ix.insert("s1", "a1");
+        ix.insert("s1", "a1");
+        assert_eq!(ix.candidates("s1"), ["a1"]);
+        // Two accessors under one key, as a 64-bit collision would put them.
+        let k = ix.key("s1");
+        ix.map.get_mut(&k).unwrap().push("a2".into());
+        ix.remove("s1", "a1");
+        assert_eq!(ix.candidates("s1"), ["a2"]);
+        ix.remove("s1", "a2");
+        assert!(ix.candidates("s1").is_empty() && ix.map.is_empty());
+        assert!(ix.candidates("s").is_empty());
+        // Each table hashes under a key of its own.
+        assert_ne!(SecretIndex::default().key("s1"), ix.key("s1"));
     }
 
     /// Bootstrap works once; the second names the first's index.
