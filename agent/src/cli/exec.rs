@@ -390,7 +390,7 @@ async fn stream_results(api: ApiClient, dir: String, wait: Duration, tx: mpsc::S
             .flatten()
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
-        for full in keys {
+        for full in in_order(keys) {
             if !seen.insert(full.clone()) {
                 continue;
             }
@@ -402,6 +402,14 @@ async fn stream_results(api: ApiClient, dir: String, wait: Duration, tx: mpsc::S
             }
         }
     }
+}
+
+/// One answer's keys as they are to be told: a node's `exit` sorts before
+/// its `out/...` chunks, so when both arrive in one answer the chunks go
+/// first (the exit code ends the node's output).
+fn in_order(mut keys: Vec<String>) -> Vec<String> {
+    keys.sort_by_key(|k| k.ends_with("/exit"));
+    keys
 }
 
 /// Read the value of a key that carries one.
@@ -461,6 +469,24 @@ async fn answer(api: &ApiClient, full: &str, key: &str) -> Option<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exits_come_after_the_output_of_the_same_answer() {
+        let keys = [
+            "_rexec/s/n1/ack",
+            "_rexec/s/n1/exit",
+            "_rexec/s/n1/out/00000",
+        ];
+        let got = in_order(keys.iter().map(|k| k.to_string()).collect());
+        assert_eq!(
+            got,
+            [
+                "_rexec/s/n1/ack",
+                "_rexec/s/n1/out/00000",
+                "_rexec/s/n1/exit"
+            ]
+        );
+    }
 
     #[test]
     fn output_is_prefixed_by_node() {
