@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, free_ports, spawn_logged, wait_until, Agent};
+use tribune_tests::{bin, client, free_ports, wait_until, Agent};
 
 const DELAY: &str = "TRIBUNE_TEST_WAN_DELAY_MS";
 
@@ -37,14 +37,7 @@ fn server(dir: &std::path::Path, dc: &str, ports: &[u16], delay_ms: u64, wan_joi
     if delay_ms > 0 {
         cmd.env(DELAY, delay_ms.to_string());
     }
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: Some(data),
-    }
+    Agent::start_cmd(cmd, Some(data))
 }
 
 fn get(a: &Agent, path: &str) -> Value {

@@ -5,16 +5,7 @@
 
 use serde_json::Value;
 use tribune_tests::wan::two_dcs;
-use tribune_tests::{client, Agent};
-
-fn put(a: &Agent, key: &str, v: &str) {
-    let r = client()
-        .put(format!("{}/v1/kv/{key}", a.url))
-        .body(v.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{key}");
-}
+use tribune_tests::{client, put_kv, Agent};
 
 /// A key's raw value (`None`: 404).
 fn raw(a: &Agent, key: &str) -> Option<String> {
@@ -60,8 +51,8 @@ fn prefixes(a: &Agent, file: &str) -> Vec<String> {
 fn snapshot_of_another_datacenter() {
     let dir = tempfile::tempdir().unwrap();
     let f = two_dcs(dir.path(), ["{}", "{}"]);
-    put(&f.c1, "only1/k", "dc1");
-    put(&f.c2, "only2/k", "before");
+    put_kv(&f.c1, "only1/k", "dc1");
+    put_kv(&f.c2, "only2/k", "before");
 
     // From a dc1 server, by HTTP: dc2's file, as a snapshot is served.
     let r = client()
@@ -106,8 +97,8 @@ fn snapshot_of_another_datacenter() {
 
     // dc2 moves on; the restore through dc1 brings its saved state back
     // and leaves dc1 as it was.
-    put(&f.c2, "only2/k", "after");
-    put(&f.c2, "only2/new", "x");
+    put_kv(&f.c2, "only2/k", "after");
+    put_kv(&f.c2, "only2/new", "x");
     let out =
         f.c1.cli(&["snapshot", "restore", "-datacenter", "dc2", file], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -118,7 +109,7 @@ fn snapshot_of_another_datacenter() {
     assert_eq!(raw(&f.c1, "only2/k"), None);
 
     // A restore by HTTP from a dc1 server: dc2 only, again.
-    put(&f.c2, "only2/k", "later");
+    put_kv(&f.c2, "only2/k", "later");
     let r = client()
         .put(format!("{}/v1/snapshot?dc=dc2", f.s1.url))
         .body(std::fs::read(http_file).unwrap())

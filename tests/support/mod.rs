@@ -202,6 +202,12 @@ impl Agent {
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], data_dir: Option<PathBuf>) -> Agent {
         let mut cmd = Command::new(bin("tribune"));
         cmd.args(args).env_remove("CONSUL_HTTP_ADDR");
+        Agent::start_cmd(cmd, data_dir)
+    }
+
+    /// [`Agent::start`] for a command built by the caller (its own
+    /// environment, say).
+    pub fn start_cmd(cmd: Command, data_dir: Option<PathBuf>) -> Agent {
         let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
         Agent {
             child,
