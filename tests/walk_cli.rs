@@ -471,13 +471,18 @@ fn monitor_streams_the_log() {
     let j = Running::spawn(&a.addr, &["monitor", "-log-json"]);
     wait_attached(&a, &j);
     register(&a, "json-web");
-    j.wait_out("\"@message\":\"Synced service\"");
-    let synced = j
-        .out()
-        .lines()
-        .find(|l| l.contains("Synced service"))
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .unwrap();
+    // The sync of json-web's own registration (a probe's may come first).
+    let synced_line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("\"@message\":\"Synced service\"") && l.contains("json-web"))
+            .map(str::to_string)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || synced_line(&j.out()).is_some()),
+        "monitor output:\n{}",
+        j.out()
+    );
+    let synced: Value = serde_json::from_str(&synced_line(&j.out()).unwrap()).unwrap();
     assert_eq!(synced["@module"], "agent");
     assert_eq!(synced["@level"], "info");
     assert_eq!(synced["service"], "json-web");
