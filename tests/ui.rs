@@ -118,7 +118,14 @@ fn dev_agent_serves_the_ui() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(t.elapsed() >= std::time::Duration::from_millis(250));
+    // It waited its 300 ms, unless something really changed meanwhile (a
+    // fresh dev agent still syncs its own checks): then the index moved.
+    let moved = tribune_tests::index_of(&r) > idx;
+    assert!(
+        moved || t.elapsed() >= std::time::Duration::from_millis(250),
+        "answered after {:?} at the same index {idx}",
+        t.elapsed()
+    );
     let r = c
         .get(format!("{}/v1/internal/ui/node/no-such-node", a.url))
         .send()
