@@ -1159,7 +1159,7 @@ fn paused_leader_serves_no_stale_reads() {
         let url = c.server(old_leader).url.clone();
         assert_eq!(put(&url, "lin", &old).unwrap().text().unwrap(), "true");
         let pid = c.server(old_leader).child.id();
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        tribune_tests::pause(pid);
         let paused = Resume(pid);
         let new_leader = wait_for("a new leader", Duration::from_secs(15), || {
             (0..3)

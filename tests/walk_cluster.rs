@@ -188,7 +188,7 @@ fn client_agent_answers_dns() {
 
     // A stopped server: every lookup is answered (SERVFAIL) within the
     // lookup timeout, however many there are; none piles up.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGSTOP) };
+    tribune_tests::pause(server.child.id());
     let t = Instant::now();
     let codes = flood("127.0.0.52:8600", "web.service.consul", 600);
     let took = t.elapsed();

@@ -468,6 +468,33 @@ pub fn stop_gracefully(child: &mut Child, limit: Duration) {
     let _ = child.wait();
 }
 
+/// SIGSTOP process `pid` and wait (up to 5 s) until every one of its
+/// threads is stopped. kill(2) returns before that: the group stop is
+/// carried out by the thread the signal was given to, and on a loaded
+/// machine the other threads can go on answering requests until it runs.
+pub fn pause(pid: u32) {
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                // The state follows the `(comm)` field, which may hold spaces.
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), all_stopped),
+        "process {pid} did not stop"
+    );
+}
+
 /// Run `tribune-template` to completion (for -onetime runs).
 pub fn run_renderer(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
     let mut cmd = Command::new(bin("tribune-template"));
