@@ -11,7 +11,9 @@
 #           etcd and a durable single tribune server (data in a temp dir, loopback
 #           only); wrk PUT at 64 connections, GET at 64 connections, PUT at 1
 #           connection, each against etcd and then tribune (scripts from $SCRIPTS);
-#           stops etcd, then tribune-bench memory, wake and fanout against tribune.
+#           the same GET script against nginx answering `return 200` (the loopback
+#           HTTP ceiling of this machine); stops etcd and nginx, then tribune-bench
+#           memory, wake and fanout against tribune.
 # discovery `tribune agent -dev` with 10 instances of "web": dig checks the SRV answer,
 #           dnsperf measures SRV queries/s (without and with EDNS); then a fresh -dev
 #           agent: tribune-bench catalog registers 10,000 services x 10 instances,
@@ -90,6 +92,7 @@ SCRIPTS=${SCRIPTS:-/work/shared/bench}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
 TRIBUNE_PORT=${TRIBUNE_PORT:-18550}
 ETCD_PORT=${ETCD_PORT:-2379} # peer = +1, metrics = +2
+CEIL_PORT=${CEIL_PORT:-18580} # nginx `return 200`, the kv section's ceiling row
 WRK_DURATION=${WRK_DURATION:-10s}
 WRK1_DURATION=${WRK1_DURATION:-5s}
 PARKED=${PARKED:-10000}
@@ -410,6 +413,47 @@ start_kv_tribune() {
     SERVER_PID=$TRIBUNE_PID SERVER_LOG=$OUT_DIR/$1.log
 }
 
+# The ceiling row: nginx answering every request with `return 200` and a
+# body the size of a bench value, two workers (one per core, as wrk's two
+# threads), no access log. What this loopback can carry for one HTTP server.
+start_ceiling_nginx() {
+    need nginx:nginx-light
+    export PATH=$PATH:/usr/sbin
+    local d=$TMP/ceiling body
+    mkdir -p "$d"
+    body=$(printf 'v%.0s' {1..64})
+    cat >"$d/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $d/nginx.pid;
+error_log $OUT_DIR/nginx-ceiling.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen 127.0.0.1:$CEIL_PORT;
+        location / { return 200 "$body"; }
+    }
+}
+EOF
+    R[cmd_ceiling]="nginx -c \$TMP/ceiling/nginx.conf, with worker_processes 2, access_log off and \`listen 127.0.0.1:$CEIL_PORT; location / { return 200 \"<64 bytes>\"; }\`"
+    nginx -c "$d/nginx.conf" >>"$OUT_DIR/nginx-ceiling.log" 2>&1 &
+    CEIL_PID=$!
+    PIDS+=("$CEIL_PID")
+    local _
+    for _ in {1..100}; do
+        curl -fsS -o /dev/null "http://127.0.0.1:$CEIL_PORT/" 2>/dev/null && return 0
+        kill -0 "$CEIL_PID" 2>/dev/null || die "nginx (ceiling) exited: $(tail -n 5 "$OUT_DIR/nginx-ceiling.log")"
+        sleep 0.1
+    done
+    die "nginx (ceiling) not answering on 127.0.0.1:$CEIL_PORT"
+}
+
 # ---------------------------------------------------------------- run
 section_kv() {
     ensure_tools
@@ -422,7 +466,7 @@ section_kv() {
     log "open-file limit $(ulimit -n)"
 
     local p
-    for p in "$TRIBUNE_PORT" "$ETCD_PORT" $((ETCD_PORT + 1)) $((ETCD_PORT + 2)); do
+    for p in "$TRIBUNE_PORT" "$ETCD_PORT" $((ETCD_PORT + 1)) $((ETCD_PORT + 2)) "$CEIL_PORT"; do
         port_in_use "$p" && die "127.0.0.1:$p is already in use"
     done
     IDLE_BUSY=$(cpu_busy_pct)
@@ -444,11 +488,14 @@ section_kv() {
 
     log "starting tribune on $TRIBUNE_URL"
     start_kv_tribune tribune
+    start_ceiling_nginx
 
     run_wrk etcd_put64 2 64 "$WRK_DURATION" etcd_put.lua "$ETCD_URL"
     run_wrk tribune_put64 2 64 "$WRK_DURATION" consul_put.lua "$TRIBUNE_URL"
     run_wrk etcd_get64 2 64 "$WRK_DURATION" etcd_get.lua "$ETCD_URL"
     run_wrk tribune_get64 2 64 "$WRK_DURATION" consul_get.lua "$TRIBUNE_URL"
+    run_wrk nginx_get64 2 64 "$WRK_DURATION" consul_get.lua "http://127.0.0.1:$CEIL_PORT"
+    stop "$CEIL_PID"
     run_wrk etcd_put1 1 1 "$WRK1_DURATION" etcd_put.lua "$ETCD_URL"
     run_wrk tribune_put1 1 1 "$WRK1_DURATION" consul_put.lua "$TRIBUNE_URL"
 
@@ -478,9 +525,12 @@ atmost() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "yes" : "**no**") }'
 fmt_int() { printf "%'d" "$1"; }
 
 report() { # the kv section
-    local put get rev
+    local put get put1 ceil closed rev
     put=$(awk -v a="${R[tribune_put64_rps]}" -v b="${R[etcd_put64_rps]}" 'BEGIN { print a / b }')
     get=$(awk -v a="${R[tribune_get64_rps]}" -v b="${R[etcd_get64_rps]}" 'BEGIN { print a / b }')
+    put1=$(awk -v a="${R[tribune_put1_rps]}" -v b="${R[etcd_put1_rps]}" 'BEGIN { print a / b }')
+    ceil=$(awk -v a="${R[tribune_get64_rps]}" -v b="${R[nginx_get64_rps]}" 'BEGIN { print a / b }')
+    closed=$(awk -v a="${R[memory_rss_closed_kib]}" -v b="${R[memory_rss_before_kib]}" 'BEGIN { print a / b }')
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     git -C "$ROOT" diff --quiet HEAD -- agent 2>/dev/null || rev+=" (agent/ modified)"
     cat <<EOF
@@ -490,26 +540,29 @@ $(nproc) cores, $(uname -r), data on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {p
 
 | benchmark | tribune | etcd 3.4 | ratio | target | met |
 |---|---:|---:|---:|---|---|
-| PUT, 64 conns (req/s) | $(fmt_int "${R[tribune_put64_rps]}") | $(fmt_int "${R[etcd_put64_rps]}") | $(ratio "${R[tribune_put64_rps]}" "${R[etcd_put64_rps]}") | ≥ 2× etcd | $(atleast "$put" 2) |
+| PUT, 64 conns (req/s) | $(fmt_int "${R[tribune_put64_rps]}") | $(fmt_int "${R[etcd_put64_rps]}") | $(ratio "${R[tribune_put64_rps]}" "${R[etcd_put64_rps]}") | ≥ 4× etcd (21) | $(atleast "$put" 4) |
 | PUT, 64 conns, p50 / p99 (ms) | ${R[tribune_put64_p50_ms]} / ${R[tribune_put64_p99_ms]} | ${R[etcd_put64_p50_ms]} / ${R[etcd_put64_p99_ms]} | $(ratio "${R[etcd_put64_p50_ms]}" "${R[tribune_put64_p50_ms]}") | | |
-| GET, 64 conns (req/s) | $(fmt_int "${R[tribune_get64_rps]}") | $(fmt_int "${R[etcd_get64_rps]}") | $(ratio "${R[tribune_get64_rps]}" "${R[etcd_get64_rps]}") | ≥ 8× etcd | $(atleast "$get" 8) |
+| GET, 64 conns (req/s) | $(fmt_int "${R[tribune_get64_rps]}") | $(fmt_int "${R[etcd_get64_rps]}") | $(ratio "${R[tribune_get64_rps]}" "${R[etcd_get64_rps]}") | ≥ 10× etcd (21) | $(atleast "$get" 10) |
 | GET, 64 conns, p50 / p99 (ms) | ${R[tribune_get64_p50_ms]} / ${R[tribune_get64_p99_ms]} | ${R[etcd_get64_p50_ms]} / ${R[etcd_get64_p99_ms]} | $(ratio "${R[etcd_get64_p50_ms]}" "${R[tribune_get64_p50_ms]}") | | |
-| PUT, 1 conn (req/s) | $(fmt_int "${R[tribune_put1_rps]}") | $(fmt_int "${R[etcd_put1_rps]}") | $(ratio "${R[tribune_put1_rps]}" "${R[etcd_put1_rps]}") | | |
+| GET, 64 conns, against nginx \`return 200\` (the loopback ceiling; req/s) | $(fmt_int "${R[tribune_get64_rps]}") | nginx: $(fmt_int "${R[nginx_get64_rps]}") | $(awk -v c="$ceil" 'BEGIN { printf "%.0f%%", c * 100 }') of nginx | ≥ 80% of nginx (21) | $(atleast "$ceil" 0.8) |
+| PUT, 1 conn (req/s) | $(fmt_int "${R[tribune_put1_rps]}") | $(fmt_int "${R[etcd_put1_rps]}") | $(ratio "${R[tribune_put1_rps]}" "${R[etcd_put1_rps]}") | ≥ 1.5× etcd (21) | $(atleast "$put1" 1.5) |
 | PUT, 1 conn, p50 / p99 (ms) | ${R[tribune_put1_p50_ms]} / ${R[tribune_put1_p99_ms]} | ${R[etcd_put1_p50_ms]} / ${R[etcd_put1_p99_ms]} | $(ratio "${R[etcd_put1_p50_ms]}" "${R[tribune_put1_p50_ms]}") | | |
 | wake after PUT ack, $(fmt_int "${R[wake_parked]}") others parked, p50 / p90 / p99 (µs) | ${R[wake_p50_us]} / ${R[wake_p90_us]} / ${R[wake_p99_us]} | — | | p50 ≤ 1000 µs | $(atmost "${R[wake_p50_us]}" 1000) |
 | wake after PUT sent, p50 / p90 / p99 (µs) | ${R[wake_from_sent_p50_us]} / ${R[wake_from_sent_p90_us]} / ${R[wake_from_sent_p99_us]} | ~2 ms (baselines.md) | | | |
 | spurious wakes among the $(fmt_int "${R[wake_parked]}") parked | ${R[wake_spurious]} (+${R[wake_idle_errors]} errors) | — | | 0 | $(atmost "$((R[wake_spurious] + R[wake_idle_errors]))" 0) |
 | fanout: all $(fmt_int "${R[fanout_watchers]}") watchers answered after PUT ack, p50 / max of ${R[fanout_rounds]} (ms) | $(ms "${R[fanout_all_p50_us]}") / $(ms "${R[fanout_all_max_us]}") | — | | ≤ 50 ms | $(atmost "${R[fanout_all_max_us]}" 50000) |
 | fanout: all answered after PUT sent, p50 / max (ms) | $(ms "${R[fanout_all_from_sent_p50_us]}") / $(ms "${R[fanout_all_from_sent_max_us]}") | — | | | |
-| server RSS per parked query (KiB) | ${R[memory_kib_per_parked]} | — | | ≤ 16 KiB | $(atmost "${R[memory_kib_per_parked]}" 16) |
+| server RSS per parked query (KiB) | ${R[memory_kib_per_parked]} | — | | ≤ 8 KiB (21) | $(atmost "${R[memory_kib_per_parked]}" 8) |
 | … of which: accepted connection / its first request / the parked query (KiB) | ${R[memory_kib_per_open_conn]} / ${R[memory_kib_per_first_request]} / ${R[memory_kib_per_parked_query]} | | | | |
+| server RSS once all $(fmt_int "${R[memory_parked]}") connections closed ÷ before they opened | $(awk -v c="$closed" 'BEGIN { printf "%.2f", c }') (${R[memory_rss_closed_kib]} / ${R[memory_rss_before_kib]} KiB) | — | | ≤ 1.2 (21) | $(atmost "$closed" 1.2) |
 
 Notes
-- wrk errors (non-2xx + socket errors): PUT64 tribune ${R[tribune_put64_errors]}, etcd ${R[etcd_put64_errors]}; GET64 tribune ${R[tribune_get64_errors]}, etcd ${R[etcd_get64_errors]}; PUT1 tribune ${R[tribune_put1_errors]}, etcd ${R[etcd_put1_errors]}.
+- wrk errors (non-2xx + socket errors): PUT64 tribune ${R[tribune_put64_errors]}, etcd ${R[etcd_put64_errors]}; GET64 tribune ${R[tribune_get64_errors]}, etcd ${R[etcd_get64_errors]}, nginx ${R[nginx_get64_errors]}; PUT1 tribune ${R[tribune_put1_errors]}, etcd ${R[etcd_put1_errors]}.
 - wake: ${R[wake_samples]} samples; the watcher's answer arrived before the PUT's own answer in ${R[wake_watcher_before_ack]} of them (negative values). PUT round trip p50 ${R[wake_put_rtt_p50_us]} µs.
 - fanout: the first watcher answered p50 ${R[fanout_first_p50_us]} µs after the PUT ack (negative = before it).
 - memory: server VmRSS ${R[memory_rss_before_kib]} KiB before, ${R[memory_rss_opened_kib]} KiB with $(fmt_int "${R[memory_parked]}") connections open, ${R[memory_rss_read_kib]} KiB after one GET on each, ${R[memory_rss_parked_kib]} KiB with all parked, ${R[memory_rss_closed_kib]} KiB once all closed.
 - CPU busy just before the servers started (other work on the machine): $IDLE_BUSY%.
+- The ceiling: ${R[cmd_ceiling]}, measured with the GET script (\`wrk -t2 -c64 -d$WRK_DURATION --latency -s consul_get.lua http://127.0.0.1:$CEIL_PORT\`) right after tribune's GET run.
 - etcd was stopped before the tribune-only benchmarks, and tribune restarted on a fresh data dir for them (memory is measured first, on a heap no earlier load has grown); raw outputs are in bench/out/.
 EOF
 }
