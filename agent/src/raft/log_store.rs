@@ -2,15 +2,18 @@
 //!
 //! Entries live in an in-memory map (bounded by snapshot + purge) so reads for
 //! apply and replication never touch disk. With a data dir, every mutation is
-//! also queued to one writer thread that owns `raft.redb`: it drains whatever
-//! is queued, writes it in one redb transaction, fsyncs once, and only then
-//! reports the entries flushed to openraft. Under load that is group commit:
-//! one fsync acknowledges every write that arrived while the previous one ran.
-//! A batch that fails (a full disk) is retried until it succeeds, so openraft
-//! never sees a storage error; see [`super::disk`].
+//! also queued to one writer thread that owns the write-ahead log
+//! ([`super::wal`], in `raft-wal/`): it drains whatever is queued, appends it
+//! in one write, fsyncs once, and only then reports the entries flushed to
+//! openraft. Under load that is group commit: one fsync acknowledges every
+//! write that arrived while the previous one ran. A batch that fails (a full
+//! disk) is retried until it succeeds, so openraft never sees a storage
+//! error; see [`super::disk`]. A log kept by earlier versions in `raft.redb`
+//! is moved into the write-ahead log once, on start.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::fs::File;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +24,10 @@ use std::thread::JoinHandle;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError};
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
-use super::disk::{next_backoff, Part, RedbFile, StorageHealth, FIRST_BACKOFF};
+use super::disk::{next_backoff, Part, StorageHealth, FIRST_BACKOFF};
+use super::wal::{Record, Wal};
 use super::{Entry, LogId, StorageError, StoreError, TypeConfig, Vote};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -101,49 +105,34 @@ impl LogStore {
         }
     }
 
-    /// Open (or create) `raft.redb` in `dir` and load what it holds.
+    /// Open (or create) the log in `dir` and load what it holds.
     pub fn open(dir: &Path, health: Arc<StorageHealth>) -> Result<Self, StoreError> {
-        let mut file = RedbFile::open(&dir.join("raft.redb"))?;
-        let db = file.db()?;
+        let wal_dir = dir.join("raft-wal");
+        migrate_redb(dir, &wal_dir)?;
+        let (wal, replayed) = Wal::open(&wal_dir)?;
         let mut meta = Meta::default();
+        if let Some(v) = replayed.meta.get("vote") {
+            meta.vote = Some(bincode::deserialize(v)?);
+        }
+        if let Some(v) = replayed.meta.get("committed") {
+            meta.committed = bincode::deserialize(v)?;
+        }
+        if let Some((_, id)) = &replayed.purged {
+            meta.last_purged = bincode::deserialize(id)?;
+        }
         let mut entries = BTreeMap::new();
-        {
-            let w = db.begin_write()?;
-            w.open_table(LOG)?;
-            w.open_table(META)?;
-            w.commit()?;
-            let r = db.begin_read()?;
-            let m = r.open_table(META)?;
-            if let Some(v) = m.get("vote")? {
-                meta.vote = Some(bincode::deserialize(v.value())?);
-            }
-            if let Some(v) = m.get("committed")? {
-                meta.committed = bincode::deserialize(v.value())?;
-            }
-            if let Some(v) = m.get("last_purged")? {
-                meta.last_purged = bincode::deserialize(v.value())?;
-            }
-            let log = r.open_table(LOG)?;
-            for row in log.iter()? {
-                let (k, v) = row?;
-                let e: Entry = bincode::deserialize(v.value())?;
-                entries.insert(k.value(), e);
-            }
+        for (k, v) in &replayed.entries {
+            let e: Entry = bincode::deserialize(v)?;
+            entries.insert(*k, e);
         }
-        // Entries at or below the purge point may survive a crash between a
-        // purge and its (lazy) commit; they are already in the snapshot.
-        if let Some(p) = meta.last_purged {
-            entries.retain(|k, _| *k > p.index);
-        }
+        drop(replayed);
         let (tx, rx) = mpsc::channel();
         let closing = Arc::new(AtomicBool::new(false));
         let writer = WriterThread {
-            file,
+            wal,
             rx,
             health,
             closing: closing.clone(),
-            purge: None,
-            unsynced: Unsynced::default(),
         };
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
@@ -200,173 +189,78 @@ impl LogStore {
     }
 }
 
-/// Purges are done a chunk at a time so appends never wait behind a large
-/// delete (a snapshot can make thousands of entries purgeable at once).
-const PURGE_CHUNK: usize = 1024;
-
-/// A purge whose rows are not all deleted yet. The purge point itself is
-/// recorded at once (rows at or below it are ignored on load, and the next
-/// purge deletes any a crash left behind).
-struct PendingPurge {
-    upto: u64,
-}
-
-/// What a reopened file may have lost: its last non-durable commits (the
-/// `committed` mark and the purge point), written again by the next batch.
-#[derive(Default)]
-struct Unsynced {
-    committed: Option<Vec<u8>>,
-    purged: Option<(u64, Vec<u8>)>,
-    /// The file was reopened since the last successful commit.
-    reopened: bool,
-}
-
-impl Unsynced {
-    fn note(&mut self, batch: &[Op]) {
-        for op in batch {
-            match op {
-                Op::Purge(upto, id) => self.purged = Some((*upto, id.clone())),
-                Op::Meta("committed", bytes, _) => self.committed = Some(bytes.clone()),
-                _ => {}
+/// The records of `batch`, in order.
+fn records(batch: &[Op]) -> Vec<Record<'_>> {
+    let mut out = Vec::with_capacity(batch.len());
+    for op in batch {
+        match op {
+            Op::Append(entries, _) => {
+                out.extend(entries.iter().map(|(index, entry)| Record::Append {
+                    index: *index,
+                    entry,
+                }))
             }
+            Op::Truncate(since) => out.push(Record::Truncate { since: *since }),
+            Op::Purge(upto, id) => out.push(Record::Purge { upto: *upto, id }),
+            Op::Meta(name, value, _) => out.push(Record::Meta { name, value }),
         }
     }
-}
-
-fn write_batch(
-    db: &Database,
-    batch: &[Op],
-    purge: &mut Option<PendingPurge>,
-    unsynced: &Unsynced,
-) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    if !batch.iter().any(Op::durable) {
-        txn.set_durability(Durability::None);
-    }
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(META)?;
-        if unsynced.reopened {
-            if let Some(c) = &unsynced.committed {
-                meta.insert("committed", c.as_slice())?;
-            }
-            if let Some((upto, id)) = &unsynced.purged {
-                meta.insert("last_purged", id.as_slice())?;
-                if purge.as_ref().map(|p| p.upto < *upto).unwrap_or(true) {
-                    *purge = Some(PendingPurge { upto: *upto });
-                }
-            }
-        }
-        for op in batch {
-            match op {
-                Op::Append(entries, _) => {
-                    for (i, bytes) in entries {
-                        log.insert(*i, bytes.as_slice())?;
-                    }
-                }
-                Op::Truncate(since) => {
-                    log.retain_in(*since.., |_, _| false)?;
-                }
-                Op::Purge(upto, id) => {
-                    meta.insert("last_purged", id.as_slice())?;
-                    if purge.as_ref().map(|p| p.upto < *upto).unwrap_or(true) {
-                        *purge = Some(PendingPurge { upto: *upto });
-                    }
-                }
-                Op::Meta(name, bytes, _) => {
-                    meta.insert(*name, bytes.as_slice())?;
-                }
-            }
-        }
-        if let Some(p) = purge.as_ref() {
-            let doomed: Vec<u64> = log
-                .range(..=p.upto)?
-                .take(PURGE_CHUNK)
-                .map(|r| r.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()?;
-            for k in &doomed {
-                log.remove(*k)?;
-            }
-            if doomed.len() < PURGE_CHUNK {
-                *purge = None;
-            }
-        }
-    }
-    txn.commit()?;
-    Ok(())
+    out
 }
 
 /// The writer thread's state.
 struct WriterThread {
-    file: RedbFile,
+    wal: Wal,
     rx: mpsc::Receiver<Op>,
     health: Arc<StorageHealth>,
     /// Set on shutdown: a failing batch is given up rather than retried.
     closing: Arc<AtomicBool>,
-    purge: Option<PendingPurge>,
-    unsynced: Unsynced,
 }
 
 impl WriterThread {
-    /// Commit `batch`, retrying until it succeeds; `Err` when it is given up
+    /// Write `batch`, retrying until it succeeds; `Err` when it is given up
     /// (fsync failed, or shutdown while failing).
     fn commit(&mut self, batch: &[Op]) -> Result<(), String> {
+        let durable = batch.iter().any(Op::durable);
+        let records = records(batch);
         let mut backoff = FIRST_BACKOFF;
         loop {
             let t0 = std::time::Instant::now();
-            let res = self
-                .file
-                .db()
-                .and_then(|db| write_batch(db, batch, &mut self.purge, &self.unsynced));
-            let e = match res {
+            let e = match self.wal.write(&records, durable) {
                 Ok(()) => {
                     tracing::trace!(
                         ops = batch.len(),
-                        purging = self.purge.is_some(),
+                        durable,
                         micros = t0.elapsed().as_micros() as u64,
-                        "raft log batch committed"
+                        "raft log batch written"
                     );
-                    self.unsynced.reopened = false;
-                    self.unsynced.note(batch);
                     self.health.report_ok(Part::Log);
                     return Ok(());
                 }
                 Err(e) => e,
             };
-            if let Some(msg) = self.file.fatal_message(&e) {
+            if self.wal.sync_failed() {
+                let msg = format!(
+                    "{e}; not retried (the kernel may have dropped the unwritten pages); exiting so \
+                     that the agent restarts from what is durable"
+                );
                 self.health.report_fatal(msg.clone());
                 return Err(msg);
             }
-            let cause = format!("writing {}: {e}", self.file.path().display());
+            let cause = format!("writing the raft log: {e}");
             self.health.report_failure(Part::Log, &cause);
             if self.closing.load(Ordering::Relaxed) {
                 return Err(cause);
             }
-            // redb refuses all I/O after an error: reopen for the retry.
-            self.file.reset();
-            self.unsynced.reopened = true;
             std::thread::sleep(backoff);
             backoff = next_backoff(backoff);
         }
     }
 
     fn run(mut self) {
-        loop {
-            // With a purge in progress, keep deleting chunks while idle.
-            let first = if self.purge.is_some() {
-                match self.rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                    Ok(op) => Some(op),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.recv() {
-                    Ok(op) => Some(op),
-                    Err(_) => break,
-                }
-            };
-            let mut batch: Vec<Op> = first.into_iter().collect();
-            while !batch.is_empty() && batch.len() < MAX_BATCH {
+        while let Ok(first) = self.rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
@@ -391,13 +285,6 @@ impl WriterThread {
                 return;
             }
         }
-        // Finish an interrupted purge on shutdown.
-        while self.purge.is_some() {
-            let Ok(db) = self.file.db() else { break };
-            if write_batch(db, &[], &mut self.purge, &self.unsynced).is_err() {
-                break;
-            }
-        }
     }
 
     fn fail_queued(&self) {
@@ -412,6 +299,89 @@ impl WriterThread {
             }
         }
     }
+}
+
+/// Move a log kept by earlier versions in `dir/raft.redb` into the
+/// write-ahead log at `wal_dir`: written whole to a temporary directory,
+/// fsynced, renamed into place, and only then is the old file removed, so a
+/// crash at any point leaves one complete copy.
+fn migrate_redb(dir: &Path, wal_dir: &Path) -> Result<(), StoreError> {
+    let legacy = dir.join("raft.redb");
+    if !legacy.exists() {
+        return Ok(());
+    }
+    if !wal_dir.exists() {
+        let tmp = dir.join("raft-wal.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        let (entries, meta) = read_redb(&legacy)?;
+        let (mut wal, _) = Wal::open(&tmp)?;
+        let mut records: Vec<Record<'_>> = meta
+            .iter()
+            .filter(|(name, _)| name.as_str() != "last_purged")
+            .map(|(name, value)| Record::Meta { name, value })
+            .collect();
+        let purged: Option<LogId> = match meta.get("last_purged") {
+            Some(id) => bincode::deserialize(id)?,
+            None => None,
+        };
+        if let (Some(p), Some(id)) = (purged, meta.get("last_purged")) {
+            records.push(Record::Purge { upto: p.index, id });
+        }
+        let purged_upto = purged.map(|p| p.index);
+        records.extend(
+            entries
+                .iter()
+                .filter(|(i, _)| purged_upto.is_none_or(|p| **i > p))
+                .map(|(index, entry)| Record::Append {
+                    index: *index,
+                    entry,
+                }),
+        );
+        wal.write(&records, true)?;
+        drop(wal);
+        std::fs::rename(&tmp, wal_dir)?;
+        File::open(dir)?.sync_all()?;
+        tracing::info!(
+            entries = entries.len(),
+            "raft log: moved raft.redb into the write-ahead log (raft-wal)"
+        );
+    }
+    std::fs::remove_file(&legacy)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The raw entries and meta values of a `raft.redb` log.
+type RedbLog = (BTreeMap<u64, Vec<u8>>, BTreeMap<String, Vec<u8>>);
+
+fn read_redb(path: &Path) -> Result<RedbLog, StoreError> {
+    let db = Database::open(path)?;
+    let r = db.begin_read()?;
+    let mut entries = BTreeMap::new();
+    let mut meta = BTreeMap::new();
+    match r.open_table(META) {
+        Ok(m) => {
+            for row in m.iter()? {
+                let (k, v) = row?;
+                meta.insert(k.value().to_string(), v.value().to_vec());
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match r.open_table(LOG) {
+        Ok(log) => {
+            for row in log.iter()? {
+                let (k, v) = row?;
+                entries.insert(k.value(), v.value().to_vec());
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok((entries, meta))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -525,5 +495,65 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             w.send(Op::Purge(log_id.index, id)).map_err(io_err)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A data dir of an earlier version: its `raft.redb` log is moved into
+    /// the write-ahead log whole (vote, purge point, the entries after it),
+    /// and the old file goes.
+    #[tokio::test]
+    async fn a_redb_log_of_an_earlier_version_is_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join("raft.redb")).unwrap();
+            let w = db.begin_write().unwrap();
+            {
+                let mut log = w.open_table(LOG).unwrap();
+                for i in 1..=5 {
+                    let bytes = bincode::serialize(&entry(i)).unwrap();
+                    log.insert(i, bytes.as_slice()).unwrap();
+                }
+                let mut meta = w.open_table(META).unwrap();
+                let vote = bincode::serialize(&Vote::new(2, 1)).unwrap();
+                meta.insert("vote", vote.as_slice()).unwrap();
+                let purged = bincode::serialize(&Some(entry(2).log_id)).unwrap();
+                meta.insert("last_purged", purged.as_slice()).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let health = Arc::new(StorageHealth::default());
+        let mut log = LogStore::open(dir.path(), health.clone()).unwrap();
+        assert!(!dir.path().join("raft.redb").exists());
+        assert!(dir.path().join("raft-wal").is_dir());
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(entry(2).log_id));
+        assert_eq!(state.last_log_id, Some(entry(5).log_id));
+        let got: Vec<u64> = log
+            .try_get_log_entries(0..)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(got, [3, 4, 5]);
+        log.close();
+        // Opened again: the same, from the write-ahead log alone.
+        let mut log = LogStore::open(dir.path(), health).unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+        assert_eq!(log.try_get_log_entries(0..).await.unwrap().len(), 3);
+        log.close();
     }
 }

@@ -24,6 +24,7 @@ pub mod node;
 pub mod proposer;
 pub mod state_machine;
 pub mod transitions;
+pub mod wal;
 
 #[cfg(test)]
 mod suite_tests;
@@ -57,6 +58,8 @@ pub enum StoreError {
     Redb(String),
     #[error("encoding: {0}")]
     Codec(#[from] bincode::Error),
+    #[error("{0}")]
+    Wal(#[from] wal::WalError),
     #[error("log writer stopped")]
     WriterGone,
     #[error("io: {0}")]

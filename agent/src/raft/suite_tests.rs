@@ -1,6 +1,6 @@
 //! openraft's own storage test suite (`openraft::testing::Suite`) run on
-//! the log store and state machine, both kinds: in memory (`-dev`) and in
-//! redb under a data dir (servers). It checks what openraft relies on —
+//! the log store and state machine, both kinds: in memory (`-dev`) and on
+//! disk under a data dir (servers: write-ahead log + redb snapshots). It checks what openraft relies on —
 //! vote, log reads, purge and truncation, membership, last-applied,
 //! snapshots — beyond what tribune's own tests exercise.
 
@@ -45,6 +45,6 @@ fn openraft_suite_on_the_memory_store() {
 }
 
 #[test]
-fn openraft_suite_on_the_redb_store() {
-    Suite::test_all(OnDisk).expect("openraft storage suite (redb)");
+fn openraft_suite_on_the_disk_store() {
+    Suite::test_all(OnDisk).expect("openraft storage suite (disk)");
 }
