@@ -606,7 +606,10 @@ mod tests {
             w.write(&[append(2, b"two"), append(3, b"three")], true)
                 .unwrap();
             let mut full = std::fs::read(w.current_path()).unwrap();
-            assert!(full.len() as u64 > w.end + ZERO_AHEAD / 2, "zero-filled ahead");
+            assert!(
+                full.len() as u64 > w.end + ZERO_AHEAD / 2,
+                "zero-filled ahead"
+            );
             assert!(full[w.end as usize..].iter().all(|b| *b == 0));
             full.truncate(w.end as usize);
             (w.current_path().to_path_buf(), full, before)
