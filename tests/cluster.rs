@@ -454,6 +454,96 @@ fn cluster_forms_client_last() {
     formation(false);
 }
 
+/// Failover timing at raft_multiplier 1 (issue 21): a write sent through a
+/// follower just after `kill -9` of the leader is held there and answered
+/// 200 by the new leader within 1.3 s, in each of three rounds; and no
+/// survivor names a new leader sooner than 600 ms after the kill (a
+/// follower waits out its lease on the leader plus its election timeout,
+/// 750 ms at least, so an election this early would be trigger-happy).
+/// Each round starts from a cluster whose servers have all caught up.
+#[test]
+fn write_after_a_leader_kill_is_acknowledged_within_the_failover_bound() {
+    let mut c = Cluster::new(3, 0);
+    for i in 0..3 {
+        c.start_server(i);
+    }
+    for round in 0..3 {
+        let leader = c.wait_leader(Duration::from_secs(30));
+        // Every server caught up first (as bench/run.sh waits): a server
+        // restarted just before, still behind, would campaign in vain with
+        // its shorter log and cost a second election timeout.
+        let mark = format!("fb/{round}/synced");
+        assert_eq!(
+            put(&c.server(leader).url, &mark, "s").unwrap().status(),
+            200
+        );
+        for i in 0..3 {
+            let u = c.server(i).url.clone();
+            wait_for(
+                "every server to hold the mark",
+                Duration::from_secs(15),
+                || (get_raw(&u, &mark, "stale").as_deref() == Some("s")).then_some(()),
+            );
+        }
+        let follower = (leader + 1) % 3;
+        let url = c.server(follower).url.clone();
+        for n in 0..3 {
+            let r = put(&url, &format!("fb/{round}/warm{n}"), "w").unwrap();
+            assert_eq!(r.status(), 200, "warm-up write {n}: {:?}", r.text());
+        }
+        // Watch the other survivor's view of the leader meanwhile.
+        let other = (0..3).find(|i| *i != leader && *i != follower).unwrap();
+        let other_url = c.server(other).url.clone();
+        let old = format!("127.0.0.1:{}", c.server_ports[leader].server);
+        let killed = Instant::now();
+        c.servers[leader].as_mut().unwrap().kill9();
+        c.servers[leader] = None;
+        let watcher = thread::spawn(move || loop {
+            let named = client()
+                .get(format!("{other_url}/v1/status/leader"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .ok()
+                .and_then(|r| r.json::<String>().ok());
+            if named.is_some_and(|l| !l.is_empty() && l != old) {
+                return killed.elapsed();
+            }
+            if killed.elapsed() > Duration::from_secs(10) {
+                return killed.elapsed();
+            }
+            thread::sleep(Duration::from_millis(5));
+        });
+        // Some answers are 500 (the write reached the dying leader and its
+        // outcome is unknown): written again, as a client would.
+        let mut answers = Vec::new();
+        let acked = loop {
+            let r = put(&url, &format!("fb/{round}/after"), "a").unwrap();
+            let status = r.status().as_u16();
+            answers.push(status);
+            if status == 200 {
+                break killed.elapsed();
+            }
+            assert!(killed.elapsed() < Duration::from_secs(10), "{answers:?}");
+            thread::sleep(Duration::from_millis(10));
+        };
+        let named = watcher.join().unwrap();
+        eprintln!(
+            "round {round}: s{other} named a new leader {named:?} after the kill of s{leader}; \
+             the write was acknowledged after {acked:?} (answers {answers:?})"
+        );
+        assert!(
+            named >= Duration::from_millis(600),
+            "round {round}: a new leader after {named:?}"
+        );
+        assert!(
+            acked <= Duration::from_millis(1300),
+            "round {round}: the write after the kill acknowledged after {acked:?}\n{}",
+            c.logs()
+        );
+        c.start_server(leader);
+    }
+}
+
 /// kill -9 the leader under a writer loop: a new leader within 5 s, writes
 /// resume, the old leader catches up after restart, and every acknowledged
 /// write is there with its acknowledged value on every server.

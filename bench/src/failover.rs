@@ -9,6 +9,12 @@
 //! `--timeout-ms`) drops the connection, moves on to the next endpoint (round robin,
 //! like a client given every member) and is retried after `--retry-ms`. The figure is
 //! the time from just before the `kill` call to the first acknowledged write.
+//!
+//! Each write goes to a key of its own (`<key>/<run>/<n>`, the run named by the
+//! killed pid), so that afterwards every acknowledged write can be looked for: the
+//! keys under the run's prefix are listed through the same endpoint (tribune: a
+//! default-consistency `?keys` read, answered by the new leader; etcd: a
+//! linearizable range), and an acknowledged write that is missing fails the run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -131,9 +137,11 @@ struct Writer {
     endpoints: Vec<SocketAddr>,
     at: usize,
     conn: Option<Conn>,
-    key: String,
-    etcd_key: String,
+    /// The run's prefix, `<key>/<run>/`.
+    prefix: String,
     n: u64,
+    /// The numbers of the acknowledged writes.
+    acked: Vec<u64>,
 }
 
 impl Writer {
@@ -144,19 +152,17 @@ impl Writer {
     /// One write to the current endpoint, bounded by `timeout` (connect included).
     async fn write(&mut self, timeout: Duration) -> std::result::Result<(), Failure> {
         self.n += 1;
-        let value = format!("v{}", self.n);
+        let n = self.n;
+        let key = format!("{}{n:08}", self.prefix);
+        let value = format!("v{n}");
         let (method, path, body) = match self.kind {
-            Kind::Tribune => (
-                Method::PUT,
-                format!("/v1/kv/{}", self.key),
-                Bytes::from(value),
-            ),
+            Kind::Tribune => (Method::PUT, format!("/v1/kv/{key}"), Bytes::from(value)),
             Kind::Etcd => (
                 Method::POST,
                 "/v3/kv/put".to_string(),
                 Bytes::from(format!(
                     r#"{{"key":"{}","value":"{}"}}"#,
-                    self.etcd_key,
+                    base64(key.as_bytes()),
                     base64(value.as_bytes())
                 )),
             ),
@@ -195,13 +201,114 @@ impl Writer {
             Ok(r) => r,
             Err(_) => Err(Failure::Timeout),
         };
-        if r.is_err() {
+        match r {
+            Ok(()) => self.acked.push(n),
             // The connection may still carry the failed request: start afresh on the
             // next endpoint.
-            self.conn = None;
-            self.at = (self.at + 1) % self.endpoints.len();
+            Err(_) => self.drop_conn(),
         }
         r
+    }
+
+    fn drop_conn(&mut self) {
+        self.conn = None;
+        self.at = (self.at + 1) % self.endpoints.len();
+    }
+
+    /// The numbers of the writes under the run's prefix, read through the current
+    /// endpoint (default consistency / linearizable).
+    async fn written(&mut self) -> Result<std::collections::HashSet<u64>> {
+        let (method, path, body) = match self.kind {
+            Kind::Tribune => (
+                Method::GET,
+                format!("/v1/kv/{}?keys", self.prefix),
+                Bytes::new(),
+            ),
+            Kind::Etcd => {
+                // The range end of a prefix: its last byte plus one ('/' + 1).
+                let end = format!("{}0", self.prefix.trim_end_matches('/'));
+                (
+                    Method::POST,
+                    "/v3/kv/range".to_string(),
+                    Bytes::from(format!(
+                        r#"{{"key":"{}","range_end":"{}","keys_only":true}}"#,
+                        base64(self.prefix.as_bytes()),
+                        base64(end.as_bytes())
+                    )),
+                )
+            }
+        };
+        if self.conn.is_none() {
+            self.conn = Some(Conn::connect(self.endpoint()).await?);
+        }
+        let c = self.conn.as_mut().expect("connected above");
+        let reply = c.request(method, &path, body).await?;
+        if reply.status != StatusCode::OK {
+            bail!(
+                "listing {}: HTTP {} {}",
+                self.prefix,
+                reply.status,
+                String::from_utf8_lossy(&reply.body).trim()
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&reply.body)?;
+        let keys: Vec<String> = match self.kind {
+            Kind::Tribune => v
+                .as_array()
+                .ok_or_else(|| anyhow!("?keys answered {v}"))?
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect(),
+            Kind::Etcd => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let kvs = v.get("kvs").and_then(|k| k.as_array());
+                kvs.map(|kvs| {
+                    kvs.iter()
+                        .filter_map(|kv| kv.get("key")?.as_str())
+                        .filter_map(|k| b64.decode(k).ok())
+                        .map(|k| String::from_utf8_lossy(&k).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+            }
+        };
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&self.prefix)?.parse().ok())
+            .collect())
+    }
+
+    /// Every acknowledged write is there (retried for a few seconds while the
+    /// new leader settles); the number checked.
+    async fn check_acked(&mut self) -> Result<usize> {
+        let mut last = anyhow!("not checked");
+        for _ in 0..20 {
+            match tokio::time::timeout(Duration::from_secs(5), self.written()).await {
+                Ok(Ok(found)) => {
+                    let lost: Vec<u64> = self
+                        .acked
+                        .iter()
+                        .copied()
+                        .filter(|n| !found.contains(n))
+                        .collect();
+                    if !lost.is_empty() {
+                        bail!(
+                            "{} of {} acknowledged writes lost under {}: {lost:?}",
+                            lost.len(),
+                            self.acked.len(),
+                            self.prefix
+                        );
+                    }
+                    return Ok(self.acked.len());
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = anyhow!("listing {}: no answer within 5 s", self.prefix),
+            }
+            self.drop_conn();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(last.context("checking the acknowledged writes"))
     }
 }
 
@@ -211,9 +318,9 @@ pub async fn run(o: Opts) -> Result<()> {
         endpoints: o.endpoints.clone(),
         at: 0,
         conn: None,
-        key: o.key.clone(),
-        etcd_key: base64(o.key.as_bytes()),
+        prefix: format!("{}/{}/", o.key.trim_end_matches('/'), o.kill_pid),
         n: 0,
+        acked: Vec::new(),
     };
 
     // Warm-up: the cluster must be healthy, every write acknowledged.
@@ -282,6 +389,9 @@ pub async fn run(o: Opts) -> Result<()> {
     result("failover_via", via);
     result("failover_warmup_writes", warm_n);
     result("failover_warmup_p50_us", warm.pct(50.0));
+    let checked = w.check_acked().await?;
+    progress!("all {checked} acknowledged writes are there ({} sent)", w.n);
+    result("failover_acked_checked", checked);
     let summary: Vec<String> = failures.iter().map(|(k, n)| format!("{n}× {k}")).collect();
     result("failover_failures", summary.join("; "));
     Ok(())

@@ -92,6 +92,10 @@ pub async fn send(
 ) -> Sent {
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
+        // Armed before the leader is looked at, so no change is missed.
+        let changed = at.leadership.leader_changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         if !at.client && at.leadership.is_leader() {
             return Sent::Local;
         }
@@ -125,7 +129,9 @@ pub async fn send(
         if tokio::time::Instant::now() >= deadline {
             return Sent::Failed(ApiError::NoLeader);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Again once a leader is known (a client agent's servers come
+        // from gossip: it polls).
+        let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
     }
 }
 

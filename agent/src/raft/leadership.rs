@@ -33,6 +33,9 @@ pub struct Leadership {
     /// (it is the only voter, so no other leader can be elected).
     lease_until: AtomicU64,
     storage: Arc<StorageHealth>,
+    /// Woken when the leader changes (or this node takes or leaves office):
+    /// requests held for a leader go at once, not at their next poll.
+    changed: tokio::sync::Notify,
 }
 
 /// Monotonic nanoseconds since the process's first lease computation.
@@ -97,6 +100,13 @@ impl Leadership {
         self.lease_until.load(Ordering::Acquire) == u64::MAX
     }
 
+    /// Completes at the next change of leader (see [`Self::changed`]'s
+    /// field); enable it (`Notified::enable`) before looking at the leader,
+    /// so that a change in between is not missed.
+    pub fn leader_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     /// Raft storage on this node.
     pub fn storage(&self) -> &Arc<StorageHealth> {
         &self.storage
@@ -132,7 +142,9 @@ pub(super) async fn track(raft: Raft, l: Arc<Leadership>, lease: Duration) {
             };
             let leader = m.current_leader;
             l.known.store(leader.is_some(), Ordering::Relaxed);
-            *l.leader_addr.write() = leader.as_ref().map(addr_of).unwrap_or_default();
+            let addr = leader.as_ref().map(addr_of).unwrap_or_default();
+            let moved = *l.leader_addr.read() != addr;
+            *l.leader_addr.write() = addr;
             *l.peers.write() = membership.voter_ids().map(|id| addr_of(&id)).collect();
             let voters: std::collections::HashSet<NodeId> = membership.voter_ids().collect();
             *l.servers.write() = membership
@@ -140,7 +152,7 @@ pub(super) async fn track(raft: Raft, l: Arc<Leadership>, lease: Duration) {
                 .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
                 .collect();
             let is_leader = m.state == ServerState::Leader;
-            l.leader_here.store(is_leader, Ordering::Relaxed);
+            let moved = moved || l.leader_here.swap(is_leader, Ordering::Relaxed) != is_leader;
             let own_term_applied = m.last_applied.map(|a| a.leader_id.term) == Some(m.current_term);
             let ready = is_leader && own_term_applied;
             l.ready.store(ready, Ordering::Relaxed);
@@ -163,6 +175,9 @@ pub(super) async fn track(raft: Raft, l: Arc<Leadership>, lease: Duration) {
             l.last_contact.store(contact, Ordering::Relaxed);
             if let Err(e) = &m.running_state {
                 stopped(&l, e);
+            }
+            if moved {
+                l.changed.notify_waiters();
             }
         }
         sent_after = Some(now);
@@ -196,6 +211,7 @@ fn stopped(l: &Leadership, e: &openraft::error::Fatal<NodeId>) {
     l.ready.store(false, Ordering::Relaxed);
     l.leader_here.store(false, Ordering::Relaxed);
     l.lease_until.store(0, Ordering::Release);
+    l.changed.notify_waiters();
     if !matches!(e, openraft::error::Fatal::Stopped) {
         l.storage.report_fatal(format!(
             "raft stopped: {e}; exiting so that the agent restarts"

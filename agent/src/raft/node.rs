@@ -33,6 +33,11 @@ impl From<openraft::error::Fatal<NodeId>> for RaftStartError {
     }
 }
 
+/// Raft timing at raft_multiplier 1 (milliseconds).
+const HEARTBEAT_MS: u64 = 50;
+const ELECTION_MIN_MS: u64 = 300;
+const ELECTION_MAX_MS: u64 = 450;
+
 pub struct RaftOptions {
     pub id: NodeId,
     /// Advertised raft RPC address (`ip:port`), shown by `/v1/status/*`.
@@ -55,11 +60,19 @@ pub struct RaftNode {
 impl RaftNode {
     pub async fn start(opts: RaftOptions, store: Arc<Store>) -> Result<Self, RaftStartError> {
         let m = opts.raft_multiplier.max(1);
+        // Every timing scales with raft_multiplier, as Consul scales its
+        // raft's (heartbeat and election timeouts 1000 ms, leader lease
+        // 500 ms, times the multiplier). An openraft 0.9 follower campaigns
+        // once `election_timeout_max` (its lease on the leader) plus its
+        // own timeout, drawn once from min..max, have passed without a
+        // heartbeat, checked every 1.5 heartbeats: 750-975 ms at 1, after
+        // a leader silent for 15 heartbeats or more. The leader's read lease
+        // (`election_timeout_min`) stays well inside the no-vote window.
         let config = Config {
             cluster_name: "tribune".into(),
-            heartbeat_interval: 50 * m,
-            election_timeout_min: 300 * m,
-            election_timeout_max: 600 * m,
+            heartbeat_interval: HEARTBEAT_MS * m,
+            election_timeout_min: ELECTION_MIN_MS * m,
+            election_timeout_max: ELECTION_MAX_MS * m,
             install_snapshot_timeout: 2000 * m,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold.max(1)),
             max_in_snapshot_log_to_keep: 1024.min(opts.snapshot_threshold),

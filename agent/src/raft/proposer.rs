@@ -171,6 +171,12 @@ impl Proposer {
         }
         let deadline = tokio::time::Instant::now() + HOLD;
         loop {
+            // Armed before the leader is looked at, so no change is missed.
+            let changed = self.local.as_ref().map(|(_, l)| l.leader_changed());
+            let mut changed = std::pin::pin!(changed);
+            if let Some(c) = changed.as_mut().as_pin_mut() {
+                c.enable();
+            }
             if let Some((tx, leadership)) = &self.local {
                 if leadership.is_leader() {
                     match self.local_write(tx, cmd.clone()).await {
@@ -212,7 +218,13 @@ impl Proposer {
             if tokio::time::Instant::now() >= deadline {
                 return Err(WriteError::NoLeader);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let wait = Duration::from_millis(50);
+            match changed.as_pin_mut() {
+                Some(c) => {
+                    let _ = tokio::time::timeout(wait, c).await;
+                }
+                None => tokio::time::sleep(wait).await,
+            }
         }
     }
 
