@@ -109,26 +109,40 @@ fn here(
 
 /// A follower's read answered here once it has applied the leader's index
 /// ([`read_index`]); the token is resolved after that wait, so a token
-/// written before the read counts.
+/// written before the read counts. The state must not move past the index
+/// while the handler reads it: else the read is asked again (once), then
+/// forwarded.
 async fn by_read_index(
     s: Shared,
     up: Upstream,
-    mut ctx: RequestCtx,
+    ctx: RequestCtx,
     req: Request,
     next: Next,
 ) -> Response {
     let c = ctx
         .read_opts_anywhere()
         .map_or(Consistency::Default, |o| o.consistency);
-    match read_index::wait(&s, &up, c).await {
-        read_index::Next::Ready => {
-            ctx.set_read_index();
-            here(s, ctx, req, next).await
+    // A read's body means nothing (Consul ignores it): the head is enough
+    // to run the request again.
+    let (parts, _) = req.into_parts();
+    let again = || Request::from_parts(parts.clone(), axum::body::Body::empty());
+    for _ in 0..2 {
+        match read_index::wait(&s, &up, c).await {
+            read_index::Next::Ready(index) => {
+                let mut ctx = ctx.clone();
+                ctx.set_read_index();
+                let resp = here(s.clone(), ctx, again(), next.clone()).await;
+                if read_index::still_at(&s, index) {
+                    return resp;
+                }
+            }
+            read_index::Next::Local => return here(s, ctx, again(), next).await,
+            read_index::Next::Past => {}
+            read_index::Next::Forward => break,
+            read_index::Next::Failed(e) => return e.into_response(),
         }
-        read_index::Next::Local => here(s, ctx, req, next).await,
-        read_index::Next::Forward => forward_boxed(s, up, ctx, req, next).await,
-        read_index::Next::Failed(e) => e.into_response(),
     }
+    forward_boxed(s, up, ctx, again(), next).await
 }
 
 fn refuse<F>(e: ApiError) -> Either<F, Forwarding> {

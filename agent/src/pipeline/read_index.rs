@@ -9,7 +9,12 @@
 //! acknowledged before the question arrived was applied there first, so
 //! the index it answers covers it; the leader answers only while its lease
 //! holds (no other leader can have been elected and acknowledged writes
-//! since), or after a quorum's heartbeat round for `?consistent`.
+//! since), or after a quorum's heartbeat round for `?consistent`. The
+//! follower answers only from exactly that index ([`still_at`]), never from
+//! a later one: entries past it may be committed but not yet applied on the
+//! leader, so the leader's own later reads (served from what it applied)
+//! could miss what the follower had shown. A follower behind or past the
+//! index (writes flowing) asks again once, then forwards the read.
 //!
 //! One leader round trip serves every read waiting at that moment: reads
 //! queue in a [`Batch`]; a driver task sends one question for all that
@@ -94,11 +99,14 @@ enum Round {
 
 /// What the read does next.
 pub enum Next {
-    /// Caught up: answer here with the leader's headers.
-    Ready,
+    /// This server has applied exactly the leader's index: answer here
+    /// with the leader's headers, and check [`still_at`] afterwards.
+    Ready(u64),
     /// This server leads now: answer here, checked as any leader read.
     Local,
-    /// Not caught up in time: forward it to the leader.
+    /// Already past the leader's index (writes flowing): ask again.
+    Past,
+    /// Not at the leader's index in time: forward it to the leader.
     Forward,
     Failed(ApiError),
 }
@@ -206,10 +214,19 @@ fn applied(s: &AppState) -> u64 {
     s.store.read().last_applied.map_or(0, |l| l.index)
 }
 
+/// The state answered is exactly the leader's at `index`, before and after
+/// the handler read it (applies only move forward): not one entry more.
+/// An entry past it may be committed but not yet applied on the leader,
+/// whose own reads would then not see what this one answered.
+pub fn still_at(s: &AppState, index: u64) -> bool {
+    applied(s) == index
+}
+
 /// Until this server has applied `index` (bounded by [`CATCH_UP`]).
 async fn caught_up(s: &AppState, index: u64) -> Next {
-    if applied(s) >= index {
-        return Next::Ready;
+    let now = applied(s);
+    if now >= index {
+        return at(now, index);
     }
     let Some(raft) = s.raft.as_ref() else {
         return Next::Forward;
@@ -220,11 +237,18 @@ async fn caught_up(s: &AppState, index: u64) -> Next {
         .applied_index_at_least(Some(index), "read index")
         .await
     {
-        Ok(_) => Next::Ready,
+        Ok(_) => at(applied(s), index),
         Err(_) => {
             tracing::debug!(index, "read index: not caught up in time; forwarding");
             Next::Forward
         }
+    }
+}
+
+fn at(applied: u64, index: u64) -> Next {
+    match applied == index {
+        true => Next::Ready(index),
+        false => Next::Past,
     }
 }
 
