@@ -270,3 +270,31 @@ pub async fn answer(s: &AppState, ask: Ask) -> Result<Answer, (StatusCode, &'sta
         _ => Err((StatusCode::SERVICE_UNAVAILABLE, "No cluster leader")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, Uri};
+
+    fn ctx(uri: &str) -> RequestCtx {
+        RequestCtx::parse(&uri.parse::<Uri>().unwrap(), &HeaderMap::new(), "dc1")
+    }
+
+    #[test]
+    fn only_plain_reads_on_replicated_tables() {
+        let yes = |m: Method, u: &str| eligible(&m, u.split('?').next().unwrap(), &ctx(u));
+        assert!(yes(Method::GET, "/v1/kv/a"));
+        assert!(yes(Method::HEAD, "/v1/kv/a?recurse"));
+        assert!(yes(Method::GET, "/v1/kv/a?consistent"));
+        assert!(yes(Method::GET, "/v1/health/service/web?passing"));
+        assert!(yes(Method::GET, "/v1/catalog/nodes"));
+        // Blocking, stale, writes, other endpoints: not by read index.
+        assert!(!yes(Method::GET, "/v1/kv/a?index=7"));
+        assert!(!yes(Method::GET, "/v1/kv/a?stale"));
+        assert!(!yes(Method::PUT, "/v1/kv/a"));
+        assert!(!yes(Method::DELETE, "/v1/kv/a"));
+        assert!(!yes(Method::GET, "/v1/operator/autopilot/health"));
+        assert!(!yes(Method::GET, "/v1/snapshot"));
+        assert!(!yes(Method::GET, "/v1/acl/tokens"));
+    }
+}
