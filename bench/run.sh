@@ -30,7 +30,9 @@
 #           cluster side by side, member N of each on 127.0.0.N with default ports,
 #           data dirs in the temp dir; wrk at 64 connections: PUT through each leader,
 #           tribune GET on the leader and on a follower vs etcd linearizable range on
-#           its leader, tribune ?stale on the follower vs etcd serializable range; then
+#           its leader (a follower's default read is served by read index: issue 21,
+#           target 5x), tribune ?stale on the follower vs etcd serializable range,
+#           tribune ?consistent on the follower for context; then
 #           CL_RUNS failovers per system, interleaved: tribune-bench failover writes
 #           sequentially through a surviving member, kill -9s the leader and times the
 #           first acknowledged write; the killed member is restarted and the clusters
@@ -1048,6 +1050,7 @@ section_cluster() {
     run_wrk cl_tribune_get_f 2 64 "$WRK_DURATION" consul_get.lua "http://127.0.0.$tf:8500"
     run_wrk cl_etcd_get_ser 2 64 "$WRK_DURATION" "$wl/etcd_get_serializable.lua" "http://127.0.0.$el:2379"
     run_wrk cl_tribune_stale_f 2 64 "$WRK_DURATION" "$wl/consul_get_stale.lua" "http://127.0.0.$tf:8500"
+    run_wrk cl_tribune_cons_f 2 64 "$WRK_DURATION" "$wl/consul_get_consistent.lua" "http://127.0.0.$tf:8500"
     proc_ticks >"$TMP/ticks-cl-wrk-1"
     R[cl_wrk_top]=$(top_ticks "$TMP/ticks-cl-wrk-0" "$TMP/ticks-cl-wrk-1" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')")
     [[ $(cl_leader tribune) == "$tl" ]] || R[cl_leader_moved]+=" tribune"
@@ -1102,20 +1105,21 @@ $(nproc) cores, $(uname -r), data on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {p
 |---|---:|---:|---:|---|---|
 $(cl_row "PUT through the leader, 64 conns" cl_tribune_put cl_etcd_put 2)
 $(cl_row "default read on the leader (tribune GET) vs etcd linearizable range on the leader, 64 conns" cl_tribune_get cl_etcd_get 5)
-$(cl_row "default read on a follower (forwarded to the leader) vs etcd linearizable range on the leader" cl_tribune_get_f cl_etcd_get "")
+$(cl_row "default read on a follower (read index: the leader's lease-checked index, answered locally) vs etcd linearizable range on the leader" cl_tribune_get_f cl_etcd_get 5)
 $(cl_row "for context: tribune ?stale on a follower vs etcd serializable range on the leader" cl_tribune_stale_f cl_etcd_get_ser "")
+$(cl_row "for context: tribune ?consistent on a follower (read index, quorum-confirmed) vs etcd linearizable range on the leader" cl_tribune_cons_f cl_etcd_get "")
 | kill -9 of the leader → first acknowledged write, median / max of $CL_RUNS (ms) | $fo_t / ${R[cl_tribune_fo_max]} | $fo_e / ${R[cl_etcd_fo_max]} | $(ratio "$fo_e" "$fo_t") | median ≤ 1000 ms, max ≤ 1300 ms | median $(atmost "$fo_t" 1000), max $(atmost "${R[cl_tribune_fo_max]}" 1300) |
 | … each run (ms) | ${R[cl_tribune_fo_all]} | ${R[cl_etcd_fo_all]} | | | |
 
 Commands (\$TMP is the run's temp dir)
 - tribune members: \`${R[cmd_cl_tribune]}\` for N = 1..$CL_SIZE, with \`{"performance":{"raft_multiplier":1}}\` in \$TMP/cluster/perf.json.
 - etcd members: \`${R[cmd_cl_etcd]}\` for N = 1..$CL_SIZE (a restarted member reuses its data dir; the flags are then ignored).
-- wrk (scripts \`consul_*.lua\`, \`etcd_put.lua\`, \`etcd_get.lua\` from $SCRIPTS, the others from bench/wrk/): \`wrk -t2 -c64 -d$WRK_DURATION --latency --timeout 10s -s SCRIPT URL\` with, in this order: etcd_put.lua and etcd_get.lua on the etcd leader (http://${R[cl_etcd_leader]}:2379); consul_put.lua and consul_get.lua on the tribune leader (http://${R[cl_tribune_leader]}:8500); consul_get.lua on a tribune follower (http://${R[cl_tribune_follower]}:8500); etcd_get_serializable.lua on the etcd leader; consul_get_stale.lua on the tribune follower. Keys bench/key00000..00999, 64-byte values.
+- wrk (scripts \`consul_*.lua\`, \`etcd_put.lua\`, \`etcd_get.lua\` from $SCRIPTS, the others from bench/wrk/): \`wrk -t2 -c64 -d$WRK_DURATION --latency --timeout 10s -s SCRIPT URL\` with, in this order: etcd_put.lua and etcd_get.lua on the etcd leader (http://${R[cl_etcd_leader]}:2379); consul_put.lua and consul_get.lua on the tribune leader (http://${R[cl_tribune_leader]}:8500); consul_get.lua on a tribune follower (http://${R[cl_tribune_follower]}:8500); etcd_get_serializable.lua on the etcd leader; consul_get_stale.lua and consul_get_consistent.lua on the tribune follower. Keys bench/key00000..00999, 64-byte values.
 - failover (tribune): \`${R[cmd_cl_tribune_failover]}\` (last run shown; each run kills the then leader); etcd: \`${R[cmd_cl_etcd_failover]}\`. The writer sends one write at a time; after ${CL_WARMUP_MS} ms of acknowledged writes it sends SIGKILL to the leader between two writes and times, from just before the kill, the first write acknowledged (every write after the kill was sent after it). A write failing or unanswered within ${CL_TIMEOUT_MS} ms is retried after ${CL_RETRY_MS} ms on a new connection, on the next endpoint of its list: tribune's writer has one follower's HTTP API (it holds a write while no leader is known, up to 7 s), etcd's has every member, followers first. After each run the killed member is restarted on its data dir and the next run waits until each member takes a write and serves it locally, then ${CL_SETTLE_S} s. Every write goes to a key of its own; after the first acknowledged write the writer lists the run's keys through the same endpoint (tribune: a default-consistency \`?keys\` read; etcd: a linearizable range) and fails the run if any acknowledged write is missing.
 
 Notes
 - Idle, before the runs (5 s, all 3 members): tribune used ${R[cl_tribune_idle_pct]}% of one core, etcd ${R[cl_etcd_idle_pct]}%.
-- wrk errors (non-2xx + socket errors): PUT tribune ${R[cl_tribune_put_errors]}, etcd ${R[cl_etcd_put_errors]}; GET leader ${R[cl_tribune_get_errors]}, follower ${R[cl_tribune_get_f_errors]}, etcd range ${R[cl_etcd_get_errors]}; stale ${R[cl_tribune_stale_f_errors]}, serializable ${R[cl_etcd_get_ser_errors]}.${R[cl_leader_moved]:+ Leadership moved during the wrk runs:${R[cl_leader_moved]}.}
+- wrk errors (non-2xx + socket errors): PUT tribune ${R[cl_tribune_put_errors]}, etcd ${R[cl_etcd_put_errors]}; GET leader ${R[cl_tribune_get_errors]}, follower ${R[cl_tribune_get_f_errors]}, etcd range ${R[cl_etcd_get_errors]}; stale ${R[cl_tribune_stale_f_errors]}, consistent on the follower ${R[cl_tribune_cons_f_errors]}, serializable ${R[cl_etcd_get_ser_errors]}.${R[cl_leader_moved]:+ Leadership moved during the wrk runs:${R[cl_leader_moved]}.}
 - failover, tribune: $notes_t.
 - failover, etcd: $notes_e.
 $(load_note cluster) Busiest processes during the wrk runs: ${R[cl_wrk_top]}; during the failover runs: ${R[cl_fo_top]} (other work shows up here under its own name).

@@ -518,6 +518,7 @@ fn shared_state(
         started: Instant::now(),
         tls: cluster.tls.clone(),
         coalesce: Default::default(),
+        read_index: Default::default(),
         cache: Default::default(),
         coord_batch: Default::default(),
         wan_coords: Default::default(),

@@ -60,6 +60,8 @@ pub struct AppState {
     pub tls: Arc<crate::tls::AgentTls>,
     /// Forwarded blocking reads shared among identical waiters.
     pub coalesce: Arc<crate::pipeline::coalesce::Coalescer>,
+    /// A follower's reads waiting for the leader's index.
+    pub read_index: crate::pipeline::read_index::ReadIndex,
     /// The agent cache (`?cached`).
     pub cache: Arc<crate::pipeline::cache::AgentCache>,
     /// Coordinate updates waiting for the next batch (servers).

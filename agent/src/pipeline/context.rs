@@ -127,14 +127,20 @@ pub enum Consistency {
     Default,
     Stale,
     Consistent,
+    /// A default read a follower answers after a read-index round
+    /// ([`super::read_index`]): the leader's lease-checked index is applied
+    /// here.
+    ReadIndex,
+    /// `?consistent`, likewise, with the leader's index confirmed by a quorum.
+    ReadIndexConsistent,
 }
 
 impl Consistency {
     pub fn header(self) -> &'static str {
         match self {
-            Self::Default => "leader",
+            Self::Default | Self::ReadIndex => "leader",
             Self::Stale => "stale",
-            Self::Consistent => "consistent",
+            Self::Consistent | Self::ReadIndexConsistent => "consistent",
         }
     }
 }
@@ -254,6 +260,17 @@ impl RequestCtx {
     pub fn read_opts(&self) -> Result<ReadOpts, ApiError> {
         self.check_dc()?;
         self.read.clone().map_err(ApiError::bad)
+    }
+
+    /// A read-index round covered this read ([`super::read_index`]): it is
+    /// answered here as the leader would answer it.
+    pub fn set_read_index(&mut self) {
+        if let Ok(o) = &mut self.read {
+            o.consistency = match o.consistency {
+                Consistency::Consistent => Consistency::ReadIndexConsistent,
+                _ => Consistency::ReadIndex,
+            };
+        }
     }
 
     /// The read options whatever datacenter `?dc=` names (for a request

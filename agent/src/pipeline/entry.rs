@@ -11,12 +11,14 @@ use tokio_util::either::Either;
 use super::auth;
 use super::authz::Authz;
 use super::cache;
-use super::context::RequestCtx;
+use super::context::{Consistency, RequestCtx};
 use super::error::ApiError;
 use super::forward::{forward_boxed, forward_dc_boxed, Forwarding};
+use super::read_index;
 use super::route::{self, Route};
 use super::write::acting;
 use crate::app::Shared;
+use crate::cluster::Upstream;
 use crate::http::access;
 
 /// Parse the context, route, authenticate where the request is answered
@@ -32,13 +34,13 @@ use crate::http::access;
 /// memory kept for its whole wait).
 pub fn entry(
     State(s): State<Shared>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Either<
     Either<impl Future<Output = Response> + Send, impl Future<Output = Response> + Send>,
     Forwarding,
 > {
-    let mut ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
+    let ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
     if cache::cacheable(req.method(), req.uri().path(), &ctx) {
         return Either::Right(cached(s, ctx, req));
     }
@@ -47,9 +49,25 @@ pub fn entry(
         Route::Leader(up) | Route::Server(up) => {
             return Either::Right(forward_boxed(s, up, ctx, req, next))
         }
+        Route::ReadIndex(up) => {
+            return Either::Right(Box::pin(by_read_index(s, up, ctx, req, next)))
+        }
         // The other datacenter checks the token.
         Route::Datacenter(dc) => return Either::Right(forward_dc_boxed(s, dc, ctx, req)),
     }
+    here(s, ctx, req, next)
+}
+
+/// A request answered here: authenticated (ACLs on), then the handler.
+fn here(
+    s: Shared,
+    mut ctx: RequestCtx,
+    mut req: Request,
+    next: Next,
+) -> Either<
+    Either<impl Future<Output = Response> + Send, impl Future<Output = Response> + Send>,
+    Forwarding,
+> {
     if !s.config.acl.enabled {
         req.extensions_mut().insert(ctx);
         return Either::Left(Either::Left(next.run(req)));
@@ -87,6 +105,44 @@ pub fn entry(
         req.extensions_mut().insert(ctx);
         acting(secret, next.run(req)).await
     }))
+}
+
+/// A follower's read answered here once it has applied the leader's index
+/// ([`read_index`]); the token is resolved after that wait, so a token
+/// written before the read counts. The state must not move past the index
+/// while the handler reads it: else the read is asked again (once), then
+/// forwarded.
+async fn by_read_index(
+    s: Shared,
+    up: Upstream,
+    ctx: RequestCtx,
+    req: Request,
+    next: Next,
+) -> Response {
+    let c = ctx
+        .read_opts_anywhere()
+        .map_or(Consistency::Default, |o| o.consistency);
+    // A read's body means nothing (Consul ignores it): the head is enough
+    // to run the request again.
+    let (parts, _) = req.into_parts();
+    let again = || Request::from_parts(parts.clone(), axum::body::Body::empty());
+    for _ in 0..2 {
+        match read_index::wait(&s, &up, c).await {
+            read_index::Next::Ready(index) => {
+                let mut ctx = ctx.clone();
+                ctx.set_read_index();
+                let resp = here(s.clone(), ctx, again(), next.clone()).await;
+                if read_index::still_at(&s, index) {
+                    return resp;
+                }
+            }
+            read_index::Next::Local => return here(s, ctx, again(), next).await,
+            read_index::Next::Past => {}
+            read_index::Next::Forward => break,
+            read_index::Next::Failed(e) => return e.into_response(),
+        }
+    }
+    forward_boxed(s, up, ctx, again(), next).await
 }
 
 fn refuse<F>(e: ApiError) -> Either<F, Forwarding> {

@@ -16,6 +16,10 @@
 //!    Elsewhere means [`forward`]: the request goes whole over server RPC
 //!    and re-enters this pipeline there ([`forward::serve_tunnelled`]);
 //!    identical blocking reads share one forwarded query ([`coalesce`]).
+//!    A follower's default or `?consistent` non-blocking read on replicated
+//!    tables is not forwarded: [`read_index`] asks the leader for its
+//!    checked index (one question for all reads waiting), waits to apply
+//!    it, and answers here.
 //! 5. The handler (`crate::http::*`) takes the context, never re-parses
 //!    the query nor decides forwarding; a read checks it may be answered
 //!    here ([`route`]'s `gate`: the leader lease or a quorum).
@@ -52,6 +56,7 @@ pub mod context;
 pub mod entry;
 pub mod error;
 pub mod forward;
+pub mod read_index;
 pub mod render;
 pub mod route;
 pub mod tunnel;

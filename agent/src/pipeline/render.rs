@@ -20,20 +20,24 @@ static X_CONSISTENCY: HeaderName = HeaderName::from_static("x-consul-effective-c
 impl AppState {
     /// Add the read headers every Consul client expects (on 404s too).
     pub fn meta(&self, resp: &mut Response, index: u64, c: Consistency) {
+        // A read-index read: the leader just answered, as it would itself.
+        let via_leader = matches!(c, Consistency::ReadIndex | Consistency::ReadIndexConsistent);
         let h = resp.headers_mut();
         h.insert(X_INDEX.clone(), HeaderValue::from(index.max(1)));
         h.insert(
             X_KNOWN_LEADER.clone(),
-            HeaderValue::from_static(if self.leadership.known() {
+            HeaderValue::from_static(if via_leader || self.leadership.known() {
                 "true"
             } else {
                 "false"
             }),
         );
-        h.insert(
-            X_LAST_CONTACT.clone(),
-            HeaderValue::from(self.leadership.last_contact_ms()),
-        );
+        let contact = if via_leader {
+            0
+        } else {
+            self.leadership.last_contact_ms()
+        };
+        h.insert(X_LAST_CONTACT.clone(), HeaderValue::from(contact));
         h.insert(X_CONSISTENCY.clone(), HeaderValue::from_static(c.header()));
     }
 }

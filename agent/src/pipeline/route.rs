@@ -31,6 +31,9 @@ pub enum Route {
     Here,
     /// A follower sends it to the leader.
     Leader(Upstream),
+    /// A follower answers it once caught up to the leader's index
+    /// ([`super::read_index`]).
+    ReadIndex(Upstream),
     /// A client agent, which holds no state, sends it to a server.
     Server(Upstream),
     /// A server sends it to a server of another datacenter (`?dc=`), which
@@ -139,6 +142,9 @@ pub fn decide(s: &AppState, method: &Method, path: &str, ctx: &RequestCtx) -> Ro
     if is_read(method) && !leader_only && ctx.query.has("stale") {
         return Route::Here;
     }
+    if super::read_index::eligible(method, path, ctx) {
+        return Route::ReadIndex(up.clone());
+    }
     Route::Leader(up.clone())
 }
 
@@ -150,7 +156,10 @@ impl AppState {
     /// confirms it still leads, as `?consistent` reads always are.
     pub async fn gate(&self, c: Consistency) -> Result<(), ApiError> {
         match c {
-            Consistency::Stale => Ok(()),
+            // The leader checked, and this server applied its index.
+            Consistency::Stale | Consistency::ReadIndex | Consistency::ReadIndexConsistent => {
+                Ok(())
+            }
             Consistency::Default if self.leadership.lease_valid() => Ok(()),
             Consistency::Default if self.leadership.is_leader() => self.confirm_leadership().await,
             Consistency::Default => Err(ApiError::NoLeader),

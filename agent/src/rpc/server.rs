@@ -62,6 +62,7 @@ pub fn router(state: Shared, api: Router) -> Router {
         .route("/rpc/raft/remove", post(remove_peer))
         .route("/rpc/raft/transfer", post(transfer))
         .route("/rpc/write", post(write))
+        .route(crate::pipeline::read_index::PATH, post(read_index))
         .route("/rpc/node-view/{node}", get(node_view))
         .route("/rpc/dns", post(dns_lookup))
         .route(crate::coordinate::sync::PEERS_PATH, get(coordinates))
@@ -87,6 +88,17 @@ pub fn router(state: Shared, api: Router) -> Router {
             any(move |req: axum::extract::Request| forward::serve_snapshot(api.clone(), req)),
         )
         .with_state(state)
+}
+
+/// A follower's read-index question: the leader's checked applied index.
+async fn read_index(State(s): State<Shared>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(ask) => match crate::pipeline::read_index::answer(&s, ask).await {
+            Ok(a) => bin(&a),
+            Err(e) => e.into_response(),
+        },
+        Err(r) => *r,
+    }
 }
 
 /// A forwarded API request enters the API router, and so the pipeline.
