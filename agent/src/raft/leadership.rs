@@ -129,6 +129,10 @@ pub(super) async fn track(raft: Raft, l: Arc<Leadership>, lease: Duration) {
     // Every metrics value read after the first was sent after this instant
     // (the previous read): the lower bound the lease is measured from.
     let mut sent_after: Option<Instant> = None;
+    // What the address fields were built from: openraft sends metrics on
+    // every commit, and these change only with the membership or leader.
+    let mut built_from = None;
+    let mut sole_voter = false;
     loop {
         let now = Instant::now();
         {
@@ -142,21 +146,26 @@ pub(super) async fn track(raft: Raft, l: Arc<Leadership>, lease: Duration) {
             };
             let leader = m.current_leader;
             l.known.store(leader.is_some(), Ordering::Relaxed);
-            let addr = leader.as_ref().map(addr_of).unwrap_or_default();
-            let moved = *l.leader_addr.read() != addr;
-            *l.leader_addr.write() = addr;
-            *l.peers.write() = membership.voter_ids().map(|id| addr_of(&id)).collect();
-            let voters: std::collections::HashSet<NodeId> = membership.voter_ids().collect();
-            *l.servers.write() = membership
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
-                .collect();
+            let source = (*m.membership_config.log_id(), leader);
+            let mut moved = false;
+            if built_from != Some(source) {
+                built_from = Some(source);
+                let addr = leader.as_ref().map(addr_of).unwrap_or_default();
+                moved = *l.leader_addr.read() != addr;
+                *l.leader_addr.write() = addr;
+                *l.peers.write() = membership.voter_ids().map(|id| addr_of(&id)).collect();
+                let voters: std::collections::HashSet<NodeId> = membership.voter_ids().collect();
+                *l.servers.write() = membership
+                    .nodes()
+                    .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+                    .collect();
+                sole_voter = voters.len() == 1 && voters.contains(&m.id);
+            }
             let is_leader = m.state == ServerState::Leader;
             let moved = moved || l.leader_here.swap(is_leader, Ordering::Relaxed) != is_leader;
             let own_term_applied = m.last_applied.map(|a| a.leader_id.term) == Some(m.current_term);
             let ready = is_leader && own_term_applied;
             l.ready.store(ready, Ordering::Relaxed);
-            let sole_voter = voters.len() == 1 && voters.contains(&m.id);
             let until = match (ready, sole_voter, sent_after, m.millis_since_quorum_ack) {
                 (false, ..) => 0,
                 (true, true, ..) => u64::MAX,
