@@ -14,6 +14,13 @@ use crate::common::buf::BufList;
 /// The initial buffer size allocated before trying to read from IO.
 pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
 
+/// tribune patch: the read buffer a connection starts with, and the
+/// smallest the adaptive strategy shrinks back to. Most requests fit; a
+/// larger one fills it and the next read doubles (up to `max_buf_size`).
+/// Stock hyper starts at `INIT_BUFFER_SIZE`, which with thousands of idle
+/// or parked keep-alive connections is most of their memory.
+pub(crate) const INIT_READ_BUFFER_SIZE: usize = 1024;
+
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
 
@@ -238,6 +245,14 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
+        // tribune patch: nothing buffered, and far more room than the
+        // strategy now wants (a large message came before): let that
+        // buffer go rather than keep it for an idle or parked connection.
+        if self.read_buf.is_empty()
+            && self.read_buf.capacity() > cmp::max(next, INIT_READ_BUFFER_SIZE) * 2
+        {
+            self.read_buf = BytesMut::new();
+        }
         if self.read_buf_remaining_mut() < next {
             self.read_buf.reserve(next);
         }
@@ -384,7 +399,7 @@ impl ReadStrategy {
     fn with_max(max: usize) -> ReadStrategy {
         ReadStrategy::Adaptive {
             decrease_now: false,
-            next: INIT_BUFFER_SIZE,
+            next: INIT_READ_BUFFER_SIZE,
             max,
         }
     }
@@ -420,7 +435,7 @@ impl ReadStrategy {
                     let decr_to = prev_power_of_two(*next);
                     if bytes_read < decr_to {
                         if *decrease_now {
-                            *next = cmp::max(decr_to, INIT_BUFFER_SIZE);
+                            *next = cmp::max(decr_to, INIT_READ_BUFFER_SIZE);
                             *decrease_now = false;
                         } else {
                             // Decreasing is a two "record" process.
@@ -535,7 +550,9 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // tribune patch: allocated by the first message's encoder, sized
+            // for its headers (stock hyper reserves INIT_BUFFER_SIZE here).
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
@@ -902,7 +919,7 @@ mod tests {
 
         assert_eq!(write_buf.chunk(), b", ");
         assert_eq!(write_buf.headers.pos, 11);
-        assert_eq!(write_buf.headers.bytes.capacity(), INIT_BUFFER_SIZE);
+        assert!(write_buf.headers.bytes.capacity() >= 11);
 
         // there's still room in the headers buffer, so just push on the end
         write_buf.buffer(b("it's hyper!"));
