@@ -1,11 +1,10 @@
-//! The pipeline's entry: the one axum middleware every API route passes.
+//! The pipeline's entry: the step every API route passes ([`super::layer`]).
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{MatchedPath, Request};
+use axum::response::IntoResponse;
+use tokio::task::futures::TaskLocalFuture;
 use tokio_util::either::Either;
 
 use super::auth;
@@ -14,6 +13,7 @@ use super::cache;
 use super::context::RequestCtx;
 use super::error::ApiError;
 use super::forward::{forward_boxed, forward_dc_boxed, Forwarding};
+use super::next::{Next, Run};
 use super::route::{self, Route};
 use super::write::acting;
 use crate::app::Shared;
@@ -30,14 +30,7 @@ use crate::http::access;
 /// call, for its whole life. Forwarding is boxed instead; a request a
 /// server answers is not, with ACLs on or off (a box per parked query is
 /// memory kept for its whole wait).
-pub fn entry(
-    State(s): State<Shared>,
-    mut req: Request,
-    next: Next,
-) -> Either<
-    Either<impl Future<Output = Response> + Send, impl Future<Output = Response> + Send>,
-    Forwarding,
-> {
+pub fn entry(s: Shared, mut req: Request, next: Next) -> Entry {
     let mut ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
     if cache::cacheable(req.method(), req.uri().path(), &ctx) {
         return Either::Right(cached(s, ctx, req));
@@ -88,6 +81,10 @@ pub fn entry(
         acting(secret, next.run(req)).await
     }))
 }
+
+/// What [`entry`] answers with: the handler, with ACLs off or on (acting
+/// with the request's secret), or a boxed rarer path.
+pub type Entry = Either<Either<Run, TaskLocalFuture<Arc<str>, Run>>, Forwarding>;
 
 fn refuse<F>(e: ApiError) -> Either<F, Forwarding> {
     // Rare: boxed, so the common future stays as small as `next`'s.
