@@ -501,8 +501,9 @@ $(nproc) cores, $(uname -r), data on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 {p
 | spurious wakes among the $(fmt_int "${R[wake_parked]}") parked | ${R[wake_spurious]} (+${R[wake_idle_errors]} errors) | — | | 0 | $(atmost "$((R[wake_spurious] + R[wake_idle_errors]))" 0) |
 | fanout: all $(fmt_int "${R[fanout_watchers]}") watchers answered after PUT ack, p50 / max of ${R[fanout_rounds]} (ms) | $(ms "${R[fanout_all_p50_us]}") / $(ms "${R[fanout_all_max_us]}") | — | | ≤ 50 ms | $(atmost "${R[fanout_all_max_us]}" 50000) |
 | fanout: all answered after PUT sent, p50 / max (ms) | $(ms "${R[fanout_all_from_sent_p50_us]}") / $(ms "${R[fanout_all_from_sent_max_us]}") | — | | | |
-| server RSS per parked query (KiB) | ${R[memory_kib_per_parked]} | — | | ≤ 16 KiB | $(atmost "${R[memory_kib_per_parked]}" 16) |
+| server RSS per parked query (KiB) | ${R[memory_kib_per_parked]} | — | | ≤ 8 KiB | $(atmost "${R[memory_kib_per_parked]}" 8) |
 | … of which: accepted connection / its first request / the parked query (KiB) | ${R[memory_kib_per_open_conn]} / ${R[memory_kib_per_first_request]} / ${R[memory_kib_per_parked_query]} | | | | |
+| server RSS once all $(fmt_int "${R[memory_parked]}") closed / before they opened | $(ratio "${R[memory_rss_closed_kib]}" "${R[memory_rss_before_kib]}") | — | | ≤ 1.20× | $(atmost "$(awk -v a="${R[memory_rss_closed_kib]}" -v b="${R[memory_rss_before_kib]}" 'BEGIN { print a / b }')" 1.2) |
 
 Notes
 - wrk errors (non-2xx + socket errors): PUT64 tribune ${R[tribune_put64_errors]}, etcd ${R[etcd_put64_errors]}; GET64 tribune ${R[tribune_get64_errors]}, etcd ${R[etcd_get64_errors]}; PUT1 tribune ${R[tribune_put1_errors]}, etcd ${R[etcd_put1_errors]}.
