@@ -107,6 +107,12 @@ where
         self.io.set_max_buf_size(max);
     }
 
+    /// tribune patch: see `Buffered::set_small_read_start`.
+    #[cfg(feature = "server")]
+    pub(crate) fn set_small_read_start(&mut self) {
+        self.io.set_small_read_start();
+    }
+
     #[cfg(feature = "client")]
     pub(crate) fn set_read_buf_exact_size(&mut self, sz: usize) {
         self.io.set_read_buf_exact_size(sz);

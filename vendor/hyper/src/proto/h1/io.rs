@@ -14,12 +14,13 @@ use crate::common::buf::BufList;
 /// The initial buffer size allocated before trying to read from IO.
 pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
 
-/// tribune patch: the read buffer a connection starts with, and the
-/// smallest the adaptive strategy shrinks back to. Most requests fit; a
-/// larger one fills it and the next read doubles (up to `max_buf_size`).
-/// Stock hyper starts at `INIT_BUFFER_SIZE`, which with thousands of idle
-/// or parked keep-alive connections is most of their memory.
-pub(crate) const INIT_READ_BUFFER_SIZE: usize = 1024;
+/// tribune patch: the read buffer a server connection starts with, and the
+/// smallest the adaptive strategy shrinks back to there
+/// ([`Buffered::set_small_read_start`]). Most requests fit; a larger one
+/// fills it and the next read doubles (up to `max_buf_size`). Stock hyper
+/// starts at `INIT_BUFFER_SIZE`, which with thousands of idle or parked
+/// keep-alive connections is most of their memory. Clients keep 8 KiB.
+pub(crate) const SMALL_READ_BUFFER_SIZE: usize = 1024;
 
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
@@ -97,6 +98,15 @@ where
         );
         self.read_buf_strategy = ReadStrategy::with_max(max);
         self.write_buf.max_buf_size = max;
+    }
+
+    /// tribune patch: start (and shrink back) at `SMALL_READ_BUFFER_SIZE`.
+    #[cfg(feature = "server")]
+    pub(crate) fn set_small_read_start(&mut self) {
+        if let ReadStrategy::Adaptive { next, min, .. } = &mut self.read_buf_strategy {
+            *next = SMALL_READ_BUFFER_SIZE;
+            *min = SMALL_READ_BUFFER_SIZE;
+        }
     }
 
     #[cfg(feature = "client")]
@@ -249,7 +259,7 @@ where
         // strategy now wants (a large message came before): let that
         // buffer go rather than keep it for an idle or parked connection.
         if self.read_buf.is_empty()
-            && self.read_buf.capacity() > cmp::max(next, INIT_READ_BUFFER_SIZE) * 2
+            && self.read_buf.capacity() > cmp::max(next, self.read_buf_strategy.min()) * 2
         {
             self.read_buf = BytesMut::new();
         }
@@ -390,6 +400,8 @@ enum ReadStrategy {
         decrease_now: bool,
         next: usize,
         max: usize,
+        /// tribune patch: the floor of decreases (was `INIT_BUFFER_SIZE`).
+        min: usize,
     },
     #[cfg(feature = "client")]
     Exact(usize),
@@ -399,8 +411,9 @@ impl ReadStrategy {
     fn with_max(max: usize) -> ReadStrategy {
         ReadStrategy::Adaptive {
             decrease_now: false,
-            next: INIT_READ_BUFFER_SIZE,
+            next: INIT_BUFFER_SIZE,
             max,
+            min: INIT_BUFFER_SIZE,
         }
     }
 
@@ -420,13 +433,21 @@ impl ReadStrategy {
         }
     }
 
+    fn min(&self) -> usize {
+        match *self {
+            ReadStrategy::Adaptive { min, .. } => min,
+            #[cfg(feature = "client")]
+            ReadStrategy::Exact(exact) => exact,
+        }
+    }
+
     fn record(&mut self, bytes_read: usize) {
         match self {
             ReadStrategy::Adaptive {
                 decrease_now,
                 next,
                 max,
-                ..
+                min,
             } => {
                 if bytes_read >= *next {
                     *next = cmp::min(incr_power_of_two(*next), *max);
@@ -435,7 +456,7 @@ impl ReadStrategy {
                     let decr_to = prev_power_of_two(*next);
                     if bytes_read < decr_to {
                         if *decrease_now {
-                            *next = cmp::max(decr_to, INIT_READ_BUFFER_SIZE);
+                            *next = cmp::max(decr_to, *min);
                             *decrease_now = false;
                         } else {
                             // Decreasing is a two "record" process.

@@ -513,6 +513,8 @@ impl Builder {
         if let Some(max) = self.max_buf_size {
             conn.set_max_buf_size(max);
         }
+        // tribune patch: small read buffers for server connections.
+        conn.set_small_read_start();
         if !self.date_header {
             conn.disable_date_header();
         }
