@@ -106,13 +106,9 @@ pub fn routes(ui_enabled: bool) -> Routes {
 /// The API router: [`routes`](mod@routes), each through the request pipeline (for the
 /// methods a route answers; the others are refused here), and the body limit.
 pub fn router(state: Shared) -> Router {
-    let pipeline =
-        axum::middleware::from_fn_with_state(state.clone(), crate::pipeline::entry::entry);
+    let pipeline = crate::pipeline::layer::PipelineLayer::new(state.clone());
     routes(state.config.ui)
-        .into_router(|mr| {
-            mr.route_layer(pipeline.clone())
-                .route_layer(axum::middleware::from_fn(crate::telemetry::http::measure))
-        })
+        .into_router(|mr| mr.route_layer(pipeline.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

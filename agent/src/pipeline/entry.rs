@@ -1,11 +1,10 @@
-//! The pipeline's entry: the one axum middleware every API route passes.
+//! The pipeline's entry: the step every API route passes ([`super::layer`]).
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
+use tokio::task::futures::TaskLocalFuture;
 use tokio_util::either::Either;
 
 use super::auth;
@@ -14,6 +13,7 @@ use super::cache;
 use super::context::{Consistency, RequestCtx};
 use super::error::ApiError;
 use super::forward::{forward_boxed, forward_dc_boxed, Forwarding};
+use super::next::{Next, Run};
 use super::read_index;
 use super::route::{self, Route};
 use super::write::acting;
@@ -32,14 +32,7 @@ use crate::http::access;
 /// call, for its whole life. Forwarding is boxed instead; a request a
 /// server answers is not, with ACLs on or off (a box per parked query is
 /// memory kept for its whole wait).
-pub fn entry(
-    State(s): State<Shared>,
-    req: Request,
-    next: Next,
-) -> Either<
-    Either<impl Future<Output = Response> + Send, impl Future<Output = Response> + Send>,
-    Forwarding,
-> {
+pub fn entry(s: Shared, req: Request, next: Next) -> Entry {
     let ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
     if cache::cacheable(req.method(), req.uri().path(), &ctx) {
         return Either::Right(cached(s, ctx, req));
@@ -49,25 +42,17 @@ pub fn entry(
         Route::Leader(up) | Route::Server(up) => {
             return Either::Right(forward_boxed(s, up, ctx, req, next))
         }
+        // The other datacenter checks the token.
+        Route::Datacenter(dc) => return Either::Right(forward_dc_boxed(s, dc, ctx, req)),
         Route::ReadIndex(up) => {
             return Either::Right(Box::pin(by_read_index(s, up, ctx, req, next)))
         }
-        // The other datacenter checks the token.
-        Route::Datacenter(dc) => return Either::Right(forward_dc_boxed(s, dc, ctx, req)),
     }
     here(s, ctx, req, next)
 }
 
 /// A request answered here: authenticated (ACLs on), then the handler.
-fn here(
-    s: Shared,
-    mut ctx: RequestCtx,
-    mut req: Request,
-    next: Next,
-) -> Either<
-    Either<impl Future<Output = Response> + Send, impl Future<Output = Response> + Send>,
-    Forwarding,
-> {
+fn here(s: Shared, mut ctx: RequestCtx, mut req: Request, next: Next) -> Entry {
     if !s.config.acl.enabled {
         req.extensions_mut().insert(ctx);
         return Either::Left(Either::Left(next.run(req)));
@@ -144,6 +129,10 @@ async fn by_read_index(
     }
     forward_boxed(s, up, ctx, again(), next).await
 }
+
+/// What [`entry`] answers with: the handler, with ACLs off or on (acting
+/// with the request's secret), or a boxed rarer path.
+pub type Entry = Either<Either<Run, TaskLocalFuture<Arc<str>, Run>>, Forwarding>;
 
 fn refuse<F>(e: ApiError) -> Either<F, Forwarding> {
     // Rare: boxed, so the common future stays as small as `next`'s.

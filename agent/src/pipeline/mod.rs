@@ -3,7 +3,8 @@
 //! TLS, datacenters, request merging) has one place on every request.
 //!
 //! # How a request travels
-//! 1. [`entry`]: the axum middleware on every API route.
+//! 1. [`entry`]: the first step on every API route ([`layer`]: with the
+//!    request timer, one tower layer).
 //! 2. [`context`]: the common query — `dc`, `token`, consistency
 //!    (`stale`/`consistent`), `index`/`wait`, `cached`, `filter`, the hop
 //!    count — parsed once into a [`context::RequestCtx`].
@@ -56,6 +57,8 @@ pub mod context;
 pub mod entry;
 pub mod error;
 pub mod forward;
+pub mod layer;
+pub mod next;
 pub mod read_index;
 pub mod render;
 pub mod route;

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -46,16 +46,11 @@ pub async fn metrics(ctx: RequestCtx) -> Response {
     crate::pipeline::render::json(StatusCode::OK, &sinks.inmem.summary(), q.has("pretty"))
 }
 
-/// Consul's `consul.http.<METHOD>.<path>` timer: the route pattern's fixed
-/// segments, `_` for the parameter part (`/v1/kv/{*key}` → `v1.kv._`).
-pub async fn measure(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
-    let start = std::time::Instant::now();
-    let method = req.method().clone();
-    let resp = next.run(req).await;
-    if let Some(p) = path {
-        route_timer(&method, p.as_str()).record(super::ms_since(start));
-    }
-    resp
+/// Consul's `consul.http.<METHOD>.<path>` timer (`crate::pipeline::layer`
+/// times each request): the route pattern's fixed segments, `_` for the
+/// parameter part (`/v1/kv/{*key}` → `v1.kv._`).
+pub fn record(method: &Method, pattern: &str, start: std::time::Instant) {
+    route_timer(method, pattern).record(super::ms_since(start));
 }
 
 /// Each (method, route)'s histogram, registered once (no allocation per
