@@ -61,7 +61,7 @@ pub struct AppState {
     /// Forwarded blocking reads shared among identical waiters.
     pub coalesce: Arc<crate::pipeline::coalesce::Coalescer>,
     /// A follower's reads waiting for the leader's index.
-    pub read_index: crate::pipeline::read_index::ReadIndex,
+    pub read_index: crate::pipeline::read_index::batch::ReadIndex,
     /// The agent cache (`?cached`).
     pub cache: Arc<crate::pipeline::cache::AgentCache>,
     /// Coordinate updates waiting for the next batch (servers).

@@ -24,19 +24,20 @@
 //! Blocking reads (`?index`), `?cached`, snapshots and paths outside
 //! [`PATHS`] are forwarded as before ([`super::forward`]).
 
+pub mod batch;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 use super::context::{Consistency, RequestCtx};
 use super::error::ApiError;
 use super::tunnel::HOLD;
 use crate::app::{AppState, Shared};
 use crate::cluster::Upstream;
+use batch::{Batch, Round};
 
 /// Where the question goes on the server RPC port.
 pub const PATH: &str = "/rpc/read-index";
@@ -60,9 +61,6 @@ pub const LEADER_CHECK: Duration = Duration::from_millis(1500);
 /// How long a follower waits to apply up to the leader's index before the
 /// read is forwarded instead (a follower far behind).
 const CATCH_UP: Duration = Duration::from_secs(2);
-/// Reads waiting for one round at most (an HTTP connection holds one read
-/// at a time, so the connection limit keeps this far lower).
-const MAX_WAITING: usize = 1 << 16;
 
 /// The follower's question.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,17 +84,6 @@ pub fn eligible(method: &Method, path: &str, ctx: &RequestCtx) -> bool {
         && PATHS.iter().any(|p| path.starts_with(p))
 }
 
-/// What a round found out.
-#[derive(Clone, Copy, Debug)]
-enum Round {
-    /// The leader's applied index.
-    Index(u64),
-    /// This server leads now: it answers as the leader does.
-    Local,
-    /// No leader answered within [`HOLD`].
-    Failed,
-}
-
 /// What the read does next.
 pub enum Next {
     /// This server has applied exactly the leader's index: answer here
@@ -111,42 +98,13 @@ pub enum Next {
     Failed(ApiError),
 }
 
-#[derive(Default)]
-struct Queue {
-    running: bool,
-    waiting: Vec<oneshot::Sender<Round>>,
-}
-
-/// Reads of one kind (default or `?consistent`) sharing leader rounds.
-#[derive(Default)]
-pub struct Batch {
-    queue: Mutex<Queue>,
-}
-
-/// The two batches of an agent.
-#[derive(Default)]
-pub struct ReadIndex {
-    default: Arc<Batch>,
-    consistent: Arc<Batch>,
-}
-
 /// Wait until `s` may answer a read of consistency `c` (Default or
 /// Consistent) as the leader would.
 pub async fn wait(s: &Shared, up: &Upstream, c: Consistency) -> Next {
     let consistent = c == Consistency::Consistent;
-    let batch = if consistent {
-        &s.read_index.consistent
-    } else {
-        &s.read_index.default
-    };
-    let (tx, rx) = oneshot::channel();
-    let start = {
-        let mut q = batch.queue.lock();
-        if q.waiting.len() >= MAX_WAITING {
-            return Next::Failed(ApiError::Internal("too many reads waiting".into()));
-        }
-        q.waiting.push(tx);
-        !std::mem::replace(&mut q.running, true)
+    let batch = s.read_index.batch(consistent);
+    let Some((rx, start)) = batch.join() else {
+        return Next::Failed(ApiError::Internal("too many reads waiting".into()));
     };
     if start {
         // A task of its own: a round outlives any one read's connection.
@@ -162,13 +120,8 @@ pub async fn wait(s: &Shared, up: &Upstream, c: Consistency) -> Next {
 /// Rounds until no read waits: each takes every read queued so far.
 async fn drive(batch: Arc<Batch>, s: Shared, up: Upstream, consistent: bool) {
     loop {
-        let waiting = {
-            let mut q = batch.queue.lock();
-            if q.waiting.is_empty() {
-                q.running = false;
-                return;
-            }
-            std::mem::take(&mut q.waiting)
+        let Some(waiting) = batch.take() else {
+            return;
         };
         let r = round(&s, &up, consistent).await;
         for w in waiting {
