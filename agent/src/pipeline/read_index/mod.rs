@@ -19,7 +19,9 @@
 //! One leader round trip serves every read waiting at that moment: reads
 //! queue in a [`Batch`]; a driver task sends one question for all that
 //! queued before it was sent, and the next round takes those that came
-//! during it (each read's question is asked after the read arrived).
+//! during it (each read's question is asked after the read arrived). Two
+//! drivers may have a round out at once, so a read that comes while one
+//! is out need not wait for it to return before its own is asked.
 //!
 //! Blocking reads (`?index`), `?cached`, snapshots and paths outside
 //! [`PATHS`] are forwarded as before ([`super::forward`]).
