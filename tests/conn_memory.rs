@@ -6,11 +6,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use tribune_tests::{bin, put_kv, spawn_logged, Agent};
+use tribune_tests::{bin, limit_open_files, put_kv, Agent};
 
 /// One answer off a kept-alive connection: status, headers, body (by
 /// Content-Length).
@@ -119,27 +118,8 @@ fn kib_per_parked(n: usize) -> f64 {
         .args(["-config-file", f.to_str().unwrap()])
         .env_remove("CONSUL_HTTP_ADDR");
     let limit = n as u64 + 4096;
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    let a = Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: None,
-    };
+    limit_open_files(&mut cmd, limit);
+    let a = Agent::start_cmd(cmd, None);
     for i in 0..n {
         put_kv(&a, &format!("mem/{i}"), "v");
     }

@@ -4,12 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tribune_tests::{bin, client, put_kv, spawn_logged, wait_for, wait_until, Agent};
+use tribune_tests::{bin, client, limit_open_files, put_kv, wait_for, wait_until, Agent};
 
 /// An answer read off the wire.
 #[derive(Debug)]
@@ -787,27 +786,8 @@ fn low_descriptor_limit_refuses_promptly() {
     cmd.args(["agent", "-dev", "-http-port", "0", "-dns-port", "-1"])
         .args(["-config-file", &f])
         .env_remove("CONSUL_HTTP_ADDR");
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            let rl = libc::rlimit {
-                rlim_cur: 256,
-                rlim_max: 256,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (child, addr, log) = spawn_logged(cmd, "HTTP API listening on http://");
-    let a = Agent {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-        log,
-        data_dir: None,
-    };
+    limit_open_files(&mut cmd, 256);
+    let a = Agent::start_cmd(cmd, None);
     a.wait_leader();
     put_kv(&a, "k", "v");
     let mut keep = connect_from([127, 0, 0, 1], &a.addr);

@@ -303,6 +303,24 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
+/// The child's limit of open files (`RLIMIT_NOFILE`), soft and hard.
+pub fn limit_open_files(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 pub fn run_cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
     use std::io::Write;
     let mut child = Command::new(bin("tribune"))
