@@ -373,7 +373,7 @@ async fn start_wan(
     Ok(Some(Gossip::start(options, shutdown.clone()).await?))
 }
 
-/// The environment variable of [`test_wan_delay`].
+/// The environment variable of `test_wan_delay`.
 pub const TEST_WAN_DELAY: &str = "TRIBUNE_TEST_WAN_DELAY_MS";
 
 /// Most [`TEST_WAN_DELAY`] accepted (ms).

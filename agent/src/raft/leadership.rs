@@ -100,7 +100,7 @@ impl Leadership {
         self.lease_until.load(Ordering::Acquire) == u64::MAX
     }
 
-    /// Completes at the next change of leader (see [`Self::changed`]'s
+    /// Completes at the next change of leader (see `Self::changed`'s
     /// field); enable it (`Notified::enable`) before looking at the leader,
     /// so that a change in between is not missed.
     pub fn leader_changed(&self) -> tokio::sync::futures::Notified<'_> {

@@ -7,7 +7,7 @@
 //! fsync had to flush all of them; an append flushes the pages it wrote.
 //!
 //! The current segment is kept zero-filled ahead of its last record
-//! ([`ZERO_AHEAD`]); replay ends at the first zero length whose remainder is
+//! (`ZERO_AHEAD`); replay ends at the first zero length whose remainder is
 //! all zeros.
 //!
 //! Loading replays the segments in order. A record that is cut short or

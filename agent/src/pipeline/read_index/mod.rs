@@ -17,14 +17,14 @@
 //! index (writes flowing) asks again once, then forwards the read.
 //!
 //! One leader round trip serves every read waiting at that moment: reads
-//! queue in a [`Batch`]; a driver task sends one question for all that
+//! queue in a `Batch` (`batch.rs`); a driver task sends one question for all that
 //! queued before it was sent, and the next round takes those that came
 //! during it (each read's question is asked after the read arrived). Two
 //! drivers may have a round out at once, so a read that comes while one
 //! is out need not wait for it to return before its own is asked.
 //!
 //! Blocking reads (`?index`), `?cached`, snapshots and paths outside
-//! [`PATHS`] are forwarded as before ([`super::forward`]).
+//! `PATHS` are forwarded as before ([`super::forward`]).
 
 pub mod batch;
 
@@ -78,7 +78,7 @@ pub struct Answer {
 }
 
 /// A default or `?consistent` read on a follower that may be answered here
-/// once caught up: a GET or HEAD, not blocking, on a [`PATHS`] path.
+/// once caught up: a GET or HEAD, not blocking, on a `PATHS` path.
 pub fn eligible(method: &Method, path: &str, ctx: &RequestCtx) -> bool {
     matches!(*method, Method::GET | Method::HEAD)
         && !ctx.query.has("index")
