@@ -77,7 +77,7 @@ fn wan_port_unless_named(cmd: &mut Command) {
     }
 }
 
-/// Spawn a process and wait for its "<marker>http://ADDR" log line.
+/// Spawn a process and wait for its "`<marker>http://ADDR`" log line.
 pub fn spawn_logged(mut cmd: Command, marker: &str) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     wan_port_unless_named(&mut cmd);
     cmd.stderr(Stdio::piped()).stdout(Stdio::piped());
