@@ -57,6 +57,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The API docs build (the workspace lints deny rustdoc's warnings too).
+cargo doc --workspace --no-deps --quiet
 # Build the binaries once; the integration tests and the hostile checks run
 # exactly these (profile ci: optimized, with debug assertions).
 cargo build --profile ci --workspace --bins
