@@ -1223,15 +1223,6 @@ fn finish_get(mut s: std::net::TcpStream) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// SIGCONT on drop, so a failing test never leaves a stopped server.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
-    }
-}
-
 /// A leader paused (SIGSTOP) while the others elect a new leader and take a
 /// write must not answer the old value when it resumes: neither the reads
 /// queued while it was stopped (default and `?consistent`) nor the default
@@ -1249,8 +1240,7 @@ fn paused_leader_serves_no_stale_reads() {
         let url = c.server(old_leader).url.clone();
         assert_eq!(put(&url, "lin", &old).unwrap().text().unwrap(), "true");
         let pid = c.server(old_leader).child.id();
-        tribune_tests::pause(pid);
-        let paused = Resume(pid);
+        let paused = tribune_tests::paused(pid);
         let new_leader = wait_for("a new leader", Duration::from_secs(15), || {
             (0..3)
                 .filter(|i| *i != old_leader)

@@ -1,7 +1,7 @@
-//! A follower's default reads by read index (issue 21): three real servers,
-//! each on an address of its own (127.0.0.71..73, free ports), with
-//! `performance.raft_multiplier = 1`. A follower answers a default read
-//! from its own state once it has applied the index the leader gave it
+//! A follower's default reads by read index (issue 21): three real servers
+//! (`support::servers`, `performance.raft_multiplier = 1`). A follower
+//! answers a default read from its own state once it has applied the index
+//! the leader gave it
 //! (lease-checked; quorum-checked for `?consistent`): so every write
 //! acknowledged before the read is in the answer, the headers are the
 //! leader's, and a follower that cannot reach a leader answers an error,
@@ -11,74 +11,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Response;
-use tribune_tests::{client, free_ports, wait_for, Agent};
-
-const ADDRS: [&str; 3] = ["127.0.0.71", "127.0.0.72", "127.0.0.73"];
+use tribune_tests::servers::{three_servers, Member};
+use tribune_tests::{client, paused, wait_for};
 
 struct Cluster {
     _dir: tempfile::TempDir,
-    servers: Vec<Agent>,
-    /// RPC address of each server (what `/v1/status/leader` names).
-    rpc: Vec<String>,
+    servers: Vec<Member>,
 }
 
 impl Cluster {
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let perf = dir.path().join("perf.json");
-        std::fs::write(&perf, r#"{"performance":{"raft_multiplier":1}}"#).unwrap();
-        let ports = free_ports(6);
-        let joins: Vec<String> = (0..3)
-            .flat_map(|i| {
-                [
-                    "-retry-join".into(),
-                    format!("{}:{}", ADDRS[i], ports[2 * i + 1]),
-                ]
-            })
-            .collect();
-        let servers = (0..3)
-            .map(|i| {
-                let data = dir.path().join(format!("s{i}"));
-                let mut args: Vec<String> = [
-                    "agent",
-                    "-server",
-                    "-bootstrap-expect",
-                    "3",
-                    "-node",
-                    &format!("s{i}"),
-                    "-data-dir",
-                    data.to_str().unwrap(),
-                    "-bind",
-                    ADDRS[i],
-                    "-client",
-                    ADDRS[i],
-                    "-http-port",
-                    "0",
-                    "-dns-port",
-                    "-1",
-                    "-server-port",
-                    &ports[2 * i].to_string(),
-                    "-serf-lan-port",
-                    &ports[2 * i + 1].to_string(),
-                    "-retry-interval",
-                    "1s",
-                    "-config-file",
-                    perf.to_str().unwrap(),
-                ]
-                .map(String::from)
-                .to_vec();
-                args.extend(joins.iter().cloned());
-                Agent::start(&args, Some(data))
-            })
-            .collect();
-        let rpc = (0..3)
-            .map(|i| format!("{}:{}", ADDRS[i], ports[2 * i]))
-            .collect();
-        Cluster {
-            _dir: dir,
-            servers,
-            rpc,
-        }
+        let servers = three_servers(dir.path(), "s");
+        Cluster { _dir: dir, servers }
     }
 
     fn url(&self, i: usize) -> &str {
@@ -92,7 +37,7 @@ impl Cluster {
             .send()
             .ok()?;
         let leader: String = r.json().ok()?;
-        self.rpc.iter().position(|a| *a == leader)
+        self.servers.iter().position(|m| m.rpc == leader)
     }
 
     /// Until every server names one leader and it takes a write; its index.
@@ -127,26 +72,6 @@ fn header<'a>(r: &'a Response, name: &str) -> &'a str {
     r.headers()
         .get(name)
         .map_or("", |v| v.to_str().unwrap_or(""))
-}
-
-/// SIGCONT on drop, so a failing test never leaves a stopped server.
-struct Resume(Vec<u32>);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            unsafe { libc::kill(*pid as i32, libc::SIGCONT) };
-        }
-    }
-}
-
-fn stop(pids: &[u32]) -> Resume {
-    for pid in pids {
-        unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
-    }
-    // kill returns before every thread has stopped.
-    thread::sleep(Duration::from_millis(100));
-    Resume(pids.to_vec())
 }
 
 /// A write the leader acknowledged (or a follower's forwarded write) is in
@@ -255,8 +180,7 @@ fn cut_off_follower_answers_an_error_not_stale_data() {
     assert_eq!(get(c.url(f), "cut/k", "").text().unwrap(), "old");
 
     // Leader and the other follower stopped: no leader anywhere.
-    let pids = [c.servers[l].child.id(), c.servers[g].child.id()];
-    let paused = stop(&pids);
+    let stopped = [c.servers[l].child.id(), c.servers[g].child.id()].map(paused);
     for q in ["", "&consistent"] {
         let t = Instant::now();
         let r = get(c.url(f), "cut/k", q);
@@ -277,12 +201,12 @@ fn cut_off_follower_answers_an_error_not_stale_data() {
     let r = get(c.url(f), "cut/k", "&stale");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "old");
-    drop(paused);
+    drop(stopped);
     let l = c.wait_leader();
 
     // The leader alone stopped: a new one is elected and takes a write;
     // no default read on the follower answers the old value after that.
-    let paused = stop(&[c.servers[l].child.id()]);
+    let stopped = paused(c.servers[l].child.id());
     let n = wait_for("a new leader", Duration::from_secs(15), || {
         (0..3)
             .filter(|i| *i != l)
@@ -304,5 +228,5 @@ fn cut_off_follower_answers_an_error_not_stale_data() {
         answered > 0,
         "the follower answered once a new leader was elected"
     );
-    drop(paused);
+    drop(stopped);
 }

@@ -513,6 +513,22 @@ pub fn pause(pid: u32) {
     );
 }
 
+/// A process stopped by [`paused`]: SIGCONT on drop, so a failing test
+/// never leaves a stopped server behind.
+pub struct Paused(u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// [`pause`] `pid` until the guard is dropped.
+pub fn paused(pid: u32) -> Paused {
+    pause(pid);
+    Paused(pid)
+}
+
 /// Run `tribune-template` to completion (for -onetime runs).
 pub fn run_renderer(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
     let mut cmd = Command::new(bin("tribune-template"));

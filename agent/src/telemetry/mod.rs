@@ -308,6 +308,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_series_is_registered_once_and_the_cache_is_bounded() {
+        let map: RwLock<HashMap<Key, u32>> = RwLock::default();
+        let mut made = 0;
+        let mut get = |name: String| {
+            cached(Some(&map), &Key::from_name(name), || {
+                made += 1;
+                made
+            })
+        };
+        assert_eq!(get("a".into()), 1);
+        assert_eq!(get("a".into()), 1, "the kept handle, not a new one");
+        for i in 0..MAX_HANDLES {
+            get(format!("k{i}"));
+        }
+        assert_eq!(map.read().len(), MAX_HANDLES);
+        // Past the cap a series is registered on each call, as without it.
+        let over = get("over".into());
+        assert_ne!(get("over".into()), over);
+        // Off (Prometheus on): registered every time.
+        assert_ne!(cached(None, &Key::from_name("a"), || 7), 1);
+    }
+
+    #[test]
     fn names_like_go_metrics() {
         let n = Named {
             inner: FanoutBuilder::default().build(),
