@@ -3,22 +3,22 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+mod encode;
+
 use crate::acl::{Need, Resource};
 use crate::app::Shared;
 use crate::pipeline::authz::Authz;
-use crate::pipeline::body::body_or_error;
+use crate::pipeline::body::read_body;
 use crate::pipeline::context::RequestCtx;
 use crate::pipeline::error::ApiError;
-use crate::pipeline::render::json;
-use crate::pipeline::render::mark_filtered;
+use crate::pipeline::render::{json, json_bytes, mark_filtered};
 use crate::state::{Command, KvCommand, KvEntry, KvOutcome, Outcome, Tables, WatchTarget};
 
 /// One entry as Consul renders it.
@@ -80,28 +80,25 @@ fn key_from_uri(uri: &Uri) -> Result<String, ApiError> {
 /// What a request asks for, decided before anything waits.
 enum Op {
     Get(String),
-    Put(String, Bytes),
+    /// Boxed: the enum lives in every parked GET's future.
+    Put(String, Box<Request>),
     Delete(String),
 }
 
 /// Not an async fn: a parked blocking GET lives in this future for minutes,
-/// so it keeps only what the read needs (not the headers, the URI or the
-/// write path's state, which is boxed).
+/// so it keeps only what the read needs (not the request's headers, its URI
+/// or the write path's state, which is boxed). Only a PUT reads the body.
 pub fn handle(
     State(s): State<Shared>,
     ctx: RequestCtx,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> impl std::future::Future<Output = Response> + Send {
     // Every method by name: HEAD is a read (answered as GET, without the
     // body); anything else must never fall through to a write.
-    let op = match method {
-        Method::GET | Method::HEAD => key_from_uri(&uri).map(Op::Get),
-        Method::PUT => key_from_uri(&uri)
-            .and_then(|key| body_or_error(body, &headers).map(|b| Op::Put(key, b))),
-        Method::DELETE => key_from_uri(&uri).map(Op::Delete),
+    let op = match req.method() {
+        &Method::GET | &Method::HEAD => key_from_uri(req.uri()).map(Op::Get),
+        &Method::PUT => key_from_uri(req.uri()).map(|key| Op::Put(key, Box::new(req))),
+        &Method::DELETE => key_from_uri(req.uri()).map(Op::Delete),
         other => Err(ApiError::MethodNotAllowed {
             method: other.to_string(),
             allow: HeaderValue::from_static("OPTIONS,GET,HEAD,PUT,DELETE"),
@@ -111,7 +108,13 @@ pub fn handle(
         let res = match op {
             Err(e) => Err(e),
             Ok(Op::Get(key)) => get(&s, key, &ctx).await,
-            Ok(Op::Put(key, b)) => Box::pin(put(&s, key, &ctx, b)).await,
+            Ok(Op::Put(key, req)) => {
+                Box::pin(async {
+                    let body = read_body(*req).await?;
+                    put(&s, key, &ctx, body).await
+                })
+                .await
+            }
             Ok(Op::Delete(key)) => Box::pin(delete(&s, key, &ctx)).await,
         };
         res.unwrap_or_else(IntoResponse::into_response)
@@ -161,20 +164,16 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
         let mut filtered = false;
         let (index, body) = {
             let t = s.store.read();
-            let list: Vec<KvJson> =
+            let list: Vec<(&str, &KvEntry)> =
                 t.kv.list(&key)
                     .filter(|(k, _)| {
                         let ok = authz.can(Resource::Key, k, Need::Read);
                         filtered |= !ok;
                         ok
                     })
-                    .map(|(k, e)| KvJson::new(k, e, true))
+                    .map(|(k, e)| (k.as_str(), e))
                     .collect();
-            let body = if list.is_empty() {
-                None
-            } else {
-                Some(json(StatusCode::OK, &list, opts.pretty))
-            };
+            let body = (!list.is_empty()).then(|| entries_json(list, opts.pretty));
             (index_of(&t), body)
         };
         let mut resp = body.unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
@@ -203,12 +202,28 @@ async fn get(s: &Shared, key: String, ctx: &RequestCtx) -> Result<Response, ApiE
                 e.value.clone(),
             )
                 .into_response(),
-            Some(e) => json(StatusCode::OK, &[KvJson::new(&key, e, true)], opts.pretty),
+            Some(e) => entries_json([(key.as_str(), e)], opts.pretty),
         };
         (t.kv.key_index(&key), resp)
     };
     s.meta(&mut resp, index, opts.consistency);
     Ok(resp)
+}
+
+/// A list of entries with their values as Consul's JSON answer.
+fn entries_json<'a, I>(list: I, pretty: bool) -> Response
+where
+    I: IntoIterator<Item = (&'a str, &'a KvEntry)>,
+{
+    if pretty {
+        let list: Vec<KvJson> = list
+            .into_iter()
+            .map(|(k, e)| KvJson::new(k, e, true))
+            .collect();
+        json(StatusCode::OK, &list, true)
+    } else {
+        json_bytes(StatusCode::OK, encode::entries(list))
+    }
 }
 
 /// The blocking index of a prefix as the token sees it (with ACLs on, only

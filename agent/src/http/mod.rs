@@ -106,9 +106,13 @@ pub fn routes(ui_enabled: bool) -> Routes {
 /// The API router: [`routes`](mod@routes), each through the request pipeline (for the
 /// methods a route answers; the others are refused here), and the body limit.
 pub fn router(state: Shared) -> Router {
-    let pipeline = crate::pipeline::layer::PipelineLayer::new(state.clone());
-    routes(state.config.ui)
-        .into_router(|mr| mr.route_layer(pipeline.clone()))
+    // One layer stack per route: a `Router::layer` would wrap every route
+    // once more, one more boxed service cloned for each request. Neither a
+    // route's 405 fallback nor the 404 reads a body.
+    let layers = tower::ServiceBuilder::new()
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(crate::pipeline::layer::PipelineLayer::new(state.clone()));
+    routes(state.config.ui)
+        .into_router(|mr| mr.route_layer(layers.clone()))
         .with_state(state)
 }

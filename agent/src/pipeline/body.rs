@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::Value;
 
@@ -28,16 +29,33 @@ pub fn body_or_error(
     headers: &HeaderMap,
 ) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            let declared = headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            body_too_large(declared)
-        } else {
-            ApiError::bad(format!("Failed to read body: {r}"))
-        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        rejected(r, declared)
     })
+}
+
+/// Read a request's whole body (within the route's limit), with
+/// [`body_or_error`]'s answers.
+pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    Bytes::from_request(req, &())
+        .await
+        .map_err(|r| rejected(r, declared))
+}
+
+fn rejected(r: BytesRejection, declared: Option<usize>) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        body_too_large(declared)
+    } else {
+        ApiError::bad(format!("Failed to read body: {r}"))
+    }
 }
 
 /// Parse a JSON body (Go's decoder is case-insensitive; so are we).

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, HeaderName, Uri};
 
 use super::error::ApiError;
 use crate::app::Shared;
@@ -309,7 +309,7 @@ fn token_of(q: &Query, headers: &HeaderMap) -> Option<Arc<str>> {
         return Some(t.into());
     }
     if let Some(t) = headers
-        .get("x-consul-token")
+        .get(&X_CONSUL_TOKEN)
         .and_then(|v| v.to_str().ok())
         .filter(|t| !t.is_empty())
     {
@@ -324,9 +324,13 @@ fn token_of(q: &Query, headers: &HeaderMap) -> Option<Arc<str>> {
         .map(Into::into)
 }
 
+// Named once: a lookup by a `&str` parses the name on every request.
+static X_CONSUL_TOKEN: HeaderName = HeaderName::from_static("x-consul-token");
+static X_TRIBUNE_HOPS: HeaderName = HeaderName::from_static(HOPS);
+
 /// How many times a request has been forwarded (its `x-tribune-hops`).
 pub fn hops(h: &HeaderMap) -> u32 {
-    h.get(HOPS)
+    h.get(&X_TRIBUNE_HOPS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

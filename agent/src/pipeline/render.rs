@@ -2,6 +2,7 @@
 //! (`?pretty` indents) and the `X-Consul-*` headers of every read. Errors
 //! become Consul's status codes and texts in [`super::error`].
 
+use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -37,7 +38,12 @@ impl AppState {
         } else {
             self.leadership.last_contact_ms()
         };
-        h.insert(X_LAST_CONTACT.clone(), HeaderValue::from(contact));
+        // A leader's contact is always 0: no allocation for it.
+        let contact = match contact {
+            0 => HeaderValue::from_static("0"),
+            n => HeaderValue::from(n),
+        };
+        h.insert(X_LAST_CONTACT.clone(), contact);
         h.insert(X_CONSISTENCY.clone(), HeaderValue::from_static(c.header()));
     }
 }
@@ -50,9 +56,25 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, v: &T, pretty: bool) -> R
         serde_json::to_vec(v)
     };
     match body {
-        Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Ok(b) => json_bytes(status, b),
         Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
     }
+}
+
+/// A JSON body already encoded. Built directly rather than through
+/// `IntoResponse` for a tuple, which sets a content type only to replace it,
+/// and with room for the headers a read adds ([`AppState::meta`], the
+/// content length), so the header map is allocated once.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.reserve(8);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// `X-Consul-Results-Filtered-By-ACLs: true` when entries were left out.
