@@ -75,6 +75,7 @@
 //!   advertise when bound to `0.0.0.0`.
 //! - [`cli`]: the `tribune` command line (Go-style flags), one file per command.
 //! - [`fsutil`]: atomic, fsynced file replacement.
+//! - [`alloc`]: the allocator (mimalloc) and handing freed memory back.
 //! - [`supervisor`]: telling systemd (sd_notify) and init scripts (the pid
 //!   file) about the agent.
 //! - [`tls`]: TLS for the HTTPS API and server RPC (rustls): files of the
@@ -128,6 +129,7 @@
 
 pub mod acl;
 pub mod agent;
+pub mod alloc;
 /// The Consul HTTP API client (crate `tribune-apiclient`).
 pub use tribune_apiclient as apiclient;
 /// Go's error texts (in `tribune-apiclient`, which prints them first).

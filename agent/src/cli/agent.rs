@@ -239,6 +239,7 @@ pub fn run(a: AgentArgs) -> ExitCode {
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::alloc::on_park)
         .build()
     {
         Ok(rt) => rt,

@@ -115,10 +115,10 @@ impl Budget {
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 const TRIM_AFTER_CLOSED: usize = 256;
 
-/// Return the heap of closed connections to the OS. glibc's malloc keeps
+/// Return the heap of closed connections to the OS. The allocator keeps
 /// freed memory resident (10,000 closed connections left their ~130 MB
-/// behind; see BENCHMARKS.md), and only `malloc_trim` releases free pages
-/// that are not at the top of a heap. Runs after many connections closed.
+/// behind with glibc's; see BENCHMARKS.md) until told ([`crate::alloc`]).
+/// Runs after many connections closed.
 pub async fn give_back_memory(budget: Arc<Budget>, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -129,21 +129,10 @@ pub async fn give_back_memory(budget: Arc<Budget>, stop: CancellationToken) {
         let peak = budget.peak.swap(open, Ordering::Relaxed);
         if peak.saturating_sub(open) >= TRIM_AFTER_CLOSED {
             // Walks every arena under its lock: off the async workers.
-            let _ = tokio::task::spawn_blocking(trim_heap).await;
+            let _ = tokio::task::spawn_blocking(crate::alloc::release).await;
         }
     }
 }
-
-#[cfg(target_env = "gnu")]
-fn trim_heap() {
-    // SAFETY: malloc_trim takes no pointers and is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(target_env = "gnu"))]
-fn trim_heap() {}
 
 /// How a listener refuses a connection it cannot take.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -310,14 +310,10 @@ impl StateMachine {
 }
 
 /// Hand memory freed by a wholesale replacement (the old tables, a whole
-/// state's worth) back to the system: glibc keeps it otherwise, and the
+/// state's worth) back to the system: the allocator keeps it otherwise, and the
 /// agent's RSS would stay at twice the state after a restore.
 fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::alloc::release();
 }
 
 fn sm_err(e: impl Into<StoreError>) -> StorageError {
