@@ -28,26 +28,24 @@ pub fn body_or_error(
     body: Result<Bytes, BytesRejection>,
     headers: &HeaderMap,
 ) -> Result<Bytes, ApiError> {
-    body.map_err(|r| {
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        rejected(r, declared)
-    })
+    body.map_err(|r| rejected(r, declared_len(headers)))
 }
 
 /// Read a request's whole body (within the route's limit), with
 /// [`body_or_error`]'s answers.
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let declared = declared_len(req.headers());
     Bytes::from_request(req, &())
         .await
         .map_err(|r| rejected(r, declared))
+}
+
+/// The body size a request's `Content-Length` declares (413 names it).
+fn declared_len(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn rejected(r: BytesRejection, declared: Option<usize>) -> ApiError {
