@@ -53,12 +53,14 @@ impl<'a> KvJson<'a> {
 
 /// Reject only what Consul rejects: `..` segments and surrounding whitespace.
 pub fn validate_key(key: &str) -> Result<(), ApiError> {
-    if key.trim() != key {
+    // What `trim` would take off, without scanning the whole key.
+    let edge = |c: Option<char>| c.is_some_and(char::is_whitespace);
+    if edge(key.chars().next()) || edge(key.chars().next_back()) {
         return Err(ApiError::bad(
             "Invalid key: leading or trailing whitespace is not allowed",
         ));
     }
-    if key.split('/').any(|seg| seg == "..") {
+    if key.contains("..") && key.split('/').any(|seg| seg == "..") {
         return Err(ApiError::bad(
             "Invalid key: \"..\" path segments are not allowed",
         ));
@@ -69,10 +71,15 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
 fn key_from_uri(uri: &Uri) -> Result<String, ApiError> {
     let raw = uri.path().strip_prefix("/v1/kv").unwrap_or("");
     let raw = raw.strip_prefix('/').unwrap_or(raw);
-    let key = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad("Invalid key: not valid UTF-8"))?
-        .into_owned();
+    // Most keys have nothing escaped: no decoding pass for them.
+    let key = if raw.contains('%') {
+        percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| ApiError::bad("Invalid key: not valid UTF-8"))?
+            .into_owned()
+    } else {
+        raw.to_string()
+    };
     validate_key(&key)?;
     Ok(key)
 }
@@ -326,8 +333,30 @@ mod tests {
         for ok in ["a", "a/b/", "x.json", "ключ", "a/./b", "a..b", "..a/b.."] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
-        for bad in ["../x", "a/../b", "a/..", " a", "a ", "a\n"] {
+        for bad in [
+            "../x",
+            "a/../b",
+            "a/..",
+            "..",
+            " a",
+            "a ",
+            "a\n",
+            "\u{3000}a",
+            "a\u{a0}",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn keys_from_the_path() {
+        let k = |p: &str| key_from_uri(&p.parse::<Uri>().unwrap());
+        assert_eq!(k("/v1/kv/a/b").unwrap(), "a/b");
+        assert_eq!(k("/v1/kv").unwrap(), "");
+        assert_eq!(k("/v1/kv/a%20b").unwrap(), "a b");
+        assert_eq!(k("/v1/kv/%D0%BA/x").unwrap(), "к/x");
+        assert!(k("/v1/kv/%FF").is_err(), "not UTF-8");
+        assert!(k("/v1/kv/%2E%2E/x").is_err(), "an escaped ..");
+        assert!(k("/v1/kv/%20a").is_err(), "an escaped space");
     }
 }
