@@ -53,24 +53,32 @@ pub fn record(method: &Method, pattern: &str, start: std::time::Instant) {
     route_timer(method, pattern).record(super::ms_since(start));
 }
 
-/// Each (method, route)'s histogram, registered once (no allocation per
-/// request): the route table and its methods bound the map.
+/// Each (method, route)'s histogram, named once (no allocation per request:
+/// the route table and its methods bound the map, so the names are leaked).
+/// The handle is kept too unless Prometheus is on: it drops a series idle
+/// for its retention time, and a kept handle would then record into the
+/// dropped one for good.
 fn route_timer(method: &Method, pattern: &str) -> metrics::Histogram {
-    type Timers = HashMap<String, Vec<(Method, metrics::Histogram)>>;
+    type Timers = HashMap<String, Vec<(Method, &'static str, metrics::Histogram)>>;
     static TIMERS: OnceLock<RwLock<Timers>> = OnceLock::new();
     let timers = TIMERS.get_or_init(Default::default);
-    let found = timers
-        .read()
-        .get(pattern)
-        .and_then(|v| v.iter().find(|(m, _)| m == method).map(|(_, h)| h.clone()));
-    if let Some(h) = found {
-        return h;
+    let found = timers.read().get(pattern).and_then(|v| {
+        v.iter()
+            .find(|(m, ..)| m == method)
+            .map(|(_, name, h)| (*name, h.clone()))
+    });
+    let keep = super::keeps_handles();
+    match found {
+        Some((_, h)) if keep => return h,
+        Some((name, _)) => return metrics::histogram!(name),
+        None => {}
     }
-    let h = metrics::histogram!(format!("http.{method}.{}", metric_path(pattern)));
+    let name: &'static str = format!("http.{method}.{}", metric_path(pattern)).leak();
+    let h = metrics::histogram!(name);
     let mut w = timers.write();
     let v = w.entry(pattern.to_string()).or_default();
-    if !v.iter().any(|(m, _)| m == method) {
-        v.push((method.clone(), h.clone()));
+    if !v.iter().any(|(m, ..)| m == method) {
+        v.push((method.clone(), name, h.clone()));
     }
     h
 }

@@ -106,6 +106,13 @@ pub fn sinks() -> Option<&'static Sinks> {
     SINKS.get()
 }
 
+/// Whether a registered handle may be kept and used again: after
+/// [`install`], and not with Prometheus on, which drops a series idle for
+/// its retention time (a kept handle would then record into nothing).
+pub fn keeps_handles() -> bool {
+    SINKS.get().is_some_and(|s| s.prometheus.is_none())
+}
+
 /// Install the process-wide recorder once; later calls keep the first
 /// configuration (a reload does not rename series).
 pub fn install(cfg: &TelemetryConfig) -> &'static Sinks {
@@ -300,7 +307,15 @@ impl Drop for Parked {
 /// Consul's `consul.rpc.query`: one more read served from this server's
 /// state, blocking or not.
 pub fn query() {
-    metrics::counter!("rpc.query").increment(1);
+    // Once per read: the handle kept where it may be (see [`keeps_handles`]).
+    static HANDLE: OnceLock<Counter> = OnceLock::new();
+    if keeps_handles() {
+        HANDLE
+            .get_or_init(|| metrics::counter!("rpc.query"))
+            .increment(1);
+    } else {
+        metrics::counter!("rpc.query").increment(1);
+    }
 }
 
 #[cfg(test)]
