@@ -13,13 +13,14 @@ use super::cache;
 use super::context::{Consistency, RequestCtx};
 use super::error::ApiError;
 use super::forward::{forward_boxed, forward_dc_boxed, Forwarding};
-use super::next::{Next, Run};
+use super::next::{self, Next, Run};
 use super::read_index;
 use super::route::{self, Route};
 use super::write::acting;
 use crate::app::Shared;
 use crate::cluster::Upstream;
 use crate::http::access;
+use axum::routing::Route as Handler;
 
 /// Parse the context, route, authenticate where the request is answered
 /// and check the route's ACL class; then the handler (here) or the
@@ -32,7 +33,10 @@ use crate::http::access;
 /// call, for its whole life. Forwarding is boxed instead; a request a
 /// server answers is not, with ACLs on or off (a box per parked query is
 /// memory kept for its whole wait).
-pub fn entry(s: Shared, req: Request, next: Next) -> Entry {
+///
+/// The route is borrowed: a request answered at once calls it now, and
+/// only a deferred one keeps its own copy ([`Next`]).
+pub fn entry(s: Shared, req: Request, handler: &mut Handler) -> Entry {
     let ctx = RequestCtx::parse(req.uri(), req.headers(), &s.config.datacenter);
     if cache::cacheable(req.method(), req.uri().path(), &ctx) {
         return Either::Right(cached(s, ctx, req));
@@ -40,22 +44,23 @@ pub fn entry(s: Shared, req: Request, next: Next) -> Entry {
     match route::decide(&s, req.method(), req.uri().path(), &ctx) {
         Route::Here => {}
         Route::Leader(up) | Route::Server(up) => {
-            return Either::Right(forward_boxed(s, up, ctx, req, next))
+            return Either::Right(forward_boxed(s, up, ctx, req, Next::of(handler)))
         }
         // The other datacenter checks the token.
         Route::Datacenter(dc) => return Either::Right(forward_dc_boxed(s, dc, ctx, req)),
         Route::ReadIndex(up) => {
-            return Either::Right(Box::pin(by_read_index(s, up, ctx, req, next)))
+            let next = Next::of(handler);
+            return Either::Right(Box::pin(by_read_index(s, up, ctx, req, next)));
         }
     }
-    here(s, ctx, req, next)
+    here(s, ctx, req, handler)
 }
 
 /// A request answered here: authenticated (ACLs on), then the handler.
-fn here(s: Shared, mut ctx: RequestCtx, mut req: Request, next: Next) -> Entry {
+fn here(s: Shared, mut ctx: RequestCtx, mut req: Request, handler: &mut Handler) -> Entry {
     if !s.config.acl.enabled {
         req.extensions_mut().insert(ctx);
-        return Either::Left(Either::Left(next.run(req)));
+        return Either::Left(Either::Left(next::run(handler, req)));
     }
     // The route's pattern (an `Arc<str>` inside: no copy).
     let matched = req.extensions().get::<MatchedPath>().cloned();
@@ -71,13 +76,14 @@ fn here(s: Shared, mut ctx: RequestCtx, mut req: Request, next: Next) -> Entry {
             Ok(a) => {
                 ctx.set_authz(a);
                 req.extensions_mut().insert(ctx);
-                Either::Left(Either::Right(acting(secret, next.run(req))))
+                Either::Left(Either::Right(acting(secret, next::run(handler, req))))
             }
             Err(e) => refuse(e),
         };
     }
     // A client agent asks a server (boxed: rare beside the common path).
     let pattern = pattern.to_string();
+    let next = Next::of(handler);
     Either::Right(Box::pin(async move {
         let a: Authz = match auth::authenticate(&s, &ctx).await {
             Ok(a) => a,
@@ -102,7 +108,7 @@ async fn by_read_index(
     up: Upstream,
     ctx: RequestCtx,
     req: Request,
-    next: Next,
+    mut next: Next,
 ) -> Response {
     let c = ctx
         .read_opts_anywhere()
@@ -116,12 +122,12 @@ async fn by_read_index(
             read_index::Next::Ready(index) => {
                 let mut ctx = ctx.clone();
                 ctx.set_read_index();
-                let resp = here(s.clone(), ctx, again(), next.clone()).await;
+                let resp = here(s.clone(), ctx, again(), next.route()).await;
                 if read_index::still_at(&s, index) {
                     return resp;
                 }
             }
-            read_index::Next::Local => return here(s, ctx, again(), next).await,
+            read_index::Next::Local => return here(s, ctx, again(), next.route()).await,
             read_index::Next::Past => {}
             read_index::Next::Forward => break,
             read_index::Next::Failed(e) => return e.into_response(),

@@ -17,7 +17,6 @@ use axum::routing::Route;
 use tower::{Layer, Service};
 
 use super::entry::{entry, Entry};
-use super::next::Next;
 use crate::app::Shared;
 
 /// [`Pipeline`] on a route.
@@ -63,9 +62,8 @@ impl Service<Request> for Pipeline {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.extensions().get::<MatchedPath>().cloned();
-        let next = Next(self.inner.clone());
         Timed {
-            inner: entry(self.state.clone(), req, next),
+            inner: entry(self.state.clone(), req, &mut self.inner),
             timer: Some((start, method, path)),
         }
     }

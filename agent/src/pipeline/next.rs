@@ -13,15 +13,29 @@ use axum::routing::future::RouteFuture;
 use axum::routing::Route;
 use tower::Service;
 
-/// The rest of the route (its handler).
+/// The rest of the route (its handler), kept for a request answered later
+/// (forwarded, or after a read-index wait).
 #[derive(Clone)]
-pub struct Next(pub(super) Route);
+pub struct Next(Route);
 
 impl Next {
-    pub fn run(self, req: Request) -> Run {
-        let mut route = self.0;
-        Run(route.call(req))
+    pub fn of(route: &Route) -> Self {
+        Self(route.clone())
     }
+
+    pub fn route(&mut self) -> &mut Route {
+        &mut self.0
+    }
+
+    pub fn run(mut self, req: Request) -> Run {
+        run(&mut self.0, req)
+    }
+}
+
+/// The handler, called now. `Route::call` clones the route's boxed service
+/// itself, so a request answered at once clones it only there.
+pub fn run(route: &mut Route, req: Request) -> Run {
+    Run(route.call(req))
 }
 
 /// The handler's answer.
