@@ -78,6 +78,41 @@ fn prometheus_text_parses_and_counters_move() {
     });
 }
 
+/// A series idle for its retention time leaves the Prometheus output, and
+/// the route's next request brings it back (a kept handle would record
+/// into the dropped series for good).
+#[test]
+fn idle_series_comes_back() {
+    let d = tempfile::tempdir().unwrap();
+    let a = agent_with(
+        d.path(),
+        r#"{"prometheus_retention_time": "2s", "disable_hostname": true}"#,
+    );
+    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    let fam = "consul_http_PUT_v1_kv__";
+    put(&a, "idle/a", "1");
+    assert!(
+        sample(&prom(&url), fam, "_count", &[]).is_some(),
+        "PUT timer"
+    );
+    wait_for(
+        "the idle PUT timer to expire",
+        Duration::from_secs(20),
+        || {
+            sample(&prom(&url), fam, "_count", &[])
+                .is_none()
+                .then_some(())
+        },
+    );
+    put(&a, "idle/b", "2");
+    let n = sample(&prom(&url), fam, "_count", &[]);
+    assert_eq!(
+        n,
+        Some(1.0),
+        "the PUT timer did not come back after its idle time"
+    );
+}
+
 /// Without a positive retention Prometheus output is refused as Consul
 /// refuses it; the JSON has Consul's MetricsSummary shape; other methods 405.
 #[test]
