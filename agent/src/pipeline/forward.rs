@@ -31,10 +31,11 @@ use super::context::RequestCtx;
 use super::error::ApiError;
 use super::next::Next;
 use super::route::{is_read, SNAPSHOT};
-use super::tunnel::{hop_by_hop, send, Here, Sent, HOLD};
+use super::tunnel::{hop_by_hop, send, Here, Sent};
 pub use super::tunnel::{Tunnelled, TunnelledAnswer, TUNNEL_PATH};
 use crate::app::Shared;
 use crate::cluster::Upstream;
+use crate::raft::leadership::Hold;
 use crate::rpc::client::{AGENT_NODE, HOPS};
 /// Where they go on the server RPC port.
 pub const SNAPSHOT_PATH: &str = "/rpc/snapshot";
@@ -364,7 +365,7 @@ async fn forward_snapshot(
         )
         .into_response();
     }
-    let deadline = tokio::time::Instant::now() + HOLD;
+    let hold = Hold::start();
     let target = loop {
         if !client && s.leadership.is_leader() {
             req.extensions_mut().insert(ctx);
@@ -373,10 +374,10 @@ async fn forward_snapshot(
         if let Some(t) = up.targets().into_iter().next() {
             break t;
         }
-        if tokio::time::Instant::now() >= deadline {
+        if hold.over() {
             return ApiError::NoLeader.into_response();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        hold.pause(None).await;
     };
     let (parts, body) = req.into_parts();
     let body = reqwest::Body::wrap_stream(body.into_data_stream());

@@ -12,11 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use crate::cluster::Upstream;
-use crate::raft::leadership::Leadership;
+use crate::raft::leadership::{Hold, Leadership};
 use crate::rpc::client::{RpcError, HOPS};
-
-/// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
-pub const HOLD: Duration = Duration::from_secs(7);
 
 /// What [`send`] needs to know of this agent.
 #[derive(Clone)]
@@ -79,9 +76,9 @@ pub enum Sent {
     Failed(ApiError),
 }
 
-/// Send `envelope` to `up`'s targets until one answers, waiting up to
-/// [`HOLD`] for a leader. Reads are repeated elsewhere on failure; a write
-/// that may have arrived is not.
+/// Send `envelope` to `up`'s targets until one answers, waiting for a
+/// leader as long as its [`Hold`] lasts. Reads are repeated elsewhere on
+/// failure; a write that may have arrived is not.
 pub async fn send(
     at: &Here,
     up: &Upstream,
@@ -90,7 +87,7 @@ pub async fn send(
     timeout: Duration,
     hop: u32,
 ) -> Sent {
-    let deadline = tokio::time::Instant::now() + HOLD;
+    let hold = Hold::start();
     loop {
         // Armed before the leader is looked at, so no change is missed.
         let changed = at.leadership.leader_changed();
@@ -126,12 +123,11 @@ pub async fn send(
                 }
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if hold.over() {
             return Sent::Failed(ApiError::NoLeader);
         }
-        // Again once a leader is known (a client agent's servers come
-        // from gossip: it polls).
-        let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+        // Again once a leader is known.
+        hold.pause(Some(changed)).await;
     }
 }
 

@@ -2,12 +2,14 @@
 //! and DNS ask on every request (atomic loads), and the leader lease that
 //! default reads rely on. `track` keeps it in step with raft's metrics.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use parking_lot::RwLock;
+use tokio::sync::futures::Notified;
 
 use super::disk::StorageHealth;
 use super::{NodeId, Raft};
@@ -103,7 +105,7 @@ impl Leadership {
     /// Completes at the next change of leader (see `Self::changed`'s
     /// field); enable it (`Notified::enable`) before looking at the leader,
     /// so that a change in between is not missed.
-    pub fn leader_changed(&self) -> tokio::sync::futures::Notified<'_> {
+    pub fn leader_changed(&self) -> Notified<'_> {
         self.changed.notified()
     }
 
@@ -120,6 +122,36 @@ impl Leadership {
     /// This node leads but its storage fails: it cannot serve writes.
     fn stuck_leader(&self) -> bool {
         self.storage.failing() && self.leader_here.load(Ordering::Relaxed)
+    }
+}
+
+/// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
+pub const HOLD: Duration = Duration::from_secs(7);
+
+/// A request's wait for a leader, shared by writes, forwarding and read
+/// index rounds: tries until [`HOLD`] has passed, pausing between them.
+pub struct Hold(tokio::time::Instant);
+
+impl Hold {
+    pub fn start() -> Self {
+        Self(tokio::time::Instant::now() + HOLD)
+    }
+
+    pub fn over(&self) -> bool {
+        tokio::time::Instant::now() >= self.0
+    }
+
+    /// Until `changed` fires (armed before the leader was last looked at,
+    /// so no change is missed) or 50 ms: a client agent learns its servers
+    /// from gossip, and nothing notifies it, so it polls.
+    pub async fn pause(&self, changed: Option<Pin<&mut Notified<'_>>>) {
+        let retry = Duration::from_millis(50);
+        match changed {
+            Some(c) => {
+                let _ = tokio::time::timeout(retry, c).await;
+            }
+            None => tokio::time::sleep(retry).await,
+        }
     }
 }
 
@@ -268,5 +300,30 @@ mod tests {
         assert!(!l.known() && l.leader_addr().is_empty() && !l.is_serving_leader());
         l.storage.report_ok(super::super::disk::Part::Log);
         assert!(l.known() && l.is_serving_leader());
+    }
+
+    /// A hold ends after [`HOLD`]; its pause ends at a leader change, or
+    /// after 50 ms when none comes (virtual time: nothing sleeps).
+    #[tokio::test(start_paused = true)]
+    async fn hold_pauses_until_a_change_or_its_retry() {
+        let l = Arc::new(Leadership::new(Arc::default()));
+        let hold = Hold::start();
+        let t = tokio::time::Instant::now();
+        hold.pause(None).await;
+        assert_eq!(t.elapsed(), Duration::from_millis(50));
+        let changed = l.leader_changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let l2 = l.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            l2.changed.notify_waiters();
+        });
+        let t = tokio::time::Instant::now();
+        hold.pause(Some(changed)).await;
+        assert_eq!(t.elapsed(), Duration::from_millis(10));
+        assert!(!hold.over());
+        tokio::time::advance(HOLD).await;
+        assert!(hold.over());
     }
 }

@@ -19,7 +19,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::disk::StorageHealth;
-use super::leadership::Leadership;
+use super::leadership::{Hold, Leadership};
 use super::Raft;
 use crate::cluster::Upstream;
 use crate::rpc::wire::RpcError;
@@ -95,8 +95,6 @@ impl WriteGate {
     }
 }
 
-/// How long a write waits for a leader to appear (Consul's rpc_hold_timeout).
-const HOLD: Duration = Duration::from_secs(7);
 /// A forwarded write is forwarded at most this many times (no loops while
 /// servers disagree about who leads).
 const MAX_HOPS: u32 = 3;
@@ -169,7 +167,7 @@ impl Proposer {
         if let (Some(gate), Actor::Agent(secret)) = (&self.gate, actor) {
             gate.check(secret, &cmd)?;
         }
-        let deadline = tokio::time::Instant::now() + HOLD;
+        let hold = Hold::start();
         loop {
             // Armed before the leader is looked at, so no change is missed.
             let changed = self.local.as_ref().map(|(_, l)| l.leader_changed());
@@ -180,7 +178,7 @@ impl Proposer {
             if let Some((tx, leadership)) = &self.local {
                 if leadership.is_leader() {
                     match self.local_write(tx, cmd.clone()).await {
-                        Err(WriteError::NoLeader) if tokio::time::Instant::now() < deadline => {}
+                        Err(WriteError::NoLeader) if !hold.over() => {}
                         r => return r,
                     }
                 }
@@ -215,16 +213,10 @@ impl Proposer {
                     }
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if hold.over() {
                 return Err(WriteError::NoLeader);
             }
-            let wait = Duration::from_millis(50);
-            match changed.as_pin_mut() {
-                Some(c) => {
-                    let _ = tokio::time::timeout(wait, c).await;
-                }
-                None => tokio::time::sleep(wait).await,
-            }
+            hold.pause(changed.as_pin_mut()).await;
         }
     }
 

@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{Consistency, RequestCtx};
 use super::error::ApiError;
-use super::tunnel::HOLD;
 use crate::app::{AppState, Shared};
 use crate::cluster::Upstream;
+use crate::raft::leadership::Hold;
 use batch::{Batch, Round};
 
 /// Where the question goes on the server RPC port.
@@ -56,7 +56,8 @@ const PATHS: [&str; 5] = [
 
 /// One question's wait on the leader; more than this and the leader is
 /// taken as unreachable (a stopped process accepts connections but never
-/// answers). Retried, elsewhere once a new leader is known, up to [`HOLD`].
+/// answers). Retried, elsewhere once a new leader is known, up to
+/// Consul's rpc_hold_timeout ([`Hold`]).
 const ATTEMPT: Duration = Duration::from_secs(2);
 /// What the leader allows its own check (lease, else a quorum round).
 pub const LEADER_CHECK: Duration = Duration::from_millis(1500);
@@ -132,9 +133,9 @@ async fn drive(batch: Arc<Batch>, s: Shared, up: Upstream, consistent: bool) {
     }
 }
 
-/// One question to the leader, retried until [`HOLD`] passes.
+/// One question to the leader, retried until its [`Hold`] is over.
 async fn round(s: &AppState, up: &Upstream, consistent: bool) -> Round {
-    let deadline = tokio::time::Instant::now() + HOLD;
+    let hold = Hold::start();
     let ask = Ask { consistent };
     loop {
         if s.leadership.is_leader() {
@@ -156,10 +157,10 @@ async fn round(s: &AppState, up: &Upstream, consistent: bool) -> Round {
                 }
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if hold.over() {
             return Round::Failed;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        hold.pause(None).await;
     }
 }
 
