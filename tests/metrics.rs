@@ -41,6 +41,17 @@ fn agent_with(dir: &Path, telemetry: &str) -> Agent {
     Agent::dev(&["-config-file", f.to_str().unwrap()])
 }
 
+/// An agent with Prometheus output kept `retention`, and its metrics URL.
+fn prometheus_agent(retention: &str) -> (tempfile::TempDir, Agent, String) {
+    let d = tempfile::tempdir().unwrap();
+    let a = agent_with(
+        d.path(),
+        &format!(r#"{{"prometheus_retention_time": "{retention}", "disable_hostname": true}}"#),
+    );
+    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    (d, a, url)
+}
+
 fn put(a: &Agent, key: &str, v: &str) {
     let r = client()
         .put(format!("{}/v1/kv/{key}", a.url))
@@ -54,12 +65,7 @@ fn put(a: &Agent, key: &str, v: &str) {
 /// `PUT /v1/kv/...` counts each PUT.
 #[test]
 fn prometheus_text_parses_and_counters_move() {
-    let d = tempfile::tempdir().unwrap();
-    let a = agent_with(
-        d.path(),
-        r#"{"prometheus_retention_time": "60s", "disable_hostname": true}"#,
-    );
-    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    let (_d, a, url) = prometheus_agent("60s");
     put(&a, "m/a", "1");
     let before = prom(&url);
     let n0 = sample(&before, "consul_http_PUT_v1_kv__", "_count", &[]).expect("PUT timer");
@@ -83,12 +89,7 @@ fn prometheus_text_parses_and_counters_move() {
 /// into the dropped series for good).
 #[test]
 fn idle_series_comes_back() {
-    let d = tempfile::tempdir().unwrap();
-    let a = agent_with(
-        d.path(),
-        r#"{"prometheus_retention_time": "2s", "disable_hostname": true}"#,
-    );
-    let url = format!("{}/v1/agent/metrics?format=prometheus", a.url);
+    let (_d, a, url) = prometheus_agent("2s");
     let fam = "consul_http_PUT_v1_kv__";
     put(&a, "idle/a", "1");
     assert!(
