@@ -1,6 +1,7 @@
 //! Who leads, readable without touching raft: what handlers, forwarding
 //! and DNS ask on every request (atomic loads), and the leader lease that
 //! default reads rely on. `track` keeps it in step with raft's metrics.
+//! [`Hold`] is how long a request waits for a leader to appear.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
