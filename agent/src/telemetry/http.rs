@@ -55,32 +55,26 @@ pub fn record(method: &Method, pattern: &str, start: std::time::Instant) {
 
 /// Each (method, route)'s histogram, named once (no allocation per request:
 /// the route table and its methods bound the map, so the names are leaked).
-/// The handle is kept too unless Prometheus is on: it drops a series idle
-/// for its retention time, and a kept handle would then record into the
-/// dropped one for good.
+/// The handle itself is the recorder's to keep ([`super::install`]: not
+/// with Prometheus on, which drops a series idle for its retention time).
 fn route_timer(method: &Method, pattern: &str) -> metrics::Histogram {
-    type Timers = HashMap<String, Vec<(Method, &'static str, metrics::Histogram)>>;
-    static TIMERS: OnceLock<RwLock<Timers>> = OnceLock::new();
-    let timers = TIMERS.get_or_init(Default::default);
-    let found = timers.read().get(pattern).and_then(|v| {
-        v.iter()
-            .find(|(m, ..)| m == method)
-            .map(|(_, name, h)| (*name, h.clone()))
-    });
-    let keep = super::keeps_handles();
-    match found {
-        Some((_, h)) if keep => return h,
-        Some((name, _)) => return metrics::histogram!(name),
-        None => {}
+    type Names = HashMap<String, Vec<(Method, &'static str)>>;
+    static NAMES: OnceLock<RwLock<Names>> = OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let found = names
+        .read()
+        .get(pattern)
+        .and_then(|v| v.iter().find(|(m, _)| m == method).map(|(_, n)| *n));
+    if let Some(name) = found {
+        return metrics::histogram!(name);
     }
     let name: &'static str = format!("http.{method}.{}", metric_path(pattern)).leak();
-    let h = metrics::histogram!(name);
-    let mut w = timers.write();
+    let mut w = names.write();
     let v = w.entry(pattern.to_string()).or_default();
-    if !v.iter().any(|(m, ..)| m == method) {
-        v.push((method.clone(), name, h.clone()));
+    if !v.iter().any(|(m, _)| m == method) {
+        v.push((method.clone(), name));
     }
-    h
+    metrics::histogram!(name)
 }
 
 /// Consul's `consul.rpc.request`: each server RPC served, raft's own

@@ -14,6 +14,7 @@ pub mod raft;
 pub mod runtime;
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::layers::{Fanout, FanoutBuilder};
-use metrics_util::MetricKindMask;
+use metrics_util::{KeyHasher, MetricKindMask};
 use parking_lot::RwLock;
 use serde_json::Value;
 
@@ -106,13 +107,6 @@ pub fn sinks() -> Option<&'static Sinks> {
     SINKS.get()
 }
 
-/// Whether a registered handle may be kept and used again: after
-/// [`install`], and not with Prometheus on, which drops a series idle for
-/// its retention time (a kept handle would then record into nothing).
-pub fn keeps_handles() -> bool {
-    SINKS.get().is_some_and(|s| s.prometheus.is_none())
-}
-
 /// Install the process-wide recorder once; later calls keep the first
 /// configuration (a reload does not rename series).
 pub fn install(cfg: &TelemetryConfig) -> &'static Sinks {
@@ -180,18 +174,18 @@ struct Named {
 /// [`MAX_HANDLES`] keys a series is registered each time, as before.
 #[derive(Default)]
 struct Handles {
-    counters: RwLock<HashMap<Key, Counter>>,
-    gauges: RwLock<HashMap<Key, Gauge>>,
-    histograms: RwLock<HashMap<Key, Histogram>>,
+    counters: RwLock<ByKey<Counter>>,
+    gauges: RwLock<ByKey<Gauge>>,
+    histograms: RwLock<ByKey<Histogram>>,
 }
+
+/// A `Key` carries its hash, computed once when it is built: the map uses
+/// it as is (hashing it again was most of a lookup's cost).
+type ByKey<T> = HashMap<Key, T, BuildHasherDefault<KeyHasher>>;
 
 const MAX_HANDLES: usize = 4096;
 
-fn cached<T: Clone>(
-    map: Option<&RwLock<HashMap<Key, T>>>,
-    key: &Key,
-    make: impl FnOnce() -> T,
-) -> T {
+fn cached<T: Clone>(map: Option<&RwLock<ByKey<T>>>, key: &Key, make: impl FnOnce() -> T) -> T {
     let Some(map) = map else {
         return make();
     };
@@ -307,15 +301,7 @@ impl Drop for Parked {
 /// Consul's `consul.rpc.query`: one more read served from this server's
 /// state, blocking or not.
 pub fn query() {
-    // Once per read: the handle kept where it may be (see [`keeps_handles`]).
-    static HANDLE: OnceLock<Counter> = OnceLock::new();
-    if keeps_handles() {
-        HANDLE
-            .get_or_init(|| metrics::counter!("rpc.query"))
-            .increment(1);
-    } else {
-        metrics::counter!("rpc.query").increment(1);
-    }
+    metrics::counter!("rpc.query").increment(1);
 }
 
 #[cfg(test)]
@@ -324,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_series_is_registered_once_and_the_cache_is_bounded() {
-        let map: RwLock<HashMap<Key, u32>> = RwLock::default();
+        let map: RwLock<ByKey<u32>> = RwLock::default();
         let mut made = 0;
         let mut get = |name: String| {
             cached(Some(&map), &Key::from_name(name), || {
