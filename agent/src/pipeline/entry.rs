@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route as Handler;
 use tokio::task::futures::TaskLocalFuture;
 use tokio_util::either::Either;
 
@@ -20,7 +21,6 @@ use super::write::acting;
 use crate::app::Shared;
 use crate::cluster::Upstream;
 use crate::http::access;
-use axum::routing::Route as Handler;
 
 /// Parse the context, route, authenticate where the request is answered
 /// and check the route's ACL class; then the handler (here) or the

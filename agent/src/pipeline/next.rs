@@ -15,7 +15,6 @@ use tower::Service;
 
 /// The rest of the route (its handler), kept for a request answered later
 /// (forwarded, or after a read-index wait).
-#[derive(Clone)]
 pub struct Next(Route);
 
 impl Next {

@@ -127,10 +127,10 @@ impl Leadership {
 }
 
 /// How long a request waits for a leader to appear (Consul's rpc_hold_timeout).
-pub const HOLD: Duration = Duration::from_secs(7);
+const HOLD: Duration = Duration::from_secs(7);
 
 /// A request's wait for a leader, shared by writes, forwarding and read
-/// index rounds: tries until [`HOLD`] has passed, pausing between them.
+/// index rounds: tries until 7 s (`HOLD`) have passed, pausing between them.
 pub struct Hold(tokio::time::Instant);
 
 impl Hold {
