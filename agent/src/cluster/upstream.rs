@@ -11,8 +11,14 @@ use crate::rpc::client::RpcClient;
 
 /// Where requests that this agent cannot answer itself go: the leader (from
 /// a server) or any alive server (from a client agent).
+///
+/// Shared: each forwarded request holds a copy, which is one reference
+/// count rather than a copy of the gossip handle and the addresses (a
+/// clone and a drop per waiter of a fan-out, issue 18).
 #[derive(Clone)]
-pub struct Upstream {
+pub struct Upstream(Arc<Inner>);
+
+pub struct Inner {
     pub rpc: RpcClient,
     /// Set on servers.
     leadership: Option<Arc<Leadership>>,
@@ -20,7 +26,15 @@ pub struct Upstream {
     /// This server's own RPC address, never a target.
     own_rpc: String,
     /// The server that answered last (clients stick to it).
-    preferred: Arc<RwLock<Option<String>>>,
+    preferred: RwLock<Option<String>>,
+}
+
+impl std::ops::Deref for Upstream {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 impl Upstream {
@@ -30,13 +44,13 @@ impl Upstream {
         gossip: Gossip,
         own_rpc: String,
     ) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             rpc,
             leadership,
             gossip,
             own_rpc,
-            preferred: Arc::new(RwLock::new(None)),
-        }
+            preferred: RwLock::new(None),
+        }))
     }
 
     /// Candidate RPC addresses, best first. Empty while a server knows no
