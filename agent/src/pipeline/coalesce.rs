@@ -125,7 +125,10 @@ struct Slot {
 
 #[derive(Default)]
 struct Inner {
-    slots: HashMap<Arc<Key>, Slot>,
+    /// foldhash: a waiter hashes its key when it joins and when it leaves,
+    /// so SipHash was a visible part of a fan-out's answer (issue 18); the
+    /// map is bounded by [`MAX_SHARED`], so a crafted collision costs little.
+    slots: HashMap<Arc<Key>, Slot, foldhash::fast::RandomState>,
     waiters: usize,
 }
 

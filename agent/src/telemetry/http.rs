@@ -58,7 +58,8 @@ pub fn record(method: &Method, pattern: &str, start: std::time::Instant) {
 /// The handle itself is the recorder's to keep ([`super::install`]: not
 /// with Prometheus on, which drops a series idle for its retention time).
 fn route_timer(method: &Method, pattern: &str) -> metrics::Histogram {
-    type Names = HashMap<String, Vec<(Method, &'static str)>>;
+    // Looked up on every request: foldhash, not SipHash.
+    type Names = HashMap<String, Vec<(Method, &'static str)>, foldhash::fast::RandomState>;
     static NAMES: OnceLock<RwLock<Names>> = OnceLock::new();
     let names = NAMES.get_or_init(Default::default);
     let found = names
