@@ -206,6 +206,13 @@ impl Job {
     }
 }
 
+impl Job {
+    /// The read without `index` and `wait`: a plain read of the same data.
+    pub fn plain_uri(&self) -> &str {
+        &self.key.uri
+    }
+}
+
 /// `path?query` without `index` and `wait`.
 pub fn without_index(path: &str, ctx: &RequestCtx) -> String {
     let q = ctx.query.encoded_without(&["index", "wait"]);
@@ -279,8 +286,8 @@ impl Drop for Membership {
 
 /// Wait for `job`'s answer through a shared query (started from `env`,
 /// the first waiter's request, when there is none yet).
-pub async fn wait(s: &Shared, job: Job, env: &Tunnelled, hop: u32) -> Waited {
-    let Some((mut rx, _member)) = join(s, &job, env, hop) else {
+pub async fn wait(s: &Shared, job: &Job, env: &Tunnelled, hop: u32) -> Waited {
+    let Some((mut rx, _member)) = join(s, job, env, hop) else {
         return Waited::Alone { nonblocking: false };
     };
     loop {

@@ -88,7 +88,16 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
             coalescer: s.coalesce.clone(),
             shutdown: s.shutdown.clone(),
         };
-        match coalesce::wait(&shared, job, &envelope, hop).await {
+        if here.client {
+            // A client agent answers nothing itself (`Sent::Local` is a
+            // server's): the request's head, context and route go now rather
+            // than when the shared answer comes, when a thousand waiters are
+            // answered at once and their frees were a visible part of the
+            // fan-out's time (issue 18).
+            drop((parts, ctx, next, s));
+            return shared_on_client(&shared, job, envelope, timeout, hop).await;
+        }
+        match coalesce::wait(&shared, &job, &envelope, hop).await {
             coalesce::Waited::Answer(resp) => return resp,
             coalesce::Waited::Alone { nonblocking: false } => {}
             // Its wait ended before the shared query had an answer: a plain
@@ -119,6 +128,30 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
             req.extensions_mut().insert(ctx);
             next.run(req).await
         }
+    }
+}
+
+/// A client agent's blocking read through a shared query ([`forward`]).
+async fn shared_on_client(
+    shared: &coalesce::Shared,
+    job: coalesce::Job,
+    mut envelope: Tunnelled,
+    mut timeout: Duration,
+    hop: u32,
+) -> Response {
+    match coalesce::wait(shared, &job, &envelope, hop).await {
+        coalesce::Waited::Answer(resp) => return resp,
+        coalesce::Waited::Alone { nonblocking: false } => {}
+        coalesce::Waited::Alone { nonblocking: true } => {
+            envelope.uri = job.plain_uri().to_string();
+            timeout = Duration::from_secs(15);
+        }
+    }
+    match send(&shared.here, &shared.up, &envelope, false, timeout, hop).await {
+        Sent::Answer(answer) => answer.into_response(),
+        Sent::Failed(e) => e.into_response(),
+        // `send` answers so only on a server.
+        Sent::Local => ApiError::Internal("no server to forward to".into()).into_response(),
     }
 }
 
