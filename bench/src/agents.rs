@@ -11,10 +11,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 
 use crate::args::Args;
-use crate::fanout::{open, park_all};
 use crate::http::{Conn, IO_TIMEOUT};
 use crate::procfs::cpu_ns;
 use crate::stats::{signed_us, Summary};
+use crate::watcher::{open, park_all, Watcher};
 use crate::{progress, result};
 
 pub struct Opts {
@@ -158,7 +158,7 @@ async fn one_round(
     round: usize,
     ctl: &mut Conn,
     writer: &mut Conn,
-    watchers: &mut Vec<Conn>,
+    watchers: &mut Vec<Watcher>,
 ) -> Result<Round> {
     let index = ctl
         .get("/v1/health/service/web?passing")
@@ -185,8 +185,13 @@ async fn one_round(
         .map_err(|_| anyhow!("{} watchers not answered within {IO_TIMEOUT:?}", set.len()))?
     {
         let (conn, reply, at) = done.context("watcher task panicked")?;
-        let reply = reply?.ok("woken GET health/service/web")?;
-        let new_index = reply.index()?;
+        let reply = reply?;
+        if reply.status != 200 {
+            bail!("woken GET health/service/web: HTTP {}", reply.status);
+        }
+        let new_index = reply
+            .index
+            .ok_or_else(|| anyhow!("woken GET health/service/web: no X-Consul-Index"))?;
         if new_index <= index {
             bail!("watcher answered with index {new_index}, not past {index}");
         }

@@ -85,14 +85,25 @@ pub async fn run(o: Opts) -> Result<()> {
 }
 
 /// Open `n` connections to `addr`, at most `concurrency` at a time.
-pub(crate) async fn open(addr: SocketAddr, n: usize, concurrency: usize) -> Result<Vec<Conn>> {
+async fn open(addr: SocketAddr, n: usize, concurrency: usize) -> Result<Vec<Conn>> {
+    open_all(n, concurrency, move || Conn::connect(addr)).await
+}
+
+/// `n` connections from `connect`, at most `concurrency` connecting at a time.
+pub(crate) async fn open_all<T, F, Fut>(n: usize, concurrency: usize, connect: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut set = JoinSet::new();
     for _ in 0..n {
         let permits = permits.clone();
+        let connecting = connect();
         set.spawn(async move {
             let _permit = permits.acquire().await?;
-            Conn::connect(addr).await
+            connecting.await
         });
     }
     let mut conns = Vec::with_capacity(n);

@@ -27,7 +27,9 @@
 //!   `watchers` blocking queries per agent on `health/service/web?passing`; one
 //!   instance's check flips through the server's catalog each round; the last
 //!   watcher's answer after the flip's acknowledgement (p50 / max), the server's CPU
-//!   per flip, and the reads it served per round (`consul.rpc.query`).
+//!   per flip, and the reads it served per round (`consul.rpc.query`). Its watchers
+//!   are plain TCP streams read with `httparse` (`watcher`), not hyper's client: the
+//!   driver shares the cores with the agents it measures.
 //! * `memory --addr ... --pid PID [--parked 10000]` — writes `bench/mem/<i>`, then reads
 //!   the server's `VmRSS` (`/proc/PID/status`, once it stops moving) four times:
 //!   before; with `parked` connections open but idle; after one plain GET on each;
@@ -101,6 +103,7 @@ mod render;
 mod stats;
 mod template;
 mod wake;
+mod watcher;
 
 use std::time::Duration;
 
