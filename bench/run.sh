@@ -67,7 +67,8 @@
 #           flips one instance's check FO_ROUNDS (20) times and times the last answer
 #           after the flip's acknowledgement, the server's CPU per flip and the reads it
 #           served per flip (consul.rpc.query); then the same number of watchers parked
-#           on the server directly.
+#           on the server directly. The watchers are plain TCP streams read with
+#           httparse (no HTTP client stack beside the agents on the same cores).
 #
 # Each section writes its markdown table (with the exact commands) to
 # bench/out/results-<section>.md; bench/out/results.md is then rebuilt from the
@@ -1431,6 +1432,7 @@ Commands (from the repository root; \$TMP is the run's temp dir)
 
 Notes
 - A flip is a PUT /v1/catalog/register of web1 with its check passing or critical; the time runs from its answer to the last watcher's. Server CPU is its process CPU clock from just before the flip to the last answer. "Reads served" counts consul.rpc.query from one round's start to the next, the first round (the watchers' first parking) left out; it includes the driver's own GET of the index each round.
+- The watchers are plain TCP connections whose answers tribune-bench reads with httparse (bench/src/watcher.rs), not hyper's client: the driver shares the two cores with the agents, and hyper's per-watcher tasks took CPU the agents then did not get (until 2026-12-04 the driver was hyper's client).
 $(load_note fanout)
 EOT
 }
