@@ -64,6 +64,19 @@ pub struct Conn {
     driver: JoinHandle<()>,
 }
 
+/// A TCP connection to `addr` with `TCP_NODELAY`, within [`CONNECT_TIMEOUT`].
+pub async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Err(_) => bail!("connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
+        Ok(Err(e)) if e.raw_os_error() == Some(24) => {
+            bail!("connect to {addr}: {e} (raise the limit first: ulimit -n 65536)")
+        }
+        Ok(r) => r.with_context(|| format!("connect to {addr}"))?,
+    };
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    Ok(stream)
+}
+
 /// `CONSUL_HTTP_TOKEN`, sent as `X-Consul-Token` on every request (as
 /// Consul's own tools read it): the acl section measures with a token.
 fn token() -> Option<&'static hyper::header::HeaderValue> {
@@ -81,14 +94,7 @@ fn token() -> Option<&'static hyper::header::HeaderValue> {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Result<Self> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Err(_) => bail!("connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
-            Ok(Err(e)) if e.raw_os_error() == Some(24) => {
-                bail!("connect to {addr}: {e} (raise the limit first: ulimit -n 65536)")
-            }
-            Ok(r) => r.with_context(|| format!("connect to {addr}"))?,
-        };
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
+        let stream = connect_tcp(addr).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .context("HTTP/1.1 handshake")?;

@@ -15,7 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds on an answer: the head, and the whole of it.
 const MAX_HEAD: usize = 64 << 10;
 const MAX_ANSWER: usize = 16 << 20;
@@ -37,16 +36,8 @@ pub struct Watcher {
 
 impl Watcher {
     pub async fn connect(addr: SocketAddr) -> Result<Self> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Err(_) => bail!("connect to {addr}: no answer within {CONNECT_TIMEOUT:?}"),
-            Ok(Err(e)) if e.raw_os_error() == Some(24) => {
-                bail!("connect to {addr}: {e} (raise the limit first: ulimit -n 65536)")
-            }
-            Ok(r) => r.with_context(|| format!("connect to {addr}"))?,
-        };
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
         Ok(Self {
-            stream,
+            stream: crate::http::connect_tcp(addr).await?,
             buf: Vec::with_capacity(4096),
             addr,
         })
