@@ -18,6 +18,7 @@ use crate::rpc::client::RpcClient;
 #[derive(Clone)]
 pub struct Upstream(Arc<Inner>);
 
+/// What every copy of an [`Upstream`] shares.
 pub struct Inner {
     pub rpc: RpcClient,
     /// Set on servers.

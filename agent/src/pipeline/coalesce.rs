@@ -182,6 +182,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// The read without `index` and `wait`: a plain read of the same data.
+    pub fn plain_uri(&self) -> &str {
+        &self.key.uri
+    }
+
     /// `None` unless this is a blocking read of a path whose reads block.
     pub fn new(ctx: &RequestCtx, path: &str) -> Option<Job> {
         if !BLOCKING_PREFIXES.iter().any(|p| path.starts_with(p)) {
@@ -203,13 +208,6 @@ impl Job {
             index: opts.index,
             deadline,
         })
-    }
-}
-
-impl Job {
-    /// The read without `index` and `wait`: a plain read of the same data.
-    pub fn plain_uri(&self) -> &str {
-        &self.key.uri
     }
 }
 
