@@ -76,9 +76,15 @@ die() {
 # The nginx master from $W/nginx.pid, if it is alive and is nginx (the pid
 # file may be stale).
 nginx_pid() {
-  local pid
-  pid="$(cat "$W/nginx.pid" 2>/dev/null)" || return 1
-  [ -n "$pid" ] && grep -q nginx "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+  local pid="" cmd=""
+  # Builtins only, no cat or grep: check_alive runs this every second, and a
+  # Ctrl-C that lands while the shell waits on a foreground child which then
+  # exits normally counts as handled by that child (bash's wait-and-
+  # cooperative-exit), so the INT trap would never run.
+  read -r pid 2>/dev/null <"$W/nginx.pid" || [ -n "$pid" ] || return 1
+  [ -n "$pid" ] || return 1
+  read -r -d '' cmd 2>/dev/null <"/proc/$pid/cmdline"
+  [[ $cmd == *nginx* ]] && echo "$pid"
 }
 
 # Stop this example's nginx and wait until it is gone: quit gracefully,
