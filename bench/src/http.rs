@@ -79,7 +79,7 @@ pub async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream> {
 
 /// `CONSUL_HTTP_TOKEN`, sent as `X-Consul-Token` on every request (as
 /// Consul's own tools read it): the acl section measures with a token.
-fn token() -> Option<&'static hyper::header::HeaderValue> {
+pub fn token() -> Option<&'static hyper::header::HeaderValue> {
     static TOKEN: std::sync::OnceLock<Option<hyper::header::HeaderValue>> =
         std::sync::OnceLock::new();
     TOKEN

@@ -118,9 +118,8 @@ fn parse(buf: &[u8]) -> Result<Option<(Answer, usize)>> {
 /// `GET path` for `host`, with `CONSUL_HTTP_TOKEN` as `X-Consul-Token` (as
 /// [`crate::http::Conn`] sends it).
 pub fn get_request(host: SocketAddr, path: &str) -> Bytes {
-    let token = std::env::var("CONSUL_HTTP_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
+    let token = crate::http::token()
+        .and_then(|t| t.to_str().ok())
         .map(|t| format!("X-Consul-Token: {t}\r\n"))
         .unwrap_or_default();
     Bytes::from(format!(

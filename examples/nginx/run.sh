@@ -81,7 +81,7 @@ nginx_pid() {
   # Ctrl-C that lands while the shell waits on a foreground child which then
   # exits normally counts as handled by that child (bash's wait-and-
   # cooperative-exit), so the INT trap would never run.
-  read -r pid 2>/dev/null <"$W/nginx.pid" || [ -n "$pid" ] || return 1
+  read -r pid 2>/dev/null <"$W/nginx.pid"
   [ -n "$pid" ] || return 1
   read -r -d '' cmd 2>/dev/null <"/proc/$pid/cmdline"
   [[ $cmd == *nginx* ]] && echo "$pid"

@@ -212,7 +212,7 @@ impl Job {
 }
 
 /// `path?query` without `index` and `wait`.
-pub fn without_index(path: &str, ctx: &RequestCtx) -> String {
+fn without_index(path: &str, ctx: &RequestCtx) -> String {
     let q = ctx.query.encoded_without(&["index", "wait"]);
     if q.is_empty() {
         path.to_string()

@@ -103,7 +103,7 @@ async fn forward(s: Shared, up: Upstream, ctx: RequestCtx, req: Request, next: N
             // Its wait ended before the shared query had an answer: a plain
             // read gives the current data and index.
             coalesce::Waited::Alone { nonblocking: true } => {
-                envelope.uri = coalesce::without_index(parts.uri.path(), &ctx);
+                envelope.uri = job.plain_uri().to_string();
                 if let Ok(uri) = envelope.uri.parse() {
                     parts.uri = uri;
                     ctx = RequestCtx::parse(&parts.uri, &parts.headers, &s.config.datacenter);
