@@ -108,6 +108,24 @@ impl Cluster {
         self.servers[i] = Some(a);
     }
 
+    /// The first three servers (the `-bootstrap-expect 3` set).
+    fn start_servers(&mut self) {
+        for i in 0..3 {
+            self.start_server(i);
+        }
+    }
+
+    /// Three servers and `clients` client agents up, and the leader's index.
+    fn running(clients: usize) -> (Self, usize) {
+        let mut c = Self::new(3, clients);
+        c.start_servers();
+        for i in 0..clients {
+            c.start_client(i);
+        }
+        let leader = c.wait_leader(Duration::from_secs(30));
+        (c, leader)
+    }
+
     fn start_client(&mut self, i: usize) {
         let a = self.spawn(&format!("c{i}"), self.client_ports[i], false);
         self.clients[i] = Some(a);
@@ -224,9 +242,7 @@ fn formation(client_first: bool) {
     if client_first {
         c.start_client(0);
     }
-    for i in 0..3 {
-        c.start_server(i);
-    }
+    c.start_servers();
     if !client_first {
         c.start_client(0);
     }
@@ -362,12 +378,7 @@ fn formation(client_first: bool) {
 /// server's RPC port answers the public API, over HTTP/1.1 or h2c.
 #[test]
 fn head_through_a_follower_deletes_nothing() {
-    let mut c = Cluster::new(3, 1);
-    for i in 0..3 {
-        c.start_server(i);
-    }
-    c.start_client(0);
-    let leader = c.wait_leader(Duration::from_secs(30));
+    let (c, leader) = Cluster::running(1);
     let follower = (leader + 1) % 3;
     for k in ["hd/a", "hd/b"] {
         let r = put(&c.server(follower).url, k, "1").unwrap();
@@ -464,9 +475,7 @@ fn cluster_forms_client_last() {
 #[test]
 fn write_after_a_leader_kill_is_acknowledged_within_the_failover_bound() {
     let mut c = Cluster::new(3, 0);
-    for i in 0..3 {
-        c.start_server(i);
-    }
+    c.start_servers();
     for round in 0..3 {
         let leader = c.wait_leader(Duration::from_secs(30));
         // Every server caught up first (as bench/run.sh waits): a server
@@ -549,12 +558,7 @@ fn write_after_a_leader_kill_is_acknowledged_within_the_failover_bound() {
 /// write is there with its acknowledged value on every server.
 #[test]
 fn failover_loses_no_acknowledged_write() {
-    let mut c = Cluster::new(3, 1);
-    for i in 0..3 {
-        c.start_server(i);
-    }
-    c.start_client(0);
-    let leader = c.wait_leader(Duration::from_secs(30));
+    let (mut c, leader) = Cluster::running(1);
     let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let last_ack = Arc::new(Mutex::new(Instant::now()));
@@ -696,12 +700,7 @@ enum Event {
 /// per key with stateright's tester).
 #[test]
 fn history_is_linearizable_across_a_leader_kill() {
-    let mut c = Cluster::new(3, 1);
-    for i in 0..3 {
-        c.start_server(i);
-    }
-    c.start_client(0);
-    let leader = c.wait_leader(Duration::from_secs(30));
+    let (mut c, leader) = Cluster::running(1);
     let history: Arc<Mutex<Vec<Event>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let next_thread = Arc::new(AtomicU64::new(0));
@@ -871,13 +870,7 @@ fn history_is_linearizable_across_a_leader_kill() {
 /// failed member to left.
 #[test]
 fn members_failed_and_left() {
-    let mut c = Cluster::new(3, 2);
-    for i in 0..3 {
-        c.start_server(i);
-    }
-    c.start_client(0);
-    c.start_client(1);
-    let leader = c.wait_leader(Duration::from_secs(30));
+    let (mut c, leader) = Cluster::running(2);
     for i in 0..2 {
         let r = client()
             .put(format!("{}/v1/agent/service/register", c.client(i).url))
@@ -1038,9 +1031,7 @@ fn members_failed_and_left() {
 #[test]
 fn servers_leave_join_and_remove_peer() {
     let mut c = Cluster::new(4, 0);
-    for i in 0..3 {
-        c.start_server(i);
-    }
+    c.start_servers();
     let leader = c.wait_leader(Duration::from_secs(30));
     let voters = |c: &Cluster, from: usize| -> Vec<String> {
         let v: Value = client()
@@ -1149,9 +1140,7 @@ fn new_server_catches_up_from_a_snapshot() {
         r#"{"performance":{"raft_multiplier":1},"raft_snapshot_threshold":64}"#,
     )
     .unwrap();
-    for i in 0..3 {
-        c.start_server(i);
-    }
+    c.start_servers();
     let leader = c.wait_leader(Duration::from_secs(30));
     let url = c.server(leader).url.clone();
     for n in 0..400 {
@@ -1231,9 +1220,7 @@ fn finish_get(mut s: std::net::TcpStream) -> (u16, String) {
 #[test]
 fn paused_leader_serves_no_stale_reads() {
     let mut c = Cluster::new(3, 0);
-    for i in 0..3 {
-        c.start_server(i);
-    }
+    c.start_servers();
     for round in 0..3 {
         let old_leader = c.wait_leader(Duration::from_secs(30));
         let (old, new) = (format!("old{round}"), format!("new{round}"));
@@ -1303,9 +1290,7 @@ fn leader_with_a_full_disk_steps_aside_and_recovers() {
             }
         }
     }
-    for i in 0..3 {
-        c.start_server(i);
-    }
+    c.start_servers();
     let old = c.wait_leader(Duration::from_secs(30));
     let url = c.server(old).url.clone();
     assert_eq!(put(&url, "full/a", "1").unwrap().text().unwrap(), "true");
