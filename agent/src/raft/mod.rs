@@ -1,10 +1,12 @@
 //! Consensus: every write goes through openraft, even on a single server.
 //!
-//! - [`disk`]: the redb files and what a failing disk means (retry, or exit).
-//! - [`log_store`]: the raft log — in memory for `-dev`, in redb under the data
-//!   dir for servers, with group commit (many entries, one fsync).
+//! - [`disk`]: the raft files and what a failing disk means (retry, or exit).
+//! - [`log_store`]: the raft log — in memory for `-dev`, in the write-ahead
+//!   log under the data dir for servers, with group commit (many entries,
+//!   one fsync).
+//! - [`wal`]: that write-ahead log: checksummed records in segment files.
 //! - [`state_machine`]: applies committed entries to [`crate::state::Store`];
-//!   snapshots are kept in redb next to the log.
+//!   its latest snapshot is kept under the data dir (`state.redb`).
 //! - [`network`]: raft RPC between servers.
 //! - [`proposer`]: group commit — concurrent writes share one raft entry.
 //! - [`node`]: building and starting a raft node.
@@ -14,7 +16,7 @@
 //!   Consul logs them.
 //!
 //! `suite_tests` (tests only) runs openraft's storage suite on the log
-//! store and state machine, in memory and in redb.
+//! store and state machine, in memory and on disk.
 
 pub mod disk;
 pub mod leadership;
