@@ -284,14 +284,16 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>, health: Arc<S
     }
 }
 
-async fn submit(raft: &Raft, mut batch: Vec<Pending>, health: &StorageHealth) {
+async fn submit(raft: &Raft, batch: Vec<Pending>, health: &StorageHealth) {
     metrics::histogram!("tribune.group_commit.batch_size").record(batch.len() as f64);
     metrics::counter!("raft.apply").increment(batch.len() as u64);
     let _commit = crate::telemetry::timer("raft.commitTime");
-    let cmd = if batch.len() == 1 {
-        batch[0].cmd.clone()
-    } else {
-        Command::Batch(batch.iter().map(|p| p.cmd.clone()).collect())
+    // The commands move into the entry; only the replies stay here.
+    let (mut cmds, mut replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    let cmd = match cmds.len() {
+        1 => cmds.pop().expect("one pending write"),
+        _ => Command::Batch(cmds),
     };
     // While storage fails, raft would queue the entry until the disk has
     // room: refuse instead, naming the cause.
@@ -316,23 +318,23 @@ async fn submit(raft: &Raft, mut batch: Vec<Pending>, health: &StorageHealth) {
     };
     match result {
         Err(e) => {
-            for p in batch {
-                let _ = p.reply.send(Err(e.clone()));
+            for r in replies {
+                let _ = r.send(Err(e.clone()));
             }
         }
-        Ok((index, outcome)) if batch.len() == 1 => {
-            let p = batch.pop().expect("one pending write");
-            let _ = p.reply.send(Ok((index, outcome)));
+        Ok((index, outcome)) if replies.len() == 1 => {
+            let r = replies.pop().expect("one pending write");
+            let _ = r.send(Ok((index, outcome)));
         }
-        Ok((index, Outcome::Batch(outcomes))) if outcomes.len() == batch.len() => {
-            for (p, o) in batch.into_iter().zip(outcomes) {
-                let _ = p.reply.send(Ok((index, o)));
+        Ok((index, Outcome::Batch(outcomes))) if outcomes.len() == replies.len() => {
+            for (r, o) in replies.into_iter().zip(outcomes) {
+                let _ = r.send(Ok((index, o)));
             }
         }
         Ok((_, other)) => {
             let e = WriteError::Raft(format!("unexpected outcome for a batch: {other:?}"));
-            for p in batch {
-                let _ = p.reply.send(Err(e.clone()));
+            for r in replies {
+                let _ = r.send(Err(e.clone()));
             }
         }
     }
